@@ -1,0 +1,198 @@
+/* The backend set shared by all workers and the per-worker balancer that
+ * picks from it. */
+#include "balance/balance.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+static const char *const state_names[] = {
+    [BACKEND_UP] = "UP",
+    [BACKEND_DOWN] = "DOWN",
+    [BACKEND_DRAINING] = "DRAINING",
+    [BACKEND_DISABLED] = "DISABLED",
+    [BACKEND_SLOW_START] = "SLOW_START",
+};
+
+const char *backend_state_name(enum backend_state s)
+{
+    if ((unsigned)s < sizeof(state_names) / sizeof(state_names[0]))
+        return state_names[s];
+    return "?";
+}
+
+const struct balance_ops *balance_ops_for(enum balance_kind kind)
+{
+    switch (kind) {
+    case BALANCE_ROUND_ROBIN:
+        return &balance_round_robin;
+    case BALANCE_LEAST_CONN:
+        return &balance_least_conn;
+    case BALANCE_P2C:
+        break;
+    }
+    return &balance_p2c;
+}
+
+int pool_init(struct pool *p, const struct conf_pool *conf)
+{
+    memset(p, 0, sizeof(*p));
+    p->conf = conf;
+    p->nbackends = (uint32_t)conf->nbackends;
+    p->backends = calloc(p->nbackends, sizeof(*p->backends));
+    if (!p->backends)
+        return -1;
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+        b->conf = &conf->backends[i];
+        b->pool = p;
+        b->index = i;
+        atomic_init(&b->state, BACKEND_UP);
+        atomic_init(&b->weight, conf->backends[i].weight);
+    }
+    atomic_init(&p->generation, 1);
+    return 0;
+}
+
+void pool_destroy(struct pool *p)
+{
+    free(p->backends);
+    p->backends = NULL;
+    p->nbackends = 0;
+}
+
+struct backend *pool_find_backend(struct pool *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->nbackends; i++)
+        if (strcmp(p->backends[i].conf->name, name) == 0)
+            return &p->backends[i];
+    return NULL;
+}
+
+enum backend_state backend_set_state(struct backend *b, enum backend_state s,
+                                     const char *why)
+{
+    enum backend_state old = (enum backend_state)atomic_exchange(&b->state, (int)s);
+
+    if (old != s) {
+        atomic_fetch_add(&b->pool->generation, 1);
+        log_msg(s == BACKEND_DOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
+                "event=backend_state pool=%s backend=%s from=%s to=%s why=\"%s\"",
+                b->pool->conf->name, b->conf->name, backend_state_name(old),
+                backend_state_name(s), why);
+    }
+    return old;
+}
+
+void backend_set_weight(struct backend *b, uint32_t weight)
+{
+    if (weight > BACKEND_WEIGHT_MAX)
+        weight = BACKEND_WEIGHT_MAX;
+    if (atomic_exchange(&b->weight, weight) != weight)
+        atomic_fetch_add(&b->pool->generation, 1);
+}
+
+bool backend_eligible(const struct backend *b)
+{
+    int s = atomic_load_explicit(&b->state, memory_order_relaxed);
+
+    return (s == BACKEND_UP || s == BACKEND_SLOW_START) &&
+           atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
+}
+
+bool balance_excluded(const struct balance_req *req, const struct backend *b)
+{
+    if (!req)
+        return false;
+    for (uint32_t i = 0; i < req->nexclude; i++)
+        if (req->exclude[i] == b)
+            return true;
+    return false;
+}
+
+uint64_t balance_rand(uint64_t *rng)
+{
+    uint64_t x = *rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+uint32_t balance_rand_below(uint64_t *rng, uint32_t n)
+{
+    /* Multiply-shift: unbiased enough for n far below 2^32. */
+    return (uint32_t)(((balance_rand(rng) >> 32) * (uint64_t)n) >> 32);
+}
+
+void balancer_init(struct balancer *bl, struct pool *pool, uint64_t seed)
+{
+    memset(bl, 0, sizeof(*bl));
+    bl->pool = pool;
+    bl->ops = balance_ops_for(pool->conf->balance);
+    bl->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
+}
+
+static void set_free(struct balancer *bl)
+{
+    if (bl->state)
+        bl->ops->destroy(bl->state);
+    bl->state = NULL;
+    free(bl->set.b);
+    free(bl->set.weight);
+    memset(&bl->set, 0, sizeof(bl->set));
+}
+
+void balancer_destroy(struct balancer *bl)
+{
+    set_free(bl);
+}
+
+static void rebuild(struct balancer *bl, uint64_t gen)
+{
+    struct pool *p = bl->pool;
+    struct balance_set *s = &bl->set;
+
+    set_free(bl);
+    s->b = malloc(p->nbackends * sizeof(*s->b));
+    s->weight = malloc(p->nbackends * sizeof(*s->weight));
+    if (!s->b || !s->weight) {
+        set_free(bl);
+        return;          /* retried on the next pick: built_generation stays */
+    }
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+        if (!backend_eligible(b))
+            continue;
+        s->b[s->n] = b;
+        s->weight[s->n] = atomic_load(&b->weight);
+        s->total_weight += s->weight[s->n];
+        s->n++;
+    }
+    bl->state = s->n ? bl->ops->build(s) : NULL;
+    bl->built_generation = gen;
+}
+
+struct backend *balancer_pick(struct balancer *bl, const struct balance_req *req)
+{
+    uint64_t gen = atomic_load_explicit(&bl->pool->generation, memory_order_acquire);
+    int i;
+
+    if (gen != bl->built_generation)
+        rebuild(bl, gen);
+    if (bl->set.n == 0)
+        return NULL;
+    if (!bl->state) {
+        /* The algorithm could not build its table (out of memory): any
+         * eligible backend beats failing the request. */
+        for (uint32_t k = 0; k < bl->set.n; k++)
+            if (!balance_excluded(req, bl->set.b[k]))
+                return bl->set.b[k];
+        return NULL;
+    }
+    i = bl->ops->pick(bl->state, &bl->set, req, &bl->rng);
+    return i < 0 ? NULL : bl->set.b[i];
+}

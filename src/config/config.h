@@ -1,0 +1,152 @@
+/* The configuration: YAML (libfyaml) → plain structs, validated before
+ * anything starts. A loaded `struct config` is immutable; the runtime builds
+ * its own objects from it and keeps a pointer for names and settings.
+ *
+ * Owner: whoever called config_load(); freed with config_free().
+ *
+ * Errors and warnings are written to the diagnostics stream, one per line:
+ *     FILE:LINE:COL: error: MESSAGE
+ *     FILE:LINE:COL: warning: MESSAGE
+ * LINE and COL are 1-based and point at the offending node (for an unknown
+ * key: the key; for a bad value: the value; for a missing required key: the
+ * mapping that lacks it). All errors found are reported, not only the first. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "net/addr.h"
+
+/* Where a node sits in the file, for messages found after parsing
+ * (a port already in use, say). file points at config->file. */
+struct conf_pos {
+    const char *file;
+    int line;
+    int col;
+};
+
+enum listener_mode {
+    LISTENER_TCP,
+    LISTENER_UDP,
+};
+
+enum proxy_send {
+    PROXY_SEND_NONE,
+    PROXY_SEND_V1,
+    PROXY_SEND_V2,
+};
+
+enum balance_kind {
+    BALANCE_P2C,            /* the default when `balance` is omitted */
+    BALANCE_ROUND_ROBIN,
+    BALANCE_LEAST_CONN,
+};
+
+enum health_type {
+    HEALTH_NONE,            /* no `health_check`: backends are always UP */
+    HEALTH_TCP,
+};
+
+enum log_level {
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG,
+};
+
+enum access_format {
+    ACCESS_FORMAT_COMBINED,  /* one human-readable line */
+    ACCESS_FORMAT_JSON,      /* one JSON object per line */
+};
+
+struct conf_backend {
+    char *name;               /* defaults to the address text */
+    char *address_text;
+    struct addr address;
+    uint32_t weight;          /* 1..256, default 1; 0 is refused */
+    struct conf_pos pos;      /* the backend's mapping */
+};
+
+struct conf_health {
+    enum health_type type;
+    uint64_t interval_ms;          /* default 2000 */
+    uint64_t timeout_ms;           /* default 1000; must be <= interval */
+    uint32_t healthy_threshold;    /* default 2, >= 1 */
+    uint32_t unhealthy_threshold;  /* default 2, >= 1 */
+};
+
+struct conf_pool {
+    char *name;
+    struct conf_pos pos;
+    enum balance_kind balance;
+    uint64_t connect_timeout_ms;   /* timeouts.connect, default 2000 */
+    enum proxy_send send_proxy;    /* send_proxy: v1 | v2 */
+    struct conf_backend *backends; /* at least one */
+    size_t nbackends;
+    struct conf_health health;
+};
+
+struct conf_listener {
+    char *name;
+    struct conf_pos pos;
+    char *bind_text;
+    struct addr bind;
+    struct conf_pos bind_pos;      /* the `bind` value, for "port in use" */
+    enum listener_mode mode;       /* required: tcp | udp */
+    bool proxy_protocol_accept;    /* proxy_protocol: accept (tcp only) */
+    char *pool_name;
+    struct conf_pool *pool;        /* resolved; never NULL after a good load */
+    uint64_t client_idle_ms;       /* timeouts.client_idle (tcp), default 600000 */
+    uint64_t udp_idle_ms;          /* timeouts.udp_idle (udp), default 30000 */
+    uint32_t max_flows;            /* udp: flows per worker, default 65536 */
+};
+
+struct config {
+    char *file;
+    uint32_t workers;              /* 0 = auto (one per core) */
+    enum log_level log_level;      /* log.level, default info */
+    char *access_log;              /* log.access: NULL = off, "stdout", or a path */
+    enum access_format access_format; /* log.format */
+    uint64_t drain_timeout_ms;     /* graceful stop: how long in-flight work may go on, default 30000 */
+    struct conf_listener *listeners;
+    size_t nlisteners;
+    struct conf_pool *pools;
+    size_t npools;
+};
+
+/* Load and validate PATH. Returns 0 and sets *out, or -1 after writing every
+ * error to diag (nothing is returned then). Warnings are written either way. */
+int config_load(const char *path, FILE *diag, struct config **out);
+
+/* Same as config_load() for a config held in memory (tests, fuzzing, the admin
+ * API). NAME is what messages print in place of a file name; buf need not be
+ * NUL-terminated. */
+int config_load_string(const char *name, const char *buf, size_t len, FILE *diag,
+                       struct config **out);
+
+/* Check that every listener's address can be bound now (a port held by another
+ * process is an error at the `bind` value). Sockets bound with SO_REUSEPORT by
+ * a running sluice of the same user do not count as in use. Returns the number
+ * of errors written to diag. */
+int config_check_binds(const struct config *cfg, FILE *diag);
+
+void config_free(struct config *cfg);
+
+/* Parsers for the scalar forms, shared with the admin API and tests.
+ * Durations: "250ms", "2s", "5m", "1h" (a bare number is refused).
+ * Sizes: "512", "16k", "1m", "1g" (powers of 1024).
+ * Return 0 or -EINVAL. */
+int config_parse_duration(const char *s, uint64_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+
+const char *config_balance_name(enum balance_kind b);
+
+/* Every key the parser accepts, as dotted paths ("log.level",
+ * "listeners[].timeouts.client_idle"), NULL-terminated. Mappings and lists are
+ * listed as keys too ("log", "listeners"). docs/configuration.md documents
+ * exactly this list. */
+extern const char *const config_known_keys[];
+
+#endif

@@ -1,0 +1,152 @@
+/* Shared inside src/config/ only: the positioned diagnostics collector, the
+ * YAML node tree and the typed value readers the schema code is built from.
+ * Nothing outside this folder includes it; config.h is the folder's face. */
+#ifndef SLUICE_CONFIG_INTERNAL_H
+#define SLUICE_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- diagnostics (diag.c) ----
+ * Messages are collected, then printed sorted by position, so the output reads
+ * top to bottom however the checks happen to be ordered. */
+
+struct config_msg {
+    int line, col;                 /* 1-based; 0 = no position */
+    bool warning;
+    size_t seq;                    /* keeps the sort stable */
+    char *text;
+};
+
+/* Owner: the loader, for the duration of one load. */
+struct config_diag {
+    const char *file;              /* the name printed before LINE:COL */
+    struct config_msg *msgs;
+    size_t n, cap;
+    int errors;
+    bool oom;                      /* a message could not be stored */
+};
+
+void config_diag_error(struct config_diag *d, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void config_diag_warning(struct config_diag *d, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Sorts, prints "FILE:LINE:COL: error: MSG" lines to out, frees the messages. */
+void config_diag_flush(struct config_diag *d, FILE *out);
+
+/* ---- YAML tree (yaml.c) ----
+ * Our own small tree, built from libfyaml's event stream, because every node
+ * (mappings and lists included) needs its exact start position and libfyaml
+ * 0.7's document API only exposes positions for scalars. Aliases share the
+ * anchored node instead of copying it, so "billion laughs" input stays
+ * linear in memory. */
+
+enum config_node_kind {
+    CONFIG_NODE_NULL,              /* empty value, ~, null */
+    CONFIG_NODE_SCALAR,
+    CONFIG_NODE_MAP,
+    CONFIG_NODE_SEQ,
+};
+
+struct config_node;
+
+struct config_pair {
+    struct config_node *key, *value;
+};
+
+struct config_node {
+    enum config_node_kind kind;
+    int line, col;                 /* 1-based start of the node */
+    char *text;                    /* scalar: the value, NUL-terminated */
+    size_t len;                    /* scalar: length (may hold a NUL byte) */
+    bool plain;                    /* scalar: unquoted and untagged */
+    struct config_pair *pairs;     /* map: n pairs, merge keys applied */
+    struct config_node **items;    /* seq: n items */
+    size_t n, cap;
+    struct config_node *next_alloc; /* every node of a tree, for freeing */
+};
+
+/* Owner: the loader; config_yaml_free() releases every node. */
+struct config_yaml {
+    struct config_node *root;      /* NULL when the stream holds no document */
+    struct config_node *all;
+};
+
+/* Parses buf into y. Syntax errors, duplicate keys and bad aliases go to d.
+ * Returns 0, or -1 when no usable tree came out (y is still safe to free). */
+int config_yaml_parse(const char *buf, size_t len, struct config_diag *d,
+                      struct config_yaml *y);
+void config_yaml_free(struct config_yaml *y);
+
+/* The value of KEY in a mapping, or NULL. */
+const struct config_node *config_map_get(const struct config_node *map, const char *key);
+/* The pair whose key is KEY, or NULL (for errors pointing at the key). */
+const struct config_pair *config_map_pair(const struct config_node *map, const char *key);
+
+/* "a mapping", "a list", "a string", "null": for "expected X, got Y". */
+const char *config_node_kind_name(const struct config_node *n);
+
+/* ---- schema and typed readers (schema.c) ----
+ * OWNER names the object a message is about ("listener 'web'", "" at the top
+ * level); PATH is the key below it ("timeouts.client_idle"). Each reader
+ * reports its own error at the value node and returns -1, or returns 0. */
+
+/* Reports every key of MAP that config_known_keys has no entry
+ * "PREFIX.key" for (PREFIX "" = top level). WHERE is for the message:
+ * "unknown key 'X' in WHERE; expected one of: ..." */
+void config_schema_check_keys(struct config_diag *d, const struct config_node *map,
+                              const char *prefix, const char *where);
+
+int config_want_map(struct config_diag *d, const char *owner, const char *path,
+                    const struct config_node *n);
+int config_want_seq(struct config_diag *d, const char *owner, const char *path,
+                    const struct config_node *n);
+int config_want_string(struct config_diag *d, const char *owner, const char *path,
+                       const struct config_node *n, const char **out);
+int config_want_duration(struct config_diag *d, const char *owner, const char *path,
+                         const struct config_node *n, uint64_t *ms);
+int config_want_uint(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, uint64_t min, uint64_t max,
+                     uint64_t *out);
+/* NAMES: the accepted words, NULL-terminated; index returned in *out.
+ * LATER: words that name features not built yet, for a kinder message. */
+int config_want_enum(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, const char *const *names,
+                     const char *const *later, int *out);
+
+/* Like config_want_duration, and 0 is refused (a timeout of nothing). */
+int config_want_timeout(struct config_diag *d, const char *owner, const char *path,
+                        const struct config_node *n, uint64_t *ms);
+/* A listener, pool or backend name: 1..128 of letters, digits, . _ - : [ ]
+ * (names end up in metric labels, admin URLs and `ctl POOL/BACKEND`). */
+int config_want_name(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, const char **out);
+/* "OWNER: missing required key 'KEY'" at the mapping that lacks it. */
+void config_missing(struct config_diag *d, const char *owner, const struct config_node *map,
+                    const char *key);
+/* strdup that reports running out of memory as an error. */
+char *config_strdup(struct config_diag *d, const char *s);
+/* Fills pos from a node, with file = cfg->file. */
+struct config;
+struct conf_pos;
+void config_pos_set(struct conf_pos *pos, const struct config *cfg, const struct config_node *n);
+
+/* ---- the sections (pool.c, listener.c) ----
+ * Pools first: listeners resolve their `pool` against cfg->pools. */
+void config_read_pools(struct config_diag *d, struct config *cfg, const struct config_node *seq);
+void config_read_listeners(struct config_diag *d, struct config *cfg,
+                           const struct config_node *seq);
+
+/* Formats "OWNER: PATH: " (or less when either is empty) into buf. */
+const char *config_where(char *buf, size_t size, const char *owner, const char *path);
+
+/* A copy of user text safe to put in a one-line message: control bytes become
+ * '?', long text is cut with "...". Returns buf. */
+const char *config_show(char *buf, size_t size, const char *s);
+
+/* MS written back the way a user would ("500ms", "2s", "10m"), for messages. */
+const char *config_duration_text(char *buf, size_t size, uint64_t ms);
+
+#endif

@@ -1,0 +1,318 @@
+/* The schema: every key the parser accepts, and the typed readers that turn a
+ * node into a value or a message pointing at it. */
+#include "config/config.h"
+#include "config/internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The one list of accepted keys. The parser checks every mapping against it
+ * and docs/configuration.md must list exactly these, so adding a key here is
+ * how a key becomes part of the language. */
+const char *const config_known_keys[] = {
+    "workers",
+    "drain_timeout",
+    "log",
+    "log.level",
+    "log.access",
+    "log.format",
+    "listeners",
+    "listeners[].name",
+    "listeners[].bind",
+    "listeners[].mode",
+    "listeners[].proxy_protocol",
+    "listeners[].pool",
+    "listeners[].timeouts",
+    "listeners[].timeouts.client_idle",
+    "listeners[].timeouts.udp_idle",
+    "listeners[].max_flows",
+    "pools",
+    "pools[].name",
+    "pools[].balance",
+    "pools[].timeouts",
+    "pools[].timeouts.connect",
+    "pools[].send_proxy",
+    "pools[].backends",
+    "pools[].backends[].name",
+    "pools[].backends[].address",
+    "pools[].backends[].weight",
+    "pools[].health_check",
+    "pools[].health_check.type",
+    "pools[].health_check.interval",
+    "pools[].health_check.timeout",
+    "pools[].health_check.healthy_threshold",
+    "pools[].health_check.unhealthy_threshold",
+    NULL,
+};
+
+const char *config_show(char *buf, size_t size, const char *s)
+{
+    size_t i = 0, max = size - 4;   /* room for "..." and the NUL; size >= 4 */
+
+    for (; *s && i < max; s++)
+        buf[i++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
+    if (*s) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+/* The key below PREFIX that ENTRY names directly, or NULL. */
+static const char *config_schema_child(const char *entry, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    const char *rest = entry;
+
+    if (plen) {
+        if (strncmp(entry, prefix, plen) != 0 || entry[plen] != '.')
+            return NULL;
+        rest = entry + plen + 1;
+    }
+    return strchr(rest, '.') ? NULL : rest;
+}
+
+void config_schema_check_keys(struct config_diag *d, const struct config_node *map,
+                              const char *prefix, const char *where)
+{
+    char shown[96];
+
+    for (size_t i = 0; i < map->n; i++) {
+        const struct config_node *k = map->pairs[i].key;
+        bool known = false;
+        char *list = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (k->kind != CONFIG_NODE_SCALAR) {
+            config_diag_error(d, k->line, k->col, "keys must be plain words, got %s in %s",
+                              config_node_kind_name(k), where);
+            continue;
+        }
+        for (const char *const *e = config_known_keys; *e && !known; e++) {
+            const char *child = config_schema_child(*e, prefix);
+            known = child && k->len == strlen(child) && strcmp(child, k->text) == 0;
+        }
+        /* Top-level "x-..." keys are free for the user: a place to define
+         * YAML anchors that pools and listeners then merge in. */
+        if (known || (!*prefix && strncmp(k->text, "x-", 2) == 0))
+            continue;
+
+        f = open_memstream(&list, &len);
+        if (f) {
+            const char *sep = "";
+            for (const char *const *e = config_known_keys; *e; e++) {
+                const char *child = config_schema_child(*e, prefix);
+                if (child) {
+                    fprintf(f, "%s%s", sep, child);
+                    sep = ", ";
+                }
+            }
+            fclose(f);
+        }
+        config_diag_error(d, k->line, k->col, "unknown key '%s' %s%s; expected one of: %s",
+                          config_show(shown, sizeof(shown), k->text), *prefix ? "in " : "at ",
+                          where, list ? list : "?");
+        free(list);
+    }
+}
+
+const char *config_where(char *buf, size_t size, const char *owner, const char *path)
+{
+    const char *o = owner ? owner : "", *p = path ? path : "";
+
+    snprintf(buf, size, "%s%s%s%s", o, *o ? ": " : "", p, *p ? ": " : "");
+    return buf;
+}
+
+static int config_want_kind(struct config_diag *d, const char *owner, const char *path,
+                            const struct config_node *n, enum config_node_kind kind,
+                            const char *what)
+{
+    char where[256];
+
+    if (n->kind == kind)
+        return 0;
+    config_diag_error(d, n->line, n->col, "%sexpected %s, got %s",
+                      config_where(where, sizeof(where), owner, path), what,
+                      config_node_kind_name(n));
+    return -1;
+}
+
+int config_want_map(struct config_diag *d, const char *owner, const char *path,
+                    const struct config_node *n)
+{
+    return config_want_kind(d, owner, path, n, CONFIG_NODE_MAP, "a mapping");
+}
+
+int config_want_seq(struct config_diag *d, const char *owner, const char *path,
+                    const struct config_node *n)
+{
+    return config_want_kind(d, owner, path, n, CONFIG_NODE_SEQ, "a list");
+}
+
+int config_want_string(struct config_diag *d, const char *owner, const char *path,
+                       const struct config_node *n, const char **out)
+{
+    char where[256];
+
+    if (config_want_kind(d, owner, path, n, CONFIG_NODE_SCALAR, "a string") < 0)
+        return -1;
+    config_where(where, sizeof(where), owner, path);
+    if (n->len == 0) {
+        config_diag_error(d, n->line, n->col, "%smust not be empty", where);
+        return -1;
+    }
+    if (strlen(n->text) != n->len) {
+        config_diag_error(d, n->line, n->col, "%smust not contain a NUL character", where);
+        return -1;
+    }
+    *out = n->text;
+    return 0;
+}
+
+int config_want_duration(struct config_diag *d, const char *owner, const char *path,
+                         const struct config_node *n, uint64_t *ms)
+{
+    char where[256], shown[96];
+    const char *s;
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    if (config_parse_duration(s, ms) == 0)
+        return 0;
+    config_diag_error(d, n->line, n->col,
+                      "%sbad duration '%s': use a number followed by ms, s, m or h",
+                      config_where(where, sizeof(where), owner, path),
+                      config_show(shown, sizeof(shown), s));
+    return -1;
+}
+
+int config_want_uint(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char where[256], shown[96];
+    const char *s;
+    size_t digits;
+    uint64_t v;
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    /* 18 digits always fit in 64 bits, and every limit we use is far below. */
+    digits = strspn(s, "0123456789");
+    if (digits > 0 && digits <= 18 && s[digits] == '\0') {
+        v = strtoull(s, NULL, 10);
+        if (v >= min && v <= max) {
+            *out = v;
+            return 0;
+        }
+    }
+    config_diag_error(d, n->line, n->col,
+                      "%sexpected a whole number from %" PRIu64 " to %" PRIu64 ", got '%s'",
+                      config_where(where, sizeof(where), owner, path), min, max,
+                      config_show(shown, sizeof(shown), s));
+    return -1;
+}
+
+static void config_word_list(char *buf, size_t size, const char *const *names)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", names[i]);
+}
+
+int config_want_enum(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, const char *const *names,
+                     const char *const *later, int *out)
+{
+    char prefix[160], list[160], shown[96];
+    const char *s;
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], s) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    config_word_list(list, sizeof(list), names);
+    config_where(prefix, sizeof(prefix), owner, NULL);
+    config_show(shown, sizeof(shown), s);
+    for (int i = 0; later && later[i]; i++) {
+        if (strcmp(later[i], s) == 0) {
+            config_diag_error(d, n->line, n->col,
+                              "%s%s '%s' is not supported yet; expected one of: %s",
+                              prefix, path, shown, list);
+            return -1;
+        }
+    }
+    config_diag_error(d, n->line, n->col, "%sunknown %s '%s'; expected one of: %s",
+                      prefix, path, shown, list);
+    return -1;
+}
+
+int config_want_timeout(struct config_diag *d, const char *owner, const char *path,
+                        const struct config_node *n, uint64_t *ms)
+{
+    char where[256];
+
+    if (config_want_duration(d, owner, path, n, ms) < 0)
+        return -1;
+    if (*ms > 0)
+        return 0;
+    config_diag_error(d, n->line, n->col, "%smust be longer than 0",
+                      config_where(where, sizeof(where), owner, path));
+    return -1;
+}
+
+int config_want_name(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, const char **out)
+{
+    char where[256], shown[96];
+    const char *s;
+    size_t len;
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    len = strlen(s);
+    if (len <= 128 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789._-:[]") == len) {
+        *out = s;
+        return 0;
+    }
+    config_diag_error(d, n->line, n->col,
+                      "%sbad name '%s': use up to 128 letters, digits and . _ - : [ ]",
+                      config_where(where, sizeof(where), owner, path),
+                      config_show(shown, sizeof(shown), s));
+    return -1;
+}
+
+void config_missing(struct config_diag *d, const char *owner, const struct config_node *map,
+                    const char *key)
+{
+    char where[256];
+
+    config_diag_error(d, map->line, map->col, "%smissing required key '%s'",
+                      config_where(where, sizeof(where), owner, NULL), key);
+}
+
+char *config_strdup(struct config_diag *d, const char *s)
+{
+    char *c = strdup(s);
+
+    if (!c)
+        config_diag_error(d, 0, 0, "out of memory");
+    return c;
+}
+
+void config_pos_set(struct conf_pos *pos, const struct config *cfg, const struct config_node *n)
+{
+    pos->file = cfg->file;
+    pos->line = n->line;
+    pos->col = n->col;
+}

@@ -1,0 +1,229 @@
+#include "core/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+__thread struct worker *worker_self;
+
+#define WORKER_FREE_BUFS 1024
+#define WORKER_FREE_PIPES 256
+/* Large pipes cut splice calls per megabyte; the kernel may refuse (per-user
+ * pipe memory limits), and then the default 64 KiB pipe is used. */
+#define WORKER_PIPE_SIZE (256u * 1024u)
+#define ACCEPT_PAUSE_MS 100
+
+static void listener_close(struct worker_listener *wl)
+{
+    if (wl->io.fd < 0)
+        return;
+    timer_cancel(&wl->w->loop.timers, &wl->pause_timer);
+    if (wl->l->conf->mode == LISTENER_UDP) {
+        udp_listener_close(wl);
+    } else {
+        loop_del(&wl->w->loop, &wl->io);
+        close(wl->io.fd);
+    }
+    wl->io.fd = -1;
+}
+
+static void resume_accept(struct timer *t)
+{
+    struct worker_listener *wl = (void *)((char *)t - offsetof(struct worker_listener, pause_timer));
+
+    if (wl->io.fd >= 0 && !wl->w->draining)
+        loop_add(&wl->w->loop, &wl->io, EPOLLIN);
+}
+
+static void listener_cb(struct io *io, uint32_t events)
+{
+    struct worker_listener *wl = (struct worker_listener *)io;
+
+    if (wl->l->conf->mode == LISTENER_UDP) {
+        udp_listener_readable(wl);
+        return;
+    }
+    if (tcp_accept(wl) == -EMFILE) {
+        /* Out of descriptors: level-triggered accept would spin. Pause this
+         * listener briefly; connections wait in the kernel's backlog. */
+        loop_del(&wl->w->loop, &wl->io);
+        timer_arm(&wl->w->loop.timers, &wl->pause_timer, clock_now_ms() + ACCEPT_PAUSE_MS);
+        log_warn("event=accept_paused listener=%s why=\"out of file descriptors\"",
+                 wl->l->conf->name);
+    }
+}
+
+static void maybe_finish(struct worker *w)
+{
+    if (w->draining && w->nsessions == 0)
+        loop_stop(&w->loop);
+}
+
+void worker_connection_ended(struct worker *w)
+{
+    maybe_finish(w);
+}
+
+static void on_wake(struct loop *l)
+{
+    struct worker *w = l->data;
+    int cmd = atomic_load(&w->command);
+
+    if (cmd >= WORKER_DRAIN && !w->draining) {
+        w->draining = 1;
+        for (size_t i = 0; i < w->nlisteners; i++)
+            listener_close(&w->listeners[i]);
+    }
+    if (cmd == WORKER_STOP)
+        tcp_close_all(w);
+    maybe_finish(w);
+}
+
+int worker_init(struct worker *w, int id, struct runtime *rt,
+                const struct conf_listener **failed)
+{
+    int err;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->rt = rt;
+    w->rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(id + 1) * 0xBF58476D1CE4E5B9ULL) ^ clock_mono_us();
+    atomic_init(&w->command, WORKER_RUN);
+    atomic_init(&w->finished, 0);
+    err = loop_init(&w->loop);
+    if (err < 0)
+        return err;
+    w->loop.data = w;
+    w->loop.on_wake = on_wake;
+    buf_pool_init(&w->bufs, BUF_SIZE_DEFAULT, WORKER_FREE_BUFS);
+
+    w->balancers = calloc(rt->npools ? rt->npools : 1, sizeof(*w->balancers));
+    w->listeners = calloc(rt->nlisteners ? rt->nlisteners : 1, sizeof(*w->listeners));
+    if (!w->balancers || !w->listeners)
+        return -ENOMEM;
+    for (size_t i = 0; i < rt->npools; i++)
+        balancer_init(&w->balancers[i], &rt->pools[i], w->rng + i);
+
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        struct worker_listener *wl = &w->listeners[i];
+        wl->w = w;
+        wl->l = &rt->listeners[i];
+        wl->io.cb = listener_cb;
+        timer_init(&wl->pause_timer, resume_accept);
+        wl->io.fd = listener_socket(wl->l->conf);
+        if (wl->io.fd < 0) {
+            *failed = wl->l->conf;
+            err = wl->io.fd;
+            wl->io.fd = -1;
+            return err;
+        }
+        w->nlisteners++;
+        if (wl->l->conf->mode == LISTENER_UDP) {
+            err = udp_listener_init(wl);
+            if (err < 0)
+                return err;
+        } else {
+            err = loop_add(&w->loop, &wl->io, EPOLLIN);
+            if (err < 0)
+                return err;
+        }
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    worker_self = w;
+    clock_update();
+    loop_run(&w->loop);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        listener_close(&w->listeners[i]);
+    tcp_close_all(w);
+    loop_run_tasks(&w->loop);
+    atomic_store(&w->finished, 1);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return -pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_command(struct worker *w, enum worker_command cmd)
+{
+    atomic_store(&w->command, (int)cmd);
+    loop_wake(&w->loop);
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void worker_destroy(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++)
+        listener_close(&w->listeners[i]);
+    for (size_t i = 0; w->balancers && i < w->rt->npools; i++)
+        balancer_destroy(&w->balancers[i]);
+    free(w->balancers);
+    free(w->listeners);
+    while (w->free_pipes) {
+        struct worker_pipe *p = w->free_pipes;
+        w->free_pipes = p->next;
+        close(p->fd[0]);
+        close(p->fd[1]);
+        free(p);
+    }
+    buf_pool_destroy(&w->bufs);
+    loop_destroy(&w->loop);
+}
+
+struct worker_pipe *worker_pipe_get(struct worker *w)
+{
+    struct worker_pipe *p = w->free_pipes;
+    int sz;
+
+    if (p) {
+        w->free_pipes = p->next;
+        w->nfree_pipes--;
+        p->next = NULL;
+        return p;
+    }
+    p = malloc(sizeof(*p));
+    if (!p)
+        return NULL;
+    if (pipe2(p->fd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        free(p);
+        return NULL;
+    }
+    p->next = NULL;
+    fcntl(p->fd[1], F_SETPIPE_SZ, (int)WORKER_PIPE_SIZE);
+    sz = fcntl(p->fd[1], F_GETPIPE_SZ);
+    p->cap = sz > 0 ? (uint32_t)sz : 65536u;
+    return p;
+}
+
+void worker_pipe_put(struct worker *w, struct worker_pipe *p, int empty)
+{
+    if (!p)
+        return;
+    /* A pipe with bytes left in it would leak them into the next session. */
+    if (!empty || w->nfree_pipes >= WORKER_FREE_PIPES) {
+        close(p->fd[0]);
+        close(p->fd[1]);
+        free(p);
+        return;
+    }
+    p->next = w->free_pipes;
+    w->free_pipes = p;
+    w->nfree_pipes++;
+}

@@ -1,0 +1,84 @@
+/* Worker threads: one event loop each, with its own listening sockets
+ * (SO_REUSEPORT), connections, balancers and buffer freelist. A connection
+ * lives and dies on one worker; nothing on the data path takes a lock.
+ *
+ * The main thread talks to a worker only through worker->command (an atomic)
+ * and loop_wake(). */
+#ifndef SLUICE_CORE_WORKER_H
+#define SLUICE_CORE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "balance/balance.h"
+#include "core/buffer.h"
+#include "core/loop.h"
+#include "core/runtime.h"
+
+struct worker;
+struct udp_flow_table;
+
+enum worker_command {
+    WORKER_RUN,
+    WORKER_DRAIN,       /* stop accepting; exit when the last connection ends */
+    WORKER_STOP,        /* close every connection now and exit */
+};
+
+/* One listening socket of one worker. Owner: the worker. */
+struct worker_listener {
+    struct io io;
+    struct worker *w;
+    struct listener *l;
+    struct timer pause_timer;        /* accept paused after EMFILE */
+    struct udp_flow_table *flows;    /* udp listeners only */
+};
+
+/* A pipe kept for splice(2), reused between connections. */
+struct worker_pipe {
+    struct worker_pipe *next;
+    int fd[2];
+    uint32_t cap;                    /* bytes the pipe holds */
+};
+
+/* Owner: main.c creates it; after start, only its own thread touches it
+ * (except `command`). */
+struct worker {
+    int id;
+    pthread_t thread;
+    struct loop loop;
+    struct runtime *rt;
+    struct buf_pool bufs;
+    struct worker_listener *listeners;   /* one per rt->listeners */
+    size_t nlisteners;
+    struct balancer *balancers;          /* one per rt->pools */
+    struct worker_pipe *free_pipes;
+    uint32_t nfree_pipes;
+    void *sessions;                      /* proxy/tcp.c: list of live sessions */
+    uint32_t nsessions;                  /* live tcp sessions */
+    uint64_t rng;
+    _Atomic int command;                 /* enum worker_command, set by main */
+    _Atomic int finished;                /* set by the worker when its loop ended */
+    int draining;                        /* DRAIN seen: listeners closed */
+};
+
+extern __thread struct worker *worker_self;
+
+/* Build the worker and bind its sockets. On a bind failure, returns -errno
+ * and sets *failed to the listener that could not bind. */
+int worker_init(struct worker *w, int id, struct runtime *rt,
+                const struct conf_listener **failed);
+int worker_start(struct worker *w);
+void worker_command(struct worker *w, enum worker_command cmd);
+void worker_join(struct worker *w);
+void worker_destroy(struct worker *w);
+
+/* Called when a connection of this worker ended: a draining worker exits
+ * once none is left. */
+void worker_connection_ended(struct worker *w);
+
+/* Pipes for splice; NULL when none can be made (then buffers are used). */
+struct worker_pipe *worker_pipe_get(struct worker *w);
+void worker_pipe_put(struct worker *w, struct worker_pipe *p, int empty);
+
+#endif

@@ -1,0 +1,283 @@
+/* The command line and the main thread: load the config, bind every
+ * listener (reporting a port in use at its FILE:LINE:COL), start the
+ * workers, then own signals and health checks until a graceful stop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "health/health.h"
+#include "proxy/access_log.h"
+
+#define SLUICE_VERSION "0.1.0"
+#define STOP_POLL_MS 20
+
+static const char usage[] =
+    "usage:\n"
+    "  sluice -c FILE              run in the foreground\n"
+    "  sluice check -c FILE        validate FILE; exit 0, or 1 with FILE:LINE:COL errors\n"
+    "  sluice --version            print the version\n"
+    "  sluice --help               this text\n"
+    "\n"
+    "signals: SIGTERM/SIGINT stop gracefully (a second one stops at once),\n"
+    "         SIGUSR1 reopens the access log file.\n";
+
+/* Owner: main(); the main thread's state. */
+struct main_state {
+    struct loop loop;
+    struct io signal_io;
+    struct runtime rt;
+    struct health_checker health;
+    struct worker *workers;
+    uint32_t nworkers;
+    struct timer stop_timer;       /* polls for the workers to finish */
+    uint64_t drain_deadline_ms;    /* 0 = not stopping */
+    bool forced;
+};
+
+static void stop_poll(struct timer *t)
+{
+    struct main_state *m = (void *)((char *)t - offsetof(struct main_state, stop_timer));
+    uint32_t done = 0;
+
+    for (uint32_t i = 0; i < m->nworkers; i++)
+        done += (uint32_t)atomic_load(&m->workers[i].finished);
+    if (done == m->nworkers) {
+        loop_stop(&m->loop);
+        return;
+    }
+    if (!m->forced && clock_now_ms() >= m->drain_deadline_ms) {
+        log_warn("event=drain_timeout why=\"connections still open after drain_timeout; closing them\"");
+        m->forced = true;
+        for (uint32_t i = 0; i < m->nworkers; i++)
+            worker_command(&m->workers[i], WORKER_STOP);
+    }
+    timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
+}
+
+static void begin_stop(struct main_state *m, int signo)
+{
+    if (m->drain_deadline_ms) {
+        /* A second signal: the operator does not want to wait. */
+        m->drain_deadline_ms = clock_now_ms();
+        log_warn("event=stop_now signal=%s", strsignal(signo));
+        return;
+    }
+    log_info("event=stopping signal=%s drain_timeout_ms=%llu", strsignal(signo),
+             (unsigned long long)m->rt.cfg->drain_timeout_ms);
+    m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
+    for (uint32_t i = 0; i < m->nworkers; i++)
+        worker_command(&m->workers[i], WORKER_DRAIN);
+    timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
+}
+
+static void signal_cb(struct io *io, uint32_t events)
+{
+    struct main_state *m = (void *)((char *)io - offsetof(struct main_state, signal_io));
+    struct signalfd_siginfo si;
+
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            begin_stop(m, (int)si.ssi_signo);
+            break;
+        case SIGUSR1:
+            if (log_access_reopen() < 0)
+                log_error("event=access_log_reopen_failed error=\"%s\"", strerror(errno));
+            else
+                log_info("event=access_log_reopened");
+            break;
+        case SIGHUP:
+            log_warn("event=reload_unsupported why=\"hot reload is not implemented yet; restart to apply a new config\"");
+            break;
+        }
+    }
+}
+
+/* Enough descriptors for thousands of spliced connections (a socket pair and
+ * two pipes each). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static uint32_t worker_count(const struct config *cfg)
+{
+    long n;
+
+    if (cfg->workers)
+        return cfg->workers;
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+static int run(const char *path)
+{
+    struct main_state m;
+    struct config *cfg;
+    sigset_t mask;
+    int rc = 1, err;
+
+    memset(&m, 0, sizeof(m));
+    if (config_load(path, stderr, &cfg) < 0)
+        return 1;
+    log_set_level(cfg->log_level);
+    access_log_set_format(cfg->access_format);
+    if ((err = log_access_open(cfg->access_log)) < 0) {
+        fprintf(stderr, "%s: error: cannot open access log '%s': %s\n", path, cfg->access_log,
+                strerror(-err));
+        config_free(cfg);
+        return 1;
+    }
+    raise_fd_limit();
+
+    /* Signals are blocked in every thread (workers inherit the mask) and
+     * read from a signalfd on the main loop. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (runtime_init(&m.rt, cfg) < 0 || loop_init(&m.loop) < 0) {
+        fprintf(stderr, "sluice: out of memory\n");
+        goto out_cfg;
+    }
+    m.nworkers = worker_count(cfg);
+    m.workers = calloc(m.nworkers, sizeof(*m.workers));
+    if (!m.workers)
+        goto out_rt;
+    for (uint32_t i = 0; i < m.nworkers; i++) {
+        const struct conf_listener *failed = NULL;
+        err = worker_init(&m.workers[i], (int)i, &m.rt, &failed);
+        if (err < 0) {
+            if (failed)
+                fprintf(stderr, "%s:%d:%d: error: listener '%s': cannot bind %s: %s\n",
+                        failed->bind_pos.file, failed->bind_pos.line, failed->bind_pos.col,
+                        failed->name, failed->bind_text, strerror(-err));
+            else
+                fprintf(stderr, "sluice: cannot start worker %u: %s\n", i, strerror(-err));
+            for (uint32_t j = 0; j <= i; j++)
+                worker_destroy(&m.workers[j]);
+            goto out_workers;
+        }
+    }
+
+    m.signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    m.signal_io.cb = signal_cb;
+    loop_add(&m.loop, &m.signal_io, EPOLLIN);
+    timer_init(&m.stop_timer, stop_poll);
+    if (health_start(&m.health, &m.loop, &m.rt) < 0) {
+        fprintf(stderr, "sluice: out of memory\n");
+        for (uint32_t j = 0; j < m.nworkers; j++)
+            worker_destroy(&m.workers[j]);
+        goto out_workers;
+    }
+    for (uint32_t i = 0; i < m.nworkers; i++) {
+        if ((err = worker_start(&m.workers[i])) < 0) {
+            fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));
+            abort();   /* threads already running cannot be unwound cleanly */
+        }
+    }
+    log_info("event=started version=%s workers=%u listeners=%zu pools=%zu pid=%d",
+             SLUICE_VERSION, m.nworkers, cfg->nlisteners, cfg->npools, (int)getpid());
+
+    loop_run(&m.loop);
+
+    for (uint32_t i = 0; i < m.nworkers; i++)
+        worker_join(&m.workers[i]);
+    health_stop(&m.health);
+    for (uint32_t i = 0; i < m.nworkers; i++)
+        worker_destroy(&m.workers[i]);
+    close(m.signal_io.fd);
+    log_info("event=stopped");
+    rc = 0;
+out_workers:
+    free(m.workers);
+out_rt:
+    loop_destroy(&m.loop);
+    runtime_destroy(&m.rt);
+out_cfg:
+    config_free(cfg);
+    log_access_open(NULL);
+    return rc;
+}
+
+static int check(const char *path)
+{
+    struct config *cfg;
+    int errors;
+
+    if (config_load(path, stderr, &cfg) < 0)
+        return 1;
+    errors = config_check_binds(cfg, stderr);
+    config_free(cfg);
+    if (errors)
+        return 1;
+    printf("%s: ok\n", path);
+    return 0;
+}
+
+/* The value of "-c FILE" / "--config FILE" / "--config=FILE" in argv. */
+static const char *config_arg(int argc, char **argv, int from)
+{
+    for (int i = from; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            return argv[i] + 9;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path;
+
+    clock_update();
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+                      strcmp(argv[1], "help") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+        path = config_arg(argc, argv, 2);
+        if (!path) {
+            fputs("sluice check: missing -c FILE\n", stderr);
+            return 2;
+        }
+        return check(path);
+    }
+    if (argc >= 2 && argv[1][0] != '-') {
+        fprintf(stderr, "sluice: unknown command '%s'\n%s", argv[1], usage);
+        return 2;
+    }
+    path = config_arg(argc, argv, 1);
+    if (!path) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    return run(path);
+}

@@ -1,0 +1,33 @@
+#include "net/listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int listener_socket(const struct conf_listener *c)
+{
+    int type = c->mode == LISTENER_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    int fd = socket(c->bind.ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    if (fd < 0)
+        return -errno;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* One socket per worker: the kernel spreads connections (and, for UDP,
+     * keeps each client's datagrams on one worker) without a shared accept lock. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (c->bind.ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&c->bind.ss, c->bind.len) < 0)
+        goto fail;
+    if (type == SOCK_STREAM && listen(fd, 4096) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}

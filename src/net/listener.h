@@ -1,0 +1,30 @@
+/* Listeners: the shared description of one configured listener, with its
+ * counters, and the creation of its per-worker sockets. */
+#ifndef SLUICE_NET_LISTENER_H
+#define SLUICE_NET_LISTENER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+
+struct pool;
+
+/* Owner: the runtime. Shared by all workers: counters are atomics. */
+struct listener {
+    const struct conf_listener *conf;
+    struct pool *pool;
+    _Atomic uint64_t connections_total;   /* tcp: accepted; udp: flows created */
+    _Atomic uint64_t connections_active;
+    _Atomic uint64_t bytes_in;            /* from clients */
+    _Atomic uint64_t bytes_out;           /* to clients */
+    _Atomic uint64_t proxy_header_errors;
+    _Atomic uint64_t no_backend;          /* connections refused for lack of a backend */
+};
+
+/* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.
+ * Returns the descriptor, or -errno. */
+int listener_socket(const struct conf_listener *c);
+
+#endif

@@ -1,0 +1,34 @@
+/* Access log records. One line per L4 connection (tcp) or flow (udp), in
+ * the format log.format selects:
+ *   combined: 2026-11-22T22:31:12.123Z tcp web 10.0.0.1:5555 app/b1 127.0.0.1:9001
+ *             in=123 out=456 connect_ms=0.2 duration_ms=12.0 tries=1 end=client_close
+ *   json:     {"time":"...","proto":"tcp","listener":"web",...}
+ * Fields the record lacks print as "-" (text) or null (json). */
+#ifndef SLUICE_PROXY_ACCESS_LOG_H
+#define SLUICE_PROXY_ACCESS_LOG_H
+
+#include <stdint.h>
+
+#include "balance/balance.h"
+#include "config/config.h"
+#include "net/addr.h"
+#include "proxy/end.h"
+
+struct access_l4 {
+    const char *proto;           /* "tcp" | "udp" */
+    const char *listener;
+    const struct addr *client;
+    const char *pool;
+    const struct backend *backend;   /* last tried; NULL when none */
+    uint64_t bytes_in;           /* client → backend */
+    uint64_t bytes_out;          /* backend → client */
+    uint64_t duration_us;
+    uint64_t connect_us;
+    unsigned tries;
+    enum end_reason end;
+};
+
+void access_log_set_format(enum access_format f);
+void access_log_l4(const struct access_l4 *r);
+
+#endif

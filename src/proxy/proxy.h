@@ -1,0 +1,18 @@
+/* The proxy layer's face to the workers: L4 TCP sessions and UDP flows. */
+#ifndef SLUICE_PROXY_H
+#define SLUICE_PROXY_H
+
+#include "core/worker.h"
+
+/* tcp.c: the listener is readable; accept what is waiting. */
+/* Returns -EMFILE when the process ran out of descriptors (pause accepting). */
+int tcp_accept(struct worker_listener *wl);
+/* Close every session of the worker now (drain timeout over). */
+void tcp_close_all(struct worker *w);
+
+/* udp.c */
+int udp_listener_init(struct worker_listener *wl);
+void udp_listener_readable(struct worker_listener *wl);
+void udp_listener_close(struct worker_listener *wl);
+
+#endif

@@ -1,0 +1,709 @@
+/* L4 TCP: one session per client connection, read top to bottom:
+ *
+ *   accept ─▶ [PROXY_IN: read the PROXY header] ─▶ CONNECTING (pick a backend,
+ *   non-blocking connect; on refusal or timeout, the next backend, bounded)
+ *   ─▶ FORWARDING (both directions pumped independently; EOF on one side is
+ *   passed on as shutdown(SHUT_WR) of the other) ─▶ closed, counted, logged.
+ *
+ * Sockets are registered once, edge-triggered; the session keeps readable /
+ * writable flags per socket and clears them only on EAGAIN. Bytes move with
+ * splice(2) through a pipe per direction (taken from the worker's pipe pool
+ * when the direction first carries data), or through a buffer for bytes
+ * sluice itself had to read (the PROXY header's trailing bytes) and when no
+ * pipe can be had.
+ *
+ * A session pumps at most PUMP_BUDGET bytes per event, then re-queues itself
+ * as a loop task, so one bulk transfer cannot starve the other connections
+ * of its worker. The session is freed from its task, never inside one of its
+ * own callbacks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "net/proxy_proto.h"
+#include "proxy/access_log.h"
+#include "proxy/end.h"
+#include "proxy/proxy.h"
+
+#define TCP_MAX_TRIES 4
+#define PUMP_BUDGET (1024u * 1024u)
+#define ACCEPT_BATCH 64
+#define PROXY_IN_TIMEOUT_MS 10000
+
+enum tcp_state {
+    TCP_PROXY_IN,        /* waiting for the client's PROXY header */
+    TCP_CONNECTING,      /* connect() to a backend in progress */
+    TCP_FORWARDING,
+    TCP_CLOSED,          /* ended; freed by the task at the end of the iteration */
+};
+
+/* One direction: bytes from src to dst. */
+struct tcp_dir {
+    struct worker_pipe *pipe;   /* splice path; NULL until first needed */
+    uint32_t pipe_bytes;        /* bytes sitting in the pipe */
+    struct buf *buf;            /* bytes sluice read itself; NULL when empty */
+    uint64_t bytes;             /* delivered to dst */
+    bool eof;                   /* src sent FIN */
+    bool shut;                  /* dst's write side was shut after eof */
+};
+
+/* Owner: its worker (linked in the worker's session list). */
+struct tcp_session {
+    struct loop_task task;      /* resume pumping, or free once CLOSED */
+    struct io cio;              /* client socket */
+    struct io bio;              /* backend socket; fd -1 when none */
+    struct worker *w;
+    struct listener *l;
+    struct pool *pool;
+    struct balancer *balancer;
+    struct backend *backend;    /* connecting to / connected to; counted in active */
+    struct addr client;         /* the client (from PROXY header when trusted) */
+    struct addr local;          /* the address the client connected to */
+    enum tcp_state state;
+    bool c_readable, c_writable, b_readable, b_writable;
+    struct tcp_dir up;          /* client → backend */
+    struct tcp_dir down;        /* backend → client */
+    enum end_reason first_close;  /* who sent the first FIN */
+    struct timer timer;         /* PROXY header / connect / idle timeout */
+    uint64_t last_active_ms;
+    uint64_t start_us;
+    uint64_t connect_start_us;
+    uint64_t connect_us;        /* time the successful connect took */
+    uint8_t tries;
+    struct backend *tried[TCP_MAX_TRIES];
+    struct tcp_session *prev, *next;
+};
+
+static void session_end(struct tcp_session *s, enum end_reason why);
+static void connect_next(struct tcp_session *s);
+static void pump(struct tcp_session *s);
+
+static struct tcp_session *session_of_task(struct loop_task *t)
+{
+    return (struct tcp_session *)t;   /* task is the first member */
+}
+
+/* ---- session list of the worker ---- */
+
+static void list_add(struct worker *w, struct tcp_session *s)
+{
+    struct tcp_session *head = w->sessions;
+
+    s->prev = NULL;
+    s->next = head;
+    if (head)
+        head->prev = s;
+    w->sessions = s;
+    w->nsessions++;
+}
+
+static void list_del(struct worker *w, struct tcp_session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->nsessions--;
+}
+
+/* ---- small helpers ---- */
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Close with RST instead of FIN: used when the other side reset, so this
+ * peer does not mistake a broken stream for a complete one. */
+static void close_with_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+static void io_close(struct tcp_session *s, struct io *io, bool reset)
+{
+    if (io->fd < 0)
+        return;
+    loop_del(&s->w->loop, io);
+    if (reset)
+        close_with_reset(io->fd);
+    else
+        close(io->fd);
+    io->fd = -1;
+}
+
+static void dir_release(struct tcp_session *s, struct tcp_dir *d)
+{
+    if (d->pipe)
+        worker_pipe_put(s->w, d->pipe, d->pipe_bytes == 0);
+    d->pipe = NULL;
+    d->pipe_bytes = 0;
+    buf_put(&s->w->bufs, d->buf);
+    d->buf = NULL;
+}
+
+static void backend_release(struct tcp_session *s)
+{
+    if (s->backend) {
+        atomic_fetch_sub_explicit(&s->backend->active, 1, memory_order_relaxed);
+        s->backend = NULL;
+    }
+}
+
+static void idle_touch(struct tcp_session *s)
+{
+    s->last_active_ms = clock_now_ms();
+}
+
+/* ---- access log ---- */
+
+static void log_session(struct tcp_session *s, enum end_reason why)
+{
+    struct access_l4 rec = {
+        .proto = "tcp",
+        .listener = s->l->conf->name,
+        .client = &s->client,
+        .pool = s->pool->conf->name,
+        .backend = s->tried[s->tries ? s->tries - 1 : 0],
+        .bytes_in = s->up.bytes,
+        .bytes_out = s->down.bytes,
+        .duration_us = clock_mono_us() - s->start_us,
+        .connect_us = s->connect_us,
+        .tries = s->tries,
+        .end = why,
+    };
+
+    if (s->tries == 0)
+        rec.backend = NULL;
+    access_log_l4(&rec);
+}
+
+/* ---- ending ---- */
+
+static void session_end(struct tcp_session *s, enum end_reason why)
+{
+    struct listener *l = s->l;
+    bool reset_client = why == END_BACKEND_RESET;
+    bool reset_backend = why == END_CLIENT_RESET;
+
+    if (s->state == TCP_CLOSED)
+        return;
+    timer_cancel(&s->w->loop.timers, &s->timer);
+    if (why == END_BACKEND_RESET && s->backend)
+        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+    io_close(s, &s->cio, reset_client);
+    io_close(s, &s->bio, reset_backend);
+    dir_release(s, &s->up);
+    dir_release(s, &s->down);
+    backend_release(s);
+    atomic_fetch_add_explicit(&l->bytes_in, s->up.bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->bytes_out, s->down.bytes, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->connections_active, 1, memory_order_relaxed);
+    if (why == END_NO_BACKEND)
+        atomic_fetch_add_explicit(&l->no_backend, 1, memory_order_relaxed);
+    if (why == END_PROXY_BAD)
+        atomic_fetch_add_explicit(&l->proxy_header_errors, 1, memory_order_relaxed);
+    log_session(s, why);
+    s->state = TCP_CLOSED;
+    list_del(s->w, s);
+    loop_task_queue(&s->w->loop, &s->task);
+    worker_connection_ended(s->w);
+}
+
+static void session_free(struct tcp_session *s)
+{
+    free(s);
+}
+
+void tcp_close_all(struct worker *w)
+{
+    while (w->sessions)
+        session_end(w->sessions, END_SHUTDOWN);
+}
+
+/* ---- timers ---- */
+
+static void timer_fired(struct timer *t)
+{
+    struct tcp_session *s = (void *)((char *)t - offsetof(struct tcp_session, timer));
+    uint64_t idle = s->l->conf->client_idle_ms, now = clock_now_ms();
+
+    switch (s->state) {
+    case TCP_PROXY_IN:
+        session_end(s, END_IDLE_TIMEOUT);
+        break;
+    case TCP_CONNECTING:
+        /* This backend did not answer in time: count it, try the next. */
+        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        log_debug("event=connect_timeout pool=%s backend=%s",
+                  s->pool->conf->name, s->backend->conf->name);
+        io_close(s, &s->bio, false);
+        backend_release(s);
+        if (s->tries >= TCP_MAX_TRIES || s->tries >= s->pool->nbackends) {
+            session_end(s, END_CONNECT_TIMEOUT);
+            return;
+        }
+        connect_next(s);
+        break;
+    case TCP_FORWARDING:
+        /* Idle check is lazy: activity only stamps last_active_ms, and the
+         * timer re-arms itself here instead of on every byte. */
+        if (now - s->last_active_ms >= idle)
+            session_end(s, END_IDLE_TIMEOUT);
+        else
+            timer_arm(&s->w->loop.timers, &s->timer, s->last_active_ms + idle);
+        break;
+    case TCP_CLOSED:
+        break;
+    }
+}
+
+/* ---- pumping bytes ---- */
+
+enum pump_result {
+    PUMP_OK,
+    PUMP_SRC_ERROR,
+    PUMP_DST_ERROR,
+    PUMP_MORE,          /* budget used up with work left: resume later */
+};
+
+/* Move bytes src → dst until neither side can make progress. */
+static enum pump_result pump_dir(struct tcp_session *s, struct tcp_dir *d, int src, int dst,
+                                 bool *src_readable, bool *dst_writable)
+{
+    uint32_t moved = 0;
+
+    for (;;) {
+        bool progress = false;
+        ssize_t n;
+
+        /* 1. Bytes sluice holds in a buffer go first (they precede the
+         *    pipe's in the stream). */
+        if (d->buf && *dst_writable) {
+            n = send(dst, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
+            if (n > 0) {
+                buf_consume(d->buf, (uint32_t)n);
+                d->bytes += (uint64_t)n;
+                moved += (uint32_t)n;
+                progress = true;
+                if (buf_len(d->buf) == 0) {
+                    buf_put(&s->w->bufs, d->buf);   /* an idle direction holds none */
+                    d->buf = NULL;
+                }
+            } else if (errno == EAGAIN) {
+                *dst_writable = false;
+            } else {
+                return PUMP_DST_ERROR;
+            }
+        }
+        /* 2. Then the pipe. */
+        if (!d->buf && d->pipe_bytes && *dst_writable) {
+            n = splice(d->pipe->fd[0], NULL, dst, NULL, d->pipe_bytes,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                d->pipe_bytes -= (uint32_t)n;
+                d->bytes += (uint64_t)n;
+                moved += (uint32_t)n;
+                progress = true;
+            } else if (n < 0 && errno == EAGAIN) {
+                *dst_writable = false;
+            } else {
+                return PUMP_DST_ERROR;
+            }
+        }
+        /* 3. Read more while there is room. */
+        if (!d->eof && *src_readable && !d->buf) {
+            if (!d->pipe)
+                d->pipe = worker_pipe_get(s->w);
+            if (d->pipe) {
+                if (d->pipe_bytes < d->pipe->cap) {
+                    n = splice(src, NULL, d->pipe->fd[1], NULL, d->pipe->cap - d->pipe_bytes,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                    if (n > 0) {
+                        d->pipe_bytes += (uint32_t)n;
+                        progress = true;
+                    } else if (n == 0) {
+                        d->eof = true;
+                        progress = true;
+                    } else if (errno == EAGAIN) {
+                        /* Ambiguous: the socket is empty or the pipe is full.
+                         * Only an empty pipe proves the socket is empty. */
+                        if (d->pipe_bytes == 0)
+                            *src_readable = false;
+                    } else {
+                        return PUMP_SRC_ERROR;
+                    }
+                }
+            } else {
+                /* No pipe could be made (descriptor limits): use a buffer. */
+                d->buf = buf_get(&s->w->bufs);
+                if (!d->buf)
+                    return PUMP_SRC_ERROR;
+                n = recv(src, d->buf->data, d->buf->size, 0);
+                if (n > 0) {
+                    d->buf->tail = (uint32_t)n;
+                    progress = true;
+                } else {
+                    buf_put(&s->w->bufs, d->buf);
+                    d->buf = NULL;
+                    if (n == 0) {
+                        d->eof = true;
+                        progress = true;
+                    } else if (errno == EAGAIN) {
+                        *src_readable = false;
+                    } else {
+                        return PUMP_SRC_ERROR;
+                    }
+                }
+            }
+        }
+        if (!progress)
+            break;
+        if (moved >= PUMP_BUDGET)
+            return PUMP_MORE;
+    }
+    if (moved)
+        idle_touch(s);
+    /* 4. Pass the FIN on once everything before it was delivered. */
+    if (d->eof && !d->shut && !d->buf && d->pipe_bytes == 0) {
+        shutdown(dst, SHUT_WR);
+        d->shut = true;
+        idle_touch(s);
+    }
+    return PUMP_OK;
+}
+
+static void pump(struct tcp_session *s)
+{
+    enum pump_result r;
+    bool more = false;
+
+    r = pump_dir(s, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable);
+    if (r == PUMP_SRC_ERROR) {
+        session_end(s, END_CLIENT_RESET);
+        return;
+    }
+    if (r == PUMP_DST_ERROR) {
+        session_end(s, END_BACKEND_RESET);
+        return;
+    }
+    more |= r == PUMP_MORE;
+    if (s->up.eof && s->first_close == END_NONE)
+        s->first_close = END_CLIENT_CLOSE;
+
+    r = pump_dir(s, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable);
+    if (r == PUMP_SRC_ERROR) {
+        session_end(s, END_BACKEND_RESET);
+        return;
+    }
+    if (r == PUMP_DST_ERROR) {
+        session_end(s, END_CLIENT_RESET);
+        return;
+    }
+    more |= r == PUMP_MORE;
+    if (s->down.eof && s->first_close == END_NONE)
+        s->first_close = END_BACKEND_CLOSE;
+
+    if (s->up.shut && s->down.shut) {
+        session_end(s, s->first_close);
+        return;
+    }
+    if (more)
+        loop_task_queue(&s->w->loop, &s->task);
+}
+
+static void task_cb(struct loop_task *t)
+{
+    struct tcp_session *s = session_of_task(t);
+
+    if (s->state == TCP_CLOSED)
+        session_free(s);
+    else if (s->state == TCP_FORWARDING)
+        pump(s);
+}
+
+/* A socket error that epoll reported (EPOLLERR) without data to read. */
+static int pending_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return err;
+}
+
+/* ---- the client side ---- */
+
+static void start_forwarding(struct tcp_session *s)
+{
+    s->state = TCP_FORWARDING;
+    s->connect_us = clock_mono_us() - s->connect_start_us;
+    idle_touch(s);
+    timer_arm(&s->w->loop.timers, &s->timer, clock_now_ms() + s->l->conf->client_idle_ms);
+
+    if (s->pool->conf->send_proxy != PROXY_SEND_NONE) {
+        /* The header must precede every byte of the client's stream,
+         * including any already read along with an incoming header. */
+        uint8_t hdr[128];
+        int version = s->pool->conf->send_proxy == PROXY_SEND_V1 ? 1 : 2;
+        int n = proxy_proto_write(version, &s->client, &s->local, hdr, sizeof(hdr));
+        struct buf *b = buf_get(&s->w->bufs);
+
+        if (n < 0 || !b) {
+            buf_put(&s->w->bufs, b);
+            session_end(s, END_NO_MEMORY);
+            return;
+        }
+        buf_append(b, hdr, (uint32_t)n);
+        if (s->up.buf) {
+            buf_append(b, s->up.buf->data + s->up.buf->head, buf_len(s->up.buf));
+            buf_put(&s->w->bufs, s->up.buf);
+        }
+        s->up.buf = b;   /* its bytes count in bytes_in like the client's */
+    }
+    pump(s);
+}
+
+static void backend_cb(struct io *io, uint32_t events)
+{
+    struct tcp_session *s = (void *)((char *)io - offsetof(struct tcp_session, bio));
+    int err;
+
+    if (s->state == TCP_CLOSED)
+        return;
+    if (s->state == TCP_CONNECTING) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        err = pending_error(io->fd);
+        if (err == 0 && (events & EPOLLOUT)) {
+            timer_cancel(&s->w->loop.timers, &s->timer);
+            s->b_writable = true;
+            s->b_readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+            start_forwarding(s);
+            return;
+        }
+        /* Refused or unreachable: this backend failed; the client does not
+         * need to know while another one can take it. */
+        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"", s->pool->conf->name,
+                  s->backend->conf->name, strerror(err ? err : ECONNREFUSED));
+        timer_cancel(&s->w->loop.timers, &s->timer);
+        io_close(s, &s->bio, false);
+        backend_release(s);
+        connect_next(s);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->b_readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        s->b_writable = true;
+    if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
+        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        session_end(s, END_BACKEND_RESET);
+        return;
+    }
+    pump(s);
+}
+
+/* Pick the next backend not tried yet and start a non-blocking connect. */
+static void connect_next(struct tcp_session *s)
+{
+    struct balance_req req = {.exclude = (const struct backend *const *)s->tried,
+                              .nexclude = s->tries};
+
+    while (s->tries < TCP_MAX_TRIES) {
+        struct backend *b = balancer_pick(s->balancer, &req);
+        const struct addr *a;
+        int fd;
+
+        if (!b) {
+            session_end(s, s->tries ? END_CONNECT_FAILED : END_NO_BACKEND);
+            return;
+        }
+        s->tried[s->tries++] = b;
+        req.nexclude = s->tries;
+        a = &b->conf->address;
+        fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            session_end(s, END_NO_MEMORY);
+            return;
+        }
+        set_nodelay(fd);
+        s->connect_start_us = clock_mono_us();
+        if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+            int err = errno;
+            atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
+            log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"",
+                      s->pool->conf->name, b->conf->name, strerror(err));
+            close(fd);
+            continue;
+        }
+        s->backend = b;
+        atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
+        s->bio.fd = fd;
+        s->bio.cb = backend_cb;
+        s->b_readable = s->b_writable = false;
+        if (loop_add(&s->w->loop, &s->bio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+            session_end(s, END_NO_MEMORY);
+            return;
+        }
+        s->state = TCP_CONNECTING;
+        timer_arm(&s->w->loop.timers, &s->timer,
+                  clock_now_ms() + s->pool->conf->connect_timeout_ms);
+        return;
+    }
+    session_end(s, END_CONNECT_FAILED);
+}
+
+/* Read the PROXY header; bytes after it stay in up.buf for the backend. */
+static void read_proxy_header(struct tcp_session *s)
+{
+    struct proxy_proto_info info;
+    struct buf *b;
+    ssize_t n;
+    int r;
+
+    if (!s->up.buf && !(s->up.buf = buf_get(&s->w->bufs))) {
+        session_end(s, END_NO_MEMORY);
+        return;
+    }
+    b = s->up.buf;
+    for (;;) {
+        n = recv(s->cio.fd, b->data + b->tail, buf_room(b), 0);
+        if (n == 0) {
+            session_end(s, END_CLIENT_CLOSE);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                s->c_readable = false;
+                return;
+            }
+            session_end(s, END_CLIENT_RESET);
+            return;
+        }
+        b->tail += (uint32_t)n;
+        r = proxy_proto_parse((const uint8_t *)b->data + b->head, buf_len(b), &info);
+        if (r == PROXY_PROTO_BAD) {
+            log_info("event=proxy_header_bad listener=%s", s->l->conf->name);
+            session_end(s, END_PROXY_BAD);
+            return;
+        }
+        if (r > 0)
+            break;
+        if (buf_len(b) >= PROXY_PROTO_MAX) {
+            session_end(s, END_PROXY_BAD);
+            return;
+        }
+    }
+    buf_consume(b, (uint32_t)r);
+    if (buf_len(b) == 0) {
+        buf_put(&s->w->bufs, b);
+        s->up.buf = NULL;
+    }
+    if (!info.local) {
+        s->client = info.src;
+        s->local = info.dst;
+    }
+    timer_cancel(&s->w->loop.timers, &s->timer);
+    connect_next(s);
+}
+
+static void client_cb(struct io *io, uint32_t events)
+{
+    struct tcp_session *s = (void *)((char *)io - offsetof(struct tcp_session, cio));
+    int err;
+
+    if (s->state == TCP_CLOSED)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->c_readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        s->c_writable = true;
+    if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
+        session_end(s, END_CLIENT_RESET);
+        return;
+    }
+    if (s->state == TCP_PROXY_IN && s->c_readable)
+        read_proxy_header(s);
+    else if (s->state == TCP_FORWARDING)
+        pump(s);
+    /* CONNECTING: the flags wait for the backend. */
+}
+
+static void session_start(struct worker_listener *wl, int fd, const struct addr *peer)
+{
+    struct worker *w = wl->w;
+    struct tcp_session *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        close(fd);
+        return;
+    }
+    loop_task_init(&s->task, task_cb);
+    s->w = w;
+    s->l = wl->l;
+    s->pool = wl->l->pool;
+    s->balancer = &w->balancers[runtime_pool_index(w->rt, s->pool)];
+    s->client = *peer;
+    s->local.len = sizeof(s->local.ss);
+    getsockname(fd, (struct sockaddr *)&s->local.ss, &s->local.len);
+    s->cio.fd = fd;
+    s->cio.cb = client_cb;
+    s->bio.fd = -1;
+    s->start_us = clock_mono_us();
+    s->first_close = END_NONE;
+    timer_init(&s->timer, timer_fired);
+    set_nodelay(fd);
+    list_add(w, s);
+    atomic_fetch_add_explicit(&s->l->connections_total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->l->connections_active, 1, memory_order_relaxed);
+
+    if (loop_add(&w->loop, &s->cio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        session_end(s, END_NO_MEMORY);
+        return;
+    }
+    if (s->l->conf->proxy_protocol_accept) {
+        uint64_t t = s->l->conf->client_idle_ms;
+        s->state = TCP_PROXY_IN;
+        timer_arm(&w->loop.timers, &s->timer,
+                  clock_now_ms() + (t < PROXY_IN_TIMEOUT_MS ? t : PROXY_IN_TIMEOUT_MS));
+        return;   /* the header is read when the client socket turns readable */
+    }
+    connect_next(s);
+}
+
+int tcp_accept(struct worker_listener *wl)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct addr peer;
+        int fd;
+
+        peer.len = sizeof(peer.ss);
+        fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                return -EMFILE;
+            return 0;   /* EAGAIN, or a connection aborted before accept */
+        }
+        session_start(wl, fd, &peer);
+    }
+    return 0;
+}

@@ -1,0 +1,186 @@
+"""Integration-test harness: start the real sluice binary and real origins
+on free loopback ports, talk to them with real clients, stop them by PID.
+
+Every process a test starts is registered with a `Procs` object (the `procs`
+fixture) and stopped at teardown, whether the test passed or not.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
+ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port that is free for both TCP and UDP right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def wait_for(pred, timeout=5.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Proc:
+    """A started process whose output is captured to files we can read."""
+
+    def __init__(self, args, name, env=None):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix=f"sluice-{name}-")
+        self.out_path = os.path.join(self.dir, "stdout")
+        self.err_path = os.path.join(self.dir, "stderr")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.p = subprocess.Popen(args, stdout=self._out, stderr=self._err,
+                                  stdin=subprocess.DEVNULL, env=env)
+        self.pid = self.p.pid
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stop by PID; returns the exit status."""
+        if self.alive():
+            os.kill(self.pid, sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait()
+        self._out.close()
+        self._err.close()
+        return self.p.returncode
+
+
+class Origin(Proc):
+    def __init__(self, name, mode="http", extra=(), port=0):
+        self.origin_name = name
+        args = [ORIGIN, "--listen", f"127.0.0.1:{port}", "--name", name, "--mode", mode, *extra]
+        super().__init__(args, f"origin-{name}")
+        m = wait_for(lambda: re.search(r"listening [\d.]+:(\d+)", self.stdout()),
+                     what=f"origin {name} to listen")
+        self.port = int(m.group(1))
+        self.address = f"127.0.0.1:{self.port}"
+
+
+class Sluice(Proc):
+    def __init__(self, config_text, wait_ports=(), env=None):
+        fd, self.config = tempfile.mkstemp(prefix="sluice-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write(config_text)
+        super().__init__([SLUICE, "-c", self.config], "sluice", env=env)
+        wait_for(lambda: "event=started" in self.stderr() or not self.alive(),
+                 what="sluice to start")
+        assert self.alive(), f"sluice exited at start:\n{self.stderr()}"
+        for p in wait_ports:
+            wait_for(lambda: port_open(p), what=f"port {p}")
+
+    def log_lines(self, event):
+        return [l for l in self.stderr().splitlines() if f"event={event}" in l]
+
+
+class Procs:
+    """Everything a test started; stopped at teardown."""
+
+    def __init__(self):
+        self.all = []
+
+    def origin(self, name, mode="http", extra=(), port=0):
+        o = Origin(name, mode, extra, port)
+        self.all.append(o)
+        return o
+
+    def sluice(self, config_text, wait_ports=(), env=None):
+        s = Sluice(config_text, wait_ports, env)
+        self.all.append(s)
+        return s
+
+    def stop_all(self):
+        for p in reversed(self.all):
+            p.stop(signal.SIGKILL if isinstance(p, Origin) else signal.SIGTERM)
+
+
+def tcp_config(port, backends, balance="round_robin", health=None, extra_listener="",
+               extra_pool="", workers=1, top=""):
+    """A one-listener, one-pool tcp config. backends: list of (name, address)."""
+    lines = [f"workers: {workers}", "drain_timeout: 5s", top,
+             "log: {level: debug, access: stdout}",
+             "listeners:",
+             "  - name: l4",
+             f"    bind: 127.0.0.1:{port}",
+             "    mode: tcp",
+             "    pool: app",
+             extra_listener,
+             "pools:",
+             "  - name: app",
+             f"    balance: {balance}",
+             "    timeouts: {connect: 1s}",
+             extra_pool,
+             "    backends:"]
+    for name, addr in backends:
+        lines.append(f"      - {{name: {name}, address: {addr}}}")
+    if health:
+        lines.append(f"    health_check: {health}")
+    return "\n".join(l for l in lines if l != "") + "\n"
+
+
+def http_get(port, path="/", timeout=5.0):
+    """One HTTP/1.1 GET on a fresh connection; returns (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body

@@ -1,0 +1,205 @@
+/* Balancers: round-robin weights exact over a cycle, least_conn and p2c
+ * prefer the less loaded, every algorithm skips ineligible and excluded
+ * backends. */
+#include <stdlib.h>
+
+#include "balance/balance.h"
+#include "test.h"
+
+static struct conf_backend cb[8];
+static struct conf_pool cp;
+static char names[8][16];
+
+static void make_pool(struct pool *p, enum balance_kind kind, const uint32_t *weights, int n)
+{
+    memset(&cp, 0, sizeof(cp));
+    cp.name = "p";
+    cp.balance = kind;
+    cp.backends = cb;
+    cp.nbackends = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof(names[i]), "b%d", i);
+        cb[i].name = names[i];
+        cb[i].weight = weights[i];
+    }
+    CHECK_EQ_INT(pool_init(p, &cp), 0);
+}
+
+static int idx(struct pool *p, struct backend *b)
+{
+    return b ? (int)(b - p->backends) : -1;
+}
+
+static void test_round_robin(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[3] = {5, 1, 1};
+    int counts[3] = {0}, seq[7];
+
+    make_pool(&p, BALANCE_ROUND_ROBIN, w, 3);
+    balancer_init(&bl, &p, 1);
+    /* One cycle of 7 picks gives exactly 5,1,1, interleaved like NGINX:
+     * a a b a c a a. */
+    for (int i = 0; i < 7; i++)
+        seq[i] = idx(&p, balancer_pick(&bl, NULL));
+    int expect[7] = {0, 0, 1, 0, 2, 0, 0};
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ_INT(seq[i], expect[i]);
+    for (int i = 0; i < 700; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 500);
+    CHECK_EQ_INT(counts[1], 100);
+    CHECK_EQ_INT(counts[2], 100);
+
+    /* A DOWN backend gets nothing; the others share by weight. */
+    backend_set_state(&p.backends[0], BACKEND_DOWN, "test");
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < 100; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 0);
+    CHECK_EQ_INT(counts[1], 50);
+    CHECK_EQ_INT(counts[2], 50);
+
+    /* Exclusion: a retry must go elsewhere. */
+    const struct backend *ex[1] = {&p.backends[1]};
+    struct balance_req req = {.exclude = ex, .nexclude = 1};
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, &req)), 2);
+    const struct backend *ex2[2] = {&p.backends[1], &p.backends[2]};
+    struct balance_req req2 = {.exclude = ex2, .nexclude = 2};
+    CHECK(balancer_pick(&bl, &req2) == NULL);
+
+    /* Weight 0 (set by an operator) takes no new work. */
+    backend_set_state(&p.backends[0], BACKEND_UP, "test");
+    backend_set_weight(&p.backends[1], 0);
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < 60; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[1], 0);
+    CHECK_EQ_INT(counts[0], 50);
+    CHECK_EQ_INT(counts[2], 10);
+
+    /* Nothing eligible: NULL, not a crash. */
+    for (int i = 0; i < 3; i++)
+        backend_set_state(&p.backends[i], BACKEND_DRAINING, "test");
+    CHECK(balancer_pick(&bl, NULL) == NULL);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
+static void test_least_conn(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[3] = {1, 1, 2};
+    int counts[3] = {0};
+
+    make_pool(&p, BALANCE_LEAST_CONN, w, 3);
+    balancer_init(&bl, &p, 1);
+    /* active 4, 1, 4 (weight 2 → 2 per unit): b1 has the least. */
+    atomic_store(&p.backends[0].active, 4);
+    atomic_store(&p.backends[1].active, 1);
+    atomic_store(&p.backends[2].active, 4);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 1);
+    /* Weighted: 3 active at weight 2 (1.5 each) beats 2 at weight 1. */
+    atomic_store(&p.backends[0].active, 2);
+    atomic_store(&p.backends[1].active, 2);
+    atomic_store(&p.backends[2].active, 3);
+    CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 2);
+    /* Ties rotate instead of piling onto the first. */
+    for (int i = 0; i < 3; i++)
+        atomic_store(&p.backends[i].active, 0);
+    for (int i = 0; i < 30; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 10);
+    CHECK_EQ_INT(counts[1], 10);
+    CHECK_EQ_INT(counts[2], 10);
+    /* Simulated load: picks take a connection and keep it; the result is
+     * proportional to weight (1:1:2). */
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < 400; i++) {
+        struct backend *b = balancer_pick(&bl, NULL);
+        atomic_fetch_add(&b->active, 1);
+        counts[idx(&p, b)]++;
+    }
+    CHECK_EQ_INT(counts[0], 100);
+    CHECK_EQ_INT(counts[1], 100);
+    CHECK_EQ_INT(counts[2], 200);
+    /* Exclusion. */
+    const struct backend *ex[1] = {&p.backends[2]};
+    struct balance_req req = {.exclude = ex, .nexclude = 1};
+    atomic_store(&p.backends[2].active, 0);
+    CHECK(idx(&p, balancer_pick(&bl, &req)) != 2);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
+static void test_p2c(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[4] = {1, 1, 1, 3};
+    int counts[4] = {0};
+    const int N = 100000;
+
+    make_pool(&p, BALANCE_P2C, w, 4);
+    balancer_init(&bl, &p, 42);
+    /* Idle pool: shares follow weights (1/6, 1/6, 1/6, 1/2) within 1%. */
+    for (int i = 0; i < N; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    for (int i = 0; i < 3; i++)
+        CHECK(abs(counts[i] - N / 6) < N / 100);
+    CHECK(abs(counts[3] - N / 2) < N / 100);
+
+    /* A loaded backend loses most of its share: b0 has 50 in flight, the
+     * others none. It wins only when drawn twice... which p2c forbids. */
+    atomic_store(&p.backends[0].active, 50);
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < N; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 0);
+
+    /* The two choices are distinct and exclusion holds. */
+    atomic_store(&p.backends[0].active, 0);
+    const struct backend *ex[3] = {&p.backends[0], &p.backends[1], &p.backends[3]};
+    struct balance_req req = {.exclude = ex, .nexclude = 3};
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, &req)), 2);
+    const struct backend *all[4] = {&p.backends[0], &p.backends[1], &p.backends[2], &p.backends[3]};
+    struct balance_req none = {.exclude = all, .nexclude = 4};
+    CHECK(balancer_pick(&bl, &none) == NULL);
+
+    /* Load spreads: simulated long-lived connections end up balanced per
+     * weight (the most loaded per unit of weight is never above the least
+     * by more than a small margin). */
+    for (int i = 0; i < 4; i++)
+        atomic_store(&p.backends[i].active, 0);
+    for (int i = 0; i < 6000; i++)
+        atomic_fetch_add(&balancer_pick(&bl, NULL)->active, 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(abs((int)atomic_load(&p.backends[i].active) - 1000) < 100);
+    CHECK(abs((int)atomic_load(&p.backends[3].active) - 3000) < 300);
+
+    /* Same seed, same picks: determinism for tests. */
+    struct balancer b1, b2;
+    balancer_init(&b1, &p, 7);
+    balancer_init(&b2, &p, 7);
+    int same = 1;
+    for (int i = 0; i < 1000; i++)
+        same &= balancer_pick(&b1, NULL) == balancer_pick(&b2, NULL);
+    CHECK(same);
+    balancer_destroy(&b1);
+    balancer_destroy(&b2);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
+int main(void)
+{
+    test_round_robin();
+    test_least_conn();
+    test_p2c();
+    TEST_END();
+}

@@ -1,0 +1,658 @@
+/* Config loader: a full config read back field by field, defaults, every
+ * kind of error at its exact LINE:COL, the scalar parsers, and the bind check. */
+#include "config/config.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Writes text to a fresh temp file; the path goes into path[32]. */
+static void write_temp(char path[32], const char *text)
+{
+    size_t len = strlen(text);
+    int fd;
+
+    strcpy(path, "/tmp/sluice-cfg-XXXXXX");
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, text, len) == (ssize_t)len);
+    close(fd);
+}
+
+/* Loads text from a temp file. Returns config_load's result; the diagnostics
+ * land in *out (malloc'd) and the file name in path. */
+static int load_text(const char *text, char path[32], char **out, struct config **cfg)
+{
+    size_t len = 0;
+    FILE *diag = open_memstream(out, &len);
+    int rc;
+
+    write_temp(path, text);
+    rc = config_load(path, diag, cfg);
+    fclose(diag);
+    unlink(path);
+    return rc;
+}
+
+/* Whether OUT has a line "PATH:WHERE: error: ...NEEDLE...". */
+static int has_error(const char *out, const char *path, const char *where, const char *needle)
+{
+    char prefix[128];
+    const char *line = out;
+
+    snprintf(prefix, sizeof(prefix), "%s:%s: error: ", path, where);
+    while (line && *line) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        if (n >= strlen(prefix) && strncmp(line, prefix, strlen(prefix)) == 0) {
+            const char *hit = strstr(line, needle);
+            if (hit && hit + strlen(needle) <= line + n)
+                return 1;
+        }
+        line = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static const char full_config[] =
+    "workers: 4\n"                                            /* 1 */
+    "drain_timeout: 45s\n"
+    "log:\n"
+    "  level: debug\n"
+    "  access: /var/log/sluice/access.log\n"                 /* 5 */
+    "  format: json\n"
+    "x-check: &check\n"
+    "  type: tcp\n"
+    "  interval: 3s\n"
+    "listeners:\n"                                            /* 10 */
+    "  - name: web\n"
+    "    bind: 127.0.0.1:8080\n"
+    "    mode: tcp\n"
+    "    proxy_protocol: accept\n"
+    "    pool: app\n"                                         /* 15 */
+    "    timeouts: {client_idle: 1m}\n"
+    "  - name: dns\n"
+    "    bind: \"[::1]:5353\"\n"
+    "    mode: udp\n"
+    "    pool: dns\n"                                         /* 20 */
+    "    timeouts: {udp_idle: 45s}\n"
+    "    max_flows: 1000\n"
+    "pools:\n"
+    "  - name: app\n"
+    "    balance: least_conn\n"                               /* 25 */
+    "    timeouts: {connect: 250ms}\n"
+    "    send_proxy: v2\n"
+    "    backends:\n"
+    "      - {address: 127.0.0.1:9001}\n"
+    "      - {name: b2, address: 127.0.0.1:9002, weight: 3}\n" /* 30 */
+    "    health_check:\n"
+    "      <<: *check\n"
+    "      timeout: 2s\n"
+    "      healthy_threshold: 3\n"
+    "      unhealthy_threshold: 5\n"                          /* 35 */
+    "  - name: dns\n"
+    "    balance: round_robin\n"
+    "    send_proxy: v1\n"
+    "    backends:\n"
+    "      - address: \"[::1]:53\"\n"                         /* 40 */
+    "        name: ns1\n";
+
+static void test_full(void)
+{
+    struct config *cfg = NULL;
+    char path[32], *out = NULL;
+    int rc = load_text(full_config, path, &out, &cfg);
+
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(out, "");
+    free(out);
+    if (!cfg)
+        return;
+    CHECK_EQ_STR(cfg->file, path);
+    CHECK_EQ_INT(cfg->workers, 4);
+    CHECK_EQ_INT(cfg->drain_timeout_ms, 45000);
+    CHECK_EQ_INT(cfg->log_level, LOG_LEVEL_DEBUG);
+    CHECK_EQ_STR(cfg->access_log, "/var/log/sluice/access.log");
+    CHECK_EQ_INT(cfg->access_format, ACCESS_FORMAT_JSON);
+
+    CHECK_EQ_INT(cfg->nlisteners, 2);
+    if (cfg->nlisteners == 2) {
+        const struct conf_listener *web = &cfg->listeners[0], *dns = &cfg->listeners[1];
+        char buf[ADDR_TEXT_MAX];
+
+        CHECK_EQ_STR(web->name, "web");
+        CHECK_EQ_STR(web->bind_text, "127.0.0.1:8080");
+        CHECK_EQ_STR(addr_format(&web->bind, buf, sizeof(buf)), "127.0.0.1:8080");
+        CHECK_EQ_INT(web->bind_pos.line, 12);
+        CHECK_EQ_INT(web->bind_pos.col, 11);
+        CHECK(web->bind_pos.file == cfg->file);
+        CHECK_EQ_INT(web->pos.line, 11);
+        CHECK_EQ_INT(web->pos.col, 5);
+        CHECK_EQ_INT(web->mode, LISTENER_TCP);
+        CHECK(web->proxy_protocol_accept);
+        CHECK_EQ_STR(web->pool_name, "app");
+        CHECK(web->pool == &cfg->pools[0]);
+        CHECK_EQ_INT(web->client_idle_ms, 60000);
+        CHECK_EQ_INT(web->udp_idle_ms, 30000);      /* default, unused for tcp */
+
+        CHECK_EQ_STR(dns->name, "dns");
+        CHECK_EQ_STR(addr_format(&dns->bind, buf, sizeof(buf)), "[::1]:5353");
+        CHECK_EQ_INT(dns->mode, LISTENER_UDP);
+        CHECK(!dns->proxy_protocol_accept);
+        CHECK(dns->pool == &cfg->pools[1]);
+        CHECK_EQ_INT(dns->udp_idle_ms, 45000);
+        CHECK_EQ_INT(dns->max_flows, 1000);
+    }
+
+    CHECK_EQ_INT(cfg->npools, 2);
+    if (cfg->npools == 2) {
+        const struct conf_pool *app = &cfg->pools[0], *dns = &cfg->pools[1];
+
+        CHECK_EQ_STR(app->name, "app");
+        CHECK_EQ_INT(app->pos.line, 24);
+        CHECK_EQ_INT(app->balance, BALANCE_LEAST_CONN);
+        CHECK_EQ_STR(config_balance_name(app->balance), "least_conn");
+        CHECK_EQ_INT(app->connect_timeout_ms, 250);
+        CHECK_EQ_INT(app->send_proxy, PROXY_SEND_V2);
+        CHECK_EQ_INT(app->nbackends, 2);
+        if (app->nbackends == 2) {
+            CHECK_EQ_STR(app->backends[0].name, "127.0.0.1:9001");   /* from the address */
+            CHECK_EQ_STR(app->backends[0].address_text, "127.0.0.1:9001");
+            CHECK_EQ_INT(addr_port(&app->backends[0].address), 9001);
+            CHECK_EQ_INT(app->backends[0].weight, 1);
+            CHECK_EQ_INT(app->backends[0].pos.line, 29);
+            CHECK_EQ_INT(app->backends[0].pos.col, 9);
+            CHECK_EQ_STR(app->backends[1].name, "b2");
+            CHECK_EQ_INT(app->backends[1].weight, 3);
+        }
+        /* type and interval come through the merge key, the rest is local */
+        CHECK_EQ_INT(app->health.type, HEALTH_TCP);
+        CHECK_EQ_INT(app->health.interval_ms, 3000);
+        CHECK_EQ_INT(app->health.timeout_ms, 2000);
+        CHECK_EQ_INT(app->health.healthy_threshold, 3);
+        CHECK_EQ_INT(app->health.unhealthy_threshold, 5);
+
+        CHECK_EQ_STR(dns->name, "dns");
+        CHECK_EQ_INT(dns->balance, BALANCE_ROUND_ROBIN);
+        CHECK_EQ_INT(dns->send_proxy, PROXY_SEND_V1);
+        CHECK_EQ_INT(dns->connect_timeout_ms, 2000);
+        CHECK_EQ_INT(dns->nbackends, 1);
+        if (dns->nbackends == 1)
+            CHECK_EQ_STR(dns->backends[0].name, "ns1");
+        CHECK_EQ_INT(dns->health.type, HEALTH_NONE);
+    }
+    config_free(cfg);
+}
+
+static void test_defaults(void)
+{
+    static const char text[] =
+        "listeners: [{name: l, bind: 127.0.0.1:8080, mode: tcp, pool: p}]\n"
+        "pools:\n"
+        "  - name: p\n"
+        "    backends: [{address: 127.0.0.1:1}]\n"
+        "    health_check: {type: tcp}\n";
+    struct config *cfg = NULL;
+    size_t len = 0;
+    char *out = NULL;
+    FILE *diag = open_memstream(&out, &len);
+    int rc = config_load_string("mem.yaml", text, strlen(text), diag, &cfg);
+
+    fclose(diag);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(out, "");
+    free(out);
+    if (!cfg)
+        return;
+    CHECK_EQ_STR(cfg->file, "mem.yaml");
+    CHECK_EQ_INT(cfg->workers, 0);
+    CHECK_EQ_INT(cfg->drain_timeout_ms, 30000);
+    CHECK_EQ_INT(cfg->log_level, LOG_LEVEL_INFO);
+    CHECK_EQ_STR(cfg->access_log, "stdout");
+    CHECK_EQ_INT(cfg->access_format, ACCESS_FORMAT_COMBINED);
+    CHECK_EQ_INT(cfg->listeners[0].client_idle_ms, 600000);
+    CHECK_EQ_INT(cfg->listeners[0].udp_idle_ms, 30000);
+    CHECK_EQ_INT(cfg->listeners[0].max_flows, 65536);
+    CHECK(!cfg->listeners[0].proxy_protocol_accept);
+    CHECK_EQ_INT(cfg->pools[0].balance, BALANCE_P2C);
+    CHECK_EQ_STR(config_balance_name(cfg->pools[0].balance), "p2c");
+    CHECK_EQ_INT(cfg->pools[0].connect_timeout_ms, 2000);
+    CHECK_EQ_INT(cfg->pools[0].send_proxy, PROXY_SEND_NONE);
+    CHECK_EQ_INT(cfg->pools[0].health.interval_ms, 2000);
+    CHECK_EQ_INT(cfg->pools[0].health.timeout_ms, 1000);
+    CHECK_EQ_INT(cfg->pools[0].health.healthy_threshold, 2);
+    CHECK_EQ_INT(cfg->pools[0].health.unhealthy_threshold, 2);
+    config_free(cfg);
+
+    /* workers: auto, access: off, a buffer that is not NUL-terminated */
+    {
+        static const char t2[] =
+            "workers: auto\nlog: {access: off}\n"
+            "listeners: [{name: l, bind: 127.0.0.1:8080, mode: udp, pool: p}]\n"
+            "pools: [{name: p, backends: [{address: 127.0.0.1:1}]}]\nXXXX";
+        cfg = NULL;
+        rc = config_load_string("t2", t2, sizeof(t2) - 1 - 4, NULL, &cfg);
+        CHECK_EQ_INT(rc, 0);
+        if (cfg) {
+            CHECK_EQ_INT(cfg->workers, 0);
+            CHECK(cfg->access_log == NULL);
+            CHECK_EQ_INT(cfg->pools[0].health.type, HEALTH_NONE);
+            config_free(cfg);
+        }
+    }
+    CHECK_EQ_STR(config_balance_name(BALANCE_ROUND_ROBIN), "round_robin");
+}
+
+/* A valid listener and pool, to build broken cases around. One line each. */
+#define LST "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
+#define POOL "pools: [{name: app, backends: [{address: 127.0.0.1:9001}]}]\n"
+
+struct bad_case {
+    const char *text;
+    const char *where;     /* "LINE:COL" */
+    const char *msg;       /* a substring of the message */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* unknown keys: the position is the key */
+    { "bogus: 1\n" LST POOL, "1:1", "unknown key 'bogus' at the top level; expected one of: "
+      "workers, drain_timeout, log, listeners, pools" },
+    { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
+    { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
+      "    tls: {}\n" POOL, "6:5", "unknown key 'tls' in listener 'web'; expected one of: "
+      "name, bind, mode, proxy_protocol, pool, timeouts, max_flows" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "              timeouts: {client_idel: 5s}}]\n" POOL,
+      "2:26", "unknown key 'client_idel' in timeouts of listener 'web'" },
+    { LST "pools:\n  - name: app\n    retries: 3\n    backends: [{address: 127.0.0.1:1}]\n",
+      "4:5", "unknown key 'retries' in pool 'app'" },
+    { LST "pools:\n  - name: app\n    timeouts: {connect: 1s, read: 1s}\n"
+      "    backends: [{address: 127.0.0.1:1}]\n", "4:29", "unknown key 'read' in timeouts of pool 'app'" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, wieght: 2}\n",
+      "5:32", "unknown key 'wieght' in backend '127.0.0.1:1' of pool 'app'" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, path: /health}\n",
+      "5:31", "unknown key 'path' in health_check of pool 'app'" },
+
+    /* wrong types: the position is the value */
+    { "listeners: {web: 1}\n" POOL, "1:12", "listeners: expected a list, got a mapping" },
+    { LST "pools: nope\n", "2:8", "pools: expected a list, got a string" },
+    { "- a\n- b\n", "1:1", "expected a mapping, got a list" },
+    { LST POOL "log: verbose\n", "3:6", "log: expected a mapping, got a string" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, timeouts: 5s}]\n"
+      POOL, "1:79", "listener 'web': timeouts: expected a mapping, got a string" },
+    { "listeners: [{name: web, bind: [1, 2], mode: tcp, pool: app}]\n" POOL,
+      "1:31", "listener 'web': bind: expected a string, got a list" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}, oops]\n" POOL,
+      "1:70", "listener #2: expected a mapping, got a string" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool:}]\n" POOL,
+      "1:58", "listener 'web': pool: expected a string, got nothing" },
+
+    /* bad scalars */
+    { "drain_timeout: 5x\n" LST POOL, "1:16",
+      "drain_timeout: bad duration '5x': use a number followed by ms, s, m or h" },
+    { "drain_timeout: 30\n" LST POOL, "1:16", "bad duration '30'" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "              timeouts: {client_idle: -1s}}]\n" POOL, "2:39",
+      "listener 'web': timeouts.client_idle: bad duration '-1s'" },
+    { LST "pools:\n  - name: app\n    timeouts: {connect: 0ms}\n"
+      "    backends: [{address: 127.0.0.1:1}]\n", "4:25", "timeouts.connect: must be longer than 0" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, weight: 0}\n",
+      "5:40", "weight: expected a whole number from 1 to 256, got '0'" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, weight: 257}\n",
+      "5:40", "got '257'" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, weight: 1.5}\n",
+      "5:40", "got '1.5'" },
+    { "workers: 0\n" LST POOL, "1:10", "workers: expected auto or a whole number from 1 to 1024" },
+    { "workers: many\n" LST POOL, "1:10", "got 'many'" },
+    { LST POOL "log: {level: loud}\n", "3:14", "unknown log.level 'loud'; expected one of: "
+      "error, warn, info, debug" },
+    { LST POOL "log: {access: access.log}\n", "3:15", "expected stdout, off or an absolute path" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app}]\n" POOL,
+      "1:53", "mode 'http' is not supported yet; expected one of: tcp, udp" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: sctp, pool: app}]\n" POOL,
+      "1:53", "unknown mode 'sctp'; expected one of: tcp, udp" },
+    { LST "pools: [{name: app, balance: maglev, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:30", "balance 'maglev' is not supported yet" },
+    { LST "pools: [{name: app, send_proxy: v3, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:33", "unknown send_proxy 'v3'; expected one of: v1, v2" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, max_flows: 0}]\n"
+      POOL, "1:80", "max_flows: expected a whole number from 1 to 10000000" },
+    { "listeners: [{name: 'web 1', bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n" POOL,
+      "1:20", "bad name 'web 1'" },
+
+    /* addresses */
+    { "listeners: [{name: web, bind: 127.0.0.1, mode: tcp, pool: app}]\n" POOL,
+      "1:31", "listener 'web': bind: bad address '127.0.0.1': expected host:port" },
+    { "listeners: [{name: web, bind: 'localhost:80', mode: tcp, pool: app}]\n" POOL,
+      "1:31", "host names are not resolved" },
+    { "listeners: [{name: web, bind: 127.0.0.1:0, mode: tcp, pool: app}]\n" POOL,
+      "1:31", "port 0 is not allowed" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {name: b1, address: 10.0.0.1:99999}\n",
+      "5:29", "pool 'app' backend 'b1': address: bad address '10.0.0.1:99999'" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: '0.0.0.0:80'}\n",
+      "5:20", "is a wildcard" },
+
+    /* duplicates: the position is the second one */
+    { "listeners:\n  - {name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}\n"
+      "  - {name: web, bind: 127.0.0.1:8081, mode: tcp, pool: app}\n" POOL,
+      "3:12", "duplicate listener name 'web' (first at 2:5)" },
+    { LST "pools:\n  - {name: app, backends: [{address: 127.0.0.1:1}]}\n"
+      "  - {name: app, backends: [{address: 127.0.0.1:2}]}\n",
+      "4:12", "duplicate pool name 'app'" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {name: b1, address: 127.0.0.1:1}\n"
+      "      - {name: b1, address: 127.0.0.1:2}\n", "6:16",
+      "pool 'app': duplicate backend name 'b1' (first at 5:9)" },
+    { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1}\n"
+      "      - {address: 127.0.0.1:1, weight: 2}\n", "6:19",
+      "duplicate backend name '127.0.0.1:1'" },
+    { "listeners:\n  - {name: a, bind: 127.0.0.1:8080, mode: udp, pool: app}\n"
+      "  - {name: b, bind: 127.0.0.1:8080, mode: udp, pool: app}\n" POOL,
+      "3:21", "listener 'b': bind: udp 127.0.0.1:8080 is already used by the listener at 2:5" },
+    { LST POOL "log: {level: info, level: debug}\n", "3:20", "duplicate key 'level' (first at 3:7)" },
+
+    /* references and required keys */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: ap}]\n" POOL,
+      "1:64", "listener 'web': pool 'ap' is not defined" },
+    { "listeners:\n  - name: web\n    mode: tcp\n    pool: app\n" POOL,
+      "2:5", "listener 'web': missing required key 'bind'" },
+    { "listeners: [{bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n" POOL,
+      "1:13", "listener #1: missing required key 'name'" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, pool: app}]\n" POOL,
+      "1:13", "missing required key 'mode'" },
+    { POOL, "1:1", "missing required key 'listeners'" },
+    { LST, "1:1", "missing required key 'pools'" },
+    { "listeners: []\n" POOL, "1:12", "listeners: must list at least one listener" },
+    { LST "pools: [{name: app}]\n", "2:9", "pool 'app': missing required key 'backends'" },
+    { LST "pools: [{name: app, backends: []}]\n", "2:31", "backends: must list at least one" },
+    { LST "pools: [{name: app, backends: [{weight: 2}]}]\n", "2:32",
+      "pool 'app' backend #1: missing required key 'address'" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {interval: 1s}\n", "5:19", "health_check: missing required key 'type'" },
+
+    /* mode-specific keys: the position is the key */
+    { "listeners:\n  - name: dns\n    bind: 127.0.0.1:5353\n    mode: udp\n"
+      "    proxy_protocol: accept\n    pool: app\n" POOL,
+      "5:5", "listener 'dns': proxy_protocol only applies to mode tcp" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "              timeouts: {udp_idle: 5s}}]\n" POOL, "2:26",
+      "timeouts.udp_idle only applies to mode udp" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, max_flows: 5}]\n"
+      POOL, "1:69", "max_flows only applies to mode udp" },
+
+    /* health check timing */
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, interval: 2s, timeout: 5s}\n",
+      "5:54", "health_check.timeout 5s is longer than health_check.interval 2s" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, interval: 500ms}\n",
+      "5:41", "health_check.interval 500ms is shorter than the default timeout 1s" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, unhealthy_threshold: 0}\n",
+      "5:52", "unhealthy_threshold: expected a whole number from 1 to 100" },
+
+    /* YAML itself */
+    { "listeners:\n  - name: a\n   bind: x\n" POOL, "3:4", "did not find expected '-' indicator" },
+    { "listeners: \"open\n" POOL, "1:12", "double-quoted scalar" },
+    { "listeners:\n\t- a\n", "2:1", "tab character" },
+    { "listeners: *nowhere\n" POOL, "1:12", "alias '*nowhere' does not name an anchor" },
+    { LST POOL "---\nworkers: 2\n", "3:1", "one YAML document" },
+    { LST POOL "x-a: &a 5\nlog: {<<: *a}\n", "3:9", "merge key '<<' needs a mapping" },
+    { "", "1:1", "the config is empty" },
+    { "# nothing but a comment\n", "1:1", "the config is empty" },
+    { "~\n", "1:1", "the config is empty" },
+};
+
+static void test_bad_cases(void)
+{
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        struct config *cfg = (struct config *)1;
+        char path[32], *out = NULL;
+        int rc = load_text(c->text, path, &out, &cfg);
+        int found = has_error(out, path, c->where, c->msg);
+
+        CHECK_EQ_INT(rc, -1);
+        CHECK(cfg == NULL);
+        CHECK(found);
+        if (!found)
+            fprintf(stderr, "  case %zu: wanted %s: ...%s...\n  got:\n%s", i, c->where,
+                    c->msg, out);
+        free(out);
+    }
+}
+
+/* Every error is reported, not only the first, and in file order. */
+static void test_all_errors(void)
+{
+    static const char text[] =
+        "workers: 0\n"
+        "drain_timeout: 5x\n"
+        "listeners: [{name: web, bind: nowhere, mode: tcp, pool: missing}]\n"
+        "pools: [{name: app, backends: [{address: 127.0.0.1:1, weight: 0}]}]\n";
+    struct config *cfg = NULL;
+    char path[32], *out = NULL;
+    int rc = load_text(text, path, &out, &cfg);
+
+    CHECK_EQ_INT(rc, -1);
+    CHECK_EQ_INT(count_lines(out), 5);
+    CHECK(has_error(out, path, "1:10", "workers"));
+    CHECK(has_error(out, path, "2:16", "bad duration"));
+    CHECK(has_error(out, path, "3:31", "bad address 'nowhere'"));
+    CHECK(has_error(out, path, "3:57", "pool 'missing' is not defined"));
+    CHECK(has_error(out, path, "4:63", "weight"));
+    CHECK(strstr(out, "1:10") < strstr(out, "2:16"));
+    CHECK(strstr(out, "3:57") < strstr(out, "4:63"));
+    free(out);
+}
+
+static void test_missing_file(void)
+{
+    struct config *cfg = (struct config *)1;
+    size_t len = 0;
+    char *out = NULL;
+    FILE *diag = open_memstream(&out, &len);
+    int rc = config_load("/tmp/sluice-no-such-dir/none.yaml", diag, &cfg);
+
+    fclose(diag);
+    CHECK_EQ_INT(rc, -1);
+    CHECK(cfg == NULL);
+    CHECK_EQ_STR(out, "/tmp/sluice-no-such-dir/none.yaml: error: cannot open: "
+                 "No such file or directory\n");
+    free(out);
+
+    out = NULL;
+    diag = open_memstream(&out, &len);
+    rc = config_load("/tmp", diag, &cfg);
+    fclose(diag);
+    CHECK_EQ_INT(rc, -1);
+    CHECK(strstr(out, "/tmp: error: cannot read: ") == out);
+    free(out);
+}
+
+static void test_duration_size(void)
+{
+    static const struct { const char *s; int rc; uint64_t v; } durations[] = {
+        { "250ms", 0, 250 }, { "2s", 0, 2000 }, { "5m", 0, 300000 }, { "1h", 0, 3600000 },
+        { "0s", 0, 0 }, { "007s", 0, 7000 },
+        { "18446744073709551615ms", 0, UINT64_MAX },
+        { "18446744073709551616ms", -EINVAL, 0 },   /* the number overflows */
+        { "18446744073709552s", -EINVAL, 0 },       /* the product overflows */
+        { "5124095576030432h", -EINVAL, 0 },
+        { "", -EINVAL, 0 }, { "5", -EINVAL, 0 }, { "s", -EINVAL, 0 }, { "ms", -EINVAL, 0 },
+        { "-5s", -EINVAL, 0 }, { "+5s", -EINVAL, 0 }, { "5x", -EINVAL, 0 },
+        { "5 s", -EINVAL, 0 }, { " 5s", -EINVAL, 0 }, { "5s ", -EINVAL, 0 },
+        { "1.5s", -EINVAL, 0 }, { "5S", -EINVAL, 0 }, { "5sec", -EINVAL, 0 },
+        { "1m30s", -EINVAL, 0 }, { "0x10s", -EINVAL, 0 },
+    };
+    static const struct { const char *s; int rc; uint64_t v; } sizes[] = {
+        { "512", 0, 512 }, { "0", 0, 0 }, { "16k", 0, 16384 }, { "16K", 0, 16384 },
+        { "1m", 0, 1048576 }, { "1g", 0, 1073741824 },
+        { "17179869183g", 0, 17179869183ull << 30 },
+        { "17179869184g", -EINVAL, 0 }, { "99999999999999999999", -EINVAL, 0 },
+        { "", -EINVAL, 0 }, { "k", -EINVAL, 0 }, { "-1", -EINVAL, 0 }, { "1kb", -EINVAL, 0 },
+        { "1t", -EINVAL, 0 }, { "1.5k", -EINVAL, 0 }, { " 1k", -EINVAL, 0 },
+    };
+    uint64_t v;
+
+    for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+        v = 12345;
+        CHECK_EQ_INT(config_parse_duration(durations[i].s, &v), durations[i].rc);
+        if (durations[i].rc == 0)
+            CHECK(v == durations[i].v);
+        else
+            CHECK_EQ_INT(v, 12345);
+    }
+    CHECK_EQ_INT(config_parse_duration(NULL, &v), -EINVAL);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        v = 12345;
+        CHECK_EQ_INT(config_parse_size(sizes[i].s, &v), sizes[i].rc);
+        if (sizes[i].rc == 0)
+            CHECK(v == sizes[i].v);
+    }
+}
+
+/* A socket on a free loopback port; with reuseport it shares like sluice. */
+static int hold_port(int type, int reuseport, int *port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sa);
+    int one = 1, fd = socket(AF_INET, type, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 1) < 0)) {
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static void check_binds_case(int type, int reuseport, int want_errors)
+{
+    char text[512], path[32], *out = NULL, *bout = NULL, where[32];
+    struct config *cfg = NULL;
+    size_t blen = 0;
+    int port = 0, fd = hold_port(type, reuseport, &port);
+    FILE *diag;
+
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    snprintf(text, sizeof(text),
+             "listeners:\n"
+             "  - name: held\n"
+             "    bind: 127.0.0.1:%d\n"
+             "    mode: %s\n"
+             "    pool: app\n" POOL, port, type == SOCK_STREAM ? "tcp" : "udp");
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), 0);
+    free(out);
+    if (!cfg) {
+        close(fd);
+        return;
+    }
+    diag = open_memstream(&bout, &blen);
+    CHECK_EQ_INT(config_check_binds(cfg, diag), want_errors);
+    fclose(diag);
+    if (want_errors) {
+        char msg[128];
+        snprintf(where, sizeof(where), "3:11");
+        snprintf(msg, sizeof(msg), "listener 'held': cannot bind 127.0.0.1:%d: %s", port,
+                 strerror(EADDRINUSE));
+        CHECK(has_error(bout, path, where, msg));
+        if (!has_error(bout, path, where, msg))
+            fprintf(stderr, "  got: %s", bout);
+    } else {
+        CHECK_EQ_STR(bout, "");
+    }
+    free(bout);
+    close(fd);
+
+    /* Once the port is free again, the same config passes. */
+    CHECK_EQ_INT(config_check_binds(cfg, NULL), 0);
+    config_free(cfg);
+}
+
+static void test_check_binds(void)
+{
+    check_binds_case(SOCK_STREAM, 0, 1);    /* another program holds the port */
+    check_binds_case(SOCK_DGRAM, 0, 1);
+    check_binds_case(SOCK_STREAM, 1, 0);    /* a sluice of ours shares it */
+}
+
+static void test_known_keys(void)
+{
+    size_t n = 0;
+    FILE *f;
+
+    for (const char *const *k = config_known_keys; *k; k++, n++) {
+        CHECK(strchr(*k, ' ') == NULL);
+        for (const char *const *j = config_known_keys; j < k; j++)
+            CHECK(strcmp(*j, *k) != 0);
+    }
+    CHECK(n >= 30);
+
+    /* docs/configuration.md lists exactly these keys, one table row each;
+     * only when run from the repository root, as make does. */
+    f = fopen("docs/configuration.md", "r");
+    if (!f)
+        return;
+    {
+        char line[512];
+        size_t rows = 0;
+        int *seen = calloc(n, sizeof(*seen));
+
+        while (fgets(line, sizeof(line), f)) {
+            char *a, *b;
+            if (strncmp(line, "| `", 3) != 0)
+                continue;
+            a = line + 3;
+            if (!(b = strchr(a, '`')))
+                continue;
+            *b = '\0';
+            rows++;
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(config_known_keys[i], a) == 0)
+                    seen[i]++;
+        }
+        fclose(f);
+        CHECK_EQ_INT(rows, n);
+        for (size_t i = 0; i < n; i++) {
+            CHECK_EQ_INT(seen[i], 1);
+            if (seen[i] != 1)
+                fprintf(stderr, "  docs: %s listed %d times\n", config_known_keys[i], seen[i]);
+        }
+        free(seen);
+    }
+}
+
+int main(void)
+{
+    test_full();
+    test_defaults();
+    test_bad_cases();
+    test_all_errors();
+    test_missing_file();
+    test_duration_size();
+    test_check_binds();
+    test_known_keys();
+    TEST_END();
+}
