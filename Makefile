@@ -4,7 +4,7 @@
 # of src/ except main.c; every fuzz/fuzz_*.c is one libFuzzer target.
 
 CC      ?= cc
-PKGS    := libfyaml libxxhash
+PKGS    := libfyaml libxxhash libpcre2-8
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CPPFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS))
@@ -28,9 +28,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 all: sluice sluice-origin
 
 sluice: $(B)/sluice
-	@[ "$(B)" != build ] || cp $< $@
+	@[ "$(B)" != build ] || cp --remove-destination $< $@
 sluice-origin: $(B)/sluice-origin
-	@[ "$(B)" != build ] || cp $< $@
+	@[ "$(B)" != build ] || cp --remove-destination $< $@
 
 $(B)/sluice: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)

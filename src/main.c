@@ -18,6 +18,7 @@
 #include "core/worker.h"
 #include "health/health.h"
 #include "proxy/access_log.h"
+#include "route/route.h"
 
 #define SLUICE_VERSION "0.1.0"
 #define STOP_POLL_MS 20
@@ -229,6 +230,9 @@ static int check(const char *path)
     if (config_load(path, stderr, &cfg) < 0)
         return 1;
     errors = config_check_binds(cfg, stderr);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].mode == LISTENER_HTTP)
+            route_check_shadowed(&cfg->listeners[i], stderr);
     config_free(cfg);
     if (errors)
         return 1;

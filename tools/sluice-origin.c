@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -88,6 +89,7 @@ struct conn {
     bool in_timer;
     /* Edge-triggered epoll: remember readiness until a syscall says EAGAIN. */
     bool can_read, can_write, rd_eof;
+    bool rdhup;                 /* the peer's FIN is queued behind the data */
     bool closing;               /* http: close once the output is flushed */
     char *in;                   /* unparsed input is in[in_start, in_len) */
     size_t in_start, in_len, in_cap, in_max, scan;
@@ -106,9 +108,10 @@ struct conn {
 };
 
 /* One event loop and its listening socket. Counters are written by this worker
- * only (relaxed store) and summed by whichever worker answers /stats. */
+ * only (relaxed store) and summed by whichever worker answers /stats; the alignment
+ * keeps workers off each other's cache lines. */
 struct worker {
-    pthread_t tid;
+    _Alignas(64) pthread_t tid;
     int lfd, epfd, efd;         /* listening socket, epoll, eventfd that says "stop" */
     struct conn *conns;
     struct conn *t_head, *t_tail; /* pending timers, ordered by deadline */
@@ -339,8 +342,9 @@ static int conn_read(struct conn *c)
     ssize_t n = read(c->fd, c->in + c->in_len, room);
     if (n > 0) {
         c->in_len += (size_t)n;
-        /* A short read drained the socket; epoll will report the next arrival. */
-        if ((size_t)n < room)
+        /* A short read drained the socket and epoll will report the next arrival,
+         * unless a FIN came in the same edge: then read on until read() says 0. */
+        if ((size_t)n < room && !c->rdhup)
             c->can_read = false;
         return 1;
     }
@@ -447,10 +451,7 @@ static void echo_drive(struct conn *c)
         bool progress = false;
         if (c->state == S_PROXY) {
             int r = proxy_strip(c);
-            if (r < 0) {
-                conn_close(c);
-                return;
-            }
+            if (r < 0) { conn_close(c); return; }
             if (r > 0)
                 c->state = S_MAIN;
         }
@@ -464,10 +465,7 @@ static void echo_drive(struct conn *c)
                     c->can_write = false;
             } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 c->can_write = false;
-            } else if (errno != EINTR) {
-                conn_close(c);
-                return;
-            }
+            } else if (errno != EINTR) { conn_close(c); return; }
         }
         if (c->state == S_MAIN && c->rd_eof && c->in_start == c->in_len) {
             /* The client is done sending and has all its bytes back: pass the EOF on. */
@@ -478,10 +476,7 @@ static void echo_drive(struct conn *c)
         /* Backpressure: read only while the buffer has room, i.e. the writes keep up. */
         if (!c->rd_eof && c->can_read && c->in_len - c->in_start < c->in_cap) {
             int r = conn_read(c);
-            if (r < 0) {
-                conn_close(c);
-                return;
-            }
+            if (r < 0) { conn_close(c); return; }
             progress |= r > 0;
         }
         if (!progress)
@@ -493,34 +488,18 @@ static void echo_drive(struct conn *c)
 
 static const char *reason(unsigned code)
 {
-    switch (code) {
-    case 100: return "Continue";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
+    static const struct { unsigned code; const char *text; } t[] = {
+        { 200, "OK" }, { 100, "Continue" }, { 103, "Early Hints" }, { 201, "Created" },
+        { 202, "Accepted" }, { 204, "No Content" }, { 301, "Moved Permanently" }, { 302, "Found" },
+        { 304, "Not Modified" }, { 307, "Temporary Redirect" }, { 400, "Bad Request" },
+        { 401, "Unauthorized" }, { 403, "Forbidden" }, { 404, "Not Found" },
+        { 405, "Method Not Allowed" }, { 429, "Too Many Requests" },
+        { 431, "Request Header Fields Too Large" }, { 500, "Internal Server Error" },
+        { 502, "Bad Gateway" }, { 503, "Service Unavailable" }, { 504, "Gateway Timeout" } };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i].code == code)
+            return t[i].text;
+    return "Status";
 }
 
 /* Appends a status line and headers. 204 and 304 carry no body and, as RFC 9110
@@ -654,8 +633,8 @@ static enum route route_for(struct conn *c, const char *t, size_t n)
         { "/delay/", R_DELAY }, { "/status/", R_STATUS }, { "/bytes/", R_BYTES } };
     for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
         size_t l = strlen(num[i].pfx);
-        if (pl > l - 1 && !memcmp(path, num[i].pfx, l - 1) && (pl == l - 1 || path[l - 1] == '/'))
-            return parse_u64(path + l, pl > l ? pl - l : 0, &c->arg) ? num[i].r : R_BAD;
+        if (pl >= l && !memcmp(path, num[i].pfx, l))
+            return parse_u64(path + l, pl - l, &c->arg) ? num[i].r : R_BAD;
     }
     return R_NAME;
 }
@@ -685,7 +664,7 @@ static int parse_head(struct conn *c, const char *p, size_t len)
         struct buf *j = &c->json;
         j->len = 0;
         buf_str(j, "{\"name\":");
-        buf_put(j, cfg.name_json.p, cfg.name_json.len);
+        buf_str(j, cfg.name_json.p);
         buf_str(j, ",\"method\":");
         buf_json(j, p, ml);
         buf_str(j, ",\"target\":");
@@ -694,7 +673,7 @@ static int parse_head(struct conn *c, const char *p, size_t len)
                              : ",\"version\":\"HTTP/1.1\",\"headers\":[");
     }
 
-    bool conn_close = false, conn_ka = false, te = false, chunked = false, has_cl = false;
+    bool want_close = false, want_ka = false, te = false, chunked = false, has_cl = false;
     bool expect100 = false, first = true;
     uint64_t cl = 0;
     for (const char *l = nl + 1; l < end; l = nl + 1) {
@@ -724,8 +703,8 @@ static int parse_head(struct conn *c, const char *p, size_t len)
             te = true;
             chunked = last_is_chunked(v, vl);
         } else if (nlen == 10 && !strncasecmp(l, "connection", 10)) {
-            conn_close |= has_token(v, vl, "close");
-            conn_ka |= has_token(v, vl, "keep-alive");
+            want_close |= has_token(v, vl, "close");
+            want_ka |= has_token(v, vl, "keep-alive");
         } else if (nlen == 6 && !strncasecmp(l, "expect", 6)) {
             expect100 = has_token(v, vl, "100-continue");
         }
@@ -741,7 +720,7 @@ static int parse_head(struct conn *c, const char *p, size_t len)
     if (echo)
         buf_str(&c->json, "],");
 
-    c->keep_alive = c->http10 ? conn_ka && !conn_close : !conn_close;
+    c->keep_alive = c->http10 ? want_ka && !want_close : !want_close;
     /* Both framings at once is how request smuggling starts: refuse (RFC 9112 6.1). */
     if (te && (!chunked || has_cl))
         return -1;
@@ -835,7 +814,8 @@ static int body_consume(struct conn *c)
 static void respond(struct conn *c)
 {
     struct buf *j = &c->json;
-    char hex[65];
+    char hex[65], tmp[640]; /* fits any answer built here: --name is at most 64 bytes */
+    int n;
     switch (c->route) {
     case R_NAME:
     case R_DELAY:
@@ -850,13 +830,9 @@ static void respond(struct conn *c)
             break;
         }
         if (c->arg < 200) { /* 1xx is interim: send it, then a 200 (not to HTTP/1.0) */
-            if (!c->http10) {
-                buf_str(&c->out, "HTTP/1.1 ");
-                buf_u64(&c->out, c->arg);
-                buf_put(&c->out, " ", 1);
-                buf_str(&c->out, reason((unsigned)c->arg));
-                buf_str(&c->out, "\r\n\r\n");
-            }
+            if (!c->http10)
+                buf_put(&c->out, tmp, (size_t)snprintf(tmp, sizeof tmp, "HTTP/1.1 %u %s\r\n\r\n",
+                                                       (unsigned)c->arg, reason((unsigned)c->arg)));
             c->arg = 200;
         }
         reply(c, (unsigned)c->arg, "text/plain", cfg.name_nl.p, cfg.name_nl.len);
@@ -878,13 +854,9 @@ static void respond(struct conn *c)
         reply(c, 200, "application/json", j->p, j->len);
         break;
     case R_UPLOAD:
-        j->len = 0;
-        buf_str(j, "{\"name\":");
-        buf_put(j, cfg.name_json.p, cfg.name_json.len);
-        buf_str(j, ",\"body_length\":");
-        buf_u64(j, c->body_len);
-        buf_str(j, "}\n");
-        reply(c, 200, "application/json", j->p, j->len);
+        n = snprintf(tmp, sizeof tmp, "{\"name\":%s,\"body_length\":%" PRIu64 "}\n",
+                     cfg.name_json.p, c->body_len);
+        reply(c, 200, "application/json", tmp, (size_t)n);
         break;
     case R_HEALTH:
         if (atomic_load(&healthy))
@@ -908,17 +880,10 @@ static void respond(struct conn *c)
             acc += LOAD(workers[i].accepted);
             cl += LOAD(workers[i].closed);
         }
-        j->len = 0;
-        buf_str(j, "{\"name\":");
-        buf_put(j, cfg.name_json.p, cfg.name_json.len);
-        buf_str(j, ",\"requests\":");
-        buf_u64(j, req);
-        buf_str(j, ",\"connections\":");
-        buf_u64(j, acc);
-        buf_str(j, ",\"active_connections\":");
-        buf_u64(j, acc > cl ? acc - cl : 0);
-        buf_str(j, atomic_load(&healthy) ? ",\"healthy\":true}\n" : ",\"healthy\":false}\n");
-        reply(c, 200, "application/json", j->p, j->len);
+        n = snprintf(tmp, sizeof tmp, "{\"name\":%s,\"requests\":%" PRIu64 ",\"connections\":%" PRIu64
+                     ",\"active_connections\":%" PRIu64 ",\"healthy\":%s}\n", cfg.name_json.p, req, acc,
+                     acc > cl ? acc - cl : 0, atomic_load(&healthy) ? "true" : "false");
+        reply(c, 200, "application/json", tmp, (size_t)n);
         break;
     }
     }
@@ -1045,18 +1010,12 @@ static void http_drive(struct conn *c)
         bool has_out = c->out.len > c->out_off || c->stream_left;
         if (has_out && c->can_write) {
             int r = http_flush(c);
-            if (r < 0) {
-                conn_close(c);
-                return;
-            }
+            if (r < 0) { conn_close(c); return; }
             progress = r > 0;
             has_out = c->out.len > c->out_off || c->stream_left;
         }
         if (!has_out && c->closing && c->state != S_LINGER) {
-            if (c->rd_eof) {
-                conn_close(c);
-                return;
-            }
+            if (c->rd_eof) { conn_close(c); return; }
             /* Shut our side, then read until the peer's FIN: closing with unread
              * input would send an RST that can destroy the response in flight. */
             shutdown(c->fd, SHUT_WR);
@@ -1075,18 +1034,12 @@ static void http_drive(struct conn *c)
         }
         if (want_input) {
             if (c->rd_eof) {
-                if (c->state == S_LINGER) {
-                    conn_close(c);
-                    return;
-                }
+                if (c->state == S_LINGER) { conn_close(c); return; }
                 c->closing = true; /* a partial request can never complete now */
                 progress = true;
             } else if (c->can_read) {
                 int r = conn_read(c);
-                if (r < 0) {
-                    conn_close(c);
-                    return;
-                }
+                if (r < 0) { conn_close(c); return; }
                 progress |= r > 0;
             }
         }
@@ -1153,7 +1106,8 @@ static void tcp_loop(struct worker *w)
         int timeout = -1;
         if (w->t_head) {
             uint64_t now = now_ms();
-            timeout = w->t_head->deadline > now ? (int)(w->t_head->deadline - now) : 0;
+            uint64_t d = w->t_head->deadline > now ? w->t_head->deadline - now : 0;
+            timeout = d > 60000 ? 60000 : (int)d; /* a huge /delay/N must not overflow */
         }
         int n = epoll_wait(w->epfd, evs, 256, timeout);
         for (int i = 0; i < n; i++) {
@@ -1167,6 +1121,8 @@ static void tcp_loop(struct worker *w)
                 uint32_t e = evs[i].events;
                 if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
                     c->can_read = true;
+                if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    c->rdhup = true;
                 if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
                     c->can_write = true;
                 if (cfg.mode == MODE_TCP_ECHO)
@@ -1283,7 +1239,7 @@ static void resolve(const char *spec, int type, struct sockaddr_storage *ss, soc
     freeaddrinfo(res);
 }
 
-static int open_listener(struct sockaddr_storage *ss, socklen_t sl, int type)
+static int open_listener(struct sockaddr_storage *ss, socklen_t sl, int type, const char *spec)
 {
     int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0)
@@ -1297,10 +1253,10 @@ static int open_listener(struct sockaddr_storage *ss, socklen_t sl, int type)
         int sz = 4 << 20;
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     }
-    if (bind(fd, (struct sockaddr *)ss, sl) < 0)
-        die("bind", strerror(errno));
-    if (type == SOCK_STREAM && listen(fd, 4096) < 0)
-        die("listen", strerror(errno));
+    if (bind(fd, (struct sockaddr *)ss, sl) < 0 || (type == SOCK_STREAM && listen(fd, 4096) < 0)) {
+        fprintf(stderr, "sluice-origin: cannot listen on %s: %s\n", spec, strerror(errno));
+        exit(2);
+    }
     /* Port 0: the other threads must bind the port the kernel just picked. */
     getsockname(fd, (struct sockaddr *)ss, &sl);
     return fd;
@@ -1342,11 +1298,14 @@ int main(int argc, char **argv)
         return 2;
     }
     /* The name goes into a response header: keep it to visible ASCII. */
-    for (const char *s = cfg.name; *s; s++)
-        if (*s <= 0x20 || *s >= 0x7f)
-            die("--name must be visible ASCII without spaces", cfg.name);
     cfg.name_len = strlen(cfg.name);
+    for (const char *s = cfg.name; *s; s++)
+        if (*s <= 0x20 || *s >= 0x7f || cfg.name_len > 64)
+            die("--name must be 1..64 visible ASCII characters", cfg.name);
+    if (!cfg.name_len)
+        die("--name must be 1..64 visible ASCII characters", cfg.name);
     buf_json(&cfg.name_json, cfg.name, cfg.name_len);
+    buf_put(&cfg.name_json, "", 1); /* NUL-terminated too, for snprintf's %s */
     buf_str(&cfg.name_nl, cfg.name);
     buf_str(&cfg.name_nl, "\n");
     buf_str(&cfg.udp_prefix, cfg.name);
@@ -1372,24 +1331,21 @@ int main(int argc, char **argv)
     struct sockaddr_storage ss;
     socklen_t sl;
     resolve(listen_at, type, &ss, &sl);
-    workers = xrealloc(NULL, sizeof *workers * (size_t)cfg.threads);
+    workers = aligned_alloc(64, sizeof *workers * (size_t)cfg.threads);
+    if (!workers)
+        die("out of memory", NULL);
     memset(workers, 0, sizeof *workers * (size_t)cfg.threads);
     for (int i = 0; i < cfg.threads; i++)
-        workers[i].lfd = open_listener(&ss, sl, type);
+        workers[i].lfd = open_listener(&ss, sl, type, listen_at);
 
+    /* Tests start us on port 0 and read the real port from this line. */
     char host[INET6_ADDRSTRLEN];
-    unsigned port;
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-        port = ntohs(a->sin6_port);
-        printf("listening [%s]:%u\n", host, port);
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-        port = ntohs(a->sin_port);
-        printf("listening %s:%u\n", host, port);
-    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    bool v6 = ss.ss_family == AF_INET6;
+    inet_ntop(ss.ss_family, v6 ? (void *)&a6->sin6_addr : (void *)&a4->sin_addr, host, sizeof host);
+    printf("listening %s%s%s:%u\n", v6 ? "[" : "", host, v6 ? "]" : "",
+           ntohs(v6 ? a6->sin6_port : a4->sin_port));
     fflush(stdout);
 
     for (int i = 0; i < cfg.threads; i++) {

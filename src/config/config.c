@@ -269,6 +269,7 @@ void config_free(struct config *cfg)
         free(l->name);
         free(l->bind_text);
         free(l->pool_name);
+        config_free_routes(l);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->npools; i++) {

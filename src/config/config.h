@@ -30,6 +30,7 @@ struct conf_pos {
 enum listener_mode {
     LISTENER_TCP,
     LISTENER_UDP,
+    LISTENER_HTTP,
 };
 
 enum proxy_send {
@@ -54,6 +55,82 @@ enum log_level {
     LOG_LEVEL_WARN,
     LOG_LEVEL_INFO,
     LOG_LEVEL_DEBUG,
+};
+
+/* ---- L7 (mode: http) ---- */
+
+/* A name/value pair from a YAML mapping, in file order. */
+struct conf_kv {
+    char *name;
+    char *value;
+    struct conf_pos pos;
+};
+
+/* An address block, for trusted_proxies: "10.0.0.0/8", "::1", "127.0.0.1". */
+struct conf_cidr {
+    int family;                  /* AF_INET or AF_INET6 */
+    uint8_t addr[16];            /* network byte order, host bits zeroed */
+    uint8_t prefix;              /* 0..32 or 0..128 */
+};
+
+enum route_action {
+    ROUTE_POOL,                  /* pool: NAME */
+    ROUTE_SPLIT,                 /* split: [{pool, weight}, ...] */
+    ROUTE_REDIRECT,              /* redirect: {location, status} */
+    ROUTE_RESPOND,               /* respond: {status, body} */
+};
+
+enum route_path_kind {
+    ROUTE_PATH_ANY,              /* no path condition */
+    ROUTE_PATH_EXACT,            /* path: /exact */
+    ROUTE_PATH_PREFIX,           /* path_prefix: /api/ */
+    ROUTE_PATH_REGEX,            /* path_regex: ^/v[0-9]+/ (PCRE2) */
+};
+
+struct conf_split {
+    char *pool_name;
+    struct conf_pool *pool;      /* resolved */
+    uint32_t weight;             /* 0..1000000; at least one > 0 */
+};
+
+/* One rule of a listener's `routes`. All match conditions must hold. */
+struct conf_route {
+    struct conf_pos pos;         /* the rule's mapping, for messages */
+    uint32_t index;              /* position in the listener's list, 0-based */
+    /* match */
+    char *host;                  /* NULL = any; lowercased; exact or "*.suffix" */
+    enum route_path_kind path_kind;
+    char *path;                  /* the exact path, prefix or regex source */
+    uint32_t methods;            /* bitmask of 1 << enum h1_method; 0 = any */
+    char **other_methods;        /* method tokens outside enum h1_method */
+    size_t nother_methods;
+    struct conf_kv *headers;     /* exact value; "*" = present; names lowercased */
+    size_t nheaders;
+    struct conf_kv *cookies;
+    size_t ncookies;
+    struct conf_kv *query;
+    size_t nquery;
+    /* action: exactly one */
+    enum route_action action;
+    char *pool_name;
+    struct conf_pool *pool;      /* ROUTE_POOL, resolved */
+    struct conf_split *split;
+    size_t nsplit;
+    char *redirect_location;
+    int redirect_status;         /* 301, 302, 303, 307, 308; default 302 */
+    int respond_status;          /* 100..599 (not 1xx), default 200 */
+    char *respond_body;          /* may be NULL (empty) */
+    /* rewrites, applied when forwarding */
+    struct conf_kv *set_headers;            /* request: replace or add */
+    size_t nset_headers;
+    char **remove_headers;                  /* request: lowercased names */
+    size_t nremove_headers;
+    struct conf_kv *set_response_headers;
+    size_t nset_response_headers;
+    char **remove_response_headers;
+    size_t nremove_response_headers;
+    char *strip_prefix;          /* remove this prefix from the path */
+    char *rewrite_prefix;        /* with path_prefix: replace the matched prefix */
 };
 
 enum access_format {
@@ -86,6 +163,11 @@ struct conf_pool {
     struct conf_backend *backends; /* at least one */
     size_t nbackends;
     struct conf_health health;
+    /* http pools */
+    uint64_t upstream_response_ms; /* timeouts.upstream_response: request sent → head
+                                      received, and between body reads; default 30000 → 504 */
+    uint64_t upstream_idle_ms;     /* timeouts.upstream_idle: idle keep-alive lifetime, default 60000 */
+    uint32_t max_idle_connections; /* keep-alive connections kept per worker per backend, default 64 */
 };
 
 struct conf_listener {
@@ -98,9 +180,22 @@ struct conf_listener {
     bool proxy_protocol_accept;    /* proxy_protocol: accept (tcp only) */
     char *pool_name;
     struct conf_pool *pool;        /* resolved; never NULL after a good load */
-    uint64_t client_idle_ms;       /* timeouts.client_idle (tcp), default 600000 */
+    uint64_t client_idle_ms;       /* timeouts.client_idle: tcp idle, default 600000;
+                                      http keep-alive wait between requests, default 60000 */
     uint64_t udp_idle_ms;          /* timeouts.udp_idle (udp), default 30000 */
     uint32_t max_flows;            /* udp: flows per worker, default 65536 */
+    /* mode: http */
+    struct conf_route *routes;     /* first match wins */
+    size_t nroutes;
+    struct conf_cidr *trusted_proxies;  /* peers whose X-Forwarded-For is believed */
+    size_t ntrusted_proxies;
+    uint64_t client_header_ms;     /* timeouts.client_header: whole head, default 10000 → 408 */
+    uint64_t client_body_ms;       /* timeouts.client_body: between body reads, default 30000 */
+    uint64_t tunnel_idle_ms;       /* timeouts.tunnel_idle: WebSocket/CONNECT, default 3600000 */
+    uint64_t max_body_size;        /* bytes, default 0 = unlimited; larger → 413 */
+    uint32_t max_request_line;     /* limits.max_request_line, default 8192 → 414 */
+    uint32_t max_header_size;      /* limits.max_header_size, default 65536 → 431 */
+    uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */
 };
 
 struct config {

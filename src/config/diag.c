@@ -10,6 +10,10 @@ static void config_diag_add(struct config_diag *d, int line, int col, bool warni
 {
     char *text;
 
+    if (d->n >= CONFIG_MAX_MESSAGES) {
+        d->dropped++;
+        return;
+    }
     if (vasprintf(&text, fmt, ap) < 0) {
         d->oom = true;
         return;
@@ -78,10 +82,13 @@ void config_diag_flush(struct config_diag *d, FILE *out)
             fprintf(out, "%s: %s: %s\n", d->file, level, m->text);
         free(m->text);
     }
+    if (d->dropped && out)
+        fprintf(out, "%s: error: %zu more problems not shown\n", d->file, d->dropped);
     if (d->oom && out)
         fprintf(out, "%s: error: out of memory while reporting errors\n", d->file);
     free(d->msgs);
     d->msgs = NULL;
     d->n = d->cap = 0;
+    d->dropped = 0;
     d->oom = false;
 }

@@ -13,6 +13,10 @@
  * Messages are collected, then printed sorted by position, so the output reads
  * top to bottom however the checks happen to be ordered. */
 
+/* Past this many, errors are counted but not kept: one mistake in a list
+ * that aliases multiply must not print a million lines. */
+#define CONFIG_MAX_MESSAGES 1000
+
 struct config_msg {
     int line, col;                 /* 1-based; 0 = no position */
     bool warning;
@@ -26,6 +30,7 @@ struct config_diag {
     struct config_msg *msgs;
     size_t n, cap;
     int errors;
+    size_t dropped;                /* errors past CONFIG_MAX_MESSAGES */
     bool oom;                      /* a message could not be stored */
 };
 
@@ -85,7 +90,7 @@ const struct config_node *config_map_get(const struct config_node *map, const ch
 /* The pair whose key is KEY, or NULL (for errors pointing at the key). */
 const struct config_pair *config_map_pair(const struct config_node *map, const char *key);
 
-/* "a mapping", "a list", "a string", "null": for "expected X, got Y". */
+/* "a mapping", "a list", "a string", "nothing": for "expected X, got Y". */
 const char *config_node_kind_name(const struct config_node *n);
 
 /* ---- schema and typed readers (schema.c) ----
@@ -94,8 +99,9 @@ const char *config_node_kind_name(const struct config_node *n);
  * reports its own error at the value node and returns -1, or returns 0. */
 
 /* Reports every key of MAP that config_known_keys has no entry
- * "PREFIX.key" for (PREFIX "" = top level). WHERE is for the message:
- * "unknown key 'X' in WHERE; expected one of: ..." */
+ * "PREFIX.key" for (PREFIX "" = top level, where "x-..." keys are free).
+ * WHERE is for the message: "unknown key 'X' in WHERE; expected one of: ..."
+ * ("at WHERE" for the top level). */
 void config_schema_check_keys(struct config_diag *d, const struct config_node *map,
                               const char *prefix, const char *where);
 
@@ -138,6 +144,33 @@ void config_pos_set(struct conf_pos *pos, const struct config *cfg, const struct
 void config_read_pools(struct config_diag *d, struct config *cfg, const struct config_node *seq);
 void config_read_listeners(struct config_diag *d, struct config *cfg,
                            const struct config_node *seq);
+struct conf_pool *config_find_pool(struct config *cfg, const char *name);
+
+/* ---- http listeners (route.c) ---- */
+struct conf_listener;
+void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_listener *l,
+                        const char *owner, const struct config_node *seq);
+void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
+                         const struct config_node *seq);
+void config_free_routes(struct conf_listener *l);
+
+/* ---- duplicates (schema.c) ----
+ * Sort-based, so a hostile file with many aliased entries costs n log n, not
+ * n squared. Fill key and index, call config_find_dups(); afterwards each
+ * entry with first != CONFIG_NO_DUP repeats the key of entry `first` (the
+ * lowest index with that key). Entries come back sorted by key. */
+#define CONFIG_NO_DUP ((size_t)-1)
+struct config_dup {
+    const char *key;
+    size_t index;
+    size_t first;
+};
+void config_find_dups(struct config_dup *items, size_t n);
+
+/* Limits that keep a hostile file (aliases multiply entries) small. */
+#define CONFIG_MAX_LISTENERS 10000
+#define CONFIG_MAX_POOLS 10000
+#define CONFIG_MAX_BACKENDS 100000      /* over all pools together */
 
 /* Formats "OWNER: PATH: " (or less when either is empty) into buf. */
 const char *config_where(char *buf, size_t size, const char *owner, const char *path);

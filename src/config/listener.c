@@ -7,8 +7,8 @@
 #include <string.h>
 
 /* Same order as enum listener_mode. */
-static const char *const config_modes[] = { "tcp", "udp", NULL };
-static const char *const config_modes_later[] = { "http", NULL };
+static const char *const config_modes[] = { "tcp", "udp", "http", NULL };
+static const char *const config_modes_later[] = { "http2", "https", NULL };
 static const char *const config_proxy_protocol[] = { "accept", NULL };
 
 /* KEY is given (the pair p), but only means something in mode WANT. */
@@ -33,10 +33,29 @@ static void config_read_timeouts(struct config_diag *d, struct conf_listener *l,
     config_schema_check_keys(d, map, "listeners[].timeouts", where);
 
     if ((p = config_map_pair(map, "client_idle"))) {
-        if (mode_ok && l->mode != LISTENER_TCP)
+        if (mode_ok && l->mode == LISTENER_UDP)
             config_mode_only(d, owner, p, "timeouts.client_idle", LISTENER_TCP);
         else
             config_want_timeout(d, owner, "timeouts.client_idle", p->value, &l->client_idle_ms);
+    }
+    static const struct {
+        const char *key;
+        size_t off;
+    } http_timeouts[] = {
+        {"client_header", offsetof(struct conf_listener, client_header_ms)},
+        {"client_body", offsetof(struct conf_listener, client_body_ms)},
+        {"tunnel_idle", offsetof(struct conf_listener, tunnel_idle_ms)},
+    };
+    for (size_t i = 0; i < sizeof(http_timeouts) / sizeof(http_timeouts[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "timeouts.%s", http_timeouts[i].key);
+        if (!(p = config_map_pair(map, http_timeouts[i].key)))
+            continue;
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, path, LISTENER_HTTP);
+        else
+            config_want_timeout(d, owner, path, p->value,
+                                (uint64_t *)((char *)l + http_timeouts[i].off));
     }
     if ((p = config_map_pair(map, "udp_idle"))) {
         if (mode_ok && l->mode != LISTENER_UDP)
@@ -46,7 +65,14 @@ static void config_read_timeouts(struct config_diag *d, struct conf_listener *l,
     }
 }
 
-static struct conf_pool *config_find_pool(struct config *cfg, const char *name)
+/* What the cross-listener checks need to know about one listener. */
+struct config_listener_seen {
+    bool mode_ok;                  /* mode was read: mode-specific checks apply */
+    int name_line, name_col;       /* where its name is written */
+    char bind_key[ADDR_TEXT_MAX + 8]; /* "tcp 127.0.0.1:80", canonical; "" if none */
+};
+
+struct conf_pool *config_find_pool(struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->npools; i++)
         if (cfg->pools[i].name && strcmp(cfg->pools[i].name, name) == 0)
@@ -54,9 +80,9 @@ static struct conf_pool *config_find_pool(struct config *cfg, const char *name)
     return NULL;
 }
 
-/* Returns whether the listener's mode is known (mode-specific checks need it). */
-static bool config_read_listener(struct config_diag *d, struct config *cfg, size_t index,
-                                 const struct config_node *map)
+static void config_read_listener(struct config_diag *d, struct config *cfg, size_t index,
+                                 const struct config_node *map,
+                                 struct config_listener_seen *seen)
 {
     struct conf_listener *l = &cfg->listeners[index];
     const struct config_node *n;
@@ -68,27 +94,26 @@ static bool config_read_listener(struct config_diag *d, struct config *cfg, size
     int m;
 
     l->mode = LISTENER_TCP;
-    l->client_idle_ms = 600000;
+    l->client_idle_ms = 0;             /* default set below, by mode */
+    l->client_header_ms = 10000;
+    l->client_body_ms = 30000;
+    l->tunnel_idle_ms = 3600000;
+    l->max_request_line = 8192;
+    l->max_header_size = 65536;
+    l->max_headers = 100;
     l->udp_idle_ms = 30000;
     l->max_flows = 65536;
     config_pos_set(&l->pos, cfg, map);
     snprintf(owner, sizeof(owner), "listener #%zu", index + 1);
     if (config_want_map(d, owner, NULL, map) < 0)
-        return false;
+        return;
 
     if (!(n = config_map_get(map, "name"))) {
         config_missing(d, owner, map, "name");
     } else if (config_want_name(d, owner, "name", n, &s) == 0) {
-        for (size_t j = 0; j < index; j++) {
-            const struct conf_listener *o = &cfg->listeners[j];
-            if (o->name && strcmp(o->name, s) == 0) {
-                config_diag_error(d, n->line, n->col,
-                                  "duplicate listener name '%s' (first at %d:%d)", s,
-                                  o->pos.line, o->pos.col);
-                break;
-            }
-        }
         l->name = config_strdup(d, s);
+        seen->name_line = n->line;
+        seen->name_col = n->col;
         snprintf(owner, sizeof(owner), "listener '%s'", s);
     }
     config_schema_check_keys(d, map, "listeners[]", owner);
@@ -119,6 +144,12 @@ static bool config_read_listener(struct config_diag *d, struct config *cfg, size
         l->mode = (enum listener_mode)m;
         mode_ok = true;
     }
+    seen->mode_ok = mode_ok;
+    if (mode_ok && l->bind_text) {
+        char text[ADDR_TEXT_MAX];
+        snprintf(seen->bind_key, sizeof(seen->bind_key), "%s %s", config_modes[l->mode],
+                 addr_format(&l->bind, text, sizeof(text)));
+    }
 
     if ((p = config_map_pair(map, "proxy_protocol"))) {
         if (mode_ok && l->mode != LISTENER_TCP)
@@ -129,7 +160,9 @@ static bool config_read_listener(struct config_diag *d, struct config *cfg, size
     }
 
     if (!(n = config_map_get(map, "pool"))) {
-        config_missing(d, owner, map, "pool");
+        /* An http listener may route everything; without a match it 404s. */
+        if (!(mode_ok && l->mode == LISTENER_HTTP))
+            config_missing(d, owner, map, "pool");
     } else if (config_want_name(d, owner, "pool", n, &s) == 0) {
         l->pool_name = config_strdup(d, s);
         l->pool = config_find_pool(cfg, s);
@@ -146,45 +179,121 @@ static bool config_read_listener(struct config_diag *d, struct config *cfg, size
         else if (config_want_uint(d, owner, "max_flows", p->value, 1, 10000000, &v) == 0)
             l->max_flows = (uint32_t)v;
     }
-    return mode_ok;
+    if (!l->client_idle_ms)
+        l->client_idle_ms = l->mode == LISTENER_HTTP ? 60000 : 600000;
+
+    /* mode: http */
+    if ((p = config_map_pair(map, "routes"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, "routes", LISTENER_HTTP);
+        else
+            config_read_routes(d, cfg, l, owner, p->value);
+    }
+    if ((p = config_map_pair(map, "trusted_proxies"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, "trusted_proxies", LISTENER_HTTP);
+        else
+            config_read_trusted(d, l, owner, p->value);
+    }
+    if ((p = config_map_pair(map, "max_body_size"))) {
+        const char *sz;
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, "max_body_size", LISTENER_HTTP);
+        else if (config_want_string(d, owner, "max_body_size", p->value, &sz) == 0 &&
+                 config_parse_size(sz, &l->max_body_size) < 0)
+            config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
+                              "'%s': use a number with an optional k, m or g", owner, sz);
+    }
+    if ((p = config_map_pair(map, "limits"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP) {
+            config_mode_only(d, owner, p, "limits", LISTENER_HTTP);
+        } else if (config_want_map(d, owner, "limits", p->value) == 0) {
+            const struct config_node *lim = p->value, *k;
+            config_schema_check_keys(d, lim, "listeners[].limits", owner);
+            if ((k = config_map_get(lim, "max_request_line")) &&
+                config_want_uint(d, owner, "limits.max_request_line", k, 64, 65536, &v) == 0)
+                l->max_request_line = (uint32_t)v;
+            if ((k = config_map_get(lim, "max_header_size")) &&
+                config_want_uint(d, owner, "limits.max_header_size", k, 1024, 1048576, &v) == 0)
+                l->max_header_size = (uint32_t)v;
+            if ((k = config_map_get(lim, "max_headers")) &&
+                config_want_uint(d, owner, "limits.max_headers", k, 1, 128, &v) == 0)
+                l->max_headers = (uint32_t)v;
+        }
+    }
+}
+
+/* Names are unique; and with SO_REUSEPORT, two listeners of one mode on one
+ * address would both bind and silently split the traffic. */
+static void config_listener_dups(struct config_diag *d, struct config *cfg,
+                                 const struct config_listener_seen *seen,
+                                 struct config_dup *dups)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].name)
+            dups[n++] = (struct config_dup){ .key = cfg->listeners[i].name, .index = i };
+    config_find_dups(dups, n);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = dups[k].index;
+
+        if (dups[k].first == CONFIG_NO_DUP)
+            continue;
+        config_diag_error(d, seen[i].name_line, seen[i].name_col,
+                          "duplicate listener name '%s' (first at %d:%d)",
+                          cfg->listeners[i].name, seen[dups[k].first].name_line,
+                          seen[dups[k].first].name_col);
+    }
+
+    n = 0;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (seen[i].bind_key[0])
+            dups[n++] = (struct config_dup){ .key = seen[i].bind_key, .index = i };
+    config_find_dups(dups, n);
+    for (size_t k = 0; k < n; k++) {
+        const struct conf_listener *l, *first;
+        char owner[200];
+
+        if (dups[k].first == CONFIG_NO_DUP)
+            continue;
+        l = &cfg->listeners[dups[k].index];
+        first = &cfg->listeners[dups[k].first];
+        if (l->name)
+            snprintf(owner, sizeof(owner), "listener '%s'", l->name);
+        else
+            snprintf(owner, sizeof(owner), "listener #%zu", dups[k].index + 1);
+        config_diag_error(d, l->bind_pos.line, l->bind_pos.col,
+                          "%s: bind: %s %s is already used by the listener at %d:%d",
+                          owner, config_modes[l->mode], l->bind_text, first->pos.line,
+                          first->pos.col);
+    }
 }
 
 void config_read_listeners(struct config_diag *d, struct config *cfg,
                            const struct config_node *seq)
 {
-    bool *mode_ok;
+    struct config_listener_seen *seen;
+    struct config_dup *dups;
 
+    if (seq->n > CONFIG_MAX_LISTENERS) {
+        config_diag_error(d, seq->line, seq->col, "listeners: %zu entries; at most %d are "
+                          "supported", seq->n, CONFIG_MAX_LISTENERS);
+        return;
+    }
     cfg->listeners = calloc(seq->n, sizeof(*cfg->listeners));
-    mode_ok = calloc(seq->n, sizeof(*mode_ok));
-    if (!cfg->listeners || !mode_ok) {
-        free(mode_ok);
+    seen = calloc(seq->n, sizeof(*seen));
+    dups = calloc(seq->n, sizeof(*dups));
+    if (!cfg->listeners || !seen || !dups) {
+        free(seen);
+        free(dups);
         config_diag_error(d, seq->line, seq->col, "out of memory");
         return;
     }
     cfg->nlisteners = seq->n;
     for (size_t i = 0; i < seq->n; i++)
-        mode_ok[i] = config_read_listener(d, cfg, i, seq->items[i]);
-
-    /* With SO_REUSEPORT both would bind and silently split the traffic. */
-    for (size_t i = 0; i < seq->n; i++) {
-        const struct conf_listener *l = &cfg->listeners[i];
-        for (size_t j = 0; j < i && l->bind_text && mode_ok[i]; j++) {
-            const struct conf_listener *o = &cfg->listeners[j];
-            char owner[200];
-
-            if (!o->bind_text || !mode_ok[j] || o->mode != l->mode ||
-                !addr_equal(&o->bind, &l->bind))
-                continue;
-            if (l->name)
-                snprintf(owner, sizeof(owner), "listener '%s'", l->name);
-            else
-                snprintf(owner, sizeof(owner), "listener #%zu", i + 1);
-            config_diag_error(d, l->bind_pos.line, l->bind_pos.col,
-                              "%s: bind: %s %s is already used by the listener at %d:%d",
-                              owner, config_modes[l->mode], l->bind_text, o->pos.line,
-                              o->pos.col);
-            break;
-        }
-    }
-    free(mode_ok);
+        config_read_listener(d, cfg, i, seq->items[i], &seen[i]);
+    config_listener_dups(d, cfg, seen, dups);
+    free(seen);
+    free(dups);
 }

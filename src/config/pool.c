@@ -18,6 +18,44 @@ static const char *const config_send_proxy[] = { "v1", "v2", NULL };
 static const char *const config_health_types[] = { "tcp", NULL };
 static const char *const config_health_types_later[] = { "http", NULL };
 
+/* A name and where it is written, for "duplicate name" errors found after
+ * the whole list is read. */
+struct config_name_seen {
+    const char *name;              /* NULL: no usable name */
+    int line, col;
+    bool from_address;             /* a backend named by its address */
+};
+
+/* Reports every entry whose name an earlier entry already has, at the later
+ * one. WHAT is "pool" or "backend"; OWNER prefixes the message. */
+static void config_name_dups(struct config_diag *d, const struct config_name_seen *seen,
+                             size_t n, const char *what, const char *owner)
+{
+    struct config_dup *dups = calloc(n ? n : 1, sizeof(*dups));
+    size_t m = 0;
+
+    if (!dups) {
+        config_diag_error(d, 0, 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (seen[i].name)
+            dups[m++] = (struct config_dup){ .key = seen[i].name, .index = i };
+    config_find_dups(dups, m);
+    for (size_t k = 0; k < m; k++) {
+        const struct config_name_seen *at = &seen[dups[k].index], *first;
+
+        if (dups[k].first == CONFIG_NO_DUP)
+            continue;
+        first = &seen[dups[k].first];
+        config_diag_error(d, at->line, at->col, "%s%sduplicate %s name '%s' (first at %d:%d)%s",
+                          owner, *owner ? ": " : "", what, at->name, first->line, first->col,
+                          at->from_address ?
+                          "; a backend without a name is named by its address" : "");
+    }
+    free(dups);
+}
+
 /* Whether A is 0.0.0.0 or [::]: fine to listen on, meaningless to connect to. */
 static bool config_addr_is_any(const struct addr *a)
 {
@@ -30,7 +68,7 @@ static bool config_addr_is_any(const struct addr *a)
 
 static void config_read_backend(struct config_diag *d, struct config *cfg,
                                 struct conf_pool *pool, size_t index,
-                                const struct config_node *map)
+                                const struct config_node *map, struct config_name_seen *seen)
 {
     struct conf_backend *b = &pool->backends[index];
     const char *pool_name = pool->name ? pool->name : "?";
@@ -89,25 +127,21 @@ static void config_read_backend(struct config_diag *d, struct config *cfg,
         config_want_uint(d, owner, "weight", n, 1, 256, &v) == 0)
         b->weight = (uint32_t)v;
 
-    /* Runtime state is keyed by pool and backend name, so names must differ. */
-    for (size_t j = 0; name && j < index; j++) {
-        const struct conf_backend *o = &pool->backends[j];
-        if (o->name && strcmp(o->name, name) == 0) {
-            config_diag_error(d, name_at->line, name_at->col,
-                              "pool '%s': duplicate backend name '%s' (first at %d:%d)%s",
-                              pool_name, name, o->pos.line, o->pos.col,
-                              name_node ? "" : "; a backend without a name is named "
-                              "by its address");
-            break;
-        }
+    if (b->name) {
+        seen->name = b->name;
+        seen->line = name_at->line;
+        seen->col = name_at->col;
+        seen->from_address = name_at == addr_node;
     }
 }
 
 static void config_read_backends(struct config_diag *d, struct config *cfg,
                                  struct conf_pool *p, const char *owner,
-                                 const struct config_node *map)
+                                 const struct config_node *map, size_t *total)
 {
     const struct config_node *seq = config_map_get(map, "backends");
+    struct config_name_seen *seen;
+    char prefix[220];
 
     if (!seq) {
         config_missing(d, owner, map, "backends");
@@ -120,14 +154,28 @@ static void config_read_backends(struct config_diag *d, struct config *cfg,
                           owner);
         return;
     }
+    /* Runtime state is per backend; aliases could otherwise multiply a
+     * small file into millions of them. */
+    if (seq->n > CONFIG_MAX_BACKENDS - *total) {
+        config_diag_error(d, seq->line, seq->col, "%s: backends: more than %d backends in all "
+                          "pools together are not supported", owner, CONFIG_MAX_BACKENDS);
+        return;
+    }
+    *total += seq->n;
     p->backends = calloc(seq->n, sizeof(*p->backends));
-    if (!p->backends) {
+    seen = calloc(seq->n, sizeof(*seen));
+    if (!p->backends || !seen) {
+        free(seen);
         config_diag_error(d, seq->line, seq->col, "out of memory");
         return;
     }
     p->nbackends = seq->n;
     for (size_t i = 0; i < seq->n; i++)
-        config_read_backend(d, cfg, p, i, seq->items[i]);
+        config_read_backend(d, cfg, p, i, seq->items[i], &seen[i]);
+    /* Runtime state is keyed by pool and backend name, so names must differ. */
+    snprintf(prefix, sizeof(prefix), "pool '%s'", p->name ? p->name : "?");
+    config_name_dups(d, seen, p->nbackends, "backend", prefix);
+    free(seen);
 }
 
 static void config_read_health(struct config_diag *d, struct conf_pool *p, const char *owner,
@@ -184,7 +232,8 @@ static void config_read_health(struct config_diag *d, struct conf_pool *p, const
 }
 
 static void config_read_pool(struct config_diag *d, struct config *cfg, size_t index,
-                             const struct config_node *map)
+                             const struct config_node *map, struct config_name_seen *seen,
+                             size_t *total_backends)
 {
     struct conf_pool *p = &cfg->pools[index];
     const struct config_node *n, *name_node;
@@ -194,6 +243,9 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
 
     p->balance = BALANCE_P2C;
     p->connect_timeout_ms = 2000;
+    p->upstream_response_ms = 30000;
+    p->upstream_idle_ms = 60000;
+    p->max_idle_connections = 64;
     p->send_proxy = PROXY_SEND_NONE;
     p->health = (struct conf_health){
         .type = HEALTH_NONE, .interval_ms = 2000, .timeout_ms = 1000,
@@ -207,16 +259,10 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     if (!(name_node = config_map_get(map, "name"))) {
         config_missing(d, owner, map, "name");
     } else if (config_want_name(d, owner, "name", name_node, &name) == 0) {
-        for (size_t j = 0; j < index; j++) {
-            const struct conf_pool *o = &cfg->pools[j];
-            if (o->name && strcmp(o->name, name) == 0) {
-                config_diag_error(d, name_node->line, name_node->col,
-                                  "duplicate pool name '%s' (first at %d:%d)", name,
-                                  o->pos.line, o->pos.col);
-                break;
-            }
-        }
         p->name = config_strdup(d, name);
+        seen->name = p->name;
+        seen->line = name_node->line;
+        seen->col = name_node->col;
         snprintf(owner, sizeof(owner), "pool '%s'", name);
     }
     config_schema_check_keys(d, map, "pools[]", owner);
@@ -233,23 +279,45 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
         config_schema_check_keys(d, n, "pools[].timeouts", where);
         if ((t = config_map_get(n, "connect")))
             config_want_timeout(d, owner, "timeouts.connect", t, &p->connect_timeout_ms);
+        if ((t = config_map_get(n, "upstream_response")))
+            config_want_timeout(d, owner, "timeouts.upstream_response", t,
+                                &p->upstream_response_ms);
+        if ((t = config_map_get(n, "upstream_idle")))
+            config_want_timeout(d, owner, "timeouts.upstream_idle", t, &p->upstream_idle_ms);
+    }
+    if ((n = config_map_get(map, "max_idle_connections"))) {
+        uint64_t k;
+        if (config_want_uint(d, owner, "max_idle_connections", n, 0, 100000, &k) == 0)
+            p->max_idle_connections = (uint32_t)k;
     }
     if ((n = config_map_get(map, "send_proxy")) &&
         config_want_enum(d, owner, "send_proxy", n, config_send_proxy, NULL, &v) == 0)
         p->send_proxy = (enum proxy_send)(PROXY_SEND_V1 + v);
-    config_read_backends(d, cfg, p, owner, map);
+    config_read_backends(d, cfg, p, owner, map, total_backends);
     if ((n = config_map_get(map, "health_check")))
         config_read_health(d, p, owner, n);
 }
 
 void config_read_pools(struct config_diag *d, struct config *cfg, const struct config_node *seq)
 {
+    struct config_name_seen *seen;
+    size_t total_backends = 0;
+
+    if (seq->n > CONFIG_MAX_POOLS) {
+        config_diag_error(d, seq->line, seq->col, "pools: %zu entries; at most %d are supported",
+                          seq->n, CONFIG_MAX_POOLS);
+        return;
+    }
     cfg->pools = calloc(seq->n, sizeof(*cfg->pools));
-    if (!cfg->pools) {
+    seen = calloc(seq->n, sizeof(*seen));
+    if (!cfg->pools || !seen) {
+        free(seen);
         config_diag_error(d, seq->line, seq->col, "out of memory");
         return;
     }
     cfg->npools = seq->n;
     for (size_t i = 0; i < seq->n; i++)
-        config_read_pool(d, cfg, i, seq->items[i]);
+        config_read_pool(d, cfg, i, seq->items[i], &seen[i], &total_backends);
+    config_name_dups(d, seen, cfg->npools, "pool", "");
+    free(seen);
 }

@@ -27,11 +27,49 @@ const char *const config_known_keys[] = {
     "listeners[].timeouts.client_idle",
     "listeners[].timeouts.udp_idle",
     "listeners[].max_flows",
+    "listeners[].timeouts.client_header",
+    "listeners[].timeouts.client_body",
+    "listeners[].timeouts.tunnel_idle",
+    "listeners[].trusted_proxies",
+    "listeners[].max_body_size",
+    "listeners[].limits",
+    "listeners[].limits.max_request_line",
+    "listeners[].limits.max_header_size",
+    "listeners[].limits.max_headers",
+    "listeners[].routes",
+    "listeners[].routes[].match",
+    "listeners[].routes[].match.host",
+    "listeners[].routes[].match.path",
+    "listeners[].routes[].match.path_prefix",
+    "listeners[].routes[].match.path_regex",
+    "listeners[].routes[].match.method",
+    "listeners[].routes[].match.headers",
+    "listeners[].routes[].match.cookies",
+    "listeners[].routes[].match.query",
+    "listeners[].routes[].pool",
+    "listeners[].routes[].split",
+    "listeners[].routes[].split[].pool",
+    "listeners[].routes[].split[].weight",
+    "listeners[].routes[].redirect",
+    "listeners[].routes[].redirect.location",
+    "listeners[].routes[].redirect.status",
+    "listeners[].routes[].respond",
+    "listeners[].routes[].respond.status",
+    "listeners[].routes[].respond.body",
+    "listeners[].routes[].set_headers",
+    "listeners[].routes[].remove_headers",
+    "listeners[].routes[].set_response_headers",
+    "listeners[].routes[].remove_response_headers",
+    "listeners[].routes[].strip_prefix",
+    "listeners[].routes[].rewrite_prefix",
     "pools",
     "pools[].name",
     "pools[].balance",
     "pools[].timeouts",
     "pools[].timeouts.connect",
+    "pools[].timeouts.upstream_response",
+    "pools[].timeouts.upstream_idle",
+    "pools[].max_idle_connections",
     "pools[].send_proxy",
     "pools[].backends",
     "pools[].backends[].name",
@@ -315,4 +353,29 @@ void config_pos_set(struct conf_pos *pos, const struct config *cfg, const struct
     pos->file = cfg->file;
     pos->line = n->line;
     pos->col = n->col;
+}
+
+static int config_dup_cmp(const void *a, const void *b)
+{
+    const struct config_dup *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+void config_find_dups(struct config_dup *items, size_t n)
+{
+    if (n == 0)
+        return;
+    qsort(items, n, sizeof(*items), config_dup_cmp);
+    for (size_t i = 0, run = 0; i < n; i++) {
+        if (i > 0 && strcmp(items[i].key, items[run].key) == 0) {
+            items[i].first = items[run].index;
+        } else {
+            run = i;
+            items[i].first = CONFIG_NO_DUP;
+        }
+    }
 }

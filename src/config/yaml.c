@@ -434,6 +434,65 @@ static int config_yaml_syntax_errors(struct config_yaml_builder *b, struct fy_di
     return count;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. Strict:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t config_utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    uint32_t c;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, c = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, c = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, c = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+        (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A config is UTF-8 text without NUL bytes. Checked before libfyaml sees it:
+ * besides the clearer message, 0.7's scanner can loop forever on some
+ * invalid UTF-8 (found by fuzz/fuzz_config.c). */
+static int config_yaml_check_text(const char *buf, size_t len, struct config_diag *d)
+{
+    const unsigned char *s = (const unsigned char *)buf;
+    int line = 1, col = 1;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = s[i] ? config_utf8_len(s + i, len - i) : 0;
+
+        if (n == 0 && s[i] == 0) {
+            config_diag_error(d, line, col, "the file contains a NUL byte; a config is text");
+            return -1;
+        }
+        if (n == 0) {
+            config_diag_error(d, line, col, "the file is not valid UTF-8 text (byte 0x%02x)",
+                              s[i]);
+            return -1;
+        }
+        if (s[i] == '\n')
+            line++, col = 1;
+        else
+            col++;
+        i += n;
+    }
+    return 0;
+}
+
 int config_yaml_parse(const char *buf, size_t len, struct config_diag *d,
                       struct config_yaml *y)
 {
@@ -446,6 +505,8 @@ int config_yaml_parse(const char *buf, size_t len, struct config_diag *d,
     int ndocs = 0, rc = 0;
 
     memset(y, 0, sizeof(*y));
+    if (config_yaml_check_text(buf, len, d) < 0)
+        return -1;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     dcfg.output_fn = config_yaml_quiet;

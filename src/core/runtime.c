@@ -1,5 +1,7 @@
 #include "core/runtime.h"
 
+#include "route/route.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,11 +18,15 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
             goto fail;
         rt->npools++;
     }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        rt->listeners[i].conf = &cfg->listeners[i];
-        rt->listeners[i].pool = runtime_pool(rt, cfg->listeners[i].pool);
-    }
     rt->nlisteners = cfg->nlisteners;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct conf_listener *cl = &cfg->listeners[i];
+        rt->listeners[i].conf = cl;
+        rt->listeners[i].pool = cl->pool ? runtime_pool(rt, cl->pool) : NULL;
+        if (cl->mode == LISTENER_HTTP && cl->nroutes &&
+            !(rt->listeners[i].routes = route_table_build(cl)))
+            goto fail;
+    }
     return 0;
 fail:
     runtime_destroy(rt);
@@ -31,6 +37,8 @@ void runtime_destroy(struct runtime *rt)
 {
     for (size_t i = 0; i < rt->npools; i++)
         pool_destroy(&rt->pools[i]);
+    for (size_t i = 0; rt->listeners && i < rt->nlisteners; i++)
+        route_table_free(rt->listeners[i].routes);
     free(rt->pools);
     free(rt->listeners);
     memset(rt, 0, sizeof(*rt));

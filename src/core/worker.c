@@ -49,7 +49,7 @@ static void listener_cb(struct io *io, uint32_t events)
         udp_listener_readable(wl);
         return;
     }
-    if (tcp_accept(wl) == -EMFILE) {
+    if ((wl->l->conf->mode == LISTENER_HTTP ? http_accept(wl) : tcp_accept(wl)) == -EMFILE) {
         /* Out of descriptors: level-triggered accept would spin. Pause this
          * listener briefly; connections wait in the kernel's backlog. */
         loop_del(&wl->w->loop, &wl->io);
@@ -79,9 +79,12 @@ static void on_wake(struct loop *l)
         w->draining = 1;
         for (size_t i = 0; i < w->nlisteners; i++)
             listener_close(&w->listeners[i]);
+        http_drain(w);
     }
-    if (cmd == WORKER_STOP)
+    if (cmd == WORKER_STOP) {
         tcp_close_all(w);
+        http_close_all(w);
+    }
     maybe_finish(w);
 }
 
@@ -147,6 +150,7 @@ static void *worker_main(void *arg)
     for (size_t i = 0; i < w->nlisteners; i++)
         listener_close(&w->listeners[i]);
     tcp_close_all(w);
+    http_close_all(w);
     loop_run_tasks(&w->loop);
     atomic_store(&w->finished, 1);
     return NULL;

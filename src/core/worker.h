@@ -55,7 +55,9 @@ struct worker {
     struct worker_pipe *free_pipes;
     uint32_t nfree_pipes;
     void *sessions;                      /* proxy/tcp.c: list of live sessions */
-    uint32_t nsessions;                  /* live tcp sessions */
+    void *http_conns;                    /* proxy/http.c: list of client connections */
+    uint32_t nsessions;                  /* live tcp sessions + http connections */
+    void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
     uint64_t rng;
     _Atomic int command;                 /* enum worker_command, set by main */
     _Atomic int finished;                /* set by the worker when its loop ended */

@@ -10,6 +10,7 @@
 #include "config/config.h"
 
 struct pool;
+struct route_table;
 
 /* Owner: the runtime. Shared by all workers: counters are atomics. */
 struct listener {
@@ -21,6 +22,8 @@ struct listener {
     _Atomic uint64_t bytes_out;           /* to clients */
     _Atomic uint64_t proxy_header_errors;
     _Atomic uint64_t no_backend;          /* connections refused for lack of a backend */
+    _Atomic uint64_t requests_total;      /* http: requests answered (any status) */
+    struct route_table *routes;           /* http: built at startup, read-only after */
 };
 
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.

@@ -1,6 +1,8 @@
 #include "proxy/access_log.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -51,6 +53,72 @@ void access_log_l4(const struct access_l4 *r)
                      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
                      (double)r->connect_us / 1000.0, (double)r->duration_us / 1000.0, r->tries,
                      end_reason_name(r->end));
+    }
+    if (n > 0)
+        log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Copy a slice for a quoted log field: quotes, backslashes and control
+ * bytes are escaped so a client cannot forge log lines. */
+static void field(char *dst, size_t size, struct h1_slice s)
+{
+    char tmp[1024];
+    size_t n = s.len < sizeof(tmp) - 1 ? s.len : sizeof(tmp) - 1;
+
+    if (!s.p || s.len == 0) {
+        snprintf(dst, size, "-");
+        return;
+    }
+    memcpy(tmp, s.p, n);
+    tmp[n] = '\0';
+    log_quote(dst, size, tmp);
+}
+
+void access_log_http(const struct access_http *r)
+{
+    char line[4096], client[ADDR_TEXT_MAX], when[64], method[64], target[2048], referer[512],
+        ua[512], host[256];
+    const char *bname = r->backend ? r->backend->conf->name : "-";
+    int n;
+
+    if (!log_access_enabled())
+        return;
+    addr_format_host(r->client, client, sizeof(client));
+    field(method, sizeof(method), r->method);
+    field(target, sizeof(target), r->target);
+    field(referer, sizeof(referer), r->referer);
+    field(ua, sizeof(ua), r->user_agent);
+    field(host, sizeof(host), r->host);
+    if (format == ACCESS_FORMAT_JSON) {
+        log_format_time(when, sizeof(when), clock_wall_us());
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"proto\":\"http\",\"listener\":\"%s\",\"client\":\"%s\","
+                     "\"method\":\"%s\",\"target\":\"%s\",\"version\":\"HTTP/1.%d\",\"host\":\"%s\","
+                     "\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"referer\":\"%s\","
+                     "\"user_agent\":\"%s\",\"route\":%d,\"pool\":%s%s%s,\"backend\":%s%s%s,"
+                     "\"connect_ms\":%.3f,\"response_ms\":%.3f,\"total_ms\":%.3f,\"tries\":%u,"
+                     "\"request_id\":\"%s\",\"end\":\"%s\"}\n",
+                     when, r->listener, client, method, target, r->minor, host, r->status,
+                     (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, referer, ua,
+                     r->route, r->pool ? "\"" : "", r->pool ? r->pool : "null", r->pool ? "\"" : "",
+                     r->backend ? "\"" : "", r->backend ? bname : "null", r->backend ? "\"" : "",
+                     (double)r->connect_us / 1000.0, (double)r->response_us / 1000.0,
+                     (double)r->total_us / 1000.0, r->tries, r->request_id ? r->request_id : "",
+                     end_reason_name(r->end));
+    } else {
+        time_t secs = (time_t)(clock_wall_us() / 1000000u);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        n = snprintf(line, sizeof(line),
+                     "%s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\" listener=%s route=%d "
+                     "pool=%s backend=%s connect_ms=%.3f response_ms=%.3f total_ms=%.3f tries=%u "
+                     "request_id=%s end=%s\n",
+                     client, when, method, target, r->minor, r->status,
+                     (unsigned long long)r->bytes_out, referer, ua, r->listener, r->route,
+                     r->pool ? r->pool : "-", bname, (double)r->connect_us / 1000.0,
+                     (double)r->response_us / 1000.0, (double)r->total_us / 1000.0, r->tries,
+                     r->request_id ? r->request_id : "-", end_reason_name(r->end));
     }
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);

@@ -12,6 +12,7 @@
 #include "balance/balance.h"
 #include "config/config.h"
 #include "net/addr.h"
+#include "proto/http1.h"
 #include "proxy/end.h"
 
 struct access_l4 {
@@ -28,7 +29,31 @@ struct access_l4 {
     enum end_reason end;
 };
 
+/* One line per HTTP exchange:
+ *   combined: the NCSA combined format, then sluice's fields:
+ *     10.0.0.1 - - [22/Nov/2026:22:31:12 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/7.88"
+ *     route=0 pool=app backend=b1 connect_ms=0.2 response_ms=1.3 total_ms=1.6 tries=1
+ *     request_id=... end=client_close
+ *   json: the same fields as one object. */
+struct access_http {
+    const char *listener;
+    const struct addr *client;
+    struct h1_slice method, target, host, referer, user_agent;
+    int minor;
+    int status;                  /* 0 when no response was sent */
+    uint64_t bytes_in;           /* request body bytes */
+    uint64_t bytes_out;          /* response bytes, head included */
+    int route;                   /* index of the matched route, -1 none */
+    const char *pool;
+    const struct backend *backend;
+    uint64_t connect_us, response_us, total_us;
+    unsigned tries;
+    const char *request_id;
+    enum end_reason end;
+};
+
 void access_log_set_format(enum access_format f);
+void access_log_http(const struct access_http *r);
 void access_log_l4(const struct access_l4 *r);
 
 #endif

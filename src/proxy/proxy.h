@@ -10,6 +10,12 @@ int tcp_accept(struct worker_listener *wl);
 /* Close every session of the worker now (drain timeout over). */
 void tcp_close_all(struct worker *w);
 
+/* http.c: L7 HTTP/1.1 client connections. */
+int http_accept(struct worker_listener *wl);
+/* Close idle keep-alive connections now; busy ones after their response. */
+void http_drain(struct worker *w);
+void http_close_all(struct worker *w);
+
 /* udp.c */
 int udp_listener_init(struct worker_listener *wl);
 void udp_listener_readable(struct worker_listener *wl);

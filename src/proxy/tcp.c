@@ -32,9 +32,9 @@
 #include "proxy/access_log.h"
 #include "proxy/end.h"
 #include "proxy/proxy.h"
+#include "proxy/pump.h"
 
 #define TCP_MAX_TRIES 4
-#define PUMP_BUDGET (1024u * 1024u)
 #define ACCEPT_BATCH 64
 #define PROXY_IN_TIMEOUT_MS 10000
 
@@ -43,16 +43,6 @@ enum tcp_state {
     TCP_CONNECTING,      /* connect() to a backend in progress */
     TCP_FORWARDING,
     TCP_CLOSED,          /* ended; freed by the task at the end of the iteration */
-};
-
-/* One direction: bytes from src to dst. */
-struct tcp_dir {
-    struct worker_pipe *pipe;   /* splice path; NULL until first needed */
-    uint32_t pipe_bytes;        /* bytes sitting in the pipe */
-    struct buf *buf;            /* bytes sluice read itself; NULL when empty */
-    uint64_t bytes;             /* delivered to dst */
-    bool eof;                   /* src sent FIN */
-    bool shut;                  /* dst's write side was shut after eof */
 };
 
 /* Owner: its worker (linked in the worker's session list). */
@@ -69,8 +59,8 @@ struct tcp_session {
     struct addr local;          /* the address the client connected to */
     enum tcp_state state;
     bool c_readable, c_writable, b_readable, b_writable;
-    struct tcp_dir up;          /* client → backend */
-    struct tcp_dir down;        /* backend → client */
+    struct pump_dir up;          /* client → backend */
+    struct pump_dir down;        /* backend → client */
     enum end_reason first_close;  /* who sent the first FIN */
     struct timer timer;         /* PROXY header / connect / idle timeout */
     uint64_t last_active_ms;
@@ -147,16 +137,6 @@ static void io_close(struct tcp_session *s, struct io *io, bool reset)
     io->fd = -1;
 }
 
-static void dir_release(struct tcp_session *s, struct tcp_dir *d)
-{
-    if (d->pipe)
-        worker_pipe_put(s->w, d->pipe, d->pipe_bytes == 0);
-    d->pipe = NULL;
-    d->pipe_bytes = 0;
-    buf_put(&s->w->bufs, d->buf);
-    d->buf = NULL;
-}
-
 static void backend_release(struct tcp_session *s)
 {
     if (s->backend) {
@@ -208,8 +188,8 @@ static void session_end(struct tcp_session *s, enum end_reason why)
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
     io_close(s, &s->cio, reset_client);
     io_close(s, &s->bio, reset_backend);
-    dir_release(s, &s->up);
-    dir_release(s, &s->down);
+    pump_dir_release(s->w, &s->up);
+    pump_dir_release(s->w, &s->down);
     backend_release(s);
     atomic_fetch_add_explicit(&l->bytes_in, s->up.bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&l->bytes_out, s->down.bytes, memory_order_relaxed);
@@ -275,125 +255,14 @@ static void timer_fired(struct timer *t)
 
 /* ---- pumping bytes ---- */
 
-enum pump_result {
-    PUMP_OK,
-    PUMP_SRC_ERROR,
-    PUMP_DST_ERROR,
-    PUMP_MORE,          /* budget used up with work left: resume later */
-};
-
-/* Move bytes src → dst until neither side can make progress. */
-static enum pump_result pump_dir(struct tcp_session *s, struct tcp_dir *d, int src, int dst,
-                                 bool *src_readable, bool *dst_writable)
-{
-    uint32_t moved = 0;
-
-    for (;;) {
-        bool progress = false;
-        ssize_t n;
-
-        /* 1. Bytes sluice holds in a buffer go first (they precede the
-         *    pipe's in the stream). */
-        if (d->buf && *dst_writable) {
-            n = send(dst, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
-            if (n > 0) {
-                buf_consume(d->buf, (uint32_t)n);
-                d->bytes += (uint64_t)n;
-                moved += (uint32_t)n;
-                progress = true;
-                if (buf_len(d->buf) == 0) {
-                    buf_put(&s->w->bufs, d->buf);   /* an idle direction holds none */
-                    d->buf = NULL;
-                }
-            } else if (errno == EAGAIN) {
-                *dst_writable = false;
-            } else {
-                return PUMP_DST_ERROR;
-            }
-        }
-        /* 2. Then the pipe. */
-        if (!d->buf && d->pipe_bytes && *dst_writable) {
-            n = splice(d->pipe->fd[0], NULL, dst, NULL, d->pipe_bytes,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                d->pipe_bytes -= (uint32_t)n;
-                d->bytes += (uint64_t)n;
-                moved += (uint32_t)n;
-                progress = true;
-            } else if (n < 0 && errno == EAGAIN) {
-                *dst_writable = false;
-            } else {
-                return PUMP_DST_ERROR;
-            }
-        }
-        /* 3. Read more while there is room. */
-        if (!d->eof && *src_readable && !d->buf) {
-            if (!d->pipe)
-                d->pipe = worker_pipe_get(s->w);
-            if (d->pipe) {
-                if (d->pipe_bytes < d->pipe->cap) {
-                    n = splice(src, NULL, d->pipe->fd[1], NULL, d->pipe->cap - d->pipe_bytes,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                    if (n > 0) {
-                        d->pipe_bytes += (uint32_t)n;
-                        progress = true;
-                    } else if (n == 0) {
-                        d->eof = true;
-                        progress = true;
-                    } else if (errno == EAGAIN) {
-                        /* Ambiguous: the socket is empty or the pipe is full.
-                         * Only an empty pipe proves the socket is empty. */
-                        if (d->pipe_bytes == 0)
-                            *src_readable = false;
-                    } else {
-                        return PUMP_SRC_ERROR;
-                    }
-                }
-            } else {
-                /* No pipe could be made (descriptor limits): use a buffer. */
-                d->buf = buf_get(&s->w->bufs);
-                if (!d->buf)
-                    return PUMP_SRC_ERROR;
-                n = recv(src, d->buf->data, d->buf->size, 0);
-                if (n > 0) {
-                    d->buf->tail = (uint32_t)n;
-                    progress = true;
-                } else {
-                    buf_put(&s->w->bufs, d->buf);
-                    d->buf = NULL;
-                    if (n == 0) {
-                        d->eof = true;
-                        progress = true;
-                    } else if (errno == EAGAIN) {
-                        *src_readable = false;
-                    } else {
-                        return PUMP_SRC_ERROR;
-                    }
-                }
-            }
-        }
-        if (!progress)
-            break;
-        if (moved >= PUMP_BUDGET)
-            return PUMP_MORE;
-    }
-    if (moved)
-        idle_touch(s);
-    /* 4. Pass the FIN on once everything before it was delivered. */
-    if (d->eof && !d->shut && !d->buf && d->pipe_bytes == 0) {
-        shutdown(dst, SHUT_WR);
-        d->shut = true;
-        idle_touch(s);
-    }
-    return PUMP_OK;
-}
-
 static void pump(struct tcp_session *s)
 {
     enum pump_result r;
     bool more = false;
 
-    r = pump_dir(s, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable);
+    bool moved = false;
+
+    r = pump_dir(s->w, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable, &moved);
     if (r == PUMP_SRC_ERROR) {
         session_end(s, END_CLIENT_RESET);
         return;
@@ -406,7 +275,7 @@ static void pump(struct tcp_session *s)
     if (s->up.eof && s->first_close == END_NONE)
         s->first_close = END_CLIENT_CLOSE;
 
-    r = pump_dir(s, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable);
+    r = pump_dir(s->w, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable, &moved);
     if (r == PUMP_SRC_ERROR) {
         session_end(s, END_BACKEND_RESET);
         return;
@@ -419,6 +288,8 @@ static void pump(struct tcp_session *s)
     if (s->down.eof && s->first_close == END_NONE)
         s->first_close = END_BACKEND_CLOSE;
 
+    if (moved)
+        idle_touch(s);
     if (s->up.shut && s->down.shut) {
         session_end(s, s->first_close);
         return;

@@ -99,8 +99,10 @@ class Origin(Proc):
         self.origin_name = name
         args = [ORIGIN, "--listen", f"127.0.0.1:{port}", "--name", name, "--mode", mode, *extra]
         super().__init__(args, f"origin-{name}")
-        m = wait_for(lambda: re.search(r"listening [\d.]+:(\d+)", self.stdout()),
-                     what=f"origin {name} to listen")
+        m = wait_for(lambda: re.search(r"listening [\d.]+:(\d+)", self.stdout())
+                     or not self.alive(), what=f"origin {name} to listen")
+        if not self.alive():
+            raise OSError(f"origin {name} exited: {self.stderr().strip()}")
         self.port = int(m.group(1))
         self.address = f"127.0.0.1:{self.port}"
 
@@ -138,8 +140,19 @@ class Procs:
         return s
 
     def stop_all(self):
+        """Stop everything; then fail the test if sluice did not exit
+        cleanly or a sanitizer reported anything (leaks included)."""
+        problems = []
         for p in reversed(self.all):
-            p.stop(signal.SIGKILL if isinstance(p, Origin) else signal.SIGTERM)
+            rc = p.stop(signal.SIGKILL if isinstance(p, Origin) else signal.SIGTERM)
+            if isinstance(p, Sluice):
+                err = p.stderr()
+                if "Sanitizer" in err or "runtime error:" in err:
+                    problems.append(f"sanitizer report from sluice:\n{err[-4000:]}")
+                elif rc not in (0, None) and not getattr(p, "expect_failure", False):
+                    problems.append(f"sluice exited with {rc}:\n{err[-2000:]}")
+        if problems:
+            raise AssertionError("\n".join(problems))
 
 
 def tcp_config(port, backends, balance="round_robin", health=None, extra_listener="",

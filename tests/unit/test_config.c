@@ -255,6 +255,22 @@ static void test_defaults(void)
         }
     }
     CHECK_EQ_STR(config_balance_name(BALANCE_ROUND_ROBIN), "round_robin");
+
+    /* a NUL byte in the text */
+    {
+        static const char t3[] = "workers: 2\nlog: {level: in\0fo}\n";
+        char *o = NULL;
+        size_t olen = 0;
+        FILE *f = open_memstream(&o, &olen);
+
+        cfg = NULL;
+        rc = config_load_string("t3", t3, sizeof(t3) - 1, f, &cfg);
+        fclose(f);
+        CHECK_EQ_INT(rc, -1);
+        CHECK(cfg == NULL);
+        CHECK_EQ_STR(o, "t3:2:16: error: the file contains a NUL byte; a config is text\n");
+        free(o);
+    }
 }
 
 /* A valid listener and pool, to build broken cases around. One line each. */
@@ -322,8 +338,41 @@ static const struct bad_case bad_cases[] = {
     { LST POOL "log: {level: loud}\n", "3:14", "unknown log.level 'loud'; expected one of: "
       "error, warn, info, debug" },
     { LST POOL "log: {access: access.log}\n", "3:15", "expected stdout, off or an absolute path" },
-    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app}]\n" POOL,
-      "1:53", "mode 'http' is not supported yet; expected one of: tcp, udp" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: https, pool: app}]\n" POOL,
+      "1:53", "mode 'https' is not supported yet; expected one of: tcp, udp, http" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path_regex: '(unclosed'}, pool: app}]}]\n" POOL,
+      "2:33", "match.path_regex: missing closing parenthesis" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: nope}]}]\n" POOL,
+      "2:38", "pool 'nope' is not defined" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}}]}]\n" POOL,
+      "2:12", "give one action" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app, respond: {status: 200}}]}]\n" POOL,
+      "2:12", "give only one action" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: a}, pool: app}]}]\n" POOL,
+      "2:27", "must start with '/'" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a, path_prefix: /b}, pool: app}]}]\n" POOL,
+      "2:44", "give only one of path" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {colour: red}, pool: app}]}]\n" POOL,
+      "2:21", "unknown key 'colour'" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app, set_headers: {\"x-a\": \"b\\r\\nevil: 1\"}}]}]\n" POOL,
+      "2:64", "control characters" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app, rewrite_prefix: /b}]}]\n" POOL,
+      "2:59", "rewrite_prefix needs match.path_prefix" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  trusted_proxies: [10.0.0.0/33]}]\n" POOL,
+      "2:21", "bad prefix length" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app}]}]\n" POOL,
+      "2:3", "routes only applies to mode http" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: sctp, pool: app}]\n" POOL,
       "1:53", "unknown mode 'sctp'; expected one of: tcp, udp" },
     { LST "pools: [{name: app, balance: maglev, backends: [{address: 127.0.0.1:1}]}]\n",
@@ -345,21 +394,21 @@ static const struct bad_case bad_cases[] = {
     { LST "pools:\n  - name: app\n    backends:\n      - {name: b1, address: 10.0.0.1:99999}\n",
       "5:29", "pool 'app' backend 'b1': address: bad address '10.0.0.1:99999'" },
     { LST "pools:\n  - name: app\n    backends:\n      - {address: '0.0.0.0:80'}\n",
-      "5:20", "is a wildcard" },
+      "5:19", "is a wildcard" },
 
     /* duplicates: the position is the second one */
     { "listeners:\n  - {name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}\n"
       "  - {name: web, bind: 127.0.0.1:8081, mode: tcp, pool: app}\n" POOL,
-      "3:12", "duplicate listener name 'web' (first at 2:5)" },
+      "3:12", "duplicate listener name 'web' (first at 2:12)" },
     { LST "pools:\n  - {name: app, backends: [{address: 127.0.0.1:1}]}\n"
       "  - {name: app, backends: [{address: 127.0.0.1:2}]}\n",
-      "4:12", "duplicate pool name 'app'" },
+      "4:12", "duplicate pool name 'app' (first at 3:12)" },
     { LST "pools:\n  - name: app\n    backends:\n      - {name: b1, address: 127.0.0.1:1}\n"
       "      - {name: b1, address: 127.0.0.1:2}\n", "6:16",
-      "pool 'app': duplicate backend name 'b1' (first at 5:9)" },
+      "pool 'app': duplicate backend name 'b1' (first at 5:16)" },
     { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1}\n"
       "      - {address: 127.0.0.1:1, weight: 2}\n", "6:19",
-      "duplicate backend name '127.0.0.1:1'" },
+      "duplicate backend name '127.0.0.1:1' (first at 5:19); a backend without a name is named by its address" },
     { "listeners:\n  - {name: a, bind: 127.0.0.1:8080, mode: udp, pool: app}\n"
       "  - {name: b, bind: 127.0.0.1:8080, mode: udp, pool: app}\n" POOL,
       "3:21", "listener 'b': bind: udp 127.0.0.1:8080 is already used by the listener at 2:5" },
@@ -412,6 +461,8 @@ static const struct bad_case bad_cases[] = {
     { "listeners: *nowhere\n" POOL, "1:12", "alias '*nowhere' does not name an anchor" },
     { LST POOL "---\nworkers: 2\n", "3:1", "one YAML document" },
     { LST POOL "x-a: &a 5\nlog: {<<: *a}\n", "3:9", "merge key '<<' needs a mapping" },
+    { LST POOL "log: {level: \xc3\x28}\n", "3:14", "not valid UTF-8" },
+    { "%\xf2\n", "1:2", "not valid UTF-8" },     /* used to hang libfyaml 0.7 */
     { "", "1:1", "the config is empty" },
     { "# nothing but a comment\n", "1:1", "the config is empty" },
     { "~\n", "1:1", "the config is empty" },

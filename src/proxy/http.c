@@ -1,0 +1,1441 @@
+/* L7 HTTP/1.1: one client connection, one exchange at a time, read top to
+ * bottom:
+ *
+ *   IDLE (keep-alive, holds no buffer) ─▶ HEAD (reading a request head,
+ *   bounded by client_header) ─▶ route ─▶ LOCAL (sluice answers: error,
+ *   redirect, respond) or FORWARD (pick a backend, take an idle upstream
+ *   connection or connect, send the rewritten head, stream the body both
+ *   ways) ─▶ done: the upstream connection goes back to its idle list when
+ *   the exchange ended cleanly, the client goes back to IDLE (or serves the
+ *   next pipelined request already in its buffer), or closes.
+ *   A 101 answer to an Upgrade request turns the exchange into a TUNNEL.
+ *
+ * Framing is never guessed: request bodies are forwarded only as far as
+ * Content-Length or the chunked framing (h1_chunked_scan) says, so a
+ * pipelined request cannot be smuggled into the previous one's body.
+ *
+ * A retry happens only while nothing of the response has reached the client:
+ * a refused or timed-out connect goes to the next backend; a reused
+ * keep-alive connection that the backend had closed is replaced by a fresh
+ * one, for requests without a body that may be replayed.
+ *
+ * Memory: an idle keep-alive connection is a struct http_conn and nothing
+ * else. The exchange (header slots, parse state) exists only while a request
+ * is in flight; buffers only while they hold bytes. The request head stays
+ * at the start of conn->in until the exchange ends (the parsed slices point
+ * into it; see `body_pos`). */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/access_log.h"
+#include "proxy/end.h"
+#include "proxy/http_message.h"
+#include "proxy/proxy.h"
+#include "proxy/pump.h"
+#include "proxy/upstream.h"
+#include "route/route.h"
+
+#define HTTP_MAX_HEADERS 128
+#define HTTP_MAX_TRIES 3
+#define HTTP_RUN_ROUNDS 32
+#define ACCEPT_BATCH 64
+
+enum http_state {
+    HC_IDLE,       /* between requests; no bytes of the next one yet */
+    HC_HEAD,       /* some bytes of a request head */
+    HC_FORWARD,    /* exchange with a backend */
+    HC_LOCAL,      /* writing a response sluice made */
+    HC_TUNNEL,     /* after 101: opaque bytes both ways */
+    HC_CLOSED,
+};
+
+/* One request/response. Owner: its http_conn. */
+struct http_exchange {
+    struct h1_request req;
+    struct h1_response resp;
+    const struct conf_route *route;
+    struct pool *pool;
+    struct balancer *balancer;
+    struct backend *backend;            /* counted in backend->active */
+    struct backend *tried[HTTP_MAX_TRIES];
+    uint8_t tries;
+    bool fresh_retry_done;              /* replaced a stale keep-alive connection once */
+    struct upstream_conn *up;
+    bool up_reused;
+    struct buf *to_up;                  /* head (and buffered bytes) for the backend */
+    struct buf *from_up;                /* bytes read from the backend */
+    uint32_t approved;                  /* leading bytes of from_up cleared to go to the client */
+    uint32_t body_pos;                  /* offset in conn->in where unconsumed bytes start */
+    /* request body, client → backend */
+    uint64_t req_left;                  /* Content-Length bytes still to forward */
+    struct h1_chunked req_chunk;
+    bool req_done;                      /* the whole request (head + body) is sent */
+    bool req_body_read;                 /* the whole body was read from the client */
+    uint64_t req_bytes;                 /* body bytes forwarded */
+    /* response, backend → client */
+    bool resp_head_done;
+    bool resp_done;                     /* every response byte is approved */
+    bool resp_started;                  /* a byte reached the client: no retry */
+    uint64_t resp_left;
+    struct h1_chunked resp_chunk;
+    uint64_t resp_bytes;                /* bytes sent to the client, head included */
+    int status;
+    enum end_reason end;
+    /* tunnel */
+    struct pump_dir tun_up, tun_down;
+    /* times */
+    uint64_t start_us;
+    uint64_t connect_start_us, connect_us;
+    uint64_t sent_us, response_us;      /* request sent; response head received */
+    uint64_t up_active_ms;              /* last progress on the upstream side */
+    uint64_t connect_deadline_ms;
+    char request_id[33];
+    struct h1_header req_slots[HTTP_MAX_HEADERS];
+    struct h1_header resp_slots[HTTP_MAX_HEADERS];
+};
+
+/* Owner: its worker (linked in w->http_conns). */
+struct http_conn {
+    struct loop_task task;              /* resume work, or free once CLOSED */
+    struct io cio;
+    struct worker *w;
+    struct listener *l;
+    struct addr peer;
+    enum http_state state;
+    bool c_readable, c_writable;
+    bool close_after;                   /* close once the current response is out */
+    bool trusted;                       /* peer in trusted_proxies */
+    struct buf *in;                     /* from the client */
+    struct buf *out;                    /* to the client, before approved body bytes */
+    struct http_exchange *x;
+    struct timer timer;
+    uint64_t last_active_ms;            /* client-side progress */
+    uint64_t head_start_ms;             /* first byte of the current head */
+    uint64_t requests;
+    struct http_conn *prev, *next;
+};
+
+static void conn_run(struct http_conn *c);
+static void conn_close(struct http_conn *c, enum end_reason why);
+static void up_event(struct upstream_conn *u, uint32_t events);
+static void exchange_connect(struct http_conn *c);
+static void arm_timer(struct http_conn *c);
+
+/* ---- list of connections ---- */
+
+static void list_add(struct worker *w, struct http_conn *c)
+{
+    struct http_conn *head = w->http_conns;
+
+    c->prev = NULL;
+    c->next = head;
+    if (head)
+        head->prev = c;
+    w->http_conns = c;
+    w->nsessions++;
+}
+
+static void list_del(struct worker *w, struct http_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->http_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nsessions--;
+}
+
+/* ---- buffers ---- */
+
+static struct buf *buf_big(uint32_t size)
+{
+    struct buf *b = malloc(sizeof(*b) + size);
+
+    if (b) {
+        b->next_free = NULL;
+        b->head = b->tail = 0;
+        b->size = size;
+    }
+    return b;
+}
+
+/* buf_put frees buffers of another size than the pool's, so big ones are
+ * returned the same way. */
+static void buf_drop(struct worker *w, struct buf **b)
+{
+    if (*b) {
+        if ((*b)->size == w->bufs.size)
+            buf_put(&w->bufs, *b);
+        else
+            free(*b);
+    }
+    *b = NULL;
+}
+
+/* ---- the access log ---- */
+
+static void log_exchange(struct http_conn *c, struct http_exchange *x)
+{
+    struct access_http rec = {
+        .listener = c->l->conf->name,
+        .client = &c->peer,
+        .method = x->req.method,
+        .target = x->req.target,
+        .minor = x->req.minor,
+        .host = x->req.host,
+        .referer = (struct h1_slice){0},
+        .user_agent = (struct h1_slice){0},
+        .status = x->status,
+        .bytes_out = x->resp_bytes,
+        .bytes_in = x->req_bytes,
+        .route = x->route ? (int)x->route->index : -1,
+        .pool = x->pool ? x->pool->conf->name : NULL,
+        .backend = x->tries ? x->tried[x->tries - 1] : NULL,
+        .connect_us = x->connect_us,
+        .response_us = x->response_us && x->sent_us ? x->response_us - x->sent_us : 0,
+        .total_us = clock_mono_us() - x->start_us,
+        .tries = x->tries,
+        .request_id = x->request_id,
+        .end = x->end,
+    };
+    const struct h1_header *h;
+
+    if (x->req.head_len == 0)
+        return;   /* no request was parsed: nothing meaningful to log */
+    if ((h = h1_find_header(x->req.headers, x->req.nheaders, "referer")))
+        rec.referer = h->value;
+    if ((h = h1_find_header(x->req.headers, x->req.nheaders, "user-agent")))
+        rec.user_agent = h->value;
+    access_log_http(&rec);
+}
+
+/* ---- exchange lifecycle ---- */
+
+static struct http_exchange *exchange_new(struct http_conn *c)
+{
+    struct http_exchange *x = malloc(sizeof(*x));
+
+    if (!x)
+        return NULL;
+    memset(x, 0, offsetof(struct http_exchange, req_slots));
+    h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
+    h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
+    x->start_us = clock_mono_us();
+    x->end = END_NONE;
+    return x;
+}
+
+static void exchange_release_backend(struct http_exchange *x)
+{
+    if (x->backend) {
+        atomic_fetch_sub_explicit(&x->backend->active, 1, memory_order_relaxed);
+        x->backend = NULL;
+    }
+}
+
+/* Free the exchange; its upstream connection is kept only when reusable. */
+static void exchange_free(struct http_conn *c, bool up_reusable)
+{
+    struct http_exchange *x = c->x;
+
+    if (!x)
+        return;
+    if (x->up) {
+        upstream_release(x->up, up_reusable);
+        x->up = NULL;
+    }
+    exchange_release_backend(x);
+    timer_cancel(&c->w->loop.timers, &c->timer);
+    buf_drop(c->w, &x->to_up);
+    buf_drop(c->w, &x->from_up);
+    pump_dir_release(c->w, &x->tun_up);
+    pump_dir_release(c->w, &x->tun_down);
+    free(x);
+    c->x = NULL;
+}
+
+static void make_request_id(struct worker *w, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = balance_rand(&w->rng), b = balance_rand(&w->rng);
+
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (i * 4)) & 15];
+        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* ---- ending a connection ---- */
+
+static void conn_close(struct http_conn *c, enum end_reason why)
+{
+    if (c->state == HC_CLOSED)
+        return;
+    if (c->x) {
+        if (c->x->end == END_NONE)
+            c->x->end = why;
+        if (c->x->status || c->x->req.head_len)
+            log_exchange(c, c->x);
+        exchange_free(c, false);
+    }
+    timer_cancel(&c->w->loop.timers, &c->timer);
+    if (c->cio.fd >= 0) {
+        loop_del(&c->w->loop, &c->cio);
+        if (why == END_BACKEND_RESET) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(c->cio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(c->cio.fd);
+        c->cio.fd = -1;
+    }
+    buf_drop(c->w, &c->in);
+    buf_drop(c->w, &c->out);
+    atomic_fetch_sub_explicit(&c->l->connections_active, 1, memory_order_relaxed);
+    c->state = HC_CLOSED;
+    list_del(c->w, c);
+    loop_task_queue(&c->w->loop, &c->task);
+    worker_connection_ended(c->w);
+}
+
+static void task_cb(struct loop_task *t)
+{
+    struct http_conn *c = (struct http_conn *)t;
+
+    if (c->state == HC_CLOSED)
+        free(c);
+    else
+        conn_run(c);
+}
+
+/* ---- writing to the client ---- */
+
+/* Send c->out, then the approved bytes of from_up. Returns false when the
+ * client failed (the connection is closed then). */
+static bool flush_client(struct http_conn *c, bool *progress)
+{
+    struct http_exchange *x = c->x;
+
+    while (c->c_writable) {
+        struct buf *b;
+        uint32_t len;
+
+        if (c->out && buf_len(c->out)) {
+            b = c->out;
+            len = buf_len(b);
+        } else if (x && x->from_up && x->approved) {
+            b = x->from_up;
+            len = x->approved;
+        } else {
+            break;
+        }
+        ssize_t n = send(c->cio.fd, b->data + b->head, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                c->c_writable = false;
+                break;
+            }
+            conn_close(c, END_CLIENT_RESET);
+            return false;
+        }
+        buf_consume(b, (uint32_t)n);
+        if (b != c->out)
+            x->approved -= (uint32_t)n;
+        if (x) {
+            x->resp_bytes += (uint64_t)n;
+            x->resp_started = true;
+        }
+        c->last_active_ms = clock_now_ms();
+        *progress = true;
+    }
+    if (c->out && buf_len(c->out) == 0)
+        buf_drop(c->w, &c->out);
+    return true;
+}
+
+static bool client_output_pending(struct http_conn *c)
+{
+    return (c->out && buf_len(c->out)) || (c->x && c->x->approved);
+}
+
+/* ---- local responses ---- */
+
+/* Answer the current request ourselves. The connection closes afterwards
+ * when asked, when the request's body is not consumed, or when draining. */
+static void respond_local(struct http_conn *c, int status, const char *location,
+                          const char *body, bool close, const struct conf_route *route)
+{
+    struct http_exchange *x = c->x;
+    bool head_only = x && x->req.head_len && x->req.method_id == H1_HEAD;
+    bool keep = !close && !c->w->draining && x && x->req.head_len && x->req.keep_alive &&
+                x->req.body == H1_BODY_NONE;
+
+    if (!c->out)
+        c->out = buf_get(&c->w->bufs);
+    if (!c->out) {
+        conn_close(c, END_NO_MEMORY);
+        return;
+    }
+    if (http_write_local_response(c->out, status, location, body, keep, head_only, route) < 0)
+        http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL);
+    if (x) {
+        x->status = status;
+        if (x->up) {
+            upstream_release(x->up, false);
+            x->up = NULL;
+        }
+        buf_drop(c->w, &x->from_up);
+        x->approved = 0;
+        x->resp_done = true;
+        x->req_done = true;
+    }
+    c->close_after = !keep;
+    c->state = HC_LOCAL;
+    arm_timer(c);
+}
+
+/* ---- finishing an exchange ---- */
+
+static void exchange_done(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    bool reusable;
+
+    /* The upstream connection may serve another request only if both
+     * messages ended exactly where their framing said. */
+    reusable = x->up && x->resp_done && x->req_done && x->resp.keep_alive &&
+               x->resp.body != H1_BODY_CLOSE && x->from_up == NULL;
+    if (x->from_up && buf_len(x->from_up) == 0)
+        buf_drop(c->w, &x->from_up);
+    reusable = reusable && x->from_up == NULL;
+    if (x->end == END_NONE)
+        x->end = END_CLIENT_CLOSE;
+    atomic_fetch_add_explicit(&c->l->requests_total, 1, memory_order_relaxed);
+    log_exchange(c, x);
+    c->requests++;
+
+    /* Drop the head and body bytes; keep any pipelined bytes after them. */
+    if (c->in) {
+        if (x->body_pos > c->in->head && x->body_pos <= c->in->tail)
+            c->in->head = x->body_pos;
+        if (buf_len(c->in) == 0)
+            buf_drop(c->w, &c->in);
+        else
+            buf_compact(c->in);
+    }
+    exchange_free(c, reusable);
+    if (c->close_after || c->w->draining) {
+        conn_close(c, END_CLIENT_CLOSE);
+        return;
+    }
+    c->state = HC_IDLE;
+    arm_timer(c);
+}
+
+/* ---- reading the request head ---- */
+
+static bool read_client(struct http_conn *c, bool *eof)
+{
+    ssize_t n;
+
+    *eof = false;
+    if (!c->in && !(c->in = buf_get(&c->w->bufs)))
+        return false;
+    if (buf_room(c->in) == 0)
+        return false;
+    n = recv(c->cio.fd, c->in->data + c->in->tail, buf_room(c->in), 0);
+    if (n > 0) {
+        c->in->tail += (uint32_t)n;
+        c->last_active_ms = clock_now_ms();
+        return true;
+    }
+    if (n == 0) {
+        *eof = true;
+        return false;
+    }
+    if (errno == EAGAIN)
+        c->c_readable = false;
+    else
+        *eof = true;   /* a reset reads as the end of the connection */
+    return false;
+}
+
+static void start_exchange(struct http_conn *c);
+
+/* Read and parse until a head is complete. Returns true on progress. */
+static bool step_head(struct http_conn *c)
+{
+    const struct conf_listener *lc = c->l->conf;
+    struct h1_limits lim = {
+        .max_request_line = lc->max_request_line,
+        .max_head = lc->max_header_size,
+        .max_headers = lc->max_headers < HTTP_MAX_HEADERS ? lc->max_headers : HTTP_MAX_HEADERS,
+    };
+    bool progress = false, eof = false;
+    int r;
+
+    if (!c->in || buf_len(c->in) == 0 || c->state == HC_HEAD) {
+        if (!c->c_readable && !(c->in && buf_len(c->in) && c->state == HC_IDLE))
+            return false;
+        if (c->c_readable)
+            progress = read_client(c, &eof);
+        if (eof) {
+            conn_close(c, c->in && buf_len(c->in) ? END_CLIENT_RESET : END_CLIENT_CLOSE);
+            return false;
+        }
+        if (!c->in || buf_len(c->in) == 0) {
+            if (c->in)
+                buf_drop(c->w, &c->in);   /* an idle connection holds no buffer */
+            return progress;
+        }
+    }
+    if (!c->x) {
+        c->x = exchange_new(c);
+        if (!c->x) {
+            conn_close(c, END_NO_MEMORY);
+            return false;
+        }
+        c->head_start_ms = clock_now_ms();
+        c->state = HC_HEAD;
+        arm_timer(c);
+    }
+    r = h1_parse_request(c->in->data + c->in->head, buf_len(c->in), &lim, &c->x->req);
+    if (r == H1_NEED_MORE) {
+        if (buf_room(c->in) == 0) {
+            /* The head outgrew a pool buffer: move it to one as large as
+             * the limit allows, once. */
+            if (c->in->size >= lc->max_header_size) {
+                respond_local(c, 431, NULL, "request header fields too large\n", true, NULL);
+                return true;
+            }
+            struct buf *big = buf_big(lc->max_header_size + 1024);
+            if (!big) {
+                conn_close(c, END_NO_MEMORY);
+                return false;
+            }
+            buf_append(big, c->in->data + c->in->head, buf_len(c->in));
+            buf_drop(c->w, &c->in);
+            c->in = big;
+            return true;
+        }
+        return progress;
+    }
+    if (r < 0) {
+        log_info("event=bad_request listener=%s client_status=%d why=\"%s\"", lc->name, -r,
+                 c->x->req.error ? c->x->req.error : "malformed");
+        c->x->req.head_len = 0;   /* slices are not trustworthy: log no request line */
+        respond_local(c, -r, NULL, "bad request\n", true, NULL);
+        c->x->status = -r;
+        return true;
+    }
+    c->x->body_pos = c->in->head + (uint32_t)r;
+    start_exchange(c);
+    return true;
+}
+
+/* ---- routing and starting the exchange ---- */
+
+static void start_exchange(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_listener *lc = c->l->conf;
+    struct route_request rr;
+    const struct conf_route *route = NULL;
+    struct conf_pool *cp = NULL;
+    int port;
+
+    make_request_id(c->w, x->request_id);
+    if (c->trusted) {
+        const struct h1_header *rid = h1_find_header(x->req.headers, x->req.nheaders, "x-request-id");
+        if (rid && rid->value.len > 0 && rid->value.len < sizeof(x->request_id)) {
+            bool ok = true;
+            for (uint32_t i = 0; i < rid->value.len; i++)
+                ok &= rid->value.p[i] > 0x20 && rid->value.p[i] < 0x7f && rid->value.p[i] != '"';
+            if (ok) {
+                memcpy(x->request_id, rid->value.p, rid->value.len);
+                x->request_id[rid->value.len] = '\0';
+            }
+        }
+    }
+    if (x->req.method_id == H1_CONNECT) {
+        respond_local(c, 405, NULL, "CONNECT is not supported\n", true, NULL);
+        return;
+    }
+    memset(&rr, 0, sizeof(rr));
+    h1_split_host(x->req.host, &rr.host, &port);
+    rr.path = x->req.path;
+    if (rr.path.len == 0) {
+        rr.path.p = "/";
+        rr.path.len = 1;
+    }
+    rr.query = x->req.query;
+    rr.method = x->req.method_id;
+    rr.method_name = x->req.method;
+    rr.headers = x->req.headers;
+    rr.nheaders = x->req.nheaders;
+    if (c->l->routes)
+        route = route_match(c->l->routes, &rr);
+    x->route = route;
+    if (route) {
+        switch (route->action) {
+        case ROUTE_RESPOND:
+            respond_local(c, route->respond_status, NULL, route->respond_body, false, route);
+            return;
+        case ROUTE_REDIRECT:
+            respond_local(c, route->redirect_status, route->redirect_location, NULL, false, route);
+            return;
+        case ROUTE_POOL:
+            cp = route->pool;
+            break;
+        case ROUTE_SPLIT:
+            cp = route_split_pick(route, balance_rand(&c->w->rng));
+            break;
+        }
+    } else {
+        cp = lc->pool;
+    }
+    if (!cp) {
+        respond_local(c, 404, NULL, "no route\n", false, NULL);
+        return;
+    }
+    if (lc->max_body_size && x->req.body == H1_BODY_LENGTH &&
+        x->req.content_length > lc->max_body_size) {
+        respond_local(c, 413, NULL, "request body too large\n", true, route);
+        return;
+    }
+    x->pool = runtime_pool(c->w->rt, cp);
+    x->balancer = &c->w->balancers[runtime_pool_index(c->w->rt, x->pool)];
+    x->req_left = x->req.body == H1_BODY_LENGTH ? x->req.content_length : 0;
+    h1_chunked_init(&x->req_chunk);
+    x->req_body_read = x->req.body == H1_BODY_NONE;
+
+    /* The head for the backend, built once (a retry sends it again). */
+    struct http_forward fwd = {
+        .peer = &c->peer,
+        .peer_trusted = c->trusted,
+        .request_id = x->request_id,
+        .upstream_http10 = x->req.minor == 0,
+    };
+    x->to_up = buf_get(&c->w->bufs);
+    if (!x->to_up) {
+        conn_close(c, END_NO_MEMORY);
+        return;
+    }
+    if (http_write_request_head(x->to_up, &x->req, route, &fwd) < 0) {
+        buf_drop(c->w, &x->to_up);
+        x->to_up = buf_big(x->req.head_len * 2 + 16384);
+        if (!x->to_up || http_write_request_head(x->to_up, &x->req, route, &fwd) < 0) {
+            respond_local(c, 431, NULL, "request header fields too large\n", true, route);
+            return;
+        }
+    }
+    if (!c->x->req.keep_alive)
+        c->close_after = true;
+    c->state = HC_FORWARD;
+    exchange_connect(c);
+}
+
+/* Pick a backend not tried yet and get a connection to it. */
+static void exchange_connect(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct balance_req req;
+    int err = 0;
+
+    for (;;) {
+        struct backend *b;
+
+        req.exclude = (const struct backend *const *)x->tried;
+        req.nexclude = x->tries;
+        if (x->tries >= HTTP_MAX_TRIES || !(b = balancer_pick(x->balancer, &req))) {
+            x->end = x->tries ? END_CONNECT_FAILED : END_NO_BACKEND;
+            respond_local(c, x->tries ? 502 : 503, NULL,
+                          x->tries ? "bad gateway\n" : "no backend available\n", false, x->route);
+            return;
+        }
+        x->tried[x->tries++] = b;
+        x->backend = b;
+        atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
+        x->connect_start_us = clock_mono_us();
+        x->up = upstream_take_idle(c->w, b);
+        if (x->up) {
+            x->up_reused = true;
+            upstream_attach(x->up, up_event, c);
+            x->up->writable = true;
+            x->up_active_ms = clock_now_ms();
+            arm_timer(c);
+            return;
+        }
+        x->up_reused = false;
+        x->up = upstream_connect(c->w, b, up_event, c, &err);
+        if (x->up) {
+            x->connect_deadline_ms = clock_now_ms() + x->pool->conf->connect_timeout_ms;
+            x->up_active_ms = clock_now_ms();
+            arm_timer(c);
+            return;
+        }
+        atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
+        exchange_release_backend(x);
+        if (err == -EMFILE || err == -ENFILE || err == -ENOMEM) {
+            x->end = END_NO_MEMORY;
+            respond_local(c, 503, NULL, "out of resources\n", true, x->route);
+            return;
+        }
+    }
+}
+
+/* The upstream failed before any response byte reached the client: try
+ * again where that is safe, else answer 502/504. */
+static void upstream_failed(struct http_conn *c, enum end_reason why, bool connect_phase)
+{
+    struct http_exchange *x = c->x;
+    bool stale = x->up_reused && !connect_phase && x->from_up == NULL;
+
+    if (x->backend && !stale)
+        atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
+    if (x->up) {
+        upstream_release(x->up, false);
+        x->up = NULL;
+    }
+    exchange_release_backend(x);
+    buf_drop(c->w, &x->from_up);
+    x->approved = 0;
+    if (!x->resp_started && !x->resp_head_done) {
+        /* Nothing of the request body consumed yet means it can be sent again. */
+        bool body_intact = x->req.body == H1_BODY_NONE;
+        if (connect_phase) {
+            exchange_connect(c);
+            return;
+        }
+        if (stale && body_intact && !x->fresh_retry_done && http_request_replayable(&x->req)) {
+            /* The backend closed a keep-alive connection as we reused it:
+             * the same backend on a fresh connection. */
+            x->fresh_retry_done = true;
+            x->tries--;
+            x->to_up->head = 0;
+            exchange_connect(c);
+            return;
+        }
+        x->end = why;
+        respond_local(c, why == END_IDLE_TIMEOUT ? 504 : 502, NULL,
+                      why == END_IDLE_TIMEOUT ? "gateway timeout\n" : "bad gateway\n", true,
+                      x->route);
+        return;
+    }
+    x->end = why;
+    conn_close(c, why);
+}
+
+/* ---- forwarding ---- */
+
+/* Move request body bytes from conn->in to the backend. */
+static bool forward_request(struct http_conn *c, bool *progress)
+{
+    struct http_exchange *x = c->x;
+    struct upstream_conn *u = x->up;
+    bool eof;
+
+    while (u->writable) {
+        ssize_t n;
+
+        /* The head (and, on a retry, nothing else) first. */
+        if (x->to_up && buf_len(x->to_up)) {
+            n = send(u->io.fd, x->to_up->data + x->to_up->head, buf_len(x->to_up), MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN) {
+                    u->writable = false;
+                    break;
+                }
+                upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            x->to_up->head += (uint32_t)n;
+            x->up_active_ms = clock_now_ms();
+            *progress = true;
+            if (buf_len(x->to_up) == 0 && x->req_body_read && !x->req_done) {
+                x->req_done = true;
+                x->sent_us = clock_mono_us();
+            }
+            continue;
+        }
+        if (x->req_done)
+            break;
+        /* Body bytes waiting in conn->in after the head. */
+        uint32_t avail = c->in ? c->in->tail - x->body_pos : 0;
+        uint32_t take = 0;
+        bool done = false;
+        if (avail) {
+            if (x->req.body == H1_BODY_LENGTH) {
+                take = avail < x->req_left ? avail : (uint32_t)x->req_left;
+                done = take == x->req_left;
+            } else if (x->req.body == H1_BODY_CHUNKED) {
+                ssize_t k = h1_chunked_scan(&x->req_chunk, c->in->data + x->body_pos, avail, &done);
+                if (k < 0) {
+                    log_info("event=bad_request listener=%s why=\"chunked body: %s\"",
+                             c->l->conf->name, x->req_chunk.error ? x->req_chunk.error : "malformed");
+                    x->req_done = true;
+                    respond_local(c, 400, NULL, "bad request body\n", true, x->route);
+                    return false;
+                }
+                take = (uint32_t)k;
+            }
+        }
+        if (take) {
+            n = send(u->io.fd, c->in->data + x->body_pos, take, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN) {
+                    u->writable = false;
+                    break;
+                }
+                upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            /* A chunked scan consumed `take`; if send took less, the rest
+             * stays for next time and must not be scanned again. */
+            if (x->req.body == H1_BODY_CHUNKED && (uint32_t)n < take) {
+                /* Keep the unsent tail in to_up so the scan stays exact. */
+                if (!x->to_up && !(x->to_up = buf_get(&c->w->bufs))) {
+                    conn_close(c, END_NO_MEMORY);
+                    return false;
+                }
+                x->to_up->head = x->to_up->tail = 0;
+                buf_append(x->to_up, c->in->data + x->body_pos + n, take - (uint32_t)n);
+                u->writable = false;
+                n = take;
+            }
+            x->body_pos += (uint32_t)n;
+            x->req_bytes += (uint64_t)n;
+            if (x->req.body == H1_BODY_LENGTH)
+                x->req_left -= (uint64_t)n;
+            x->up_active_ms = clock_now_ms();
+            *progress = true;
+            if (done && (uint32_t)n == take)
+                x->req_body_read = true;
+            else if (done)
+                x->req_body_read = true;
+            if (c->in->tail == x->body_pos && c->in->tail > c->in->head + x->req.head_len) {
+                /* All body bytes sent: reuse the room after the head. */
+                c->in->tail = x->body_pos = c->in->head + x->req.head_len;
+            }
+            if (x->req_body_read && (!x->to_up || buf_len(x->to_up) == 0)) {
+                x->req_done = true;
+                x->sent_us = clock_mono_us();
+            }
+            continue;
+        }
+        if (x->req_body_read) {
+            x->req_done = true;
+            x->sent_us = clock_mono_us();
+            break;
+        }
+        /* Need more body from the client. */
+        if (!c->c_readable)
+            break;
+        if (!read_client(c, &eof)) {
+            if (eof) {
+                x->end = END_CLIENT_RESET;
+                conn_close(c, END_CLIENT_RESET);
+                return false;
+            }
+            if (c->in && buf_room(c->in) == 0)
+                break;   /* full of unsent body: wait for the backend */
+            break;
+        }
+        if (c->l->conf->max_body_size &&
+            x->req_bytes + (c->in->tail - x->body_pos) > c->l->conf->max_body_size &&
+            x->req.body == H1_BODY_CHUNKED && !x->resp_started) {
+            x->req_done = true;
+            respond_local(c, 413, NULL, "request body too large\n", true, x->route);
+            return false;
+        }
+        *progress = true;
+    }
+    return true;
+}
+
+/* Approve response bytes in from_up for the client, per the framing. */
+static bool frame_response(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct buf *b = x->from_up;
+
+    while (b && !x->resp_done) {
+        uint32_t unapproved = buf_len(b) - x->approved;
+        const char *p = b->data + b->head + x->approved;
+
+        if (!x->resp_head_done) {
+            int r = h1_parse_response(b->data + b->head, buf_len(b), x->req.method_id, NULL,
+                                      &x->resp);
+            if (r == H1_NEED_MORE) {
+                if (buf_room(b) == 0 && b->head == 0) {
+                    upstream_failed(c, END_BACKEND_RESET, false);
+                    return false;
+                }
+                return true;
+            }
+            if (r < 0) {
+                log_warn("event=bad_response pool=%s backend=%s why=\"%s\"", x->pool->conf->name,
+                         x->tried[x->tries - 1]->conf->name, x->resp.error ? x->resp.error : "malformed");
+                x->end = END_BACKEND_RESET;
+                if (x->up) {
+                    upstream_release(x->up, false);
+                    x->up = NULL;
+                }
+                buf_drop(c->w, &x->from_up);
+                respond_local(c, 502, NULL, "bad gateway\n", true, x->route);
+                return false;
+            }
+            if (!c->out && !(c->out = buf_get(&c->w->bufs))) {
+                conn_close(c, END_NO_MEMORY);
+                return false;
+            }
+            if (x->resp.status < 200 && x->resp.status != 101) {
+                /* 100 Continue and friends: pass on, then the real head. */
+                if (http_write_response_head(c->out, &x->resp, NULL, true, false, NULL) < 0) {
+                    upstream_failed(c, END_BACKEND_RESET, false);
+                    return false;
+                }
+                buf_consume(b, (uint32_t)r);
+                h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
+                if (buf_len(b) == 0) {
+                    buf_drop(c->w, &x->from_up);
+                    return true;
+                }
+                continue;
+            }
+            if (x->resp.status == 101 && !x->req.upgrade) {
+                upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            x->status = x->resp.status;
+            x->response_us = clock_mono_us();
+            bool keep = x->req.keep_alive && !c->close_after && !c->w->draining &&
+                        x->resp.body != H1_BODY_CLOSE && x->resp.status != 101;
+            if (!keep)
+                c->close_after = true;
+            if (http_write_response_head(c->out, &x->resp, x->route, keep, x->req.minor == 0,
+                                         x->request_id) < 0) {
+                upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            buf_consume(b, (uint32_t)r);
+            x->resp_head_done = true;
+            x->resp_left = x->resp.body == H1_BODY_LENGTH ? x->resp.content_length : 0;
+            h1_chunked_init(&x->resp_chunk);
+            if (x->resp.status == 101 || x->resp.body == H1_BODY_NONE) {
+                x->resp_done = true;
+                if (buf_len(b) == 0)
+                    buf_drop(c->w, &x->from_up);
+                return true;
+            }
+            if (buf_len(b) == 0) {
+                buf_drop(c->w, &x->from_up);
+                return true;
+            }
+            continue;
+        }
+        if (unapproved == 0)
+            return true;
+        switch (x->resp.body) {
+        case H1_BODY_LENGTH: {
+            uint32_t take = unapproved < x->resp_left ? unapproved : (uint32_t)x->resp_left;
+            x->approved += take;
+            x->resp_left -= take;
+            if (x->resp_left == 0)
+                x->resp_done = true;
+            break;
+        }
+        case H1_BODY_CHUNKED: {
+            bool done = false;
+            ssize_t k = h1_chunked_scan(&x->resp_chunk, p, unapproved, &done);
+            if (k < 0) {
+                log_warn("event=bad_response pool=%s why=\"chunked body: %s\"", x->pool->conf->name,
+                         x->resp_chunk.error ? x->resp_chunk.error : "malformed");
+                upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            x->approved += (uint32_t)k;
+            if (done)
+                x->resp_done = true;
+            break;
+        }
+        case H1_BODY_CLOSE:
+            x->approved += unapproved;
+            break;
+        case H1_BODY_NONE:
+            x->resp_done = true;
+            break;
+        }
+        return true;
+    }
+    return true;
+}
+
+/* Read what the backend sent. */
+static bool read_upstream(struct http_conn *c, bool *progress)
+{
+    struct http_exchange *x = c->x;
+    struct upstream_conn *u = x->up;
+
+    while (u && u->readable && !x->resp_done) {
+        struct buf *b = x->from_up;
+        ssize_t n;
+
+        if (!b) {
+            b = x->from_up = buf_get(&c->w->bufs);
+            if (!b) {
+                conn_close(c, END_NO_MEMORY);
+                return false;
+            }
+        }
+        if (x->approved == buf_len(b) && x->resp_head_done) {
+            /* Everything approved was sent or is waiting; rewind when empty. */
+            if (buf_len(b) == 0)
+                b->head = b->tail = 0;
+        }
+        if (buf_room(b) == 0) {
+            if (b->head > 0 && x->approved == 0 && !x->resp_head_done)
+                buf_compact(b);
+            else if (b->head > 0 && x->approved == buf_len(b))
+                buf_compact(b);
+            if (buf_room(b) == 0)
+                break;   /* wait for the client to take what is approved */
+        }
+        n = recv(u->io.fd, b->data + b->tail, buf_room(b), 0);
+        if (n > 0) {
+            b->tail += (uint32_t)n;
+            x->up_active_ms = clock_now_ms();
+            *progress = true;
+            if (!frame_response(c))
+                return false;
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            u->readable = false;
+            break;
+        }
+        /* EOF or reset from the backend. */
+        if (x->resp_head_done && x->resp.body == H1_BODY_CLOSE && n == 0) {
+            x->resp_done = true;   /* close-delimited body: EOF ends it */
+            *progress = true;
+            break;
+        }
+        upstream_failed(c, n == 0 ? END_BACKEND_CLOSE : END_BACKEND_RESET, false);
+        return false;
+    }
+    return true;
+}
+
+/* ---- tunnels (WebSocket after 101) ---- */
+
+static void tunnel_start(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+
+    /* The 101 head and any bytes the backend sent after it go first to the
+     * client; any bytes the client sent after its request go first to the
+     * backend. */
+    x->tun_down.buf = c->out;
+    c->out = NULL;
+    if (x->from_up && buf_len(x->from_up)) {
+        if (!x->tun_down.buf) {
+            x->tun_down.buf = x->from_up;
+            x->from_up = NULL;
+        } else {
+            buf_append(x->tun_down.buf, x->from_up->data + x->from_up->head, buf_len(x->from_up));
+        }
+    }
+    buf_drop(c->w, &x->from_up);
+    x->approved = 0;
+    if (c->in && c->in->tail > x->body_pos) {
+        struct buf *b = buf_get(&c->w->bufs);
+        if (b) {
+            buf_append(b, c->in->data + x->body_pos, c->in->tail - x->body_pos);
+            x->tun_up.buf = b;
+        }
+    }
+    buf_drop(c->w, &c->in);
+    x->resp_started = true;
+    c->state = HC_TUNNEL;
+    c->close_after = true;
+    arm_timer(c);
+}
+
+static void step_tunnel(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct upstream_conn *u = x->up;
+    bool moved = false;
+    enum pump_result r;
+
+    r = pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable, &moved);
+    if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
+        x->end = r == PUMP_SRC_ERROR ? END_CLIENT_RESET : END_BACKEND_RESET;
+        conn_close(c, x->end);
+        return;
+    }
+    bool more = r == PUMP_MORE;
+    r = pump_dir(c->w, &x->tun_down, u->io.fd, c->cio.fd, &u->readable, &c->c_writable, &moved);
+    if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
+        x->end = r == PUMP_SRC_ERROR ? END_BACKEND_RESET : END_CLIENT_RESET;
+        conn_close(c, x->end);
+        return;
+    }
+    more |= r == PUMP_MORE;
+    if (moved)
+        c->last_active_ms = clock_now_ms();
+    if (x->tun_down.bytes)
+        x->resp_bytes = x->tun_down.bytes;
+    x->req_bytes = x->tun_up.bytes;
+    if (x->tun_up.shut && x->tun_down.shut) {
+        x->end = x->tun_up.eof ? END_CLIENT_CLOSE : END_BACKEND_CLOSE;
+        conn_close(c, x->end);
+        return;
+    }
+    if (more)
+        loop_task_queue(&c->w->loop, &c->task);
+}
+
+/* ---- the engine ---- */
+
+static bool step_forward(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    bool progress = false;
+
+    if (!x->up)
+        return false;
+    if (!x->up->connected) {
+        if (!x->up_reused)
+            return false;          /* waiting for connect */
+        x->up->connected = true;
+    }
+    if (!forward_request(c, &progress) || c->x != x || c->state != HC_FORWARD)
+        return c->state != HC_CLOSED;
+    if (!read_upstream(c, &progress) || c->x != x || c->state != HC_FORWARD)
+        return c->state != HC_CLOSED;
+    if (!frame_response(c) || c->x != x || c->state != HC_FORWARD)
+        return c->state != HC_CLOSED;
+    if (x->resp_head_done && x->resp.status == 101 && x->resp_done) {
+        tunnel_start(c);
+        return true;
+    }
+    if (!flush_client(c, &progress))
+        return false;
+    if (x->resp_done && !client_output_pending(c)) {
+        if (!x->req_done) {
+            /* The backend answered before taking the whole body (an early
+             * 413, say): that connection and this one cannot be reused. */
+            if (x->up) {
+                upstream_release(x->up, false);
+                x->up = NULL;
+            }
+            c->close_after = true;
+            x->req_done = true;
+        }
+        exchange_done(c);
+        return true;
+    }
+    return progress;
+}
+
+static bool step_local(struct http_conn *c)
+{
+    bool progress = false;
+
+    if (!flush_client(c, &progress))
+        return false;
+    if (client_output_pending(c))
+        return progress;
+    if (c->x) {
+        c->x->resp_done = true;
+        if (c->x->end == END_NONE)
+            c->x->end = END_CLIENT_CLOSE;
+        if (c->close_after) {
+            /* Let the client read the answer: shut our side, then close. */
+            shutdown(c->cio.fd, SHUT_WR);
+            conn_close(c, c->x->end);
+            return false;
+        }
+        exchange_done(c);
+        return true;
+    }
+    conn_close(c, END_CLIENT_CLOSE);
+    return false;
+}
+
+static void conn_run(struct http_conn *c)
+{
+    for (int round = 0; round < HTTP_RUN_ROUNDS; round++) {
+        bool progress = false;
+
+        switch (c->state) {
+        case HC_IDLE:
+        case HC_HEAD:
+            progress = step_head(c);
+            break;
+        case HC_FORWARD:
+            progress = step_forward(c);
+            break;
+        case HC_LOCAL:
+            progress = step_local(c);
+            break;
+        case HC_TUNNEL:
+            step_tunnel(c);
+            return;
+        case HC_CLOSED:
+            return;
+        }
+        if (!progress || c->state == HC_CLOSED)
+            return;
+    }
+    /* Still busy after many rounds (a long pipeline, a fast transfer):
+     * let the worker's other connections run first. */
+    loop_task_queue(&c->w->loop, &c->task);
+}
+
+/* ---- timers: one per connection, its meaning set by the state ---- */
+
+static uint64_t next_deadline(struct http_conn *c)
+{
+    const struct conf_listener *lc = c->l->conf;
+    struct http_exchange *x = c->x;
+
+    switch (c->state) {
+    case HC_IDLE:
+        /* The first request gets client_header, like any head; after that
+         * a keep-alive connection may idle for client_idle. */
+        return (c->requests ? c->last_active_ms + lc->client_idle_ms
+                            : c->last_active_ms + lc->client_header_ms);
+    case HC_HEAD:
+        return c->head_start_ms + lc->client_header_ms;
+    case HC_FORWARD: {
+        uint64_t d = UINT64_MAX;
+        if (x && x->up && !x->up->connected && !x->up_reused)
+            d = x->connect_deadline_ms;
+        else if (x && x->up)
+            d = x->up_active_ms + x->pool->conf->upstream_response_ms;
+        if (x && !x->req_body_read && x->req.body != H1_BODY_NONE) {
+            uint64_t b = c->last_active_ms + lc->client_body_ms;
+            d = b < d ? b : d;
+        }
+        if (client_output_pending(c)) {
+            uint64_t s = c->last_active_ms + lc->client_idle_ms;
+            d = s < d ? s : d;
+        }
+        return d;
+    }
+    case HC_LOCAL:
+        return c->last_active_ms + lc->client_idle_ms;
+    case HC_TUNNEL:
+        return c->last_active_ms + lc->tunnel_idle_ms;
+    case HC_CLOSED:
+        break;
+    }
+    return UINT64_MAX;
+}
+
+static void arm_timer(struct http_conn *c)
+{
+    uint64_t d = next_deadline(c);
+
+    if (d == UINT64_MAX)
+        timer_cancel(&c->w->loop.timers, &c->timer);
+    else
+        timer_arm(&c->w->loop.timers, &c->timer, d);
+}
+
+static void timer_fired(struct timer *t)
+{
+    struct http_conn *c = (void *)((char *)t - offsetof(struct http_conn, timer));
+    const struct conf_listener *lc = c->l->conf;
+    struct http_exchange *x = c->x;
+    uint64_t now = clock_now_ms();
+
+    if (now < next_deadline(c)) {
+        arm_timer(c);    /* activity since: lazily re-armed */
+        return;
+    }
+    switch (c->state) {
+    case HC_IDLE:
+        conn_close(c, END_IDLE_TIMEOUT);
+        return;
+    case HC_HEAD:
+        log_info("event=client_header_timeout listener=%s", lc->name);
+        x->req.head_len = 0;
+        x->end = END_IDLE_TIMEOUT;
+        respond_local(c, 408, NULL, "request timeout\n", true, NULL);
+        conn_run(c);
+        return;
+    case HC_FORWARD:
+        if (x->up && !x->up->connected && !x->up_reused && now >= x->connect_deadline_ms) {
+            log_debug("event=connect_timeout pool=%s backend=%s", x->pool->conf->name,
+                      x->tried[x->tries - 1]->conf->name);
+            upstream_failed(c, END_CONNECT_TIMEOUT, true);
+        } else if (x->up && now >= x->up_active_ms + x->pool->conf->upstream_response_ms) {
+            log_info("event=upstream_timeout pool=%s backend=%s", x->pool->conf->name,
+                     x->tried[x->tries - 1]->conf->name);
+            upstream_failed(c, END_IDLE_TIMEOUT, false);
+        } else {
+            x->end = END_IDLE_TIMEOUT;
+            if (!x->resp_started && !x->req_body_read) {
+                respond_local(c, 408, NULL, "request timeout\n", true, x->route);
+            } else {
+                conn_close(c, END_IDLE_TIMEOUT);
+                return;
+            }
+        }
+        if (c->state != HC_CLOSED)
+            conn_run(c);
+        return;
+    case HC_LOCAL:
+    case HC_TUNNEL:
+        if (x)
+            x->end = END_IDLE_TIMEOUT;
+        conn_close(c, END_IDLE_TIMEOUT);
+        return;
+    case HC_CLOSED:
+        return;
+    }
+}
+
+/* ---- events ---- */
+
+static void up_event(struct upstream_conn *u, uint32_t events)
+{
+    struct http_conn *c = u->owner;
+    struct http_exchange *x = c->x;
+
+    if (c->state == HC_CLOSED || !x || x->up != u)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        u->writable = true;
+    if (!u->connected && !x->up_reused) {
+        int err = upstream_socket_error(u);
+        if (err || !(events & EPOLLOUT)) {
+            log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"", x->pool->conf->name,
+                      u->b->conf->name, strerror(err ? err : ECONNREFUSED));
+            upstream_failed(c, END_CONNECT_FAILED, true);
+            if (c->state != HC_CLOSED)
+                conn_run(c);
+            return;
+        }
+        u->connected = true;
+        x->connect_us = clock_mono_us() - x->connect_start_us;
+        x->up_active_ms = clock_now_ms();
+        arm_timer(c);
+    }
+    conn_run(c);
+}
+
+static void client_event(struct io *io, uint32_t events)
+{
+    struct http_conn *c = (void *)((char *)io - offsetof(struct http_conn, cio));
+
+    if (c->state == HC_CLOSED)
+        return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->c_readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        c->c_writable = true;
+    if (c->state == HC_FORWARD && (events & (EPOLLHUP | EPOLLERR))) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(c->cio.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            c->x->end = END_CLIENT_RESET;
+            conn_close(c, END_CLIENT_RESET);
+            return;
+        }
+    }
+    conn_run(c);
+}
+
+/* ---- accepting, draining ---- */
+
+static void conn_start(struct worker_listener *wl, int fd, const struct addr *peer)
+{
+    struct worker *w = wl->w;
+    struct http_conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (!c) {
+        close(fd);
+        return;
+    }
+    loop_task_init(&c->task, task_cb);
+    c->w = w;
+    c->l = wl->l;
+    c->peer = *peer;
+    c->cio.fd = fd;
+    c->cio.cb = client_event;
+    c->state = HC_IDLE;
+    c->trusted = http_peer_trusted(peer, c->l->conf->trusted_proxies,
+                                   c->l->conf->ntrusted_proxies);
+    c->last_active_ms = clock_now_ms();
+    timer_init(&c->timer, timer_fired);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    list_add(w, c);
+    atomic_fetch_add_explicit(&c->l->connections_total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->l->connections_active, 1, memory_order_relaxed);
+    if (loop_add(&w->loop, &c->cio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        conn_close(c, END_NO_MEMORY);
+        return;
+    }
+    arm_timer(c);
+}
+
+int http_accept(struct worker_listener *wl)
+{
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct addr peer;
+        int fd;
+
+        peer.len = sizeof(peer.ss);
+        fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                return -EMFILE;
+            return 0;
+        }
+        conn_start(wl, fd, &peer);
+    }
+    return 0;
+}
+
+void http_drain(struct worker *w)
+{
+    struct http_conn *c = w->http_conns, *next;
+
+    /* Idle keep-alive connections close now; busy ones after their answer
+     * (which then says Connection: close). */
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == HC_IDLE && (!c->in || buf_len(c->in) == 0))
+            conn_close(c, END_SHUTDOWN);
+        else
+            c->close_after = true;
+    }
+    upstream_close_idle(w);
+}
+
+void http_close_all(struct worker *w)
+{
+    while (w->http_conns)
+        conn_close(w->http_conns, END_SHUTDOWN);
+    upstream_close_idle(w);
+}

@@ -1,0 +1,413 @@
+#include "proxy/http_message.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+/* An appender over a buffer's free space that remembers overflow, so the
+ * writers below can append freely and check once at the end. */
+struct out {
+    struct buf *b;
+    uint32_t start;
+    bool full;
+};
+
+static void put(struct out *o, const char *p, size_t n)
+{
+    if (o->full || n > buf_room(o->b)) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->b->data + o->b->tail, p, n);
+    o->b->tail += (uint32_t)n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_slice(struct out *o, struct h1_slice s)
+{
+    put(o, s.p, s.len);
+}
+
+static void put_header(struct out *o, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    put(o, name, nlen);
+    put(o, ": ", 2);
+    put(o, value, vlen);
+    put(o, "\r\n", 2);
+}
+
+static int finish(struct out *o)
+{
+    if (o->full) {
+        o->b->tail = o->start;   /* leave nothing half-written */
+        return -ENOSPC;
+    }
+    return 0;
+}
+
+static void out_init(struct out *o, struct buf *b)
+{
+    buf_compact(b);
+    o->b = b;
+    o->start = b->tail;
+    o->full = false;
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    }
+    return "Unknown";
+}
+
+/* Fields that describe one hop and must not be forwarded (RFC 9110 7.6.1),
+ * plus those a connection's Connection header names. */
+static bool hop_by_hop(struct h1_slice name, const struct h1_header *h, uint32_t n)
+{
+    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                        "trailer", "upgrade", NULL};
+
+    for (int i = 0; fixed[i]; i++)
+        if (h1_slice_eq_ci(name, fixed[i]))
+            return true;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!h1_slice_eq_ci(h[i].name, "connection"))
+            continue;
+        /* A field the sender declared hop-by-hop by naming it in Connection;
+         * never drop the framing fields that way though. */
+        if (h1_slice_eq_ci(name, "transfer-encoding") || h1_slice_eq_ci(name, "content-length") ||
+            h1_slice_eq_ci(name, "host"))
+            continue;
+        char tok[64];
+        if (name.len >= sizeof(tok))
+            continue;
+        memcpy(tok, name.p, name.len);
+        tok[name.len] = '\0';
+        if (h1_has_token(h[i].value, tok))
+            return true;
+    }
+    return false;
+}
+
+static bool name_in_list(struct h1_slice name, char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h1_slice_eq_ci(name, list[i]))
+            return true;
+    return false;
+}
+
+static bool name_in_kv(struct h1_slice name, const struct conf_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h1_slice_eq_ci(name, kv[i].name))
+            return true;
+    return false;
+}
+
+bool http_peer_trusted(const struct addr *peer, const struct conf_cidr *cidrs, size_t n)
+{
+    const uint8_t *a;
+    int family = peer->ss.ss_family;
+    uint8_t mapped[4];
+
+    if (family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)&peer->ss)->sin_addr;
+    } else if (family == AF_INET6) {
+        a = ((const struct sockaddr_in6 *)&peer->ss)->sin6_addr.s6_addr;
+        /* An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
+        static const uint8_t v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, v4map, 12) == 0) {
+            memcpy(mapped, a + 12, 4);
+            a = mapped;
+            family = AF_INET;
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct conf_cidr *c = &cidrs[i];
+        unsigned bits = c->prefix, full = bits / 8, rest = bits % 8;
+
+        if (c->family != family)
+            continue;
+        if (memcmp(a, c->addr, full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+bool http_request_replayable(const struct h1_request *req)
+{
+    switch (req->method_id) {
+    case H1_GET:
+    case H1_HEAD:
+    case H1_OPTIONS:
+    case H1_TRACE:
+    case H1_PUT:
+    case H1_DELETE:
+        return true;
+    default:
+        return h1_find_header(req->headers, req->nheaders, "idempotency-key") != NULL;
+    }
+}
+
+int http_rewrite_path(const struct h1_request *req, const struct conf_route *route, char *out,
+                      size_t size)
+{
+    struct h1_slice path = req->path;
+    const char *prefix = NULL, *replacement = "";
+    size_t plen = 0, rlen, n;
+
+    if (path.len == 0) {
+        path.p = "/";
+        path.len = 1;
+    }
+    if (route && route->strip_prefix) {
+        prefix = route->strip_prefix;
+    } else if (route && route->rewrite_prefix && route->path_kind == ROUTE_PATH_PREFIX) {
+        prefix = route->path;
+        replacement = route->rewrite_prefix;
+    }
+    if (prefix) {
+        plen = strlen(prefix);
+        if (plen > path.len || memcmp(path.p, prefix, plen) != 0)
+            plen = 0;   /* the prefix is not there: leave the path alone */
+    }
+    rlen = plen ? strlen(replacement) : 0;
+    n = rlen + (path.len - plen);
+    if (n + 2 > size)
+        return -1;
+    memcpy(out, replacement, rlen);
+    memcpy(out + rlen, path.p + plen, path.len - plen);
+    if (n == 0 || out[0] != '/') {
+        /* "/api" stripped from "/api/x" leaves "/x"; from "/api" it leaves
+         * "", and the origin must still get an absolute path. */
+        memmove(out + 1, out, n);
+        out[0] = '/';
+        n++;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+int http_write_request_head(struct buf *b, const struct h1_request *req,
+                            const struct conf_route *route, const struct http_forward *fwd)
+{
+    struct out o;
+    char path[8192], peer[ADDR_TEXT_MAX];
+    const struct h1_header *xff = NULL, *xfp = NULL;
+    bool websocket = req->upgrade;
+    int plen;
+
+    out_init(&o, b);
+    plen = http_rewrite_path(req, route, path, sizeof(path));
+    if (plen < 0)
+        return -ENOSPC;
+
+    /* Request line, always in origin-form towards the backend. */
+    put_slice(&o, req->method);
+    put(&o, " ", 1);
+    if (req->form == H1_TARGET_ASTERISK) {
+        put(&o, "*", 1);
+    } else {
+        put(&o, path, (size_t)plen);
+        if (req->query.p) {
+            put(&o, "?", 1);
+            put_slice(&o, req->query);
+        }
+    }
+    puts_(&o, fwd->upstream_http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+
+    /* Host first: from the absolute-form authority when there was one
+     * (RFC 9112 3.2.2), else as received. */
+    if (req->host.p) {
+        put_header(&o, "Host", 4, req->host.p, req->host.len);
+    }
+    for (uint32_t i = 0; i < req->nheaders; i++) {
+        const struct h1_header *h = &req->headers[i];
+
+        if (h1_slice_eq_ci(h->name, "host"))
+            continue;
+        if (h1_slice_eq_ci(h->name, "upgrade") && websocket) {
+            put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
+            continue;
+        }
+        if (hop_by_hop(h->name, req->headers, req->nheaders))
+            continue;
+        if (h1_slice_eq_ci(h->name, "x-forwarded-for")) {
+            if (fwd->peer_trusted && !xff)
+                xff = h;
+            continue;
+        }
+        if (h1_slice_eq_ci(h->name, "x-forwarded-proto")) {
+            if (fwd->peer_trusted && !xfp)
+                xfp = h;
+            continue;
+        }
+        /* Anything else a client could use to pose as a proxy in front of
+         * us is believed only from trusted peers. */
+        if ((h1_slice_eq_ci(h->name, "x-real-ip") || h1_slice_eq_ci(h->name, "forwarded") ||
+             h1_slice_eq_ci(h->name, "x-forwarded-host")) && !fwd->peer_trusted)
+            continue;
+        if (h1_slice_eq_ci(h->name, "x-request-id"))
+            continue;
+        if (route && (name_in_list(h->name, route->remove_headers, route->nremove_headers) ||
+                      name_in_kv(h->name, route->set_headers, route->nset_headers)))
+            continue;
+        put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
+    }
+
+    addr_format_host(fwd->peer, peer, sizeof(peer));
+    if (xff) {
+        put(&o, "X-Forwarded-For: ", 17);
+        put_slice(&o, xff->value);
+        put(&o, ", ", 2);
+        puts_(&o, peer);
+        put(&o, "\r\n", 2);
+    } else {
+        put_header(&o, "X-Forwarded-For", 15, peer, strlen(peer));
+    }
+    if (xfp)
+        put_header(&o, "X-Forwarded-Proto", 17, xfp->value.p, xfp->value.len);
+    else
+        put_header(&o, "X-Forwarded-Proto", 17, "http", 4);
+    put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
+    if (route) {
+        for (size_t i = 0; i < route->nset_headers; i++)
+            put_header(&o, route->set_headers[i].name, strlen(route->set_headers[i].name),
+                       route->set_headers[i].value, strlen(route->set_headers[i].value));
+    }
+    if (websocket)
+        puts_(&o, "Connection: upgrade\r\n");
+    else if (fwd->upstream_http10)
+        puts_(&o, "Connection: close\r\n");
+    put(&o, "\r\n", 2);
+    return finish(&o);
+}
+
+int http_write_response_head(struct buf *b, const struct h1_response *resp,
+                             const struct conf_route *route, bool keep_alive,
+                             bool client_http10, const char *request_id)
+{
+    struct out o;
+    char line[64];
+    bool upgrade = resp->status == 101;
+
+    out_init(&o, b);
+    snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
+    puts_(&o, line);
+    put_slice(&o, resp->reason);
+    put(&o, "\r\n", 2);
+    for (uint32_t i = 0; i < resp->nheaders; i++) {
+        const struct h1_header *h = &resp->headers[i];
+
+        if (upgrade && h1_slice_eq_ci(h->name, "upgrade")) {
+            put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
+            continue;
+        }
+        if (hop_by_hop(h->name, resp->headers, resp->nheaders))
+            continue;
+        if (route && (name_in_list(h->name, route->remove_response_headers,
+                                   route->nremove_response_headers) ||
+                      name_in_kv(h->name, route->set_response_headers,
+                                 route->nset_response_headers)))
+            continue;
+        put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
+    }
+    if (route) {
+        for (size_t i = 0; i < route->nset_response_headers; i++)
+            put_header(&o, route->set_response_headers[i].name,
+                       strlen(route->set_response_headers[i].name),
+                       route->set_response_headers[i].value,
+                       strlen(route->set_response_headers[i].value));
+    }
+    if (request_id && resp->status >= 200 &&
+        !h1_find_header(resp->headers, resp->nheaders, "x-request-id"))
+        put_header(&o, "X-Request-Id", 12, request_id, strlen(request_id));
+    if (upgrade)
+        puts_(&o, "Connection: upgrade\r\n");
+    else if (resp->status >= 200 && !keep_alive)
+        puts_(&o, "Connection: close\r\n");
+    else if (resp->status >= 200 && client_http10)
+        puts_(&o, "Connection: keep-alive\r\n");
+    put(&o, "\r\n", 2);
+    return finish(&o);
+}
+
+int http_write_local_response(struct buf *b, int status, const char *location,
+                              const char *body, bool keep_alive, bool head_only,
+                              const struct conf_route *route)
+{
+    struct out o;
+    char line[128];
+    size_t blen = body ? strlen(body) : 0;
+
+    out_init(&o, b);
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+    puts_(&o, line);
+    puts_(&o, "Server: sluice\r\n");
+    if (location)
+        put_header(&o, "Location", 8, location, strlen(location));
+    if (route) {
+        for (size_t i = 0; i < route->nset_response_headers; i++)
+            put_header(&o, route->set_response_headers[i].name,
+                       strlen(route->set_response_headers[i].name),
+                       route->set_response_headers[i].value,
+                       strlen(route->set_response_headers[i].value));
+    }
+    if (blen && !(route && route->nset_response_headers &&
+                  name_in_kv((struct h1_slice){"content-type", 12}, route->set_response_headers,
+                             route->nset_response_headers)))
+        puts_(&o, "Content-Type: text/plain; charset=utf-8\r\n");
+    if (status == 503 || status == 429)
+        puts_(&o, "Retry-After: 1\r\n");
+    snprintf(line, sizeof(line), "Content-Length: %zu\r\n", blen);
+    puts_(&o, line);
+    if (!keep_alive)
+        puts_(&o, "Connection: close\r\n");
+    put(&o, "\r\n", 2);
+    if (!head_only && blen)
+        put(&o, body, blen);
+    return finish(&o);
+}

@@ -1,0 +1,57 @@
+/* Writing HTTP/1.1 heads: the request sluice sends upstream (rewritten and
+ * sanitised), the response head it sends the client, and responses sluice
+ * answers itself (errors, redirects, `respond`). */
+#ifndef SLUICE_PROXY_HTTP_MESSAGE_H
+#define SLUICE_PROXY_HTTP_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+#include "core/buffer.h"
+#include "net/addr.h"
+#include "proto/http1.h"
+
+/* What the forwarded request must say about where it came from. */
+struct http_forward {
+    const struct addr *peer;     /* the TCP peer (or PROXY-header client) */
+    bool peer_trusted;           /* in trusted_proxies: its X-Forwarded-* is kept */
+    const char *request_id;      /* X-Request-Id to send */
+    bool upstream_http10;        /* the client spoke 1.0: so do we, upstream */
+};
+
+/* Append the upstream request head for req to b. Hop-by-hop fields are
+ * dropped (Upgrade kept for a WebSocket upgrade), X-Forwarded-For is
+ * appended to (trusted peer) or replaced (anyone else), X-Forwarded-Proto
+ * and X-Request-Id set, the route's path and header rewrites applied.
+ * Returns 0, or -ENOSPC when b is too small. */
+int http_write_request_head(struct buf *b, const struct h1_request *req,
+                            const struct conf_route *route, const struct http_forward *fwd);
+
+/* Append the client-facing response head for resp. keep_alive says whether
+ * the client connection stays open after this response. */
+int http_write_response_head(struct buf *b, const struct h1_response *resp,
+                             const struct conf_route *route, bool keep_alive,
+                             bool client_http10, const char *request_id);
+
+/* Append a whole response sluice makes itself. location: for redirects
+ * (NULL otherwise). body may be NULL. head_only: for HEAD requests. */
+int http_write_local_response(struct buf *b, int status, const char *location,
+                              const char *body, bool keep_alive, bool head_only,
+                              const struct conf_route *route);
+
+const char *http_reason(int status);
+
+/* May this request be sent again after a failure (idempotent method, or an
+ * Idempotency-Key header)? */
+bool http_request_replayable(const struct h1_request *req);
+
+/* The pre-rewrite path a route rewrite yields, written to out (NUL-ended).
+ * Returns its length, or -1 when it does not fit. */
+int http_rewrite_path(const struct h1_request *req, const struct conf_route *route, char *out,
+                      size_t size);
+
+/* Is the peer in one of the blocks? */
+bool http_peer_trusted(const struct addr *peer, const struct conf_cidr *cidrs, size_t n);
+
+#endif

@@ -1,0 +1,224 @@
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+
+/* Idle lists of one worker: [pool][backend], allocated on first use. */
+struct idle_list {
+    struct upstream_conn *head;
+    uint32_t n;
+};
+
+struct upstream_idle {
+    struct idle_list **by_pool;   /* by_pool[pool index][backend index] */
+    size_t npools;
+};
+
+static struct idle_list *list_for(struct worker *w, struct backend *b)
+{
+    struct upstream_idle *ui = w->upstream_idle;
+    size_t pi = runtime_pool_index(w->rt, b->pool);
+
+    if (!ui) {
+        ui = calloc(1, sizeof(*ui));
+        if (!ui)
+            return NULL;
+        ui->npools = w->rt->npools;
+        ui->by_pool = calloc(ui->npools, sizeof(*ui->by_pool));
+        if (!ui->by_pool) {
+            free(ui);
+            return NULL;
+        }
+        w->upstream_idle = ui;
+    }
+    if (!ui->by_pool[pi]) {
+        ui->by_pool[pi] = calloc(b->pool->nbackends, sizeof(struct idle_list));
+        if (!ui->by_pool[pi])
+            return NULL;
+    }
+    return &ui->by_pool[pi][b->index];
+}
+
+static void list_remove(struct idle_list *l, struct upstream_conn *u)
+{
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        l->head = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    u->prev = u->next = NULL;
+    l->n--;
+}
+
+static void conn_free(struct upstream_conn *u)
+{
+    timer_cancel(&u->w->loop.timers, &u->idle_timer);
+    if (u->io.fd >= 0) {
+        loop_del(&u->w->loop, &u->io);
+        close(u->io.fd);
+    }
+    free(u);
+}
+
+/* An idle connection is not freed from its own callback's middle: nothing
+ * else points at it (it is idle), and the io is not touched after. */
+static void idle_close(struct upstream_conn *u)
+{
+    struct idle_list *l = list_for(u->w, u->b);
+
+    if (l)
+        list_remove(l, u);
+    conn_free(u);
+}
+
+static void conn_event(struct io *io, uint32_t events)
+{
+    struct upstream_conn *u = (struct upstream_conn *)io;
+
+    if (u->owner) {
+        u->cb(u, events);
+        return;
+    }
+    /* Idle: EOF, an error, or bytes nobody asked for. */
+    idle_close(u);
+}
+
+static void idle_expired(struct timer *t)
+{
+    struct upstream_conn *u = (void *)((char *)t - offsetof(struct upstream_conn, idle_timer));
+
+    idle_close(u);
+}
+
+struct upstream_conn *upstream_take_idle(struct worker *w, struct backend *b)
+{
+    struct idle_list *l = list_for(w, b);
+    struct upstream_conn *u;
+
+    if (!l || !l->head)
+        return NULL;
+    u = l->head;          /* most recently used: likeliest still open */
+    list_remove(l, u);
+    timer_cancel(&w->loop.timers, &u->idle_timer);
+    return u;
+}
+
+void upstream_attach(struct upstream_conn *u, upstream_cb cb, void *owner)
+{
+    u->cb = cb;
+    u->owner = owner;
+}
+
+struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upstream_cb cb,
+                                       void *owner, int *err)
+{
+    const struct addr *a = &b->conf->address;
+    struct upstream_conn *u;
+    int fd, one = 1;
+
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = -errno;
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+        *err = -errno;
+        close(fd);
+        return NULL;
+    }
+    u = calloc(1, sizeof(*u));
+    if (!u) {
+        close(fd);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    u->io.fd = fd;
+    u->io.cb = conn_event;
+    u->w = w;
+    u->b = b;
+    u->cb = cb;
+    u->owner = owner;
+    timer_init(&u->idle_timer, idle_expired);
+    if (loop_add(&w->loop, &u->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        *err = -errno;
+        close(fd);
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void upstream_release(struct upstream_conn *u, bool reusable)
+{
+    struct worker *w = u->w;
+    struct idle_list *l;
+    const struct conf_pool *pc = u->b->pool->conf;
+
+    u->owner = NULL;
+    u->cb = NULL;
+    u->requests++;
+    if (!reusable || w->draining || !backend_eligible(u->b) || !(l = list_for(w, u->b)) ||
+        l->n >= pc->max_idle_connections) {
+        conn_free(u);
+        return;
+    }
+    u->prev = NULL;
+    u->next = l->head;
+    if (l->head)
+        l->head->prev = u;
+    l->head = u;
+    l->n++;
+    timer_arm(&w->loop.timers, &u->idle_timer, clock_now_ms() + pc->upstream_idle_ms);
+}
+
+void upstream_close_idle_ineligible(struct worker *w, struct pool *p)
+{
+    struct upstream_idle *ui = w->upstream_idle;
+    size_t pi = runtime_pool_index(w->rt, p);
+
+    if (!ui || !ui->by_pool[pi])
+        return;
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        if (backend_eligible(&p->backends[i]))
+            continue;
+        while (ui->by_pool[pi][i].head)
+            idle_close(ui->by_pool[pi][i].head);
+    }
+}
+
+void upstream_close_idle(struct worker *w)
+{
+    struct upstream_idle *ui = w->upstream_idle;
+
+    if (!ui)
+        return;
+    for (size_t pi = 0; pi < ui->npools; pi++) {
+        if (!ui->by_pool[pi])
+            continue;
+        for (uint32_t i = 0; i < w->rt->pools[pi].nbackends; i++)
+            while (ui->by_pool[pi][i].head)
+                idle_close(ui->by_pool[pi][i].head);
+        free(ui->by_pool[pi]);
+    }
+    free(ui->by_pool);
+    free(ui);
+    w->upstream_idle = NULL;
+}
+
+int upstream_socket_error(struct upstream_conn *u)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    return err;
+}

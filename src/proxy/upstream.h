@@ -1,0 +1,62 @@
+/* Upstream connections for L7: per worker, per backend lists of idle
+ * keep-alive connections, and new non-blocking connects.
+ *
+ * A connection is either in use by one exchange (owner set; events go to the
+ * owner's callback) or idle in its backend's list (owner NULL; any event
+ * means the backend closed it or sent bytes nobody asked for, and it is
+ * closed). A connection goes back to the list only after an exchange that
+ * ended cleanly: the whole response read, the whole request sent, nothing
+ * extra received. */
+#ifndef SLUICE_PROXY_UPSTREAM_H
+#define SLUICE_PROXY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "balance/balance.h"
+#include "core/loop.h"
+#include "core/worker.h"
+
+struct upstream_conn;
+typedef void (*upstream_cb)(struct upstream_conn *u, uint32_t events);
+
+/* Owner: the exchange using it, or its backend's idle list. */
+struct upstream_conn {
+    struct io io;
+    struct worker *w;
+    struct backend *b;
+    upstream_cb cb;              /* the owner's event handler */
+    void *owner;                 /* the exchange; NULL while idle */
+    struct upstream_conn *prev, *next;   /* idle list */
+    struct timer idle_timer;     /* closes it after upstream_idle */
+    uint64_t requests;           /* exchanges served, for logs */
+    bool readable, writable;
+    bool connected;
+};
+
+/* An idle connection to b, taken off its list, or NULL. */
+struct upstream_conn *upstream_take_idle(struct worker *w, struct backend *b);
+
+/* Start a non-blocking connect to b. NULL with *err set (-errno) when it
+ * failed at once (refused on loopback, out of descriptors). On success the
+ * caller is told of completion through cb (EPOLLOUT, or an error). */
+struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upstream_cb cb,
+                                       void *owner, int *err);
+
+/* Adopt a taken idle connection. */
+void upstream_attach(struct upstream_conn *u, upstream_cb cb, void *owner);
+
+/* The exchange is done with u: keep it for reuse (reusable) or close it. */
+void upstream_release(struct upstream_conn *u, bool reusable);
+
+/* Close every idle connection of the worker (drain, shutdown). */
+void upstream_close_idle(struct worker *w);
+
+/* Close idle connections to backends that are no longer eligible (drained,
+ * disabled, down): called when a worker sees a pool generation change. */
+void upstream_close_idle_ineligible(struct worker *w, struct pool *p);
+
+/* Pending socket error of u (SO_ERROR), 0 if none. */
+int upstream_socket_error(struct upstream_conn *u);
+
+#endif

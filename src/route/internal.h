@@ -1,0 +1,71 @@
+/* Shared inside src/route/ only: the string hash map the table is indexed
+ * with, the per-condition matchers and the reading of a rule's host.
+ * Nothing outside this folder includes it; route.h is the folder's face. */
+#ifndef SLUICE_ROUTE_INTERNAL_H
+#define SLUICE_ROUTE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
+
+#include "config/config.h"
+#include "route/route.h"
+
+#define ROUTE_NONE UINT32_MAX
+
+/* ---- hash map (hmap.c) ----
+ * Byte string + 32-bit tag → uint32_t, open addressing, XXH3 with the tag as
+ * seed. Keys are not copied: they must outlive the map. Built once, then
+ * only read (lookups do not write, so readers may share it). */
+struct hmap_slot {
+    uint64_t hash;
+    const char *key;             /* NULL: empty slot */
+    uint32_t len;
+    uint32_t tag;
+    uint32_t val;
+};
+
+struct hmap {
+    struct hmap_slot *slots;
+    uint32_t mask;               /* capacity - 1; capacity a power of two */
+    uint32_t n;
+};
+
+/* The value slot for key, inserting it with value ROUTE_NONE when absent
+ * (*created says which). NULL when out of memory. The pointer is valid until
+ * the next insertion. */
+uint32_t *hmap_put(struct hmap *m, const char *key, uint32_t len, uint32_t tag, bool *created);
+/* The value for key, or ROUTE_NONE. */
+uint32_t hmap_get(const struct hmap *m, const char *key, uint32_t len, uint32_t tag);
+void hmap_free(struct hmap *m);
+
+/* ---- a rule's host (host.c) ---- */
+enum route_host_kind {
+    ROUTE_HOST_ANY,              /* no host condition */
+    ROUTE_HOST_EXACT,            /* name = the host */
+    ROUTE_HOST_WILDCARD,         /* "*.suffix": name = the suffix */
+};
+
+/* Classify a rule's host; *name and *len give the name compared (for a wildcard
+ * the part after "*."), a trailing dot left out. */
+enum route_host_kind route_host_of(const struct conf_route *r, const char **name, size_t *len);
+
+/* ---- path_regex (regex.c) ----
+ * Compiled with no options (the path is bytes, not UTF-8), JIT when PCRE2
+ * can; matched unanchored with a per-thread match data block, created on a
+ * thread's first regex match and freed at its exit. */
+pcre2_code *route_regex_compile(const char *pattern);
+bool route_regex_match(const pcre2_code *re, struct h1_slice subject);
+
+/* ---- conditions other than host and path (cond.c) ---- */
+bool route_method_ok(const struct conf_route *c, const struct route_request *r);
+bool route_headers_ok(const struct conf_route *c, const struct route_request *r);
+bool route_cookies_ok(const struct conf_route *c, const struct route_request *r);
+bool route_query_ok(const struct conf_route *c, const struct route_request *r);
+
+#endif

@@ -1,0 +1,77 @@
+/* Routing: which rule of a listener's `routes` a request matches (first
+ * match wins, in config order) and the edge of every rule's action.
+ *
+ * The table is built once per listener from the config and is immutable
+ * afterwards, shared read-only by every worker. A lookup is not a scan of
+ * the rules: hosts are looked up in a hash map (exact names) and a suffix
+ * map (wildcards), then paths in a trie (prefixes) and a hash map (exact
+ * paths); only the rules those give, plus the rules with a regex or with no
+ * host/path condition, are tested in full, lowest index first. Regexes are
+ * PCRE2, JIT-compiled, and only run for rules that need them. */
+#ifndef SLUICE_ROUTE_H
+#define SLUICE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config/config.h"
+#include "proto/http1.h"
+
+/* The parts of a request that routes look at; slices into the request
+ * buffer (see proto/http1.h). */
+struct route_request {
+    struct h1_slice host;        /* without the port; any case */
+    struct h1_slice path;        /* as received (no decoding); "/" when empty */
+    struct h1_slice query;       /* after '?'; p == NULL when none */
+    enum h1_method method;
+    struct h1_slice method_name; /* for H1_OTHER */
+    const struct h1_header *headers;   /* Cookie is read from here too */
+    uint32_t nheaders;
+};
+
+struct route_table;
+
+/* Build the table for a listener's routes. NULL on failure (out of memory or
+ * a regex that does not compile — config_load already rejected those, with
+ * their position). */
+struct route_table *route_table_build(const struct conf_listener *l);
+void route_table_free(struct route_table *t);
+
+/* The first rule that matches, or NULL. */
+const struct conf_route *route_match(const struct route_table *t, const struct route_request *r);
+
+/* For a split: the pool chosen by weight for the given random number. */
+struct conf_pool *route_split_pick(const struct conf_route *r, uint64_t random);
+
+/* `sluice check`: warn, at the later rule's position, about every rule that
+ * can never match because an earlier rule catches all its requests
+ * ("FILE:LINE:COL: warning: route #3 can never match: route #1 (line 12)
+ * matches every request it would"). Returns the number of warnings. */
+int route_check_shadowed(const struct conf_listener *l, FILE *diag);
+
+/* ---- added by the route module (not in the lead's first contract) ---- */
+
+/* The first query parameter named name (exact, raw: no percent-decoding) and
+ * its raw value, empty for a parameter without '='. The same reading routes
+ * use (pairs split at '&'); for hash keys "query:NAME". */
+bool route_query_param(struct h1_slice query, const char *name, struct h1_slice *value);
+
+/* The first cookie named name (exact) in any Cookie header, pairs split at
+ * ';' with SP/HTAB around names and values ignored; a pair without '=' has
+ * an empty value. The reading routes use; for hash keys "cookie:NAME". */
+bool route_cookie(const struct h1_header *headers, uint32_t nheaders, const char *name,
+                  struct h1_slice *value);
+
+/* Compile pattern the way route_table_build does (PCRE2, no options: bytes,
+ * not UTF-8; unanchored). 0 when it compiles; otherwise -1 with PCRE2's
+ * message in msg and the byte offset of the error in *offset. For the
+ * config's validation, so that it accepts exactly what the table builds. */
+int route_regex_check(const char *pattern, char *msg, size_t msglen, size_t *offset);
+
+/* Free the calling thread's regex scratch space (PCRE2 match data) now
+ * rather than at thread exit, where it is freed anyway. Optional. */
+void route_thread_done(void);
+
+#endif

@@ -1,0 +1,69 @@
+"""PROXY protocol v1/v2 accepted from the L4 in front and sent to backends."""
+import socket
+import struct
+
+from harness import free_port, tcp_config, wait_for
+
+
+def v2_header(src, sport, dst, dport):
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def echo_roundtrip(port, payload):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = c.recv(4096)
+            if not d:
+                return data
+            data += d
+
+
+def test_proxy_v1_in_v2_out(procs):
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)],
+                            extra_listener="    proxy_protocol: accept",
+                            extra_pool="    send_proxy: v2"))
+    got = echo_roundtrip(port, b"PROXY TCP4 192.0.2.7 198.51.100.9 40000 443\r\nhello")
+    assert got == b"hello"
+    wait_for(lambda: "proxy 192.0.2.7:40000 198.51.100.9:443 v2" in echo.stdout(),
+             what="origin to see the client from the PROXY header")
+
+
+def test_proxy_v2_in_v1_out(procs):
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)],
+                            extra_listener="    proxy_protocol: accept",
+                            extra_pool="    send_proxy: v1"))
+    got = echo_roundtrip(port, v2_header("203.0.113.5", 5555, "10.1.2.3", 8443) + b"data after")
+    assert got == b"data after"
+    wait_for(lambda: "proxy 203.0.113.5:5555 10.1.2.3:8443 v1" in echo.stdout(),
+             what="origin to see v1 with the real client")
+
+
+def test_send_proxy_without_incoming_header_uses_peer(procs):
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)], extra_pool="    send_proxy: v2"))
+    assert echo_roundtrip(port, b"plain") == b"plain"
+    wait_for(lambda: f"127.0.0.1:{port} v2" in echo.stdout(),
+             what="origin to see our listener as destination")
+
+
+def test_malformed_proxy_header_is_closed_and_counted(procs):
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    s = procs.sluice(tcp_config(port, [("e1", echo.address)],
+                                extra_listener="    proxy_protocol: accept"))
+    for bad in (b"GET / HTTP/1.1\r\n\r\n", b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n",
+                b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x0c" + b"\x00" * 12):
+        assert echo_roundtrip(port, bad) == b""
+    wait_for(lambda: s.stdout().count("end=proxy_header_bad") == 3, what="3 bad headers logged")
+    # Nothing reached the backend.
+    assert "proxy " not in echo.stdout()
