@@ -28,7 +28,11 @@ cat <<MSG
 
 sluice is running in front of three origins (b1, b2, b3). Try:
 
-  curl http://127.0.0.1:18080/                 # answered by b1, b2, b3 in turn
+  curl http://127.0.0.1:18000/                 # HTTP, balanced per request: b1, b2, b3
+  curl http://127.0.0.1:18000/ping             # answered by sluice itself
+  curl -H 'x-backend: b3' http://127.0.0.1:18000/   # routed on a header
+  for i in \$(seq 20); do curl -s http://127.0.0.1:18000/canary/; done | sort | uniq -c
+  curl http://127.0.0.1:18080/                 # TCP, balanced per connection
   curl http://127.0.0.1:18080/delay/500        # a slow request
   curl -s http://127.0.0.1:18080/bytes/100000000 | wc -c
   printf hello | /usr/bin/python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(sys.stdin.buffer.read(),("127.0.0.1",18053)); print(s.recv(100))'

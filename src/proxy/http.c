@@ -413,11 +413,10 @@ static void exchange_done(struct http_conn *c)
 
     /* The upstream connection may serve another request only if both
      * messages ended exactly where their framing said. */
-    reusable = x->up && x->resp_done && x->req_done && x->resp.keep_alive &&
-               x->resp.body != H1_BODY_CLOSE && x->from_up == NULL;
     if (x->from_up && buf_len(x->from_up) == 0)
         buf_drop(c->w, &x->from_up);
-    reusable = reusable && x->from_up == NULL;
+    reusable = x->up && x->resp_done && x->req_done && x->resp.keep_alive &&
+               x->resp.body != H1_BODY_CLOSE && x->from_up == NULL;
     if (x->end == END_NONE)
         x->end = END_CLIENT_CLOSE;
     atomic_fetch_add_explicit(&c->l->requests_total, 1, memory_order_relaxed);

@@ -87,8 +87,10 @@ static void conn_event(struct io *io, uint32_t events)
         u->cb(u, events);
         return;
     }
-    /* Idle: EOF, an error, or bytes nobody asked for. */
-    idle_close(u);
+    /* Idle: EOF, an error, or bytes nobody asked for close it. EPOLLOUT
+     * alone only says the last request's bytes were acknowledged. */
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        idle_close(u);
 }
 
 static void idle_expired(struct timer *t)

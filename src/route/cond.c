@@ -2,8 +2,9 @@
  * cookies and query parameters, read straight from the request's slices
  * (nothing is copied or allocated).
  *
- *  - method: the bitmask of 1 << enum h1_method; H1_OTHER is compared, case
- *    and all, with other_methods. No method condition = any method.
+ *  - method: the bitmask of 1 << enum h1_method; an H1_OTHER method is
+ *    compared, case and all, with other_methods (the config sets the
+ *    H1_OTHER bit too). No method condition = any method.
  *  - headers: name case-insensitive, value exact or "*" (present). A request
  *    may repeat a header; one matching occurrence is enough.
  *  - cookies: the name=value pairs of every Cookie header, split at ';',
@@ -50,6 +51,10 @@ bool route_method_ok(const struct conf_route *c, const struct route_request *r)
         return true;
     if (r->method != H1_OTHER)
         return (c->methods >> r->method) & 1u;
+    /* the config sets the H1_OTHER bit along with the tokens; the bit alone
+     * would mean any other method */
+    if (!c->nother_methods)
+        return (c->methods >> H1_OTHER) & 1u;
     for (size_t i = 0; i < c->nother_methods; i++)
         if (slice_is(r->method_name.p, r->method_name.len, c->other_methods[i],
                      strlen(c->other_methods[i])))

@@ -17,8 +17,8 @@
  * false warnings), not complete: a rule shadowed only by several earlier
  * rules together, or through a regex, is not reported.
  *
- * Only rules that can cover j on host are compared with it: the rules
- * without a host, the wildcard ones and the ones with j's exact host. */
+ * Only rules that can cover j on host and path are compared with it (see
+ * struct index), so a table of 10,000 rules is checked in milliseconds. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -73,13 +73,26 @@ static bool has_token(char *const *list, size_t n, const char *tok)
     return false;
 }
 
+/* The H1_OTHER bit without tokens: any other method. */
+static bool any_other(const struct conf_route *r)
+{
+    return ((r->methods >> H1_OTHER) & 1u) && !r->nother_methods;
+}
+
 static bool method_covers(const struct conf_route *ri, const struct conf_route *rj)
 {
+    const uint32_t other = 1u << H1_OTHER;
     if (!ri->methods && !ri->nother_methods)
         return true;
     if (!rj->methods && !rj->nother_methods)
         return false;
-    if (rj->methods & ~ri->methods)
+    if (rj->methods & ~ri->methods & ~other)
+        return false;
+    if (!(rj->methods & other) && !rj->nother_methods)
+        return true;           /* j: standard methods only */
+    if (any_other(ri))
+        return true;
+    if (any_other(rj))
         return false;
     for (size_t k = 0; k < rj->nother_methods; k++)
         if (!has_token(ri->other_methods, ri->nother_methods, rj->other_methods[k]))
@@ -138,56 +151,150 @@ static int check_plain(const struct conf_listener *l, FILE *diag)
     return n;
 }
 
-/* The index: prev_same[j] is the previous rule with j's exact host (or
- * ROUTE_NONE); general[] the rules without a host or with a wildcard. */
+/* The index. Rules are grouped by (host condition, path condition): the
+ * map's key is the lowercased host name (or suffix), a NUL and the path,
+ * its tag says which kinds they are. Each group is a list, ascending. For
+ * rule j only the groups that can cover it are looked at: no host, j's
+ * exact host, each wildcard suffix of j's host; and within each, no path,
+ * every prefix of j's path, j's exact path, j's regex. */
 struct index {
-    uint32_t *prev_same;
-    uint32_t *general;
-    uint32_t ngeneral;
-    char **names;                /* lowercased exact hosts, the map's keys */
-    struct hmap last;            /* exact host → last rule with it */
+    char **keys;                 /* per rule: the key, NUL-terminated */
+    uint32_t *keylen;
+    uint32_t *next;              /* the next rule of its group, or ROUTE_NONE */
+    uint32_t *head, *tail;       /* per group */
+    uint32_t ngroups;
+    struct hmap map;             /* (tag, key) → group */
+    uint64_t prefix_lens;        /* bit min(len, 63) set for each path prefix length */
+    char *buf;                   /* room for the longest key */
 };
 
 static void index_free(struct index *x, size_t nr)
 {
-    hmap_free(&x->last);
-    if (x->names)
+    hmap_free(&x->map);
+    if (x->keys)
         for (size_t i = 0; i < nr; i++)
-            free(x->names[i]);
-    free(x->names);
-    free(x->general);
-    free(x->prev_same);
+            free(x->keys[i]);
+    free(x->keys);
+    free(x->keylen);
+    free(x->next);
+    free(x->head);
+    free(x->tail);
+    free(x->buf);
+}
+
+/* A rule's path kind for grouping: the empty prefix is no path condition. */
+static enum route_path_kind path_kind_of(const struct conf_route *r)
+{
+    if (r->path_kind == ROUTE_PATH_PREFIX && (!r->path || !r->path[0]))
+        return ROUTE_PATH_ANY;
+    return r->path_kind;
+}
+
+static uint32_t tag_of(enum route_host_kind h, enum route_path_kind p)
+{
+    return (uint32_t)h * 4 + (uint32_t)p;
 }
 
 static int index_build(struct index *x, const struct conf_listener *l)
 {
-    size_t nr = l->nroutes;
-    x->general = malloc(nr * sizeof(*x->general));
-    x->prev_same = malloc(nr * sizeof(*x->prev_same));
-    x->names = calloc(nr, sizeof(*x->names));
-    if (!x->general || !x->prev_same || !x->names)
+    size_t nr = l->nroutes, maxkey = 0;
+    x->keys = calloc(nr, sizeof(*x->keys));
+    x->keylen = malloc(nr * sizeof(*x->keylen));
+    x->next = malloc(nr * sizeof(*x->next));
+    x->head = malloc(nr * sizeof(*x->head));
+    x->tail = malloc(nr * sizeof(*x->tail));
+    if (!x->keys || !x->keylen || !x->next || !x->head || !x->tail)
         return -1;
-    for (uint32_t j = 0; j < nr; j++) {
+    for (uint32_t i = 0; i < nr; i++) {
+        const struct conf_route *r = &l->routes[i];
         const char *name;
-        size_t len;
-        x->prev_same[j] = ROUTE_NONE;
-        if (route_host_of(&l->routes[j], &name, &len) != ROUTE_HOST_EXACT) {
-            x->general[x->ngeneral++] = j;
-            continue;
-        }
-        if (len >= UINT32_MAX || !(x->names[j] = malloc(len + 1)))
+        size_t hlen;
+        enum route_host_kind hk = route_host_of(r, &name, &hlen);
+        enum route_path_kind pk = path_kind_of(r);
+        const char *path = pk == ROUTE_PATH_ANY || !r->path ? "" : r->path;
+        size_t plen = strlen(path), klen = hlen + 1 + plen;
+        if (klen >= UINT32_MAX / 2 || !(x->keys[i] = malloc(klen + 1)))
             return -1;
-        for (size_t c = 0; c < len; c++)
-            x->names[j][c] = (name[c] >= 'A' && name[c] <= 'Z') ? (char)(name[c] + 32) : name[c];
-        x->names[j][len] = '\0';
+        for (size_t c = 0; c < hlen; c++)
+            x->keys[i][c] = (name[c] >= 'A' && name[c] <= 'Z') ? (char)(name[c] + 32) : name[c];
+        x->keys[i][hlen] = '\0';
+        memcpy(x->keys[i] + hlen + 1, path, plen + 1);
+        x->keylen[i] = (uint32_t)klen;
+        if (klen > maxkey)
+            maxkey = klen;
+        if (pk == ROUTE_PATH_PREFIX)
+            x->prefix_lens |= 1ull << (plen < 63 ? plen : 63);
+
         bool created;
-        uint32_t *v = hmap_put(&x->last, x->names[j], (uint32_t)len, 0, &created);
-        if (!v)
+        uint32_t *g = hmap_put(&x->map, x->keys[i], (uint32_t)klen, tag_of(hk, pk), &created);
+        if (!g)
             return -1;
-        x->prev_same[j] = *v;
-        *v = j;
+        x->next[i] = ROUTE_NONE;
+        if (created) {
+            *g = x->ngroups++;
+            x->head[*g] = i;
+        } else {
+            x->next[x->tail[*g]] = i;
+        }
+        x->tail[*g] = i;
     }
-    return 0;
+    return (x->buf = malloc(maxkey + 1)) ? 0 : -1;
+}
+
+/* The lowest rule below *best in group (tag, buf[0..len)) that covers j. */
+static void probe(const struct index *x, const struct conf_listener *l, uint32_t j, uint32_t tag,
+                  uint32_t len, uint32_t *best)
+{
+    uint32_t g = hmap_get(&x->map, x->buf, len, tag);
+    if (g == ROUTE_NONE)
+        return;
+    for (uint32_t i = x->head[g]; i != ROUTE_NONE && i < *best; i = x->next[i])
+        if (covers(&l->routes[i], &l->routes[j])) {
+            *best = i;
+            return;
+        }
+}
+
+/* The groups under host key (hk, name[0..nlen)) that may cover j. */
+static void probe_host(const struct index *x, const struct conf_listener *l, uint32_t j,
+                       enum route_host_kind hk, const char *name, uint32_t nlen, uint32_t *best)
+{
+    const struct conf_route *rj = &l->routes[j];
+    enum route_path_kind pk = path_kind_of(rj);
+    const char *key = x->keys[j];
+    uint32_t base = nlen + 1, plen = x->keylen[j] - (uint32_t)strlen(key) - 1;
+    const char *path = key + strlen(key) + 1;
+
+    memmove(x->buf, name, nlen);
+    x->buf[nlen] = '\0';
+    memcpy(x->buf + base, path, plen);
+    probe(x, l, j, tag_of(hk, ROUTE_PATH_ANY), base, best);
+    if (pk == ROUTE_PATH_EXACT || pk == ROUTE_PATH_PREFIX)
+        for (uint32_t n = 1; n <= plen; n++)
+            if ((x->prefix_lens >> (n < 63 ? n : 63)) & 1u)
+                probe(x, l, j, tag_of(hk, ROUTE_PATH_PREFIX), base + n, best);
+    if (pk == ROUTE_PATH_EXACT || pk == ROUTE_PATH_REGEX)
+        probe(x, l, j, tag_of(hk, pk), base + plen, best);
+}
+
+/* The lowest earlier rule that covers j, or ROUTE_NONE. */
+static uint32_t covering(const struct index *x, const struct conf_listener *l, uint32_t j)
+{
+    const char *name = x->keys[j];
+    uint32_t nlen = (uint32_t)strlen(name), best = j;
+    const char *n;
+    size_t len;
+    enum route_host_kind hk = route_host_of(&l->routes[j], &n, &len);
+
+    probe_host(x, l, j, ROUTE_HOST_ANY, "", 0, &best);
+    if (hk == ROUTE_HOST_EXACT || hk == ROUTE_HOST_WILDCARD) {
+        /* the same name (or suffix), then every wildcard suffix of it */
+        probe_host(x, l, j, hk, name, nlen, &best);
+        for (uint32_t k = 1; k + 1 < nlen; k++)
+            if (name[k] == '.')
+                probe_host(x, l, j, ROUTE_HOST_WILDCARD, name + k + 1, nlen - k - 1, &best);
+    }
+    return best == j ? ROUTE_NONE : best;
 }
 
 int route_check_shadowed(const struct conf_listener *l, FILE *diag)
@@ -198,22 +305,12 @@ int route_check_shadowed(const struct conf_listener *l, FILE *diag)
 
     if (nr < 2)
         return 0;
-    if (nr >= ROUTE_NONE || index_build(&x, l) < 0) {
+    if (nr >= ROUTE_NONE / 2 || index_build(&x, l) < 0) {
         index_free(&x, nr);
         return check_plain(l, diag);
     }
     for (uint32_t j = 1; j < nr; j++) {
-        const struct conf_route *rj = &l->routes[j];
-        uint32_t best = ROUTE_NONE;
-        /* general is ascending: the first that covers is the lowest */
-        for (uint32_t g = 0; g < x.ngeneral && x.general[g] < j; g++)
-            if (covers(&l->routes[x.general[g]], rj)) {
-                best = x.general[g];
-                break;
-            }
-        for (uint32_t i = x.prev_same[j]; i != ROUTE_NONE; i = x.prev_same[i])
-            if (i < best && covers(&l->routes[i], rj))
-                best = i;
+        uint32_t best = covering(&x, l, j);
         if (best != ROUTE_NONE) {
             warn(l, j, best, diag);
             n++;

@@ -15,11 +15,12 @@
  * prefix rule that matches), and the rest (regex or no path condition) in a
  * plain list. Every list holds rule indices in ascending order.
  *
- * A lookup goes through those lists; in each it tests the rules in order
- * (the host and the exact/prefix path hold already, the remaining conditions
- * and a regex are tested) and stops at the first that holds or at the first
- * index not below the best found so far. The lowest index over all lists is
- * the first rule in config order that matches.
+ * A lookup first gathers the lists its host and path lead to (hash lookups
+ * and one walk down each trie), then merges them by index and tests the
+ * rules in ascending order (the host and an exact/prefix path hold already;
+ * method, headers, query, cookies and a regex are tested) until one holds:
+ * the first rule in config order that matches. A regex only runs when every
+ * lower-numbered candidate has failed.
  *
  * After route_table_build nothing is written: threads share the table. */
 #include <stdlib.h>
@@ -41,6 +42,7 @@ struct rnode {
 struct bucket {
     uint32_t root;               /* radix tree of prefixes, or ROUTE_NONE */
     uint32_t rest;               /* list: regex and any-path rules, or ROUTE_NONE */
+    bool exact;                  /* has exact-path rules (in exact_paths) */
 };
 
 struct rlist {
@@ -61,6 +63,8 @@ struct route_table {
     struct hmap exact_paths;     /* (bucket as tag, path) → list */
     uint32_t max_exact_len;      /* longest exact host */
     uint32_t max_wild_len;       /* longest wildcard suffix */
+    uint64_t exact_lens;         /* bit min(len, 63) set for each exact host */
+    uint64_t wild_lens;          /* the same for wildcard suffixes */
     struct rnode *nodes;
     uint32_t nnodes;
     uint8_t *child_first;
@@ -154,7 +158,8 @@ static uint32_t new_bucket(struct builder *b)
         t->buckets = p;
         b->cap_buckets = cap;
     }
-    t->buckets[t->nbuckets] = (struct bucket){ .root = ROUTE_NONE, .rest = ROUTE_NONE };
+    t->buckets[t->nbuckets] = (struct bucket){ .root = ROUTE_NONE, .rest = ROUTE_NONE,
+                                               .exact = false };
     return t->nbuckets++;
 }
 
@@ -249,6 +254,7 @@ static uint32_t host_bucket(struct builder *b, uint32_t i)
         return ROUTE_NONE;
     struct hmap *m = kind == ROUTE_HOST_EXACT ? &t->exact_hosts : &t->wild_hosts;
     uint32_t *max = kind == ROUTE_HOST_EXACT ? &t->max_exact_len : &t->max_wild_len;
+    uint64_t *lens = kind == ROUTE_HOST_EXACT ? &t->exact_lens : &t->wild_lens;
     bool created;
     uint32_t *v = hmap_put(m, t->hosts[i], (uint32_t)len, 0, &created);
     if (!v)
@@ -258,6 +264,7 @@ static uint32_t host_bucket(struct builder *b, uint32_t i)
         *v = nb;
         if ((uint32_t)len > *max)
             *max = (uint32_t)len;
+        *lens |= 1ull << (len < 63 ? len : 63);
     }
     return *v;
 }
@@ -284,6 +291,7 @@ static int add_rule(struct builder *b, uint32_t i)
         if (list_add(b, &list, i) < 0)
             return -1;
         *v = list;
+        t->buckets[bk].exact = true;
         return 0;
     }
     case ROUTE_PATH_PREFIX: {
@@ -412,10 +420,17 @@ void route_table_free(struct route_table *t)
 
 /* ---- lookup ---- */
 
+/* Candidate lists gathered before any rule is tested; more than this and
+ * the ones so far are settled first (the answer is the same, only the
+ * order of the tests changes). */
+#define MAX_CANDIDATES 32
+
 struct lookup {
     const struct route_table *t;
     const struct route_request *r;
     uint32_t best;               /* lowest matching index so far, or ROUTE_NONE */
+    uint32_t ncand;
+    uint32_t cand[MAX_CANDIDATES];   /* list ids */
 };
 
 /* Everything but the host and an exact/prefix path, which the index already
@@ -428,15 +443,45 @@ static bool rule_holds(const struct lookup *k, uint32_t i)
            (c->path_kind != ROUTE_PATH_REGEX || route_regex_match(k->t->re[i], k->r->path));
 }
 
+/* Test the candidates of every gathered list in ascending index order (a
+ * merge of the sorted lists); the first that holds is the answer among
+ * them, and nothing above the best so far is tested. So a regex or a
+ * header test is only run for a rule that would win if it held. */
+static void settle(struct lookup *k)
+{
+    const struct route_table *t = k->t;
+    uint32_t pos[MAX_CANDIDATES];
+
+    for (uint32_t c = 0; c < k->ncand; c++)
+        pos[c] = 0;
+    for (;;) {
+        uint32_t pick = ROUTE_NONE, idx = k->best;
+        for (uint32_t c = 0; c < k->ncand; c++) {
+            const struct rlist *l = &t->lists[k->cand[c]];
+            if (pos[c] < l->n && t->items[l->off + pos[c]] < idx) {
+                idx = t->items[l->off + pos[c]];
+                pick = c;
+            }
+        }
+        if (pick == ROUTE_NONE)
+            break;
+        pos[pick]++;
+        if (rule_holds(k, idx)) {
+            k->best = idx;
+            break;
+        }
+    }
+    k->ncand = 0;
+}
+
 static void scan_list(struct lookup *k, uint32_t list)
 {
     const struct rlist *l = &k->t->lists[list];
-    const uint32_t *it = &k->t->items[l->off];
-    for (uint32_t j = 0; j < l->n && it[j] < k->best; j++)
-        if (rule_holds(k, it[j])) {
-            k->best = it[j];
-            return;
-        }
+    if (!l->n || k->t->items[l->off] >= k->best)
+        return;
+    if (k->ncand == MAX_CANDIDATES)
+        settle(k);
+    k->cand[k->ncand++] = list;
 }
 
 static void scan_trie(struct lookup *k, uint32_t root)
@@ -476,13 +521,19 @@ static void scan_bucket(struct lookup *k, uint32_t bk)
     const struct bucket *b = &k->t->buckets[bk];
     if (b->rest != ROUTE_NONE)
         scan_list(k, b->rest);
-    if (k->t->exact_paths.n) {
+    if (b->exact) {
         uint32_t list = hmap_get(&k->t->exact_paths, k->r->path.p, k->r->path.len, bk);
         if (list != ROUTE_NONE)
             scan_list(k, list);
     }
     if (b->root != ROUTE_NONE)
         scan_trie(k, b->root);
+}
+
+/* Might a host name of this length be in a map (see exact_lens)? */
+static bool len_in(uint64_t lens, uint32_t len)
+{
+    return (lens >> (len < 63 ? len : 63)) & 1u;
 }
 
 static void scan_hosts(struct lookup *k)
@@ -508,7 +559,7 @@ static void scan_hosts(struct lookup *k)
         buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
     }
 
-    if (start == 0 && t->exact_hosts.n) {
+    if (start == 0 && len_in(t->exact_lens, n)) {
         uint32_t bk = hmap_get(&t->exact_hosts, buf, n, 0);
         if (bk != ROUTE_NONE)
             scan_bucket(k, bk);
@@ -519,7 +570,7 @@ static void scan_hosts(struct lookup *k)
             if (buf[i] != '.' || start + i == 0)
                 continue;
             uint32_t slen = n - i - 1;
-            if (slen == 0 || slen > t->max_wild_len)
+            if (slen == 0 || slen > t->max_wild_len || !len_in(t->wild_lens, slen))
                 continue;
             uint32_t bk = hmap_get(&t->wild_hosts, buf + i + 1, slen, 0);
             if (bk != ROUTE_NONE)
@@ -539,10 +590,11 @@ const struct conf_route *route_match(const struct route_table *t, const struct r
         rq.path.p = "/";
         rq.path.len = 1;
     }
-    struct lookup k = { .t = t, .r = &rq, .best = ROUTE_NONE };
+    struct lookup k = { .t = t, .r = &rq, .best = ROUTE_NONE, .ncand = 0 };
     if (t->any_bucket != ROUTE_NONE)
         scan_bucket(&k, t->any_bucket);
     if (rq.host.p && (t->exact_hosts.n || t->wild_hosts.n))
         scan_hosts(&k);
+    settle(&k);
     return k.best == ROUTE_NONE ? NULL : &t->routes[k.best];
 }

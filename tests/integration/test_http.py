@@ -1,0 +1,438 @@
+"""L7 HTTP/1.1 through the real binary, with curl and Python clients in front
+of sluice-origin: routing, splits, keep-alive, pipelining, big bodies,
+WebSocket, forwarding headers, slow clients and every error status."""
+import asyncio
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from harness import SLUICE, free_port, wait_for
+
+
+def http_config(port, pools, routes="", listener_extra="", default_pool="app", workers=1,
+                log_format="combined"):
+    """pools: {name: [(backend_name, address), ...]}"""
+    lines = [f"workers: {workers}", "drain_timeout: 5s",
+             f"log: {{level: debug, access: stdout, format: {log_format}}}",
+             "listeners:", "  - name: web", f"    bind: 127.0.0.1:{port}", "    mode: http"]
+    if default_pool:
+        lines.append(f"    pool: {default_pool}")
+    if listener_extra:
+        lines.append(listener_extra)
+    if routes:
+        lines.append("    routes:")
+        lines.append(routes)
+    lines.append("pools:")
+    for name, backends in pools.items():
+        lines += [f"  - name: {name}", "    balance: round_robin",
+                  "    timeouts: {connect: 1s, upstream_response: 2s}", "    backends:"]
+        lines += [f"      - {{name: {b}, address: {a}}}" for b, a in backends]
+    return "\n".join(lines) + "\n"
+
+
+def get(port, path="/", headers=None, method="GET", body=None, timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+
+def raw(port, data, timeout=5, read_all=True):
+    """Send raw bytes; return everything until the server closes (or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+                if not read_all:
+                    break
+        except socket.timeout:
+            pass
+        return out
+
+
+@pytest.fixture
+def origins(procs):
+    return [procs.origin(n) for n in ("b1", "b2", "b3")]
+
+
+ROUTES = """\
+      - match: {path: /ping}
+        respond: {status: 200, body: "pong\\n"}
+      - match: {path_prefix: /old/}
+        redirect: {location: /new/, status: 301}
+      - match: {host: api.example.com}
+        pool: p1
+      - match: {host: "*.wild.test"}
+        pool: p2
+      - match: {path_regex: "^/v[0-9]+/"}
+        pool: p3
+      - match: {method: [DELETE]}
+        pool: p1
+      - match: {headers: {x-canary: "true"}}
+        pool: p2
+      - match: {cookies: {beta: "1"}}
+        pool: p3
+      - match: {query: {debug: "1"}}
+        pool: p1
+      - match: {path_prefix: /strip/}
+        pool: p2
+        strip_prefix: /strip
+        set_headers: {x-added: "yes"}
+        remove_headers: [x-secret]
+        set_response_headers: {x-route: strip}
+        remove_response_headers: [x-origin]
+      - match: {path_prefix: /v1api/x}
+        pool: p3
+        rewrite_prefix: /e
+"""
+
+
+def routed_config(port, o):
+    return http_config(port, {"app": [("b1", o[0].address)], "p1": [("b1", o[0].address)],
+                              "p2": [("b2", o[1].address)], "p3": [("b3", o[2].address)]},
+                       routes=ROUTES, default_pool=None)
+
+
+def test_routing_on_every_condition(procs, origins):
+    port = free_port()
+    procs.sluice(routed_config(port, origins))
+    assert get(port, "/ping")[2] == b"pong\n"
+    st, h, _ = get(port, "/old/x")
+    assert st == 301 and h["location"] == "/new/"
+    assert get(port, "/", {"Host": "api.example.com"})[2] == b"b1\n"
+    assert get(port, "/", {"Host": "API.Example.COM:8080"})[2] == b"b1\n"
+    assert get(port, "/", {"Host": "a.b.wild.test"})[2] == b"b2\n"
+    assert get(port, "/v2/users")[2] == b"b3\n"
+    assert get(port, "/x", method="DELETE")[2] == b"b1\n"
+    assert get(port, "/x", {"X-Canary": "true"})[2] == b"b2\n"
+    assert get(port, "/x", {"Cookie": "a=2; beta=1"})[2] == b"b3\n"
+    assert get(port, "/x?a=b&debug=1")[2] == b"b1\n"
+    # No rule matches and the listener has no pool: 404.
+    assert get(port, "/nothing")[0] == 404
+    assert get(port, "/x", {"X-Canary": "false"})[0] == 404
+
+
+def test_rewrites(procs, origins):
+    port = free_port()
+    procs.sluice(routed_config(port, origins))
+    st, h, body = get(port, "/strip/echo?q=1", {"X-Secret": "s", "X-Keep": "k"})
+    assert st == 200
+    echo = json.loads(body)
+    names = {k.lower(): v for k, v in echo["headers"]}
+    assert echo["target"] == "/echo?q=1"
+    assert names["x-added"] == "yes" and names["x-keep"] == "k" and "x-secret" not in names
+    assert h["x-route"] == "strip" and "x-origin" not in h
+    # /v1api/x + "cho": the matched prefix becomes /e, giving /echo.
+    echo = json.loads(get(port, "/v1api/xcho?z")[2])
+    assert echo["target"] == "/echo?z"
+
+
+def test_split_ratio(procs, origins):
+    port = free_port()
+    routes = "      - split: [{pool: stable, weight: 90}, {pool: canary, weight: 10}]\n"
+    procs.sluice(http_config(port, {"stable": [("b1", origins[0].address)],
+                                    "canary": [("b2", origins[1].address)]},
+                             routes=routes, default_pool=None))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    counts = {}
+    n = 10000
+    for _ in range(n):
+        c.request("GET", "/")
+        body = c.getresponse().read()
+        counts[body] = counts.get(body, 0) + 1
+    c.close()
+    canary = counts.get(b"b2\n", 0) / n
+    assert abs(canary - 0.10) < 0.015, counts
+
+
+def test_keepalive_reuses_upstream_connections(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(200):
+        c.request("GET", "/x")
+        assert c.getresponse().read() == b"b1\n"
+    c.close()
+    stats = json.loads(get(origins[0].port, "/stats")[2])   # direct to the origin
+    # 200 requests through sluice plus this /stats: sluice used one upstream
+    # connection for all of them (plus our direct one).
+    assert stats["requests"] >= 201
+    assert stats["connections"] <= 3, stats
+
+
+def test_pipelined_requests_answered_in_order(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    reqs = b"".join(b"GET /delay/%d HTTP/1.1\r\nHost: x\r\n\r\n" % d for d in (200, 0, 100))
+    reqs += b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out = raw(port, reqs)
+    assert out.count(b"HTTP/1.1 200") == 4
+    assert out.index(b"/delay") if b"/delay" in out else True
+    # The /echo answer (last) names its target; it comes after the three others.
+    assert out.rfind(b'"target":"/echo"') > out.rfind(b"b1\n" * 1)
+
+
+def test_1gb_download_and_upload_identical(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    n = 1000 * 1000 * 1000
+    # Download: the origin's /bytes/N body is "abc...z" repeated.
+    pattern = b"abcdefghijklmnopqrstuvwxyz"
+    block = pattern * (1 << 16)
+    want = hashlib.sha256()
+    left = n
+    while left:
+        k = min(left, len(block))
+        want.update(block[:k])
+        left -= k
+    r = subprocess.run(["curl", "-s", "--fail", f"http://127.0.0.1:{port}/bytes/{n}"],
+                       stdout=subprocess.PIPE, timeout=120)
+    assert r.returncode == 0
+    assert len(r.stdout) == n and hashlib.sha256(r.stdout).hexdigest() == want.hexdigest()
+    del r
+    # Upload through sluice: the origin hashes what it received.
+    with tempfile.NamedTemporaryFile() as f:
+        chunk = os.urandom(1 << 20)
+        h = hashlib.sha256()
+        for _ in range(1000):
+            f.write(chunk)
+            h.update(chunk)
+        f.flush()
+        r = subprocess.run(["curl", "-s", "--fail", "--data-binary", f"@{f.name}",
+                            "-H", "Content-Type: application/octet-stream",
+                            f"http://127.0.0.1:{port}/echo"], stdout=subprocess.PIPE, timeout=180)
+    echo = json.loads(r.stdout)
+    assert echo["body_length"] == 1000 * (1 << 20)
+    assert echo["body_sha256"] == h.hexdigest()
+
+
+def test_chunked_upload(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    body = os.urandom(300000)
+    chunks = b"".join(b"%x;ext=1\r\n" % len(body[i:i + 7000]) + body[i:i + 7000] + b"\r\n"
+                      for i in range(0, len(body), 7000))
+    req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks +
+           b"0\r\nX-Trailer: t\r\n\r\n"
+           b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    out = raw(port, req)
+    assert hashlib.sha256(body).hexdigest().encode() in out
+    assert out.count(b"HTTP/1.1 200") == 2
+
+
+def test_websocket_echo(procs):
+    websockets = pytest.importorskip("websockets")
+    import websockets.server  # noqa: F401
+    wsport = free_port()
+    ready = threading.Event()
+    stop = {}
+
+    def serve():
+        async def echo(ws, *args):
+            async for msg in ws:
+                await ws.send(msg)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            stop["future"] = loop.create_future()
+            stop["loop"] = loop
+            async with websockets.serve(echo, "127.0.0.1", wsport):
+                ready.set()
+                await stop["future"]
+        asyncio.run(main())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(5)
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("ws", f"127.0.0.1:{wsport}")]}))
+
+    async def client():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/chat") as ws:
+            for i in range(20):
+                await ws.send(f"hello {i}")
+                assert await ws.recv() == f"hello {i}"
+            big = os.urandom(500 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == big
+    try:
+        asyncio.run(asyncio.wait_for(client(), 20))
+    finally:
+        stop["loop"].call_soon_threadsafe(stop["future"].set_result, None)
+        t.join(5)
+
+
+def test_forwarded_headers_untrusted_and_trusted(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    echo = json.loads(get(port, "/echo", {"X-Forwarded-For": "6.6.6.6",
+                                          "X-Real-IP": "6.6.6.6",
+                                          "X-Request-Id": "forged"})[2])
+    h = {k.lower(): v for k, v in echo["headers"]}
+    assert h["x-forwarded-for"] == "127.0.0.1"
+    assert "x-real-ip" not in h
+    assert h["x-request-id"] != "forged" and len(h["x-request-id"]) == 32
+    assert h["x-forwarded-proto"] == "http"
+
+    port2 = free_port()
+    procs.sluice(http_config(port2, {"app": [("b1", origins[0].address)]},
+                             listener_extra="    trusted_proxies: [127.0.0.0/8]"))
+    echo = json.loads(get(port2, "/echo", {"X-Forwarded-For": "203.0.113.9",
+                                           "X-Request-Id": "abc123"})[2])
+    h = {k.lower(): v for k, v in echo["headers"]}
+    assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert h["x-request-id"] == "abc123"
+
+
+def test_hop_by_hop_headers_not_forwarded(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    echo = json.loads(get(port, "/echo", {"Connection": "keep-alive, x-drop",
+                                          "X-Drop": "1", "Keep-Alive": "timeout=5",
+                                          "TE": "trailers", "X-Stay": "1"})[2])
+    names = {k.lower() for k, _ in echo["headers"]}
+    assert "x-drop" not in names and "keep-alive" not in names and "te" not in names
+    assert "x-stay" in names
+
+
+def test_slowloris_clients_do_not_stop_a_normal_client(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]},
+                             listener_extra="    timeouts: {client_header: 1s}"))
+    slow = []
+    for _ in range(100):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")   # never finishes its head
+        slow.append(s)
+    t0 = time.monotonic()
+    for _ in range(20):
+        assert get(port, "/")[0] == 200
+    assert time.monotonic() - t0 < 2
+    # The slow ones get 408 once client_header runs out.
+    time.sleep(1.3)
+    got408 = 0
+    for s in slow:
+        s.settimeout(2)
+        try:
+            if s.recv(100).startswith(b"HTTP/1.1 408"):
+                got408 += 1
+        except OSError:
+            pass
+        s.close()
+    assert got408 == 100
+
+
+ERRORS = [
+    # (raw request, expected status)
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413),
+]
+
+
+def test_error_statuses(procs, origins):
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]},
+                                 listener_extra="    max_body_size: 1m"))
+    for req, status in ERRORS:
+        out = raw(port, req)
+        assert out.startswith(b"HTTP/1.1 %d " % status), (req[:60], out[:80])
+    # Nothing of those requests reached the origin.
+    stats = json.loads(get(origins[0].port, "/stats")[2])
+    assert stats["requests"] == 1
+    assert "event=bad_request" in s.stderr()
+
+
+def test_408_on_slow_head_and_502_503_504(procs, origins):
+    dead = free_port()
+    port = free_port()
+    routes = ("      - match: {path_prefix: /dead}\n        pool: dead\n"
+              "      - match: {path_prefix: /none}\n        pool: none\n")
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)],
+                                    "dead": [("d", f"127.0.0.1:{dead}")],
+                                    "none": [("n", f"127.0.0.1:{dead}")]},
+                             routes=routes,
+                             listener_extra="    timeouts: {client_header: 500ms}"))
+    # 408: a head that does not finish in time.
+    out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert out.startswith(b"HTTP/1.1 408 ")
+    # 502: the only backend refuses.
+    assert get(port, "/dead")[0] == 502
+    # 504: the backend takes longer than upstream_response (2s).
+    t0 = time.monotonic()
+    assert get(port, "/delay/3000")[0] == 504
+    assert 1.8 < time.monotonic() - t0 < 3.0
+
+
+def test_503_when_no_backend_is_up(procs):
+    port = free_port()
+    dead = free_port()
+    cfg = http_config(port, {"app": [("d", f"127.0.0.1:{dead}")]})
+    cfg = cfg.replace("    backends:", "    health_check: {type: tcp, interval: 100ms, timeout: 50ms,"
+                      " healthy_threshold: 1, unhealthy_threshold: 1}\n    backends:")
+    s = procs.sluice(cfg)
+    wait_for(lambda: "to=DOWN" in s.stderr(), what="backend DOWN")
+    st, h, _ = get(port, "/")
+    assert st == 503 and h.get("retry-after") == "1"
+
+
+def test_dead_backend_costs_client_nothing(procs, origins):
+    dead = free_port()
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address),
+                                            ("d", f"127.0.0.1:{dead}")]}))
+    for _ in range(50):
+        assert get(port, "/")[0] == 200
+
+
+def test_json_access_log(procs, origins):
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]},
+                                 log_format="json"))
+    get(port, "/some/path?x=1", {"User-Agent": "tester \"quoted\""})
+    wait_for(lambda: '"target":"/some/path?x=1"' in s.stdout(), what="json access line")
+    line = [l for l in s.stdout().splitlines() if "/some/path" in l][0]
+    rec = json.loads(line)
+    assert rec["status"] == 200 and rec["pool"] == "app" and rec["backend"] == "b1"
+    assert rec["user_agent"] == 'tester "quoted"'
+    assert len(rec["request_id"]) == 32 and rec["total_ms"] >= rec["response_ms"]
+
+
+def test_check_warns_about_shadowed_routes(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(http_config(free_port(), {"app": [("b1", "127.0.0.1:9")]},
+                               routes="      - match: {path_prefix: /api/}\n        pool: app\n"
+                                      "      - match: {path_prefix: /api/v2/}\n        pool: app\n"))
+    r = subprocess.run([SLUICE, "check", "-c", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert f"{cfg}:" in r.stderr and "warning: route #2 can never match" in r.stderr, r.stderr
+
+
+def test_http10_client(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    out = raw(port, b"GET /bytes/10 HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"abcdefghij")
