@@ -213,8 +213,8 @@ int main(int argc, char **argv)
 
     flat_table();
     t = build("large table, no hosts");
-    run(t, "prefix", "h42.example.com", "/api/v3/svc4999/items", NULL, iters);
-    run(t, "exact path", "h42.example.com", "/api/v5/svc4998/", NULL, iters);
+    run(t, "prefix", "h42.example.com", "/api/v1/svc4999/items", NULL, iters);
+    run(t, "exact path", "h42.example.com", "/api/v0/svc4998/", NULL, iters);
     run(t, "regex", "h42.example.com", "/global/abc", NULL, iters);
     run(t, "fall through to catch-all", "h42.example.com", "/api/v3/nothing", NULL, iters);
     route_table_free(t);

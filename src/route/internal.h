@@ -1,12 +1,14 @@
 /* Shared inside src/route/ only: the string hash map the table is indexed
  * with, the per-condition matchers and the reading of a rule's host.
- * Nothing outside this folder includes it; route.h is the folder's face. */
+ * Nothing outside this folder includes it (but tests/unit/test_route.c);
+ * route.h is the folder's face. */
 #ifndef SLUICE_ROUTE_INTERNAL_H
 #define SLUICE_ROUTE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -61,6 +63,11 @@ enum route_host_kind route_host_of(const struct conf_route *r, const char **name
  * thread's first regex match and freed at its exit. */
 pcre2_code *route_regex_compile(const char *pattern);
 bool route_regex_match(const pcre2_code *re, struct h1_slice subject);
+
+/* ---- shadowed rules (shadow.c) ---- */
+/* route_check_shadowed() the slow way, every earlier rule against every
+ * later one: the same output. */
+int route_shadow_plain(const struct conf_listener *l, FILE *diag);
 
 /* ---- conditions other than host and path (cond.c) ---- */
 bool route_method_ok(const struct conf_route *c, const struct route_request *r);

@@ -137,8 +137,9 @@ static void warn(const struct conf_listener *l, size_t j, size_t i, FILE *diag)
             l->routes[i].pos.line);
 }
 
-/* Every pair: for when the index below cannot be allocated. */
-static int check_plain(const struct conf_listener *l, FILE *diag)
+/* Every pair: for when the index below cannot be allocated, and for the
+ * tests to compare with. */
+int route_shadow_plain(const struct conf_listener *l, FILE *diag)
 {
     int n = 0;
     for (size_t j = 1; j < l->nroutes; j++)
@@ -307,7 +308,7 @@ int route_check_shadowed(const struct conf_listener *l, FILE *diag)
         return 0;
     if (nr >= ROUTE_NONE / 2 || index_build(&x, l) < 0) {
         index_free(&x, nr);
-        return check_plain(l, diag);
+        return route_shadow_plain(l, diag);
     }
     for (uint32_t j = 1; j < nr; j++) {
         uint32_t best = covering(&x, l, j);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include "route/internal.h"   /* route_shadow_plain, to compare with */
 #include "route/route.h"
 #include "test.h"
 
@@ -1097,6 +1098,14 @@ static void test_random(void)
             counted++;
         }
         CHECK_EQ_INT(counted, nshadow);
+        /* the same warnings as comparing every pair */
+        char *plain = NULL;
+        size_t plainlen;
+        f = open_memstream(&plain, &plainlen);
+        route_shadow_plain(&L, f);
+        fclose(f);
+        CHECK_EQ_STR(out, plain);
+        free(plain);
         free(out);
 
         for (int q = 0; q < 500; q++) {
