@@ -58,6 +58,9 @@ struct worker {
     void *http_conns;                    /* proxy/http.c: list of client connections */
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
+    void *free_exchanges;                /* proxy/http.c: exchanges kept for reuse */
+    uint32_t nfree_exchanges;
+    void *metrics;                       /* admin/metrics.c: this worker's counters */
     uint64_t rng;
     _Atomic int command;                 /* enum worker_command, set by main */
     _Atomic int finished;                /* set by the worker when its loop ended */

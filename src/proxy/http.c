@@ -36,6 +36,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
 #include "proxy/http_message.h"
@@ -216,17 +217,27 @@ static void log_exchange(struct http_conn *c, struct http_exchange *x)
         rec.referer = h->value;
     if ((h = h1_find_header(x->req.headers, x->req.nheaders, "user-agent")))
         rec.user_agent = h->value;
+    metrics_http_request(c->w, c->l, x->pool, &rec);
     access_log_http(&rec);
 }
 
 /* ---- exchange lifecycle ---- */
 
+/* Exchanges are large (header slots for request and response) and made per
+ * request: a worker keeps a few freed ones instead of going back to malloc. */
+#define HTTP_FREE_EXCHANGES 64
+
 static struct http_exchange *exchange_new(struct http_conn *c)
 {
-    struct http_exchange *x = malloc(sizeof(*x));
+    struct worker *w = c->w;
+    struct http_exchange *x = w->free_exchanges;
 
-    if (!x)
+    if (x) {
+        w->free_exchanges = *(void **)x;
+        w->nfree_exchanges--;
+    } else if (!(x = malloc(sizeof(*x)))) {
         return NULL;
+    }
     memset(x, 0, offsetof(struct http_exchange, req_slots));
     h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
     h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
@@ -260,7 +271,13 @@ static void exchange_free(struct http_conn *c, bool up_reusable)
     buf_drop(c->w, &x->from_up);
     pump_dir_release(c->w, &x->tun_up);
     pump_dir_release(c->w, &x->tun_down);
-    free(x);
+    if (c->w->nfree_exchanges < HTTP_FREE_EXCHANGES) {
+        *(void **)x = c->w->free_exchanges;   /* the first bytes hold the link */
+        c->w->free_exchanges = x;
+        c->w->nfree_exchanges++;
+    } else {
+        free(x);
+    }
     c->x = NULL;
 }
 
@@ -1437,4 +1454,10 @@ void http_close_all(struct worker *w)
     while (w->http_conns)
         conn_close(w->http_conns, END_SHUTDOWN);
     upstream_close_idle(w);
+    while (w->free_exchanges) {
+        void *x = w->free_exchanges;
+        w->free_exchanges = *(void **)x;
+        free(x);
+    }
+    w->nfree_exchanges = 0;
 }

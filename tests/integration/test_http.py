@@ -436,3 +436,30 @@ def test_http10_client(procs, origins):
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
     out = raw(port, b"GET /bytes/10 HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"abcdefghij")
+
+
+def test_sigterm_drains_http(procs, origins):
+    import signal
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    idle.request("GET", "/")
+    assert idle.getresponse().read() == b"b1\n"      # now an idle keep-alive connection
+    result = {}
+
+    def slow():
+        result["r"] = get(port, "/delay/800")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.2)
+    s.send_signal(signal.SIGTERM)
+    t.join(5)
+    status, headers, body = result["r"]
+    assert status == 200 and body == b"b1\n"
+    assert headers.get("connection") == "close"
+    # The idle keep-alive connection was closed by the drain.
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError, OSError)):
+        idle.request("GET", "/")
+        idle.getresponse().read()
+    assert s.p.wait(5) == 0
