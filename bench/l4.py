@@ -226,6 +226,15 @@ def foreign_cpu():
     return out
 
 
+def forks():
+    """Processes created since boot (/proc/stat "processes")."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("processes "):
+                return int(line.split()[1])
+    return 0
+
+
 class Window:
     """CPU of the balancer and of both cores over one measurement window, and
     how much CPU other processes on the machine took meanwhile."""
@@ -234,6 +243,7 @@ class Window:
 
     def __enter__(self):
         self.f0 = foreign_cpu()
+        self.n0 = forks()
         self.t0 = time.monotonic()
         self.c0 = self.bal.cpu()
         self.k0 = core_times()
@@ -248,6 +258,9 @@ class Window:
         self.core = {c: v / self.wall for c, v in self.core_s.items()}
         f1 = foreign_cpu()
         self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
+        # The bench forks nothing inside a window: new processes are someone
+        # else's, and short-lived ones escape the scan above.
+        self.forks = forks() - self.n0
         return False
 
 
@@ -427,9 +440,10 @@ def connect_rate(bal, conns, warmup, duration):
     url = "http://127.0.0.1:%d/" % bal.port
     base = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns,
             "-H", "Connection: close", "--timeout", "2s"]
-    if warmup > 0:
-        subprocess.run(base + ["-d%ds" % warmup, url], capture_output=True, timeout=warmup + 30)
-    p = subprocess.Popen(base + ["-d%ds" % duration, url], stdout=subprocess.PIPE,
+    if warmup > 0:   # wrk takes whole seconds
+        subprocess.run(base + ["-d%ds" % max(1, round(warmup)), url], capture_output=True,
+                       timeout=warmup + 30)
+    p = subprocess.Popen(base + ["-d%ds" % max(1, round(duration)), url], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     ours.add(p.pid)
     try:
@@ -462,6 +476,7 @@ def connect_rate(bal, conns, warmup, duration):
 
 measure_log = []
 NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
+MAX_FORKS = 10          # ... or more than this many processes started during it
 retry_slack = [0.0]     # seconds of the watchdog's budget left over for re-measuring
 
 
@@ -470,9 +485,10 @@ def measure(b, t, args, rnd):
     p = b.name
     for attempt in range(1 + args.retries):
         r, w, line = measure_once(b, t, args, rnd)
-        r["noisy"] = w.foreign > NOISE
+        r["noisy"] = w.foreign > NOISE or w.forks > MAX_FORKS
         if r["noisy"]:
-            line += "  DISTURBED: other processes took %.0f%% of a CPU" % (100 * w.foreign)
+            line += "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (
+                100 * w.foreign, w.forks)
         log(line)
         measure_log.append(line)
         cost = args.warmup + args.duration + 3
@@ -552,11 +568,11 @@ def version(argv):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 4)),
-                    help="measurement window per test, balancer and round, seconds (default 4)")
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)),
-                    help="rounds; the table shows the median (default 3)")
-    ap.add_argument("--warmup", type=float, default=1.0, help="warm-up before each window (default 1)")
+    ap.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", 3)),
+                    help="measurement window per test, balancer and round, seconds (default 3)")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 4)),
+                    help="rounds; the table shows the median (default 4)")
+    ap.add_argument("--warmup", type=float, default=0.5, help="warm-up before each window (default 0.5; wrk: 1)")
     ap.add_argument("--wait-quiet", type=float, default=20,
                     help="wait up to S seconds for an idle machine before starting (default 20)")
     ap.add_argument("--retries", type=int, default=2,

@@ -32,6 +32,10 @@ sluice is running in front of three origins (b1, b2, b3). Try:
   curl http://127.0.0.1:18000/ping             # answered by sluice itself
   curl -H 'x-backend: b3' http://127.0.0.1:18000/   # routed on a header
   for i in \$(seq 20); do curl -s http://127.0.0.1:18000/canary/; done | sort | uniq -c
+  http://127.0.0.1:19901/  (in a browser)     # the live dashboard
+  ./sluice ctl --admin 127.0.0.1:19901 status  # the same from a shell
+  ./sluice ctl --admin 127.0.0.1:19901 drain web/b1   # then curl again: no b1
+  curl -s http://127.0.0.1:19901/metrics | grep ^sluice_requests_total
   curl http://127.0.0.1:18080/                 # TCP, balanced per connection
   curl http://127.0.0.1:18080/delay/500        # a slow request
   curl -s http://127.0.0.1:18080/bytes/100000000 | wc -c

@@ -10,28 +10,37 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/runtime.h"
+#include "core/version.h"
 #include "core/worker.h"
 #include "health/health.h"
 #include "proxy/access_log.h"
 #include "route/route.h"
 
-#define SLUICE_VERSION "0.1.0"
 #define STOP_POLL_MS 20
 
 static const char usage[] =
     "usage:\n"
     "  sluice -c FILE              run in the foreground\n"
     "  sluice check -c FILE        validate FILE; exit 0, or 1 with FILE:LINE:COL errors\n"
+    "  sluice ctl [--admin ADDR] [--token-file FILE] [--json]\n"
+    "             status | drain POOL/BACKEND | enable POOL/BACKEND\n"
+    "             | disable POOL/BACKEND | weight POOL/BACKEND N | reload\n"
+    "                              talk to a running sluice's admin API\n"
+    "                              (`sluice ctl --help` for details)\n"
     "  sluice --version            print the version\n"
     "  sluice --help               this text\n"
     "\n"
+    "options:\n"
+    "  -c FILE, --config FILE      the YAML config (docs/configuration.md)\n"
+    "\n"
     "signals: SIGTERM/SIGINT stop gracefully (a second one stops at once),\n"
-    "         SIGUSR1 reopens the access log file.\n";
+    "         SIGUSR1 reopens the access log file; SIGHUP (reload) is not supported yet.\n";
 
 /* Owner: main(); the main thread's state. */
 struct main_state {
@@ -39,6 +48,7 @@ struct main_state {
     struct io signal_io;
     struct runtime rt;
     struct health_checker health;
+    struct admin_server admin;     /* on this loop; closed only after the drain */
     struct worker *workers;
     uint32_t nworkers;
     struct timer stop_timer;       /* polls for the workers to finish */
@@ -77,6 +87,7 @@ static void begin_stop(struct main_state *m, int signo)
     log_info("event=stopping signal=%s drain_timeout_ms=%llu", strsignal(signo),
              (unsigned long long)m->rt.cfg->drain_timeout_ms);
     m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
+    admin_set_stopping(&m->admin);
     for (uint32_t i = 0; i < m->nworkers; i++)
         worker_command(&m->workers[i], WORKER_DRAIN);
     timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
@@ -182,12 +193,22 @@ static int run(const char *path)
         }
     }
 
+    if ((err = admin_start(&m.admin, &m.loop, &m.rt, m.workers, m.nworkers, &m.health)) < 0) {
+        const struct conf_admin *a = &cfg->admin;
+        fprintf(stderr, "%s:%d:%d: error: admin.listen: cannot bind %s: %s\n",
+                a->listen_pos.file, a->listen_pos.line, a->listen_pos.col, a->listen_text,
+                strerror(-err));
+        for (uint32_t j = 0; j < m.nworkers; j++)
+            worker_destroy(&m.workers[j]);
+        goto out_workers;
+    }
     m.signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     m.signal_io.cb = signal_cb;
     loop_add(&m.loop, &m.signal_io, EPOLLIN);
     timer_init(&m.stop_timer, stop_poll);
     if (health_start(&m.health, &m.loop, &m.rt) < 0) {
         fprintf(stderr, "sluice: out of memory\n");
+        admin_stop(&m.admin);
         for (uint32_t j = 0; j < m.nworkers; j++)
             worker_destroy(&m.workers[j]);
         goto out_workers;
@@ -203,6 +224,7 @@ static int run(const char *path)
 
     loop_run(&m.loop);
 
+    admin_stop(&m.admin);
     for (uint32_t i = 0; i < m.nworkers; i++)
         worker_join(&m.workers[i]);
     health_stop(&m.health);
@@ -266,6 +288,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
         path = config_arg(argc, argv, 2);
         if (!path) {

@@ -2,6 +2,7 @@
  * picks from it. */
 #include "balance/balance.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,16 @@ const struct balance_ops *balance_ops_for(enum balance_kind kind)
         return &balance_round_robin;
     case BALANCE_LEAST_CONN:
         return &balance_least_conn;
+    case BALANCE_RANDOM:
+        return &balance_random;
+    case BALANCE_EWMA:
+        return &balance_ewma;
+    case BALANCE_RING_HASH:
+        return &balance_ring_hash;
+    case BALANCE_MAGLEV:
+        return &balance_maglev;
+    case BALANCE_IP_HASH:
+        return &balance_ip_hash;
     case BALANCE_P2C:
         break;
     }
@@ -52,6 +63,7 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
         atomic_init(&b->weight, conf->backends[i].weight);
     }
     atomic_init(&p->generation, 1);
+    atomic_init(&p->retry_tokens, (int64_t)conf->retries.budget_min * 100);
     return 0;
 }
 
@@ -99,6 +111,49 @@ bool backend_eligible(const struct backend *b)
 
     return (s == BACKEND_UP || s == BACKEND_SLOW_START) &&
            atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
+}
+
+/* The state is two atomics, not one lock: the value is updated with a CAS
+ * loop, so that a slow sample racing a fast one on another worker is never
+ * overwritten by an update computed from a stale base (a lost peak would
+ * hide a slow backend until its next slow response). The stamp is stored
+ * after the value, unguarded: a reader may pair a value with the stamp of
+ * the update just before or after it, which are microseconds apart, and
+ * the decay over microseconds is nothing. */
+void backend_observe_latency(struct backend *b, uint64_t rtt_us, uint64_t now_us)
+{
+    /* Capped at an hour; 0 means "no sample", so a sample is at least 1. */
+    uint64_t rtt_ns = (rtt_us < 3600000000ULL ? rtt_us : 3600000000ULL) * 1000u;
+    uint64_t old = atomic_load_explicit(&b->ewma_ns, memory_order_relaxed), next;
+
+    if (rtt_ns == 0)
+        rtt_ns = 1;
+    do {
+        uint64_t stamp = atomic_load_explicit(&b->ewma_stamp_us, memory_order_relaxed);
+        double w = now_us > stamp ? exp(-(double)(now_us - stamp) / BACKEND_EWMA_TAU_US) : 1.0;
+        double seen = (double)old * w;      /* what pickers see now */
+
+        if (old == 0 || (double)rtt_ns >= seen)
+            next = rtt_ns;                  /* the peak: slower at once */
+        else
+            next = (uint64_t)(seen + (double)rtt_ns * (1.0 - w));
+    } while (!atomic_compare_exchange_weak_explicit(&b->ewma_ns, &old, next,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    atomic_store_explicit(&b->ewma_stamp_us, now_us, memory_order_relaxed);
+}
+
+uint64_t backend_latency_ns(const struct backend *b, uint64_t now_us)
+{
+    uint64_t v = atomic_load_explicit(&b->ewma_ns, memory_order_relaxed);
+    uint64_t stamp = atomic_load_explicit(&b->ewma_stamp_us, memory_order_relaxed);
+    uint64_t decayed;
+
+    /* Under a millisecond the decay is below 0.01%: skip the exp(). */
+    if (v == 0 || now_us < stamp + 1000)
+        return v;
+    decayed = (uint64_t)((double)v * exp(-(double)(now_us - stamp) / BACKEND_EWMA_TAU_US));
+    return decayed ? decayed : 1;   /* sampled stays distinct from "no sample" */
 }
 
 bool balance_excluded(const struct balance_req *req, const struct backend *b)

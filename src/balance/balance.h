@@ -44,6 +44,11 @@ struct backend {
     _Atomic uint64_t failures;        /* failed connects, resets, ... */
     _Atomic uint64_t checks_passed;   /* active health checks */
     _Atomic uint64_t checks_failed;
+    /* Peak-EWMA round-trip time (see backend_observe_latency): the estimate
+     * in ns (0 = no sample yet) and when it was last updated. Written by the
+     * workers that see responses, read by every `ewma` picker. */
+    _Atomic uint64_t ewma_ns;
+    _Atomic uint64_t ewma_stamp_us;
 };
 
 /* Owner: the runtime (main.c); lives as long as sluice runs. */
@@ -52,6 +57,14 @@ struct pool {
     struct backend *backends;
     uint32_t nbackends;
     _Atomic uint64_t generation;      /* bumped on any state or weight change */
+    /* L7 load and failure accounting, shared by all workers. */
+    _Atomic uint32_t requests_active;     /* requests in flight to the pool */
+    _Atomic int64_t retry_tokens;         /* retry budget, in 1/100 of a retry */
+    _Atomic uint32_t connections;         /* upstream connections, open or idle */
+    _Atomic uint32_t pending;             /* requests waiting for a connection */
+    _Atomic uint64_t retries_total;
+    _Atomic uint64_t retry_budget_exhausted;  /* retries refused by the budget */
+    _Atomic uint64_t breaker_rejected;        /* requests answered 503 by the breaker */
 };
 
 /* What a balancer picks from: the eligible backends of one generation. */
@@ -62,10 +75,18 @@ struct balance_set {
     uint64_t total_weight;
 };
 
-/* Per-pick input. */
+/* Per-pick input. Zero-initialise it: every field has a meaning at 0. */
 struct balance_req {
     const struct backend *const *exclude;  /* backends already tried */
     uint32_t nexclude;
+    /* The request's key for the hashing algorithms (ring_hash, maglev,
+     * ip_hash), from balance_hash_l4() / balance_hash_http(). Without one
+     * they pick as p2c does; other algorithms ignore it. */
+    uint64_t hash;
+    bool has_hash;
+    /* Monotonic time for `ewma` (the clock_mono_us() time base); 0 = read
+     * the worker's cached clock. Tests set it to move time. */
+    uint64_t now_us;
 };
 
 struct balance_ops {
@@ -83,6 +104,11 @@ struct balance_ops {
 extern const struct balance_ops balance_round_robin;
 extern const struct balance_ops balance_least_conn;
 extern const struct balance_ops balance_p2c;
+extern const struct balance_ops balance_random;
+extern const struct balance_ops balance_ewma;
+extern const struct balance_ops balance_ring_hash;
+extern const struct balance_ops balance_maglev;
+extern const struct balance_ops balance_ip_hash;
 
 const struct balance_ops *balance_ops_for(enum balance_kind kind);
 
@@ -109,12 +135,40 @@ void backend_set_weight(struct backend *b, uint32_t weight);
 const char *backend_state_name(enum backend_state s);
 bool backend_eligible(const struct backend *b);
 
+/* Peak EWMA of a backend's round trip (Finagle, Linkerd): a sample above
+ * the estimate replaces it at once; a lower one is blended in with weight
+ * 1 - exp(-dt / 10 s), dt being the time since the last update; and the
+ * estimate decays towards 0 at that rate when no sample comes, so a backend
+ * that was shunned for being slow is tried again after a while. Called by
+ * the proxies: http when a response head arrives (rtt from pick to head),
+ * tcp when a connect completes. now_us is clock_mono_us(). */
+void backend_observe_latency(struct backend *b, uint64_t rtt_us, uint64_t now_us);
+/* The estimate as of now_us, in ns; 0 = no sample yet. */
+uint64_t backend_latency_ns(const struct backend *b, uint64_t now_us);
+#define BACKEND_EWMA_TAU_US 10000000ULL   /* the decay's time constant */
+
 void balancer_init(struct balancer *bl, struct pool *pool, uint64_t seed);
 void balancer_destroy(struct balancer *bl);
 
 /* Choose a backend for new work, or NULL when none is eligible (or all
  * eligible ones are excluded). Rebuilds the table first if the pool changed. */
 struct backend *balancer_pick(struct balancer *bl, const struct balance_req *req);
+
+/* The request key the hashing algorithms need, computed by the proxies
+ * once per request (a retry reuses it). false (nothing to hash: the pool
+ * does not hash, or the request lacks the key) leaves *hash alone and the
+ * balancer falls back to p2c.
+ *
+ * ip_hash hashes the client's IP address (never the port; an IPv4-mapped
+ * IPv6 address hashes as the IPv4 one); ring_hash and maglev hash what the
+ * pool's hash_key names. At L4 only source_ip exists. An empty header,
+ * cookie or query value counts as missing, so that requests without a real
+ * key do not all pile onto one backend. Keys hash with a fixed seed: every
+ * sluice maps a key to the same backend. */
+struct h1_request;
+bool balance_hash_l4(const struct conf_pool *p, const struct addr *client, uint64_t *hash);
+bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
+                       const struct h1_request *req, uint64_t *hash);
 
 /* Helpers for algorithms. */
 bool balance_excluded(const struct balance_req *req, const struct backend *b);

@@ -14,7 +14,9 @@
 /* A config this big is a wrong path, not a config. */
 #define CONFIG_MAX_FILE (16u << 20)
 
-static const char *const config_balance_names[] = { "p2c", "round_robin", "least_conn", NULL };
+static const char *const config_balance_names[] = {
+    "p2c", "round_robin", "least_conn", "random", "ewma", "ring_hash", "maglev", "ip_hash", NULL,
+};
 
 const char *config_balance_name(enum balance_kind b)
 {
@@ -124,6 +126,8 @@ static void config_read_top(struct config_diag *d, struct config *cfg,
         config_want_duration(d, NULL, "drain_timeout", n, &cfg->drain_timeout_ms);
     if ((n = config_map_get(root, "log")))
         config_read_log(d, cfg, n);
+    if ((n = config_map_get(root, "admin")))
+        config_read_admin(d, cfg, n);
 
     listeners = config_top_list(d, root, "listeners", "listener");
     pools = config_top_list(d, root, "pools", "pool");
@@ -279,9 +283,11 @@ void config_free(struct config *cfg)
             free(p->backends[j].address_text);
         }
         free(p->backends);
+        free(p->hash_key_name);
         free(p->name);
     }
     free(cfg->pools);
+    config_free_admin(cfg);
     free(cfg->access_log);
     free(cfg->file);
     free(cfg);

@@ -43,6 +43,20 @@ enum balance_kind {
     BALANCE_P2C,            /* the default when `balance` is omitted */
     BALANCE_ROUND_ROBIN,
     BALANCE_LEAST_CONN,
+    BALANCE_RANDOM,
+    BALANCE_EWMA,
+    BALANCE_RING_HASH,
+    BALANCE_MAGLEV,
+    BALANCE_IP_HASH,
+};
+
+/* hash_key: what ring_hash and maglev hash (ip_hash always hashes source_ip). */
+enum hash_key_kind {
+    HASH_KEY_SOURCE_IP,     /* the default: the client's IP, without the port */
+    HASH_KEY_PATH,          /* the request path, without the query */
+    HASH_KEY_HEADER,        /* header:NAME */
+    HASH_KEY_COOKIE,        /* cookie:NAME */
+    HASH_KEY_QUERY,         /* query:NAME */
 };
 
 enum health_type {
@@ -154,10 +168,36 @@ struct conf_health {
     uint32_t unhealthy_threshold;  /* default 2, >= 1 */
 };
 
+/* retries: when and how often a failed try is sent again (http pools).
+ * Connect failures always move on to the next backend, retries or not. */
+struct conf_retries {
+    uint32_t attempts;             /* extra tries after the first, default 0 (off) */
+    bool on_connect_failure;       /* retry_on: connect_failure */
+    bool on_reset;                 /* retry_on: reset (the backend closed or reset) */
+    bool on_timeout;               /* retry_on: timeout (per_try_timeout ran out) */
+    uint64_t on_status;            /* retry_on: status codes 500..563, bit (code - 500) */
+    uint32_t budget_percent;       /* retries in flight ≤ this % of active requests, default 20 */
+    uint32_t budget_min;           /* ...but always allow this many, default 3 */
+    uint64_t per_try_timeout_ms;   /* 0 = upstream_response only */
+    uint64_t backoff_ms;           /* base of the exponential backoff, default 25 */
+    uint64_t retry_buffer;         /* request bodies up to this size are kept for replay, default 64k */
+};
+
+/* circuit_breaker: beyond these, requests get 503 at once (http pools). */
+struct conf_breaker {
+    uint32_t max_connections;      /* upstream connections of the pool, open or idle */
+    uint32_t max_pending_requests; /* requests waiting for a connection */
+    uint32_t max_requests;         /* requests in flight */
+};
+
 struct conf_pool {
     char *name;
     struct conf_pos pos;
     enum balance_kind balance;
+    enum hash_key_kind hash_key;   /* ring_hash/maglev; default source_ip */
+    char *hash_key_name;           /* NAME of header:/cookie:/query:, else NULL */
+    double hash_balance_factor;    /* bounded load for ring_hash/maglev/ip_hash;
+                                      0 = off, else in (1, 10] */
     uint64_t connect_timeout_ms;   /* timeouts.connect, default 2000 */
     enum proxy_send send_proxy;    /* send_proxy: v1 | v2 */
     struct conf_backend *backends; /* at least one */
@@ -168,6 +208,8 @@ struct conf_pool {
                                       received, and between body reads; default 30000 → 504 */
     uint64_t upstream_idle_ms;     /* timeouts.upstream_idle: idle keep-alive lifetime, default 60000 */
     uint32_t max_idle_connections; /* keep-alive connections kept per worker per backend, default 64 */
+    struct conf_retries retries;   /* http: retries (attempts 0 = only connect failures) */
+    struct conf_breaker breaker;   /* http: circuit_breaker; 0 = no limit */
 };
 
 struct conf_listener {
@@ -198,6 +240,19 @@ struct conf_listener {
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */
 };
 
+/* admin: the admin API, metrics and dashboard (src/admin/). */
+struct conf_admin {
+    bool enabled;                  /* the `admin` block is present */
+    char *listen_text;
+    struct addr listen;            /* required in the block */
+    struct conf_pos listen_pos;    /* the `listen` value, for "cannot bind" */
+    bool loopback;                 /* listen is 127.0.0.0/8 or ::1 */
+    char *token_file;
+    char *token;                   /* token_file's content without trailing
+                                      whitespace; NULL = no token. When set,
+                                      every mutating call must carry it. */
+};
+
 struct config {
     char *file;
     uint32_t workers;              /* 0 = auto (one per core) */
@@ -205,6 +260,7 @@ struct config {
     char *access_log;              /* log.access: NULL = off, "stdout", or a path */
     enum access_format access_format; /* log.format */
     uint64_t drain_timeout_ms;     /* graceful stop: how long in-flight work may go on, default 30000 */
+    struct conf_admin admin;
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_pool *pools;

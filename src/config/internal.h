@@ -145,6 +145,15 @@ void config_read_pools(struct config_diag *d, struct config *cfg, const struct c
 void config_read_listeners(struct config_diag *d, struct config *cfg,
                            const struct config_node *seq);
 struct conf_pool *config_find_pool(struct config *cfg, const char *name);
+/* hash_key and hash_balance_factor of a pool whose balance is already read
+ * (pool_hash.c). */
+struct conf_pool;
+void config_read_pool_hash(struct config_diag *d, struct conf_pool *p, const char *owner,
+                           const struct config_node *map);
+
+/* ---- admin (admin.c) ---- */
+void config_read_admin(struct config_diag *d, struct config *cfg, const struct config_node *map);
+void config_free_admin(struct config *cfg);
 
 /* ---- http listeners (route.c) ---- */
 struct conf_listener;
@@ -153,6 +162,11 @@ void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_l
 void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
                          const struct config_node *seq);
 void config_free_routes(struct conf_listener *l);
+
+/* ---- pool failure policies (pool_policy.c) ---- */
+struct conf_pool;
+void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
+                               const struct config_node *map);
 
 /* ---- duplicates (schema.c) ----
  * Sort-based, so a hostile file with many aliased entries costs n log n, not

@@ -9,10 +9,8 @@
 #include <string.h>
 
 /* Same order as enum balance_kind. */
-static const char *const config_balances[] = { "p2c", "round_robin", "least_conn", NULL };
-/* On the roadmap (DESIGN.md §3); named so the message can say "not yet". */
-static const char *const config_balances_later[] = {
-    "ewma", "ring_hash", "maglev", "ip_hash", "random", NULL,
+static const char *const config_balances[] = {
+    "p2c", "round_robin", "least_conn", "random", "ewma", "ring_hash", "maglev", "ip_hash", NULL,
 };
 static const char *const config_send_proxy[] = { "v1", "v2", NULL };
 static const char *const config_health_types[] = { "tcp", NULL };
@@ -268,9 +266,9 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     config_schema_check_keys(d, map, "pools[]", owner);
 
     if ((n = config_map_get(map, "balance")) &&
-        config_want_enum(d, owner, "balance", n, config_balances, config_balances_later,
-                         &v) == 0)
+        config_want_enum(d, owner, "balance", n, config_balances, NULL, &v) == 0)
         p->balance = (enum balance_kind)v;
+    config_read_pool_hash(d, p, owner, map);
     if ((n = config_map_get(map, "timeouts")) &&
         config_want_map(d, owner, "timeouts", n) == 0) {
         const struct config_node *t;
@@ -293,6 +291,7 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     if ((n = config_map_get(map, "send_proxy")) &&
         config_want_enum(d, owner, "send_proxy", n, config_send_proxy, NULL, &v) == 0)
         p->send_proxy = (enum proxy_send)(PROXY_SEND_V1 + v);
+    config_read_pool_policies(d, p, owner, map);
     config_read_backends(d, cfg, p, owner, map, total_backends);
     if ((n = config_map_get(map, "health_check")))
         config_read_health(d, p, owner, n);

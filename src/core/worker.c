@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/metrics.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
@@ -112,6 +113,8 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         return -ENOMEM;
     for (size_t i = 0; i < rt->npools; i++)
         balancer_init(&w->balancers[i], &rt->pools[i], w->rng + i);
+    if (metrics_worker_init(w) < 0)
+        return -ENOMEM;
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         struct worker_listener *wl = &w->listeners[i];
@@ -180,6 +183,7 @@ void worker_destroy(struct worker *w)
         balancer_destroy(&w->balancers[i]);
     free(w->balancers);
     free(w->listeners);
+    metrics_worker_free(w);
     while (w->free_pipes) {
         struct worker_pipe *p = w->free_pipes;
         w->free_pipes = p->next;

@@ -166,3 +166,13 @@ void health_stop(struct health_checker *hc)
     hc->targets = NULL;
     hc->ntargets = 0;
 }
+
+bool health_backend_passing(const struct health_checker *hc, const struct backend *b)
+{
+    for (size_t i = 0; i < hc->ntargets; i++) {
+        const struct health_target *t = &hc->targets[i];
+        if (t->b == b)
+            return t->fails < t->conf->unhealthy_threshold;
+    }
+    return true;
+}

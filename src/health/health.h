@@ -6,6 +6,8 @@
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H
 
+#include <stdbool.h>
+
 #include "core/loop.h"
 #include "core/runtime.h"
 
@@ -21,5 +23,12 @@ struct health_checker {
 
 int health_start(struct health_checker *hc, struct loop *loop, struct runtime *rt);
 void health_stop(struct health_checker *hc);
+
+/* Would the checker let b take traffic? False only while b's last
+ * unhealthy_threshold checks all failed; true for a backend without a check.
+ * The admin API asks this when an operator enables a backend, so `enable`
+ * does not put a dead backend back in rotation (it goes DOWN, and the
+ * checker brings it UP after healthy_threshold passes). */
+bool health_backend_passing(const struct health_checker *hc, const struct backend *b);
 
 #endif

@@ -46,7 +46,7 @@
 #include "route/route.h"
 
 #define HTTP_MAX_HEADERS 128
-#define HTTP_MAX_TRIES 3
+#define HTTP_MAX_TRIES 12
 #define HTTP_RUN_ROUNDS 32
 #define ACCEPT_BATCH 64
 
@@ -70,6 +70,13 @@ struct http_exchange {
     struct backend *tried[HTTP_MAX_TRIES];
     uint8_t tries;
     bool fresh_retry_done;              /* replaced a stale keep-alive connection once */
+    bool counted;                       /* in pool->requests_active */
+    bool pending;                       /* in pool->pending (connecting) */
+    bool body_lost;                     /* body bytes were dropped after sending: no replay */
+    uint8_t retries;                    /* tries sent again under the retry policy */
+    uint32_t replay_pos;                /* offset in conn->in where the body starts */
+    uint64_t try_start_ms;              /* the current try began (per_try_timeout) */
+    uint64_t retry_at_ms;               /* backoff: the next try starts then (0: none) */
     struct upstream_conn *up;
     bool up_reused;
     struct buf *to_up;                  /* head (and buffered bytes) for the backend */
@@ -130,6 +137,8 @@ static void conn_close(struct http_conn *c, enum end_reason why);
 static void up_event(struct upstream_conn *u, uint32_t events);
 static void exchange_connect(struct http_conn *c);
 static void arm_timer(struct http_conn *c);
+static bool breaker_admit(struct http_conn *c);
+static bool keep_body_for_replay(struct http_conn *c);
 
 /* ---- list of connections ---- */
 
@@ -266,6 +275,10 @@ static void exchange_free(struct http_conn *c, bool up_reusable)
         x->up = NULL;
     }
     exchange_release_backend(x);
+    if (x->pending)
+        atomic_fetch_sub_explicit(&x->pool->pending, 1, memory_order_relaxed);
+    if (x->counted)
+        atomic_fetch_sub_explicit(&x->pool->requests_active, 1, memory_order_relaxed);
     timer_cancel(&c->w->loop.timers, &c->timer);
     buf_drop(c->w, &x->to_up);
     buf_drop(c->w, &x->from_up);
@@ -631,7 +644,12 @@ static void start_exchange(struct http_conn *c)
     }
     x->pool = runtime_pool(c->w->rt, cp);
     x->balancer = &c->w->balancers[runtime_pool_index(c->w->rt, x->pool)];
+    if (!breaker_admit(c))
+        return;
+    if (!keep_body_for_replay(c))
+        return;
     x->req_left = x->req.body == H1_BODY_LENGTH ? x->req.content_length : 0;
+    x->replay_pos = x->body_pos;
     h1_chunked_init(&x->req_chunk);
     x->req_body_read = x->req.body == H1_BODY_NONE;
 
@@ -659,6 +677,187 @@ static void start_exchange(struct http_conn *c)
         c->close_after = true;
     c->state = HC_FORWARD;
     exchange_connect(c);
+}
+
+/* ---- circuit breaking and retries ---- */
+
+enum retry_kind {
+    RETRY_RESET,      /* the backend closed or reset before its response head */
+    RETRY_TIMEOUT,    /* per_try_timeout or upstream_response ran out */
+    RETRY_STATUS,     /* a response head with a status in retry_on */
+};
+
+/* Count the request against the pool's limits, or answer 503 at once. Each
+ * admitted request also feeds the retry budget. */
+static bool breaker_admit(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_pool *pc = x->pool->conf;
+    uint32_t active = atomic_fetch_add_explicit(&x->pool->requests_active, 1,
+                                                memory_order_relaxed);
+    int64_t cap = ((int64_t)pc->retries.budget_min + 10) * 100;
+
+    x->counted = true;
+    if (pc->breaker.max_requests && active >= pc->breaker.max_requests) {
+        atomic_fetch_add_explicit(&x->pool->breaker_rejected, 1, memory_order_relaxed);
+        log_info("event=circuit_breaker pool=%s limit=max_requests value=%u", pc->name,
+                 pc->breaker.max_requests);
+        x->end = END_NO_BACKEND;
+        respond_local(c, 503, NULL, "pool over its request limit\n", false, x->route);
+        return false;
+    }
+    if (pc->retries.attempts &&
+        atomic_load_explicit(&x->pool->retry_tokens, memory_order_relaxed) < cap)
+        atomic_fetch_add_explicit(&x->pool->retry_tokens, pc->retries.budget_percent,
+                                  memory_order_relaxed);
+    return true;
+}
+
+/* A new upstream connection is about to be opened for this request. */
+static bool breaker_allows_connect(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_breaker *br = &x->pool->conf->breaker;
+    const char *limit = NULL;
+
+    if (br->max_connections &&
+        atomic_load_explicit(&x->pool->connections, memory_order_relaxed) >= br->max_connections)
+        limit = "max_connections";
+    else if (br->max_pending_requests && !x->pending &&
+             atomic_load_explicit(&x->pool->pending, memory_order_relaxed) >=
+                 br->max_pending_requests)
+        limit = "max_pending_requests";
+    if (!limit)
+        return true;
+    atomic_fetch_add_explicit(&x->pool->breaker_rejected, 1, memory_order_relaxed);
+    log_info("event=circuit_breaker pool=%s limit=%s", x->pool->conf->name, limit);
+    exchange_release_backend(x);
+    x->end = END_NO_BACKEND;
+    respond_local(c, 503, NULL, "pool over its connection limit\n", false, x->route);
+    return false;
+}
+
+/* With retries on, a Content-Length body that fits retry_buffer is kept
+ * whole in the client buffer so it can be sent again. The buffer may have
+ * to grow, and then the head is parsed again in its new place (the parsed
+ * fields point into the buffer). */
+static bool keep_body_for_replay(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_retries *r = &x->pool->conf->retries;
+    uint64_t need;
+    struct buf *big;
+
+    if (!r->attempts || x->req.body != H1_BODY_LENGTH || x->req.content_length > r->retry_buffer)
+        return true;
+    need = (uint64_t)x->req.head_len + x->req.content_length;
+    if (need <= c->in->size - c->in->head)
+        return true;
+    big = buf_big((uint32_t)need + 1024);
+    if (!big) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
+    }
+    buf_append(big, c->in->data + c->in->head, buf_len(c->in));
+    buf_drop(c->w, &c->in);
+    c->in = big;
+    h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
+    if (h1_parse_request(c->in->data, buf_len(c->in), NULL, &x->req) <= 0) {
+        respond_local(c, 400, NULL, "bad request\n", true, NULL);
+        return false;
+    }
+    x->body_pos = x->req.head_len;
+    return true;
+}
+
+/* May the failed try be sent again? Only before any response byte reached
+ * the client, for a replayable request whose body is still whole, within
+ * the policy's attempts and the pool's retry budget. */
+static bool retry_allowed(struct http_conn *c, enum retry_kind kind, int status)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_retries *r = &x->pool->conf->retries;
+    int64_t tokens;
+
+    if (x->resp_started || x->retries >= r->attempts)
+        return false;
+    switch (kind) {
+    case RETRY_RESET:
+        if (!r->on_reset)
+            return false;
+        break;
+    case RETRY_TIMEOUT:
+        if (!r->on_timeout)
+            return false;
+        break;
+    case RETRY_STATUS:
+        if (status < 500 || status > 563 || !(r->on_status & (1ull << (status - 500))))
+            return false;
+        break;
+    }
+    if (!http_request_replayable(&x->req) || x->body_lost)
+        return false;
+    if (x->req.body == H1_BODY_LENGTH && x->req.content_length > r->retry_buffer)
+        return false;
+    if (x->req.body == H1_BODY_CHUNKED && x->req_bytes > r->retry_buffer)
+        return false;
+    if (x->tries >= x->pool->nbackends || x->tries >= HTTP_MAX_TRIES)
+        return false;   /* no backend left that was not tried */
+    /* The budget: a token bucket fed by every request (budget_percent
+     * hundredths of a retry each), so retries stay a fraction of traffic
+     * however sick the pool is. */
+    tokens = atomic_load_explicit(&x->pool->retry_tokens, memory_order_relaxed);
+    do {
+        if (tokens < 100) {
+            atomic_fetch_add_explicit(&x->pool->retry_budget_exhausted, 1, memory_order_relaxed);
+            log_info("event=retry_budget_exhausted pool=%s", x->pool->conf->name);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&x->pool->retry_tokens, &tokens, tokens - 100,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/* Put the request back at its start, to be sent again. */
+static void rewind_request(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+
+    x->to_up->head = 0;
+    x->body_pos = x->replay_pos;
+    x->req_left = x->req.body == H1_BODY_LENGTH ? x->req.content_length : 0;
+    h1_chunked_init(&x->req_chunk);
+    x->req_done = false;
+    x->req_body_read = x->req.body == H1_BODY_NONE;
+    x->req_bytes = 0;
+    h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
+    x->resp_head_done = false;
+    x->resp_done = false;
+    x->approved = 0;
+}
+
+/* Send the request again, to a backend not tried yet, after a backoff. */
+static void retry_start(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_retries *r = &x->pool->conf->retries;
+    uint64_t delay = 0;
+
+    x->retries++;
+    atomic_fetch_add_explicit(&x->pool->retries_total, 1, memory_order_relaxed);
+    rewind_request(c);
+    if (r->backoff_ms) {
+        /* base × 2^(n-1), times a jitter of 0.5..1.5 so retries of many
+         * requests do not arrive in step. */
+        uint64_t base = r->backoff_ms << (x->retries - 1 < 6 ? x->retries - 1 : 6);
+        delay = base / 2 + balance_rand(&c->w->rng) % (base + 1);
+    }
+    if (delay == 0) {
+        exchange_connect(c);
+        return;
+    }
+    x->retry_at_ms = clock_now_ms() + delay;
+    arm_timer(c);
 }
 
 /* Pick a backend not tried yet and get a connection to it. */
@@ -690,14 +889,22 @@ static void exchange_connect(struct http_conn *c)
             upstream_attach(x->up, up_event, c);
             x->up->writable = true;
             x->up_active_ms = clock_now_ms();
+            x->try_start_ms = clock_now_ms();
             arm_timer(c);
             return;
         }
         x->up_reused = false;
+        if (!breaker_allows_connect(c))
+            return;
         x->up = upstream_connect(c->w, b, up_event, c, &err);
         if (x->up) {
             x->connect_deadline_ms = clock_now_ms() + x->pool->conf->connect_timeout_ms;
             x->up_active_ms = clock_now_ms();
+            x->try_start_ms = clock_now_ms();
+            if (!x->pending) {
+                x->pending = true;
+                atomic_fetch_add_explicit(&x->pool->pending, 1, memory_order_relaxed);
+            }
             arm_timer(c);
             return;
         }
@@ -739,8 +946,12 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
              * the same backend on a fresh connection. */
             x->fresh_retry_done = true;
             x->tries--;
-            x->to_up->head = 0;
+            rewind_request(c);
             exchange_connect(c);
+            return;
+        }
+        if (retry_allowed(c, why == END_IDLE_TIMEOUT ? RETRY_TIMEOUT : RETRY_RESET, 0)) {
+            retry_start(c);
             return;
         }
         x->end = why;
@@ -840,9 +1051,12 @@ static bool forward_request(struct http_conn *c, bool *progress)
                 x->req_body_read = true;
             else if (done)
                 x->req_body_read = true;
-            if (c->in->tail == x->body_pos && c->in->tail > c->in->head + x->req.head_len) {
-                /* All body bytes sent: reuse the room after the head. */
+            if (c->in->tail == x->body_pos && c->in->tail > c->in->head + x->req.head_len &&
+                buf_room(c->in) == 0) {
+                /* All body bytes sent and the buffer is full: reuse the
+                 * room after the head (this body can no longer be replayed). */
                 c->in->tail = x->body_pos = c->in->head + x->req.head_len;
+                x->body_lost = true;
             }
             if (x->req_body_read && (!x->to_up || buf_len(x->to_up) == 0)) {
                 x->req_done = true;
@@ -932,6 +1146,20 @@ static bool frame_response(struct http_conn *c)
             }
             if (x->resp.status == 101 && !x->req.upgrade) {
                 upstream_failed(c, END_BACKEND_RESET, false);
+                return false;
+            }
+            if (retry_allowed(c, RETRY_STATUS, x->resp.status)) {
+                log_debug("event=retry pool=%s backend=%s status=%d", x->pool->conf->name,
+                          x->tried[x->tries - 1]->conf->name, x->resp.status);
+                if (x->backend)
+                    atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
+                if (x->up) {
+                    upstream_release(x->up, false);
+                    x->up = NULL;
+                }
+                exchange_release_backend(x);
+                buf_drop(c->w, &x->from_up);
+                retry_start(c);
                 return false;
             }
             x->status = x->resp.status;
@@ -1238,10 +1466,16 @@ static uint64_t next_deadline(struct http_conn *c)
         return c->head_start_ms + lc->client_header_ms;
     case HC_FORWARD: {
         uint64_t d = UINT64_MAX;
-        if (x && x->up && !x->up->connected && !x->up_reused)
+        if (x && x->retry_at_ms)
+            d = x->retry_at_ms;
+        else if (x && x->up && !x->up->connected && !x->up_reused)
             d = x->connect_deadline_ms;
         else if (x && x->up)
             d = x->up_active_ms + x->pool->conf->upstream_response_ms;
+        if (x && x->up && !x->resp_head_done && x->pool->conf->retries.per_try_timeout_ms) {
+            uint64_t t = x->try_start_ms + x->pool->conf->retries.per_try_timeout_ms;
+            d = t < d ? t : d;
+        }
         if (x && !x->req_body_read && x->req.body != H1_BODY_NONE) {
             uint64_t b = c->last_active_ms + lc->client_body_ms;
             d = b < d ? b : d;
@@ -1295,10 +1529,18 @@ static void timer_fired(struct timer *t)
         conn_run(c);
         return;
     case HC_FORWARD:
-        if (x->up && !x->up->connected && !x->up_reused && now >= x->connect_deadline_ms) {
+        if (x->retry_at_ms && !x->up) {
+            x->retry_at_ms = 0;
+            exchange_connect(c);
+        } else if (x->up && !x->up->connected && !x->up_reused && now >= x->connect_deadline_ms) {
             log_debug("event=connect_timeout pool=%s backend=%s", x->pool->conf->name,
                       x->tried[x->tries - 1]->conf->name);
             upstream_failed(c, END_CONNECT_TIMEOUT, true);
+        } else if (x->up && !x->resp_head_done && x->pool->conf->retries.per_try_timeout_ms &&
+                   now >= x->try_start_ms + x->pool->conf->retries.per_try_timeout_ms) {
+            log_info("event=per_try_timeout pool=%s backend=%s", x->pool->conf->name,
+                     x->tried[x->tries - 1]->conf->name);
+            upstream_failed(c, END_IDLE_TIMEOUT, false);
         } else if (x->up && now >= x->up_active_ms + x->pool->conf->upstream_response_ms) {
             log_info("event=upstream_timeout pool=%s backend=%s", x->pool->conf->name,
                      x->tried[x->tries - 1]->conf->name);
@@ -1350,6 +1592,10 @@ static void up_event(struct upstream_conn *u, uint32_t events)
             return;
         }
         u->connected = true;
+        if (x->pending) {
+            x->pending = false;
+            atomic_fetch_sub_explicit(&x->pool->pending, 1, memory_order_relaxed);
+        }
         x->connect_us = clock_mono_us() - x->connect_start_us;
         x->up_active_ms = clock_now_ms();
         arm_timer(c);

@@ -29,6 +29,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/proxy_proto.h"
+#include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
 #include "proxy/proxy.h"
@@ -170,6 +171,7 @@ static void log_session(struct tcp_session *s, enum end_reason why)
 
     if (s->tries == 0)
         rec.backend = NULL;
+    metrics_l4_session(s->w, s->pool, &rec);
     access_log_l4(&rec);
 }
 
@@ -394,8 +396,10 @@ static void backend_cb(struct io *io, uint32_t events)
 /* Pick the next backend not tried yet and start a non-blocking connect. */
 static void connect_next(struct tcp_session *s)
 {
+    uint64_t hash = 0;
+    bool has_hash = balance_hash_l4(s->pool->conf, &s->client, &hash);
     struct balance_req req = {.exclude = (const struct backend *const *)s->tried,
-                              .nexclude = s->tries};
+                              .nexclude = s->tries, .hash = hash, .has_hash = has_hash};
 
     while (s->tries < TCP_MAX_TRIES) {
         struct backend *b = balancer_pick(s->balancer, &req);

@@ -203,7 +203,10 @@ static struct udp_flow *flow_open(struct udp_flow_table *t, const struct addr *c
     struct listener *l = t->wl->l;
     struct balancer *bl = &w->balancers[runtime_pool_index(w->rt, l->pool)];
     const struct backend *ex[1] = {exclude};
-    struct balance_req req = {.exclude = ex, .nexclude = exclude ? 1 : 0};
+    uint64_t hash = 0;
+    bool has_hash = balance_hash_l4(l->pool->conf, client, &hash);
+    struct balance_req req = {.exclude = ex, .nexclude = exclude ? 1 : 0,
+                              .hash = hash, .has_hash = has_hash};
     struct backend *b;
     struct udp_flow *f;
     int fd;

@@ -60,6 +60,7 @@ static void list_remove(struct idle_list *l, struct upstream_conn *u)
 
 static void conn_free(struct upstream_conn *u)
 {
+    atomic_fetch_sub_explicit(&u->b->pool->connections, 1, memory_order_relaxed);
     timer_cancel(&u->w->loop.timers, &u->idle_timer);
     if (u->io.fd >= 0) {
         loop_del(&u->w->loop, &u->io);
@@ -143,6 +144,7 @@ struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upst
         *err = -ENOMEM;
         return NULL;
     }
+    atomic_fetch_add_explicit(&b->pool->connections, 1, memory_order_relaxed);
     u->io.fd = fd;
     u->io.cb = conn_event;
     u->w = w;
@@ -152,6 +154,7 @@ struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upst
     timer_init(&u->idle_timer, idle_expired);
     if (loop_add(&w->loop, &u->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         *err = -errno;
+        atomic_fetch_sub_explicit(&b->pool->connections, 1, memory_order_relaxed);
         close(fd);
         free(u);
         return NULL;

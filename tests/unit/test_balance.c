@@ -1,6 +1,8 @@
-/* Balancers: round-robin weights exact over a cycle, least_conn and p2c
- * prefer the less loaded, every algorithm skips ineligible and excluded
- * backends. */
+/* Balancers: round-robin weights exact over a cycle, random shares by
+ * weight, least_conn and p2c prefer the less loaded (p2c weighing load as
+ * Envoy does), and every algorithm skips ineligible and excluded backends
+ * and rebuilds only when the pool changes. The hashing algorithms and ewma
+ * have their own files (test_balance_hash.c, test_balance_ewma.c). */
 #include <stdlib.h>
 
 #include "balance/balance.h"
@@ -9,6 +11,11 @@
 static struct conf_backend cb[8];
 static struct conf_pool cp;
 static char names[8][16];
+
+static const enum balance_kind all_kinds[] = {
+    BALANCE_P2C, BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_RANDOM,
+    BALANCE_EWMA, BALANCE_RING_HASH, BALANCE_MAGLEV, BALANCE_IP_HASH,
+};
 
 static void make_pool(struct pool *p, enum balance_kind kind, const uint32_t *weights, int n)
 {
@@ -146,7 +153,8 @@ static void test_p2c(void)
 
     make_pool(&p, BALANCE_P2C, w, 4);
     balancer_init(&bl, &p, 42);
-    /* Idle pool: shares follow weights (1/6, 1/6, 1/6, 1/2) within 1%. */
+    /* Idle pool: shares follow weights (1/6, 1/6, 1/6, 1/2) within 1%: the
+     * first, weighted, draw wins between idle candidates. */
     for (int i = 0; i < N; i++)
         counts[idx(&p, balancer_pick(&bl, NULL))]++;
     for (int i = 0; i < 3; i++)
@@ -196,10 +204,132 @@ static void test_p2c(void)
     pool_destroy(&p);
 }
 
+/* p2c weighs load as Envoy does, weight / (active + 1): a weight-3
+ * backend with one request in flight (3/2) beats an idle weight-1 one
+ * (1/1); with three in flight (3/4) it loses. */
+static void test_p2c_weights(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[2] = {1, 3};
+
+    make_pool(&p, BALANCE_P2C, w, 2);
+    balancer_init(&bl, &p, 5);
+    atomic_store(&p.backends[1].active, 1);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 1);
+    atomic_store(&p.backends[1].active, 3);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 0);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
+static void test_random(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[4] = {1, 2, 3, 4};
+    int counts[4] = {0};
+    const int N = 100000;
+
+    make_pool(&p, BALANCE_RANDOM, w, 4);
+    balancer_init(&bl, &p, 17);
+    /* Shares within 1% of N of the weights (3σ is about 0.45%)... */
+    for (int i = 0; i < N; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    for (int i = 0; i < 4; i++)
+        CHECK(abs(counts[i] - N * (int)w[i] / 10) < N / 100);
+    /* ...and load does not matter to it. */
+    atomic_store(&p.backends[3].active, 1000);
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < N; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK(abs(counts[3] - N * 4 / 10) < N / 100);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
+/* Every algorithm: never an ineligible or excluded backend, NULL when all
+ * are excluded, shares that follow the weights, and a table rebuilt only
+ * when the pool changes (membership, weight, state). */
+static void test_all(void)
+{
+    for (size_t a = 0; a < sizeof(all_kinds) / sizeof(all_kinds[0]); a++) {
+        enum balance_kind kind = all_kinds[a];
+        const char *name = balance_ops_for(kind)->name;
+        uint32_t w[5] = {1, 2, 1, 3, 1};
+        struct pool p;
+        struct balancer bl;
+        uint64_t rng = 99;
+        int bad = 0, counts[5] = {0};
+        void *state;
+
+        make_pool(&p, kind, w, 5);
+        balancer_init(&bl, &p, 23);
+        CHECK_EQ_STR(bl.ops->name, name);
+        /* Shares over 100,000 picks (random keys for the hashing ones)
+         * within 10% of each weight's share; the per-algorithm tests hold
+         * tighter bounds. No load: least_conn rotates, which is exact. */
+        for (int i = 0; i < 100000; i++) {
+            struct balance_req req = {.hash = balance_rand(&rng), .has_hash = true};
+            counts[idx(&p, balancer_pick(&bl, &req))]++;
+        }
+        for (int i = 0; i < 5; i++) {
+            double expect = kind == BALANCE_LEAST_CONN ? 20000 : 100000.0 * w[i] / 8;
+            CHECK(abs(counts[i] - (int)expect) < expect / 10);
+            if (abs(counts[i] - (int)expect) >= expect / 10)
+                fprintf(stderr, "  %s: b%d got %d, expected %.0f\n", name, i, counts[i], expect);
+        }
+
+        state = bl.state;
+        for (int i = 0; i < 100; i++)
+            balancer_pick(&bl, NULL);
+        CHECK(bl.state == state);                  /* no change, no rebuild */
+        backend_set_state(&p.backends[1], BACKEND_DOWN, "test");
+        backend_set_weight(&p.backends[3], 0);
+        for (int i = 0; i < 2000; i++) {
+            struct balance_req req = {.hash = balance_rand(&rng), .has_hash = i % 2};
+            int k = idx(&p, balancer_pick(&bl, &req));
+            bad += k == 1 || k == 3 || k < 0;
+        }
+        CHECK_EQ_INT(bad, 0);
+        CHECK(bl.built_generation == atomic_load(&p.generation));
+        CHECK_EQ_INT(bl.set.n, 3);
+
+        /* Random exclusion sets over the eligible 0, 2, 4. */
+        for (int i = 0; i < 2000; i++) {
+            const struct backend *ex[3];
+            uint32_t nex = 0, mask = (uint32_t)balance_rand(&rng) & 7;
+            struct balance_req req = {.exclude = ex, .hash = balance_rand(&rng),
+                                      .has_hash = i % 2};
+            struct backend *b;
+
+            for (int j = 0; j < 3; j++)
+                if (mask & (1u << j))
+                    ex[nex++] = &p.backends[j * 2];
+            req.nexclude = nex;
+            b = balancer_pick(&bl, &req);
+            if (nex == 3)
+                bad += b != NULL;
+            else
+                bad += !b || balance_excluded(&req, b) || idx(&p, b) % 2;
+        }
+        CHECK_EQ_INT(bad, 0);
+        if (bad)
+            fprintf(stderr, "  %s: %d bad picks\n", name, bad);
+        balancer_destroy(&bl);
+        pool_destroy(&p);
+    }
+}
+
 int main(void)
 {
     test_round_robin();
     test_least_conn();
     test_p2c();
+    test_p2c_weights();
+    test_random();
+    test_all();
     TEST_END();
 }

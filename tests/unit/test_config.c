@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Writes text to a fresh temp file; the path goes into path[32]. */
@@ -286,7 +287,7 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     /* unknown keys: the position is the key */
     { "bogus: 1\n" LST POOL, "1:1", "unknown key 'bogus' at the top level; expected one of: "
-      "workers, drain_timeout, log, listeners, pools" },
+      "workers, drain_timeout, log, admin, listeners, pools" },
     { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
     { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
       "    tls: {}\n" POOL, "6:5", "unknown key 'tls' in listener 'web'; expected one of: "
@@ -295,7 +296,13 @@ static const struct bad_case bad_cases[] = {
       "              timeouts: {client_idel: 5s}}]\n" POOL,
       "2:26", "unknown key 'client_idel' in timeouts of listener 'web'" },
     { LST "pools:\n  - name: app\n    retries: 3\n    backends: [{address: 127.0.0.1:1}]\n",
-      "4:5", "unknown key 'retries' in pool 'app'" },
+      "4:14", "pool 'app': retries: expected a mapping" },
+    { LST "pools:\n  - name: app\n    retries: {retry_on: [teapot]}\n    backends: [{address: 127.0.0.1:1}]\n",
+      "4:26", "'teapot' is not one of connect_failure, reset, timeout" },
+    { LST "pools:\n  - name: app\n    circuit_breaker: {max_requests: 0}\n    backends: [{address: 127.0.0.1:1}]\n",
+      "4:37", "circuit_breaker.max_requests" },
+    { LST "pools:\n  - name: app\n    retirees: 3\n    backends: [{address: 127.0.0.1:1}]\n",
+      "4:5", "unknown key 'retirees' in pool 'app'" },
     { LST "pools:\n  - name: app\n    timeouts: {connect: 1s, read: 1s}\n"
       "    backends: [{address: 127.0.0.1:1}]\n", "4:29", "unknown key 'read' in timeouts of pool 'app'" },
     { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, wieght: 2}\n",
@@ -375,8 +382,28 @@ static const struct bad_case bad_cases[] = {
       "2:3", "routes only applies to mode http" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: sctp, pool: app}]\n" POOL,
       "1:53", "unknown mode 'sctp'; expected one of: tcp, udp" },
-    { LST "pools: [{name: app, balance: maglev, backends: [{address: 127.0.0.1:1}]}]\n",
-      "2:30", "balance 'maglev' is not supported yet" },
+    { LST "pools: [{name: app, balance: maglv, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:30", "unknown balance 'maglv'; expected one of: p2c, round_robin, least_conn, random, "
+      "ewma, ring_hash, maglev, ip_hash" },
+    /* consistent hashing: hash_key and hash_balance_factor */
+    { LST "pools: [{name: app, hash_key: path, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:21", "pool 'app': hash_key only applies to balance ring_hash or maglev (balance is p2c)" },
+    { LST "pools: [{name: app, balance: ip_hash, hash_key: path, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:39", "hash_key only applies to balance ring_hash or maglev (balance is ip_hash)" },
+    { LST "pools: [{name: app, balance: maglev, hash_key: 'header:x y', backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:48", "pool 'app': hash_key: bad header name 'x y'" },
+    { LST "pools: [{name: app, balance: ring_hash, hash_key: ip, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:51", "unknown hash_key 'ip'; expected one of: source_ip, path, header:NAME, cookie:NAME, query:NAME" },
+    { LST "pools: [{name: app, balance: maglev, hash_key: 'query:a=b', backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:48", "hash_key: bad query name 'a=b'" },
+    { LST "pools: [{name: app, balance: round_robin, hash_balance_factor: 1.5, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:43", "hash_balance_factor only applies to balance ring_hash, maglev or ip_hash (balance is round_robin)" },
+    { LST "pools: [{name: app, balance: maglev, hash_balance_factor: 1.0, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:59", "hash_balance_factor: expected a number above 1 and at most 10 (1.25 is typical), got '1.0'" },
+    { LST "pools: [{name: app, balance: ip_hash, hash_balance_factor: 10.5, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:60", "got '10.5'" },
+    { LST "pools: [{name: app, balance: ring_hash, hash_balance_factor: 1e1, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:62", "got '1e1'" },
     { LST "pools: [{name: app, send_proxy: v3, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:33", "unknown send_proxy 'v3'; expected one of: v1, v2" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, max_flows: 0}]\n"
@@ -453,6 +480,22 @@ static const struct bad_case bad_cases[] = {
     { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
       "    health_check: {type: tcp, unhealthy_threshold: 0}\n",
       "5:52", "unhealthy_threshold: expected a whole number from 1 to 100" },
+
+    /* admin */
+    { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",
+      "admin.listen: 0.0.0.0:9901 is not a loopback address; set admin.token_file" },
+    { LST POOL "admin: {listen: 127.0.0.1:9901, token_file: /nonexistent/token}\n", "3:45",
+      "admin.token_file: cannot read '/nonexistent/token': No such file or directory" },
+    { LST POOL "admin: {listen: 127.0.0.1:9901, token_file: token.txt}\n", "3:45",
+      "admin.token_file: expected an absolute path, got 'token.txt'" },
+    { LST POOL "admin: {listen: 127.0.0.1:9901, token_file: /tmp}\n", "3:45",
+      "admin.token_file: '/tmp' is not a regular file" },
+    { LST POOL "admin: {listen: 127.0.0.1:0}\n", "3:17", "admin.listen: port 0 is refused" },
+    { LST POOL "admin: {listen: localhost:9901}\n", "3:17", "admin.listen: bad address 'localhost:9901'" },
+    { LST POOL "admin: {}\n", "3:8", "admin: missing required key 'listen'" },
+    { LST POOL "admin: {listen: 127.0.0.1:9901, tokn: x}\n", "3:33",
+      "unknown key 'tokn' in admin; expected one of: listen, token_file" },
+    { LST POOL "admin: [127.0.0.1:9901]\n", "3:8", "admin: expected a mapping, got a list" },
 
     /* YAML itself */
     { "listeners:\n  - name: a\n   bind: x\n" POOL, "3:4", "did not find expected '-' indicator" },
@@ -649,6 +692,68 @@ static void test_check_binds(void)
     check_binds_case(SOCK_STREAM, 1, 0);    /* a sluice of ours shares it */
 }
 
+/* admin: the token is read at load, its trailing newline stripped; the
+ * loopback test decides whether a token is required. */
+static void test_admin(void)
+{
+    static const char base[] = LST POOL;
+    char tok[32], path[32], text[512], *out = NULL;
+    struct config *cfg = NULL;
+
+    write_temp(tok, "s3cret-token\n");
+    chmod(tok, 0600);
+    snprintf(text, sizeof(text), "%sadmin: {listen: 0.0.0.0:9901, token_file: %s}\n", base, tok);
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), 0);
+    if (cfg) {
+        CHECK(cfg->admin.enabled);
+        CHECK(!cfg->admin.loopback);
+        CHECK_EQ_STR(cfg->admin.token, "s3cret-token");
+        CHECK_EQ_STR(cfg->admin.listen_text, "0.0.0.0:9901");
+        CHECK_EQ_INT(cfg->admin.listen_pos.line, 3);
+        config_free(cfg);
+    }
+    free(out);
+
+    snprintf(text, sizeof(text), "%sadmin: {listen: \"[::1]:9901\"}\n", base);
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), 0);
+    if (cfg) {
+        CHECK(cfg->admin.loopback);
+        CHECK(cfg->admin.token == NULL);
+        config_free(cfg);
+    }
+    free(out);
+
+    CHECK_EQ_INT(load_text(base, path, &out, &cfg), 0);
+    if (cfg) {
+        CHECK(!cfg->admin.enabled);
+        config_free(cfg);
+    }
+    free(out);
+
+    /* An empty token file, a token with a space, a world-readable one. */
+    unlink(tok);
+    write_temp(tok, "\n");
+    snprintf(text, sizeof(text), "%sadmin: {listen: 127.0.0.1:9901, token_file: %s}\n", base, tok);
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), -1);
+    CHECK(has_error(out, path, "3:45", "is empty"));
+    free(out);
+    unlink(tok);
+    write_temp(tok, "two words\n");
+    snprintf(text, sizeof(text), "%sadmin: {listen: 127.0.0.1:9901, token_file: %s}\n", base, tok);
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), -1);
+    CHECK(has_error(out, path, "3:45", "one line of printable characters"));
+    free(out);
+    unlink(tok);
+    write_temp(tok, "ok\n");
+    chmod(tok, 0644);
+    snprintf(text, sizeof(text), "%sadmin: {listen: 127.0.0.1:9901, token_file: %s}\n", base, tok);
+    CHECK_EQ_INT(load_text(text, path, &out, &cfg), 0);
+    CHECK(out && strstr(out, "warning: admin.token_file") && strstr(out, "readable by every user"));
+    config_free(cfg);
+    free(out);
+    unlink(tok);
+}
+
 static void test_known_keys(void)
 {
     size_t n = 0;
@@ -695,15 +800,72 @@ static void test_known_keys(void)
     }
 }
 
+/* The balancing algorithms and the consistent-hashing keys read back. */
+static void test_hash_config(void)
+{
+    static const char text[] =
+        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: a}]\n"
+        "pools:\n"
+        "  - {name: a, balance: maglev, hash_key: 'cookie:sid', hash_balance_factor: 1.25,\n"
+        "     backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: b, balance: ring_hash, backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: c, balance: ring_hash, hash_key: 'header:X-User', backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: d, balance: ip_hash, hash_balance_factor: 2, backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: e, balance: maglev, hash_key: path, backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: f, balance: ewma, backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: g, balance: random, backends: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: h, balance: maglev, hash_key: 'query:user', backends: [{address: 127.0.0.1:1}]}\n";
+    struct config *cfg = NULL;
+    char path[32], *out = NULL;
+    int rc = load_text(text, path, &out, &cfg);
+
+    CHECK_EQ_INT(rc, 0);
+    if (rc != 0)
+        fprintf(stderr, "%s", out);
+    free(out);
+    if (!cfg)
+        return;
+    CHECK_EQ_INT(cfg->pools[0].balance, BALANCE_MAGLEV);
+    CHECK_EQ_INT(cfg->pools[0].hash_key, HASH_KEY_COOKIE);
+    CHECK_EQ_STR(cfg->pools[0].hash_key_name, "sid");
+    CHECK(cfg->pools[0].hash_balance_factor == 1.25);
+    CHECK_EQ_INT(cfg->pools[1].hash_key, HASH_KEY_SOURCE_IP);
+    CHECK(cfg->pools[1].hash_key_name == NULL);
+    CHECK(cfg->pools[1].hash_balance_factor == 0);
+    CHECK_EQ_INT(cfg->pools[2].hash_key, HASH_KEY_HEADER);
+    CHECK_EQ_STR(cfg->pools[2].hash_key_name, "X-User");
+    CHECK_EQ_INT(cfg->pools[3].balance, BALANCE_IP_HASH);
+    CHECK(cfg->pools[3].hash_balance_factor == 2.0);
+    CHECK_EQ_INT(cfg->pools[4].hash_key, HASH_KEY_PATH);
+    CHECK_EQ_STR(config_balance_name(cfg->pools[5].balance), "ewma");
+    CHECK_EQ_STR(config_balance_name(cfg->pools[6].balance), "random");
+    CHECK_EQ_INT(cfg->pools[7].hash_key, HASH_KEY_QUERY);
+    CHECK_EQ_STR(cfg->pools[7].hash_key_name, "user");
+    CHECK_EQ_STR(config_balance_name(BALANCE_RING_HASH), "ring_hash");
+    CHECK_EQ_STR(config_balance_name(BALANCE_IP_HASH), "ip_hash");
+    config_free(cfg);
+
+    /* A bad balance gets its own error only, not "hash_key does not apply". */
+    cfg = NULL;
+    rc = load_text("listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
+                   "pools: [{name: app, balance: maglv, hash_key: path, hash_balance_factor: 2,\n"
+                   "         backends: [{address: 127.0.0.1:1}]}]\n", path, &out, &cfg);
+    CHECK_EQ_INT(rc, -1);
+    CHECK_EQ_INT(count_lines(out), 1);
+    free(out);
+}
+
 int main(void)
 {
     test_full();
     test_defaults();
     test_bad_cases();
+    test_hash_config();
     test_all_errors();
     test_missing_file();
     test_duration_size();
     test_check_binds();
+    test_admin();
     test_known_keys();
     TEST_END();
 }

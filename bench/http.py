@@ -1,0 +1,1016 @@
+#!/usr/bin/python3
+"""HTTP/1.1 benchmark: sluice vs HAProxy (mode http) vs NGINX (proxy_pass).
+
+One run, same origins, same client (wrk), one worker each, upstream keep-alive
+in all three, access logs off in all three. The balancers are pinned to CPU 0;
+the client (this script, wrk) and the origins to CPU 1. A balancer's CPU is
+utime+stime from /proc/PID/stat (all its threads; for nginx master + worker),
+sampled just before and just after each measurement window.
+
+Tests (--tests, in this order)
+  idle       open N idle keep-alive client connections (each sends one request
+             and reads the response, then stays open) to a freshly started
+             balancer: growth of VmRSS / N = memory per idle client connection.
+  keepalive  wrk -t1 -c50 (keep-alive): req/s and requests per balancer CPU-s.
+  close      the same with -H 'Connection: close' (a new client connection per
+             request; the upstream side stays keep-alive).
+  latency    wrk -t1 -c4 --latency, direct to one origin and through each
+             balancer: p50/p99, and the added latency (balancer - direct).
+  syscalls   a short keep-alive and close run under `perf stat` counting the
+             balancer's system calls (tracepoints): syscalls per request, by
+             call. Diagnostic, not a target; skipped when perf cannot count.
+  parser     builds bench/micro/http1_parse.c and runs it on CPU 0: ns per
+             parse of a typical browser request head.
+
+Every load loop is bounded in time; the whole run also has a watchdog.
+Stdlib only. Usage: bench/http.py [--duration S] [--only a,b] [--tests a,b]
+Results: printed, and written to bench/results/http-<date>.txt.
+
+The process, /proc and noise helpers are copied from bench/l4.py (the L4
+benchmark) so that the two drivers measure the same way.
+"""
+import argparse
+import datetime
+import errno
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TPL = os.path.join(ROOT, "bench", "http")
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
+ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
+HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
+NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+WRK = os.environ.get("WRK_BIN", "/usr/bin/wrk")
+CURL = "/usr/bin/curl"
+CC = os.environ.get("CC", "cc")
+PERF = "/usr/bin/perf"
+WRK_LUA = os.path.join(TPL, "latency.lua")
+BAL_CPU, CLIENT_CPU = 0, 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WATCHDOG_S = 280             # with the quiet wait, the bench stays under 5 minutes
+PROXIES = ("sluice", "haproxy", "nginx")
+TESTS = ("idle", "keepalive", "close", "latency", "syscalls", "parser")
+
+started = []                 # Popen objects we started, in order
+extra_pids = []              # nginx worker pids (not our children, but ours)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("http bench: " + msg)
+    cleanup()
+    sys.exit(1)
+
+
+# ---- processes (as in bench/l4.py) ------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(name, argv, cpu, tmp):
+    out = open(os.path.join(tmp, name + ".out"), "wb")
+    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
+                         stdin=subprocess.DEVNULL, cwd=tmp)
+    p.bench_name = name
+    p.bench_out = out.name
+    started.append(p)
+    return p
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_port(port, p, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
+
+
+def stop_all():
+    for p in reversed(started):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    end = time.monotonic() + 5
+    for p in reversed(started):
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+    for pid in extra_pids:          # an nginx worker outliving its master
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    started.clear()
+    extra_pids.clear()
+
+
+_tmpdirs = []
+_running = []                # wrk/perf Popen objects in flight
+
+
+def cleanup():
+    for p in _running:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    _running.clear()
+    close_idle()
+    stop_all()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+# ---- /proc (as in bench/l4.py) ----------------------------------------------
+
+def proc_cpu_s(pid):
+    """utime+stime of a whole process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def core_times():
+    """Per CPU from /proc/stat, in seconds: busy = user+nice+system+irq+softirq."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                out[int(m.group(1))] = (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK
+    return out
+
+
+def background_load(secs=1.0):
+    """Busy fraction of each CPU while nothing of ours runs load."""
+    a = core_times()
+    time.sleep(secs)
+    b = core_times()
+    return {c: (b[c] - a[c]) / secs for c in b if c in a}
+
+
+class Balancer:
+    def __init__(self, name, port, proc):
+        self.name, self.port, self.proc = name, port, proc
+        self.pids = [proc.pid]
+
+    def cpu(self):
+        return sum(proc_cpu_s(p) for p in self.pids)
+
+    def rss_kb(self):
+        return sum(proc_rss_kb(p) for p in self.pids)
+
+
+ours = set()     # pids of the bench's own load processes (wrk) while they run
+
+
+def foreign_cpu():
+    """CPU seconds so far of each process that is not part of the bench;
+    kernel threads left out. An indicator of a noisy neighbour, not an audit."""
+    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids) | ours
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in mine:
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if d == "2" or fields[1] == "2":
+            continue
+        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def forks():
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("processes "):
+                return int(line.split()[1])
+    return 0
+
+
+class Window:
+    """CPU of the balancer and of both cores over one measurement window, and
+    how much CPU other processes on the machine took meanwhile."""
+    def __init__(self, bal, own_forks=0):
+        self.bal, self.own_forks = bal, own_forks
+
+    def __enter__(self):
+        self.f0 = foreign_cpu()
+        self.n0 = forks()
+        self.t0 = time.monotonic()
+        self.c0 = self.bal.cpu() if self.bal else 0.0
+        self.k0 = core_times()
+        return self
+
+    def __exit__(self, *exc):
+        self.t1 = time.monotonic()
+        self.cpu = (self.bal.cpu() if self.bal else 0.0) - self.c0
+        k1 = core_times()
+        self.wall = self.t1 - self.t0
+        self.core_s = {c: k1[c] - self.k0[c] for c in k1 if c in self.k0}
+        self.core = {c: v / self.wall for c, v in self.core_s.items()}
+        f1 = foreign_cpu()
+        self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
+        self.forks = forks() - self.n0 - self.own_forks
+        return False
+
+
+NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
+MAX_FORKS = 2           # ... or more than this many processes started during it
+
+
+def noisy(w):
+    return w.foreign > NOISE or w.forks > MAX_FORKS
+
+
+def noise_note(w):
+    return "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (100 * w.foreign, w.forks)
+
+
+# ---- configs and starting the balancers -------------------------------------
+
+def render(name, tmp, **kw):
+    with open(os.path.join(TPL, name + ".in")) as f:
+        text = string.Template(f.read()).substitute(TMPDIR=tmp, **kw)
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start_balancer(name, tmp, origins):
+    be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
+    port = free_port()
+    listen = "127.0.0.1:%d" % port
+    if name == "sluice":
+        cfg = render("sluice.yaml", tmp, LISTEN=listen, SLUICE_BACKENDS="\n".join(
+            "      - {name: %s, address: %s}" % b for b in be))
+        p = start("sluice", [SLUICE, "-c", cfg], BAL_CPU, tmp)
+        wait_port(port, p)
+        return Balancer("sluice", port, p)
+    if name == "haproxy":
+        cfg = render("haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
+            "    server %s %s" % b for b in be))
+        p = start("haproxy", [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
+        wait_port(port, p)
+        return Balancer("haproxy", port, p)
+    ntmp = os.path.join(tmp, "nginx")
+    os.makedirs(ntmp, exist_ok=True)
+    cfg = render("nginx.conf", ntmp, LISTEN=listen, NGINX_BACKENDS="\n".join(
+        "        server %s;" % b[1] for b in be))
+    p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
+                        "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
+    wait_port(port, p)
+    b = Balancer("nginx", port, p)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        kids = children_of(p.pid)
+        if kids:
+            break
+        time.sleep(0.05)
+    else:
+        die("nginx started no worker process")
+    extra_pids.extend(kids)
+    b.pids += kids
+    return b
+
+
+# ---- checks ----------------------------------------------------------------
+
+def http_get(port, path="/", n=1, extra=b"", timeout=5.0):
+    """n GET requests on one keep-alive connection; returns [(status, headers, body)]."""
+    out = []
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    buf = b""
+    try:
+        for _ in range(n):
+            s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n")
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    raise OSError("connection closed before a response head")
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            hdrs = {}
+            for ln in lines[1:]:
+                k, _, v = ln.partition(":")
+                hdrs[k.strip().lower()] = v.strip()
+            clen = int(hdrs.get("content-length", "-1"))
+            if clen < 0:
+                raise OSError("response without Content-Length: %r" % head[:200])
+            while len(buf) < clen:
+                d = s.recv(65536)
+                if not d:
+                    raise OSError("connection closed inside a response body")
+                buf += d
+            out.append((status, hdrs, buf[:clen]))
+            buf = buf[clen:]
+    finally:
+        s.close()
+    return out
+
+
+def check_forwarding(bals, names, origin_ports):
+    """curl through each balancer: the answer must be an origin's name and
+    every origin must be reached; then one keep-alive connection must be
+    balanced per request (HTTP, not TCP, proxying) and stay open."""
+    for nm, port in zip(names, origin_ports):
+        r = subprocess.run([CURL, "-sS", "--max-time", "5", "http://127.0.0.1:%d/" % port],
+                           capture_output=True, timeout=10)
+        if r.stdout.decode(errors="replace").strip() != nm:
+            die("origin %s on %d answers %r" % (nm, port, r.stdout[:80]))
+    for b in bals.values():
+        seen = set()
+        for _ in range(2 * len(names)):
+            r = subprocess.run([CURL, "-sS", "--max-time", "5", "http://127.0.0.1:%d/" % b.port],
+                               capture_output=True, timeout=10)
+            body = r.stdout.decode(errors="replace").strip()
+            if r.returncode != 0 or body not in names:
+                die("%s does not proxy: curl rc=%d body=%r err=%r" % (
+                    b.name, r.returncode, body[:80], r.stderr.decode(errors="replace")[:200]))
+            seen.add(body)
+        if seen != set(names):
+            die("%s reached only %s of %s" % (b.name, sorted(seen), names))
+        try:
+            rs = http_get(b.port, n=2 * len(names))
+        except OSError as e:
+            die("%s: keep-alive check failed: %s" % (b.name, e))
+        ka = {body.decode(errors="replace").strip() for st, h, body in rs if st == 200}
+        if ka != set(names):
+            die("%s: %d requests on one keep-alive connection reached %s, not every origin" % (
+                b.name, len(rs), sorted(ka)))
+        log("  %-8s proxies to %s (curl), per request on one keep-alive connection" % (
+            b.name, ", ".join(sorted(seen))))
+
+
+# ---- idle keep-alive connections --------------------------------------------
+
+_idle = []
+
+
+def close_idle():
+    for s in _idle:
+        try:
+            s.close()
+        except OSError:
+            pass
+    _idle.clear()
+
+
+def open_idle(port, n, deadline, batch):
+    """Open n connections, each sends one GET and reads the whole response;
+    they stay open in _idle. Non-blocking, batch connections at a time."""
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: sluice-bench-idle\r\nAccept: */*\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    done = 0
+    try:
+        while done < n:
+            st = {}
+            for _ in range(min(batch, n - done)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                _idle.append(s)
+                rc = s.connect_ex(("127.0.0.1", port))
+                if rc not in (0, errno.EINPROGRESS):
+                    raise OSError(rc, "connect: " + os.strerror(rc))
+                st[s] = [0, b""]
+                sel.register(s, selectors.EVENT_WRITE)
+            while st:
+                if time.monotonic() > deadline:
+                    raise OSError("opening idle connections ran past its time bound "
+                                  "(%d of %d open)" % (done, n))
+                for key, _ in sel.select(timeout=0.2):
+                    s = key.fileobj
+                    phase, buf = st[s]
+                    if phase == 0:
+                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            raise OSError(err, "connect: " + os.strerror(err))
+                        s.send(req)        # ~80 bytes into an empty socket buffer
+                        st[s][0] = 1
+                        sel.modify(s, selectors.EVENT_READ)
+                        continue
+                    try:
+                        d = s.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not d:
+                        raise OSError("the balancer closed a connection before its response ended")
+                    buf += d
+                    st[s][1] = buf
+                    if b"\r\n\r\n" in buf:
+                        head, body = buf.split(b"\r\n\r\n", 1)
+                        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                        if not head.startswith(b"HTTP/1.1 200") or not m:
+                            raise OSError("unexpected response %r" % head[:120])
+                        if re.search(rb"(?i)\r\nconnection:\s*close", head):
+                            raise OSError("the balancer answered Connection: close")
+                        if len(body) >= int(m.group(1)):
+                            sel.unregister(s)
+                            del st[s]
+                            done += 1
+    finally:
+        sel.close()
+
+
+def idle_still_open():
+    """How many of the idle connections the balancer has not closed."""
+    alive = 0
+    for s in _idle:
+        try:
+            d = s.recv(1, socket.MSG_PEEK)
+            if d:
+                alive += 1      # unexpected bytes, but open
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    return alive
+
+
+def measure_idle(b, n, batch, settle=1.0):
+    """RSS growth of the balancer per idle keep-alive client connection.
+    Connections are opened `batch` at a time, and the warm-up is two batches
+    (then closed), so that buffers and upstream connections the balancer keeps
+    for `batch` requests in flight exist before the first RSS reading."""
+    deadline = time.monotonic() + 20
+    try:
+        open_idle(b.port, 2 * batch, deadline, batch)     # warm-up, then closed
+        close_idle()
+        time.sleep(0.5)
+        before = b.rss_kb()
+        t0 = time.monotonic()
+        open_idle(b.port, n, deadline, batch)
+        t_open = time.monotonic() - t0
+        time.sleep(settle)
+        after = b.rss_kb()
+        alive = idle_still_open()
+    except OSError as e:
+        close_idle()
+        die("%s: idle connections: %s" % (b.name, e))
+    close_idle()
+    per = (after - before) / n
+    line = "  idle     %-8s %d connections opened in %.1fs: VmRSS %d -> %d kB  = %.2f KB per" \
+           " connection  (%d still open after %.0fs)" % (b.name, n, t_open, before, after, per,
+                                                         alive, settle)
+    return dict(rss_per_conn=per, rss_before=before, rss_after=after, alive=alive), line
+
+
+# ---- wrk ---------------------------------------------------------------------
+
+def parse_wrk(out, name):
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if not m:
+        die("%s: wrk printed no summary:\n%s" % (name, out))
+    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    v["secs"] = v["duration_us"] / 1e6
+    v["socket_errs"] = v["connect"] + v["read"] + v["write"] + v["timeout"]
+    v["non2xx"] = v["status"]
+    return v
+
+
+def wrk_args(port, conns, secs, close, latency=False, path="/"):
+    a = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns, "-d%ds" % secs,
+         "--timeout", "2s", "-s", WRK_LUA]
+    if close:
+        a += ["-H", "Connection: close"]
+    if latency:
+        a.append("--latency")
+    return a + ["http://127.0.0.1:%d%s" % (port, path)]
+
+
+def run_wrk(argv, name, bal, secs):
+    """Run wrk for secs inside a Window on bal (None: no balancer CPU)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _running.append(p)
+    ours.add(p.pid)
+    try:
+        with Window(bal) as win:
+            so, se = p.communicate(timeout=secs + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        die("%s: wrk ran past its duration" % name)
+    finally:
+        ours.discard(p.pid)
+        _running.remove(p)
+    out = so.decode(errors="replace")
+    if p.returncode != 0:
+        die("%s: wrk failed (rc=%d):\n%s%s" % (name, p.returncode, out, se.decode(errors="replace")))
+    return parse_wrk(out, name), win, out
+
+
+def load(b, close, args):
+    """keepalive / close test: wrk -c50 for args.duration after a warm-up."""
+    if args.warmup > 0:
+        subprocess.run(wrk_args(b.port, args.conns, args.warmup, close), capture_output=True,
+                       timeout=args.warmup + 30)
+    v, w, _ = run_wrk(wrk_args(b.port, args.conns, args.duration, close), b.name, b, args.duration)
+    reqs = v["requests"]
+    c0 = w.core_s.get(BAL_CPU, 0)
+    r = dict(rps=reqs / v["secs"], per_cpu=reqs / w.cpu if w.cpu else None,
+             per_core0=reqs / c0 if c0 else None,
+             errs=v["socket_errs"], non2xx=v["non2xx"], util=w.cpu / w.wall,
+             cpu_us=1e6 * w.cpu / reqs if reqs else None)
+    t = "close" if close else "keepalive"
+    line = "  %-9s %-8s %7.0f req/s  %7.0f req/CPU-s  %5.1f us CPU/req  %7.0f req/CPU0-busy-s  " \
+           "balancer %3.0f%%  errors: socket %d, non-2xx %d  cpu0 %3.0f%% cpu1 %3.0f%% (others %3.0f%%)" % (
+               t, b.name, r["rps"], r["per_cpu"] or 0, r["cpu_us"] or 0, r["per_core0"] or 0,
+               100 * r["util"],
+               r["errs"], r["non2xx"], 100 * w.core.get(0, 0), 100 * w.core.get(1, 0),
+               100 * w.foreign)
+    return r, w, line
+
+
+def latency(port, name, bal, args):
+    if args.warmup > 0:
+        subprocess.run(wrk_args(port, args.lat_conns, args.warmup, False), capture_output=True,
+                       timeout=args.warmup + 30)
+    v, w, _ = run_wrk(wrk_args(port, args.lat_conns, args.lat_duration, False, latency=True),
+                      name, bal, args.lat_duration)
+    r = dict(p50=v["p50_us"], p90=v["p90_us"], p99=v["p99_us"], p999=v["p999_us"],
+             rps=v["requests"] / v["secs"], errs=v["socket_errs"], non2xx=v["non2xx"])
+    line = "  latency  %-8s -c%d: p50 %5d us  p90 %5d us  p99 %5d us  p99.9 %5d us  %7.0f req/s  " \
+           "errors %d  (others %3.0f%%)" % (name, args.lat_conns, r["p50"], r["p90"], r["p99"],
+                                           r["p999"], r["rps"], r["errs"] + r["non2xx"],
+                                           100 * w.foreign)
+    return r, w, line
+
+
+# ---- syscalls (perf stat on tracepoints) ---------------------------------------
+
+SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+            "epoll_wait", "epoll_pwait", "epoll_ctl", "accept", "accept4", "close", "connect",
+            "socket", "setsockopt", "getsockopt", "getsockname", "shutdown", "timerfd_settime",
+            "clock_gettime", "ioctl", "fcntl", "splice", "brk", "mmap", "munmap", "madvise")
+
+
+def perf_works():
+    if not os.access(PERF, os.X_OK):
+        return False
+    try:
+        r = subprocess.run([PERF, "stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"],
+                           capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0 and b"raw_syscalls:sys_enter" in r.stderr and b"not supported" not in r.stderr
+
+
+def syscalls(b, close, args, secs=3):
+    """Count the balancer's syscalls during a short wrk run."""
+    events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + s for s in SYSCALLS]
+    pids = ",".join(str(p) for p in b.pids)
+    perf = subprocess.Popen(["taskset", "-c", str(CLIENT_CPU), PERF, "stat", "-x,", "-e", ",".join(events),
+                             "-p", pids], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _running.append(perf)
+    time.sleep(0.3)
+    try:
+        v, w, _ = run_wrk(wrk_args(b.port, args.conns, secs, close), b.name, None, secs)
+    finally:
+        if perf.poll() is None:
+            perf.send_signal(signal.SIGINT)
+        try:
+            _, err = perf.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            perf.kill()
+            _, err = perf.communicate()
+        _running.remove(perf)
+    counts = {}
+    for ln in err.decode(errors="replace").splitlines():
+        f = ln.split(",")
+        if len(f) > 3 and f[0].strip().isdigit():
+            counts[f[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "ALL")] = int(f[0])
+    reqs = v["requests"]
+    if not reqs or "ALL" not in counts:
+        return None, "  syscalls %-8s perf counted nothing" % b.name
+    per = {k: c / reqs for k, c in counts.items() if c}
+    top = sorted(((k, x) for k, x in per.items() if k != "ALL"), key=lambda kv: -kv[1])
+    line = "  syscalls %-8s %-9s %.2f per request (%d requests, perf stat over the run): %s" % (
+        b.name, "close" if close else "keepalive", per["ALL"], reqs,
+        " ".join("%s %.2f" % kv for kv in top if kv[1] >= 0.01))
+    return per["ALL"], line
+
+
+# ---- parser microbenchmark -----------------------------------------------------
+
+def parser(tmp, iters):
+    exe = os.path.join(tmp, "http1_parse")
+    srcs = sorted(os.path.join("src", "proto", f) for f in os.listdir(os.path.join(ROOT, "src", "proto"))
+                  if f.startswith("http1") and f.endswith(".c"))
+    cmd = [CC, "-O2", "-g", "-std=gnu11", "-D_GNU_SOURCE", "-Isrc", "bench/micro/http1_parse.c"] + \
+        srcs + ["-o", exe]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        die("building the parser microbenchmark failed:\n%s" % r.stderr.decode(errors="replace"))
+    best, outs = None, []
+    for _ in range(3):     # the least disturbed of three runs
+        r = subprocess.run(["taskset", "-c", str(BAL_CPU), exe, str(iters)], capture_output=True,
+                           timeout=60)
+        out = r.stdout.decode(errors="replace")
+        m = re.search(r"^request\s+\((\d+) bytes, (\d+) fields\):\s+([\d.]+) ns/parse", out, re.M)
+        if r.returncode != 0 or not m:
+            die("parser microbenchmark failed (rc=%d):\n%s%s" % (r.returncode, out,
+                                                                  r.stderr.decode(errors="replace")))
+        ns = float(m.group(3))
+        if best is None or ns < best[0]:
+            best = (ns, out)
+        outs.append(ns)
+    return best[0], best[1], outs, " ".join(cmd[:-1] + ["-o", "/tmp/http1_parse"])
+
+
+# ---- report ----------------------------------------------------------------
+
+def fmt(v, nd):
+    if v is None:
+        return "-"
+    return "%.*f" % (nd, v)
+
+
+def table(rows, order):
+    """rows: (label, {column: value}, decimals, ratios?)."""
+    cols = list(order)
+    ratio_cols = [("sluice/" + p) for p in order if p != "sluice" and "sluice" in order]
+    head = ["metric"] + cols + ratio_cols
+    lines = []
+    for label, vals, nd, ratios in rows:
+        cells = [label] + [fmt(vals.get(c), nd) for c in cols]
+        for rc in ratio_cols:
+            other = rc.split("/")[1]
+            a, b = vals.get("sluice"), vals.get(other)
+            cells.append("%.2f" % (a / b) if ratios and a is not None and b and b > 0 and a >= 0 else "-")
+        lines.append(cells)
+    w = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
+           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
+    for r in lines:
+        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
+                                      for i, c in enumerate(r)) + " |")
+    return "\n".join(out)
+
+
+def version(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=5)
+        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
+    except Exception:
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def targets(res, only):
+    s = res.get("sluice", {})
+    out = ["targets:"]
+
+    def ratio_line(test, other, target, aim=None):
+        a = s.get(test, {}).get("per_cpu")
+        b = res.get(other, {}).get(test, {}).get("per_cpu")
+        if not a or not b:
+            return
+        r = a / b
+        out.append("  %-9s requests per CPU-s sluice/%-7s = %.2f  (target >= %.2f%s): %s" % (
+            test, other, r, target, ", aim %.2f" % aim if aim else "",
+            ("met" if r >= target else "MISSED") + (", aim met" if aim and r >= aim else "")))
+    for t in ("keepalive", "close"):
+        ratio_line(t, "haproxy", 1.0, 1.3)
+        ratio_line(t, "nginx", 1.5)
+    if "latency" in s and "latency" in res.get("haproxy", {}):
+        a, b = s["latency"]["add_p99"], res["haproxy"]["latency"]["add_p99"]
+        out.append("  p99 added latency sluice %d us vs haproxy %d us (target <= haproxy's): %s" % (
+            a, b, "met" if a <= b else "MISSED"))
+    if "idle" in s:
+        v = s["idle"]["rss_per_conn"]
+        out.append("  RSS per idle keep-alive client connection %.2f KB (target <= 0.50 KB): %s" % (
+            v, "met" if v <= 0.5 else "MISSED"))
+    for p in only:
+        for t in ("keepalive", "close"):
+            r = res.get(p, {}).get(t)
+            if r and (r["errs"] or r["non2xx"]):
+                out.append("  WARNING: %s %s: %d socket errors, %d non-2xx responses" % (
+                    p, t, r["errs"], r["non2xx"]))
+    return "\n".join(out) if len(out) > 1 else ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 8)),
+                    help="keep-alive / close window per balancer, seconds (default 8)")
+    ap.add_argument("--lat-duration", type=int, default=5, help="latency window, seconds (default 5)")
+    ap.add_argument("--warmup", type=int, default=1, help="wrk warm-up before each window (default 1)")
+    ap.add_argument("--conns", type=int, default=50, help="wrk connections, keepalive/close (default 50)")
+    ap.add_argument("--lat-conns", type=int, default=4, help="wrk connections, latency (default 4)")
+    ap.add_argument("--idle-conns", type=int, default=5000,
+                    help="idle keep-alive client connections for the RSS test (default 5000)")
+    ap.add_argument("--idle-batch", type=int, default=50,
+                    help="idle connections opened (requests in flight) at a time (default 50)")
+    ap.add_argument("--parser-iters", type=int, default=3000000,
+                    help="iterations of the parser microbenchmark (default 3000000)")
+    ap.add_argument("--origins", type=int, default=3)
+    ap.add_argument("--wait-quiet", type=float, default=20,
+                    help="wait up to S seconds for an idle machine before starting (default 20)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="re-measure a window disturbed by other processes up to N times (default 2)")
+    ap.add_argument("--only", default=",".join(PROXIES), help="subset, e.g. sluice,haproxy")
+    ap.add_argument("--tests", default=",".join(TESTS), help="subset of " + ",".join(TESTS))
+    ap.add_argument("--out", default=None, help="results file (default bench/results/http-<date>.txt)")
+    args = ap.parse_args()
+    only = [p for p in PROXIES if p in args.only.split(",")]
+    tests = [t for t in TESTS if t in args.tests.split(",")]
+    if not only or not tests:
+        die("nothing to do (--only %s --tests %s)" % (args.only, args.tests))
+    if os.cpu_count() < 2:
+        die("needs 2 CPUs (balancer on CPU 0, client and origins on CPU 1)")
+    for path in [SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) + \
+            ([NGINX] if "nginx" in only else []):
+        if not os.access(path, os.X_OK):
+            die("missing %s (run `make all` / `make deps`)" % path)
+    if "syscalls" in tests and not perf_works():
+        log("http bench: perf cannot count syscall tracepoints here; skipping the syscalls test")
+        tests.remove("syscalls")
+    n = len(only)
+    per_load = args.warmup + args.duration + 1
+    budget = 15 + ("idle" in tests) * n * 6 + ("keepalive" in tests) * n * per_load + \
+        ("close" in tests) * n * per_load + ("latency" in tests) * (n + 1) * (args.warmup + args.lat_duration + 1) + \
+        ("syscalls" in tests) * n * 9 + ("parser" in tests) * 15
+    if budget > WATCHDOG_S - 40:
+        die("this run would take about %.0fs (limit %ds): shorter windows or fewer tests" % (budget, WATCHDOG_S))
+    slack = [WATCHDOG_S - 40 - budget]
+
+    # the idle test holds thousands of sockets
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = args.idle_conns + 1000
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            die("RLIMIT_NOFILE hard limit %d is below the %d the idle test needs (--idle-conns)" % (hard, want))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    def on_alarm(*_):
+        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+
+    os.sched_setaffinity(0, {CLIENT_CPU})   # this script is a client too (idle test)
+    end = time.monotonic() + args.wait_quiet
+    bg = background_load()
+    while max(bg.values()) > 0.10 and time.monotonic() < end:
+        log("http bench: machine busy (%s), waiting up to %.0fs more for quiet" % (
+            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+            end - time.monotonic()))
+        bg = background_load(2.0)
+    if max(bg.values()) > 0.10:
+        log("http bench: WARNING: the machine is not idle (CPU busy %s); numbers will be noisy" %
+            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())))
+    signal.alarm(WATCHDOG_S)   # started after the quiet wait, which has its own bound
+    t_run = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-http-")
+    _tmpdirs.append(tmp)
+    res = {p: {} for p in only}
+    res["direct"] = {}
+    mlog = []
+
+    def record(line):
+        log(line)
+        mlog.append(line)
+
+    def measured(fn, name):
+        """fn() -> (result, window, line); re-measure a disturbed window while
+        the time budget allows."""
+        for attempt in range(1 + args.retries):
+            r, w, line = fn()
+            r["noisy"] = noisy(w)
+            if r["noisy"]:
+                line += noise_note(w)
+            record(line)
+            cost = w.wall + args.warmup + 2
+            if not r["noisy"] or slack[0] < cost:
+                return r
+            slack[0] -= cost
+            time.sleep(1)
+        return r
+
+    parse_out = build = ""
+    try:
+        names, ports = [], []
+        for i in range(args.origins):
+            name = "b%d" % (i + 1)
+            port = free_port()
+            p = start("origin-" + name, [ORIGIN, "--listen", "127.0.0.1:%d" % port, "--name", name,
+                                         "--threads", "1", "--mode", "http"], CLIENT_CPU, tmp)
+            wait_port(port, p)
+            names.append(name)
+            ports.append(port)
+        log("http bench: origins %s on CPU %d; balancers on CPU %d" % (
+            ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU, BAL_CPU))
+        bals = {p: start_balancer(p, tmp, ports) for p in only}
+        check_forwarding(bals, names, ports)
+
+        if "idle" in tests:      # first, while the balancers are fresh
+            for p in only:
+                r, line = measure_idle(bals[p], args.idle_conns, args.idle_batch)
+                record(line)
+                res[p]["idle"] = r
+                time.sleep(1)    # let it close the connections
+        for t in ("keepalive", "close"):
+            if t in tests:
+                for p in only:
+                    res[p][t] = measured(lambda: load(bals[p], t == "close", args), p)
+        if "latency" in tests:
+            res["direct"]["latency"] = measured(
+                lambda: latency(ports[0], "direct", None, args), "direct")
+            for p in only:
+                res[p]["latency"] = measured(lambda: latency(bals[p].port, p, bals[p], args), p)
+                for k in ("p50", "p99"):
+                    res[p]["latency"]["add_" + k] = res[p]["latency"][k] - res["direct"]["latency"][k]
+        if "syscalls" in tests:
+            for p in only:
+                for t in ("keepalive", "close"):
+                    v, line = syscalls(bals[p], t == "close", args)
+                    record(line)
+                    res[p]["sys_" + t] = v
+        # still alive and proxying after the load?
+        for b in bals.values():
+            if b.proc.poll() is not None:
+                die("%s died during the bench:\n%s" % (b.name, tail(b.proc.bench_out)))
+        check_forwarding(bals, names, ports)
+        stop_all()
+        if "parser" in tests:
+            ns, parse_out, runs, build = parser(tmp, args.parser_iters)
+            res.setdefault("sluice", {})["parser"] = ns
+            record("  parser   request head: %s ns/parse (3 runs), best %.1f" % (
+                " ".join("%.1f" % x for x in runs), ns))
+    finally:
+        stop_all()
+    run_s = time.monotonic() - t_run
+
+    def col(t, k):
+        return {p: res[p][t][k] for p in only if t in res[p] and res[p][t].get(k) is not None}
+
+    rows = []
+    for t, label in (("keepalive", "keep-alive"), ("close", "Connection: close")):
+        if t in tests:
+            rows += [("%s req/s (higher better)" % label, col(t, "rps"), 0, True),
+                     ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
+                     ("%s requests per CPU 0 busy-s, incl. softirq" % label, col(t, "per_core0"), 0, True),
+                     ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False),
+                     ("%s errors (socket + non-2xx)" % label,
+                      {p: res[p][t]["errs"] + res[p][t]["non2xx"] for p in only if t in res[p]}, 0, False)]
+    if "latency" in tests:
+        d = res["direct"]["latency"]
+        rows += [("latency p50 through the balancer, us", col("latency", "p50"), 0, False),
+                 ("latency p99 through the balancer, us", col("latency", "p99"), 0, False),
+                 ("added latency p50 over direct, us (lower better)", col("latency", "add_p50"), 0, True),
+                 ("added latency p99 over direct, us (lower better)", col("latency", "add_p99"), 0, True)]
+    if "idle" in tests:
+        rows.append(("RSS per idle keep-alive client conn, KB (lower better)",
+                     col("idle", "rss_per_conn"), 2, True))
+    if "syscalls" in tests:
+        rows += [("syscalls per request, keep-alive (diagnostic)",
+                  {p: res[p]["sys_keepalive"] for p in only if res[p].get("sys_keepalive")}, 2, True),
+                 ("syscalls per request, Connection: close (diagnostic)",
+                  {p: res[p]["sys_close"] for p in only if res[p].get("sys_close")}, 2, True)]
+    if "parser" in tests:
+        rows.append(("parser: ns per browser request head (micro)",
+                     {"sluice": res["sluice"]["parser"]}, 1, False))
+    disturbed = {p: sum(1 for t in ("keepalive", "close", "latency")
+                        if isinstance(res[p].get(t), dict) and res[p][t].get("noisy")) for p in only}
+    if any(disturbed.values()):
+        rows.append(("windows still disturbed after retries", disturbed, 0, False))
+
+    now = datetime.datetime.now()
+    notes = [
+        "sluice HTTP/1.1 bench, %s (run took %.0fs)" % (now.strftime("%Y-%m-%d %H:%M:%S"), run_s),
+        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
+                                               platform.release()),
+        "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
+                                                   version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        "balancers pinned to CPU %d (one worker/thread each); wrk, this script and %d sluice-origin"
+        " (--threads 1) on CPU %d; loopback" % (BAL_CPU, args.origins, CLIENT_CPU),
+        "background load before the run: %s" % ", ".join(
+            "cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+        "all: round-robin per request over the same origins, upstream keep-alive, access log off,"
+        " no health checks, X-Forwarded-For set",
+        "haproxy: mode http, nbthread 1, option http-keep-alive, http-reuse always",
+        "nginx: worker_processes 1, upstream keepalive 64, proxy_http_version 1.1, Connection \"\","
+        " keepalive_requests 1000000",
+        "sluice: mode http, workers 1, max_idle_connections 64 (per backend)",
+        "keep-alive: wrk -t1 -c%d -d%ds (after a %ds warm-up); close: the same with -H 'Connection: close'"
+        % (args.conns, args.duration, args.warmup),
+        "latency: wrk -t1 -c%d -d%ds --latency (closed loop, no rate limit), direct = the same to origin b1;"
+        " added = balancer - direct" % (args.lat_conns, args.lat_duration),
+        "idle: %d connections, each GET / then idle, %d at a time; (VmRSS after - before) / N, before ="
+        " after a %d-connection warm-up, fresh balancer; nginx = master + worker"
+        % (args.idle_conns, args.idle_batch, 2 * args.idle_batch),
+        "balancer CPU = utime+stime from /proc/PID/stat (nginx: master+worker); one run per figure",
+        "CPU 0 busy = all non-idle time of CPU 0 from /proc/stat (the balancer plus the softirq network"
+        " work the kernel ran there; only the balancer is pinned there)",
+    ]
+    if "latency" in tests:
+        d = res["direct"]["latency"]
+        notes.append("direct to origin: p50 %d us, p99 %d us, %.0f req/s" % (d["p50"], d["p99"], d["rps"]))
+    text = "\n".join(notes) + "\n\n" + table(rows, only) + "\n"
+    if any(disturbed.values()):
+        text += ("\nWARNING: other processes on this machine took more than %.0f%% of a CPU during %d"
+                 " measurement window(s), even after retries; those numbers are not trustworthy."
+                 " Run again on an idle machine.\n" % (100 * NOISE, sum(disturbed.values())))
+    verdict = targets(res, only)
+    if verdict:
+        text += "\n" + verdict + "\n"
+    print(text, flush=True)
+    text += "\nper window:\n" + "\n".join(mlog) + "\n"
+    if parse_out:
+        text += "\nparser microbenchmark (%s, best of 3):\n%s" % (build, parse_out)
+    outp = args.out or os.path.join(ROOT, "bench", "results", "http-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(os.path.dirname(outp), exist_ok=True)
+    with open(outp, "w") as f:
+        f.write(text)
+    log("written to %s" % os.path.relpath(outp, ROOT))
+    cleanup()
+    signal.alarm(0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        die("interrupted")
+    finally:
+        cleanup()

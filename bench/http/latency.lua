@@ -1,0 +1,11 @@
+-- wrk script for the HTTP/1.1 bench: print exact latency percentiles (µs)
+-- and the error counts in one parsable line, after wrk's own output.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d requests=%d duration_us=%d " ..
+    "connect=%d read=%d write=%d status=%d timeout=%d\n",
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end

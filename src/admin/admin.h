@@ -1,0 +1,62 @@
+/* The admin server: HTTP/1.1 on admin.listen, served on the main thread's
+ * event loop (never on a worker), parsed with sluice's own h1 parser.
+ *
+ *   GET  /healthz, /metrics, /api/v1/status, /     open to anyone who can connect
+ *   POST /api/v1/pools/P/backends/B/{drain,enable,disable}
+ *   PUT  /api/v1/pools/P/backends/B/weight         {"weight": N}
+ *   POST /api/v1/reload                            501: not implemented yet
+ *
+ * Mutating calls need "Authorization: Bearer TOKEN" whenever
+ * admin.token_file is set (and the config refuses a non-loopback listen
+ * without one). A change is an atomic store plus a pool->generation bump,
+ * which every worker sees on its next pick.
+ *
+ * `sluice ctl` (ctl.c) is the command-line client of the same API. */
+#ifndef SLUICE_ADMIN_H
+#define SLUICE_ADMIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "health/health.h"
+
+struct admin_conn;
+
+/* Owner: main.c (struct main_state). */
+struct admin_server {
+    struct io io;                  /* listening socket; fd -1 when off */
+    struct loop *loop;             /* the main thread's loop */
+    struct runtime *rt;            /* backends change state through it */
+    const struct worker *workers;  /* for /metrics: their counters */
+    uint32_t nworkers;
+    const struct health_checker *health;
+    const char *token;             /* NULL: mutating calls need no token */
+    struct admin_conn *conns;      /* open connections */
+    uint32_t nconns;
+    uint64_t refused;              /* connections refused at the cap, not yet logged */
+    uint64_t refused_log_ms;       /* when that was last logged (once a second at most) */
+    bool stopping;                 /* a graceful stop began: /healthz says 503 */
+    uint64_t start_wall_us;
+};
+
+/* Bind admin.listen (when the config has an admin block) and start serving
+ * on loop. Returns 0 (also when there is no admin block) or -errno; the
+ * caller reports a failed bind at cfg->admin.listen_pos. */
+int admin_start(struct admin_server *s, struct loop *loop, struct runtime *rt,
+                const struct worker *workers, uint32_t nworkers,
+                const struct health_checker *health);
+
+/* A graceful stop began: /healthz answers 503 from now on. The server keeps
+ * serving until admin_stop, so the drain can be watched. */
+void admin_set_stopping(struct admin_server *s);
+
+/* Close the listener and every connection (after the main loop ended). */
+void admin_stop(struct admin_server *s);
+
+/* `sluice ctl ...`: argv[0] is "ctl". Returns the exit status. */
+int ctl_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,114 @@
+/* The failure policies of a pool: `retries` and `circuit_breaker`. They only
+ * mean something for pools that http listeners use. */
+#include "config/config.h"
+#include "config/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void read_retry_on(struct config_diag *d, const char *owner, const struct config_node *seq,
+                          struct conf_retries *r)
+{
+    if (config_want_seq(d, owner, "retries.retry_on", seq) < 0)
+        return;
+    r->on_connect_failure = r->on_reset = r->on_timeout = false;
+    r->on_status = 0;
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct config_node *n = seq->items[i];
+        const char *s;
+        char *end;
+        long code;
+
+        if (config_want_string(d, owner, "retries.retry_on[]", n, &s) < 0)
+            continue;
+        if (strcmp(s, "connect_failure") == 0) {
+            r->on_connect_failure = true;
+            continue;
+        }
+        if (strcmp(s, "reset") == 0) {
+            r->on_reset = true;
+            continue;
+        }
+        if (strcmp(s, "timeout") == 0) {
+            r->on_timeout = true;
+            continue;
+        }
+        code = strtol(s, &end, 10);
+        if (*end == '\0' && code >= 500 && code <= 563) {
+            r->on_status |= 1ull << (code - 500);
+            continue;
+        }
+        config_diag_error(d, n->line, n->col, "%s: retries.retry_on: '%s' is not one of "
+                          "connect_failure, reset, timeout or a status code 500..563", owner, s);
+    }
+}
+
+static void read_retries(struct config_diag *d, const char *owner, const struct config_node *map,
+                         struct conf_retries *r)
+{
+    const struct config_node *n;
+    uint64_t v;
+
+    if (config_want_map(d, owner, "retries", map) < 0)
+        return;
+    config_schema_check_keys(d, map, "pools[].retries", owner);
+    /* With a retries block and no retry_on, the usual safe set. */
+    r->attempts = 2;
+    r->on_connect_failure = r->on_reset = true;
+    r->on_status = (1ull << 2) | (1ull << 3) | (1ull << 4);   /* 502, 503, 504 */
+    if ((n = config_map_get(map, "attempts")) &&
+        config_want_uint(d, owner, "retries.attempts", n, 0, 10, &v) == 0)
+        r->attempts = (uint32_t)v;
+    if ((n = config_map_get(map, "retry_on")))
+        read_retry_on(d, owner, n, r);
+    if ((n = config_map_get(map, "budget_percent")) &&
+        config_want_uint(d, owner, "retries.budget_percent", n, 0, 100, &v) == 0)
+        r->budget_percent = (uint32_t)v;
+    if ((n = config_map_get(map, "per_try_timeout")))
+        config_want_timeout(d, owner, "retries.per_try_timeout", n, &r->per_try_timeout_ms);
+    if ((n = config_map_get(map, "backoff")))
+        config_want_duration(d, owner, "retries.backoff", n, &r->backoff_ms);
+    if ((n = config_map_get(map, "retry_buffer"))) {
+        const char *s;
+        if (config_want_string(d, owner, "retries.retry_buffer", n, &s) == 0 &&
+            (config_parse_size(s, &r->retry_buffer) < 0 || r->retry_buffer > (1u << 20)))
+            config_diag_error(d, n->line, n->col, "%s: retries.retry_buffer: use a size up to "
+                              "1m, like 64k", owner);
+    }
+}
+
+static void read_breaker(struct config_diag *d, const char *owner, const struct config_node *map,
+                         struct conf_breaker *b)
+{
+    const struct config_node *n;
+    uint64_t v;
+
+    if (config_want_map(d, owner, "circuit_breaker", map) < 0)
+        return;
+    config_schema_check_keys(d, map, "pools[].circuit_breaker", owner);
+    if ((n = config_map_get(map, "max_connections")) &&
+        config_want_uint(d, owner, "circuit_breaker.max_connections", n, 1, 10000000, &v) == 0)
+        b->max_connections = (uint32_t)v;
+    if ((n = config_map_get(map, "max_pending_requests")) &&
+        config_want_uint(d, owner, "circuit_breaker.max_pending_requests", n, 1, 10000000, &v) == 0)
+        b->max_pending_requests = (uint32_t)v;
+    if ((n = config_map_get(map, "max_requests")) &&
+        config_want_uint(d, owner, "circuit_breaker.max_requests", n, 1, 10000000, &v) == 0)
+        b->max_requests = (uint32_t)v;
+}
+
+void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
+                               const struct config_node *map)
+{
+    const struct config_node *n;
+
+    p->retries = (struct conf_retries){
+        .attempts = 0, .on_connect_failure = true, .budget_percent = 20, .budget_min = 3,
+        .backoff_ms = 25, .retry_buffer = 64 * 1024,
+    };
+    memset(&p->breaker, 0, sizeof(p->breaker));
+    if ((n = config_map_get(map, "retries")))
+        read_retries(d, owner, n, &p->retries);
+    if ((n = config_map_get(map, "circuit_breaker")))
+        read_breaker(d, owner, n, &p->breaker);
+}
