@@ -12,10 +12,12 @@
  *       -o /tmp/balance_pick && /tmp/balance_pick
  *
  * Each pick figure is the best of five runs of a batch sized to take at
- * least 50 ms; each build figure the best of five builds. Every active
- * count is 0 except where an algorithm's load reading is the point (p2c,
- * least_conn and ewma read them either way; the values do not change the
- * work done). */
+ * least 50 ms; each build figure the best of five builds. Active counts
+ * are 0 (p2c, least_conn and ewma read them either way; the values do not
+ * change the work), except in the "busy" rows: hash_balance_factor 1.25
+ * with one request in flight on every backend, where bounded load must sum
+ * the actives of the pool on every pick ("idle": it need not). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,7 @@ struct bench_pool {
 };
 
 static void bench_pool_init(struct bench_pool *bp, enum balance_kind kind, uint32_t n,
-                            double factor)
+                            double factor, bool busy)
 {
     memset(bp, 0, sizeof(*bp));
     bp->cb = calloc(n, sizeof(*bp->cb));
@@ -57,9 +59,14 @@ static void bench_pool_init(struct bench_pool *bp, enum balance_kind kind, uint3
     }
     if (pool_init(&bp->p, &bp->cp) < 0)
         abort();
-    /* A latency sample for every backend, so ewma does its full work. */
+    /* A latency sample for every backend, a second old, so that ewma does
+     * its full work (the decay's exp() included). */
     for (uint32_t i = 0; i < n; i++)
-        backend_observe_latency(&bp->p.backends[i], 1000 + i % 7, clock_mono_us());
+        backend_observe_latency(&bp->p.backends[i], 1000 + i % 7, clock_mono_us() - 1000000);
+    /* busy: one request in flight everywhere, so that bounded load must sum
+     * the actives (an idle backend is taken without). */
+    for (uint32_t i = 0; i < n && busy; i++)
+        atomic_store(&bp->p.backends[i].active, 1);
 }
 
 static void bench_pool_free(struct bench_pool *bp)
@@ -85,14 +92,14 @@ static double run_batch(struct balancer *bl, long iters)
     return now_s() - t0;
 }
 
-static double ns_per_pick(enum balance_kind kind, uint32_t n, double factor)
+static double ns_per_pick(enum balance_kind kind, uint32_t n, double factor, bool busy)
 {
     struct bench_pool bp;
     struct balancer bl;
     long iters = 1000;
     double best = 1e9;
 
-    bench_pool_init(&bp, kind, n, factor);
+    bench_pool_init(&bp, kind, n, factor, busy);
     balancer_init(&bl, &bp.p, 42);
     run_batch(&bl, 1);                     /* build the table outside the timing */
     while (run_batch(&bl, iters) < 0.05)
@@ -113,7 +120,7 @@ static double build_ms(const struct balance_ops *ops, uint32_t n)
     struct balance_set set = {0};
     double best = 1e9;
 
-    bench_pool_init(&bp, BALANCE_P2C, n, 0);
+    bench_pool_init(&bp, BALANCE_P2C, n, 0, false);
     set.n = n;
     set.b = malloc(n * sizeof(*set.b));
     set.weight = malloc(n * sizeof(*set.weight));
@@ -142,18 +149,21 @@ int main(void)
     static const struct {
         enum balance_kind kind;
         double factor;
+        bool busy;
         const char *label;
     } algos[] = {
-        {BALANCE_ROUND_ROBIN, 0, "round_robin"},
-        {BALANCE_LEAST_CONN, 0, "least_conn"},
-        {BALANCE_RANDOM, 0, "random"},
-        {BALANCE_P2C, 0, "p2c"},
-        {BALANCE_EWMA, 0, "ewma"},
-        {BALANCE_RING_HASH, 0, "ring_hash"},
-        {BALANCE_MAGLEV, 0, "maglev"},
-        {BALANCE_IP_HASH, 0, "ip_hash"},
-        {BALANCE_RING_HASH, 1.25, "ring_hash, factor 1.25"},
-        {BALANCE_MAGLEV, 1.25, "maglev, factor 1.25"},
+        {BALANCE_ROUND_ROBIN, 0, false, "round_robin"},
+        {BALANCE_LEAST_CONN, 0, false, "least_conn"},
+        {BALANCE_RANDOM, 0, false, "random"},
+        {BALANCE_P2C, 0, false, "p2c"},
+        {BALANCE_EWMA, 0, false, "ewma"},
+        {BALANCE_RING_HASH, 0, false, "ring_hash"},
+        {BALANCE_MAGLEV, 0, false, "maglev"},
+        {BALANCE_IP_HASH, 0, false, "ip_hash"},
+        {BALANCE_RING_HASH, 1.25, false, "ring_hash, factor, idle"},
+        {BALANCE_MAGLEV, 1.25, false, "maglev, factor, idle"},
+        {BALANCE_RING_HASH, 1.25, true, "ring_hash, factor, busy"},
+        {BALANCE_MAGLEV, 1.25, true, "maglev, factor, busy"},
     };
     static const uint32_t sizes[] = {3, 100, 10000};
     uint64_t rng = 0x1234567;
@@ -165,7 +175,8 @@ int main(void)
     for (size_t a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
         printf("%-28s", algos[a].label);
         for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-            printf(" %10.1f", ns_per_pick(algos[a].kind, sizes[s], algos[a].factor));
+            printf(" %10.1f", ns_per_pick(algos[a].kind, sizes[s], algos[a].factor,
+                                          algos[a].busy));
             fflush(stdout);
         }
         printf("\n");

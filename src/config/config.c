@@ -285,6 +285,7 @@ void config_free(struct config *cfg)
         free(p->backends);
         free(p->hash_key_name);
         free(p->name);
+        config_free_health(p);
     }
     free(cfg->pools);
     config_free_admin(cfg);

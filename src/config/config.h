@@ -62,6 +62,7 @@ enum hash_key_kind {
 enum health_type {
     HEALTH_NONE,            /* no `health_check`: backends are always UP */
     HEALTH_TCP,
+    HEALTH_HTTP,
 };
 
 enum log_level {
@@ -166,6 +167,14 @@ struct conf_health {
     uint64_t timeout_ms;           /* default 1000; must be <= interval */
     uint32_t healthy_threshold;    /* default 2, >= 1 */
     uint32_t unhealthy_threshold;  /* default 2, >= 1 */
+    /* type: http */
+    char *path;                    /* default "/" */
+    char *method;                  /* default "GET" */
+    char *host;                    /* Host header; default: the backend's address */
+    uint32_t status_min;           /* expect_status, default 200-399 */
+    uint32_t status_max;
+    char *expect_body;             /* substring the body must contain; NULL = any */
+    uint32_t port;                 /* check this port instead of the backend's; 0 = same */
 };
 
 /* retries: when and how often a failed try is sent again (http pools).

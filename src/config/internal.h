@@ -167,6 +167,10 @@ void config_free_routes(struct conf_listener *l);
 struct conf_pool;
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
                                const struct config_node *map);
+/* The http-only keys of a health_check block (health_http.c). */
+void config_read_health_http(struct config_diag *d, struct conf_pool *p, const char *owner,
+                             const struct config_node *map);
+void config_free_health(struct conf_pool *p);
 
 /* ---- duplicates (schema.c) ----
  * Sort-based, so a hostile file with many aliased entries costs n log n, not

@@ -13,8 +13,8 @@ static const char *const config_balances[] = {
     "p2c", "round_robin", "least_conn", "random", "ewma", "ring_hash", "maglev", "ip_hash", NULL,
 };
 static const char *const config_send_proxy[] = { "v1", "v2", NULL };
-static const char *const config_health_types[] = { "tcp", NULL };
-static const char *const config_health_types_later[] = { "http", NULL };
+static const char *const config_health_types[] = { "tcp", "http", NULL };
+static const char *const config_health_types_later[] = { NULL };
 
 /* A name and where it is written, for "duplicate name" errors found after
  * the whole list is read. */
@@ -213,6 +213,7 @@ static void config_read_health(struct config_diag *d, struct conf_pool *p, const
     if ((n = config_map_get(map, "unhealthy_threshold")) &&
         config_want_uint(d, owner, "health_check.unhealthy_threshold", n, 1, 100, &v) == 0)
         p->health.unhealthy_threshold = (uint32_t)v;
+    config_read_health_http(d, p, owner, map);
 
     /* A check that may run longer than its interval would overlap the next. */
     if (!times_ok || p->health.timeout_ms <= p->health.interval_ms)

@@ -97,6 +97,12 @@ const char *const config_known_keys[] = {
     "pools[].health_check.timeout",
     "pools[].health_check.healthy_threshold",
     "pools[].health_check.unhealthy_threshold",
+    "pools[].health_check.path",
+    "pools[].health_check.method",
+    "pools[].health_check.host",
+    "pools[].health_check.expect_status",
+    "pools[].health_check.expect_body",
+    "pools[].health_check.port",
     NULL,
 };
 

@@ -1,9 +1,13 @@
-/* Active TCP checks: a non-blocking connect that must complete within
- * `timeout`. The next check starts `interval` after the previous one began,
+/* Active checks. tcp: a non-blocking connect that must complete within
+ * `timeout`. http: then a request (method, path, Host) whose response must
+ * arrive within the same `timeout`, with a status in expect_status and, if
+ * set, expect_body somewhere in the first 16 KiB of the body. The next check starts `interval` after the previous one began,
  * minus up to 10% jitter so that checks of many backends spread out; jitter
  * only shortens the interval, so the detection window stays within
  * interval × unhealthy_threshold (+ one interval for the phase). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,6 +17,10 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "health/health.h"
+#include "net/addr.h"
+#include "proto/http1.h"
+
+#define CHECK_RESPONSE_MAX (16u * 1024u)
 
 /* Owner: the health checker. */
 struct health_target {
@@ -25,6 +33,10 @@ struct health_target {
     uint32_t fails;               /* consecutive */
     uint64_t started_ms;
     bool running;
+    bool sent;                    /* http: the request is written */
+    char *resp;                   /* http: response bytes, while a check runs */
+    uint32_t resp_len;
+    struct addr target;           /* the backend's address, or its health_check.port */
 };
 
 static uint64_t next_delay(struct health_target *t)
@@ -45,6 +57,10 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
         close(t->io.fd);
         t->io.fd = -1;
     }
+    free(t->resp);
+    t->resp = NULL;
+    t->resp_len = 0;
+    t->sent = false;
     t->running = false;
     timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
 
@@ -67,22 +83,120 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
     }
 }
 
+static bool http_send(struct health_target *t)
+{
+    const struct conf_health *h = t->conf;
+    char req[2048], host[ADDR_TEXT_MAX];
+    int n;
+
+    if (!h->host)
+        addr_format(&t->b->conf->address, host, sizeof(host));
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health-check\r\n"
+                 "Accept: */*\r\nConnection: close\r\n\r\n",
+                 h->method ? h->method : "GET", h->path ? h->path : "/", h->host ? h->host : host);
+    if (n <= 0 || (size_t)n >= sizeof(req))
+        return false;
+    /* A fresh socket's buffer takes a small request whole. */
+    return send(t->io.fd, req, (size_t)n, MSG_NOSIGNAL) == n;
+}
+
+/* Read what the backend answered; finish the check once it decided. */
+static void http_read(struct health_target *t)
+{
+    const struct conf_health *h = t->conf;
+    struct h1_header slots[64];
+    struct h1_response resp;
+    bool eof = false;
+    int r;
+
+    if (!t->resp && !(t->resp = malloc(CHECK_RESPONSE_MAX))) {
+        check_finish(t, false, "out of memory");
+        return;
+    }
+    for (;;) {
+        ssize_t n;
+        if (t->resp_len == CHECK_RESPONSE_MAX)
+            break;
+        n = recv(t->io.fd, t->resp + t->resp_len, CHECK_RESPONSE_MAX - t->resp_len, 0);
+        if (n > 0) {
+            t->resp_len += (uint32_t)n;
+            continue;
+        }
+        if (n == 0) {
+            eof = true;
+            break;
+        }
+        if (errno == EAGAIN)
+            break;
+        check_finish(t, false, strerror(errno));
+        return;
+    }
+    h1_response_init(&resp, slots, 64);
+    r = h1_parse_response(t->resp, t->resp_len,
+                          h->method && strcmp(h->method, "HEAD") == 0 ? H1_HEAD : H1_GET, NULL,
+                          &resp);
+    if (r == H1_NEED_MORE) {
+        if (eof || t->resp_len == CHECK_RESPONSE_MAX)
+            check_finish(t, false, "incomplete response");
+        return;
+    }
+    if (r < 0) {
+        check_finish(t, false, "malformed response");
+        return;
+    }
+    if ((uint32_t)resp.status < h->status_min || (uint32_t)resp.status > h->status_max) {
+        char why[64];
+        snprintf(why, sizeof(why), "status %d", resp.status);
+        check_finish(t, false, why);
+        return;
+    }
+    if (!h->expect_body) {
+        check_finish(t, true, NULL);
+        return;
+    }
+    /* Look for the expected text in what arrived of the body so far. */
+    if (memmem(t->resp + r, t->resp_len - (uint32_t)r, h->expect_body, strlen(h->expect_body))) {
+        check_finish(t, true, NULL);
+        return;
+    }
+    if (eof || t->resp_len == CHECK_RESPONSE_MAX ||
+        (resp.body == H1_BODY_LENGTH && t->resp_len - (uint32_t)r >= resp.content_length) ||
+        resp.body == H1_BODY_NONE)
+        check_finish(t, false, "expected body text not found");
+}
+
 static void check_io(struct io *io, uint32_t events)
 {
     struct health_target *t = (struct health_target *)io;
     int err = 0;
     socklen_t len = sizeof(err);
 
+    if (t->conf->type == HEALTH_HTTP && t->sent) {
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+            http_read(t);
+        return;
+    }
     getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err == 0 && (events & EPOLLOUT))
-        check_finish(t, true, NULL);
-    else
+    if (err != 0 || !(events & EPOLLOUT)) {
         check_finish(t, false, strerror(err ? err : ECONNREFUSED));
+        return;
+    }
+    if (t->conf->type != HEALTH_HTTP) {
+        check_finish(t, true, NULL);
+        return;
+    }
+    if (!http_send(t)) {
+        check_finish(t, false, "could not send the request");
+        return;
+    }
+    t->sent = true;
+    loop_mod(t->hc->loop, &t->io, EPOLLIN | EPOLLRDHUP);
 }
 
 static void check_start(struct health_target *t)
 {
-    const struct addr *a = &t->b->conf->address;
+    const struct addr *a = &t->target;
     int fd;
 
     t->started_ms = clock_now_ms();
@@ -142,6 +256,13 @@ int health_start(struct health_checker *hc, struct loop *loop, struct runtime *r
             t->conf = &p->conf->health;
             t->io.fd = -1;
             t->io.cb = check_io;
+            t->target = t->b->conf->address;
+            if (t->conf->port) {
+                if (t->target.ss.ss_family == AF_INET6)
+                    ((struct sockaddr_in6 *)&t->target.ss)->sin6_port = htons((uint16_t)t->conf->port);
+                else
+                    ((struct sockaddr_in *)&t->target.ss)->sin_port = htons((uint16_t)t->conf->port);
+            }
             timer_init(&t->timer, check_timer);
             /* Spread the first checks over a quarter of the interval. */
             timer_arm(&loop->timers, &t->timer,
@@ -161,6 +282,7 @@ void health_stop(struct health_checker *hc)
             loop_del(hc->loop, &t->io);
             close(t->io.fd);
         }
+        free(t->resp);
     }
     free(hc->targets);
     hc->targets = NULL;

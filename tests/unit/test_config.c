@@ -308,8 +308,14 @@ static const struct bad_case bad_cases[] = {
     { LST "pools:\n  - name: app\n    backends:\n      - {address: 127.0.0.1:1, wieght: 2}\n",
       "5:32", "unknown key 'wieght' in backend '127.0.0.1:1' of pool 'app'" },
     { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, pathh: /health}\n",
+      "5:31", "unknown key 'pathh' in health_check of pool 'app'" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
       "    health_check: {type: tcp, path: /health}\n",
-      "5:31", "unknown key 'path' in health_check of pool 'app'" },
+      "5:37", "health_check.path only applies to type http" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: http, expect_status: 200-99}\n",
+      "5:47", "expect_status: use a status or a range" },
 
     /* wrong types: the position is the value */
     { "listeners: {web: 1}\n" POOL, "1:12", "listeners: expected a list, got a mapping" },
