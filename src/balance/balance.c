@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 static const char *const state_names[] = {
@@ -61,6 +62,7 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
         b->index = i;
         atomic_init(&b->state, BACKEND_UP);
         atomic_init(&b->weight, conf->backends[i].weight);
+        atomic_init(&b->ramp_permille, 1000);
     }
     atomic_init(&p->generation, 1);
     atomic_init(&p->retry_tokens, (int64_t)conf->retries.budget_min * 100);
@@ -89,6 +91,8 @@ enum backend_state backend_set_state(struct backend *b, enum backend_state s,
 
     if (old != s) {
         atomic_fetch_add(&b->pool->generation, 1);
+        if (s == BACKEND_UP && (old == BACKEND_DOWN || old == BACKEND_DISABLED))
+            backend_ramp_start(b, clock_now_ms());
         log_msg(s == BACKEND_DOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
                 "event=backend_state pool=%s backend=%s from=%s to=%s why=\"%s\"",
                 b->pool->conf->name, b->conf->name, backend_state_name(old),
@@ -110,6 +114,26 @@ bool backend_eligible(const struct backend *b)
     int s = atomic_load_explicit(&b->state, memory_order_relaxed);
 
     return (s == BACKEND_UP || s == BACKEND_SLOW_START) &&
+           atomic_load_explicit(&b->weight, memory_order_relaxed) > 0 &&
+           !atomic_load_explicit(&b->ejected, memory_order_relaxed);
+}
+
+void backend_ramp_start(struct backend *b, uint64_t now_ms)
+{
+    if (!b->pool->conf->slow_start_ms)
+        return;
+    b->ramp_since_ms = now_ms ? now_ms : 1;
+    atomic_store(&b->ramp_permille, 100);
+    atomic_fetch_add(&b->pool->generation, 1);
+}
+
+/* Not eligible, but may take traffic in panic mode: the operator did not
+ * take it out. */
+static bool panic_candidate(const struct backend *b)
+{
+    int s = atomic_load_explicit(&b->state, memory_order_relaxed);
+
+    return s != BACKEND_DRAINING && s != BACKEND_DISABLED &&
            atomic_load_explicit(&b->weight, memory_order_relaxed) > 0;
 }
 
@@ -218,15 +242,33 @@ static void rebuild(struct balancer *bl, uint64_t gen)
         set_free(bl);
         return;          /* retried on the next pick: built_generation stays */
     }
+    uint32_t eligible = 0, candidates = 0;
+    bool panic;
+
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        eligible += backend_eligible(&p->backends[i]);
+        candidates += panic_candidate(&p->backends[i]);
+    }
+    /* Panic: too few left to carry the load; spread over every backend the
+     * operator did not take out, rather than crush the survivors. */
+    panic = p->conf->panic_threshold && candidates &&
+            (uint64_t)eligible * 100 < (uint64_t)p->conf->panic_threshold * candidates;
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
-        if (!backend_eligible(b))
+        uint32_t ramp;
+        if (!(panic ? panic_candidate(b) : backend_eligible(b)))
             continue;
         s->b[s->n] = b;
-        s->weight[s->n] = atomic_load(&b->weight);
+        /* Weights are scaled by 100 so that slow start can ramp even a
+         * weight-1 backend in small steps. */
+        ramp = atomic_load(&b->ramp_permille);
+        if (ramp == 0 || ramp > 1000)
+            ramp = 1000;
+        s->weight[s->n] = (atomic_load(&b->weight) * 100u * ramp + 999u) / 1000u;
         s->total_weight += s->weight[s->n];
         s->n++;
     }
+    bl->panic = panic;
     bl->state = s->n ? bl->ops->build(s) : NULL;
     bl->built_generation = gen;
 }

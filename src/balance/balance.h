@@ -42,6 +42,16 @@ struct backend {
     _Atomic uint32_t active;          /* connections (L4) / requests (L7) in flight */
     _Atomic uint64_t total;           /* connections / requests sent to it */
     _Atomic uint64_t failures;        /* failed connects, resets, ... */
+    /* Passive outlier detection (health/outlier.c): workers count failures
+     * in a row; the main thread ejects and returns. */
+    _Atomic uint32_t consecutive_failures;
+    _Atomic int ejected;              /* out of rotation until ejected_until_ms */
+    uint64_t ejected_until_ms;        /* main thread only */
+    uint32_t times_ejected;           /* main thread only */
+    _Atomic uint64_t ejections_total;
+    /* Slow start: share of the weight while ramping up, 1..1000 (1000 = all). */
+    _Atomic uint32_t ramp_permille;
+    uint64_t ramp_since_ms;           /* main thread only; 0 = not ramping */
     _Atomic uint64_t checks_passed;   /* active health checks */
     _Atomic uint64_t checks_failed;
     /* Peak-EWMA round-trip time (see backend_observe_latency): the estimate
@@ -117,6 +127,7 @@ struct balancer {
     const struct balance_ops *ops;
     struct pool *pool;
     uint64_t built_generation;
+    bool panic;                       /* the last rebuild was in panic mode */
     struct balance_set set;
     void *state;
     uint64_t rng;
@@ -134,6 +145,21 @@ enum backend_state backend_set_state(struct backend *b, enum backend_state s,
 void backend_set_weight(struct backend *b, uint32_t weight);
 const char *backend_state_name(enum backend_state s);
 bool backend_eligible(const struct backend *b);
+
+/* What real traffic said about b: a failure (connect failure, reset,
+ * timeout, 5xx) or a success. Workers call it; outlier detection reads it. */
+static inline void backend_report(struct backend *b, bool ok)
+{
+    if (ok) {
+        if (atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed))
+            atomic_store_explicit(&b->consecutive_failures, 0, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&b->consecutive_failures, 1, memory_order_relaxed);
+    }
+}
+
+/* Start b's slow-start ramp (main thread; no-op when the pool has none). */
+void backend_ramp_start(struct backend *b, uint64_t now_ms);
 
 /* Peak EWMA of a backend's round trip (Finagle, Linkerd): a sample above
  * the estimate replaces it at once; a lower one is blended in with weight

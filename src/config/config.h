@@ -192,6 +192,13 @@ struct conf_retries {
     uint64_t retry_buffer;         /* request bodies up to this size are kept for replay, default 64k */
 };
 
+/* outlier_detection: passive ejection of backends that fail real traffic. */
+struct conf_outlier {
+    uint32_t consecutive_failures; /* failures in a row that eject; 0 = off */
+    uint64_t ejection_time_ms;     /* × times ejected so far (capped at 10), default 30000 */
+    uint32_t max_ejection_percent; /* never eject more of the pool than this, default 50 */
+};
+
 /* circuit_breaker: beyond these, requests get 503 at once (http pools). */
 struct conf_breaker {
     uint32_t max_connections;      /* upstream connections of the pool, open or idle */
@@ -219,6 +226,9 @@ struct conf_pool {
     uint32_t max_idle_connections; /* keep-alive connections kept per worker per backend, default 64 */
     struct conf_retries retries;   /* http: retries (attempts 0 = only connect failures) */
     struct conf_breaker breaker;   /* http: circuit_breaker; 0 = no limit */
+    struct conf_outlier outlier;   /* outlier_detection; consecutive_failures 0 = off */
+    uint64_t slow_start_ms;        /* slow_start: weight ramp after recovery; 0 = off */
+    uint32_t panic_threshold;      /* percent; below it, spread over all backends; 0 = off */
 };
 
 struct conf_listener {

@@ -62,7 +62,7 @@ static void read_retries(struct config_diag *d, const char *owner, const struct 
     if ((n = config_map_get(map, "retry_on")))
         read_retry_on(d, owner, n, r);
     if ((n = config_map_get(map, "budget_percent")) &&
-        config_want_uint(d, owner, "retries.budget_percent", n, 0, 100, &v) == 0)
+        config_want_uint(d, owner, "retries.budget_percent", n, 0, 1000, &v) == 0)
         r->budget_percent = (uint32_t)v;
     if ((n = config_map_get(map, "per_try_timeout")))
         config_want_timeout(d, owner, "retries.per_try_timeout", n, &r->per_try_timeout_ms);
@@ -97,6 +97,26 @@ static void read_breaker(struct config_diag *d, const char *owner, const struct 
         b->max_requests = (uint32_t)v;
 }
 
+static void read_outlier(struct config_diag *d, const char *owner, const struct config_node *map,
+                         struct conf_outlier *o)
+{
+    const struct config_node *n;
+    uint64_t v;
+
+    if (config_want_map(d, owner, "outlier_detection", map) < 0)
+        return;
+    config_schema_check_keys(d, map, "pools[].outlier_detection", owner);
+    o->consecutive_failures = 5;
+    if ((n = config_map_get(map, "consecutive_failures")) &&
+        config_want_uint(d, owner, "outlier_detection.consecutive_failures", n, 1, 1000, &v) == 0)
+        o->consecutive_failures = (uint32_t)v;
+    if ((n = config_map_get(map, "ejection_time")))
+        config_want_timeout(d, owner, "outlier_detection.ejection_time", n, &o->ejection_time_ms);
+    if ((n = config_map_get(map, "max_ejection_percent")) &&
+        config_want_uint(d, owner, "outlier_detection.max_ejection_percent", n, 0, 100, &v) == 0)
+        o->max_ejection_percent = (uint32_t)v;
+}
+
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
                                const struct config_node *map)
 {
@@ -107,8 +127,20 @@ void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const
         .backoff_ms = 25, .retry_buffer = 64 * 1024,
     };
     memset(&p->breaker, 0, sizeof(p->breaker));
+    p->outlier = (struct conf_outlier){
+        .consecutive_failures = 0, .ejection_time_ms = 30000, .max_ejection_percent = 50,
+    };
     if ((n = config_map_get(map, "retries")))
         read_retries(d, owner, n, &p->retries);
     if ((n = config_map_get(map, "circuit_breaker")))
         read_breaker(d, owner, n, &p->breaker);
+    if ((n = config_map_get(map, "outlier_detection")))
+        read_outlier(d, owner, n, &p->outlier);
+    if ((n = config_map_get(map, "slow_start")))
+        config_want_timeout(d, owner, "slow_start", n, &p->slow_start_ms);
+    if ((n = config_map_get(map, "panic_threshold"))) {
+        uint64_t v;
+        if (config_want_uint(d, owner, "panic_threshold", n, 0, 100, &v) == 0)
+            p->panic_threshold = (uint32_t)v;
+    }
 }

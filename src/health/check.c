@@ -230,13 +230,26 @@ static void check_timer(struct timer *tm)
         check_start(t);
 }
 
+#define HEALTH_TICK_MS 100
+
+static void tick_cb(struct timer *t)
+{
+    struct health_checker *hc = (void *)((char *)t - offsetof(struct health_checker, tick));
+
+    health_tick(hc, clock_now_ms());
+    timer_arm(&hc->loop->timers, &hc->tick, clock_now_ms() + HEALTH_TICK_MS);
+}
+
 int health_start(struct health_checker *hc, struct loop *loop, struct runtime *rt)
 {
     size_t n = 0, k = 0;
 
     memset(hc, 0, sizeof(*hc));
     hc->loop = loop;
+    hc->rt = rt;
     hc->rng = clock_mono_us() | 1;
+    timer_init(&hc->tick, tick_cb);
+    timer_arm(&loop->timers, &hc->tick, clock_now_ms() + HEALTH_TICK_MS);
     for (size_t i = 0; i < rt->npools; i++)
         if (rt->pools[i].conf->health.type != HEALTH_NONE)
             n += rt->pools[i].nbackends;
@@ -275,6 +288,7 @@ int health_start(struct health_checker *hc, struct loop *loop, struct runtime *r
 
 void health_stop(struct health_checker *hc)
 {
+    timer_cancel(&hc->loop->timers, &hc->tick);
     for (size_t i = 0; i < hc->ntargets; i++) {
         struct health_target *t = &hc->targets[i];
         timer_cancel(&hc->loop->timers, &t->timer);

@@ -16,12 +16,19 @@ struct health_target;
 /* Owner: main.c. */
 struct health_checker {
     struct loop *loop;
+    struct runtime *rt;
+    struct timer tick;            /* outlier detection and slow start, every 100 ms */
     struct health_target *targets;
     size_t ntargets;
     uint64_t rng;
 };
 
 int health_start(struct health_checker *hc, struct loop *loop, struct runtime *rt);
+
+/* outlier.c: eject backends whose real traffic keeps failing, return them
+ * when their time is up, and move slow-start ramps along. Runs from the
+ * checker's tick on the main thread. */
+void health_tick(struct health_checker *hc, uint64_t now_ms);
 void health_stop(struct health_checker *hc);
 
 /* Would the checker let b take traffic? False only while b's last

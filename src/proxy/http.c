@@ -909,6 +909,7 @@ static void exchange_connect(struct http_conn *c)
             return;
         }
         atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
+        backend_report(b, false);
         exchange_release_backend(x);
         if (err == -EMFILE || err == -ENFILE || err == -ENOMEM) {
             x->end = END_NO_MEMORY;
@@ -925,8 +926,10 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
     struct http_exchange *x = c->x;
     bool stale = x->up_reused && !connect_phase && x->from_up == NULL;
 
-    if (x->backend && !stale)
+    if (x->backend && !stale) {
         atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
+        backend_report(x->backend, false);
+    }
     if (x->up) {
         upstream_release(x->up, false);
         x->up = NULL;
@@ -1151,8 +1154,10 @@ static bool frame_response(struct http_conn *c)
             if (retry_allowed(c, RETRY_STATUS, x->resp.status)) {
                 log_debug("event=retry pool=%s backend=%s status=%d", x->pool->conf->name,
                           x->tried[x->tries - 1]->conf->name, x->resp.status);
-                if (x->backend)
+                if (x->backend) {
                     atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
+                    backend_report(x->backend, false);
+                }
                 if (x->up) {
                     upstream_release(x->up, false);
                     x->up = NULL;
@@ -1164,6 +1169,8 @@ static bool frame_response(struct http_conn *c)
             }
             x->status = x->resp.status;
             x->response_us = clock_mono_us();
+            if (x->backend)
+                backend_report(x->backend, x->resp.status < 500);
             bool keep = x->req.keep_alive && !c->close_after && !c->w->draining &&
                         x->resp.body != H1_BODY_CLOSE && x->resp.status != 101;
             if (!keep)

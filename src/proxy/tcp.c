@@ -186,8 +186,10 @@ static void session_end(struct tcp_session *s, enum end_reason why)
     if (s->state == TCP_CLOSED)
         return;
     timer_cancel(&s->w->loop.timers, &s->timer);
-    if (why == END_BACKEND_RESET && s->backend)
+    if (why == END_BACKEND_RESET && s->backend) {
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        backend_report(s->backend, false);
+    }
     io_close(s, &s->cio, reset_client);
     io_close(s, &s->bio, reset_backend);
     pump_dir_release(s->w, &s->up);
@@ -232,6 +234,7 @@ static void timer_fired(struct timer *t)
     case TCP_CONNECTING:
         /* This backend did not answer in time: count it, try the next. */
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        backend_report(s->backend, false);
         log_debug("event=connect_timeout pool=%s backend=%s",
                   s->pool->conf->name, s->backend->conf->name);
         io_close(s, &s->bio, false);
@@ -365,6 +368,7 @@ static void backend_cb(struct io *io, uint32_t events)
         err = pending_error(io->fd);
         if (err == 0 && (events & EPOLLOUT)) {
             timer_cancel(&s->w->loop.timers, &s->timer);
+            backend_report(s->backend, true);
             s->b_writable = true;
             s->b_readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
             start_forwarding(s);
@@ -373,6 +377,7 @@ static void backend_cb(struct io *io, uint32_t events)
         /* Refused or unreachable: this backend failed; the client does not
          * need to know while another one can take it. */
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+        backend_report(s->backend, false);
         log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"", s->pool->conf->name,
                   s->backend->conf->name, strerror(err ? err : ECONNREFUSED));
         timer_cancel(&s->w->loop.timers, &s->timer);
@@ -386,7 +391,6 @@ static void backend_cb(struct io *io, uint32_t events)
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->b_writable = true;
     if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
-        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
         session_end(s, END_BACKEND_RESET);
         return;
     }
@@ -423,6 +427,7 @@ static void connect_next(struct tcp_session *s)
         if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
             int err = errno;
             atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
+            backend_report(b, false);
             log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"",
                       s->pool->conf->name, b->conf->name, strerror(err));
             close(fd);

@@ -81,3 +81,76 @@ def test_expect_body_and_separate_port(procs):
                             " unhealthy_threshold: 1}"))
     # h1 answers "h1", never "nope": the check fails on the body.
     wait_for(lambda: "expected body text not found" in s.stderr(), timeout=3, what="body check")
+
+
+def pool_config(port, backends, pool_extra):
+    lines = ["workers: 1", "log: {level: debug, access: stdout}", "listeners:", "  - name: web",
+             f"    bind: 127.0.0.1:{port}", "    mode: http", "    pool: app", "pools:",
+             "  - name: app", "    balance: round_robin", pool_extra.rstrip("\n"), "    backends:"]
+    lines += [f"      - {{name: {n}, address: {a}}}" for n, a in backends]
+    return "\n".join(lines) + "\n"
+
+
+def test_outlier_detection_ejects_hung_backend_within_max_percent(procs):
+    import socket
+    hung = [socket.socket(), socket.socket()]
+    for h in hung:
+        h.bind(("127.0.0.1", 0))
+        h.listen(64)       # accepts, never answers
+    good = procs.origin("good")
+    port = free_port()
+    s = procs.sluice(pool_config(
+        port, [("h1", f"127.0.0.1:{hung[0].getsockname()[1]}"),
+               ("h2", f"127.0.0.1:{hung[1].getsockname()[1]}"), ("good", good.address)],
+        "    retries: {attempts: 2, retry_on: [timeout], per_try_timeout: 200ms, backoff: 0s,"
+        " budget_percent: 300}\n"
+        "    outlier_detection: {consecutive_failures: 2, ejection_time: 10s,"
+        " max_ejection_percent: 50}\n"))
+    # Every request succeeds: per_try_timeout + retry hide the hung ones.
+    for _ in range(8):
+        assert names(port, 1) == ["good"]
+    wait_for(lambda: "event=outlier_ejected" in s.stderr(), timeout=2, what="an ejection")
+    time.sleep(0.3)
+    # 50% of 3 backends: one may be ejected, never two.
+    assert s.stderr().count("event=outlier_ejected") == 1
+    assert "why=\"max_ejection_percent\"" in s.stderr()
+    for h in hung:
+        h.close()
+
+
+def test_slow_start_ramps_share(procs):
+    a, b = procs.origin("b1"), procs.origin("b2")
+    port = free_port()
+    s = procs.sluice(pool_config(
+        port, [("b1", a.address), ("b2", b.address)],
+        "    slow_start: 2s\n"
+        "    health_check: {type: http, path: /health, interval: 100ms, timeout: 50ms,"
+        " healthy_threshold: 1, unhealthy_threshold: 1}\n"))
+    post(b.port, "/health/fail")
+    wait_for(lambda: "to=DOWN" in s.stderr(), timeout=3, what="b2 DOWN")
+    post(b.port, "/health/ok")
+    wait_for(lambda: "to=UP" in s.stderr(), timeout=3, what="b2 UP")
+    early = names(port, 100)
+    time.sleep(1.6)
+    late = names(port, 100)
+    share_early = early.count("b2") / 100
+    share_late = late.count("b2") / 100
+    assert share_early < 0.25, share_early
+    assert share_late > share_early + 0.15, (share_early, share_late)
+
+
+def test_panic_mode_spreads_over_all(procs):
+    os_ = [procs.origin(f"b{i}") for i in (1, 2, 3)]
+    port = free_port()
+    s = procs.sluice(pool_config(
+        port, [(o.origin_name, o.address) for o in os_],
+        "    panic_threshold: 50\n"
+        "    health_check: {type: http, path: /health, interval: 100ms, timeout: 50ms,"
+        " healthy_threshold: 1, unhealthy_threshold: 1}\n"))
+    post(os_[1].port, "/health/fail")
+    wait_for(lambda: s.stderr().count("to=DOWN") == 1, timeout=3, what="one DOWN")
+    assert set(names(port, 12)) == {"b1", "b3"}      # 2 of 3 eligible: no panic
+    post(os_[2].port, "/health/fail")
+    wait_for(lambda: s.stderr().count("to=DOWN") == 2, timeout=3, what="two DOWN")
+    # 1 of 3 eligible is under 50%: every backend gets traffic again.
+    assert set(names(port, 12)) == {"b1", "b2", "b3"}

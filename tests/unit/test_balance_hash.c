@@ -180,6 +180,25 @@ static void test_identical_builds(enum balance_kind kind)
         for (uint32_t k = 0; k < na && k < nb; k++)
             same &= ha[k] == hb[k] &&
                     strcmp(ba.set.b[oa[k]]->conf->name, bb.set.b[ob[k]]->conf->name) == 0;
+        /* Sorted, and a key goes to the first point at or after its hash
+         * (checked against a plain binary search). */
+        int sorted = 1, found = 1;
+        for (uint32_t k = 1; k < na; k++)
+            sorted &= ha[k - 1] <= ha[k];
+        CHECK(sorted);
+        for (uint64_t key = 0; key < KEYS; key++) {
+            uint64_t h = key_hash(key);
+            uint32_t lo = 0, hi = na;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (ha[mid] < h)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            found &= pick_key(&ba, key) == ba.set.b[oa[lo == na ? 0 : lo]];
+        }
+        CHECK(found);
     } else {
         uint32_t ma, mb;
         const uint32_t *ta = balance_maglev_table(ba.state, &ma);

@@ -1,0 +1,96 @@
+/* Passive health, on the main thread every 100 ms:
+ *
+ *  - Outlier detection. Workers count each backend's failures in a row on
+ *    real traffic (backend_report). A backend at consecutive_failures is
+ *    ejected for ejection_time × the times it was ejected so far (at most
+ *    10×), unless that would take out more than max_ejection_percent of the
+ *    pool. It returns on its own when the time is up, with its count reset.
+ *  - Slow start. A backend that came back ramps its share of the weight from
+ *    10% to all of it over slow_start, in steps of at least 5%, each a
+ *    generation bump so workers rebuild their tables.
+ *
+ * Ejection is a flag beside the state, not a state: an ejected backend is
+ * still UP as far as the health checker and the operator are concerned. */
+#include "balance/balance.h"
+#include "core/log.h"
+#include "health/health.h"
+
+#define EJECTION_MULTIPLIER_MAX 10
+
+static void outlier_pool(struct pool *p, uint64_t now)
+{
+    const struct conf_outlier *o = &p->conf->outlier;
+    uint32_t ejected = 0;
+
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+        if (!atomic_load(&b->ejected))
+            continue;
+        if (now >= b->ejected_until_ms) {
+            atomic_store(&b->consecutive_failures, 0);
+            atomic_store(&b->ejected, 0);
+            atomic_fetch_add(&p->generation, 1);
+            backend_ramp_start(b, now);
+            log_info("event=outlier_returned pool=%s backend=%s", p->conf->name, b->conf->name);
+        } else {
+            ejected++;
+        }
+    }
+    if (!o->consecutive_failures)
+        return;
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+        uint32_t fails = atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed);
+        uint32_t mult;
+
+        if (fails < o->consecutive_failures || atomic_load(&b->ejected) || !backend_eligible(b))
+            continue;
+        if ((uint64_t)(ejected + 1) * 100 > (uint64_t)o->max_ejection_percent * p->nbackends) {
+            log_debug("event=outlier_not_ejected pool=%s backend=%s why=\"max_ejection_percent\"",
+                      p->conf->name, b->conf->name);
+            continue;
+        }
+        b->times_ejected++;
+        mult = b->times_ejected < EJECTION_MULTIPLIER_MAX ? b->times_ejected
+                                                          : EJECTION_MULTIPLIER_MAX;
+        b->ejected_until_ms = now + o->ejection_time_ms * mult;
+        atomic_store(&b->ejected, 1);
+        atomic_fetch_add(&b->ejections_total, 1);
+        atomic_fetch_add(&p->generation, 1);
+        ejected++;
+        log_warn("event=outlier_ejected pool=%s backend=%s consecutive_failures=%u "
+                 "ejection_ms=%llu times=%u", p->conf->name, b->conf->name, fails,
+                 (unsigned long long)(o->ejection_time_ms * mult), b->times_ejected);
+    }
+}
+
+static void ramp_pool(struct pool *p, uint64_t now)
+{
+    uint64_t window = p->conf->slow_start_ms;
+
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+        uint32_t old, next;
+
+        if (!b->ramp_since_ms)
+            continue;
+        old = atomic_load(&b->ramp_permille);
+        next = window ? (uint32_t)(100 + (now - b->ramp_since_ms) * 900 / window) : 1000;
+        if (next >= 1000) {
+            next = 1000;
+            b->ramp_since_ms = 0;
+        } else if (next < old + 50) {
+            continue;     /* not worth a rebuild in every worker yet */
+        }
+        atomic_store(&b->ramp_permille, next);
+        atomic_fetch_add(&p->generation, 1);
+    }
+}
+
+void health_tick(struct health_checker *hc, uint64_t now_ms)
+{
+    for (size_t i = 0; i < hc->rt->npools; i++) {
+        outlier_pool(&hc->rt->pools[i], now_ms);
+        ramp_pool(&hc->rt->pools[i], now_ms);
+    }
+}
