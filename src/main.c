@@ -213,6 +213,11 @@ static int run(const char *path)
             worker_destroy(&m.workers[j]);
         goto out_workers;
     }
+    /* Backends with checks start DOWN until their first pass: run the first
+     * round before serving (each bounded by its timeout) so that a healthy
+     * pool serves from the first request. */
+    while (m.health.initial_pending && !m.loop.stop)
+        loop_run_once(&m.loop, 100);
     for (uint32_t i = 0; i < m.nworkers; i++) {
         if ((err = worker_start(&m.workers[i])) < 0) {
             fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));

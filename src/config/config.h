@@ -175,6 +175,7 @@ struct conf_health {
     uint32_t status_max;
     char *expect_body;             /* substring the body must contain; NULL = any */
     uint32_t port;                 /* check this port instead of the backend's; 0 = same */
+    bool initial_up;               /* initial_state: up; default down until the first pass */
 };
 
 /* retries: when and how often a failed try is sent again (http pools).

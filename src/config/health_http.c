@@ -53,6 +53,14 @@ void config_read_health_http(struct config_diag *d, struct conf_pool *p, const c
     if ((n = config_map_get(map, "port")) &&
         config_want_uint(d, owner, "health_check.port", n, 1, 65535, &v) == 0)
         h->port = (uint32_t)v;
+    if ((n = config_map_get(map, "initial_state")) &&
+        config_want_string(d, owner, "health_check.initial_state", n, &s) == 0) {
+        if (strcmp(s, "up") == 0)
+            h->initial_up = true;
+        else if (strcmp(s, "down") != 0)
+            config_diag_error(d, n->line, n->col, "%s: health_check.initial_state: use up or "
+                              "down", owner);
+    }
     if (h->type != HEALTH_HTTP) {
         /* Say so rather than ignore an http key in a tcp check. */
         for (int i = 0; keys[i]; i++)

@@ -109,6 +109,7 @@ const char *const config_known_keys[] = {
     "pools[].health_check.expect_status",
     "pools[].health_check.expect_body",
     "pools[].health_check.port",
+    "pools[].health_check.initial_state",
     NULL,
 };
 

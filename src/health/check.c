@@ -33,6 +33,7 @@ struct health_target {
     uint32_t fails;               /* consecutive */
     uint64_t started_ms;
     bool running;
+    bool first_done;              /* the first check after start finished */
     bool sent;                    /* http: the request is written */
     char *resp;                   /* http: response bytes, while a check runs */
     uint32_t resp_len;
@@ -65,6 +66,22 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
     timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
 
     state = atomic_load(&b->state);
+    if (!t->first_done) {
+        t->first_done = true;
+        t->hc->initial_pending--;
+        if (!t->conf->initial_up)
+            log_info("event=health_initial pool=%s backend=%s result=%s why=\"%s\"",
+                     b->pool->conf->name, b->conf->name, ok ? "pass" : "fail",
+                     ok ? "first check passed" : why);
+        /* Down until the first pass: one pass is enough to start. */
+        if (ok && state == BACKEND_DOWN && !t->conf->initial_up) {
+            atomic_fetch_add_explicit(&b->checks_passed, 1, memory_order_relaxed);
+            t->passes = 1;
+            atomic_store(&b->state, BACKEND_UP);
+            atomic_fetch_add(&b->pool->generation, 1);
+            return;
+        }
+    }
     if (ok) {
         atomic_fetch_add_explicit(&b->checks_passed, 1, memory_order_relaxed);
         t->fails = 0;
@@ -277,9 +294,12 @@ int health_start(struct health_checker *hc, struct loop *loop, struct runtime *r
                     ((struct sockaddr_in *)&t->target.ss)->sin_port = htons((uint16_t)t->conf->port);
             }
             timer_init(&t->timer, check_timer);
-            /* Spread the first checks over a quarter of the interval. */
-            timer_arm(&loop->timers, &t->timer,
-                      clock_now_ms() + balance_rand(&hc->rng) % (t->conf->interval_ms / 4 + 1));
+            /* The first checks run at once: main() waits for them before
+             * serving, so backends that start DOWN are known. */
+            if (!t->conf->initial_up)
+                atomic_store(&t->b->state, BACKEND_DOWN);
+            hc->initial_pending++;
+            timer_arm(&loop->timers, &t->timer, clock_now_ms());
         }
     }
     hc->ntargets = n;

@@ -18,6 +18,7 @@ struct health_checker {
     struct loop *loop;
     struct runtime *rt;
     struct timer tick;            /* outlier detection and slow start, every 100 ms */
+    size_t initial_pending;       /* first checks still running after start */
     struct health_target *targets;
     size_t ntargets;
     uint64_t rng;

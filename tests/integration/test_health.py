@@ -154,3 +154,19 @@ def test_panic_mode_spreads_over_all(procs):
     wait_for(lambda: s.stderr().count("to=DOWN") == 2, timeout=3, what="two DOWN")
     # 1 of 3 eligible is under 50%: every backend gets traffic again.
     assert set(names(port, 12)) == {"b1", "b2", "b3"}
+
+
+def test_initial_state_down_until_first_pass(procs):
+    o = procs.origin("b1")
+    dead = free_port()
+    port = free_port()
+    s = procs.sluice(pool_config(
+        port, [("b1", o.address), ("d", f"127.0.0.1:{dead}")],
+        "    health_check: {type: tcp, interval: 1s, timeout: 200ms}\n"))
+    assert "event=health_initial pool=app backend=d result=fail" in s.stderr()
+    assert "event=health_initial pool=app backend=b1 result=pass" in s.stderr()
+    # The dead backend never saw a request, not even a failed connect.
+    assert names(port, 10) == ["b1"] * 10
+    s.stop()
+    assert "tries=2" not in s.stdout()
+    assert "backend=d" not in s.stdout()
