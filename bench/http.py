@@ -853,19 +853,25 @@ def main():
 
     def measured(fn, name):
         """fn() -> (result, window, line); re-measure a disturbed window while
-        the time budget allows."""
+        the time budget allows, and keep the least disturbed attempt."""
+        best = None
         for attempt in range(1 + args.retries):
             r, w, line = fn()
             r["noisy"] = noisy(w)
+            r["others"] = w.foreign
             if r["noisy"]:
                 line += noise_note(w)
             record(line)
+            if best is None or (r["noisy"], r["others"]) < (best["noisy"], best["others"]):
+                best = r
             cost = w.wall + args.warmup + 2
             if not r["noisy"] or slack[0] < cost:
-                return r
+                break
             slack[0] -= cost
             time.sleep(1)
-        return r
+        if best is not r:
+            record("    (kept the attempt where other processes took %.0f%% of a CPU)" % (100 * best["others"]))
+        return best
 
     parse_out = build = ""
     try:

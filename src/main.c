@@ -53,6 +53,7 @@ struct main_state {
     uint32_t nworkers;
     struct timer stop_timer;       /* polls for the workers to finish */
     uint64_t drain_deadline_ms;    /* 0 = not stopping */
+    uint64_t drain_starts_ms;      /* shutdown_delay: listeners close then; 0 = done */
     bool forced;
 };
 
@@ -61,6 +62,16 @@ static void stop_poll(struct timer *t)
     struct main_state *m = (void *)((char *)t - offsetof(struct main_state, stop_timer));
     uint32_t done = 0;
 
+    if (m->drain_starts_ms) {
+        if (clock_now_ms() < m->drain_starts_ms) {
+            timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
+            return;
+        }
+        m->drain_starts_ms = 0;
+        log_info("event=draining");
+        for (uint32_t i = 0; i < m->nworkers; i++)
+            worker_command(&m->workers[i], WORKER_DRAIN);
+    }
     for (uint32_t i = 0; i < m->nworkers; i++)
         done += (uint32_t)atomic_load(&m->workers[i].finished);
     if (done == m->nworkers) {
@@ -81,15 +92,20 @@ static void begin_stop(struct main_state *m, int signo)
     if (m->drain_deadline_ms) {
         /* A second signal: the operator does not want to wait. */
         m->drain_deadline_ms = clock_now_ms();
+        if (m->drain_starts_ms)
+            m->drain_starts_ms = clock_now_ms();
         log_warn("event=stop_now signal=%s", strsignal(signo));
         return;
     }
-    log_info("event=stopping signal=%s drain_timeout_ms=%llu", strsignal(signo),
+    log_info("event=stopping signal=%s shutdown_delay_ms=%llu drain_timeout_ms=%llu",
+             strsignal(signo), (unsigned long long)m->rt.cfg->shutdown_delay_ms,
              (unsigned long long)m->rt.cfg->drain_timeout_ms);
-    m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
+    /* /healthz turns 503 first; listeners close after shutdown_delay, so the
+     * tier in front moves new clients elsewhere before we refuse them. */
     admin_set_stopping(&m->admin);
-    for (uint32_t i = 0; i < m->nworkers; i++)
-        worker_command(&m->workers[i], WORKER_DRAIN);
+    m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->shutdown_delay_ms +
+                           m->rt.cfg->drain_timeout_ms;
+    m->drain_starts_ms = clock_now_ms() + m->rt.cfg->shutdown_delay_ms;
     timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
 }
 

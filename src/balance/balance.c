@@ -93,6 +93,10 @@ enum backend_state backend_set_state(struct backend *b, enum backend_state s,
         atomic_fetch_add(&b->pool->generation, 1);
         if (s == BACKEND_UP && (old == BACKEND_DOWN || old == BACKEND_DISABLED))
             backend_ramp_start(b, clock_now_ms());
+        if (s == BACKEND_DRAINING)
+            b->draining_since_ms = clock_now_ms() ? clock_now_ms() : 1;
+        else
+            atomic_store(&b->drain_expired, 0);
         log_msg(s == BACKEND_DOWN ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
                 "event=backend_state pool=%s backend=%s from=%s to=%s why=\"%s\"",
                 b->pool->conf->name, b->conf->name, backend_state_name(old),

@@ -52,6 +52,10 @@ struct backend {
     /* Slow start: share of the weight while ramping up, 1..1000 (1000 = all). */
     _Atomic uint32_t ramp_permille;
     uint64_t ramp_since_ms;           /* main thread only; 0 = not ramping */
+    /* Draining: since when (main thread), and whether drain_timeout ran out,
+     * which tells workers to close what is still in flight to it. */
+    uint64_t draining_since_ms;
+    _Atomic int drain_expired;
     _Atomic uint64_t checks_passed;   /* active health checks */
     _Atomic uint64_t checks_failed;
     /* Peak-EWMA round-trip time (see backend_observe_latency): the estimate

@@ -124,6 +124,8 @@ static void config_read_top(struct config_diag *d, struct config *cfg,
         config_read_workers(d, cfg, n);
     if ((n = config_map_get(root, "drain_timeout")))
         config_want_duration(d, NULL, "drain_timeout", n, &cfg->drain_timeout_ms);
+    if ((n = config_map_get(root, "shutdown_delay")))
+        config_want_duration(d, NULL, "shutdown_delay", n, &cfg->shutdown_delay_ms);
     if ((n = config_map_get(root, "log")))
         config_read_log(d, cfg, n);
     if ((n = config_map_get(root, "admin")))

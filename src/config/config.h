@@ -230,6 +230,7 @@ struct conf_pool {
     struct conf_outlier outlier;   /* outlier_detection; consecutive_failures 0 = off */
     uint64_t slow_start_ms;        /* slow_start: weight ramp after recovery; 0 = off */
     uint32_t panic_threshold;      /* percent; below it, spread over all backends; 0 = off */
+    uint64_t drain_timeout_ms;     /* a DRAINING backend's in-flight work is cut after this, default 30000 */
 };
 
 struct conf_listener {
@@ -280,6 +281,7 @@ struct config {
     char *access_log;              /* log.access: NULL = off, "stdout", or a path */
     enum access_format access_format; /* log.format */
     uint64_t drain_timeout_ms;     /* graceful stop: how long in-flight work may go on, default 30000 */
+    uint64_t shutdown_delay_ms;    /* graceful stop: /healthz says 503 this long before listeners close */
     struct conf_admin admin;
     struct conf_listener *listeners;
     size_t nlisteners;

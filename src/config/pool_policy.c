@@ -136,6 +136,9 @@ void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const
         read_breaker(d, owner, n, &p->breaker);
     if ((n = config_map_get(map, "outlier_detection")))
         read_outlier(d, owner, n, &p->outlier);
+    p->drain_timeout_ms = 30000;
+    if ((n = config_map_get(map, "drain_timeout")))
+        config_want_duration(d, owner, "drain_timeout", n, &p->drain_timeout_ms);
     if ((n = config_map_get(map, "slow_start")))
         config_want_timeout(d, owner, "slow_start", n, &p->slow_start_ms);
     if ((n = config_map_get(map, "panic_threshold"))) {

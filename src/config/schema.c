@@ -13,6 +13,7 @@
 const char *const config_known_keys[] = {
     "workers",
     "drain_timeout",
+    "shutdown_delay",
     "log",
     "log.level",
     "log.access",
@@ -91,6 +92,7 @@ const char *const config_known_keys[] = {
     "pools[].outlier_detection.ejection_time",
     "pools[].outlier_detection.max_ejection_percent",
     "pools[].slow_start",
+    "pools[].drain_timeout",
     "pools[].panic_threshold",
     "pools[].send_proxy",
     "pools[].backends",

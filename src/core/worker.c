@@ -60,6 +60,20 @@ static void listener_cb(struct io *io, uint32_t events)
     }
 }
 
+#define SWEEP_MS 250
+
+/* Four times a second: close connections still in flight to a backend
+ * whose drain_timeout ran out, and idle keep-alive connections to backends
+ * that stopped being eligible. */
+static void sweep_cb(struct timer *t)
+{
+    struct worker *w = (void *)((char *)t - offsetof(struct worker, sweep));
+
+    tcp_sweep(w);
+    http_sweep(w);
+    timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
+}
+
 static void maybe_finish(struct worker *w)
 {
     if (w->draining && w->nsessions == 0)
@@ -105,6 +119,8 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         return err;
     w->loop.data = w;
     w->loop.on_wake = on_wake;
+    timer_init(&w->sweep, sweep_cb);
+    timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
     buf_pool_init(&w->bufs, BUF_SIZE_DEFAULT, WORKER_FREE_BUFS);
 
     w->balancers = calloc(rt->npools ? rt->npools : 1, sizeof(*w->balancers));

@@ -59,6 +59,7 @@ struct worker {
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
     void *free_exchanges;                /* proxy/http.c: exchanges kept for reuse */
+    struct timer sweep;                  /* closes work to backends whose drain timed out */
     uint32_t nfree_exchanges;
     void *metrics;                       /* admin/metrics.c: this worker's counters */
     uint64_t rng;

@@ -87,10 +87,29 @@ static void ramp_pool(struct pool *p, uint64_t now)
     }
 }
 
+/* A DRAINING backend's in-flight work may finish for drain_timeout; then
+ * workers are told (drain_expired) to close what is left. */
+static void drain_pool(struct pool *p, uint64_t now)
+{
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        struct backend *b = &p->backends[i];
+
+        if (atomic_load(&b->state) != BACKEND_DRAINING || atomic_load(&b->drain_expired))
+            continue;
+        if (now < b->draining_since_ms + p->conf->drain_timeout_ms)
+            continue;
+        atomic_store(&b->drain_expired, 1);
+        if (atomic_load(&b->active))
+            log_warn("event=drain_timeout pool=%s backend=%s active=%u why=\"closing what is "
+                     "still in flight\"", p->conf->name, b->conf->name, atomic_load(&b->active));
+    }
+}
+
 void health_tick(struct health_checker *hc, uint64_t now_ms)
 {
     for (size_t i = 0; i < hc->rt->npools; i++) {
         outlier_pool(&hc->rt->pools[i], now_ms);
         ramp_pool(&hc->rt->pools[i], now_ms);
+        drain_pool(&hc->rt->pools[i], now_ms);
     }
 }

@@ -14,6 +14,7 @@ static const char *const names[] = {
     [END_SHUTDOWN] = "shutdown",
     [END_NO_MEMORY] = "no_memory",
     [END_FLOW_EVICTED] = "flow_evicted",
+    [END_DRAINED] = "drain_timeout",
 };
 
 const char *end_reason_name(enum end_reason r)

@@ -17,6 +17,7 @@ enum end_reason {
     END_SHUTDOWN,          /* sluice stopped and the drain timeout ran out */
     END_NO_MEMORY,         /* sluice could not get a buffer or descriptor */
     END_FLOW_EVICTED,      /* udp: the flow table was full; least recent flow dropped */
+    END_DRAINED,           /* its backend was drained and drain_timeout ran out */
 };
 
 const char *end_reason_name(enum end_reason r);

@@ -864,9 +864,12 @@ static void retry_start(struct http_conn *c)
 static void exchange_connect(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
-    struct balance_req req;
+    struct balance_req req = {0};
     int err = 0;
 
+    /* The hashing algorithms' key: computed once per try; a retry walks on
+     * from the same point, excluding what it tried. */
+    req.has_hash = balance_hash_http(x->pool->conf, &c->peer, &x->req, &req.hash);
     for (;;) {
         struct backend *b;
 
@@ -929,6 +932,10 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
     if (x->backend && !stale) {
         atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
         backend_report(x->backend, false);
+        /* A backend that hangs must look slow to ewma, not unsampled. */
+        if (why == END_IDLE_TIMEOUT)
+            backend_observe_latency(x->backend, clock_mono_us() - x->connect_start_us,
+                                    clock_mono_us());
     }
     if (x->up) {
         upstream_release(x->up, false);
@@ -1169,6 +1176,10 @@ static bool frame_response(struct http_conn *c)
             }
             x->status = x->resp.status;
             x->response_us = clock_mono_us();
+            /* Peak-EWMA: time from pick to response head, connect included. */
+            if (x->backend)
+                backend_observe_latency(x->backend, x->response_us - x->connect_start_us,
+                                        x->response_us);
             if (x->backend)
                 backend_report(x->backend, x->resp.status < 500);
             bool keep = x->req.keep_alive && !c->close_after && !c->w->draining &&
@@ -1700,6 +1711,21 @@ void http_drain(struct worker *w)
             c->close_after = true;
     }
     upstream_close_idle(w);
+}
+
+void http_sweep(struct worker *w)
+{
+    struct http_conn *c = w->http_conns, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        if (c->x && c->x->backend &&
+            atomic_load_explicit(&c->x->backend->drain_expired, memory_order_relaxed)) {
+            c->x->end = END_DRAINED;
+            conn_close(c, END_DRAINED);
+        }
+    }
+    upstream_sweep(w);
 }
 
 void http_close_all(struct worker *w)

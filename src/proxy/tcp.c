@@ -220,6 +220,17 @@ void tcp_close_all(struct worker *w)
         session_end(w->sessions, END_SHUTDOWN);
 }
 
+void tcp_sweep(struct worker *w)
+{
+    struct tcp_session *s = w->sessions, *next;
+
+    for (; s; s = next) {
+        next = s->next;
+        if (s->backend && atomic_load_explicit(&s->backend->drain_expired, memory_order_relaxed))
+            session_end(s, END_DRAINED);
+    }
+}
+
 /* ---- timers ---- */
 
 static void timer_fired(struct timer *t)
@@ -329,6 +340,7 @@ static void start_forwarding(struct tcp_session *s)
 {
     s->state = TCP_FORWARDING;
     s->connect_us = clock_mono_us() - s->connect_start_us;
+    backend_observe_latency(s->backend, s->connect_us, s->connect_start_us + s->connect_us);
     idle_touch(s);
     timer_arm(&s->w->loop.timers, &s->timer, clock_now_ms() + s->l->conf->client_idle_ms);
 

@@ -18,6 +18,7 @@ struct idle_list {
 
 struct upstream_idle {
     struct idle_list **by_pool;   /* by_pool[pool index][backend index] */
+    uint64_t *swept;              /* pool generation at the last sweep */
     size_t npools;
 };
 
@@ -32,7 +33,10 @@ static struct idle_list *list_for(struct worker *w, struct backend *b)
             return NULL;
         ui->npools = w->rt->npools;
         ui->by_pool = calloc(ui->npools, sizeof(*ui->by_pool));
-        if (!ui->by_pool) {
+        ui->swept = calloc(ui->npools, sizeof(*ui->swept));
+        if (!ui->by_pool || !ui->swept) {
+            free(ui->by_pool);
+            free(ui->swept);
             free(ui);
             return NULL;
         }
@@ -215,8 +219,24 @@ void upstream_close_idle(struct worker *w)
         free(ui->by_pool[pi]);
     }
     free(ui->by_pool);
+    free(ui->swept);
     free(ui);
     w->upstream_idle = NULL;
+}
+
+void upstream_sweep(struct worker *w)
+{
+    struct upstream_idle *ui = w->upstream_idle;
+
+    if (!ui)
+        return;
+    for (size_t pi = 0; pi < ui->npools; pi++) {
+        uint64_t gen = atomic_load_explicit(&w->rt->pools[pi].generation, memory_order_relaxed);
+        if (gen == ui->swept[pi])
+            continue;
+        ui->swept[pi] = gen;
+        upstream_close_idle_ineligible(w, &w->rt->pools[pi]);
+    }
 }
 
 int upstream_socket_error(struct upstream_conn *u)

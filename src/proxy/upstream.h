@@ -56,6 +56,10 @@ void upstream_close_idle(struct worker *w);
  * disabled, down): called when a worker sees a pool generation change. */
 void upstream_close_idle_ineligible(struct worker *w, struct pool *p);
 
+/* Close idle connections to backends that stopped being eligible (drained,
+ * disabled, down, ejected) since the last sweep. */
+void upstream_sweep(struct worker *w);
+
 /* Pending socket error of u (SO_ERROR), 0 if none. */
 int upstream_socket_error(struct upstream_conn *u);
 
