@@ -519,6 +519,22 @@ static void metrics_backends(struct admin_buf *o, const struct runtime *rt)
     }
 }
 
+/* One counter per pool, read from an atomic field of struct pool. */
+static void metrics_pool_counter(struct admin_buf *o, const struct runtime *rt, const char *name,
+                                 const char *help, size_t offset)
+{
+    metrics_family(o, name, "counter", help);
+    for (size_t p = 0; p < rt->npools; p++) {
+        const _Atomic uint64_t *v = (const _Atomic uint64_t *)((const char *)&rt->pools[p] + offset);
+        admin_buf_puts(o, name);
+        admin_buf_add(o, "{", 1);
+        metrics_label(o, "pool", rt->pools[p].conf->name);
+        admin_buf_add(o, "} ", 2);
+        admin_buf_u64(o, metrics_get(v));
+        admin_buf_add(o, "\n", 1);
+    }
+}
+
 static void metrics_pools(struct admin_buf *o, const struct runtime *rt,
                           const struct worker *workers, uint32_t nworkers)
 {
@@ -535,6 +551,29 @@ static void metrics_pools(struct admin_buf *o, const struct runtime *rt,
         admin_buf_u64(o, v);
         admin_buf_add(o, "\n", 1);
     }
+    metrics_pool_counter(o, rt, "sluice_retry_budget_exhausted_total",
+                         "Retries not made because the pool's retry budget was used up.",
+                         offsetof(struct pool, retry_budget_exhausted));
+    metrics_pool_counter(o, rt, "sluice_circuit_breaker_rejected_total",
+                         "Requests answered 503 at once because the pool was over a "
+                         "circuit_breaker limit.", offsetof(struct pool, breaker_rejected));
+
+    metrics_family(o, "sluice_outlier_ejections_total", "counter",
+                   "Times passive outlier detection took the backend out of rotation.");
+    for (size_t p = 0; p < rt->npools; p++)
+        for (uint32_t i = 0; i < rt->pools[p].nbackends; i++) {
+            const struct backend *b = &rt->pools[p].backends[i];
+            metrics_backend_line(o, "sluice_outlier_ejections_total", b,
+                                 metrics_get(&b->ejections_total));
+        }
+    metrics_family(o, "sluice_backend_ejected", "gauge",
+                   "1 while outlier detection keeps the backend out of rotation.");
+    for (size_t p = 0; p < rt->npools; p++)
+        for (uint32_t i = 0; i < rt->pools[p].nbackends; i++) {
+            const struct backend *b = &rt->pools[p].backends[i];
+            metrics_backend_line(o, "sluice_backend_ejected", b,
+                                 (uint64_t)atomic_load_explicit(&b->ejected, memory_order_relaxed));
+        }
 }
 
 void metrics_render(struct admin_buf *o, const struct runtime *rt,
