@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +75,14 @@ static void sweep_cb(struct timer *t)
     timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
 }
 
+/* Is a connection waiting in the listener's accept queue? */
+static bool accept_pending(struct worker_listener *wl)
+{
+    struct pollfd p = {.fd = wl->io.fd, .events = POLLIN};
+
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static void maybe_finish(struct worker *w)
 {
     if (w->draining && w->nsessions == 0)
@@ -92,8 +101,18 @@ static void on_wake(struct loop *l)
 
     if (cmd >= WORKER_DRAIN && !w->draining) {
         w->draining = 1;
-        for (size_t i = 0; i < w->nlisteners; i++)
-            listener_close(&w->listeners[i]);
+        for (size_t i = 0; i < w->nlisteners; i++) {
+            struct worker_listener *wl = &w->listeners[i];
+            /* Closing a listening socket resets the connections still in its
+             * accept queue: take them first, and serve them like the rest. */
+            if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_HTTP)
+                while (http_accept(wl) == 0 && accept_pending(wl))
+                    ;
+            else if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_TCP)
+                while (tcp_accept(wl) == 0 && accept_pending(wl))
+                    ;
+            listener_close(wl);
+        }
         http_drain(w);
     }
     if (cmd == WORKER_STOP) {

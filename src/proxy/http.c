@@ -1665,6 +1665,7 @@ static void conn_start(struct worker_listener *wl, int fd, const struct addr *pe
     c->state = HC_IDLE;
     c->trusted = http_peer_trusted(peer, c->l->conf->trusted_proxies,
                                    c->l->conf->ntrusted_proxies);
+    c->close_after = w->draining != 0;   /* taken from the queue while draining */
     c->last_active_ms = clock_now_ms();
     timer_init(&c->timer, timer_fired);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1697,26 +1698,41 @@ int http_accept(struct worker_listener *wl)
     return 0;
 }
 
-void http_drain(struct worker *w)
+/* While draining, a keep-alive connection idle this long is closed; one
+ * used more recently may be about to carry the client's next request, and
+ * closing it under that request would reset it: it gets answered (with
+ * Connection: close) instead. */
+#define DRAIN_IDLE_CLOSE_MS 500
+
+static void drain_idle(struct worker *w)
 {
     struct http_conn *c = w->http_conns, *next;
+    uint64_t now = clock_now_ms();
 
-    /* Idle keep-alive connections close now; busy ones after their answer
-     * (which then says Connection: close). */
     for (; c; c = next) {
         next = c->next;
-        if (c->state == HC_IDLE && (!c->in || buf_len(c->in) == 0))
+        c->close_after = true;
+        if (c->state == HC_IDLE && (!c->in || buf_len(c->in) == 0) &&
+            now - c->last_active_ms >= DRAIN_IDLE_CLOSE_MS)
             conn_close(c, END_SHUTDOWN);
-        else
-            c->close_after = true;
     }
+}
+
+void http_drain(struct worker *w)
+{
+    /* Busy connections close after their answer (which says
+     * Connection: close); idle ones as soon as they are idle enough. */
+    drain_idle(w);
     upstream_close_idle(w);
 }
 
 void http_sweep(struct worker *w)
 {
-    struct http_conn *c = w->http_conns, *next;
+    struct http_conn *c, *next;
 
+    if (w->draining)
+        drain_idle(w);
+    c = w->http_conns;
     for (; c; c = next) {
         next = c->next;
         if (c->x && c->x->backend &&

@@ -465,3 +465,47 @@ def test_sigterm_drains_http(procs, origins):
         idle.request("GET", "/")
         idle.getresponse().read()
     assert s.p.wait(5) == 0
+
+
+def test_sigterm_under_load_no_client_sees_a_reset(procs, origins):
+    import signal
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address),
+                                                ("b2", origins[1].address)]}, workers=2))
+    stop = time.monotonic() + 2.0
+    errors, done = [], []
+
+    def client():
+        # Each request on a fresh keep-alive connection until sluice says
+        # Connection: close or refuses new connections: both are clean.
+        while time.monotonic() < stop:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.connect()
+            except ConnectionRefusedError:
+                return
+            try:
+                while True:
+                    c.request("GET", "/delay/5")
+                    r = c.getresponse()
+                    r.read()
+                    done.append(r.status)
+                    if r.getheader("connection") == "close":
+                        break
+            except (ConnectionResetError, http.client.RemoteDisconnected,
+                    BrokenPipeError) as e:
+                errors.append(repr(e))
+                return
+            finally:
+                c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.6)
+    s.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(10)
+    assert errors == [], errors[:5]
+    assert done and all(st == 200 for st in done)
+    assert s.p.wait(10) == 0

@@ -1,0 +1,686 @@
+#!/usr/bin/python3
+"""Balancing quality: one slow backend (a gray failure), sluice vs HAProxy vs NGINX.
+
+Three origins: b1 and b2 are sluice-origin; b3 answers every request 200 ms
+late (a small asyncio HTTP/1.1 server run by this script, keep-alive,
+Content-Length): a backend that passes health checks but is slow. Every
+balancer config sends the same client load (wrk, fixed concurrency, keep-alive,
+GET /) to the same three origins; for each config we report req/s, client
+p50/p99 (wrk's own measurements) and the slow backend's share of the requests
+(counted at the origins: sluice-origin's /stats, b3's own counter).
+
+Configs, all in one run, one balancer process per product, one pool per
+algorithm, one worker/thread each, pinned to CPU 0 (client + origins on
+CPU 1), upstream keep-alive everywhere, no health checks, no access logs:
+  sluice   round_robin, least_conn, p2c, ewma, random
+  haproxy  roundrobin, leastconn, random(2)      (random(2) = power of two)
+  nginx    round robin (default), least_conn, random two least_conn
+
+Every load loop is bounded in time (wrk -d, asyncio timeouts) and the whole
+run has a watchdog. Only PIDs this script started are ever signalled.
+Stdlib only. Usage: bench/balance_quality.py [--duration S] [--conns N]
+Results: printed, and written to bench/results/balance-quality-<date>.txt.
+
+The process, /proc and noise helpers are copied from bench/l4.py.
+"""
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
+ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
+HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
+NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+WRK = os.environ.get("WRK_BIN", "/usr/bin/wrk")
+PYTHON = "/usr/bin/python3"
+BAL_CPU, CLIENT_CPU = 0, 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WATCHDOG_S = 420
+
+# (label, product, algorithm as the product spells it)
+CONFIGS = [
+    ("sluice round_robin", "sluice", "round_robin"),
+    ("sluice least_conn", "sluice", "least_conn"),
+    ("sluice p2c", "sluice", "p2c"),
+    ("sluice ewma", "sluice", "ewma"),
+    ("sluice random", "sluice", "random"),
+    ("haproxy roundrobin", "haproxy", "roundrobin"),
+    ("haproxy leastconn", "haproxy", "leastconn"),
+    ("haproxy random(2)", "haproxy", "random(2)"),
+    ("nginx round-robin", "nginx", ""),
+    ("nginx least_conn", "nginx", "least_conn"),
+    ("nginx random two least_conn", "nginx", "random two least_conn"),
+]
+REF_RR, REF_HA, REF_NG = "sluice round_robin", "haproxy leastconn", "nginx least_conn"
+
+WRK_LUA = r'''
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d requests=%d duration_us=%d " ..
+    "connect=%d read=%d write=%d status=%d timeout=%d\n",
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+'''
+
+started = []                 # Popen objects we started, in order
+extra_pids = []              # nginx worker pids (not our children, but ours)
+ours = set()                 # pids of wrk while it runs
+_tmpdirs = []
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("balance-quality bench: " + msg)
+    cleanup()
+    sys.exit(1)
+
+
+# ---- the slow origin (run as a child: bench/balance_quality.py --serve-slow) --
+
+def serve_slow(listen, name, delay_ms):
+    """HTTP/1.1 keep-alive origin that answers every request delay_ms late.
+    GET /__count answers at once with the number of requests seen (not
+    counted itself). Exits on SIGTERM."""
+    host, port = listen.rsplit(":", 1)
+    count = [0]
+    delay = delay_ms / 1000.0
+    body = (name + "\n").encode()
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Origin: %s\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (name.encode(), len(body), body))
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                low = head.lower()
+                m = re.search(rb"\r\ncontent-length:\s*(\d+)", low)
+                if m and int(m.group(1)):
+                    await reader.readexactly(int(m.group(1)))
+                if head.startswith(b"GET /__count "):
+                    b = b"%d" % count[0]
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(b), b))
+                else:
+                    count[0] += 1
+                    await asyncio.sleep(delay)
+                    writer.write(resp)
+                await writer.drain()
+                if b"\r\nconnection: close" in low:
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        srv = await asyncio.start_server(handle, host, int(port), reuse_address=True, backlog=1024)
+        stop = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        print("listening %s" % listen, flush=True)
+        async with srv:
+            await stop
+    asyncio.run(main())
+
+
+# ---- processes (as in bench/l4.py) -------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(name, argv, cpu, tmp):
+    out = open(os.path.join(tmp, name + ".out"), "wb")
+    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
+                         stdin=subprocess.DEVNULL, cwd=tmp)
+    p.bench_name = name
+    p.bench_out = out.name
+    started.append(p)
+    return p
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_port(port, p, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
+
+
+def stop_all():
+    for p in reversed(started):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    end = time.monotonic() + 5
+    for p in reversed(started):
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+    for pid in extra_pids:          # an nginx worker outliving its master
+        try:
+            os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    started.clear()
+    extra_pids.clear()
+
+
+def cleanup():
+    stop_all()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+# ---- noise (as in bench/l4.py) ----------------------------------------------
+
+def core_busy():
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                out[int(m.group(1))] = (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK
+    return out
+
+
+def background_load(secs=1.0):
+    a = core_busy()
+    time.sleep(secs)
+    b = core_busy()
+    return {c: (b[c] - a[c]) / secs for c in b if c in a}
+
+
+def foreign_cpu():
+    """CPU seconds so far of each process that is not part of the bench;
+    kernel threads left out. An indicator of a noisy neighbour, not an audit."""
+    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids) | ours
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in mine:
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if d == "2" or fields[1] == "2":
+            continue
+        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def forks():
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("processes "):
+                return int(line.split()[1])
+    return 0
+
+
+NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
+MAX_FORKS = 2           # ... or more than this many processes started during it
+
+
+class Window:
+    def __enter__(self):
+        self.f0, self.n0, self.t0 = foreign_cpu(), forks(), time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.monotonic() - self.t0
+        f1 = foreign_cpu()
+        self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
+        self.forks = forks() - self.n0
+        self.noisy = self.foreign > NOISE or self.forks > MAX_FORKS
+        return False
+
+
+# ---- configs -----------------------------------------------------------------
+
+def sluice_config(tmp, ports, origins):
+    lines = ["workers: 1", "drain_timeout: 1s", "log:", "  level: warn", '  access: "off"', "",
+             "listeners:"]
+    for (label, prod, alg) in CONFIGS:
+        if prod == "sluice":
+            lines += ["  - name: %s" % alg, "    bind: 127.0.0.1:%d" % ports[label],
+                      "    mode: http", "    pool: %s" % alg, "    timeouts: {client_idle: 120s}"]
+    lines += ["", "pools:"]
+    for (label, prod, alg) in CONFIGS:
+        if prod == "sluice":
+            lines += ["  - name: %s" % alg, "    balance: %s" % alg,
+                      "    timeouts: {connect: 2s, upstream_response: 10s, upstream_idle: 120s}",
+                      "    backends:"]
+            lines += ["      - {name: %s, address: 127.0.0.1:%d}" % o for o in origins]
+    path = os.path.join(tmp, "sluice.yaml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def haproxy_config(tmp, ports, origins):
+    lines = ["global", "    nbthread 1", "    maxconn 8000", "",
+             "defaults", "    mode http", "    option http-keep-alive", "    http-reuse always",
+             "    timeout connect 2s", "    timeout client 120s", "    timeout server 10s",
+             "    timeout http-request 10s", "    timeout http-keep-alive 120s", ""]
+    for i, (label, prod, alg) in enumerate(CONFIGS):
+        if prod != "haproxy":
+            continue
+        lines += ["frontend f%d" % i, "    bind 127.0.0.1:%d" % ports[label],
+                  "    default_backend b%d" % i, "",
+                  "backend b%d" % i, "    balance %s" % alg]
+        lines += ["    server %s 127.0.0.1:%d" % o for o in origins]
+        lines.append("")
+    path = os.path.join(tmp, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def nginx_config(ntmp, ports, origins):
+    lines = ["worker_processes 1;", "worker_rlimit_nofile 20000;", "pid %s/nginx.pid;" % ntmp,
+             "error_log %s/nginx-error.log warn;" % ntmp, "events { worker_connections 12000; }",
+             "http {", "    access_log off;", "    keepalive_timeout 120s;",
+             "    keepalive_requests 1000000;"]
+    for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        lines.append("    %s_temp_path %s/%s_temp;" % (d, ntmp, d))
+    for i, (label, prod, alg) in enumerate(CONFIGS):
+        if prod != "nginx":
+            continue
+        lines.append("    upstream u%d {" % i)
+        if alg:
+            lines.append("        %s;" % alg)
+        lines += ["        server 127.0.0.1:%d;" % o[1] for o in origins]
+        lines += ["        keepalive 64;", "        keepalive_requests 1000000;",
+                  "        keepalive_timeout 120s;", "    }",
+                  "    server {", "        listen 127.0.0.1:%d;" % ports[label],
+                  "        location / {", "            proxy_pass http://u%d;" % i,
+                  "            proxy_http_version 1.1;", '            proxy_set_header Connection "";',
+                  "            proxy_connect_timeout 2s;", "            proxy_read_timeout 10s;",
+                  "        }", "    }"]
+    lines.append("}")
+    path = os.path.join(ntmp, "nginx.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def start_balancers(tmp, ports, origins):
+    p = start("sluice", [SLUICE, "-c", sluice_config(tmp, ports, origins)], BAL_CPU, tmp)
+    for label, prod, _ in CONFIGS:
+        if prod == "sluice":
+            wait_port(ports[label], p)
+    p = start("haproxy", [HAPROXY, "-f", haproxy_config(tmp, ports, origins), "-db"], BAL_CPU, tmp)
+    for label, prod, _ in CONFIGS:
+        if prod == "haproxy":
+            wait_port(ports[label], p)
+    ntmp = os.path.join(tmp, "nginx")
+    os.mkdir(ntmp)
+    cfg = nginx_config(ntmp, ports, origins)
+    p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
+                        "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
+    for label, prod, _ in CONFIGS:
+        if prod == "nginx":
+            wait_port(ports[label], p)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        kids = children_of(p.pid)
+        if kids:
+            extra_pids.extend(kids)
+            break
+        time.sleep(0.05)
+    else:
+        die("nginx started no worker process")
+
+
+# ---- origin counters ---------------------------------------------------------
+
+def http_get(port, path, timeout=5.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head.startswith(b"HTTP/1.") else 0
+    return status, body.decode(errors="replace")
+
+
+def counts(origins, slow_port):
+    """Requests seen so far by each origin. sluice-origin's /stats counts
+    itself too: the caller subtracts one per read between two reads."""
+    out = {}
+    for name, port in origins:
+        if port == slow_port:
+            st, body = http_get(port, "/__count")
+            out[name] = int(body)
+        else:
+            st, body = http_get(port, "/stats")
+            out[name] = json.loads(body)["requests"]
+    return out
+
+
+# ---- load --------------------------------------------------------------------
+
+def parse_wrk(out, name):
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if not m:
+        die("%s: wrk printed no summary:\n%s" % (name, out))
+    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    v["secs"] = v["duration_us"] / 1e6
+    v["errors"] = v["connect"] + v["read"] + v["write"] + v["timeout"] + v["status"]
+    return v
+
+
+def run_wrk(port, secs, args, lua, name):
+    argv = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t%d" % args.threads, "-c%d" % args.conns,
+            "-d%ds" % secs, "--timeout", "5s", "-s", lua, "http://127.0.0.1:%d/" % port]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ours.add(p.pid)
+    try:
+        so, se = p.communicate(timeout=secs + 20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        die("%s: wrk ran past its duration" % name)
+    finally:
+        ours.discard(p.pid)
+    out = so.decode(errors="replace")
+    if p.returncode != 0:
+        die("%s: wrk failed (rc=%d):\n%s%s" % (name, p.returncode, out, se.decode(errors="replace")))
+    return parse_wrk(out, name)
+
+
+def measure(label, port, origins, slow_port, args, lua):
+    if args.warmup > 0:
+        run_wrk(port, args.warmup, args, lua, label)
+    time.sleep(args.settle)            # slow requests of the warm-up finish
+    c0 = counts(origins, slow_port)
+    with Window() as w:
+        v = run_wrk(port, args.duration, args, lua, label)
+    time.sleep(args.settle)
+    c1 = counts(origins, slow_port)
+    seen = {n: c1[n] - c0[n] - (0 if p == slow_port else 1) for n, p in origins}
+    total = sum(seen.values())
+    slow_name = [n for n, p in origins if p == slow_port][0]
+    r = dict(label=label, rps=v["requests"] / v["secs"], p50=v["p50_us"] / 1000.0,
+             p99=v["p99_us"] / 1000.0, p999=v["p999_us"] / 1000.0, max=v["max_us"] / 1000.0,
+             requests=v["requests"], errors=v["errors"], seen=seen, origin_total=total,
+             slow_share=seen[slow_name] / total if total else 0.0, noisy=w.noisy,
+             foreign=w.foreign, forks=w.forks)
+    line = ("  %-28s %8.0f req/s  p50 %8.2f ms  p99 %8.2f ms  p99.9 %8.2f ms  slow share %6.2f%%  "
+            "errors %d  origins %s%s" % (
+                label, r["rps"], r["p50"], r["p99"], r["p999"], 100 * r["slow_share"], r["errors"],
+                " ".join("%s=%d" % kv for kv in sorted(seen.items())),
+                "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (
+                    100 * w.foreign, w.forks) if w.noisy else ""))
+    log(line)
+    r["line"] = line
+    return r
+
+
+# ---- report ------------------------------------------------------------------
+
+def table(results):
+    ref = {k: results[k]["p99"] for k in (REF_RR, REF_HA, REF_NG) if k in results}
+    head = ["config", "req/s", "p50 ms", "p99 ms", "slow share",
+            "p99 / sluice rr", "p99 / haproxy leastconn", "p99 / nginx least_conn"]
+    rows = []
+    for label, _, _ in CONFIGS:
+        if label not in results:
+            continue
+        r = results[label]
+        cells = [label + (" (disturbed)" if r["noisy"] else ""), "%.0f" % r["rps"],
+                 "%.2f" % r["p50"], "%.1f" % r["p99"], "%.2f%%" % (100 * r["slow_share"])]
+        for k in (REF_RR, REF_HA, REF_NG):
+            cells.append("%.3f" % (r["p99"] / ref[k]) if ref.get(k) else "-")
+        rows.append(cells)
+    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
+           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
+                                      for i, c in enumerate(r)) + " |")
+    return "\n".join(out)
+
+
+def targets(results):
+    out = ["targets (p99):"]
+    rr = results.get(REF_RR)
+    ha = results.get(REF_HA)
+    ng = results.get(REF_NG)
+    for alg in ("sluice ewma", "sluice p2c"):
+        r = results.get(alg)
+        if not r:
+            continue
+        if rr:
+            x = rr["p99"] / r["p99"]
+            out.append("  %-11s round_robin/%s = %.1fx lower (target >= 5x): %s" % (
+                alg, alg.split()[1], x, "met" if x >= 5 else "MISSED"))
+        for ref, name in ((ha, "haproxy leastconn"), (ng, "nginx least_conn")):
+            if ref:
+                out.append("  %-11s p99 %.1f ms vs %s %.1f ms (target lower): %s" % (
+                    alg, r["p99"], name, ref["p99"], "met" if r["p99"] < ref["p99"] else "MISSED"))
+    return "\n".join(out)
+
+
+def version(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=5)
+        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
+    except Exception:
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=8, help="measured seconds per config (default 8)")
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per config, not measured (default 1)")
+    ap.add_argument("--conns", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--delay-ms", type=int, default=200, help="the slow origin's added delay (default 200)")
+    ap.add_argument("--settle", type=float, default=0.5, help="pause after each wrk run (default 0.5 s)")
+    ap.add_argument("--retries", type=int, default=1,
+                    help="re-measure a config disturbed by other processes up to N times (default 1)")
+    ap.add_argument("--wait-quiet", type=float, default=20, help="wait up to S s for an idle machine")
+    ap.add_argument("--only", default="", help="comma-separated labels or products (default all)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--serve-slow", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--name", default="b3", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_slow:
+        serve_slow(args.serve_slow, args.name, args.delay_ms)
+        return
+    global CONFIGS
+    if args.only:
+        want = set(x.strip() for x in args.only.split(","))
+        CONFIGS = [c for c in CONFIGS if c[0] in want or c[1] in want]
+    if os.cpu_count() < 2:
+        die("needs 2 CPUs (balancers on CPU 0, client and origins on CPU 1)")
+    for path in (SLUICE, ORIGIN, WRK, HAPROXY, NGINX):
+        if not os.access(path, os.X_OK):
+            die("missing %s (run `make all` / `make deps`)" % path)
+    per = args.warmup + args.duration + 2 * args.settle + 1.5
+    budget = len(CONFIGS) * per + 30
+    if budget > WATCHDOG_S - 30:
+        die("this run would take about %.0fs (limit %ds): shorten --duration" % (budget, WATCHDOG_S))
+    slack = [WATCHDOG_S - 30 - budget]
+
+    def on_alarm(*_):
+        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    end = time.monotonic() + args.wait_quiet
+    bg = background_load()
+    while max(bg.values()) > 0.10 and time.monotonic() < end:
+        log("balance-quality bench: machine busy (%s), waiting up to %.0fs more for quiet" % (
+            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+            end - time.monotonic()))
+        bg = background_load(2.0)
+    signal.alarm(WATCHDOG_S)
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-bq-")
+    _tmpdirs.append(tmp)
+    lua = os.path.join(tmp, "latency.lua")
+    with open(lua, "w") as f:
+        f.write(WRK_LUA)
+    results = {}
+    try:
+        origins = []
+        for i in (1, 2):
+            port = free_port()
+            p = start("origin-b%d" % i, [ORIGIN, "--listen", "127.0.0.1:%d" % port, "--name", "b%d" % i],
+                      CLIENT_CPU, tmp)
+            wait_port(port, p)
+            origins.append(("b%d" % i, port))
+        slow_port = free_port()
+        p = start("origin-b3-slow", [PYTHON, os.path.abspath(__file__), "--serve-slow",
+                                     "127.0.0.1:%d" % slow_port, "--name", "b3",
+                                     "--delay-ms", str(args.delay_ms)], CLIENT_CPU, tmp)
+        wait_port(slow_port, p)
+        origins.append(("b3", slow_port))
+        ports = {label: free_port() for label, _, _ in CONFIGS}
+        start_balancers(tmp, ports, origins)
+        # Every config forwards, and reaches the slow origin too.
+        for label, _, _ in CONFIGS:
+            seen = set()
+            for _ in range(6):
+                st, body = http_get(ports[label], "/")
+                if st != 200 or body.strip() not in ("b1", "b2", "b3"):
+                    die("%s does not forward: status %d body %r" % (label, st, body[:80]))
+                seen.add(body.strip())
+            if len(seen) < 2:
+                die("%s reached only %s" % (label, sorted(seen)))
+            log("  %-28s forwards (%s)" % (label, ", ".join(sorted(seen))))
+        for label, _, _ in CONFIGS:
+            for attempt in range(1 + args.retries):
+                r = measure(label, ports[label], origins, slow_port, args, lua)
+                if not r["noisy"] or slack[0] < per:
+                    break
+                slack[0] -= per
+                time.sleep(1)
+            results[label] = r
+        for p in started:
+            if p.poll() is not None:
+                die("%s died during the bench:\n%s" % (p.bench_name, tail(p.bench_out)))
+    finally:
+        stop_all()
+
+    now = datetime.datetime.now()
+    notes = [
+        "sluice balancing-quality bench (one slow backend), %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
+        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
+                                               platform.release()),
+        "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
+                                                   version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        "origins: b1, b2 = sluice-origin (1 thread each); b3 = asyncio HTTP/1.1 origin that answers"
+        " every request %d ms late (gray failure); all on CPU %d" % (args.delay_ms, CLIENT_CPU),
+        "balancers: one process each (sluice workers 1, haproxy nbthread 1, nginx 1 worker), one"
+        " pool/backend/upstream per algorithm, pinned to CPU %d; upstream keep-alive; no health"
+        " checks; no access log" % BAL_CPU,
+        "client: wrk -t%d -c%d (closed loop, keep-alive, GET /) on CPU %d: %d s warm-up (not"
+        " measured), then %d s measured per config; p50/p99 are wrk's own" % (
+            args.threads, args.conns, CLIENT_CPU, args.warmup, args.duration),
+        "slow share: requests counted at the origins during the measured window (b1/b2 /stats,"
+        " b3 its own counter), read %.1f s after wrk stops" % args.settle,
+        "background load before the run: %s" % ", ".join(
+            "cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+        "p99 ratio columns: this row's p99 / the reference's p99 (lower is better)",
+    ]
+    text = "\n".join(notes) + "\n\n" + table(results) + "\n\n" + targets(results) + "\n"
+    if any(r["noisy"] for r in results.values()):
+        text += ("\nWARNING: other processes on this machine took more than %.0f%% of a CPU during"
+                 " the windows marked (disturbed), even after retries.\n" % (100 * NOISE))
+    print(text, flush=True)
+    text += "\nper config:\n" + "\n".join(r["line"] for r in results.values()) + "\n"
+    outp = args.out or os.path.join(ROOT, "bench", "results",
+                                    "balance-quality-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(os.path.dirname(outp), exist_ok=True)
+    with open(outp, "w") as f:
+        f.write(text)
+    log("written to %s" % os.path.relpath(outp, ROOT))
+    cleanup()
+    signal.alarm(0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        die("interrupted")
+    finally:
+        if not sys.argv[1:2] == ["--serve-slow"]:
+            cleanup()
