@@ -15,9 +15,13 @@ Measures
   connect    wrk, Connection: close: every request is a new client connection
              and a new backend connection: conn/s and conn per CPU-second.
 
+Each test runs for every balancer in every round (order rotated per round);
+the table shows medians, preferring windows that no other process on the
+machine disturbed (a disturbed window is measured again while time allows).
 Every load loop is bounded in time; the whole run also has a watchdog.
-Stdlib only. Usage: bench/l4.py [--duration S] [--conns N] [--only a,b]
+Stdlib only. Usage: bench/l4.py [--rounds N] [--duration S] [--only a,b] ...
 Results: printed, and written to bench/results/l4-<date>.txt.
+BENCH_UPLOAD=sendfile makes the upload client send from tmpfs (no copy).
 """
 import argparse
 import datetime
@@ -74,11 +78,11 @@ def free_port():
     return port
 
 
-def start(name, argv, cpu, tmp, stdout=None):
-    out = open(os.path.join(tmp, name + ".out"), "wb")
-    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv,
-                         stdout=stdout or out, stderr=out, stdin=subprocess.DEVNULL,
-                         cwd=tmp)
+def start(name, argv, cpu, tmp):
+    """Start argv pinned to `cpu`, output to TMP/NAME.out."""
+    with open(os.path.join(tmp, name + ".out"), "wb") as out:
+        p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
+                             stdin=subprocess.DEVNULL, cwd=tmp)
     p.bench_name = name
     p.bench_out = out.name
     started.append(p)
@@ -180,10 +184,6 @@ def core_times():
                 out[int(m.group(1))] = ((v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK,
                                         (v[0] + v[1] + v[2]) / CLK_TCK)
     return out
-
-
-def core_busy_s():
-    return {c: v[0] for c, v in core_times().items()}
 
 
 def background_load(secs=1.0):
@@ -352,9 +352,11 @@ def bulk(bal, conns, warmup, duration, upload):
     if upload:
         req = ("POST /upload HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n"
                "Connection: close\r\n\r\n" % HUGE).encode()
-        src = upload_source()
-        offs = {}
-        chunk = memoryview(bytes(range(256)) * 4096)
+        if UPLOAD_SEND:
+            chunk = memoryview(bytes(range(256)) * 4096)
+        else:
+            src = upload_source()
+            offs = {}
     else:
         req = ("GET /bytes/%d HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % HUGE).encode()
         sink = bytearray(4 << 20)
@@ -604,6 +606,7 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(WATCHDOG_S)
     signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    signal.signal(signal.SIGINT, lambda *_: die("interrupted"))   # even if inherited as ignored
 
     os.sched_setaffinity(0, {CLIENT_CPU})   # this script is the bulk client
     # Wait (bounded) for other work on the machine to calm down.
@@ -698,12 +701,12 @@ def main():
         "sluice: mode tcp, workers 1, access log off (splice, 256 KiB pipes)",
         "each number: median of %d rounds (order rotated per round); per-round lines below the table"
         % args.rounds,
-        "bulk: %d connections, %.0fs window after %.0fs warm-up; download client discards with"
+        "bulk: %d connections, %gs window after %gs warm-up; download client discards with"
         " recv(MSG_TRUNC) (no copy); upload client %s"
         % (args.conns, args.duration, args.warmup,
            "send()s 1 MiB from memory" if UPLOAD_SEND else "sendfile()s from tmpfs (no copy)"),
-        "connect: wrk -t1 -c%d -H 'Connection: close', %.0fs window after %.0fs warm-up"
-        % (args.wrk_conns, args.duration, args.warmup),
+        "connect: wrk -t1 -c%d -H 'Connection: close', %gs window after a %gs wrk warm-up run"
+        % (args.wrk_conns, max(1, round(args.duration)), max(1, round(args.warmup)) if args.warmup > 0 else 0),
         "balancer CPU = utime+stime from /proc/PID/stat (nginx: master+worker); GB = 1e9 bytes",
         "CPU 0 busy = all non-idle time of CPU 0 from /proc/stat (the balancer's own CPU-s plus the",
         "  softirq/ksoftirqd network work the kernel ran there; only the balancer is pinned there)",
