@@ -15,11 +15,11 @@
 #include "core/worker.h"
 
 /* Bytes one pump_dir call may move before yielding to other connections.
- * Yielding costs an extra loop iteration and, measured against HAProxy
- * (docs/benchmarks.md), a 1 MiB budget made a bulk transfer cost ~15% more
- * CPU per GB than no budget at all; 16 MiB keeps the cost near that of no
- * budget while bounding what one transfer can make the worker's other
- * connections wait (about 10 ms at loopback speeds). */
+ * Yielding is not free: in paired runs against HAProxy (docs/benchmarks.md)
+ * a 1 MiB budget cost 1.12× HAProxy's CPU per GB on a bulk download, no
+ * budget 0.74×. 16 MiB yields 16 times less often than 1 MiB while still
+ * bounding how long one transfer can make the worker's other connections
+ * wait (about 10 ms at loopback speeds). */
 #define PUMP_BUDGET (16u * 1024u * 1024u)
 
 /* One direction: bytes from src to dst. Owner: the session using it. */
