@@ -105,3 +105,61 @@ def test_drain_timeout_closes_what_is_left(procs):
     except ConnectionResetError:
         pass
     c.close()
+
+
+def test_drain_keeps_open_websocket_until_drain_timeout(procs):
+    import asyncio
+    import pytest
+    websockets = pytest.importorskip("websockets")
+    wsport = free_port()
+    ready = threading.Event()
+    stop = {}
+
+    def serve():
+        async def echo(ws, *args):
+            try:
+                async for msg in ws:
+                    await ws.send(msg)
+            except websockets.exceptions.ConnectionClosed:
+                pass
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            stop["future"] = loop.create_future()
+            stop["loop"] = loop
+            async with websockets.serve(echo, "127.0.0.1", wsport):
+                ready.set()
+                await stop["future"]
+        asyncio.run(main())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(5)
+    port, aport = free_port(), free_port()
+    s = procs.sluice(config(port, aport, [("ws", f"127.0.0.1:{wsport}")], drain_timeout="1500ms"))
+
+    async def client():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("before")
+            assert await ws.recv() == "before"
+            assert admin(aport, "POST", "/api/v1/pools/app/backends/ws/drain")[0] == 200
+            t0 = time.monotonic()
+            # Draining: the open tunnel goes on...
+            await ws.send("during")
+            assert await ws.recv() == "during"
+            # ...no new request reaches the drained backend...
+            assert get(port, "/")[0] == 503
+            # ...and after drain_timeout the tunnel is closed.
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                while True:
+                    await ws.send("ping")
+                    await asyncio.wait_for(ws.recv(), 5)
+                    await asyncio.sleep(0.1)
+            took = time.monotonic() - t0
+            assert 1.2 < took < 3.0, took
+    try:
+        asyncio.run(asyncio.wait_for(client(), 20))
+    finally:
+        stop["loop"].call_soon_threadsafe(stop["future"].set_result, None)
+        t.join(5)
+    wait_for(lambda: "end=drain_timeout" in s.stdout(), what="drain_timeout logged")
