@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -120,6 +121,7 @@ struct http_conn {
     struct addr peer;
     enum http_state state;
     bool c_readable, c_writable;
+    bool c_hup;                         /* epoll said the peer closed or failed */
     bool close_after;                   /* close once the current response is out */
     bool trusted;                       /* peer in trusted_proxies */
     struct buf *in;                     /* from the client */
@@ -357,19 +359,25 @@ static bool flush_client(struct http_conn *c, bool *progress)
     struct http_exchange *x = c->x;
 
     while (c->c_writable) {
-        struct buf *b;
-        uint32_t len;
+        struct iovec iov[2];
+        struct msghdr msg = {.msg_iov = iov};
+        uint32_t out_len = c->out ? buf_len(c->out) : 0;
+        uint32_t body_len = x && x->from_up ? x->approved : 0;
+        ssize_t n;
 
-        if (c->out && buf_len(c->out)) {
-            b = c->out;
-            len = buf_len(b);
-        } else if (x && x->from_up && x->approved) {
-            b = x->from_up;
-            len = x->approved;
-        } else {
-            break;
+        /* The head sluice wrote and the body bytes approved straight from
+         * the upstream buffer leave in one system call. */
+        if (out_len) {
+            iov[msg.msg_iovlen].iov_base = c->out->data + c->out->head;
+            iov[msg.msg_iovlen++].iov_len = out_len;
         }
-        ssize_t n = send(c->cio.fd, b->data + b->head, len, MSG_NOSIGNAL);
+        if (body_len) {
+            iov[msg.msg_iovlen].iov_base = x->from_up->data + x->from_up->head;
+            iov[msg.msg_iovlen++].iov_len = body_len;
+        }
+        if (!msg.msg_iovlen)
+            break;
+        n = sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
                 c->c_writable = false;
@@ -378,11 +386,18 @@ static bool flush_client(struct http_conn *c, bool *progress)
             conn_close(c, END_CLIENT_RESET);
             return false;
         }
-        buf_consume(b, (uint32_t)n);
-        if (b != c->out)
+        if (out_len) {
+            uint32_t k = (uint32_t)n < out_len ? (uint32_t)n : out_len;
+            buf_consume(c->out, k);
+            n -= k;
+        }
+        if (n > 0) {
+            buf_consume(x->from_up, (uint32_t)n);
             x->approved -= (uint32_t)n;
+        }
         if (x) {
-            x->resp_bytes += (uint64_t)n;
+            x->resp_bytes += (uint64_t)(out_len + body_len) -
+                             (uint64_t)((c->out ? buf_len(c->out) : 0) + x->approved);
             x->resp_started = true;
         }
         c->last_active_ms = clock_now_ms();
@@ -484,6 +499,11 @@ static bool read_client(struct http_conn *c, bool *eof)
         return false;
     n = recv(c->cio.fd, c->in->data + c->in->tail, buf_room(c->in), 0);
     if (n > 0) {
+        /* A short read drained the socket: skip the recv that would only
+         * say EAGAIN (new data brings a new edge). Not when epoll also
+         * reported a hang-up: that EOF would then never be read. */
+        if ((uint32_t)n < buf_room(c->in) && !c->c_hup)
+            c->c_readable = false;
         c->in->tail += (uint32_t)n;
         c->last_active_ms = clock_now_ms();
         return true;
@@ -1276,6 +1296,8 @@ static bool read_upstream(struct http_conn *c, bool *progress)
         }
         n = recv(u->io.fd, b->data + b->tail, buf_room(b), 0);
         if (n > 0) {
+            if ((uint32_t)n < buf_room(b) && !u->hup)
+                u->readable = false;   /* drained; see read_client */
             b->tail += (uint32_t)n;
             x->up_active_ms = clock_now_ms();
             *progress = true;
@@ -1599,6 +1621,8 @@ static void up_event(struct upstream_conn *u, uint32_t events)
         u->readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         u->writable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->hup = true;
     if (!u->connected && !x->up_reused) {
         int err = upstream_socket_error(u);
         if (err || !(events & EPOLLOUT)) {
@@ -1631,6 +1655,8 @@ static void client_event(struct io *io, uint32_t events)
         c->c_readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         c->c_writable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->c_hup = true;
     if (c->state == HC_FORWARD && (events & (EPOLLHUP | EPOLLERR))) {
         int err = 0;
         socklen_t len = sizeof(err);

@@ -31,6 +31,7 @@ struct upstream_conn {
     struct timer idle_timer;     /* closes it after upstream_idle */
     uint64_t requests;           /* exchanges served, for logs */
     bool readable, writable;
+    bool hup;                    /* epoll reported a hang-up: read to EOF */
     bool connected;
 };
 
