@@ -14,8 +14,11 @@ Tests (--tests, in this order)
   keepalive  wrk -t1 -c50 (keep-alive): req/s and requests per balancer CPU-s.
   close      the same with -H 'Connection: close' (a new client connection per
              request; the upstream side stays keep-alive).
-  latency    wrk -t1 -c4 --latency, direct to one origin and through each
-             balancer: p50/p99, and the added latency (balancer - direct).
+  latency    wrk -t1 -c4 --latency, direct to origin b1 and through a second
+             instance of each balancer that has b1 as its only backend (so CPU 1
+             runs the same processes in both cases): p50/p90/p99 and the added
+             latency (balancer - direct). Flat out by default; --lat-pace-ms N
+             makes each connection pause N ms after a response (wrk delay()).
   syscalls   a short keep-alive and close run under `perf stat` counting the
              balancer's system calls (tracepoints): syscalls per request, by
              call. Diagnostic, not a target; skipped when perf cannot count.
@@ -23,6 +26,8 @@ Tests (--tests, in this order)
              parse of a typical browser request head.
 
 Every load loop is bounded in time; the whole run also has a watchdog.
+With --rounds N, keepalive, close and latency are measured N times (order
+rotated per round) and the table shows the median.
 Stdlib only. Usage: bench/http.py [--duration S] [--only a,b] [--tests a,b]
 Results: printed, and written to bench/results/http-<date>.txt.
 
@@ -40,6 +45,7 @@ import selectors
 import shutil
 import signal
 import socket
+import statistics
 import string
 import subprocess
 import sys
@@ -64,6 +70,7 @@ PROXIES = ("sluice", "haproxy", "nginx")
 TESTS = ("idle", "keepalive", "close", "latency", "syscalls", "parser")
 
 started = []                 # Popen objects we started, in order
+sluice_built = "?"           # mtime of the sluice binary when the run started
 extra_pids = []              # nginx worker pids (not our children, but ours)
 
 
@@ -284,7 +291,7 @@ class Window:
 
 
 NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
-MAX_FORKS = 2           # ... or more than this many processes started during it
+MAX_FORKS = 10          # ... or more than this many processes started during it (as bench/l4.py)
 
 
 def noisy(w):
@@ -306,27 +313,30 @@ def render(name, tmp, **kw):
     return path
 
 
-def start_balancer(name, tmp, origins):
+def start_balancer(name, tmp, origins, label=None):
+    """Start balancer `name` (process label `label`) with its files under tmp."""
+    label = label or name
+    os.makedirs(tmp, exist_ok=True)
     be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
     port = free_port()
     listen = "127.0.0.1:%d" % port
     if name == "sluice":
         cfg = render("sluice.yaml", tmp, LISTEN=listen, SLUICE_BACKENDS="\n".join(
             "      - {name: %s, address: %s}" % b for b in be))
-        p = start("sluice", [SLUICE, "-c", cfg], BAL_CPU, tmp)
+        p = start(label, [SLUICE, "-c", cfg], BAL_CPU, tmp)
         wait_port(port, p)
         return Balancer("sluice", port, p)
     if name == "haproxy":
         cfg = render("haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
             "    server %s %s" % b for b in be))
-        p = start("haproxy", [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
+        p = start(label, [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
         wait_port(port, p)
         return Balancer("haproxy", port, p)
     ntmp = os.path.join(tmp, "nginx")
     os.makedirs(ntmp, exist_ok=True)
     cfg = render("nginx.conf", ntmp, LISTEN=listen, NGINX_BACKENDS="\n".join(
         "        server %s;" % b[1] for b in be))
-    p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
+    p = start(label, [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
                         "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
     wait_port(port, p)
     b = Balancer("nginx", port, p)
@@ -549,9 +559,10 @@ def wrk_args(port, conns, secs, close, latency=False, path="/"):
     return a + ["http://127.0.0.1:%d%s" % (port, path)]
 
 
-def run_wrk(argv, name, bal, secs):
+def run_wrk(argv, name, bal, secs, pace_ms=0):
     """Run wrk for secs inside a Window on bal (None: no balancer CPU)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(os.environ, BENCH_PACE_MS=str(pace_ms))
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _running.append(p)
     ours.add(p.pid)
     try:
@@ -597,11 +608,11 @@ def latency(port, name, bal, args):
         subprocess.run(wrk_args(port, args.lat_conns, args.warmup, False), capture_output=True,
                        timeout=args.warmup + 30)
     v, w, _ = run_wrk(wrk_args(port, args.lat_conns, args.lat_duration, False, latency=True),
-                      name, bal, args.lat_duration)
+                      name, bal, args.lat_duration, args.lat_pace_ms)
     r = dict(p50=v["p50_us"], p90=v["p90_us"], p99=v["p99_us"], p999=v["p999_us"],
              rps=v["requests"] / v["secs"], errs=v["socket_errs"], non2xx=v["non2xx"])
-    line = "  latency  %-8s -c%d: p50 %5d us  p90 %5d us  p99 %5d us  p99.9 %5d us  %7.0f req/s  " \
-           "errors %d  (others %3.0f%%)" % (name, args.lat_conns, r["p50"], r["p90"], r["p99"],
+    line = "  latency  %-8s -c%d pace %dms: p50 %5d us  p90 %5d us  p99 %5d us  p99.9 %5d us  %7.0f req/s  " \
+           "errors %d  (others %3.0f%%)" % (name, args.lat_conns, args.lat_pace_ms, r["p50"], r["p90"], r["p99"],
                                            r["p999"], r["rps"], r["errs"] + r["non2xx"],
                                            100 * w.foreign)
     return r, w, line
@@ -685,7 +696,7 @@ def parser(tmp, iters):
         if best is None or ns < best[0]:
             best = (ns, out)
         outs.append(ns)
-    return best[0], best[1], outs, " ".join(cmd[:-1] + ["-o", "/tmp/http1_parse"])
+    return best[0], best[1], outs, " ".join(cmd[:-2] + ["-o", "/tmp/http1_parse"])
 
 
 # ---- report ----------------------------------------------------------------
@@ -723,6 +734,17 @@ def version(argv):
         r = subprocess.run(argv, capture_output=True, timeout=5)
         return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
     except Exception:
+        return "?"
+
+
+def git_head():
+    try:
+        h = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                           timeout=5).stdout.decode().strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, timeout=5).stdout.strip()
+        return (h or "?") + (" (src/ has uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
         return "?"
 
 
@@ -774,10 +796,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", 8)),
                     help="keep-alive / close window per balancer, seconds (default 8)")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 1)),
+                    help="repeat keepalive/close/latency N times, the table shows the median (default 1)")
     ap.add_argument("--lat-duration", type=int, default=5, help="latency window, seconds (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="wrk warm-up before each window (default 1)")
     ap.add_argument("--conns", type=int, default=50, help="wrk connections, keepalive/close (default 50)")
     ap.add_argument("--lat-conns", type=int, default=4, help="wrk connections, latency (default 4)")
+    ap.add_argument("--lat-pace-ms", type=int, default=0,
+                    help="latency: each connection waits this long after a response before its next"
+                         " request (wrk delay()), for a moderate steady rate; 0 = flat out (default 0)")
     ap.add_argument("--idle-conns", type=int, default=5000,
                     help="idle keep-alive client connections for the RSS test (default 5000)")
     ap.add_argument("--idle-batch", type=int, default=50,
@@ -808,9 +835,10 @@ def main():
         tests.remove("syscalls")
     n = len(only)
     per_load = args.warmup + args.duration + 1
-    budget = 15 + ("idle" in tests) * n * 6 + ("keepalive" in tests) * n * per_load + \
-        ("close" in tests) * n * per_load + ("latency" in tests) * (n + 1) * (args.warmup + args.lat_duration + 1) + \
-        ("syscalls" in tests) * n * 9 + ("parser" in tests) * 15
+    per_lat = args.warmup + args.lat_duration + 1
+    budget = 15 + ("latency" in tests) * 5 + ("idle" in tests) * n * 6 + ("syscalls" in tests) * n * 9 + ("parser" in tests) * 15 + \
+        args.rounds * (("keepalive" in tests) * n * per_load + ("close" in tests) * n * per_load +
+                       ("latency" in tests) * (n + 1) * per_lat)
     if budget > WATCHDOG_S - 40:
         die("this run would take about %.0fs (limit %ds): shorter windows or fewer tests" % (budget, WATCHDOG_S))
     slack = [WATCHDOG_S - 40 - budget]
@@ -841,6 +869,8 @@ def main():
             ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())))
     signal.alarm(WATCHDOG_S)   # started after the quiet wait, which has its own bound
     t_run = time.monotonic()
+    global sluice_built
+    sluice_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(SLUICE).st_mtime))
     tmp = tempfile.mkdtemp(prefix="sluice-bench-http-")
     _tmpdirs.append(tmp)
     res = {p: {} for p in only}
@@ -851,7 +881,9 @@ def main():
         log(line)
         mlog.append(line)
 
-    def measured(fn, name):
+    rnd_tag = [""]
+
+    def measured(fn):
         """fn() -> (result, window, line); re-measure a disturbed window while
         the time budget allows, and keep the least disturbed attempt."""
         best = None
@@ -861,7 +893,7 @@ def main():
             r["others"] = w.foreign
             if r["noisy"]:
                 line += noise_note(w)
-            record(line)
+            record(line.replace("  ", "  " + rnd_tag[0], 1))
             if best is None or (r["noisy"], r["others"]) < (best["noisy"], best["others"]):
                 best = r
             cost = w.wall + args.warmup + 2
@@ -887,6 +919,7 @@ def main():
         log("http bench: origins %s on CPU %d; balancers on CPU %d" % (
             ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU, BAL_CPU))
         bals = {p: start_balancer(p, tmp, ports) for p in only}
+        lat_bals = {}
         check_forwarding(bals, names, ports)
 
         if "idle" in tests:      # first, while the balancers are fresh
@@ -895,17 +928,28 @@ def main():
                 record(line)
                 res[p]["idle"] = r
                 time.sleep(1)    # let it close the connections
-        for t in ("keepalive", "close"):
-            if t in tests:
-                for p in only:
-                    res[p][t] = measured(lambda: load(bals[p], t == "close", args), p)
-        if "latency" in tests:
-            res["direct"]["latency"] = measured(
-                lambda: latency(ports[0], "direct", None, args), "direct")
-            for p in only:
-                res[p]["latency"] = measured(lambda: latency(bals[p].port, p, bals[p], args), p)
-                for k in ("p50", "p99"):
-                    res[p]["latency"]["add_" + k] = res[p]["latency"][k] - res["direct"]["latency"][k]
+        for rnd in range(args.rounds):
+            # Rotate who goes first each round so drift does not favour one balancer.
+            order = only[rnd % n:] + only[:rnd % n]
+            rnd_tag[0] = "[round %d] " % (rnd + 1) if args.rounds > 1 else ""
+            for t in ("keepalive", "close"):
+                if t in tests:
+                    for p in order:
+                        res[p].setdefault(t, []).append(
+                            measured(lambda: load(bals[p], t == "close", args)))
+            if "latency" in tests:
+                if not lat_bals:
+                    # One origin behind every balancer, as for direct: CPU 1
+                    # then runs the same two processes (wrk, b1) in every case.
+                    lat_bals.update({p: start_balancer(p, os.path.join(tmp, "lat"), ports[:1], p + "-lat")
+                                     for p in only})
+                    check_forwarding(lat_bals, names[:1], ports[:1])
+                d = measured(lambda: latency(ports[0], "direct", None, args))
+                res["direct"].setdefault("latency", []).append(d)
+                for p in order:
+                    res[p].setdefault("latency", []).append(
+                        measured(lambda: latency(lat_bals[p].port, p, lat_bals[p], args)))
+        rnd_tag[0] = ""
         if "syscalls" in tests:
             for p in only:
                 for t in ("keepalive", "close"):
@@ -913,7 +957,7 @@ def main():
                     record(line)
                     res[p]["sys_" + t] = v
         # still alive and proxying after the load?
-        for b in bals.values():
+        for b in list(bals.values()) + list(lat_bals.values()):
             if b.proc.poll() is not None:
                 die("%s died during the bench:\n%s" % (b.name, tail(b.proc.bench_out)))
         check_forwarding(bals, names, ports)
@@ -926,6 +970,30 @@ def main():
     finally:
         stop_all()
     run_s = time.monotonic() - t_run
+    # Several rounds: the median of the undisturbed windows (of all, if every
+    # one was disturbed); error counts add up.
+    nwin = {p: 0 for p in only}
+    for p in list(only) + ["direct"]:
+        for t in ("keepalive", "close", "latency"):
+            rs = res[p].get(t)
+            if not isinstance(rs, list):
+                continue
+            if p in nwin:
+                nwin[p] += sum(1 for r in rs if r["noisy"])
+            use = [r for r in rs if not r["noisy"]] or rs
+            agg = {}
+            for k in rs[0]:
+                vals = [r[k] for r in (rs if k in ("errs", "non2xx") else use) if r.get(k) is not None]
+                if k in ("errs", "non2xx"):
+                    agg[k] = sum(vals)
+                elif vals and k != "noisy":
+                    agg[k] = statistics.median(vals)
+            agg["noisy"] = all(r["noisy"] for r in rs)
+            res[p][t] = agg
+    if "latency" in tests:     # added latency: balancer's percentile - direct's
+        for p in only:
+            for k in ("p50", "p90", "p99"):
+                res[p]["latency"]["add_" + k] = res[p]["latency"][k] - res["direct"]["latency"][k]
 
     def col(t, k):
         return {p: res[p][t][k] for p in only if t in res[p] and res[p][t].get(k) is not None}
@@ -944,6 +1012,7 @@ def main():
         rows += [("latency p50 through the balancer, us", col("latency", "p50"), 0, False),
                  ("latency p99 through the balancer, us", col("latency", "p99"), 0, False),
                  ("added latency p50 over direct, us (lower better)", col("latency", "add_p50"), 0, True),
+                 ("added latency p90 over direct, us (lower better)", col("latency", "add_p90"), 0, True),
                  ("added latency p99 over direct, us (lower better)", col("latency", "add_p99"), 0, True)]
     if "idle" in tests:
         rows.append(("RSS per idle keep-alive client conn, KB (lower better)",
@@ -956,10 +1025,9 @@ def main():
     if "parser" in tests:
         rows.append(("parser: ns per browser request head (micro)",
                      {"sluice": res["sluice"]["parser"]}, 1, False))
-    disturbed = {p: sum(1 for t in ("keepalive", "close", "latency")
-                        if isinstance(res[p].get(t), dict) and res[p][t].get("noisy")) for p in only}
+    disturbed = nwin
     if any(disturbed.values()):
-        rows.append(("windows still disturbed after retries", disturbed, 0, False))
+        rows.append(("windows disturbed (after retries)", disturbed, 0, False))
 
     now = datetime.datetime.now()
     notes = [
@@ -968,6 +1036,7 @@ def main():
                                                platform.release()),
         "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
                                                    version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        "sluice binary: %s, built %s; git %s" % (SLUICE, sluice_built, git_head()),
         "balancers pinned to CPU %d (one worker/thread each); wrk, this script and %d sluice-origin"
         " (--threads 1) on CPU %d; loopback" % (BAL_CPU, args.origins, CLIENT_CPU),
         "background load before the run: %s" % ", ".join(
@@ -980,18 +1049,25 @@ def main():
         "sluice: mode http, workers 1, max_idle_connections 64 (per backend)",
         "keep-alive: wrk -t1 -c%d -d%ds (after a %ds warm-up); close: the same with -H 'Connection: close'"
         % (args.conns, args.duration, args.warmup),
-        "latency: wrk -t1 -c%d -d%ds --latency (closed loop, no rate limit), direct = the same to origin b1;"
-        " added = balancer - direct" % (args.lat_conns, args.lat_duration),
+        "latency: wrk -t1 -c%d -d%ds --latency, %s, through a second instance of"
+        " each balancer with origin b1 only; direct = the same to b1; added = balancer - direct"
+        % (args.lat_conns, args.lat_duration,
+           "each connection pausing %d ms after each response (wrk delay())" % args.lat_pace_ms
+           if args.lat_pace_ms else "closed loop, no pause"),
         "idle: %d connections, each GET / then idle, %d at a time; (VmRSS after - before) / N, before ="
         " after a %d-connection warm-up, fresh balancer; nginx = master + worker"
         % (args.idle_conns, args.idle_batch, 2 * args.idle_batch),
-        "balancer CPU = utime+stime from /proc/PID/stat (nginx: master+worker); one run per figure",
+        "balancer CPU = utime+stime from /proc/PID/stat (nginx: master+worker); %s" % (
+            "one window per figure" if args.rounds == 1 else
+            "median of %d rounds (order rotated per round; undisturbed windows where there are any)"
+            % args.rounds),
         "CPU 0 busy = all non-idle time of CPU 0 from /proc/stat (the balancer plus the softirq network"
         " work the kernel ran there; only the balancer is pinned there)",
     ]
     if "latency" in tests:
         d = res["direct"]["latency"]
-        notes.append("direct to origin: p50 %d us, p99 %d us, %.0f req/s" % (d["p50"], d["p99"], d["rps"]))
+        notes.append("direct to origin b1: p50 %d us, p90 %d us, p99 %d us, %.0f req/s" % (
+            d["p50"], d["p90"], d["p99"], d["rps"]))
     text = "\n".join(notes) + "\n\n" + table(rows, only) + "\n"
     if any(disturbed.values()):
         text += ("\nWARNING: other processes on this machine took more than %.0f%% of a CPU during %d"

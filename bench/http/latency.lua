@@ -1,5 +1,13 @@
 -- wrk script for the HTTP/1.1 bench: print exact latency percentiles (µs)
 -- and the error counts in one parsable line, after wrk's own output.
+-- With BENCH_PACE_MS set, each connection waits that long after a response
+-- before it sends its next request: a moderate, steady request rate instead
+-- of wrk's flat-out closed loop (wrk times a request from when it is sent).
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "")
+if pace and pace > 0 then
+  delay = function() return pace end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
