@@ -1,0 +1,929 @@
+#!/usr/bin/python3
+"""Failover: a backend dies and comes back under load; sluice vs HAProxy vs NGINX.
+
+For each balancer config and each method (GET, then POST), a fresh trial:
+three sluice-origin backends (b1, b2, b3) and a fresh balancer in front of
+them; a fixed-concurrency keep-alive client (32 connections, each paced to one
+request per 20 ms: the same offered load, 1600 req/s, for every balancer)
+requests /delay/10 (each answer takes 10 ms, so about 5 requests are in flight
+on b2 at any moment) for 8 s. At t = 2 s b2 is killed with SIGKILL; at t = 4 s
+it is started again on the same port. Three rounds (--rounds). Reported per
+config and method:
+  failed     client requests that got a non-2xx status or a connection error
+             (summed over the rounds)
+  recovery   seconds from the new b2 listening (it prints `listening`) to the
+             first client response that b2 served (X-Origin), i.e. until the
+             revived backend takes traffic again (median over the rounds)
+  b2 share   b2's share of the responses in the last second (per trial;
+             1/3 = fully back)
+And once per config, a replay probe: 6 POSTs through the same config in front
+of a "black hole" backend (answers GETs so checks pass, resets the connection
+on anything else after reading it whole) and one origin. A POST that the black
+hole received and that still ended 2xx was sent twice: a balancer that does
+this hides failures of non-idempotent requests by replaying them.
+
+Configs (the settings the issue asks for):
+  sluice    round_robin (as the peers), and p2c (sluice's default);
+            health_check http /health every 500 ms (timeout 250 ms, 2 to fall,
+            2 to rise), retries {attempts: 2, retry_on: [connect_failure,
+            reset, 502, 503, 504]}, outlier_detection {consecutive_failures: 3,
+            ejection_time: 2s}; access log on (its end=, tries= and status
+            explain every failure; they are listed in the results)
+  haproxy   balance roundrobin, option httpchk GET /health, check inter 500
+            fall 2 rise 2, observe layer7, retries 2, option redispatch,
+            retry-on all-retryable-errors
+  nginx     round robin, max_fails=1 fail_timeout=2s, proxy_next_upstream
+            error timeout http_502 http_503 http_504 (NGINX OSS has no active
+            checks); an extra row adds non_idempotent
+All with upstream keep-alive, one worker/thread, pinned to CPU 0; the client
+(this script, threads with http.client) and the origins on CPU 1. A balancer
+that dies during a trial is reported (DIED), not hidden.
+
+Every load loop is bounded in time and the whole run has a watchdog. Only
+PIDs this script started are ever signalled.
+Stdlib only. Usage: bench/failover.py [--rounds N] [--only a,b] [--methods GET,POST]
+Results: printed, and written to bench/results/failover-<date>.txt.
+
+The process helpers are copied from bench/l4.py.
+"""
+import os
+import sys
+
+# bench/http.py (the HTTP benchmark) would shadow the standard library's http
+# package: leave this script's directory out of the import path.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import http.client  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
+ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
+HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
+NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+BAL_CPU, CLIENT_CPU = 0, 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WATCHDOG_S = 600
+POST_BODY = b"x" * 128
+
+# (label, product, variant)
+CONFIGS = [
+    ("sluice round_robin", "sluice", "round_robin"),
+    ("sluice p2c (default)", "sluice", "p2c"),
+    ("haproxy", "haproxy", ""),
+    ("nginx", "nginx", ""),
+    ("nginx + non_idempotent", "nginx", "non_idempotent"),
+]
+
+started = []                 # Popen objects we started, in order
+extra_pids = []              # nginx worker pids (not our children, but ours)
+_tmpdirs = []
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("failover bench: " + msg)
+    cleanup()
+    sys.exit(1)
+
+
+# ---- processes (as in bench/l4.py) -------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(name, argv, cpu, tmp, stdout=None):
+    out = open(os.path.join(tmp, name + ".out"), "ab")
+    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=stdout or out, stderr=out,
+                         stdin=subprocess.DEVNULL, cwd=tmp)
+    p.bench_name = name
+    p.bench_out = out.name
+    started.append(p)
+    return p
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_port(port, p, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
+
+
+def stop_all():
+    for p in reversed(started):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    end = time.monotonic() + 5
+    for p in reversed(started):
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+    for pid in extra_pids:          # an nginx worker outliving its master
+        try:
+            os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    started.clear()
+    extra_pids.clear()
+
+
+def cleanup():
+    stop_all()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def foreign_cpu():
+    """CPU seconds so far of each process that is not part of the bench;
+    kernel threads left out. An indicator of a noisy neighbour."""
+    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids)
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in mine:
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if d == "2" or fields[1] == "2":
+            continue
+        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def wait_quiet(limit):
+    """Wait (at most limit s) until other processes use under 10% of a CPU;
+    returns what they used in the last half second."""
+    end = time.monotonic() + limit
+    while True:
+        f0 = foreign_cpu()
+        time.sleep(0.5)
+        f1 = foreign_cpu()
+        busy = sum(max(0.0, v - f0.get(pid, 0.0)) for pid, v in f1.items()) / 0.5
+        if busy < 0.10 or time.monotonic() >= end:
+            return busy
+        time.sleep(1.0)
+
+
+# ---- configs -----------------------------------------------------------------
+
+def sluice_config(tmp, port, origins, balance):
+    path = os.path.join(tmp, "sluice.yaml")
+    with open(path, "w") as f:
+        f.write("""workers: 1
+drain_timeout: 1s
+log:
+  level: info
+  access: %(tmp)s/access.log
+listeners:
+  - name: web
+    bind: 127.0.0.1:%(port)d
+    mode: http
+    pool: app
+pools:
+  - name: app
+    balance: %(balance)s
+    timeouts: {connect: 2s, upstream_response: 10s}
+    retries: {attempts: 2, retry_on: [connect_failure, reset, 502, 503, 504]}
+    outlier_detection: {consecutive_failures: 3, ejection_time: 2s}
+    health_check:
+      type: http
+      path: /health
+      interval: 500ms
+      timeout: 250ms
+      unhealthy_threshold: 2
+      healthy_threshold: 2
+    backends:
+%(backends)s
+""" % dict(tmp=tmp, port=port, balance=balance, backends="\n".join(
+            "      - {name: %s, address: 127.0.0.1:%d}" % o for o in origins)))
+    return path
+
+
+def haproxy_config(tmp, port, origins):
+    path = os.path.join(tmp, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write("""global
+    nbthread 1
+    maxconn 4000
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 60s
+    timeout server 10s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+    retries 2
+    option redispatch
+    retry-on all-retryable-errors
+
+frontend web
+    bind 127.0.0.1:%d
+    default_backend app
+
+backend app
+    balance roundrobin
+    option httpchk GET /health
+    default-server check inter 500 fall 2 rise 2 observe layer7
+%s
+""" % (port, "\n".join("    server %s 127.0.0.1:%d" % o for o in origins)))
+    return path
+
+
+def nginx_config(ntmp, port, origins, variant):
+    nu = "error timeout http_502 http_503 http_504" + (" non_idempotent" if variant else "")
+    path = os.path.join(ntmp, "nginx.conf")
+    with open(path, "w") as f:
+        f.write("""worker_processes 1;
+pid %(t)s/nginx.pid;
+error_log %(t)s/nginx-error.log warn;
+events { worker_connections 4000; }
+http {
+    access_log off;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    client_body_temp_path %(t)s/client_body_temp;
+    proxy_temp_path %(t)s/proxy_temp;
+    fastcgi_temp_path %(t)s/fastcgi_temp;
+    uwsgi_temp_path %(t)s/uwsgi_temp;
+    scgi_temp_path %(t)s/scgi_temp;
+    upstream app {
+%(servers)s
+        keepalive 32;
+    }
+    server {
+        listen 127.0.0.1:%(port)d;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream %(nu)s;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 10s;
+        }
+    }
+}
+""" % dict(t=ntmp, port=port, nu=nu, servers="\n".join(
+            "        server 127.0.0.1:%d max_fails=1 fail_timeout=2s;" % o[1] for o in origins)))
+    return path
+
+
+def start_balancer(tmp, cfg, origins):
+    label, prod, variant = cfg
+    port = free_port()
+    if prod == "sluice":
+        p = start("sluice", [SLUICE, "-c", sluice_config(tmp, port, origins, variant)], BAL_CPU, tmp)
+    elif prod == "haproxy":
+        p = start("haproxy", [HAPROXY, "-f", haproxy_config(tmp, port, origins), "-db"], BAL_CPU, tmp)
+    else:
+        ntmp = os.path.join(tmp, "nginx")
+        os.mkdir(ntmp)
+        p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
+                            "-c", nginx_config(ntmp, port, origins, variant), "-g", "daemon off;"],
+                  BAL_CPU, tmp)
+    wait_port(port, p)
+    if prod == "nginx":
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            kids = children_of(p.pid)
+            if kids:
+                extra_pids.extend(kids)
+                break
+            time.sleep(0.05)
+        else:
+            die("nginx started no worker process")
+    return port, p
+
+
+# ---- origins -----------------------------------------------------------------
+
+class Origin:
+    def __init__(self, name, port, tmp):
+        self.name, self.port, self.tmp = name, port, tmp
+        self.proc = None
+        self.listening_at = None
+
+    def start(self):
+        self.listening_at = None
+        self.proc = start("origin-" + self.name, [ORIGIN, "--listen", "127.0.0.1:%d" % self.port,
+                                                  "--name", self.name], CLIENT_CPU, self.tmp,
+                          stdout=subprocess.PIPE)
+        threading.Thread(target=self._watch, args=(self.proc,), daemon=True).start()
+
+    def _watch(self, p):
+        line = p.stdout.readline()      # "listening HOST:PORT", printed once bound
+        if line.startswith(b"listening"):
+            self.listening_at = time.monotonic()
+        p.stdout.close()
+
+    def wait(self, timeout=5.0):
+        end = time.monotonic() + timeout
+        while self.listening_at is None and time.monotonic() < end:
+            if self.proc.poll() is not None:
+                die("origin %s exited (%s):\n%s" % (self.name, self.proc.returncode,
+                                                    tail(self.proc.bench_out)))
+            time.sleep(0.005)
+        if self.listening_at is None:
+            die("origin %s did not listen on %d" % (self.name, self.port))
+
+    def kill9(self):
+        self.proc.kill()                # SIGKILL to the pid we started (taskset exec'd into it)
+        self.proc.wait(timeout=5)
+        started.remove(self.proc)
+
+
+# ---- the client --------------------------------------------------------------
+
+class Client:
+    """n threads, each one keep-alive connection (http.client), each paced to
+    one request per `interval` seconds until `deadline`. Every request is
+    recorded: (t_start, t_end, ok, status, origin, error)."""
+
+    def __init__(self, port, method, n, interval, path):
+        self.port, self.method, self.n, self.interval, self.path = port, method, n, interval, path
+        self.records = []
+        self.lock = threading.Lock()
+
+    def run(self, t0, deadline):
+        ths = [threading.Thread(target=self._loop, args=(i, t0, deadline), daemon=True)
+               for i in range(self.n)]
+        for t in ths:
+            t.start()
+        return ths
+
+    def _loop(self, i, t0, deadline):
+        conn = None
+        nxt = t0 + i * self.interval / self.n
+        recs = []
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if nxt > now:
+                time.sleep(min(nxt - now, deadline - now))
+                continue
+            nxt += self.interval
+            if nxt < now - self.interval:
+                nxt = now               # fell behind: no catch-up burst
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            t1 = time.monotonic()
+            try:
+                if self.method == "POST":
+                    conn.request("POST", self.path, body=POST_BODY, headers={"Content-Type": "text/plain"})
+                else:
+                    conn.request("GET", self.path)
+                r = conn.getresponse()
+                body = r.read()
+                origin = r.getheader("X-Origin") or ""
+                ok = 200 <= r.status < 300
+                recs.append((t1, time.monotonic(), ok, r.status, origin,
+                             "" if ok else body[:60].decode(errors="replace").strip()))
+                if r.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                recs.append((t1, time.monotonic(), False, 0, "", type(e).__name__ + ": " + str(e)[:60]))
+                conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        with self.lock:
+            self.records.extend(recs)
+
+
+def warm(port, names, timeout=5.0):
+    """Requests until every origin has answered once (bounded)."""
+    seen = set()
+    end = time.monotonic() + timeout
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    while seen != set(names) and time.monotonic() < end:
+        try:
+            conn.request("GET", "/")
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                seen.add(r.getheader("X-Origin"))
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            time.sleep(0.05)
+    conn.close()
+    if seen != set(names):
+        die("balancer on %d reached only %s of %s" % (port, sorted(seen), names))
+
+
+# ---- does the balancer replay a POST that a backend already received? --------
+
+class BlackHole:
+    """A backend that answers every GET (health checks pass) with 200, and
+    resets the connection on any other request after reading it whole: a
+    backend that dies while holding a request. Counts what it received."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received = []       # X-Probe-Id of each non-GET request received
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(5)
+        buf = b""
+        try:
+            while not self.stop:
+                d = c.recv(65536)
+                if not d:
+                    break
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    head, _, rest = buf.partition(b"\r\n\r\n")
+                    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head.lower())
+                    need = int(m.group(1)) if m else 0
+                    if len(rest) < need:
+                        break
+                    buf = rest[need:]
+                    if head.startswith(b"GET ") or head.startswith(b"HEAD "):
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Origin: blackhole\r\n\r\nok\n")
+                        continue
+                    m = re.search(rb"\r\nx-probe-id:\s*(\d+)", head.lower())
+                    self.received.append(int(m.group(1)) if m else -1)
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    c.close()
+                    return
+        except OSError:
+            pass
+        c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def replay_probe(cfg, n=6):
+    """n POSTs through the balancer configured as in the trial, in front of a
+    black hole and one sluice-origin: how many did the black hole receive
+    (and reset) that the client still got a 2xx for? Those were sent twice."""
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-failover-probe-")
+    _tmpdirs.append(tmp)
+    bh = BlackHole()
+    good = Origin("good", free_port(), tmp)
+    good.start()
+    good.wait()
+    port, bal = start_balancer(tmp, cfg, [("bh", bh.port), ("good", good.port)])
+    warm(port, ["blackhole", "good"])
+    ok_ids = set()
+    for i in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("POST", "/", body=POST_BODY, headers={"Content-Type": "text/plain",
+                                                               "X-Probe-Id": str(i)})
+            r = conn.getresponse()
+            r.read()
+            if 200 <= r.status < 300:
+                ok_ids.add(i)
+        except (OSError, http.client.HTTPException):
+            pass
+        conn.close()
+    time.sleep(0.1)
+    received = list(bh.received)
+    bh.close()
+    stop_all()
+    shutil.rmtree(tmp, ignore_errors=True)
+    _tmpdirs.remove(tmp)
+    # A POST the black hole received (and reset) that still ended 2xx for the
+    # client was sent again, to "good".
+    replayed = len(ok_ids & set(received))
+    ok = len(ok_ids)
+    log("  %-24s replay probe: %d POSTs, black hole received %d of them (%d times), client got 2xx for %d:"
+        " %d replayed after a backend had received them" % (
+            cfg[0], n, len(set(received)), len(received), ok, replayed))
+    return dict(n=n, received=len(set(received)), ok=ok, replayed=replayed)
+
+
+def trial(cfg, method, args):
+    label = cfg[0]
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-failover-")
+    _tmpdirs.append(tmp)
+    origins = [Origin("b%d" % i, free_port(), tmp) for i in (1, 2, 3)]
+    for o in origins:
+        o.start()
+    for o in origins:
+        o.wait()
+    port, bal = start_balancer(tmp, cfg, [(o.name, o.port) for o in origins])
+    warm(port, [o.name for o in origins])
+    time.sleep(1.0)                     # the health checks have seen every backend up
+    victim = origins[1]
+    f0 = foreign_cpu()
+    c = Client(port, method, args.conns, args.interval, args.path)
+    t0 = time.monotonic() + 0.05
+    ths = c.run(t0, t0 + args.duration)
+    time.sleep(max(0, t0 + args.kill_at - time.monotonic()))
+    t_kill = time.monotonic()
+    victim.kill9()
+    time.sleep(max(0, t0 + args.restart_at - time.monotonic()))
+    t_restart = time.monotonic()
+    victim.start()
+    for t in ths:
+        t.join(timeout=args.duration + 10)
+    if any(t.is_alive() for t in ths):
+        die("%s: client threads did not stop" % label)
+    victim.wait()
+    f1 = foreign_cpu()
+    foreign = sum(max(0.0, v - f0.get(pid, 0.0)) for pid, v in f1.items()) / args.duration
+    died = None
+    if bal.poll() is not None:
+        # A crash is a result, not a reason to stop the run: report it.
+        died = "exit status %s" % bal.returncode if bal.returncode >= 0 else \
+            "killed by signal %d" % -bal.returncode
+        log("  %s DIED during the trial (%s):\n%s" % (label, died, tail(bal.bench_out, 5)))
+    recs = sorted(c.records)
+    fails = [r for r in recs if not r[2]]
+    back = [r for r in recs if r[4] == victim.name and r[1] > victim.listening_at]
+    recovery = (back[0][1] - victim.listening_at) if back else None
+    last = [r for r in recs if r[1] >= t0 + args.duration - 1.0 and r[2]]
+    share = sum(1 for r in last if r[4] == victim.name) / len(last) if last else 0.0
+    res = dict(label=label, method=method, n=len(recs), failed=len(fails), recovery=recovery,
+               share=share, foreign=foreign, died=died, listen_delay=victim.listening_at - t_restart,
+               fails=[(r[0] - t0, r[1] - r[0], r[3], r[5]) for r in fails])
+    line = ("  %-24s %-4s requests %5d  failed %3d  recovery %s  b2 share (last 1 s) %4.1f%%  "
+            "(kill at %.2f s, b2 listening again at %.2f s)%s%s" % (
+                label, method, len(recs), len(fails),
+                "%.2f s" % recovery if recovery is not None else "never",
+                100 * share, t_kill - t0, victim.listening_at - t0,
+                "  BALANCER DIED (%s)" % died if died else "",
+                "  DISTURBED: other processes took %.0f%% of a CPU" % (100 * foreign)
+                if foreign > 0.05 else ""))
+    log(line)
+    res["line"] = line
+    detail = []
+    kinds = {}
+    for t, dur, st, err in res["fails"]:
+        k = "%s %s" % (st or "conn", err)
+        kinds[k] = kinds.get(k, 0) + 1
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        detail.append("      %4d x %s" % (v, k))
+    if fails:
+        detail.append("      at t = " + ", ".join("%.3f" % f[0] for f in res["fails"][:20]) +
+                      (" ..." if len(fails) > 20 else "") + " s")
+    if cfg[1] == "sluice":
+        # The access log says what sluice did with each request that failed
+        # (status, end=, tries=), and what it retried.
+        try:
+            with open(os.path.join(tmp, "access.log")) as f:
+                alog = f.read().splitlines()
+        except OSError:
+            alog = []
+        bad = [l for l in alog if not re.search(r'" 2\d\d ', l)]
+        retried = [l for l in alog if re.search(r" tries=([2-9]|\d\d)", l)]
+        res["retried"] = len(retried)
+        detail.append("      sluice access log: %d lines, %d with tries > 1, %d not 2xx" % (
+            len(alog), len(retried), len(bad)))
+        for l in bad[:10]:
+            detail.append("        " + l)
+        evs = [l for l in tail(bal.bench_out, 400).splitlines()
+               if re.search(r"event=(backend_state|outlier_|retry_budget)", l)]
+        for l in evs[:12]:
+            detail.append("        " + l)
+    if cfg[1] == "nginx":
+        errs = tail(os.path.join(tmp, "nginx", "nginx-error.log"), 400).splitlines()
+        kinds = {}
+        for l in errs:
+            m = re.search(r"\[(\w+)\] \d+#\d+: \*?\d* ?(.*?)(, client:|$)", l)
+            if m:
+                k = "[%s] %s" % (m.group(1), re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "ADDR", m.group(2))[:90])
+                kinds[k] = kinds.get(k, 0) + 1
+        for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])[:6]:
+            detail.append("      nginx error log: %4d x %s" % (v, k))
+    res["detail"] = detail
+    for d in detail:
+        log(d)
+    stop_all()
+    shutil.rmtree(tmp, ignore_errors=True)
+    _tmpdirs.remove(tmp)
+    return res
+
+
+# ---- report ------------------------------------------------------------------
+
+def fmt_rec(v):
+    return "%.2f" % v if v is not None else "never"
+
+
+def aggregate(runs):
+    """The rounds of one (config, method): failures summed, recovery median."""
+    if not runs:
+        return None
+    recs = [r["recovery"] for r in runs]
+    # "never" counts as longer than any time: the median of 0.4, never, 0.6
+    # is 0.6, of 0.4, never, never is never.
+    srt = sorted(recs, key=lambda x: float("inf") if x is None else x)
+    mid = srt[(len(srt) - 1) // 2:len(srt) // 2 + 1]
+    med = None if None in mid else statistics.mean(mid)
+    return dict(failed=sum(r["failed"] for r in runs), fails=[r["failed"] for r in runs],
+                recovery=med,
+                recs=recs, share=min(r["share"] for r in runs), n=sum(r["n"] for r in runs),
+                died=[r["died"] for r in runs if r["died"]],
+                noisy=sum(1 for r in runs if r["foreign"] > 0.05))
+
+
+def table(agg, probes, rounds):
+    head = ["config", "GET failed", "POST failed", "recovery s GET", "recovery s POST",
+            "replays a received POST", "requests GET / POST"]
+    rows = []
+    for label, _, _ in CONFIGS:
+        g, p = agg.get((label, "GET")), agg.get((label, "POST"))
+        if not g and not p:
+            continue
+
+        def failed(r):
+            if not r:
+                return "-"
+            c = "%d" % r["failed"]
+            if rounds > 1:
+                c += " (%s)" % "+".join(str(x) for x in r["fails"])
+            return c + (" DIED" if r["died"] else "")
+
+        def rec(r):
+            if not r:
+                return "-"
+            c = fmt_rec(r["recovery"])
+            if rounds > 1:
+                c += " (%s)" % "/".join(fmt_rec(x) for x in r["recs"])
+            return c
+        pr = probes.get(label)
+        rows.append([label, failed(g), failed(p), rec(g), rec(p),
+                     ("yes (%d of %d)" % (pr["replayed"], pr["received"]) if pr["replayed"] else
+                      "no (0 of %d)" % pr["received"]) if pr else "-",
+                     "%s / %s" % (g["n"] if g else "-", p["n"] if p else "-")])
+    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
+           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
+                                      for i, c in enumerate(r)) + " |")
+    return "\n".join(out)
+
+
+def ratio(a, b):
+    if a is None or b is None:
+        return "-"
+    if b == 0:
+        return "equal (0)" if a == 0 else "inf"
+    return "%.2f" % (a / b)
+
+
+def ratios(agg):
+    out = ["ratios sluice / peer (failed requests and recovery time: lower is better):"]
+    for s in ("sluice round_robin", "sluice p2c (default)"):
+        for peer in ("haproxy", "nginx"):
+            cells = []
+            for m in ("GET", "POST"):
+                a, b = agg.get((s, m)), agg.get((peer, m))
+                if a and b:
+                    cells.append("%s failed %d/%d = %s, recovery %s/%s = %s" % (
+                        m, a["failed"], b["failed"], ratio(a["failed"], b["failed"]),
+                        fmt_rec(a["recovery"]), fmt_rec(b["recovery"]),
+                        ratio(a["recovery"], b["recovery"])))
+            if cells:
+                out.append("  %-20s vs %-7s %s" % (s, peer, "; ".join(cells)))
+    return "\n".join(out)
+
+
+def targets(agg, probes):
+    out = ["targets:"]
+    for s in ("sluice round_robin", "sluice p2c (default)"):
+        g, p = agg.get((s, "GET")), agg.get((s, "POST"))
+        if g:
+            out.append("  %-20s 0 failed idempotent (GET) requests: %s (%d)" % (
+                s, "met" if g["failed"] == 0 and not g["died"] else "MISSED", g["failed"]))
+        if p:
+            peers = [(x, agg.get((x, "POST"))) for x in ("haproxy", "nginx")]
+            peers = [(x, r) for x, r in peers if r]
+            if peers:
+                best = min(r["failed"] for _, r in peers)
+                out.append("  %-20s POST failures %d <= each peer's (%s): %s" % (
+                    s, p["failed"], ", ".join("%s %d" % (x, r["failed"]) for x, r in peers),
+                    "met" if p["failed"] <= best and not p["died"] else "MISSED"))
+                replayers = [x for x, _ in peers if probes.get(x, {}).get("replayed")]
+                if replayers:
+                    out.append("  %-20s   (note: %s sent POSTs again after a backend had received"
+                               " them, see the replay column; sluice does not, without an"
+                               " Idempotency-Key)" % ("", ", ".join(replayers)))
+    return "\n".join(out)
+
+
+def version(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, timeout=5)
+        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
+    except Exception:
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=8.0, help="client run per trial, s (default 8)")
+    ap.add_argument("--kill-at", type=float, default=2.0, help="SIGKILL b2 at this time, s (default 2)")
+    ap.add_argument("--restart-at", type=float, default=4.0, help="start b2 again, s (default 4)")
+    ap.add_argument("--rounds", type=int, default=3, help="trials per config and method (default 3)")
+    ap.add_argument("--conns", type=int, default=32, help="client connections (default 32)")
+    ap.add_argument("--interval", type=float, default=0.02,
+                    help="each connection sends one request per this many s (default 0.02)")
+    ap.add_argument("--path", default="/delay/10",
+                    help="request path (default /delay/10: the origin answers 10 ms late, so"
+                         " requests are in flight on b2 when it is killed)")
+    ap.add_argument("--methods", default="GET,POST")
+    ap.add_argument("--no-probe", action="store_true", help="skip the POST replay probe")
+    ap.add_argument("--wait-quiet", type=float, default=20,
+                    help="before each trial, wait up to S s for other processes to calm down (default 20)")
+    ap.add_argument("--only", default="", help="comma-separated labels or products (default all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    global CONFIGS
+    if args.only:
+        want = set(x.strip() for x in args.only.split(","))
+        CONFIGS = [c for c in CONFIGS if c[0] in want or c[1] in want]
+    methods = args.methods.split(",")
+    if not args.kill_at < args.restart_at < args.duration:
+        die("need kill-at < restart-at < duration")
+    for path in (SLUICE, ORIGIN, HAPROXY, NGINX):
+        if not os.access(path, os.X_OK):
+            die("missing %s (run `make all` / `make deps`)" % path)
+    ntrials = sum(1 for c in CONFIGS for m in methods if not (c[2] == "non_idempotent" and m == "GET"))
+    budget = args.rounds * ntrials * (args.duration + 4) + len(CONFIGS) * 4 + 10
+    if budget > WATCHDOG_S - 30:
+        die("this run would take about %.0fs (limit %ds)" % (budget, WATCHDOG_S))
+
+    def on_alarm(*_):
+        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    signal.alarm(WATCHDOG_S)
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    runs, probes = {}, {}
+    try:
+        if not args.no_probe and "POST" in methods:
+            for cfg in CONFIGS:
+                probes[cfg[0]] = replay_probe(cfg)
+        slack = WATCHDOG_S - 30 - budget
+        remaining = args.rounds * ntrials
+        for rnd in range(args.rounds):
+            for cfg in CONFIGS:
+                for m in methods:
+                    if cfg[2] == "non_idempotent" and m == "GET":
+                        continue            # only changes what happens to POSTs
+                    # Wait (bounded, a fair share of the slack) for a quiet machine.
+                    t = time.monotonic()
+                    wait_quiet(min(args.wait_quiet, max(0.0, 2 * slack / remaining)))
+                    slack -= time.monotonic() - t
+                    remaining -= 1
+                    r = trial(cfg, m, args)
+                    r["round"] = rnd + 1
+                    runs.setdefault((cfg[0], m), []).append(r)
+    finally:
+        stop_all()
+    agg = {k: aggregate(v) for k, v in runs.items()}
+
+    now = datetime.datetime.now()
+    notes = [
+        "sluice failover bench, %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
+        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
+                                               platform.release()),
+        "sluice: %s (%s) | haproxy: %s | nginx: %s" % (
+            version([SLUICE, "--version"]), SLUICE, version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        "per trial: fresh balancer (CPU %d) + 3 fresh sluice-origin (CPU %d); client: %d keep-alive"
+        " connections (threads, http.client), each one request per %.0f ms (%.0f req/s offered),"
+        " %.0f s; b2 SIGKILLed at t=%.0f s, restarted on the same port at t=%.0f s; %d round(s)"
+        " per config and method (failures: sum over rounds, each round in brackets; recovery:"
+        " median, each round in brackets)" % (
+            BAL_CPU, CLIENT_CPU, args.conns, 1000 * args.interval, args.conns / args.interval,
+            args.duration, args.kill_at, args.restart_at, args.rounds),
+        "GET %s (idempotent) or POST %s with a %d-byte body (not idempotent, no Idempotency-Key);"
+        " %s" % (args.path, args.path, len(POST_BODY),
+                 "the origin answers after %s ms, so about %.0f requests are in flight on b2 when it"
+                 " is killed" % (args.path.split("/")[2], args.conns / args.interval / 3 *
+                                 int(args.path.split("/")[2]) / 1000.0)
+                 if re.match(r"^/delay/\d+$", args.path) else "the origin answers at once"),
+        "failed = non-2xx status or connection error seen by the client; recovery = from the new b2"
+        " listening to the first client response it served (never: not within the run)",
+        "replays a received POST: before the trials, 6 POSTs through the same config in front of a"
+        " black hole (answers GETs, resets on anything else after reading it) and one origin: POSTs"
+        " the black hole received that still ended 2xx were sent twice",
+        "sluice: retries {attempts: 2, retry_on: [connect_failure, reset, 502, 503, 504]},"
+        " outlier_detection {consecutive_failures: 3, ejection_time: 2s}, health_check http /health"
+        " 500ms/250ms, 2 down, 2 up; access log on",
+        "haproxy: roundrobin, option httpchk GET /health, check inter 500 fall 2 rise 2 observe layer7,"
+        " retries 2, option redispatch, retry-on all-retryable-errors",
+        "nginx: round robin, max_fails=1 fail_timeout=2s, proxy_next_upstream error timeout http_502"
+        " http_503 http_504 (+ non_idempotent in its labelled row), keepalive 32",
+    ]
+    text = "\n".join(notes) + "\n\n" + table(agg, probes, args.rounds) + "\n\n" + ratios(agg) + \
+        "\n\n" + targets(agg, probes) + "\n"
+    noisy = sum(a["noisy"] for a in agg.values())
+    if noisy:
+        text += ("\nnote: other processes took more than 5%% of a CPU during %d trial(s) (marked"
+                 " DISTURBED below)\n" % noisy)
+    print(text, flush=True)
+    text += "\nper trial (failures by kind; sluice: access-log lines that were not 2xx, state events):\n"
+    for k in runs:
+        for r in runs[k]:
+            text += ("round %d" % r["round"]) + r["line"][1:] + "\n" + "".join(d + "\n" for d in r["detail"])
+    outp = args.out or os.path.join(ROOT, "bench", "results",
+                                    "failover-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(os.path.dirname(outp), exist_ok=True)
+    with open(outp, "w") as f:
+        f.write(text)
+    log("written to %s" % os.path.relpath(outp, ROOT))
+    cleanup()
+    signal.alarm(0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        die("interrupted")
+    finally:
+        cleanup()
