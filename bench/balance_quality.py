@@ -710,8 +710,8 @@ def main():
         "sluice balancing-quality bench (one slow backend), %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
         "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
                                                platform.release()),
-        "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
-                                                   version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        "sluice: %s (%s) | haproxy: %s | nginx: %s" % (
+            version([SLUICE, "--version"]), SLUICE, version([HAPROXY, "-v"]), version([NGINX, "-v"])),
         "origins: b1, b2 = sluice-origin (1 thread each); b3 = asyncio HTTP/1.1 origin that answers"
         " every request %d ms late (gray failure: it would pass any health check); all on CPU %d"
         % (args.delay_ms, CLIENT_CPU),

@@ -375,15 +375,26 @@ class Origin:
             self.listening_at = time.monotonic()
         p.stdout.close()
 
-    def wait(self, timeout=5.0):
-        end = time.monotonic() + timeout
-        while self.listening_at is None and time.monotonic() < end:
-            if self.proc.poll() is not None:
-                die("origin %s exited (%s):\n%s" % (self.name, self.proc.returncode,
-                                                    tail(self.proc.bench_out)))
-            time.sleep(0.005)
-        if self.listening_at is None:
-            die("origin %s did not listen on %d" % (self.name, self.port))
+    def wait(self, timeout=5.0, fresh=False):
+        """Until it listens. fresh: a first start on a port free_port() picked;
+        if another program took the port meanwhile, try another one."""
+        for attempt in range(5):
+            end = time.monotonic() + timeout
+            while self.listening_at is None and time.monotonic() < end:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.005)
+            if self.listening_at is not None:
+                return
+            if fresh and self.proc.poll() is not None and \
+                    "Address already in use" in tail(self.proc.bench_out, 3):
+                started.remove(self.proc)
+                self.port = free_port()
+                self.start()
+                continue
+            break
+        die("origin %s did not listen on %d (exit status %s):\n%s" % (
+            self.name, self.port, self.proc.poll(), tail(self.proc.bench_out)))
 
     def kill9(self):
         self.proc.kill()                # SIGKILL to the pid we started (taskset exec'd into it)
@@ -437,7 +448,7 @@ class Client:
                 origin = r.getheader("X-Origin") or ""
                 ok = 200 <= r.status < 300
                 recs.append((t1, time.monotonic(), ok, r.status, origin,
-                             "" if ok else body[:60].decode(errors="replace").strip()))
+                             "" if ok else " ".join(body[:80].decode(errors="replace").split())))
                 if r.will_close:
                     conn.close()
                     conn = None
@@ -539,7 +550,7 @@ def replay_probe(cfg, n=6):
     bh = BlackHole()
     good = Origin("good", free_port(), tmp)
     good.start()
-    good.wait()
+    good.wait(fresh=True)
     port, bal = start_balancer(tmp, cfg, [("bh", bh.port), ("good", good.port)])
     warm(port, ["blackhole", "good"])
     ok_ids = set()
@@ -579,7 +590,7 @@ def trial(cfg, method, args):
     for o in origins:
         o.start()
     for o in origins:
-        o.wait()
+        o.wait(fresh=True)
     port, bal = start_balancer(tmp, cfg, [(o.name, o.port) for o in origins])
     warm(port, [o.name for o in origins])
     time.sleep(1.0)                     # the health checks have seen every backend up

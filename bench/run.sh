@@ -5,4 +5,11 @@
 set -e
 cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/http.py ${BENCH_HTTP_ARGS:-}
+# With BENCH_QUALITY=1, also the balancing-quality (one slow backend) and the
+# failover benchmarks, options in BENCH_BALANCE_ARGS and BENCH_FAILOVER_ARGS
+# (inserted above the exec: lines after it would never run).
+if [ "${BENCH_QUALITY:-0}" = 1 ]; then
+    /usr/bin/python3 bench/balance_quality.py ${BENCH_BALANCE_ARGS:-}
+    /usr/bin/python3 bench/failover.py ${BENCH_FAILOVER_ARGS:-}
+fi
 exec /usr/bin/python3 bench/l4.py "$@"
