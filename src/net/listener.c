@@ -21,6 +21,10 @@ int listener_socket(const struct conf_listener *c)
         goto fail;
     if (c->bind.ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Linux copies TCP_NODELAY into every accepted socket: set once here
+     * rather than once per connection (one system call less per accept). */
+    if (type == SOCK_STREAM)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (bind(fd, (const struct sockaddr *)&c->bind.ss, c->bind.len) < 0)
         goto fail;
     if (type == SOCK_STREAM && listen(fd, 4096) < 0)

@@ -130,7 +130,8 @@ static void io_close(struct tcp_session *s, struct io *io, bool reset)
 {
     if (io->fd < 0)
         return;
-    loop_del(&s->w->loop, io);
+    /* No EPOLL_CTL_DEL: closing the only descriptor of a socket takes it
+     * out of the epoll set, and saves a system call per connection. */
     if (reset)
         close_with_reset(io->fd);
     else
@@ -562,8 +563,7 @@ static void session_start(struct worker_listener *wl, int fd, const struct addr 
     s->start_us = clock_mono_us();
     s->first_close = END_NONE;
     timer_init(&s->timer, timer_fired);
-    set_nodelay(fd);
-    list_add(w, s);
+    list_add(w, s);   /* TCP_NODELAY: inherited from the listening socket */
     atomic_fetch_add_explicit(&s->l->connections_total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->l->connections_active, 1, memory_order_relaxed);
 

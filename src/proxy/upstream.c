@@ -66,10 +66,8 @@ static void conn_free(struct upstream_conn *u)
 {
     atomic_fetch_sub_explicit(&u->b->pool->connections, 1, memory_order_relaxed);
     timer_cancel(&u->w->loop.timers, &u->idle_timer);
-    if (u->io.fd >= 0) {
-        loop_del(&u->w->loop, &u->io);
-        close(u->io.fd);
-    }
+    if (u->io.fd >= 0)
+        close(u->io.fd);   /* leaves the epoll set with it: no EPOLL_CTL_DEL */
     free(u);
 }
 
