@@ -164,7 +164,8 @@ struct conf_backend {
 struct conf_health {
     enum health_type type;
     uint64_t interval_ms;          /* default 2000 */
-    uint64_t timeout_ms;           /* default 1000; must be <= interval */
+    uint64_t unhealthy_interval_ms; /* while DOWN; default interval_ms */
+    uint64_t timeout_ms;           /* default 1000; must be <= both intervals */
     uint32_t healthy_threshold;    /* default 2, >= 1 */
     uint32_t unhealthy_threshold;  /* default 2, >= 1 */
     /* type: http */

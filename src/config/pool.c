@@ -179,9 +179,9 @@ static void config_read_backends(struct config_diag *d, struct config *cfg,
 static void config_read_health(struct config_diag *d, struct conf_pool *p, const char *owner,
                                const struct config_node *map)
 {
-    const struct config_node *n, *interval, *timeout;
+    const struct config_node *n, *interval, *down_interval, *timeout;
     char where[320], a[32], b[32];
-    bool times_ok = true;
+    bool times_ok = true, down_ok = true;
     uint64_t v;
     int type;
 
@@ -203,6 +203,13 @@ static void config_read_health(struct config_diag *d, struct conf_pool *p, const
         config_want_timeout(d, owner, "health_check.interval", interval,
                             &p->health.interval_ms) < 0)
         times_ok = false;
+    /* Unset, a DOWN backend is checked at the same pace as an UP one. */
+    if ((down_interval = config_map_get(map, "unhealthy_interval")) &&
+        config_want_timeout(d, owner, "health_check.unhealthy_interval", down_interval,
+                            &p->health.unhealthy_interval_ms) < 0)
+        down_ok = false;
+    if (!down_interval)
+        p->health.unhealthy_interval_ms = p->health.interval_ms;
     if ((timeout = config_map_get(map, "timeout")) &&
         config_want_timeout(d, owner, "health_check.timeout", timeout,
                             &p->health.timeout_ms) < 0)
@@ -216,18 +223,34 @@ static void config_read_health(struct config_diag *d, struct conf_pool *p, const
     config_read_health_http(d, p, owner, map);
 
     /* A check that may run longer than its interval would overlap the next. */
-    if (!times_ok || p->health.timeout_ms <= p->health.interval_ms)
+    if (!times_ok)
         return;
     config_duration_text(a, sizeof(a), p->health.timeout_ms);
-    config_duration_text(b, sizeof(b), p->health.interval_ms);
+    if (p->health.timeout_ms > p->health.interval_ms) {
+        config_duration_text(b, sizeof(b), p->health.interval_ms);
+        if (timeout)
+            config_diag_error(d, timeout->line, timeout->col,
+                              "%s: health_check.timeout %s is longer than health_check.interval %s",
+                              owner, a, b);
+        else
+            config_diag_error(d, interval->line, interval->col,
+                              "%s: health_check.interval %s is shorter than the default timeout %s; "
+                              "set health_check.timeout too", owner, b, a);
+    }
+    /* The same holds while a backend is DOWN. Reported at unhealthy_interval
+     * even when timeout is written: a clash with interval is reported at
+     * timeout above, and a separate position tells the two apart. */
+    if (!down_interval || !down_ok || p->health.timeout_ms <= p->health.unhealthy_interval_ms)
+        return;
+    config_duration_text(b, sizeof(b), p->health.unhealthy_interval_ms);
     if (timeout)
-        config_diag_error(d, timeout->line, timeout->col,
-                          "%s: health_check.timeout %s is longer than health_check.interval %s",
-                          owner, a, b);
+        config_diag_error(d, down_interval->line, down_interval->col,
+                          "%s: health_check.unhealthy_interval %s is shorter than "
+                          "health_check.timeout %s", owner, b, a);
     else
-        config_diag_error(d, interval->line, interval->col,
-                          "%s: health_check.interval %s is shorter than the default timeout %s; "
-                          "set health_check.timeout too", owner, b, a);
+        config_diag_error(d, down_interval->line, down_interval->col,
+                          "%s: health_check.unhealthy_interval %s is shorter than the default "
+                          "timeout %s; set health_check.timeout too", owner, b, a);
 }
 
 static void config_read_pool(struct config_diag *d, struct config *cfg, size_t index,
@@ -247,8 +270,8 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     p->max_idle_connections = 64;
     p->send_proxy = PROXY_SEND_NONE;
     p->health = (struct conf_health){
-        .type = HEALTH_NONE, .interval_ms = 2000, .timeout_ms = 1000,
-        .healthy_threshold = 2, .unhealthy_threshold = 2,
+        .type = HEALTH_NONE, .interval_ms = 2000, .unhealthy_interval_ms = 2000,
+        .timeout_ms = 1000, .healthy_threshold = 2, .unhealthy_threshold = 2,
     };
     config_pos_set(&p->pos, cfg, map);
     snprintf(owner, sizeof(owner), "pool #%zu", index + 1);

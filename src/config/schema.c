@@ -102,6 +102,7 @@ const char *const config_known_keys[] = {
     "pools[].health_check",
     "pools[].health_check.type",
     "pools[].health_check.interval",
+    "pools[].health_check.unhealthy_interval",
     "pools[].health_check.timeout",
     "pools[].health_check.healthy_threshold",
     "pools[].health_check.unhealthy_threshold",

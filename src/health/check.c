@@ -4,7 +4,10 @@
  * set, expect_body somewhere in the first 16 KiB of the body. The next check starts `interval` after the previous one began,
  * minus up to 10% jitter so that checks of many backends spread out; jitter
  * only shortens the interval, so the detection window stays within
- * interval × unhealthy_threshold (+ one interval for the phase). */
+ * interval × unhealthy_threshold (+ one interval for the phase). While a
+ * backend is DOWN, `unhealthy_interval` (default: interval) takes the place
+ * of interval, with the same jitter, so the recovery window is
+ * unhealthy_interval × healthy_threshold (+ one for the phase). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,32 +43,36 @@ struct health_target {
     struct addr target;           /* the backend's address, or its health_check.port */
 };
 
+/* Is the backend down as far as the checks go? DRAINING and DISABLED belong
+ * to the operator, and `enable` turns them into UP or DOWN by the checks
+ * (health_backend_passing), so they are paced as what enable would give:
+ * a backend enabled while failing is then already checked at the DOWN pace. */
+static bool target_down(const struct health_target *t)
+{
+    int state = atomic_load(&t->b->state);
+
+    if (state == BACKEND_DRAINING || state == BACKEND_DISABLED)
+        return t->fails >= t->conf->unhealthy_threshold;
+    return state == BACKEND_DOWN;
+}
+
+/* Called once the finished check is counted, so the check that takes a
+ * backend DOWN already schedules the next at unhealthy_interval and the one
+ * that brings it UP goes back to interval. */
 static uint64_t next_delay(struct health_target *t)
 {
-    uint64_t iv = t->conf->interval_ms;
+    uint64_t iv = target_down(t) ? t->conf->unhealthy_interval_ms : t->conf->interval_ms;
     uint64_t jitter = iv / 10;
 
     return iv - (jitter ? balance_rand(&t->hc->rng) % (jitter + 1) : 0);
 }
 
-static void check_finish(struct health_target *t, bool ok, const char *why)
+/* Count one check's result and move the backend's state by it. */
+static void check_count(struct health_target *t, bool ok, const char *why)
 {
     struct backend *b = t->b;
-    int state;
+    int state = atomic_load(&b->state);
 
-    if (t->io.fd >= 0) {
-        loop_del(t->hc->loop, &t->io);
-        close(t->io.fd);
-        t->io.fd = -1;
-    }
-    free(t->resp);
-    t->resp = NULL;
-    t->resp_len = 0;
-    t->sent = false;
-    t->running = false;
-    timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
-
-    state = atomic_load(&b->state);
     if (!t->first_done) {
         t->first_done = true;
         t->hc->initial_pending--;
@@ -98,6 +105,22 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
             t->fails >= t->conf->unhealthy_threshold)
             backend_set_state(b, BACKEND_DOWN, why);
     }
+}
+
+static void check_finish(struct health_target *t, bool ok, const char *why)
+{
+    if (t->io.fd >= 0) {
+        loop_del(t->hc->loop, &t->io);
+        close(t->io.fd);
+        t->io.fd = -1;
+    }
+    free(t->resp);
+    t->resp = NULL;
+    t->resp_len = 0;
+    t->sent = false;
+    t->running = false;
+    check_count(t, ok, why);
+    timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
 }
 
 static bool http_send(struct health_target *t)

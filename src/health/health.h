@@ -1,7 +1,8 @@
 /* Active health checks, run on the main thread's loop. Each checked backend
  * has its own timer; a check never blocks. A backend goes DOWN after
  * unhealthy_threshold consecutive failures and UP after healthy_threshold
- * consecutive passes, so one lost check changes nothing. States set by the
+ * consecutive passes, so one lost check changes nothing. A DOWN backend is
+ * checked every unhealthy_interval instead of interval. States set by the
  * operator (DRAINING, DISABLED) are left alone. */
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H

@@ -170,3 +170,76 @@ def test_initial_state_down_until_first_pass(procs):
     s.stop()
     assert "tries=2" not in s.stdout()
     assert "backend=d" not in s.stdout()
+
+
+def origin_requests(port):
+    """Requests the origin answered so far, this one excluded; with no
+    traffic through sluice, that is the health checks it received (plus
+    the test's own /health/fail and /health/ok)."""
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/stats")
+    n = json.loads(c.getresponse().read())["requests"] - 1
+    c.close()
+    return n
+
+
+def test_unhealthy_interval_paces_down_backend(procs):
+    # interval 2s while UP, 200ms while DOWN. At interval alone a recovery
+    # takes at least one full interval (1.8 s with jitter) between the two
+    # passes healthy_threshold asks for; with unhealthy_interval, at most
+    # 200ms × 2 + 200ms (phase).
+    o = procs.origin("b1")
+    port = free_port()
+    s = procs.sluice(config(port, [("b1", o.address)],
+                            "{type: http, path: /health, interval: 2s, unhealthy_interval: 200ms,"
+                            " timeout: 150ms, healthy_threshold: 2, unhealthy_threshold: 1}"))
+    assert names(port, 2) == ["b1"] * 2
+    post(o.port, "/health/fail")
+    wait_for(lambda: any("to=DOWN" in l for l in s.log_lines("backend_state")),
+             timeout=2 + 2 + 1, what="b1 DOWN")
+
+    # While DOWN, a check every 180..200 ms: about 6 in 1.2 s (at interval,
+    # at most one). Bounds leave room for a stalled VM either way.
+    n0 = origin_requests(o.port)
+    time.sleep(1.2)
+    down_checks = origin_requests(o.port) - n0 - 1      # less the first /stats
+    assert 3 <= down_checks <= 9, down_checks
+
+    t0 = time.monotonic()
+    post(o.port, "/health/ok")
+    wait_for(lambda: any("to=UP" in l for l in s.log_lines("backend_state")),
+             timeout=5, what="b1 UP")
+    took = time.monotonic() - t0
+    assert took <= 1.2, took
+
+    # Back UP, back to interval: the next check is 1.8..2 s after the pass
+    # that brought it UP, so none in the next 1.2 s (one tolerated, in case
+    # the UP line was read late).
+    n0 = origin_requests(o.port)
+    time.sleep(1.2)
+    up_checks = origin_requests(o.port) - n0 - 1
+    assert up_checks <= 1, up_checks
+    assert names(port, 2) == ["b1"] * 2
+
+
+def test_unhealthy_interval_applies_from_start(procs):
+    # A backend that is dead at start is DOWN before its first pass: it is
+    # checked every unhealthy_interval from the first failed check on, so
+    # it comes UP well before the first interval (1.8..2 s) has passed.
+    live = procs.origin("b1")
+    dead = free_port()
+    port = free_port()
+    s = procs.sluice(config(port, [("b1", live.address), ("d", f"127.0.0.1:{dead}")],
+                            "{type: http, path: /health, interval: 2s, unhealthy_interval: 200ms,"
+                            " timeout: 150ms, healthy_threshold: 2, unhealthy_threshold: 2}"))
+    assert "event=health_initial pool=app backend=d result=fail" in s.stderr()
+    procs.origin("d", port=dead)
+    t0 = time.monotonic()
+    wait_for(lambda: any("backend=d" in l and "to=UP" in l for l in s.log_lines("backend_state")),
+             timeout=5, what="d UP")
+    took = time.monotonic() - t0
+    assert took <= 1.2, took
+    assert set(names(port)) == {"b1", "d"}
+    # The live backend was UP from the start and stays at interval.
+    assert "backend=b1" not in "\n".join(s.log_lines("backend_state"))

@@ -183,6 +183,7 @@ static void test_full(void)
         /* type and interval come through the merge key, the rest is local */
         CHECK_EQ_INT(app->health.type, HEALTH_TCP);
         CHECK_EQ_INT(app->health.interval_ms, 3000);
+        CHECK_EQ_INT(app->health.unhealthy_interval_ms, 3000); /* follows the merged interval */
         CHECK_EQ_INT(app->health.timeout_ms, 2000);
         CHECK_EQ_INT(app->health.healthy_threshold, 3);
         CHECK_EQ_INT(app->health.unhealthy_threshold, 5);
@@ -234,6 +235,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg->pools[0].connect_timeout_ms, 2000);
     CHECK_EQ_INT(cfg->pools[0].send_proxy, PROXY_SEND_NONE);
     CHECK_EQ_INT(cfg->pools[0].health.interval_ms, 2000);
+    CHECK_EQ_INT(cfg->pools[0].health.unhealthy_interval_ms, 2000);
     CHECK_EQ_INT(cfg->pools[0].health.timeout_ms, 1000);
     CHECK_EQ_INT(cfg->pools[0].health.healthy_threshold, 2);
     CHECK_EQ_INT(cfg->pools[0].health.unhealthy_threshold, 2);
@@ -486,6 +488,19 @@ static const struct bad_case bad_cases[] = {
     { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
       "    health_check: {type: tcp, unhealthy_threshold: 0}\n",
       "5:52", "unhealthy_threshold: expected a whole number from 1 to 100" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, unhealthy_interval: 0s}\n",
+      "5:51", "pool 'app': health_check.unhealthy_interval: must be longer than 0" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, unhealthy_interval: -1s}\n",
+      "5:51", "health_check.unhealthy_interval: bad duration '-1s'" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, timeout: 300ms, unhealthy_interval: 200ms}\n",
+      "5:67", "health_check.unhealthy_interval 200ms is shorter than health_check.timeout 300ms" },
+    { LST "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n"
+      "    health_check: {type: tcp, unhealthy_interval: 500ms}\n",
+      "5:51", "health_check.unhealthy_interval 500ms is shorter than the default timeout 1s; "
+      "set health_check.timeout too" },
 
     /* admin */
     { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",
@@ -861,12 +876,57 @@ static void test_hash_config(void)
     free(out);
 }
 
+/* unhealthy_interval read back: shorter or longer than interval, and unset
+ * (it follows interval, so nothing changes for configs without it). */
+static void test_unhealthy_interval(void)
+{
+    static const char text[] =
+        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: a}]\n"
+        "pools:\n"
+        "  - {name: a, backends: [{address: 127.0.0.1:1}],\n"
+        "     health_check: {type: tcp, interval: 5s, unhealthy_interval: 250ms, timeout: 200ms}}\n"
+        "  - {name: b, backends: [{address: 127.0.0.1:1}],\n"
+        "     health_check: {type: http, interval: 1s, unhealthy_interval: 1m}}\n"
+        "  - {name: c, backends: [{address: 127.0.0.1:1}],\n"
+        "     health_check: {type: tcp, interval: 7s}}\n";
+    struct config *cfg = NULL;
+    char path[32], *out = NULL;
+    int rc = load_text(text, path, &out, &cfg);
+
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(out, "");
+    free(out);
+    if (!cfg)
+        return;
+    CHECK_EQ_INT(cfg->pools[0].health.interval_ms, 5000);
+    CHECK_EQ_INT(cfg->pools[0].health.unhealthy_interval_ms, 250);
+    CHECK_EQ_INT(cfg->pools[1].health.interval_ms, 1000);
+    CHECK_EQ_INT(cfg->pools[1].health.unhealthy_interval_ms, 60000);
+    CHECK_EQ_INT(cfg->pools[2].health.unhealthy_interval_ms, 7000);
+    config_free(cfg);
+
+    /* Both clashes with timeout are reported, each at its own key. */
+    cfg = NULL;
+    rc = load_text("listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
+                   "pools: [{name: app, backends: [{address: 127.0.0.1:1}],\n"
+                   "         health_check: {type: tcp, interval: 1s, unhealthy_interval: 100ms,\n"
+                   "                        timeout: 2s}}]\n", path, &out, &cfg);
+    CHECK_EQ_INT(rc, -1);
+    CHECK_EQ_INT(count_lines(out), 2);
+    CHECK(has_error(out, path, "3:70", "unhealthy_interval 100ms is shorter than "
+                    "health_check.timeout 2s"));
+    CHECK(has_error(out, path, "4:34", "health_check.timeout 2s is longer than "
+                    "health_check.interval 1s"));
+    free(out);
+}
+
 int main(void)
 {
     test_full();
     test_defaults();
     test_bad_cases();
     test_hash_config();
+    test_unhealthy_interval();
     test_all_errors();
     test_missing_file();
     test_duration_size();
