@@ -1,7 +1,9 @@
 /* Weighted least-connections: the backend with the fewest active
- * connections (L4) or requests (L7) per unit of weight. The scan starts one
- * place further each pick, so ties (an idle pool) rotate instead of piling
- * onto the first backend. Counts are shared atomics, read relaxed: a pick
+ * connections (L4) or requests (L7) per unit of weight. The next scan
+ * starts just after the backend picked, so ties rotate evenly instead of
+ * piling onto the first backend: with b3 busy and b1, b2 idle, b1 and b2
+ * alternate (a scan start that merely advanced by one would give b1 two
+ * picks in three, every time the start lands on b3). Counts are shared atomics, read relaxed: a pick
  * that races with another worker's is still a good pick. */
 #include <stdlib.h>
 
@@ -43,7 +45,8 @@ static int lc_pick(void *state, const struct balance_set *set,
             best_weight = w;
         }
     }
-    st->next = set->n ? (st->next + 1) % set->n : 0;
+    if (best >= 0)
+        st->next = ((uint32_t)best + 1) % set->n;
     return best;
 }
 

@@ -123,6 +123,17 @@ static void test_least_conn(void)
     CHECK_EQ_INT(counts[0], 10);
     CHECK_EQ_INT(counts[1], 10);
     CHECK_EQ_INT(counts[2], 10);
+    /* Ties among the least loaded rotate evenly while another backend is
+     * busy: b3 busy, b1 and b2 idle share exactly half and half. */
+    atomic_store(&p.backends[2].active, 5);
+    memset(counts, 0, sizeof(counts));
+    for (int i = 0; i < 30; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 15);
+    CHECK_EQ_INT(counts[1], 15);
+    CHECK_EQ_INT(counts[2], 0);
+    atomic_store(&p.backends[2].active, 0);
+    memset(counts, 0, sizeof(counts));
     /* Simulated load: picks take a connection and keep it; the result is
      * proportional to weight (1:1:2). */
     memset(counts, 0, sizeof(counts));
