@@ -31,7 +31,9 @@ Configs (the settings the issue asks for):
             explain every failure; they are listed in the results)
   haproxy   balance roundrobin, option httpchk GET /health, check inter 500
             fall 2 rise 2, observe layer7, retries 2, option redispatch,
-            retry-on all-retryable-errors
+            retry-on all-retryable-errors with http-request disable-l7-retry
+            for methods that are not idempotent (what sluice does); an extra
+            row leaves that out and replays POSTs
   nginx     round robin, max_fails=1 fail_timeout=2s, proxy_next_upstream
             error timeout http_502 http_503 http_504 (NGINX OSS has no active
             checks); an extra row adds non_idempotent
@@ -78,11 +80,23 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 WATCHDOG_S = 600
 POST_BODY = b"x" * 128
 
+# What sluice does by default, in HAProxy's words: L7 retries (a reset, an
+# empty answer, 5xx) only for methods RFC 9110 calls idempotent or requests
+# carrying an Idempotency-Key; a refused connect is retried for every method
+# (disable-l7-retry keeps conn-failure retries). The "replay" row leaves this
+# out, and HAProxy then sends a POST again after a backend had received it.
+HAPROXY_SAFE_RETRY = ("    http-request disable-l7-retry if !METH_GET !METH_OPTIONS !METH_PUT"
+                      " !METH_DELETE !METH_TRACE !{ req.hdr(idempotency-key) -m found }\n")
+
+# Rows that differ from the one above them only in what they do to POSTs.
+REPLAY_VARIANTS = ("non_idempotent", "replay")
+
 # (label, product, variant)
 CONFIGS = [
     ("sluice round_robin", "sluice", "round_robin"),
     ("sluice p2c (default)", "sluice", "p2c"),
     ("haproxy", "haproxy", ""),
+    ("haproxy + replay POST", "haproxy", "replay"),
     ("nginx", "nginx", ""),
     ("nginx + non_idempotent", "nginx", "non_idempotent"),
 ]
@@ -257,7 +271,7 @@ pools:
     return path
 
 
-def haproxy_config(tmp, port, origins):
+def haproxy_config(tmp, port, origins, variant):
     path = os.path.join(tmp, "haproxy.cfg")
     with open(path, "w") as f:
         f.write("""global
@@ -278,14 +292,15 @@ defaults
 
 frontend web
     bind 127.0.0.1:%d
-    default_backend app
+%s    default_backend app
 
 backend app
     balance roundrobin
     option httpchk GET /health
     default-server check inter 500 fall 2 rise 2 observe layer7
 %s
-""" % (port, "\n".join("    server %s 127.0.0.1:%d" % o for o in origins)))
+""" % (port, HAPROXY_SAFE_RETRY if variant != "replay" else "",
+       "\n".join("    server %s 127.0.0.1:%d" % o for o in origins)))
     return path
 
 
@@ -333,7 +348,7 @@ def start_balancer(tmp, cfg, origins):
     if prod == "sluice":
         p = start("sluice", [SLUICE, "-c", sluice_config(tmp, port, origins, variant)], BAL_CPU, tmp)
     elif prod == "haproxy":
-        p = start("haproxy", [HAPROXY, "-f", haproxy_config(tmp, port, origins), "-db"], BAL_CPU, tmp)
+        p = start("haproxy", [HAPROXY, "-f", haproxy_config(tmp, port, origins, variant), "-db"], BAL_CPU, tmp)
     else:
         ntmp = os.path.join(tmp, "nginx")
         os.mkdir(ntmp)
@@ -617,7 +632,7 @@ def trial(cfg, method, args):
         # A crash is a result, not a reason to stop the run: report it.
         died = "exit status %s" % bal.returncode if bal.returncode >= 0 else \
             "killed by signal %d" % -bal.returncode
-        log("  %s DIED during the trial (%s):\n%s" % (label, died, tail(bal.bench_out, 5)))
+        log("  %s DIED during the trial (%s):\n%s" % (label, died, tail(bal.bench_out, 120)))
     recs = sorted(c.records)
     fails = [r for r in recs if not r[2]]
     back = [r for r in recs if r[4] == victim.name and r[1] > victim.listening_at]
@@ -842,7 +857,7 @@ def main():
     for path in (SLUICE, ORIGIN, HAPROXY, NGINX):
         if not os.access(path, os.X_OK):
             die("missing %s (run `make all` / `make deps`)" % path)
-    ntrials = sum(1 for c in CONFIGS for m in methods if not (c[2] == "non_idempotent" and m == "GET"))
+    ntrials = sum(1 for c in CONFIGS for m in methods if not (c[2] in REPLAY_VARIANTS and m == "GET"))
     budget = args.rounds * ntrials * (args.duration + 4) + len(CONFIGS) * 4 + 10
     if budget > WATCHDOG_S - 30:
         die("this run would take about %.0fs (limit %ds)" % (budget, WATCHDOG_S))
@@ -863,7 +878,7 @@ def main():
         for rnd in range(args.rounds):
             for cfg in CONFIGS:
                 for m in methods:
-                    if cfg[2] == "non_idempotent" and m == "GET":
+                    if cfg[2] in REPLAY_VARIANTS and m == "GET":
                         continue            # only changes what happens to POSTs
                     # Wait (bounded, a fair share of the slack) for a quiet machine.
                     t = time.monotonic()
@@ -906,7 +921,9 @@ def main():
         " outlier_detection {consecutive_failures: 3, ejection_time: 2s}, health_check http /health"
         " 500ms/250ms, 2 down, 2 up; access log on",
         "haproxy: roundrobin, option httpchk GET /health, check inter 500 fall 2 rise 2 observe layer7,"
-        " retries 2, option redispatch, retry-on all-retryable-errors",
+        " retries 2, option redispatch, retry-on all-retryable-errors, http-request disable-l7-retry"
+        " unless the method is idempotent or an Idempotency-Key is present (left out in the"
+        " 'replay POST' row)",
         "nginx: round robin, max_fails=1 fail_timeout=2s, proxy_next_upstream error timeout http_502"
         " http_503 http_504 (+ non_idempotent in its labelled row), keepalive 32",
     ]

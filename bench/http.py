@@ -171,11 +171,11 @@ def cleanup():
 
 # ---- /proc (as in bench/l4.py) ----------------------------------------------
 
-def proc_cpu_s(pid):
-    """utime+stime of a whole process (all threads), in seconds."""
+def proc_cpu_s(pid, user_only=False):
+    """utime+stime (or utime alone) of a whole process (all threads), in seconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[11]) + (0 if user_only else int(fields[12]))) / CLK_TCK
 
 
 def proc_rss_kb(pid):
@@ -226,8 +226,8 @@ class Balancer:
         self.name, self.port, self.proc = name, port, proc
         self.pids = [proc.pid]
 
-    def cpu(self):
-        return sum(proc_cpu_s(p) for p in self.pids)
+    def cpu(self, user_only=False):
+        return sum(proc_cpu_s(p, user_only) for p in self.pids)
 
     def rss_kb(self):
         return sum(proc_rss_kb(p) for p in self.pids)
@@ -274,12 +274,16 @@ class Window:
         self.n0 = forks()
         self.t0 = time.monotonic()
         self.c0 = self.bal.cpu() if self.bal else 0.0
+        self.u0 = self.bal.cpu(user_only=True) if self.bal else 0.0
         self.k0 = core_times()
         return self
 
     def __exit__(self, *exc):
         self.t1 = time.monotonic()
         self.cpu = (self.bal.cpu() if self.bal else 0.0) - self.c0
+        # User-space share: what the balancer's own code costs, as opposed to
+        # the kernel's TCP work, which is about the same for all three.
+        self.user = (self.bal.cpu(user_only=True) if self.bal else 0.0) - self.u0
         k1 = core_times()
         self.wall = self.t1 - self.t0
         self.core_s = {c: k1[c] - self.k0[c] for c in k1 if c in self.k0}
@@ -592,11 +596,13 @@ def load(b, close, args):
     r = dict(rps=reqs / v["secs"], per_cpu=reqs / w.cpu if w.cpu else None,
              per_core0=reqs / c0 if c0 else None,
              errs=v["socket_errs"], non2xx=v["non2xx"], util=w.cpu / w.wall,
-             cpu_us=1e6 * w.cpu / reqs if reqs else None)
+             cpu_us=1e6 * w.cpu / reqs if reqs else None,
+             user_us=1e6 * w.user / reqs if reqs else None)
     t = "close" if close else "keepalive"
-    line = "  %-9s %-8s %7.0f req/s  %7.0f req/CPU-s  %5.1f us CPU/req  %7.0f req/CPU0-busy-s  " \
+    line = "  %-9s %-8s %7.0f req/s  %7.0f req/CPU-s  %5.1f us CPU/req (user %4.1f)  %7.0f req/CPU0-busy-s  " \
            "balancer %3.0f%%  errors: socket %d, non-2xx %d  cpu0 %3.0f%% cpu1 %3.0f%% (others %3.0f%%)" % (
-               t, b.name, r["rps"], r["per_cpu"] or 0, r["cpu_us"] or 0, r["per_core0"] or 0,
+               t, b.name, r["rps"], r["per_cpu"] or 0, r["cpu_us"] or 0, r["user_us"] or 0,
+               r["per_core0"] or 0,
                100 * r["util"],
                r["errs"], r["non2xx"], 100 * w.core.get(0, 0), 100 * w.core.get(1, 0),
                100 * w.foreign)
@@ -1004,6 +1010,8 @@ def main():
             rows += [("%s req/s (higher better)" % label, col(t, "rps"), 0, True),
                      ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
                      ("%s requests per CPU 0 busy-s, incl. softirq" % label, col(t, "per_core0"), 0, True),
+                     ("%s balancer user-space CPU us per request (diagnostic)" % label,
+                      col(t, "user_us"), 1, True),
                      ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False),
                      ("%s errors (socket + non-2xx)" % label,
                       {p: res[p][t]["errs"] + res[p][t]["non2xx"] for p in only if t in res[p]}, 0, False)]
