@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "core/list.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "admin/metrics.h"
@@ -146,24 +147,19 @@ static bool keep_body_for_replay(struct http_conn *c);
 
 static void list_add(struct worker *w, struct http_conn *c)
 {
-    struct http_conn *head = w->http_conns;
+    struct http_conn *head = w->http_conns;   /* void * in struct worker */
 
-    c->prev = NULL;
-    c->next = head;
-    if (head)
-        head->prev = c;
-    w->http_conns = c;
+    DLIST_PUSH(head, c);
+    w->http_conns = head;
     w->nsessions++;
 }
 
 static void list_del(struct worker *w, struct http_conn *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->http_conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    struct http_conn *head = w->http_conns;
+
+    DLIST_REMOVE(head, c);
+    w->http_conns = head;
     w->nsessions--;
 }
 

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/list.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/proxy_proto.h"
@@ -86,24 +87,19 @@ static struct tcp_session *session_of_task(struct loop_task *t)
 
 static void list_add(struct worker *w, struct tcp_session *s)
 {
-    struct tcp_session *head = w->sessions;
+    struct tcp_session *head = w->sessions;   /* void * in struct worker */
 
-    s->prev = NULL;
-    s->next = head;
-    if (head)
-        head->prev = s;
-    w->sessions = s;
+    DLIST_PUSH(head, s);
+    w->sessions = head;
     w->nsessions++;
 }
 
 static void list_del(struct worker *w, struct tcp_session *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    struct tcp_session *head = w->sessions;
+
+    DLIST_REMOVE(head, s);
+    w->sessions = head;
     w->nsessions--;
 }
 

@@ -1,3 +1,4 @@
+#include "core/list.h"
 #include "proxy/upstream.h"
 
 #include <errno.h>
@@ -52,23 +53,28 @@ static struct idle_list *list_for(struct worker *w, struct backend *b)
 
 static void list_remove(struct idle_list *l, struct upstream_conn *u)
 {
-    if (u->prev)
-        u->prev->next = u->next;
-    else
-        l->head = u->next;
-    if (u->next)
-        u->next->prev = u->prev;
-    u->prev = u->next = NULL;
+    DLIST_REMOVE(l->head, u);
     l->n--;
 }
 
+static void free_task(struct loop_task *t)
+{
+    free((char *)t - offsetof(struct upstream_conn, free_task));
+}
+
+/* Close now, free later: the epoll batch being dispatched may still hold an
+ * event for this connection (a client event's failed send closes it, and
+ * the kernel had already reported the same backend's reset), so the memory
+ * must outlive the batch. Its event, if any, finds io.fd < 0 and is ignored. */
 static void conn_free(struct upstream_conn *u)
 {
     atomic_fetch_sub_explicit(&u->b->pool->connections, 1, memory_order_relaxed);
     timer_cancel(&u->w->loop.timers, &u->idle_timer);
     if (u->io.fd >= 0)
         close(u->io.fd);   /* leaves the epoll set with it: no EPOLL_CTL_DEL */
-    free(u);
+    u->io.fd = -1;
+    u->owner = NULL;
+    loop_task_queue(&u->w->loop, &u->free_task);
 }
 
 /* An idle connection is not freed from its own callback's middle: nothing
@@ -86,6 +92,8 @@ static void conn_event(struct io *io, uint32_t events)
 {
     struct upstream_conn *u = (struct upstream_conn *)io;
 
+    if (io->fd < 0)
+        return;               /* closed earlier in this batch; freed after it */
     if (u->owner) {
         u->cb(u, events);
         return;
@@ -154,6 +162,7 @@ struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upst
     u->cb = cb;
     u->owner = owner;
     timer_init(&u->idle_timer, idle_expired);
+    loop_task_init(&u->free_task, free_task);
     if (loop_add(&w->loop, &u->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         *err = -errno;
         atomic_fetch_sub_explicit(&b->pool->connections, 1, memory_order_relaxed);
@@ -178,11 +187,7 @@ void upstream_release(struct upstream_conn *u, bool reusable)
         conn_free(u);
         return;
     }
-    u->prev = NULL;
-    u->next = l->head;
-    if (l->head)
-        l->head->prev = u;
-    l->head = u;
+    DLIST_PUSH(l->head, u);
     l->n++;
     timer_arm(&w->loop.timers, &u->idle_timer, clock_now_ms() + pc->upstream_idle_ms);
 }

@@ -29,6 +29,7 @@ struct upstream_conn {
     void *owner;                 /* the exchange; NULL while idle */
     struct upstream_conn *prev, *next;   /* idle list */
     struct timer idle_timer;     /* closes it after upstream_idle */
+    struct loop_task free_task;  /* frees it once the current event batch is done */
     uint64_t requests;           /* exchanges served, for logs */
     bool readable, writable;
     bool hup;                    /* epoll reported a hang-up: read to EOF */

@@ -203,3 +203,85 @@ def test_circuit_breaker_rejects_at_once(procs):
     assert "event=circuit_breaker" in s.stderr()
     # Once the slow ones finished, requests pass again.
     assert request(port, "/")[0] == 200
+
+
+def test_backend_reset_while_client_streams_body(procs):
+    """An origin that resets each connection after its first read, while
+    clients are still streaming request bodies: the client's next bytes and
+    the backend's reset often arrive in one epoll batch, and the failed send
+    must not free the upstream connection under its pending event (found by
+    bench/failover.py under ASan: a use-after-free in the event loop). Every
+    client gets a 502 or a closed connection; sluice stays up and serves."""
+    good = procs.origin("good")
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(512)
+    rst_port = lsock.getsockname()[1]
+    stop = threading.Event()
+
+    def resetter():
+        lsock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                s, _ = lsock.accept()
+            except OSError:
+                continue
+            try:
+                s.settimeout(2)
+                s.recv(4096)
+            except OSError:
+                pass
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+
+    t = threading.Thread(target=resetter, daemon=True)
+    t.start()
+    port = free_port()
+    cfg = config(port, [("rst", f"127.0.0.1:{rst_port}")], health=False)
+    cfg = cfg.replace("    pool: app\n", "    pool: app\n    routes:\n"
+                      "      - {match: {path: /good}, pool: good}\n", 1)
+    cfg += ("  - name: good\n    backends:\n"
+            f"      - {{name: g, address: {good.address}}}\n")
+    s = procs.sluice(cfg)
+    deadline = time.monotonic() + 4.0
+    outcomes = {"502": 0, "closed": 0, "other": 0, "refused": 0}
+    lock = threading.Lock()
+    chunk = b"y" * 4096
+
+    def client():
+        while time.monotonic() < deadline:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                with lock:
+                    outcomes["refused"] += 1     # sluice is gone
+                return
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            kind = "other"
+            try:
+                c.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+                for _ in range(256):
+                    c.sendall(chunk)
+                resp = c.recv(4096)
+                kind = "502" if resp.startswith(b"HTTP/1.1 502") else ("closed" if not resp else "other")
+            except OSError:
+                kind = "closed"
+            finally:
+                c.close()
+            with lock:
+                outcomes[kind] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    stop.set()
+    t.join(5)
+    lsock.close()
+    assert s.alive(), s.stderr()[-3000:]
+    assert outcomes["other"] == 0 and outcomes["refused"] == 0, outcomes
+    assert outcomes["502"] + outcomes["closed"] >= 50, outcomes
+    status, body = request(port, "/good")
+    assert status == 200, body
