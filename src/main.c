@@ -1,6 +1,7 @@
 /* The command line and the main thread: load the config, bind every
  * listener (reporting a port in use at its FILE:LINE:COL), start the
- * workers, then own signals and health checks until a graceful stop. */
+ * workers, then own signals, health checks and reloads (core/reload.h)
+ * until a graceful stop. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -15,6 +17,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/reload.h"
 #include "core/runtime.h"
 #include "core/version.h"
 #include "core/worker.h"
@@ -23,6 +26,9 @@
 #include "route/route.h"
 
 #define STOP_POLL_MS 20
+/* A new process that is not serving by then is given up on (it runs its
+ * first health checks before it is ready: each bounded by its timeout). */
+#define RELOAD_READY_TIMEOUT_MS 60000
 
 static const char usage[] =
     "usage:\n"
@@ -40,7 +46,8 @@ static const char usage[] =
     "  -c FILE, --config FILE      the YAML config (docs/configuration.md)\n"
     "\n"
     "signals: SIGTERM/SIGINT stop gracefully (a second one stops at once),\n"
-    "         SIGUSR1 reopens the access log file; SIGHUP (reload) is not supported yet.\n";
+    "         SIGHUP reloads the config (a new process takes over the sockets,\n"
+    "         this one drains), SIGUSR1 reopens the access log file.\n";
 
 /* Owner: main(); the main thread's state. */
 struct main_state {
@@ -55,6 +62,9 @@ struct main_state {
     uint64_t drain_deadline_ms;    /* 0 = not stopping */
     uint64_t drain_starts_ms;      /* shutdown_delay: listeners close then; 0 = done */
     bool forced;
+    struct reload_child reload;    /* a new process starting; pid 0 = none */
+    struct io reload_io;           /* its "ready" pipe */
+    struct timer reload_timer;     /* gives up on it after RELOAD_READY_TIMEOUT_MS */
 };
 
 static void stop_poll(struct timer *t)
@@ -87,6 +97,122 @@ static void stop_poll(struct timer *t)
     timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms() + STOP_POLL_MS);
 }
 
+static void reload_end(struct main_state *m)
+{
+    timer_cancel(&m->loop.timers, &m->reload_timer);
+    if (m->reload_io.fd >= 0) {
+        loop_del(&m->loop, &m->reload_io);
+        close(m->reload_io.fd);
+        m->reload_io.fd = -1;
+    }
+    m->reload.pid = 0;
+}
+
+/* The new process serves: stop accepting (it has the same sockets) and
+ * drain as on SIGTERM, without shutdown_delay: nothing needs to move
+ * clients elsewhere first, the new process already takes them. */
+static void hand_over(struct main_state *m)
+{
+    log_info("event=reload_handover new_pid=%d drain_timeout_ms=%llu", (int)m->reload.pid,
+             (unsigned long long)m->rt.cfg->drain_timeout_ms);
+    reload_end(m);
+    admin_close_listener(&m->admin);
+    admin_set_stopping(&m->admin);
+    m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
+    m->drain_starts_ms = clock_now_ms();
+    timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms());
+}
+
+static void reload_failed(struct main_state *m, const char *why)
+{
+    log_error("event=reload_failed new_pid=%d why=\"%s; this process keeps serving\"",
+              (int)m->reload.pid, why);
+    reload_end(m);
+}
+
+static void reload_ready_cb(struct io *io, uint32_t events)
+{
+    struct main_state *m = (void *)((char *)io - offsetof(struct main_state, reload_io));
+    char why[128];
+
+    if (reload_child_read(&m->reload) == 0)
+        return;                    /* more to come */
+    if (reload_child_ready(&m->reload, m->workers, m->nworkers)) {
+        hand_over(m);
+        return;
+    }
+    reload_child_gone(&m->reload, why, sizeof(why));
+    reload_failed(m, why);
+}
+
+static void reload_timeout(struct timer *t)
+{
+    struct main_state *m = (void *)((char *)t - offsetof(struct main_state, reload_timer));
+
+    /* Our own child, by PID: it may hold sockets it will never serve. */
+    kill(m->reload.pid, SIGKILL);
+    waitpid(m->reload.pid, NULL, 0);
+    reload_failed(m, "the new process was not ready within 60 s and was killed");
+}
+
+/* SIGHUP or POST /api/v1/reload. Config errors go to err. */
+static int reload_begin(struct main_state *m, FILE *err)
+{
+    int rc;
+
+    if (m->drain_deadline_ms)
+        return -ESHUTDOWN;
+    if (m->reload.pid)
+        return -EBUSY;
+    rc = reload_spawn(&m->rt, m->workers, m->nworkers, m->admin.io.fd, &m->health, err,
+                      &m->reload);
+    if (rc < 0)
+        return rc;
+    m->reload_io.fd = m->reload.ready_fd;
+    m->reload_io.cb = reload_ready_cb;
+    if (loop_add(&m->loop, &m->reload_io, EPOLLIN) < 0) {
+        close(m->reload_io.fd);
+        m->reload_io.fd = -1;
+        kill(m->reload.pid, SIGKILL);
+        waitpid(m->reload.pid, NULL, 0);
+        m->reload.pid = 0;
+        return -ENOMEM;
+    }
+    timer_arm(&m->loop.timers, &m->reload_timer, clock_now_ms() + RELOAD_READY_TIMEOUT_MS);
+    log_info("event=reload_started new_pid=%d", (int)m->reload.pid);
+    return 0;
+}
+
+static void reload_signal(struct main_state *m)
+{
+    int rc = reload_begin(m, stderr);
+
+    if (rc == -EINVAL)
+        log_error("event=reload_rejected why=\"the config has errors (above); nothing was changed\"");
+    else if (rc == -EBUSY)
+        log_warn("event=reload_rejected why=\"a reload is already in progress\"");
+    else if (rc == -ESHUTDOWN)
+        log_warn("event=reload_rejected why=\"stopping\"");
+    else if (rc < 0)
+        log_error("event=reload_failed why=\"cannot start the new process: %s\"", strerror(-rc));
+}
+
+/* admin.h's reload hook: the config's errors come back in *errors as well. */
+static int reload_api(void *ctx, char **errors, int *new_pid)
+{
+    struct main_state *m = ctx;
+    size_t len = 0;
+    FILE *err = open_memstream(errors, &len);
+    int rc = reload_begin(m, err ? err : stderr);
+
+    if (err)
+        fclose(err);
+    if (rc == -EINVAL && *errors)
+        fputs(*errors, stderr);   /* in the log too, as for SIGHUP */
+    *new_pid = (int)m->reload.pid;
+    return rc;
+}
+
 static void begin_stop(struct main_state *m, int signo)
 {
     if (m->drain_deadline_ms) {
@@ -96,6 +222,13 @@ static void begin_stop(struct main_state *m, int signo)
             m->drain_starts_ms = clock_now_ms();
         log_warn("event=stop_now signal=%s", strsignal(signo));
         return;
+    }
+    if (m->reload.pid) {
+        /* Our child, by PID: a stop wins over a reload not finished. */
+        log_warn("event=reload_abandoned new_pid=%d why=\"stopping\"", (int)m->reload.pid);
+        kill(m->reload.pid, SIGKILL);
+        waitpid(m->reload.pid, NULL, 0);
+        reload_end(m);
     }
     log_info("event=stopping signal=%s shutdown_delay_ms=%llu drain_timeout_ms=%llu",
              strsignal(signo), (unsigned long long)m->rt.cfg->shutdown_delay_ms,
@@ -127,7 +260,7 @@ static void signal_cb(struct io *io, uint32_t events)
                 log_info("event=access_log_reopened");
             break;
         case SIGHUP:
-            log_warn("event=reload_unsupported why=\"hot reload is not implemented yet; restart to apply a new config\"");
+            reload_signal(m);
             break;
         }
     }
@@ -163,6 +296,9 @@ static int run(const char *path)
     int rc = 1, err;
 
     memset(&m, 0, sizeof(m));
+    m.reload_io.fd = -1;
+    reload_inherit_load();       /* sockets and state from the process we replace */
+    reload_set_command(path);
     if (config_load(path, stderr, &cfg) < 0)
         return 1;
     log_set_level(cfg->log_level);
@@ -218,10 +354,14 @@ static int run(const char *path)
             worker_destroy(&m.workers[j]);
         goto out_workers;
     }
+    reload_close_unused();       /* sockets the new config has no use for */
+    m.admin.reload = reload_api;
+    m.admin.reload_ctx = &m;
     m.signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     m.signal_io.cb = signal_cb;
     loop_add(&m.loop, &m.signal_io, EPOLLIN);
     timer_init(&m.stop_timer, stop_poll);
+    timer_init(&m.reload_timer, reload_timeout);
     if (health_start(&m.health, &m.loop, &m.rt) < 0) {
         fprintf(stderr, "sluice: out of memory\n");
         admin_stop(&m.admin);
@@ -234,14 +374,17 @@ static int run(const char *path)
      * pool serves from the first request. */
     while (m.health.initial_pending && !m.loop.stop)
         loop_run_once(&m.loop, 100);
+    reload_apply_state(&m.rt, &m.health);
     for (uint32_t i = 0; i < m.nworkers; i++) {
         if ((err = worker_start(&m.workers[i])) < 0) {
             fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));
             abort();   /* threads already running cannot be unwound cleanly */
         }
     }
-    log_info("event=started version=%s workers=%u listeners=%zu pools=%zu pid=%d",
-             SLUICE_VERSION, m.nworkers, cfg->nlisteners, cfg->npools, (int)getpid());
+    log_info("event=started version=%s workers=%u listeners=%zu pools=%zu pid=%d%s",
+             SLUICE_VERSION, m.nworkers, cfg->nlisteners, cfg->npools, (int)getpid(),
+             reload_inherited() ? " reloaded=true" : "");
+    reload_notify_ready();
 
     loop_run(&m.loop);
 

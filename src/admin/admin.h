@@ -4,7 +4,7 @@
  *   GET  /healthz, /metrics, /api/v1/status, /     open to anyone who can connect
  *   POST /api/v1/pools/P/backends/B/{drain,enable,disable}
  *   PUT  /api/v1/pools/P/backends/B/weight         {"weight": N}
- *   POST /api/v1/reload                            501: not implemented yet
+ *   POST /api/v1/reload                            202: a new process is starting
  *
  * Mutating calls need "Authorization: Bearer TOKEN" whenever
  * admin.token_file is set (and the config refuses a non-loopback listen
@@ -39,6 +39,10 @@ struct admin_server {
     uint64_t refused;              /* connections refused at the cap, not yet logged */
     uint64_t refused_log_ms;       /* when that was last logged (once a second at most) */
     bool stopping;                 /* a graceful stop began: /healthz says 503 */
+    /* POST /api/v1/reload (main.c): 0 and *new_pid, or -EINVAL with the
+     * config's errors in errors (FILE:LINE:COL lines), or -errno. */
+    int (*reload)(void *ctx, char **errors, int *new_pid);
+    void *reload_ctx;
     uint64_t start_wall_us;
 };
 
@@ -52,6 +56,9 @@ int admin_start(struct admin_server *s, struct loop *loop, struct runtime *rt,
 /* A graceful stop began: /healthz answers 503 from now on. The server keeps
  * serving until admin_stop, so the drain can be watched. */
 void admin_set_stopping(struct admin_server *s);
+
+/* Stop accepting (a reload handed the socket over); open connections stay. */
+void admin_close_listener(struct admin_server *s);
 
 /* Close the listener and every connection (after the main loop ended). */
 void admin_stop(struct admin_server *s);

@@ -3,10 +3,12 @@
  * backend's state and weight (atomics, with a generation bump that every
  * worker's next pick sees). A request that fails changes nothing: every
  * check happens before the one store. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin/internal.h"
 #include "admin/metrics.h"
@@ -106,6 +108,54 @@ static bool api_authorized(struct admin_server *s, const struct admin_request *r
     return false;
 }
 
+/* ---- reload ---- */
+
+/* Start a reload (core/reload.h): 202 once the new process is starting;
+ * the old one hands over when it is ready, and GET /api/v1/status shows
+ * the new pid from then on. */
+static void api_reload(struct admin_server *s, const struct admin_request *r,
+                       struct admin_reply *out)
+{
+    char *errors = NULL;
+    int new_pid = 0, rc;
+
+    if (!s->reload) {
+        admin_reply_error(out, 503, "reload is not available");
+        return;
+    }
+    rc = s->reload(s->reload_ctx, &errors, &new_pid);
+    if (rc == -EINVAL) {
+        /* The config's own FILE:LINE:COL messages, one string each. */
+        out->status = 400;
+        out->content_type = "application/json";
+        out->body.len = 0;
+        admin_buf_puts(&out->body, "{\"error\":\"the config has errors; nothing was changed\","
+                                   "\"details\":[");
+        for (char *line = errors, *next, first = 1; line && *line; line = next, first = 0) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            if (!first)
+                admin_buf_puts(&out->body, ",");
+            admin_buf_json_str(&out->body, line);
+        }
+        admin_buf_puts(&out->body, "]}\n");
+    } else if (rc == -EBUSY) {
+        admin_reply_error(out, 409, "a reload is already in progress");
+    } else if (rc == -ESHUTDOWN) {
+        admin_reply_error(out, 409, "sluice is stopping");
+    } else if (rc < 0) {
+        admin_reply_error(out, 500, "cannot start the new process: %s", strerror(-rc));
+    } else {
+        log_info("event=admin_reload peer=%s new_pid=%d", r->peer, new_pid);
+        out->status = 202;
+        out->content_type = "application/json";
+        admin_buf_printf(&out->body, "{\"status\":\"reloading\",\"pid\":%d,\"new_pid\":%d}\n",
+                         (int)getpid(), new_pid);
+    }
+    free(errors);
+}
+
 /* ---- reads ---- */
 
 static void api_status(struct admin_server *s, struct admin_reply *out)
@@ -119,8 +169,8 @@ static void api_status(struct admin_server *s, struct admin_reply *out)
 
     out->status = 200;
     out->content_type = "application/json";
-    admin_buf_printf(o, "{\"version\":\"%s\",\"stopping\":%s,\"uptime_seconds\":%llu,"
-                        "\"listeners\":[", SLUICE_VERSION, s->stopping ? "true" : "false",
+    admin_buf_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"stopping\":%s,\"uptime_seconds\":%llu,"
+                        "\"listeners\":[", SLUICE_VERSION, (int)getpid(), s->stopping ? "true" : "false",
                      (unsigned long long)((clock_wall_us() - s->start_wall_us) / 1000000));
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const struct listener *l = &rt->listeners[i];
@@ -396,7 +446,7 @@ void admin_api_handle(struct admin_server *s, const struct admin_request *r,
     }
     if (PATH_IS("/api/v1/reload")) {
         if (api_want(r, out, H1_POST, "POST") && api_authorized(s, r, out))
-            admin_reply_error(out, 501, "reload is not implemented yet");
+            api_reload(s, r, out);
         return;
     }
 #undef PATH_IS

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin/internal.h"
+#include "core/clock.h"
 #include "core/version.h"
 #include "net/addr.h"
 
@@ -29,7 +31,10 @@ static const char ctl_usage[] =
     "  enable POOL/BACKEND      undo drain or disable (DOWN while its health check fails)\n"
     "  disable POOL/BACKEND     take BACKEND out of rotation\n"
     "  weight POOL/BACKEND N    set BACKEND's weight, 0..256 (0: no new work)\n"
-    "  reload                   reload the config (not implemented yet: sluice says so)\n"
+    "  reload                   load the config file again: a new sluice process takes\n"
+    "                           over the sockets, the old one drains; waits until the\n"
+    "                           new one serves (config errors are printed, and nothing\n"
+    "                           changes)\n"
     "\n"
     "options:\n"
     "  --admin ADDR             sluice's admin.listen address (default " CTL_DEFAULT_ADMIN ")\n"
@@ -350,6 +355,46 @@ static void ctl_print_change(const struct admin_json *j)
 /* ---- commands ---- */
 
 /* POOL/BACKEND into a percent-encoded "/api/v1/pools/P/backends/B/ACTION". */
+/* After a 202 from /api/v1/reload: wait until the new process answers on
+ * the admin port (it took over the same socket), or it is gone. */
+#define CTL_RELOAD_WAIT_MS 60000
+
+static int ctl_reload_wait(const struct ctl_opts *o, const struct admin_json *j)
+{
+    int64_t old_pid = admin_json_int(j, "pid"), new_pid = admin_json_int(j, "new_pid");
+    uint64_t deadline = clock_mono_us() / 1000 + CTL_RELOAD_WAIT_MS;
+
+    while (clock_mono_us() / 1000 < deadline) {
+        struct ctl_reply rep;
+        struct admin_json *s;
+        const char *err;
+        int64_t pid = 0;
+
+        if (ctl_request(o, "GET", H1_GET, "/api/v1/status", NULL, &rep) == 0) {
+            if ((s = admin_json_parse(rep.body, rep.body_len, &err))) {
+                pid = admin_json_int(s, "pid");
+                admin_json_free(s);
+            }
+            free(rep.raw);
+        }
+        if (pid == new_pid) {
+            printf("reloaded: pid %lld handed over to pid %lld\n", (long long)old_pid,
+                   (long long)new_pid);
+            return 0;
+        }
+        if (kill((pid_t)new_pid, 0) < 0 && errno == ESRCH) {
+            fprintf(stderr, "sluice ctl: the new process (pid %lld) exited before it was ready;"
+                            " pid %lld keeps serving; see its log\n",
+                    (long long)new_pid, (long long)old_pid);
+            return 1;
+        }
+        usleep(50000);
+    }
+    fprintf(stderr, "sluice ctl: pid %lld did not take over within %d s\n", (long long)new_pid,
+            CTL_RELOAD_WAIT_MS / 1000);
+    return 1;
+}
+
 static int ctl_backend_path(const char *target, const char *action, char *out, size_t size)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -477,20 +522,24 @@ int ctl_main(int argc, char **argv)
     j = admin_json_parse(rep.body, rep.body_len, &err);
     if (rep.status >= 300) {
         const char *msg = j ? admin_json_str(j, "error") : "";
+        const struct admin_json *details = j ? admin_json_get(j, "details") : NULL;
         fprintf(stderr, "sluice ctl: %s (HTTP %d)%s\n", *msg ? msg : "request refused",
                 rep.status, rep.status == 401 ? "; pass --token-file with admin.token_file's token" : "");
+        for (const struct admin_json *d = details ? details->child : NULL; d; d = d->next)
+            if (d->str)
+                fprintf(stderr, "%s\n", d->str);
         rc = 1;
     } else if (!j) {
         fprintf(stderr, "sluice ctl: bad JSON from %s: %s\n", o.admin, err);
         rc = 1;
     } else {
-        if (!o.json) {
-            if (c == 0)
-                ctl_print_status(j);
-            else
-                ctl_print_change(j);
-        }
         rc = 0;
+        if (cmds[c].nargs == 1 && c != 0)
+            rc = ctl_reload_wait(&o, j);
+        else if (!o.json && c == 0)
+            ctl_print_status(j);
+        else if (!o.json)
+            ctl_print_change(j);
     }
     admin_json_free(j);
     free(rep.raw);

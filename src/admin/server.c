@@ -16,6 +16,7 @@
 #include "admin/internal.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/reload.h"
 #include "net/addr.h"
 
 #define ADMIN_MAX_CONNS 64
@@ -349,6 +350,11 @@ int admin_start(struct admin_server *s, struct loop *loop, struct runtime *rt,
     s->start_wall_us = clock_wall_us();
     if (!a->enabled)
         return 0;
+    /* After a reload, the old process's socket (it stops accepting on it
+     * once this process is ready). */
+    fd = reload_take_socket('a', &a->listen, SOCK_STREAM, 0);
+    if (fd >= 0)
+        goto listening;
     fd = socket(a->listen.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -361,6 +367,7 @@ int admin_start(struct admin_server *s, struct loop *loop, struct runtime *rt,
         close(fd);
         return err;
     }
+listening:
     s->io.fd = fd;
     s->io.cb = admin_accept;
     if ((err = loop_add(loop, &s->io, EPOLLIN)) < 0) {
@@ -389,4 +396,13 @@ void admin_stop(struct admin_server *s)
         admin_conn_close(s->conns);
     /* The loop has ended: run the frees the closes queued. */
     loop_run_tasks(s->loop);
+}
+
+void admin_close_listener(struct admin_server *s)
+{
+    if (s->io.fd < 0)
+        return;
+    loop_del(s->loop, &s->io);
+    close(s->io.fd);
+    s->io.fd = -1;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "admin/metrics.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/reload.h"
 #include "proxy/proxy.h"
 
 __thread struct worker *worker_self;
@@ -104,8 +106,12 @@ static void on_wake(struct loop *l)
         for (size_t i = 0; i < w->nlisteners; i++) {
             struct worker_listener *wl = &w->listeners[i];
             /* Closing a listening socket resets the connections still in its
-             * accept queue: take them first, and serve them like the rest. */
-            if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_HTTP)
+             * accept queue: take them first, and serve them like the rest.
+             * Not on a reload: the new process has the same socket and
+             * takes them (closing our copy closes nothing). */
+            if (atomic_load(&wl->handed_over))
+                ;
+            else if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_HTTP)
                 while (http_accept(wl) == 0 && accept_pending(wl))
                     ;
             else if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_TCP)
@@ -157,7 +163,11 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         wl->l = &rt->listeners[i];
         wl->io.cb = listener_cb;
         timer_init(&wl->pause_timer, resume_accept);
-        wl->io.fd = listener_socket(wl->l->conf);
+        wl->io.fd = reload_take_socket('l', &wl->l->conf->bind,
+                                       wl->l->conf->mode == LISTENER_UDP ? SOCK_DGRAM : SOCK_STREAM,
+                                       id);
+        if (wl->io.fd < 0)
+            wl->io.fd = listener_socket(wl->l->conf);
         if (wl->io.fd < 0) {
             *failed = wl->l->conf;
             err = wl->io.fd;

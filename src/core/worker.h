@@ -32,6 +32,8 @@ struct worker_listener {
     struct listener *l;
     struct timer pause_timer;        /* accept paused after EMFILE */
     struct udp_flow_table *flows;    /* udp listeners only */
+    _Atomic int handed_over;         /* set by main before DRAIN on a reload: the new
+                                        process took this very socket */
 };
 
 /* A pipe kept for splice(2), reused between connections. */

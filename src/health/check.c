@@ -355,3 +355,27 @@ bool health_backend_passing(const struct health_checker *hc, const struct backen
     }
     return true;
 }
+
+void health_seed(struct health_checker *hc, struct backend *b, bool passing)
+{
+    for (size_t i = 0; i < hc->ntargets; i++) {
+        struct health_target *t = &hc->targets[i];
+        int state;
+
+        if (t->b != b)
+            continue;
+        state = atomic_load(&b->state);
+        if (passing && state == BACKEND_DOWN && t->conf->unhealthy_threshold > 1) {
+            t->fails = 1;          /* this failure counts towards taking it out */
+            t->passes = 0;
+            atomic_store(&b->state, BACKEND_UP);
+            atomic_fetch_add(&b->pool->generation, 1);
+        } else if (!passing && state == BACKEND_UP && t->conf->healthy_threshold > 1) {
+            t->passes = 1;         /* this pass counts towards bringing it back */
+            t->fails = t->conf->unhealthy_threshold;
+            atomic_store(&b->state, BACKEND_DOWN);
+            atomic_fetch_add(&b->pool->generation, 1);
+        }
+        return;
+    }
+}

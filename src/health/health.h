@@ -40,4 +40,11 @@ void health_stop(struct health_checker *hc);
  * checker brings it UP after healthy_threshold passes). */
 bool health_backend_passing(const struct health_checker *hc, const struct backend *b);
 
+/* Reload (core/reload.c): the old process's checks of b were passing or
+ * not. After the first round: where the first check disagrees, the state
+ * the old process had stays, and the thresholds decide from there, so a
+ * reload neither brings back a failing backend on one lucky check nor
+ * takes out a healthy one on one failure. */
+void health_seed(struct health_checker *hc, struct backend *b, bool passing);
+
 #endif
