@@ -35,16 +35,15 @@ script started are ever signalled.
 Stdlib only (plus cc). Usage: bench/balance_quality.py [--duration S] [--rate R]
 Results: printed, and written to bench/results/balance-quality-<date>.txt.
 
-The process, /proc and noise helpers are copied from bench/l4.py.
+The process, /proc, noise and report helpers are in bench/benchlib.py, shared
+with the other drivers.
 """
 import argparse
 import asyncio
 import datetime
 import json
 import os
-import platform
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -52,17 +51,19 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
-ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
-HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
-NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-CC = os.environ.get("CC", "cc")
+# The helpers shared with the other drivers are in bench/benchlib.py. This
+# directory goes to the END of the import path, so that bench/http.py never
+# shadows the standard library's http package.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
+import benchlib  # noqa: E402
+from benchlib import (BAL_CPU, CC, CLIENT_CPU, HAPROXY, NGINX, NOISE, ORIGIN, ROOT, SLUICE,  # noqa: E402
+                      cleanup, die, free_port, log, noise_note, start, stop_all, tail, wait_port)
+
 LOADGEN_C = os.path.join(ROOT, "bench", "balance_quality", "loadgen.c")
 PYTHON = "/usr/bin/python3"
-BAL_CPU, CLIENT_CPU = 0, 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 WATCHDOG_S = 900
+MAX_FORKS = 2                # a run is disturbed when more processes than this started during it
 
 # (label, product, algorithm as the product spells it)
 CONFIGS = [
@@ -81,21 +82,9 @@ CONFIGS = [
 REF_RR, REF_HA, REF_NG = "sluice round_robin", "haproxy leastconn", "nginx least_conn"
 
 
-started = []                 # Popen objects we started, in order
-extra_pids = []              # nginx worker pids (not our children, but ours)
-ours = set()                 # pids of the load client while it runs
-_tmpdirs = []
 measure_log = []             # every measurement's line, retries included
 
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def die(msg):
-    log("balance-quality bench: " + msg)
-    cleanup()
-    sys.exit(1)
+benchlib.setup("balance-quality bench")
 
 
 # ---- the slow origin (run as a child: bench/balance_quality.py --serve-slow) --
@@ -142,163 +131,6 @@ def serve_slow(listen, name, delay_ms):
         async with srv:
             await stop
     asyncio.run(main())
-
-
-# ---- processes (as in bench/l4.py) -------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(name, argv, cpu, tmp):
-    out = open(os.path.join(tmp, name + ".out"), "wb")
-    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
-                         stdin=subprocess.DEVNULL, cwd=tmp)
-    p.bench_name = name
-    p.bench_out = out.name
-    started.append(p)
-    return p
-
-
-def tail(path, n=20):
-    try:
-        with open(path, "rb") as f:
-            return b"".join(f.readlines()[-n:]).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_port(port, p, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if p.poll() is not None:
-            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
-
-
-def stop_all():
-    for p in reversed(started):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    end = time.monotonic() + 5
-    for p in reversed(started):
-        try:
-            p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-    for pid in extra_pids:          # an nginx worker outliving its master
-        try:
-            os.kill(pid, 0)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    started.clear()
-    extra_pids.clear()
-
-
-def cleanup():
-    stop_all()
-    for d in _tmpdirs:
-        shutil.rmtree(d, ignore_errors=True)
-    _tmpdirs.clear()
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
-
-
-# ---- noise (as in bench/l4.py) ----------------------------------------------
-
-def core_busy():
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            m = re.match(r"cpu(\d+) (.*)", line)
-            if m:
-                v = [int(x) for x in m.group(2).split()]
-                out[int(m.group(1))] = (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK
-    return out
-
-
-def background_load(secs=1.0):
-    a = core_busy()
-    time.sleep(secs)
-    b = core_busy()
-    return {c: (b[c] - a[c]) / secs for c in b if c in a}
-
-
-def foreign_cpu():
-    """CPU seconds so far of each process that is not part of the bench;
-    kernel threads left out. An indicator of a noisy neighbour, not an audit."""
-    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids) | ours
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in mine:
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if d == "2" or fields[1] == "2":
-            continue
-        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-def forks():
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("processes "):
-                return int(line.split()[1])
-    return 0
-
-
-NOISE = 0.05            # other processes above 5% of a CPU: the run is disturbed
-MAX_FORKS = 2           # ... or more than this many processes started during it
-
-
-class Window:
-    """How much CPU other processes took during a measurement, and how many
-    processes were started (own_forks of them are ours)."""
-    def __init__(self, own_forks=0):
-        self.own_forks = own_forks
-
-    def __enter__(self):
-        self.f0, self.n0, self.t0 = foreign_cpu(), forks(), time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.monotonic() - self.t0
-        f1 = foreign_cpu()
-        self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
-        self.forks = forks() - self.n0 - self.own_forks
-        self.noisy = self.foreign > NOISE or self.forks > MAX_FORKS
-        return False
 
 
 # ---- configs -----------------------------------------------------------------
@@ -387,20 +219,11 @@ def start_balancers(tmp, ports, origins):
     ntmp = os.path.join(tmp, "nginx")
     os.mkdir(ntmp)
     cfg = nginx_config(ntmp, ports, origins)
-    p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
-                        "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
+    p = start("nginx", benchlib.nginx_argv(ntmp, cfg), BAL_CPU, tmp)
     for label, prod, _ in CONFIGS:
         if prod == "nginx":
             wait_port(ports[label], p)
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        kids = children_of(p.pid)
-        if kids:
-            extra_pids.extend(kids)
-            break
-        time.sleep(0.05)
-    else:
-        die("nginx started no worker process")
+    benchlib.nginx_workers(p)
 
 
 # ---- origin counters ---------------------------------------------------------
@@ -462,33 +285,11 @@ def run_load(exe, port, mode, secs, args, name):
         argv = [exe, str(port), "closed", str(args.conns), str(secs)]
     p = subprocess.Popen(["taskset", "-c", str(CLIENT_CPU)] + argv, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
-    ours.add(p.pid)
-    try:
-        so, se = p.communicate(timeout=secs + 20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        die("%s: the load client ran past its duration" % name)
-    finally:
-        ours.discard(p.pid)
+    so, se = benchlib.run_client(p, secs + 20, "%s: the load client" % name)
     if p.returncode != 0:
         die("%s: the load client failed (rc=%d):\n%s%s" % (name, p.returncode, so.decode(errors="replace"),
                                                           se.decode(errors="replace")))
     return json.loads(so)
-
-
-def wait_quiet(limit):
-    """Wait (at most limit s) until other processes use under 10% of a CPU;
-    returns what they used in the last half second."""
-    end = time.monotonic() + limit
-    while True:
-        f0 = foreign_cpu()
-        time.sleep(0.5)
-        f1 = foreign_cpu()
-        busy = sum(max(0.0, v - f0.get(pid, 0.0)) for pid, v in f1.items()) / 0.5
-        if busy < 0.10 or time.monotonic() >= end:
-            return busy
-        time.sleep(1.0)
 
 
 def measure(exe, label, mode, port, origins, slow_port, args):
@@ -496,8 +297,9 @@ def measure(exe, label, mode, port, origins, slow_port, args):
         run_load(exe, port, mode, args.warmup, args, label)
     time.sleep(args.settle)            # slow requests of the warm-up finish
     c0 = counts(origins, slow_port)
-    with Window(own_forks=1) as w:
+    with benchlib.Window(own_forks=1) as w:
         v = run_load(exe, port, mode, args.duration, args, label)
+    disturbed = benchlib.noisy(w, MAX_FORKS)
     time.sleep(args.settle)
     c1 = counts(origins, slow_port)
     slow_name = [n for n, p in origins if p == slow_port][0]
@@ -515,7 +317,7 @@ def measure(exe, label, mode, port, origins, slow_port, args):
              max=v["max_us"] / 1000.0, mean=v["mean_us"] / 1000.0, requests=v["started"],
              errors=v["errors"] + v["timeouts"] + v["non2xx"], seen=seen, origin_total=total,
              client_seen=v["origins"], conns=v["connections_opened"],
-             slow_share=seen[slow_name] / total if total else 0.0, noisy=w.noisy,
+             slow_share=seen[slow_name] / total if total else 0.0, noisy=disturbed,
              foreign=w.foreign, forks=w.forks)
     line = ("  %-6s %-28s %7.0f req/s  p50 %7.2f  p90 %7.2f  p99 %7.2f  p99.9 %7.2f  max %7.1f ms"
             "  slow share %6.2f%%  errors %d  origins %s  client saw %s  conns %d%s" % (
@@ -523,8 +325,7 @@ def measure(exe, label, mode, port, origins, slow_port, args):
                 100 * r["slow_share"], r["errors"],
                 " ".join("%s=%d" % kv for kv in sorted(seen.items())),
                 " ".join("%s=%d" % kv for kv in sorted(v["origins"].items())), r["conns"],
-                "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (
-                    100 * w.foreign, w.forks) if w.noisy else ""))
+                noise_note(w) if disturbed else ""))
     log(line)
     r["line"] = line
     measure_log.append(line)
@@ -549,13 +350,7 @@ def table(results):
         for k in (REF_RR, REF_HA, REF_NG):
             cells.append("%.3f" % (r["p99"] / ref[k]) if ref.get(k) else "-")
         rows.append(cells)
-    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
-           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
-                                      for i, c in enumerate(r)) + " |")
-    return "\n".join(out)
+    return benchlib.render_table(head, rows)
 
 
 def targets(results, title):
@@ -576,25 +371,6 @@ def targets(results, title):
                 out.append("  %-11s p99 %.1f ms vs %s %.1f ms (target lower): %s" % (
                     alg, r["p99"], name, ref["p99"], "met" if r["p99"] < ref["p99"] else "MISSED"))
     return "\n".join(out)
-
-
-def version(argv):
-    try:
-        r = subprocess.run(argv, capture_output=True, timeout=5)
-        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
-    except Exception:
-        return "?"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main():
@@ -627,24 +403,19 @@ def main():
     modes = [m for m in ("open", "closed") if m in args.modes.split(",")]
     if os.cpu_count() < 2:
         die("needs 2 CPUs (balancers on CPU 0, client and origins on CPU 1)")
-    for path in (SLUICE, ORIGIN, HAPROXY, NGINX):
-        if not os.access(path, os.X_OK):
-            die("missing %s (run `make all` / `make deps`)" % path)
+    benchlib.need_binaries((SLUICE, ORIGIN, HAPROXY, NGINX))
     per = args.warmup + args.duration + 2 * args.settle + 2.5
     budget = len(CONFIGS) * len(modes) * per + 30
     if budget > WATCHDOG_S - 60:
         die("this run would take about %.0fs (limit %ds): shorten --duration" % (budget, WATCHDOG_S))
     slack = [WATCHDOG_S - 30 - budget]
 
-    def on_alarm(*_):
-        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    benchlib.install_signals(WATCHDOG_S)
     signal.alarm(WATCHDOG_S)
     os.sched_setaffinity(0, {CLIENT_CPU})
-    bg = background_load()
+    bg = benchlib.background_load()
     tmp = tempfile.mkdtemp(prefix="sluice-bench-bq-")
-    _tmpdirs.append(tmp)
+    benchlib.tmpdirs.append(tmp)
     exe = build_loadgen(tmp)
     results = {m: {} for m in modes}
     try:
@@ -684,7 +455,7 @@ def main():
                     # measurements still to come.
                     q = min(args.wait_quiet, max(0.0, 2 * slack[0] / remaining))
                     t = time.monotonic()
-                    busy = wait_quiet(q)
+                    busy = benchlib.wait_quiet(q)
                     slack[0] -= time.monotonic() - t
                     if busy >= 0.10:
                         log("  (other processes use %.0f%% of a CPU; measuring anyway)" % (100 * busy))
@@ -699,7 +470,7 @@ def main():
                 # ever adds latency, so the lowest is the closest to the truth).
                 results[mode][label] = min(tries, key=lambda x: (x["noisy"], x["p99"]))
                 remaining -= 1
-        for p in started:
+        for p in benchlib.started:
             if p.poll() is not None:
                 die("%s died during the bench:\n%s" % (p.bench_name, tail(p.bench_out)))
     finally:
@@ -708,10 +479,8 @@ def main():
     now = datetime.datetime.now()
     notes = [
         "sluice balancing-quality bench (one slow backend), %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
-        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
-                                               platform.release()),
-        "sluice: %s (%s) | haproxy: %s | nginx: %s" % (
-            version([SLUICE, "--version"]), SLUICE, version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        benchlib.host_note(),
+        benchlib.versions_note(with_path=True),
         "origins: b1, b2 = sluice-origin (1 thread each); b3 = asyncio HTTP/1.1 origin that answers"
         " every request %d ms late (gray failure: it would pass any health check); all on CPU %d"
         % (args.delay_ms, CLIENT_CPU),
@@ -727,8 +496,7 @@ def main():
         " is complete (a faster balancer gets more req/s)" % args.conns,
         "slow share: requests counted at the origins during the measured run (b1/b2 /stats, b3 its"
         " own counter), read %.1f s after the client stops" % args.settle,
-        "background load before the run: %s" % ", ".join(
-            "cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+        "background load before the run: %s" % benchlib.fmt_load(bg),
         "p99 ratio columns: this row's p99 / the reference row's p99 (lower is better)",
     ]
     text = "\n".join(notes) + "\n"
@@ -742,21 +510,12 @@ def main():
     print(text, flush=True)
     text += ("\nevery measurement, in order (a disturbed one was measured again while time allowed;"
              " the table keeps an undisturbed one, else the one with the lowest p99):\n" + "\n".join(measure_log) + "\n")
-    outp = args.out or os.path.join(ROOT, "bench", "results",
-                                    "balance-quality-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(os.path.dirname(outp), exist_ok=True)
-    with open(outp, "w") as f:
-        f.write(text)
-    log("written to %s" % os.path.relpath(outp, ROOT))
+    benchlib.write_results(text, args.out, "balance-quality", now)
     cleanup()
     signal.alarm(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        die("interrupted")
-    finally:
-        if not sys.argv[1:2] == ["--serve-slow"]:
-            cleanup()
+    # The slow origin (--serve-slow) is a child of the run: it leaves the
+    # run's processes and files alone.
+    benchlib.run_main(main, cleanup_after=sys.argv[1:2] != ["--serve-slow"])

@@ -46,19 +46,21 @@ PIDs this script started are ever signalled.
 Stdlib only. Usage: bench/failover.py [--rounds N] [--only a,b] [--methods GET,POST]
 Results: printed, and written to bench/results/failover-<date>.txt.
 
-The process helpers are copied from bench/l4.py.
+The process, /proc, noise and report helpers are in bench/benchlib.py, shared
+with the other drivers.
 """
 import os
 import sys
 
 # bench/http.py (the HTTP benchmark) would shadow the standard library's http
-# package: leave this script's directory out of the import path.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+# package: this script's directory goes to the END of the import path, after
+# the standard library, where it still finds bench/benchlib.py.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import http.client  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -66,17 +68,14 @@ import socket  # noqa: E402
 import statistics  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile
-import threading
-import time
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
-ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
-HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
-NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-BAL_CPU, CLIENT_CPU = 0, 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+import benchlib  # noqa: E402
+from benchlib import (BAL_CPU, CLIENT_CPU, HAPROXY, NGINX, ORIGIN, SLUICE, cleanup, die,  # noqa: E402
+                      foreign_cpu, free_port, log, start, stop_all, tail, wait_port)
+
 WATCHDOG_S = 600
 POST_BODY = b"x" * 128
 
@@ -101,139 +100,7 @@ CONFIGS = [
     ("nginx + non_idempotent", "nginx", "non_idempotent"),
 ]
 
-started = []                 # Popen objects we started, in order
-extra_pids = []              # nginx worker pids (not our children, but ours)
-_tmpdirs = []
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def die(msg):
-    log("failover bench: " + msg)
-    cleanup()
-    sys.exit(1)
-
-
-# ---- processes (as in bench/l4.py) -------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(name, argv, cpu, tmp, stdout=None):
-    out = open(os.path.join(tmp, name + ".out"), "ab")
-    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=stdout or out, stderr=out,
-                         stdin=subprocess.DEVNULL, cwd=tmp)
-    p.bench_name = name
-    p.bench_out = out.name
-    started.append(p)
-    return p
-
-
-def tail(path, n=20):
-    try:
-        with open(path, "rb") as f:
-            return b"".join(f.readlines()[-n:]).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_port(port, p, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if p.poll() is not None:
-            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
-
-
-def stop_all():
-    for p in reversed(started):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    end = time.monotonic() + 5
-    for p in reversed(started):
-        try:
-            p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-    for pid in extra_pids:          # an nginx worker outliving its master
-        try:
-            os.kill(pid, 0)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    started.clear()
-    extra_pids.clear()
-
-
-def cleanup():
-    stop_all()
-    for d in _tmpdirs:
-        shutil.rmtree(d, ignore_errors=True)
-    _tmpdirs.clear()
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
-
-
-def foreign_cpu():
-    """CPU seconds so far of each process that is not part of the bench;
-    kernel threads left out. An indicator of a noisy neighbour."""
-    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids)
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in mine:
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if d == "2" or fields[1] == "2":
-            continue
-        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-def wait_quiet(limit):
-    """Wait (at most limit s) until other processes use under 10% of a CPU;
-    returns what they used in the last half second."""
-    end = time.monotonic() + limit
-    while True:
-        f0 = foreign_cpu()
-        time.sleep(0.5)
-        f1 = foreign_cpu()
-        busy = sum(max(0.0, v - f0.get(pid, 0.0)) for pid, v in f1.items()) / 0.5
-        if busy < 0.10 or time.monotonic() >= end:
-            return busy
-        time.sleep(1.0)
+benchlib.setup("failover bench")
 
 
 # ---- configs -----------------------------------------------------------------
@@ -352,20 +219,11 @@ def start_balancer(tmp, cfg, origins):
     else:
         ntmp = os.path.join(tmp, "nginx")
         os.mkdir(ntmp)
-        p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
-                            "-c", nginx_config(ntmp, port, origins, variant), "-g", "daemon off;"],
+        p = start("nginx", benchlib.nginx_argv(ntmp, nginx_config(ntmp, port, origins, variant)),
                   BAL_CPU, tmp)
     wait_port(port, p)
     if prod == "nginx":
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            kids = children_of(p.pid)
-            if kids:
-                extra_pids.extend(kids)
-                break
-            time.sleep(0.05)
-        else:
-            die("nginx started no worker process")
+        benchlib.nginx_workers(p)
     return port, p
 
 
@@ -403,7 +261,7 @@ class Origin:
                 return
             if fresh and self.proc.poll() is not None and \
                     "Address already in use" in tail(self.proc.bench_out, 3):
-                started.remove(self.proc)
+                benchlib.started.remove(self.proc)
                 self.port = free_port()
                 self.start()
                 continue
@@ -414,7 +272,7 @@ class Origin:
     def kill9(self):
         self.proc.kill()                # SIGKILL to the pid we started (taskset exec'd into it)
         self.proc.wait(timeout=5)
-        started.remove(self.proc)
+        benchlib.started.remove(self.proc)
 
 
 # ---- the client --------------------------------------------------------------
@@ -561,7 +419,7 @@ def replay_probe(cfg, n=6):
     black hole and one sluice-origin: how many did the black hole receive
     (and reset) that the client still got a 2xx for? Those were sent twice."""
     tmp = tempfile.mkdtemp(prefix="sluice-bench-failover-probe-")
-    _tmpdirs.append(tmp)
+    benchlib.tmpdirs.append(tmp)
     bh = BlackHole()
     good = Origin("good", free_port(), tmp)
     good.start()
@@ -586,7 +444,7 @@ def replay_probe(cfg, n=6):
     bh.close()
     stop_all()
     shutil.rmtree(tmp, ignore_errors=True)
-    _tmpdirs.remove(tmp)
+    benchlib.tmpdirs.remove(tmp)
     # A POST the black hole received (and reset) that still ended 2xx for the
     # client was sent again, to "good".
     replayed = len(ok_ids & set(received))
@@ -600,7 +458,7 @@ def replay_probe(cfg, n=6):
 def trial(cfg, method, args):
     label = cfg[0]
     tmp = tempfile.mkdtemp(prefix="sluice-bench-failover-")
-    _tmpdirs.append(tmp)
+    benchlib.tmpdirs.append(tmp)
     origins = [Origin("b%d" % i, free_port(), tmp) for i in (1, 2, 3)]
     for o in origins:
         o.start()
@@ -696,7 +554,7 @@ def trial(cfg, method, args):
         log(d)
     stop_all()
     shutil.rmtree(tmp, ignore_errors=True)
-    _tmpdirs.remove(tmp)
+    benchlib.tmpdirs.remove(tmp)
     return res
 
 
@@ -752,13 +610,7 @@ def table(agg, probes, rounds):
                      ("yes (%d of %d)" % (pr["replayed"], pr["received"]) if pr["replayed"] else
                       "no (0 of %d)" % pr["received"]) if pr else "-",
                      "%s / %s" % (g["n"] if g else "-", p["n"] if p else "-")])
-    w = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
-           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
-                                      for i, c in enumerate(r)) + " |")
-    return "\n".join(out)
+    return benchlib.render_table(head, rows)
 
 
 def ratio(a, b):
@@ -809,25 +661,6 @@ def targets(agg, probes):
     return "\n".join(out)
 
 
-def version(argv):
-    try:
-        r = subprocess.run(argv, capture_output=True, timeout=5)
-        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
-    except Exception:
-        return "?"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=8.0, help="client run per trial, s (default 8)")
@@ -854,18 +687,13 @@ def main():
     methods = args.methods.split(",")
     if not args.kill_at < args.restart_at < args.duration:
         die("need kill-at < restart-at < duration")
-    for path in (SLUICE, ORIGIN, HAPROXY, NGINX):
-        if not os.access(path, os.X_OK):
-            die("missing %s (run `make all` / `make deps`)" % path)
+    benchlib.need_binaries((SLUICE, ORIGIN, HAPROXY, NGINX))
     ntrials = sum(1 for c in CONFIGS for m in methods if not (c[2] in REPLAY_VARIANTS and m == "GET"))
     budget = args.rounds * ntrials * (args.duration + 4) + len(CONFIGS) * 4 + 10
     if budget > WATCHDOG_S - 30:
         die("this run would take about %.0fs (limit %ds)" % (budget, WATCHDOG_S))
 
-    def on_alarm(*_):
-        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    benchlib.install_signals(WATCHDOG_S)
     signal.alarm(WATCHDOG_S)
     os.sched_setaffinity(0, {CLIENT_CPU})
     runs, probes = {}, {}
@@ -882,7 +710,7 @@ def main():
                         continue            # only changes what happens to POSTs
                     # Wait (bounded, a fair share of the slack) for a quiet machine.
                     t = time.monotonic()
-                    wait_quiet(min(args.wait_quiet, max(0.0, 2 * slack / remaining)))
+                    benchlib.wait_quiet(min(args.wait_quiet, max(0.0, 2 * slack / remaining)))
                     slack -= time.monotonic() - t
                     remaining -= 1
                     r = trial(cfg, m, args)
@@ -895,10 +723,8 @@ def main():
     now = datetime.datetime.now()
     notes = [
         "sluice failover bench, %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
-        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
-                                               platform.release()),
-        "sluice: %s (%s) | haproxy: %s | nginx: %s" % (
-            version([SLUICE, "--version"]), SLUICE, version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        benchlib.host_note(),
+        benchlib.versions_note(with_path=True),
         "per trial: fresh balancer (CPU %d) + 3 fresh sluice-origin (CPU %d); client: %d keep-alive"
         " connections (threads, http.client), each one request per %.0f ms (%.0f req/s offered),"
         " %.0f s; b2 SIGKILLed at t=%.0f s, restarted on the same port at t=%.0f s; %d round(s)"
@@ -938,20 +764,10 @@ def main():
     for k in runs:
         for r in runs[k]:
             text += ("round %d" % r["round"]) + r["line"][1:] + "\n" + "".join(d + "\n" for d in r["detail"])
-    outp = args.out or os.path.join(ROOT, "bench", "results",
-                                    "failover-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(os.path.dirname(outp), exist_ok=True)
-    with open(outp, "w") as f:
-        f.write(text)
-    log("written to %s" % os.path.relpath(outp, ROOT))
+    benchlib.write_results(text, args.out, "failover", now)
     cleanup()
     signal.alarm(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        die("interrupted")
-    finally:
-        cleanup()
+    benchlib.run_main(main)

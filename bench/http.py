@@ -31,330 +31,58 @@ rotated per round) and the table shows the median.
 Stdlib only. Usage: bench/http.py [--duration S] [--only a,b] [--tests a,b]
 Results: printed, and written to bench/results/http-<date>.txt.
 
-The process, /proc and noise helpers are copied from bench/l4.py (the L4
-benchmark) so that the two drivers measure the same way.
+The process, /proc, noise and report helpers are in bench/benchlib.py, shared
+with bench/l4.py (the L4 benchmark), so that the two drivers measure the same
+way.
 """
 import argparse
 import datetime
 import errno
 import os
-import platform
 import re
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import statistics
-import string
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The helpers shared with the other drivers are in bench/benchlib.py. This
+# directory goes to the END of the import path, so that this file never
+# shadows the standard library's http package.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
+import benchlib  # noqa: E402
+from benchlib import (BAL_CPU, CC, CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, ROOT, SLUICE,  # noqa: E402
+                      WRK, Window, cleanup, die, log, noise_note, noisy, render_table,
+                      start_balancer, stop_all, tail)
+
 TPL = os.path.join(ROOT, "bench", "http")
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
-ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
-HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
-NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-WRK = os.environ.get("WRK_BIN", "/usr/bin/wrk")
-CURL = "/usr/bin/curl"
-CC = os.environ.get("CC", "cc")
 PERF = "/usr/bin/perf"
 WRK_LUA = os.path.join(TPL, "latency.lua")
-BAL_CPU, CLIENT_CPU = 0, 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 WATCHDOG_S = 280             # with the quiet wait, the bench stays under 5 minutes
 PROXIES = ("sluice", "haproxy", "nginx")
 TESTS = ("idle", "keepalive", "close", "latency", "syscalls", "parser")
+MAX_FORKS = 10               # a window is disturbed when more processes than this started during it
 
-started = []                 # Popen objects we started, in order
 sluice_built = "?"           # mtime of the sluice binary when the run started
-extra_pids = []              # nginx worker pids (not our children, but ours)
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def die(msg):
-    log("http bench: " + msg)
-    cleanup()
-    sys.exit(1)
-
-
-# ---- processes (as in bench/l4.py) ------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(name, argv, cpu, tmp):
-    out = open(os.path.join(tmp, name + ".out"), "wb")
-    p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
-                         stdin=subprocess.DEVNULL, cwd=tmp)
-    p.bench_name = name
-    p.bench_out = out.name
-    started.append(p)
-    return p
-
-
-def tail(path, n=20):
-    try:
-        with open(path, "rb") as f:
-            return b"".join(f.readlines()[-n:]).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_port(port, p, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if p.poll() is not None:
-            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
-
-
-def stop_all():
-    for p in reversed(started):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    end = time.monotonic() + 5
-    for p in reversed(started):
-        try:
-            p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-    for pid in extra_pids:          # an nginx worker outliving its master
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    started.clear()
-    extra_pids.clear()
-
-
-_tmpdirs = []
 _running = []                # wrk/perf Popen objects in flight
 
 
-def cleanup():
+def _stop_own():
+    """cleanup()'s first step: wrk/perf still running, idle connections."""
     for p in _running:
         if p.poll() is None:
             p.kill()
             p.wait()
     _running.clear()
     close_idle()
-    stop_all()
-    for d in _tmpdirs:
-        shutil.rmtree(d, ignore_errors=True)
-    _tmpdirs.clear()
 
 
-# ---- /proc (as in bench/l4.py) ----------------------------------------------
-
-def proc_cpu_s(pid, user_only=False):
-    """utime+stime (or utime alone) of a whole process (all threads), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + (0 if user_only else int(fields[12]))) / CLK_TCK
-
-
-def proc_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
-
-
-def core_times():
-    """Per CPU from /proc/stat, in seconds: busy = user+nice+system+irq+softirq."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            m = re.match(r"cpu(\d+) (.*)", line)
-            if m:
-                v = [int(x) for x in m.group(2).split()]
-                out[int(m.group(1))] = (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK
-    return out
-
-
-def background_load(secs=1.0):
-    """Busy fraction of each CPU while nothing of ours runs load."""
-    a = core_times()
-    time.sleep(secs)
-    b = core_times()
-    return {c: (b[c] - a[c]) / secs for c in b if c in a}
-
-
-class Balancer:
-    def __init__(self, name, port, proc):
-        self.name, self.port, self.proc = name, port, proc
-        self.pids = [proc.pid]
-
-    def cpu(self, user_only=False):
-        return sum(proc_cpu_s(p, user_only) for p in self.pids)
-
-    def rss_kb(self):
-        return sum(proc_rss_kb(p) for p in self.pids)
-
-
-ours = set()     # pids of the bench's own load processes (wrk) while they run
-
-
-def foreign_cpu():
-    """CPU seconds so far of each process that is not part of the bench;
-    kernel threads left out. An indicator of a noisy neighbour, not an audit."""
-    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids) | ours
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in mine:
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if d == "2" or fields[1] == "2":
-            continue
-        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-def forks():
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("processes "):
-                return int(line.split()[1])
-    return 0
-
-
-class Window:
-    """CPU of the balancer and of both cores over one measurement window, and
-    how much CPU other processes on the machine took meanwhile."""
-    def __init__(self, bal, own_forks=0):
-        self.bal, self.own_forks = bal, own_forks
-
-    def __enter__(self):
-        self.f0 = foreign_cpu()
-        self.n0 = forks()
-        self.t0 = time.monotonic()
-        self.c0 = self.bal.cpu() if self.bal else 0.0
-        self.u0 = self.bal.cpu(user_only=True) if self.bal else 0.0
-        self.k0 = core_times()
-        return self
-
-    def __exit__(self, *exc):
-        self.t1 = time.monotonic()
-        self.cpu = (self.bal.cpu() if self.bal else 0.0) - self.c0
-        # User-space share: what the balancer's own code costs, as opposed to
-        # the kernel's TCP work, which is about the same for all three.
-        self.user = (self.bal.cpu(user_only=True) if self.bal else 0.0) - self.u0
-        k1 = core_times()
-        self.wall = self.t1 - self.t0
-        self.core_s = {c: k1[c] - self.k0[c] for c in k1 if c in self.k0}
-        self.core = {c: v / self.wall for c, v in self.core_s.items()}
-        f1 = foreign_cpu()
-        self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
-        self.forks = forks() - self.n0 - self.own_forks
-        return False
-
-
-NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
-MAX_FORKS = 10          # ... or more than this many processes started during it (as bench/l4.py)
-
-
-def noisy(w):
-    return w.foreign > NOISE or w.forks > MAX_FORKS
-
-
-def noise_note(w):
-    return "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (100 * w.foreign, w.forks)
-
-
-# ---- configs and starting the balancers -------------------------------------
-
-def render(name, tmp, **kw):
-    with open(os.path.join(TPL, name + ".in")) as f:
-        text = string.Template(f.read()).substitute(TMPDIR=tmp, **kw)
-    path = os.path.join(tmp, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def start_balancer(name, tmp, origins, label=None):
-    """Start balancer `name` (process label `label`) with its files under tmp."""
-    label = label or name
-    os.makedirs(tmp, exist_ok=True)
-    be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
-    port = free_port()
-    listen = "127.0.0.1:%d" % port
-    if name == "sluice":
-        cfg = render("sluice.yaml", tmp, LISTEN=listen, SLUICE_BACKENDS="\n".join(
-            "      - {name: %s, address: %s}" % b for b in be))
-        p = start(label, [SLUICE, "-c", cfg], BAL_CPU, tmp)
-        wait_port(port, p)
-        return Balancer("sluice", port, p)
-    if name == "haproxy":
-        cfg = render("haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
-            "    server %s %s" % b for b in be))
-        p = start(label, [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
-        wait_port(port, p)
-        return Balancer("haproxy", port, p)
-    ntmp = os.path.join(tmp, "nginx")
-    os.makedirs(ntmp, exist_ok=True)
-    cfg = render("nginx.conf", ntmp, LISTEN=listen, NGINX_BACKENDS="\n".join(
-        "        server %s;" % b[1] for b in be))
-    p = start(label, [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
-                        "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
-    wait_port(port, p)
-    b = Balancer("nginx", port, p)
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        kids = children_of(p.pid)
-        if kids:
-            break
-        time.sleep(0.05)
-    else:
-        die("nginx started no worker process")
-    extra_pids.extend(kids)
-    b.pids += kids
-    return b
+benchlib.setup("http bench", on_cleanup=_stop_own)
 
 
 # ---- checks ----------------------------------------------------------------
@@ -404,17 +132,7 @@ def check_forwarding(bals, names, origin_ports):
         if r.stdout.decode(errors="replace").strip() != nm:
             die("origin %s on %d answers %r" % (nm, port, r.stdout[:80]))
     for b in bals.values():
-        seen = set()
-        for _ in range(2 * len(names)):
-            r = subprocess.run([CURL, "-sS", "--max-time", "5", "http://127.0.0.1:%d/" % b.port],
-                               capture_output=True, timeout=10)
-            body = r.stdout.decode(errors="replace").strip()
-            if r.returncode != 0 or body not in names:
-                die("%s does not proxy: curl rc=%d body=%r err=%r" % (
-                    b.name, r.returncode, body[:80], r.stderr.decode(errors="replace")[:200]))
-            seen.add(body)
-        if seen != set(names):
-            die("%s reached only %s of %s" % (b.name, sorted(seen), names))
+        seen = benchlib.curl_reaches(b, names, "proxy")
         try:
             rs = http_get(b.port, n=2 * len(names))
         except OSError as e:
@@ -568,17 +286,12 @@ def run_wrk(argv, name, bal, secs, pace_ms=0):
     env = dict(os.environ, BENCH_PACE_MS=str(pace_ms))
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _running.append(p)
-    ours.add(p.pid)
+    win = Window(bal)
     try:
-        with Window(bal) as win:
-            so, se = p.communicate(timeout=secs + 30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        die("%s: wrk ran past its duration" % name)
+        so, se = benchlib.run_client(p, secs + 30, "%s: wrk" % name, win)
     finally:
-        ours.discard(p.pid)
-        _running.remove(p)
+        if p in _running:       # not when die() (cleanup) emptied the list
+            _running.remove(p)
     out = so.decode(errors="replace")
     if p.returncode != 0:
         die("%s: wrk failed (rc=%d):\n%s%s" % (name, p.returncode, out, se.decode(errors="replace")))
@@ -661,7 +374,8 @@ def syscalls(b, close, args, secs=3):
         except subprocess.TimeoutExpired:
             perf.kill()
             _, err = perf.communicate()
-        _running.remove(perf)
+        if perf in _running:
+            _running.remove(perf)
     counts = {}
     for ln in err.decode(errors="replace").splitlines():
         f = ln.split(",")
@@ -707,12 +421,6 @@ def parser(tmp, iters):
 
 # ---- report ----------------------------------------------------------------
 
-def fmt(v, nd):
-    if v is None:
-        return "-"
-    return "%.*f" % (nd, v)
-
-
 def table(rows, order):
     """rows: (label, {column: value}, decimals, ratios?)."""
     cols = list(order)
@@ -720,27 +428,13 @@ def table(rows, order):
     head = ["metric"] + cols + ratio_cols
     lines = []
     for label, vals, nd, ratios in rows:
-        cells = [label] + [fmt(vals.get(c), nd) for c in cols]
+        cells = [label] + [benchlib.fmt(vals.get(c), nd) for c in cols]
         for rc in ratio_cols:
             other = rc.split("/")[1]
             a, b = vals.get("sluice"), vals.get(other)
             cells.append("%.2f" % (a / b) if ratios and a is not None and b and b > 0 and a >= 0 else "-")
         lines.append(cells)
-    w = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
-    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
-           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
-    for r in lines:
-        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
-                                      for i, c in enumerate(r)) + " |")
-    return "\n".join(out)
-
-
-def version(argv):
-    try:
-        r = subprocess.run(argv, capture_output=True, timeout=5)
-        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
-    except Exception:
-        return "?"
+    return render_table(head, lines)
 
 
 def git_head():
@@ -752,17 +446,6 @@ def git_head():
         return (h or "?") + (" (src/ has uncommitted changes)" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def targets(res, only):
@@ -832,10 +515,8 @@ def main():
         die("nothing to do (--only %s --tests %s)" % (args.only, args.tests))
     if os.cpu_count() < 2:
         die("needs 2 CPUs (balancer on CPU 0, client and origins on CPU 1)")
-    for path in [SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) + \
-            ([NGINX] if "nginx" in only else []):
-        if not os.access(path, os.X_OK):
-            die("missing %s (run `make all` / `make deps`)" % path)
+    benchlib.need_binaries([SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) +
+                           ([NGINX] if "nginx" in only else []))
     if "syscalls" in tests and not perf_works():
         log("http bench: perf cannot count syscall tracepoints here; skipping the syscalls test")
         tests.remove("syscalls")
@@ -857,28 +538,16 @@ def main():
             die("RLIMIT_NOFILE hard limit %d is below the %d the idle test needs (--idle-conns)" % (hard, want))
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
-    def on_alarm(*_):
-        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
+    benchlib.install_signals(WATCHDOG_S)
 
     os.sched_setaffinity(0, {CLIENT_CPU})   # this script is a client too (idle test)
-    end = time.monotonic() + args.wait_quiet
-    bg = background_load()
-    while max(bg.values()) > 0.10 and time.monotonic() < end:
-        log("http bench: machine busy (%s), waiting up to %.0fs more for quiet" % (
-            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
-            end - time.monotonic()))
-        bg = background_load(2.0)
-    if max(bg.values()) > 0.10:
-        log("http bench: WARNING: the machine is not idle (CPU busy %s); numbers will be noisy" %
-            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())))
+    bg = benchlib.wait_idle(args.wait_quiet)
     signal.alarm(WATCHDOG_S)   # started after the quiet wait, which has its own bound
     t_run = time.monotonic()
     global sluice_built
     sluice_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(SLUICE).st_mtime))
     tmp = tempfile.mkdtemp(prefix="sluice-bench-http-")
-    _tmpdirs.append(tmp)
+    benchlib.tmpdirs.append(tmp)
     res = {p: {} for p in only}
     res["direct"] = {}
     mlog = []
@@ -895,7 +564,7 @@ def main():
         best = None
         for attempt in range(1 + args.retries):
             r, w, line = fn()
-            r["noisy"] = noisy(w)
+            r["noisy"] = noisy(w, MAX_FORKS)
             r["others"] = w.foreign
             if r["noisy"]:
                 line += noise_note(w)
@@ -913,18 +582,8 @@ def main():
 
     parse_out = build = ""
     try:
-        names, ports = [], []
-        for i in range(args.origins):
-            name = "b%d" % (i + 1)
-            port = free_port()
-            p = start("origin-" + name, [ORIGIN, "--listen", "127.0.0.1:%d" % port, "--name", name,
-                                         "--threads", "1", "--mode", "http"], CLIENT_CPU, tmp)
-            wait_port(port, p)
-            names.append(name)
-            ports.append(port)
-        log("http bench: origins %s on CPU %d; balancers on CPU %d" % (
-            ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU, BAL_CPU))
-        bals = {p: start_balancer(p, tmp, ports) for p in only}
+        names, ports = benchlib.start_origins(args.origins, tmp, ["--threads", "1", "--mode", "http"])
+        bals = {p: start_balancer(p, TPL, tmp, ports) for p in only}
         lat_bals = {}
         check_forwarding(bals, names, ports)
 
@@ -947,7 +606,7 @@ def main():
                 if not lat_bals:
                     # One origin behind every balancer, as for direct: CPU 1
                     # then runs the same two processes (wrk, b1) in every case.
-                    lat_bals.update({p: start_balancer(p, os.path.join(tmp, "lat"), ports[:1], p + "-lat")
+                    lat_bals.update({p: start_balancer(p, TPL, os.path.join(tmp, "lat"), ports[:1], p + "-lat")
                                      for p in only})
                     check_forwarding(lat_bals, names[:1], ports[:1])
                 d = measured(lambda: latency(ports[0], "direct", None, args))
@@ -1040,15 +699,12 @@ def main():
     now = datetime.datetime.now()
     notes = [
         "sluice HTTP/1.1 bench, %s (run took %.0fs)" % (now.strftime("%Y-%m-%d %H:%M:%S"), run_s),
-        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
-                                               platform.release()),
-        "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
-                                                   version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        benchlib.host_note(),
+        benchlib.versions_note(),
         "sluice binary: %s, built %s; git %s" % (SLUICE, sluice_built, git_head()),
         "balancers pinned to CPU %d (one worker/thread each); wrk, this script and %d sluice-origin"
         " (--threads 1) on CPU %d; loopback" % (BAL_CPU, args.origins, CLIENT_CPU),
-        "background load before the run: %s" % ", ".join(
-            "cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+        "background load before the run: %s" % benchlib.fmt_load(bg),
         "all: round-robin per request over the same origins, upstream keep-alive, access log off,"
         " no health checks, X-Forwarded-For set",
         "haproxy: mode http, nbthread 1, option http-keep-alive, http-reuse always",
@@ -1076,31 +732,14 @@ def main():
         d = res["direct"]["latency"]
         notes.append("direct to origin b1: p50 %d us, p90 %d us, p99 %d us, %.0f req/s" % (
             d["p50"], d["p90"], d["p99"], d["rps"]))
-    text = "\n".join(notes) + "\n\n" + table(rows, only) + "\n"
-    if any(disturbed.values()):
-        text += ("\nWARNING: other processes on this machine took more than %.0f%% of a CPU during %d"
-                 " measurement window(s), even after retries; those numbers are not trustworthy."
-                 " Run again on an idle machine.\n" % (100 * NOISE, sum(disturbed.values())))
-    verdict = targets(res, only)
-    if verdict:
-        text += "\n" + verdict + "\n"
-    print(text, flush=True)
+    text = benchlib.report(notes, table(rows, only), sum(disturbed.values()), targets(res, only))
     text += "\nper window:\n" + "\n".join(mlog) + "\n"
     if parse_out:
         text += "\nparser microbenchmark (%s, best of 3):\n%s" % (build, parse_out)
-    outp = args.out or os.path.join(ROOT, "bench", "results", "http-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(os.path.dirname(outp), exist_ok=True)
-    with open(outp, "w") as f:
-        f.write(text)
-    log("written to %s" % os.path.relpath(outp, ROOT))
+    benchlib.write_results(text, args.out, "http", now)
     cleanup()
     signal.alarm(0)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        die("interrupted")
-    finally:
-        cleanup()
+    benchlib.run_main(main)

@@ -22,298 +22,39 @@ Every load loop is bounded in time; the whole run also has a watchdog.
 Stdlib only. Usage: bench/l4.py [--rounds N] [--duration S] [--only a,b] ...
 Results: printed, and written to bench/results/l4-<date>.txt.
 BENCH_UPLOAD=sendfile makes the upload client send from tmpfs (no copy).
+The process, /proc, noise and report helpers are in bench/benchlib.py, shared
+with the other drivers.
 """
 import argparse
 import datetime
 import os
-import platform
 import re
 import selectors
-import shutil
 import signal
 import statistics
 import socket
-import string
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The helpers shared with the other drivers are in bench/benchlib.py. This
+# directory goes to the END of the import path, so that bench/http.py never
+# shadows the standard library's http package.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
+import benchlib  # noqa: E402
+from benchlib import (BAL_CPU, CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, ROOT, SLUICE, WRK,  # noqa: E402
+                      Window, cleanup, die, log, noise_note, noisy, render_table, start_balancer,
+                      stop_all, tail)
+
 TPL = os.path.join(ROOT, "bench", "l4")
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
-ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
-HAPROXY = os.environ.get("HAPROXY_BIN", "/usr/sbin/haproxy")
-NGINX = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-WRK = os.environ.get("WRK_BIN", "/usr/bin/wrk")
-CURL = "/usr/bin/curl"
 PIPESIZE = 262144            # haproxy tune.pipesize; sluice asks for 256 KiB pipes
-BAL_CPU, CLIENT_CPU = 0, 1
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 HUGE = 1 << 50               # "endless" body: the window ends the transfer
 WATCHDOG_S = 250             # with the quiet wait, the bench stays under 5 minutes
 PROXIES = ("sluice", "haproxy", "nginx")
 
-started = []                 # Popen objects we started, in order
-extra_pids = []              # nginx worker pids (not our children, but ours)
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def die(msg):
-    log("l4 bench: " + msg)
-    cleanup()
-    sys.exit(1)
-
-
-# ---- processes -------------------------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def start(name, argv, cpu, tmp):
-    """Start argv pinned to `cpu`, output to TMP/NAME.out."""
-    with open(os.path.join(tmp, name + ".out"), "wb") as out:
-        p = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, cwd=tmp)
-    p.bench_name = name
-    p.bench_out = out.name
-    started.append(p)
-    return p
-
-
-def tail(path, n=20):
-    try:
-        with open(path, "rb") as f:
-            return b"".join(f.readlines()[-n:]).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def wait_port(port, p, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if p.poll() is not None:
-            die("%s exited (%s) at startup:\n%s" % (p.bench_name, p.returncode, tail(p.bench_out)))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    die("%s did not listen on %d within %.0fs:\n%s" % (p.bench_name, port, timeout, tail(p.bench_out)))
-
-
-def stop_all():
-    for p in reversed(started):
-        if p.poll() is None:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    end = time.monotonic() + 5
-    for p in reversed(started):
-        try:
-            p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-    for pid in extra_pids:          # an nginx worker outliving its master
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    started.clear()
-    extra_pids.clear()
-
-
-_tmpdirs = []
-
-
-def cleanup():
-    stop_all()
-    for d in _tmpdirs:
-        shutil.rmtree(d, ignore_errors=True)
-    _tmpdirs.clear()
-
-
-# ---- /proc -----------------------------------------------------------------
-
-def proc_cpu_s(pid):
-    """utime+stime of a whole process (all threads), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def children_of(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(d))
-    return kids
-
-
-def core_times():
-    """Per CPU from /proc/stat, in seconds: (busy, of which task time).
-    busy = user+nice+system+irq+softirq (not idle, iowait, steal);
-    task time = user+nice+system (what processes, ksoftirqd included, were charged)."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            m = re.match(r"cpu(\d+) (.*)", line)
-            if m:
-                v = [int(x) for x in m.group(2).split()]
-                out[int(m.group(1))] = ((v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK,
-                                        (v[0] + v[1] + v[2]) / CLK_TCK)
-    return out
-
-
-def background_load(secs=1.0):
-    """Busy fraction of each CPU while nothing of ours runs load."""
-    a = core_times()
-    time.sleep(secs)
-    b = core_times()
-    return {c: (b[c][0] - a[c][0]) / secs for c in b if c in a}
-
-
-class Balancer:
-    def __init__(self, name, port, proc):
-        self.name, self.port, self.proc = name, port, proc
-        self.pids = [proc.pid]
-
-    def cpu(self):
-        return sum(proc_cpu_s(p) for p in self.pids)
-
-
-ours = set()     # pids of the bench's own load processes (wrk) while they run
-
-
-def foreign_cpu():
-    """CPU seconds so far (utime+stime) of each process that is not part of the
-    bench; kernel threads left out. A process that starts and ends inside a
-    window is missed: this is an indicator of a noisy neighbour, not an audit."""
-    mine = {os.getpid()} | {p.pid for p in started} | set(extra_pids) | ours
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) in mine:
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if d == "2" or fields[1] == "2":
-            continue
-        out[int(d)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-def forks():
-    """Processes created since boot (/proc/stat "processes")."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("processes "):
-                return int(line.split()[1])
-    return 0
-
-
-class Window:
-    """CPU of the balancer and of both cores over one measurement window, and
-    how much CPU other processes on the machine took meanwhile."""
-    def __init__(self, bal):
-        self.bal = bal
-
-    def __enter__(self):
-        self.f0 = foreign_cpu()
-        self.n0 = forks()
-        self.t0 = time.monotonic()
-        self.c0 = self.bal.cpu()
-        self.k0 = core_times()
-        return self
-
-    def __exit__(self, *exc):
-        self.t1 = time.monotonic()
-        self.cpu = self.bal.cpu() - self.c0
-        k1 = core_times()
-        self.wall = self.t1 - self.t0
-        self.core_s = {c: k1[c][0] - self.k0[c][0] for c in k1 if c in self.k0}
-        self.core = {c: v / self.wall for c, v in self.core_s.items()}
-        f1 = foreign_cpu()
-        self.foreign = sum(max(0.0, v - self.f0.get(pid, 0.0)) for pid, v in f1.items()) / self.wall
-        # The bench forks nothing inside a window: new processes are someone
-        # else's, and short-lived ones escape the scan above.
-        self.forks = forks() - self.n0
-        return False
-
-
-# ---- configs and starting the balancers -------------------------------------
-
-def render(name, tmp, **kw):
-    with open(os.path.join(TPL, name + ".in")) as f:
-        text = string.Template(f.read()).substitute(TMPDIR=tmp, PIPESIZE=PIPESIZE, **kw)
-    path = os.path.join(tmp, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def start_balancers(tmp, origins, only):
-    bals = {}
-    be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
-    if "sluice" in only:
-        port = free_port()
-        cfg = render("sluice.yaml", tmp, LISTEN="127.0.0.1:%d" % port, SLUICE_BACKENDS="\n".join(
-            "      - {name: %s, address: %s}" % b for b in be))
-        p = start("sluice", [SLUICE, "-c", cfg], BAL_CPU, tmp)
-        wait_port(port, p)
-        bals["sluice"] = Balancer("sluice", port, p)
-    if "haproxy" in only:
-        port = free_port()
-        cfg = render("haproxy.cfg", tmp, LISTEN="127.0.0.1:%d" % port, HAPROXY_BACKENDS="\n".join(
-            "    server %s %s" % b for b in be))
-        p = start("haproxy", [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
-        wait_port(port, p)
-        bals["haproxy"] = Balancer("haproxy", port, p)
-    if "nginx" in only:
-        port = free_port()
-        ntmp = os.path.join(tmp, "nginx")
-        os.mkdir(ntmp)
-        cfg = render("nginx.conf", ntmp, LISTEN="127.0.0.1:%d" % port, NGINX_BACKENDS="\n".join(
-            "        server %s;" % b[1] for b in be))
-        p = start("nginx", [NGINX, "-p", ntmp + "/", "-e", os.path.join(ntmp, "nginx-error.log"),
-                            "-c", cfg, "-g", "daemon off;"], BAL_CPU, tmp)
-        wait_port(port, p)
-        b = Balancer("nginx", port, p)
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            kids = children_of(p.pid)
-            if kids:
-                break
-            time.sleep(0.05)
-        else:
-            die("nginx started no worker process")
-        extra_pids.extend(kids)
-        b.pids += kids
-        bals["nginx"] = b
-    return bals
+benchlib.setup("l4 bench")
 
 
 # ---- checks ----------------------------------------------------------------
@@ -323,17 +64,7 @@ def check_forwarding(bals, names):
     origin's name, every origin must be reached, and a 1 MB body must arrive
     whole."""
     for b in bals.values():
-        seen = set()
-        for _ in range(2 * len(names)):
-            r = subprocess.run([CURL, "-sS", "--max-time", "5", "http://127.0.0.1:%d/" % b.port],
-                               capture_output=True, timeout=10)
-            body = r.stdout.decode(errors="replace").strip()
-            if r.returncode != 0 or body not in names:
-                die("%s does not forward: curl rc=%d body=%r err=%r" % (
-                    b.name, r.returncode, body[:80], r.stderr.decode(errors="replace")[:200]))
-            seen.add(body)
-        if seen != set(names):
-            die("%s reached only %s of %s" % (b.name, sorted(seen), names))
+        seen = benchlib.curl_reaches(b, names, "forward")
         r = subprocess.run([CURL, "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{size_download}",
                             "http://127.0.0.1:%d/bytes/1000000" % b.port],
                            capture_output=True, timeout=15)
@@ -447,16 +178,8 @@ def connect_rate(bal, conns, warmup, duration):
                        timeout=warmup + 30)
     p = subprocess.Popen(base + ["-d%ds" % max(1, round(duration)), url], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
-    ours.add(p.pid)
-    try:
-        with Window(bal) as win:
-            so, se = p.communicate(timeout=duration + 30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        die("%s: wrk ran past its duration" % bal.name)
-    finally:
-        ours.discard(p.pid)
+    win = Window(bal)
+    so, se = benchlib.run_client(p, duration + 30, "%s: wrk" % bal.name, win)
     r = subprocess.CompletedProcess(p.args, p.returncode, so, se)
     out = r.stdout.decode(errors="replace")
     m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
@@ -477,20 +200,17 @@ def connect_rate(bal, conns, warmup, duration):
 # ---- report ----------------------------------------------------------------
 
 measure_log = []
-NOISE = 0.05            # other processes above 5% of a CPU: the window is disturbed
-MAX_FORKS = 10          # ... or more than this many processes started during it
+MAX_FORKS = 10          # a window is disturbed when more processes than this started during it
 retry_slack = [0.0]     # seconds of the watchdog's budget left over for re-measuring
 
 
 def measure(b, t, args, rnd):
     """One measurement of test t through balancer b."""
-    p = b.name
     for attempt in range(1 + args.retries):
         r, w, line = measure_once(b, t, args, rnd)
-        r["noisy"] = w.foreign > NOISE or w.forks > MAX_FORKS
+        r["noisy"] = noisy(w, MAX_FORKS)
         if r["noisy"]:
-            line += "  DISTURBED: other processes took %.0f%% of a CPU, %d started" % (
-                100 * w.foreign, w.forks)
+            line += noise_note(w)
         log(line)
         measure_log.append(line)
         cost = args.warmup + args.duration + 3
@@ -528,12 +248,6 @@ def measure_once(b, t, args, rnd):
     return r, w, line
 
 
-def fmt(v, nd):
-    if v is None:
-        return "-"
-    return "%.*f" % (nd, v)
-
-
 def table(rows, order):
     """rows: list of (label, {proxy: value}, decimals)."""
     cols = list(order)
@@ -541,7 +255,7 @@ def table(rows, order):
     head = ["metric"] + cols + ratio_cols
     lines = []
     for label, vals, nd in rows:
-        cells = [label] + [fmt(vals.get(c), nd) for c in cols]
+        cells = [label] + [benchlib.fmt(vals.get(c), nd) for c in cols]
         if label.endswith("%") or label.startswith(("connect errors", "rounds still")):
             cells += ["-"] * len(ratio_cols)   # no ratio for these
             lines.append(cells)
@@ -551,21 +265,7 @@ def table(rows, order):
             a, b = vals.get("sluice"), vals.get(other)
             cells.append("%.2f" % (a / b) if a is not None and b else "-")
         lines.append(cells)
-    w = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
-    out = ["| " + " | ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(head)) + " |",
-           "|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|"]
-    for r in lines:
-        out.append("| " + " | ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i])
-                                      for i, c in enumerate(r)) + " |")
-    return "\n".join(out)
-
-
-def version(argv):
-    try:
-        r = subprocess.run(argv, capture_output=True, timeout=5)
-        return (r.stdout + r.stderr).decode(errors="replace").splitlines()[0].strip()
-    except Exception:
-        return "?"
+    return render_table(head, lines)
 
 
 def main():
@@ -590,10 +290,8 @@ def main():
     tests = args.tests.split(",")
     if os.cpu_count() < 2:
         die("needs 2 CPUs (balancer on CPU 0, client and origins on CPU 1)")
-    for path in [SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) + \
-            ([NGINX] if "nginx" in only else []):
-        if not os.access(path, os.X_OK):
-            die("missing %s (run `make all` / `make deps`)" % path)
+    benchlib.need_binaries([SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) +
+                           ([NGINX] if "nginx" in only else []))
     per_test = args.warmup + args.duration + 1
     budget = args.rounds * len(only) * len(tests) * per_test + 20
     if budget > WATCHDOG_S:
@@ -601,42 +299,20 @@ def main():
 
     retry_slack[0] = WATCHDOG_S - 30 - budget
 
-    def on_alarm(*_):
-        die("watchdog: the bench ran over %ds" % WATCHDOG_S)
-    signal.signal(signal.SIGALRM, on_alarm)
+    benchlib.install_signals(WATCHDOG_S)
     signal.alarm(WATCHDOG_S)
-    signal.signal(signal.SIGTERM, lambda *_: die("terminated"))
     signal.signal(signal.SIGINT, lambda *_: die("interrupted"))   # even if inherited as ignored
 
     os.sched_setaffinity(0, {CLIENT_CPU})   # this script is the bulk client
     # Wait (bounded) for other work on the machine to calm down.
-    end = time.monotonic() + args.wait_quiet
-    bg = background_load()
-    while max(bg.values()) > 0.10 and time.monotonic() < end:
-        log("l4 bench: machine busy (%s), waiting up to %.0fs more for quiet" % (
-            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
-            end - time.monotonic()))
-        bg = background_load(2.0)
-    if max(bg.values()) > 0.10:
-        log("l4 bench: WARNING: the machine is not idle (CPU busy %s); numbers will be noisy" %
-            ", ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())))
+    bg = benchlib.wait_idle(args.wait_quiet)
     signal.alarm(WATCHDOG_S)   # restarted: the quiet wait above has its own bound
     tmp = tempfile.mkdtemp(prefix="sluice-bench-l4-")
-    _tmpdirs.append(tmp)
+    benchlib.tmpdirs.append(tmp)
     try:
         # Origins: HTTP sluice-origin, one thread each, on the client's CPU.
-        names, ports = [], []
-        for i in range(args.origins):
-            name = "b%d" % (i + 1)
-            port = free_port()
-            p = start("origin-" + name, [ORIGIN, "--listen", "127.0.0.1:%d" % port, "--name", name,
-                                         "--mode", "http"], CLIENT_CPU, tmp)
-            wait_port(port, p)
-            names.append(name)
-            ports.append(port)
-        log("l4 bench: origins %s on CPU %d; balancers on CPU %d" % (
-            ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU, BAL_CPU))
-        bals = start_balancers(tmp, ports, only)
+        names, ports = benchlib.start_origins(args.origins, tmp, ["--mode", "http"])
+        bals = {p: start_balancer(p, TPL, tmp, ports, PIPESIZE=PIPESIZE) for p in only}
         check_forwarding(bals, names)
 
         res = {p: {t: [] for t in tests} for p in only}
@@ -688,14 +364,11 @@ def main():
     now = datetime.datetime.now()
     notes = [
         "sluice L4 bench, %s" % now.strftime("%Y-%m-%d %H:%M:%S"),
-        "host: %s, %d CPUs (%s), kernel %s" % (platform.node(), os.cpu_count(), cpu_model(),
-                                               platform.release()),
-        "sluice: %s | haproxy: %s | nginx: %s" % (version([SLUICE, "--version"]),
-                                                   version([HAPROXY, "-v"]), version([NGINX, "-v"])),
+        benchlib.host_note(),
+        benchlib.versions_note(),
         "balancers pinned to CPU %d (one worker/thread each); client + %d sluice-origin on CPU %d; loopback"
         % (BAL_CPU, args.origins, CLIENT_CPU),
-        "background load before the run: %s" % ", ".join(
-            "cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(bg.items())),
+        "background load before the run: %s" % benchlib.fmt_load(bg),
         "haproxy: mode tcp, nbthread 1, option splice-request/splice-response, tune.pipesize %d" % PIPESIZE,
         "nginx: stream proxy_pass, worker_processes 1, default proxy_buffer_size (16k)",
         "sluice: mode tcp, workers 1, access log off (splice, 256 KiB pipes)",
@@ -711,21 +384,9 @@ def main():
         "CPU 0 busy = all non-idle time of CPU 0 from /proc/stat (the balancer's own CPU-s plus the",
         "  softirq/ksoftirqd network work the kernel ran there; only the balancer is pinned there)",
     ]
-    text = "\n".join(notes) + "\n\n" + table(rows, only) + "\n"
-    if any(disturbed.values()):
-        text += ("\nWARNING: other processes on this machine took more than %.0f%% of a CPU during %d"
-                 " measurement window(s), even after retries; those numbers are not trustworthy."
-                 " Run again on an idle machine.\n" % (100 * NOISE, sum(disturbed.values())))
-    verdict = targets(res, only)
-    if verdict:
-        text += "\n" + verdict + "\n"
-    print(text, flush=True)
+    text = benchlib.report(notes, table(rows, only), sum(disturbed.values()), targets(res, only))
     text += "\nper round:\n" + "\n".join(measure_log) + "\n"
-    outp = args.out or os.path.join(ROOT, "bench", "results", "l4-%s.txt" % now.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(os.path.dirname(outp), exist_ok=True)
-    with open(outp, "w") as f:
-        f.write(text)
-    log("written to %s" % os.path.relpath(outp, ROOT))
+    benchlib.write_results(text, args.out, "l4", now)
     cleanup()
     signal.alarm(0)
 
@@ -752,21 +413,5 @@ def targets(res, only):
     return "\n".join(out)
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        die("interrupted")
-    finally:
-        cleanup()
+    benchlib.run_main(main)
