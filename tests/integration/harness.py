@@ -43,6 +43,32 @@ def wait_for(pred, timeout=5.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def pid_running(pid):
+    """True while pid runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop_pid(pid, sig=signal.SIGTERM, timeout=10):
+    """Stop a process our sluice started (a reload's new process) by PID:
+    only if it is still a sluice, since the PID may have been reused."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"sluice" not in f.read():
+                return
+        os.kill(pid, sig)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_running(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -121,6 +147,33 @@ class Sluice(Proc):
 
     def log_lines(self, event):
         return [l for l in self.stderr().splitlines() if f"event={event}" in l]
+
+    def reload_pids(self):
+        """New processes started by reloads (they log to the same stderr)."""
+        return [int(p) for p in re.findall(r"event=reload_started new_pid=(\d+)", self.stderr())]
+
+    def reload(self, timeout=20):
+        """SIGHUP, then wait for the handover; returns the new pid."""
+        def failures():
+            return len(self.log_lines("reload_failed")) + len(self.log_lines("reload_rejected"))
+        n, f = len(self.log_lines("reload_handover")), failures()
+        os.kill(self.serving_pid(), signal.SIGHUP)
+        wait_for(lambda: len(self.log_lines("reload_handover")) > n or failures() > f,
+                 timeout=timeout, what="reload handover")
+        lines = self.log_lines("reload_handover")
+        assert len(lines) > n, self.stderr()[-3000:]
+        return int(re.search(r"new_pid=(\d+)", lines[-1]).group(1))
+
+    def serving_pid(self):
+        """The process serving now: the newest one that took over."""
+        pids = [int(p) for p in re.findall(r"event=reload_handover new_pid=(\d+)", self.stderr())]
+        return pids[-1] if pids else self.pid
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        rc = super().stop(sig, timeout)
+        for pid in self.reload_pids():
+            stop_pid(pid, sig, timeout)
+        return rc
 
 
 class Procs:
