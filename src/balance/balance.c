@@ -254,9 +254,16 @@ static void rebuild(struct balancer *bl, uint64_t gen)
         candidates += panic_candidate(&p->backends[i]);
     }
     /* Panic: too few left to carry the load; spread over every backend the
-     * operator did not take out, rather than crush the survivors. */
-    panic = p->conf->panic_threshold && candidates &&
-            (uint64_t)eligible * 100 < (uint64_t)p->conf->panic_threshold * candidates;
+     * operator did not take out, rather than crush the survivors. And, with
+     * or without a threshold, when none is left at all: a pool whose every
+     * check fails at once more often has a checker problem (checks timing
+     * out on an overloaded host) than backends that all died together, and
+     * a backend that really is dead refuses the connect, which is retried
+     * elsewhere or answered 502 — no worse than the 503 otherwise given. */
+    panic = candidates &&
+            (eligible == 0 ||
+             (p->conf->panic_threshold &&
+              (uint64_t)eligible * 100 < (uint64_t)p->conf->panic_threshold * candidates));
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
         uint32_t ramp;

@@ -95,6 +95,42 @@ static void test_round_robin(void)
     pool_destroy(&p);
 }
 
+/* With no backend eligible at all, the ones that are only DOWN or ejected
+ * still take traffic (the last resort); what an operator took out never. */
+static void test_last_resort(void)
+{
+    struct pool p;
+    struct balancer bl;
+    uint32_t w[3] = {1, 1, 1};
+    int counts[3] = {0};
+
+    make_pool(&p, BALANCE_ROUND_ROBIN, w, 3);
+    balancer_init(&bl, &p, 1);
+    backend_set_state(&p.backends[0], BACKEND_DOWN, "test");
+    backend_set_state(&p.backends[1], BACKEND_DOWN, "test");
+    backend_set_state(&p.backends[2], BACKEND_DOWN, "test");
+    for (int i = 0; i < 30; i++)
+        counts[idx(&p, balancer_pick(&bl, NULL))]++;
+    CHECK_EQ_INT(counts[0], 10);
+    CHECK_EQ_INT(counts[1], 10);
+    CHECK_EQ_INT(counts[2], 10);
+    CHECK(bl.panic);
+    /* One back UP: it alone serves (no threshold set: no panic). */
+    backend_set_state(&p.backends[2], BACKEND_UP, "test");
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 2);
+    CHECK(!bl.panic);
+    /* Drained or disabled by an operator: never a last resort. */
+    backend_set_state(&p.backends[2], BACKEND_DRAINING, "test");
+    backend_set_state(&p.backends[0], BACKEND_DISABLED, "test");
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 1);
+    backend_set_state(&p.backends[1], BACKEND_DISABLED, "test");
+    CHECK(balancer_pick(&bl, NULL) == NULL);
+    balancer_destroy(&bl);
+    pool_destroy(&p);
+}
+
 static void test_least_conn(void)
 {
     struct pool p;
@@ -338,6 +374,7 @@ int main(void)
 {
     test_round_robin();
     test_least_conn();
+    test_last_resort();
     test_p2c();
     test_p2c_weights();
     test_random();
