@@ -475,6 +475,10 @@ void reload_notify_ready(void)
     int fd = inherited_fd('r');
     char msg[64];
 
+    /* systemd first: it must know the new main PID before the old process
+     * (the main PID until now) drains and exits. */
+    snprintf(msg, sizeof(msg), "MAINPID=%d\nREADY=1", (int)getpid());
+    reload_sd_notify(msg);
     if (fd >= 0) {
         /* "ready", then the old listening sockets this process took: the
          * old process closes its copies of those without touching their
@@ -494,8 +498,6 @@ void reload_notify_ready(void)
             if (inh[i].kind == 'r')
                 inh[i].closed = true;
     }
-    snprintf(msg, sizeof(msg), "READY=1\nMAINPID=%d", (int)getpid());
-    reload_sd_notify(msg);
     free(inh);
     inh = NULL;
     ninh = 0;

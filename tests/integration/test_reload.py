@@ -339,3 +339,25 @@ def test_tcp_session_survives_reload(procs):
     assert pid_running(old)
     c.close()
     wait_for(lambda: s.p.poll() is not None, timeout=10, what="the old process to exit")
+
+
+def test_systemd_learns_the_new_main_pid(procs, tmp_path):
+    """sd_notify(3) over $NOTIFY_SOCKET, as systemd's Type=notify with
+    NotifyAccess=all reads it: READY=1 at start, and MAINPID= of the new
+    process on a reload (before the old one exits)."""
+    b1 = procs.origin("b1")
+    port, admin_port = free_port(), free_port()
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    try:
+        s = procs.sluice(http_config(port, admin_port, [("b1", b1.address)]),
+                         env=dict(os.environ, NOTIFY_SOCKET=path))
+        msg = sock.recv(4096).decode()
+        assert set(msg.split("\n")) == {"READY=1", f"MAINPID={s.pid}"}, msg
+        new_pid = s.reload()
+        msg = sock.recv(4096).decode()
+        assert set(msg.split("\n")) == {"READY=1", f"MAINPID={new_pid}"}, msg
+    finally:
+        sock.close()
