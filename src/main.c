@@ -125,6 +125,8 @@ static void hand_over(struct main_state *m)
 
 static void reload_failed(struct main_state *m, const char *why)
 {
+    m->admin.reload_info.result = "failed";
+    snprintf(m->admin.reload_info.why, sizeof(m->admin.reload_info.why), "%s", why);
     log_error("event=reload_failed new_pid=%d why=\"%s; this process keeps serving\"",
               (int)m->reload.pid, why);
     reload_end(m);
@@ -179,6 +181,9 @@ static int reload_begin(struct main_state *m, FILE *err)
         return -ENOMEM;
     }
     timer_arm(&m->loop.timers, &m->reload_timer, clock_now_ms() + RELOAD_READY_TIMEOUT_MS);
+    m->admin.reload_info.new_pid = (int)m->reload.pid;
+    m->admin.reload_info.result = "starting";
+    m->admin.reload_info.why[0] = '\0';
     log_info("event=reload_started new_pid=%d", (int)m->reload.pid);
     return 0;
 }

@@ -25,6 +25,14 @@
 
 struct admin_conn;
 
+/* The last reload, shown by GET /api/v1/status (main.c keeps it current),
+ * so that `sluice ctl reload` can tell a failed start from a slow one. */
+struct admin_reload_info {
+    int new_pid;                   /* 0: none yet */
+    const char *result;            /* "starting" or "failed" */
+    char why[200];
+};
+
 /* Owner: main.c (struct main_state). */
 struct admin_server {
     struct io io;                  /* listening socket; fd -1 when off */
@@ -43,6 +51,7 @@ struct admin_server {
      * config's errors in errors (FILE:LINE:COL lines), or -errno. */
     int (*reload)(void *ctx, char **errors, int *new_pid);
     void *reload_ctx;
+    struct admin_reload_info reload_info;
     uint64_t start_wall_us;
 };
 

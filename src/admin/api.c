@@ -169,9 +169,19 @@ static void api_status(struct admin_server *s, struct admin_reply *out)
 
     out->status = 200;
     out->content_type = "application/json";
-    admin_buf_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"stopping\":%s,\"uptime_seconds\":%llu,"
-                        "\"listeners\":[", SLUICE_VERSION, (int)getpid(), s->stopping ? "true" : "false",
+    admin_buf_printf(o, "{\"version\":\"%s\",\"pid\":%d,\"stopping\":%s,\"uptime_seconds\":%llu,",
+                     SLUICE_VERSION, (int)getpid(), s->stopping ? "true" : "false",
                      (unsigned long long)((clock_wall_us() - s->start_wall_us) / 1000000));
+    if (s->reload_info.new_pid) {
+        /* The last reload this process started: `sluice ctl reload` reads
+         * it to tell a failed start from a slow one. */
+        admin_buf_printf(o, "\"reload\":{\"new_pid\":%d,\"result\":", s->reload_info.new_pid);
+        admin_buf_json_str(o, s->reload_info.result);
+        admin_buf_puts(o, ",\"why\":");
+        admin_buf_json_str(o, s->reload_info.why);
+        admin_buf_puts(o, "},");
+    }
+    admin_buf_puts(o, "\"listeners\":[");
     for (size_t i = 0; i < rt->nlisteners; i++) {
         const struct listener *l = &rt->listeners[i];
         admin_buf_puts(o, i ? ",{\"name\":" : "{\"name\":");

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,7 +371,15 @@ static int ctl_reload_wait(const struct ctl_opts *o, const struct admin_json *j)
 
         if (ctl_request(o, "GET", H1_GET, "/api/v1/status", NULL, &rep) == 0) {
             if ((s = admin_json_parse(rep.body, rep.body_len, &err))) {
+                const struct admin_json *r = admin_json_get(s, "reload");
                 pid = admin_json_int(s, "pid");
+                if (pid != new_pid && r && admin_json_int(r, "new_pid") == new_pid &&
+                    strcmp(admin_json_str(r, "result"), "failed") == 0) {
+                    fprintf(stderr, "sluice ctl: reload failed: %s\n", admin_json_str(r, "why"));
+                    admin_json_free(s);
+                    free(rep.raw);
+                    return 1;
+                }
                 admin_json_free(s);
             }
             free(rep.raw);
@@ -381,12 +388,6 @@ static int ctl_reload_wait(const struct ctl_opts *o, const struct admin_json *j)
             printf("reloaded: pid %lld handed over to pid %lld\n", (long long)old_pid,
                    (long long)new_pid);
             return 0;
-        }
-        if (kill((pid_t)new_pid, 0) < 0 && errno == ESRCH) {
-            fprintf(stderr, "sluice ctl: the new process (pid %lld) exited before it was ready;"
-                            " pid %lld keeps serving; see its log\n",
-                    (long long)new_pid, (long long)old_pid);
-            return 1;
         }
         usleep(50000);
     }

@@ -118,9 +118,9 @@ int log_access_reopen(void)
     fd = open(access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return -errno;
-    /* dup2 swaps the file under the same descriptor number atomically:
+    /* dup3 swaps the file under the same descriptor number atomically:
      * a worker writing at this moment writes to the old or the new file. */
-    if (dup2(fd, access_fd) < 0) {
+    if (dup3(fd, access_fd, O_CLOEXEC) < 0) {   /* not inherited by a reload */
         int err = errno;
         close(fd);
         return -err;

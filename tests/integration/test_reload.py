@@ -250,10 +250,17 @@ def test_new_process_that_cannot_bind_changes_nothing(procs):
             f"  - name: other\n    bind: 127.0.0.1:{busy}\n    mode: http\n    pool: app\n")))
         os.kill(s.pid, signal.SIGHUP)
         wait_for(lambda: s.log_lines("reload_failed"), timeout=20, what="the reload to fail")
+        # ctl says so too, from what the status API reports.
+        r = subprocess.run([SLUICE, "ctl", "--admin", f"127.0.0.1:{admin_port}", "reload"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert "reload failed: the new process exited with status 1" in r.stderr, r.stderr
     finally:
         taken.close()
     assert "cannot bind" in s.stderr()
-    assert s.alive() and status(admin_port)["pid"] == s.pid
+    st = status(admin_port)
+    assert st["pid"] == s.pid and s.alive()
+    assert st["reload"]["result"] == "failed" and "status 1" in st["reload"]["why"]
     for _ in range(10):
         assert http_get(port, "/")[0] == 200
     # A later good reload still works.
