@@ -258,8 +258,8 @@ static void rebuild(struct balancer *bl, uint64_t gen)
      * or without a threshold, when none is left at all: a pool whose every
      * check fails at once more often has a checker problem (checks timing
      * out on an overloaded host) than backends that all died together, and
-     * a backend that really is dead refuses the connect, which is retried
-     * elsewhere or answered 502 — no worse than the 503 otherwise given. */
+     * a backend that really is dead refuses the connect, and when none
+     * accepts the proxies still answer 503 (see last_resort). */
     panic = candidates &&
             (eligible == 0 ||
              (p->conf->panic_threshold &&
@@ -280,6 +280,7 @@ static void rebuild(struct balancer *bl, uint64_t gen)
         s->n++;
     }
     bl->panic = panic;
+    bl->last_resort = panic && eligible == 0;
     bl->state = s->n ? bl->ops->build(s) : NULL;
     bl->built_generation = gen;
 }

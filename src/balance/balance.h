@@ -132,6 +132,9 @@ struct balancer {
     struct pool *pool;
     uint64_t built_generation;
     bool panic;                       /* the last rebuild was in panic mode */
+    bool last_resort;                 /* ... because no backend was eligible at all:
+                                         a failed try then means "no backend
+                                         available" (503), not a bad gateway */
     struct balance_set set;
     void *state;
     uint64_t rng;

@@ -893,9 +893,12 @@ static void exchange_connect(struct http_conn *c)
         req.exclude = (const struct backend *const *)x->tried;
         req.nexclude = x->tries;
         if (x->tries >= HTTP_MAX_TRIES || !(b = balancer_pick(x->balancer, &req))) {
-            x->end = x->tries ? END_CONNECT_FAILED : END_NO_BACKEND;
-            respond_local(c, x->tries ? 502 : 503, NULL,
-                          x->tries ? "bad gateway\n" : "no backend available\n", false, x->route);
+            /* Every backend DOWN and the last resort failed too: the pool
+             * has nothing to offer, which is a 503 (with Retry-After). */
+            bool none = !x->tries || x->balancer->last_resort;
+            x->end = none ? END_NO_BACKEND : END_CONNECT_FAILED;
+            respond_local(c, none ? 503 : 502, NULL,
+                          none ? "no backend available\n" : "bad gateway\n", false, x->route);
             return;
         }
         x->tried[x->tries++] = b;

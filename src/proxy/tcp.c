@@ -420,7 +420,8 @@ static void connect_next(struct tcp_session *s)
         int fd;
 
         if (!b) {
-            session_end(s, s->tries ? END_CONNECT_FAILED : END_NO_BACKEND);
+            session_end(s, s->tries && !s->balancer->last_resort ? END_CONNECT_FAILED
+                                                                  : END_NO_BACKEND);
             return;
         }
         s->tried[s->tries++] = b;

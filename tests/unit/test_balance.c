@@ -114,12 +114,12 @@ static void test_last_resort(void)
     CHECK_EQ_INT(counts[0], 10);
     CHECK_EQ_INT(counts[1], 10);
     CHECK_EQ_INT(counts[2], 10);
-    CHECK(bl.panic);
+    CHECK(bl.panic && bl.last_resort);
     /* One back UP: it alone serves (no threshold set: no panic). */
     backend_set_state(&p.backends[2], BACKEND_UP, "test");
     for (int i = 0; i < 10; i++)
         CHECK_EQ_INT(idx(&p, balancer_pick(&bl, NULL)), 2);
-    CHECK(!bl.panic);
+    CHECK(!bl.panic && !bl.last_resort);
     /* Drained or disabled by an operator: never a last resort. */
     backend_set_state(&p.backends[2], BACKEND_DRAINING, "test");
     backend_set_state(&p.backends[0], BACKEND_DISABLED, "test");
