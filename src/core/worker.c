@@ -77,6 +77,49 @@ static void sweep_cb(struct timer *t)
     timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
 }
 
+#define ACCEPT_BUDGET_MAX 64
+#define ACCEPT_GROW_AFTER 4
+
+/* The listening socket is level-triggered, so a queue left non-empty is
+ * reported again by the next epoll_wait: there is no need to call accept4
+ * until it fails with EAGAIN, and that failing call is one system call per
+ * connection when they arrive one at a time (as with short-lived client
+ * connections). The budget doubles after a few rounds in a row took all it
+ * allowed (a burst), and halves when the queue runs dry early, so a trickle
+ * costs little more than one accept4 per connection and a burst is taken up
+ * to 64 at a time. */
+int worker_accept(struct worker_listener *wl,
+                  void (*start)(struct worker_listener *wl, int fd, const struct addr *peer))
+{
+    uint32_t budget = wl->accept_budget ? wl->accept_budget : 1, n = 0;
+
+    while (n < budget) {
+        struct addr peer;
+        int fd;
+
+        peer.len = sizeof(peer.ss);
+        fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                return -EMFILE;
+            /* EAGAIN, or a connection aborted before accept: dry. */
+            wl->accept_budget = budget > 1 && n <= budget / 2 ? budget / 2 : budget;
+            wl->accept_full_rounds = 0;
+            return 0;
+        }
+        n++;
+        start(wl, fd, &peer);
+    }
+    if (++wl->accept_full_rounds >= ACCEPT_GROW_AFTER && budget < ACCEPT_BUDGET_MAX) {
+        wl->accept_budget = budget * 2;
+        wl->accept_full_rounds = 0;
+    } else {
+        wl->accept_budget = budget;
+    }
+    return 0;
+}
+
 /* Is a connection waiting in the listener's accept queue? */
 static bool accept_pending(struct worker_listener *wl)
 {

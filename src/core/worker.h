@@ -34,6 +34,8 @@ struct worker_listener {
     struct udp_flow_table *flows;    /* udp listeners only */
     _Atomic int handed_over;         /* set by main before DRAIN on a reload: the new
                                         process took this very socket */
+    uint32_t accept_budget;          /* accept4 calls per readiness, see worker_accept */
+    uint32_t accept_full_rounds;     /* rounds in a row that took the whole budget */
 };
 
 /* A pipe kept for splice(2), reused between connections. */
@@ -84,6 +86,13 @@ void worker_destroy(struct worker *w);
 /* Called when a connection of this worker ended: a draining worker exits
  * once none is left. */
 void worker_connection_ended(struct worker *w);
+
+/* Accept what the listener has, up to an adaptive budget, and hand each
+ * connection to start. 0, or -EMFILE when out of descriptors (the caller
+ * pauses the listener). */
+struct addr;
+int worker_accept(struct worker_listener *wl,
+                  void (*start)(struct worker_listener *wl, int fd, const struct addr *peer));
 
 /* Pipes for splice; NULL when none can be made (then buffers are used). */
 struct worker_pipe *worker_pipe_get(struct worker *w);

@@ -50,7 +50,6 @@
 #define HTTP_MAX_HEADERS 128
 #define HTTP_MAX_TRIES 12
 #define HTTP_RUN_ROUNDS 32
-#define ACCEPT_BATCH 64
 
 enum http_state {
     HC_IDLE,       /* between requests; no bytes of the next one yet */
@@ -1701,25 +1700,19 @@ static void conn_start(struct worker_listener *wl, int fd, const struct addr *pe
         return;
     }
     arm_timer(c);
+    /* The listener defers accept until the client's first bytes arrived
+     * (TCP_DEFER_ACCEPT): read them now rather than one epoll round later
+     * (a new socket is writable too). Should nothing be there (the kernel
+     * gave up waiting), the recv says EAGAIN and the edge-triggered
+     * registration reports the data when it comes. */
+    c->c_readable = true;
+    c->c_writable = true;
+    conn_run(c);
 }
 
 int http_accept(struct worker_listener *wl)
 {
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct addr peer;
-        int fd;
-
-        peer.len = sizeof(peer.ss);
-        fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                return -EMFILE;
-            return 0;
-        }
-        conn_start(wl, fd, &peer);
-    }
-    return 0;
+    return worker_accept(wl, conn_start);
 }
 
 /* While draining, a keep-alive connection idle this long is closed; one

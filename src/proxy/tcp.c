@@ -37,7 +37,6 @@
 #include "proxy/pump.h"
 
 #define TCP_MAX_TRIES 4
-#define ACCEPT_BATCH 64
 #define PROXY_IN_TIMEOUT_MS 10000
 
 enum tcp_state {
@@ -580,19 +579,5 @@ static void session_start(struct worker_listener *wl, int fd, const struct addr 
 
 int tcp_accept(struct worker_listener *wl)
 {
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct addr peer;
-        int fd;
-
-        peer.len = sizeof(peer.ss);
-        fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                return -EMFILE;
-            return 0;   /* EAGAIN, or a connection aborted before accept */
-        }
-        session_start(wl, fd, &peer);
-    }
-    return 0;
+    return worker_accept(wl, session_start);
 }
