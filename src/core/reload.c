@@ -249,8 +249,17 @@ bool reload_child_ready(struct reload_child *child, struct worker *workers, uint
 
 void reload_child_gone(struct reload_child *child, char *why, size_t len)
 {
-    int status;
-    pid_t r = waitpid(child->pid, &status, WNOHANG);
+    int status = 0;
+    pid_t r = 0;
+
+    /* Its pipe closes while it exits, a moment before its status can be
+     * collected: wait for that moment, briefly (this is the failure path,
+     * and an exiting process is gone within milliseconds). */
+    for (int i = 0; i < 400 && r == 0; i++) {
+        r = waitpid(child->pid, &status, WNOHANG);
+        if (r == 0)
+            usleep(5000);
+    }
 
     if (r == child->pid && WIFEXITED(status))
         snprintf(why, len, "the new process exited with status %d", WEXITSTATUS(status));
