@@ -116,8 +116,10 @@ static void hand_over(struct main_state *m)
     log_info("event=reload_handover new_pid=%d drain_timeout_ms=%llu", (int)m->reload.pid,
              (unsigned long long)m->rt.cfg->drain_timeout_ms);
     reload_end(m);
+    /* New admin connections go to the new process. /healthz stays 200 here
+     * for connections already open: the service is not going away, and a
+     * monitor on a kept-alive connection must not see it stopping. */
     admin_close_listener(&m->admin);
-    admin_set_stopping(&m->admin);
     m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
     m->drain_starts_ms = clock_now_ms();
     timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms());

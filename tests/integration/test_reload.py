@@ -126,12 +126,21 @@ def test_reload_under_load_adds_and_removes_backends(procs):
     s = procs.sluice(http_config(port, admin_port, [("b1", b1.address), ("b2", b2.address)],
                                  health=False))
     old_pid = s.pid
+    # A monitor on a kept-alive admin connection (to the old process).
+    monitor = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    monitor.request("GET", "/healthz")
+    assert monitor.getresponse().read() == b"ok\n"
     load = Load(port)
     time.sleep(1.0)
     rewrite(s, http_config(port, admin_port, [("b1", b1.address), ("b3", b3.address)],
                            health=False))
     new_pid = s.reload()
     assert new_pid != old_pid
+    # The service is not going away: the old process's /healthz stays 200.
+    monitor.request("GET", "/healthz")
+    r = monitor.getresponse()
+    assert (r.status, r.read()) == (200, b"ok\n")
+    monitor.close()
     time.sleep(0.3)                 # requests already on their way to b2 finish
     b2_before = origin_count(b2)
     b3_before = origin_count(b3)
