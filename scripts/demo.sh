@@ -35,6 +35,7 @@ sluice is running in front of three origins (b1, b2, b3). Try:
   http://127.0.0.1:19901/  (in a browser)     # the live dashboard
   ./sluice ctl --admin 127.0.0.1:19901 status  # the same from a shell
   ./sluice ctl --admin 127.0.0.1:19901 drain web/b1   # then curl again: no b1
+  ./sluice ctl --admin 127.0.0.1:19901 reload  # edit examples/demo.yaml first: a new process takes over
   curl -s http://127.0.0.1:19901/metrics | grep ^sluice_requests_total
   curl http://127.0.0.1:18080/                 # TCP, balanced per connection
   curl http://127.0.0.1:18080/delay/500        # a slow request
