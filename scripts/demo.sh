@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 pids=""
 cleanup() {
     trap - INT TERM EXIT
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    # After a reload the serving sluice is a process the first one started:
+    # ask it for its pid.
+    cur=$(./sluice ctl --admin 127.0.0.1:19901 --json status 2>/dev/null |
+          sed -n 's/^{"version":"[^"]*","pid":\([0-9]*\).*/\1/p')
+    for p in $pids $cur; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "demo: stopped"
 }
