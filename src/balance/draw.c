@@ -72,6 +72,25 @@ void balance_draw_free(struct balance_draw *d)
     d->n = 0;
 }
 
+void *balance_draw_build(const struct balance_set *set)
+{
+    struct balance_draw *d = malloc(sizeof(*d));
+
+    if (d && balance_draw_init(d, set) < 0) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void balance_draw_destroy(void *state)
+{
+    struct balance_draw *d = state;
+
+    balance_draw_free(d);
+    free(d);
+}
+
 uint32_t balance_draw(const struct balance_draw *d, uint64_t *rng)
 {
     uint64_t r = balance_rand(rng);

@@ -17,29 +17,9 @@
  * once, but not flooded, because its in-flight requests still count. Two
  * idle candidates with the same estimate keep the first (weighted) draw, so
  * an idle pool of equal backends gets exactly weighted shares. */
-#include <stdlib.h>
 
 #include "balance/internal.h"
 #include "core/clock.h"
-
-static void *ewma_build(const struct balance_set *set)
-{
-    struct balance_draw *d = malloc(sizeof(*d));
-
-    if (d && balance_draw_init(d, set) < 0) {
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
-static void ewma_destroy(void *state)
-{
-    struct balance_draw *d = state;
-
-    balance_draw_free(d);
-    free(d);
-}
 
 static uint64_t ewma_now_us(const struct balance_req *req)
 {
@@ -84,7 +64,7 @@ static int ewma_pick(void *state, const struct balance_set *set,
 
 const struct balance_ops balance_ewma = {
     .name = "ewma",
-    .build = ewma_build,
-    .destroy = ewma_destroy,
+    .build = balance_draw_build,
+    .destroy = balance_draw_destroy,
     .pick = ewma_pick,
 };

@@ -34,6 +34,10 @@ struct balance_draw {
 
 int balance_draw_init(struct balance_draw *d, const struct balance_set *set);
 void balance_draw_free(struct balance_draw *d);
+/* build/destroy of the algorithms whose state is just a draw table
+ * (random, p2c, ewma). */
+void *balance_draw_build(const struct balance_set *set);
+void balance_draw_destroy(void *state);
 /* An index into the set, with probability weight / total. */
 uint32_t balance_draw(const struct balance_draw *d, uint64_t *rng);
 /* A weighted draw that avoids excluded backends and index `avoid` (-1:

@@ -11,28 +11,8 @@
  * weighted least_request does, instead of always the heavier of the two.
  * Ties keep the first draw too. A loaded pool steers away from its busiest
  * backends at O(1) per pick, without scanning them all. */
-#include <stdlib.h>
 
 #include "balance/internal.h"
-
-static void *p2c_build(const struct balance_set *set)
-{
-    struct balance_draw *d = malloc(sizeof(*d));
-
-    if (d && balance_draw_init(d, set) < 0) {
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
-static void p2c_destroy(void *state)
-{
-    struct balance_draw *d = state;
-
-    balance_draw_free(d);
-    free(d);
-}
 
 static int p2c_pick(void *state, const struct balance_set *set,
                     const struct balance_req *req, uint64_t *rng)
@@ -59,7 +39,7 @@ static int p2c_pick(void *state, const struct balance_set *set,
 
 const struct balance_ops balance_p2c = {
     .name = "p2c",
-    .build = p2c_build,
-    .destroy = p2c_destroy,
+    .build = balance_draw_build,
+    .destroy = balance_draw_destroy,
     .pick = p2c_pick,
 };

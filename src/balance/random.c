@@ -4,28 +4,8 @@
  * against, and a fair choice when every request costs the same and many
  * independent balancers share the backends (their round-robins would
  * otherwise fall into step). */
-#include <stdlib.h>
 
 #include "balance/internal.h"
-
-static void *random_build(const struct balance_set *set)
-{
-    struct balance_draw *d = malloc(sizeof(*d));
-
-    if (d && balance_draw_init(d, set) < 0) {
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
-static void random_destroy(void *state)
-{
-    struct balance_draw *d = state;
-
-    balance_draw_free(d);
-    free(d);
-}
 
 static int random_pick(void *state, const struct balance_set *set,
                        const struct balance_req *req, uint64_t *rng)
@@ -35,7 +15,7 @@ static int random_pick(void *state, const struct balance_set *set,
 
 const struct balance_ops balance_random = {
     .name = "random",
-    .build = random_build,
-    .destroy = random_destroy,
+    .build = balance_draw_build,
+    .destroy = balance_draw_destroy,
     .pick = random_pick,
 };
