@@ -3,6 +3,7 @@
 #include <time.h>
 
 __thread uint64_t clock_cached_ms;
+__thread uint64_t clock_cached_us;
 
 uint64_t clock_mono_us(void)
 {
@@ -14,7 +15,8 @@ uint64_t clock_mono_us(void)
 
 uint64_t clock_update(void)
 {
-    clock_cached_ms = clock_mono_us() / 1000u;
+    clock_cached_us = clock_mono_us();
+    clock_cached_ms = clock_cached_us / 1000u;
     return clock_cached_ms;
 }
 

@@ -210,7 +210,7 @@ static void log_exchange(struct http_conn *c, struct http_exchange *x)
         .backend = x->tries ? x->tried[x->tries - 1] : NULL,
         .connect_us = x->connect_us,
         .response_us = x->response_us && x->sent_us ? x->response_us - x->sent_us : 0,
-        .total_us = clock_mono_us() - x->start_us,
+        .total_us = clock_now_us() - x->start_us,
         .tries = x->tries,
         .request_id = x->request_id,
         .end = x->end,
@@ -247,7 +247,7 @@ static struct http_exchange *exchange_new(struct http_conn *c)
     memset(x, 0, offsetof(struct http_exchange, req_slots));
     h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
     h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
-    x->start_us = clock_mono_us();
+    x->start_us = clock_now_us();
     x->end = END_NONE;
     return x;
 }
@@ -904,7 +904,7 @@ static void exchange_connect(struct http_conn *c)
         x->backend = b;
         atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
-        x->connect_start_us = clock_mono_us();
+        x->connect_start_us = clock_now_us();
         x->up = upstream_take_idle(c->w, b);
         if (x->up) {
             x->up_reused = true;
@@ -953,8 +953,8 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
         backend_report(x->backend, false);
         /* A backend that hangs must look slow to ewma, not unsampled. */
         if (why == END_IDLE_TIMEOUT)
-            backend_observe_latency(x->backend, clock_mono_us() - x->connect_start_us,
-                                    clock_mono_us());
+            backend_observe_latency(x->backend, clock_now_us() - x->connect_start_us,
+                                    clock_now_us());
     }
     if (x->up) {
         upstream_release(x->up, false);
@@ -1021,7 +1021,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
             *progress = true;
             if (buf_len(x->to_up) == 0 && x->req_body_read && !x->req_done) {
                 x->req_done = true;
-                x->sent_us = clock_mono_us();
+                x->sent_us = clock_now_us();
             }
             continue;
         }
@@ -1089,13 +1089,13 @@ static bool forward_request(struct http_conn *c, bool *progress)
             }
             if (x->req_body_read && (!x->to_up || buf_len(x->to_up) == 0)) {
                 x->req_done = true;
-                x->sent_us = clock_mono_us();
+                x->sent_us = clock_now_us();
             }
             continue;
         }
         if (x->req_body_read) {
             x->req_done = true;
-            x->sent_us = clock_mono_us();
+            x->sent_us = clock_now_us();
             break;
         }
         /* Need more body from the client. */
@@ -1194,7 +1194,7 @@ static bool frame_response(struct http_conn *c)
                 return false;
             }
             x->status = x->resp.status;
-            x->response_us = clock_mono_us();
+            x->response_us = clock_now_us();
             /* Peak-EWMA: time from pick to response head, connect included. */
             if (x->backend)
                 backend_observe_latency(x->backend, x->response_us - x->connect_start_us,
@@ -1637,7 +1637,7 @@ static void up_event(struct upstream_conn *u, uint32_t events)
             x->pending = false;
             atomic_fetch_sub_explicit(&x->pool->pending, 1, memory_order_relaxed);
         }
-        x->connect_us = clock_mono_us() - x->connect_start_us;
+        x->connect_us = clock_now_us() - x->connect_start_us;
         x->up_active_ms = clock_now_ms();
         arm_timer(c);
     }
