@@ -134,13 +134,19 @@ def test_reload_under_load_adds_and_removes_backends(procs):
     time.sleep(1.0)
     rewrite(s, http_config(port, admin_port, [("b1", b1.address), ("b3", b3.address)],
                            health=False))
+    # A slow request keeps the old process draining for a while.
+    slow = threading.Thread(target=lambda: http_get(port, "/delay/2000", timeout=10))
+    slow.start()
+    time.sleep(0.2)
     new_pid = s.reload()
     assert new_pid != old_pid
     # The service is not going away: the old process's /healthz stays 200.
+    assert s.alive()
     monitor.request("GET", "/healthz")
     r = monitor.getresponse()
     assert (r.status, r.read()) == (200, b"ok\n")
     monitor.close()
+    slow.join(10)
     time.sleep(0.3)                 # requests already on their way to b2 finish
     b2_before = origin_count(b2)
     b3_before = origin_count(b3)
