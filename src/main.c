@@ -362,6 +362,8 @@ static int run(const char *path)
         goto out_workers;
     }
     reload_close_unused();       /* sockets the new config has no use for */
+    if (reload_inherited())
+        admin_pause(&m.admin);   /* the old process answers until we serve */
     m.admin.reload = reload_api;
     m.admin.reload_ctx = &m;
     m.signal_io.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -392,6 +394,7 @@ static int run(const char *path)
              SLUICE_VERSION, m.nworkers, cfg->nlisteners, cfg->npools, (int)getpid(),
              reload_inherited() ? " reloaded=true" : "");
     reload_notify_ready();
+    admin_resume(&m.admin);
 
     loop_run(&m.loop);
 

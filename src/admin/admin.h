@@ -47,6 +47,7 @@ struct admin_server {
     uint64_t refused;              /* connections refused at the cap, not yet logged */
     uint64_t refused_log_ms;       /* when that was last logged (once a second at most) */
     bool stopping;                 /* a graceful stop began: /healthz says 503 */
+    bool paused;                   /* listening socket out of the loop (admin_pause) */
     /* POST /api/v1/reload (main.c): 0 and *new_pid, or -EINVAL with the
      * config's errors in errors (FILE:LINE:COL lines), or -errno. */
     int (*reload)(void *ctx, char **errors, int *new_pid);
@@ -68,6 +69,12 @@ void admin_set_stopping(struct admin_server *s);
 
 /* Stop accepting (a reload handed the socket over); open connections stay. */
 void admin_close_listener(struct admin_server *s);
+
+/* A reload's new process shares the old one's admin socket: it accepts on
+ * it only once it serves, so that until then every admin call (a status
+ * read, `sluice ctl reload` waiting for the new pid) reaches the old one. */
+void admin_pause(struct admin_server *s);
+void admin_resume(struct admin_server *s);
 
 /* Close the listener and every connection (after the main loop ended). */
 void admin_stop(struct admin_server *s);

@@ -406,3 +406,19 @@ void admin_close_listener(struct admin_server *s)
     close(s->io.fd);
     s->io.fd = -1;
 }
+
+void admin_pause(struct admin_server *s)
+{
+    if (s->io.fd < 0 || s->paused)
+        return;
+    loop_del(s->loop, &s->io);
+    s->paused = true;
+}
+
+void admin_resume(struct admin_server *s)
+{
+    if (s->io.fd < 0 || !s->paused)
+        return;
+    if (loop_add(s->loop, &s->io, EPOLLIN) == 0)
+        s->paused = false;
+}

@@ -297,10 +297,12 @@ def test_operator_state_and_counters_survive(procs):
     r = subprocess.run([SLUICE, "ctl", "--admin", f"127.0.0.1:{admin_port}", "reload"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    wait_for(lambda: s.serving_pid() != s.pid, what="the handover in the log")
     new_pid = s.serving_pid()
     assert r.stdout.strip() == f"reloaded: pid {s.pid} handed over to pid {new_pid}"
+    # The old process stops accepting admin connections as it hands over.
+    wait_for(lambda: status(admin_port)["pid"] == new_pid, what="the new process answering")
     after = status(admin_port)
-    assert after["pid"] == new_pid
     assert backend(after, "app", "b1")["state"] == "DRAINING"
     assert backend(after, "app", "b2")["weight"] == 7
     assert backend(after, "app", "b3")["weight"] == 1
