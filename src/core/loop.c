@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -21,9 +22,37 @@ static void wake_cb(struct io *io, uint32_t events)
         l->on_wake(l);
 }
 
+static void timer_fd_cb(struct io *io, uint32_t events)
+{
+    struct loop *l = (struct loop *)((char *)io - offsetof(struct loop, timer_io));
+    uint64_t v;
+
+    /* Fired (the timers run after this batch): clear it; the next
+     * iteration arms it for whatever is earliest then. */
+    while (read(io->fd, &v, sizeof(v)) > 0) {
+    }
+    l->timer_armed_ms = 0;
+}
+
+/* Make the timerfd fire no later than deadline_ms (monotonic ms). A later
+ * deadline than the armed one is left alone: the early wake-up finds
+ * nothing due and re-arms, which costs less than re-arming on every change. */
+static void timer_fd_arm(struct loop *l, uint64_t deadline_ms)
+{
+    struct itimerspec its = {0};
+
+    if (l->timer_armed_ms && l->timer_armed_ms <= deadline_ms)
+        return;
+    its.it_value.tv_sec = (time_t)(deadline_ms / 1000u);
+    its.it_value.tv_nsec = (long)(deadline_ms % 1000u) * 1000000L;
+    if (timerfd_settime(l->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+        l->timer_armed_ms = deadline_ms;
+}
+
 int loop_init(struct loop *l)
 {
     memset(l, 0, sizeof(*l));
+    l->wake_fd = l->timer_fd = -1;   /* nothing for loop_destroy to close yet */
     l->tasks_tail = &l->tasks;
     timer_heap_init(&l->timers);
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -37,7 +66,18 @@ int loop_init(struct loop *l)
     }
     l->wake_io.fd = l->wake_fd;
     l->wake_io.cb = wake_cb;
+    l->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (l->timer_fd < 0) {
+        int err = -errno;
+        close(l->wake_fd);
+        close(l->epfd);
+        return err;
+    }
+    l->timer_io.fd = l->timer_fd;
+    l->timer_io.cb = timer_fd_cb;
     clock_update();
+    if (loop_add(l, &l->timer_io, EPOLLIN) < 0)
+        return -errno;
     return loop_add(l, &l->wake_io, EPOLLIN);
 }
 
@@ -45,6 +85,9 @@ void loop_destroy(struct loop *l)
 {
     if (l->wake_fd >= 0)
         close(l->wake_fd);
+    if (l->timer_fd >= 0)
+        close(l->timer_fd);
+    l->timer_fd = -1;
     if (l->epfd >= 0)
         close(l->epfd);
     l->wake_fd = l->epfd = -1;
@@ -106,9 +149,12 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 
     next = timer_next(&l->timers);
     if (next != UINT64_MAX) {
-        uint64_t wait = next > now ? next - now : 0;
-        if (timeout < 0 || wait < (uint64_t)timeout)
-            timeout = (int)wait;
+        if (next <= now)
+            timeout = 0;                  /* due already */
+        else if (timeout < 0 || next - now >= (uint64_t)timeout)
+            timer_fd_arm(l, next);        /* the timerfd wakes us for it */
+        else
+            timeout = (int)(next - now);  /* the caller's bound is later */
     }
     if (l->tasks)
         timeout = 0;

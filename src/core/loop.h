@@ -48,6 +48,14 @@ struct loop {
     void *data;                  /* the owner (a worker, the main thread) */
     bool stop;
     struct timer_heap timers;
+    /* The earliest timer's deadline is kept in a timerfd, so epoll_wait can
+     * sleep without a timeout: an epoll timeout arms and cancels a kernel
+     * timer on every sleep, which in a virtual machine means programming
+     * the timer hardware twice per wake-up; the timerfd is re-armed only
+     * when the earliest deadline moves earlier. */
+    int timer_fd;
+    struct io timer_io;
+    uint64_t timer_armed_ms;     /* deadline the timerfd is set to; 0 = none */
     struct loop_task *tasks;     /* FIFO of queued tasks */
     struct loop_task **tasks_tail;
 };
