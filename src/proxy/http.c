@@ -189,6 +189,23 @@ static void buf_drop(struct worker *w, struct buf **b)
     *b = NULL;
 }
 
+/* Move the client buffer's bytes into a buffer of size bytes (a request
+ * head or a replayable body outgrew the pool's). false: out of memory, the
+ * connection is closed. */
+static bool grow_client_buffer(struct http_conn *c, uint32_t size)
+{
+    struct buf *big = buf_big(size);
+
+    if (!big) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
+    }
+    buf_append(big, c->in->data + c->in->head, buf_len(c->in));
+    buf_drop(c->w, &c->in);
+    c->in = big;
+    return true;
+}
+
 /* ---- the access log ---- */
 
 static void log_exchange(struct http_conn *c, struct http_exchange *x)
@@ -563,15 +580,7 @@ static bool step_head(struct http_conn *c)
                 respond_local(c, 431, NULL, "request header fields too large\n", true, NULL);
                 return true;
             }
-            struct buf *big = buf_big(lc->max_header_size + 1024);
-            if (!big) {
-                conn_close(c, END_NO_MEMORY);
-                return false;
-            }
-            buf_append(big, c->in->data + c->in->head, buf_len(c->in));
-            buf_drop(c->w, &c->in);
-            c->in = big;
-            return true;
+            return grow_client_buffer(c, lc->max_header_size + 1024);
         }
         return progress;
     }
@@ -762,21 +771,14 @@ static bool keep_body_for_replay(struct http_conn *c)
     struct http_exchange *x = c->x;
     const struct conf_retries *r = &x->pool->conf->retries;
     uint64_t need;
-    struct buf *big;
 
     if (!r->attempts || x->req.body != H1_BODY_LENGTH || x->req.content_length > r->retry_buffer)
         return true;
     need = (uint64_t)x->req.head_len + x->req.content_length;
     if (need <= c->in->size - c->in->head)
         return true;
-    big = buf_big((uint32_t)need + 1024);
-    if (!big) {
-        conn_close(c, END_NO_MEMORY);
+    if (!grow_client_buffer(c, (uint32_t)need + 1024))
         return false;
-    }
-    buf_append(big, c->in->data + c->in->head, buf_len(c->in));
-    buf_drop(c->w, &c->in);
-    c->in = big;
     h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
     if (h1_parse_request(c->in->data, buf_len(c->in), NULL, &x->req) <= 0) {
         respond_local(c, 400, NULL, "bad request\n", true, NULL);
