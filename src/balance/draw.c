@@ -117,3 +117,13 @@ int balance_draw_allowed(const struct balance_draw *d, const struct balance_set 
     }
     return -1;
 }
+
+int balance_draw_two(const struct balance_draw *d, const struct balance_set *set,
+                     const struct balance_req *req, uint64_t *rng, int *a, int *b)
+{
+    *a = balance_draw_allowed(d, set, req, -1, rng);
+    if (*a < 0)
+        return 0;
+    *b = balance_draw_allowed(d, set, req, *a, rng);
+    return *b < 0 ? 1 : 2;
+}

@@ -33,16 +33,11 @@ static uint64_t ewma_now_us(const struct balance_req *req)
 static int ewma_pick(void *state, const struct balance_set *set,
                      const struct balance_req *req, uint64_t *rng)
 {
-    const struct balance_draw *d = state;
     uint64_t now, ea, eb, la, lb;
-    int a, b;
+    int a, b, n = balance_draw_two(state, set, req, rng, &a, &b);
 
-    a = balance_draw_allowed(d, set, req, -1, rng);
-    if (a < 0)
-        return -1;
-    b = balance_draw_allowed(d, set, req, a, rng);
-    if (b < 0)
-        return a;
+    if (n < 2)
+        return n ? a : -1;
     now = ewma_now_us(req);
     ea = backend_latency_ns(set->b[a], now);
     eb = backend_latency_ns(set->b[b], now);

@@ -34,6 +34,11 @@ struct balance_draw {
 
 int balance_draw_init(struct balance_draw *d, const struct balance_set *set);
 void balance_draw_free(struct balance_draw *d);
+/* Two distinct allowed candidates for the power-of-two-choices pickers
+ * (p2c, ewma): 2 with *a and *b set, 1 when only *a is allowed, 0 when
+ * nothing is. */
+int balance_draw_two(const struct balance_draw *d, const struct balance_set *set,
+                     const struct balance_req *req, uint64_t *rng, int *a, int *b);
 /* build/destroy of the algorithms whose state is just a draw table
  * (random, p2c, ewma). */
 void *balance_draw_build(const struct balance_set *set);

@@ -17,16 +17,11 @@
 static int p2c_pick(void *state, const struct balance_set *set,
                     const struct balance_req *req, uint64_t *rng)
 {
-    const struct balance_draw *d = state;
-    int a, b;
+    int a, b, n = balance_draw_two(state, set, req, rng, &a, &b);
     uint64_t la, lb;
 
-    a = balance_draw_allowed(d, set, req, -1, rng);
-    if (a < 0)
-        return -1;
-    b = balance_draw_allowed(d, set, req, a, rng);
-    if (b < 0)
-        return a;
+    if (n < 2)
+        return n ? a : -1;
     la = atomic_load_explicit(&set->b[a]->active, memory_order_relaxed);
     lb = atomic_load_explicit(&set->b[b]->active, memory_order_relaxed);
     if (la == 0 && lb == 0)
