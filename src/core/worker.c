@@ -45,6 +45,11 @@ static void resume_accept(struct timer *t)
         loop_add(&wl->w->loop, &wl->io, EPOLLIN);
 }
 
+static int listener_accept(struct worker_listener *wl)
+{
+    return wl->l->conf->mode == LISTENER_HTTP ? http_accept(wl) : tcp_accept(wl);
+}
+
 static void listener_cb(struct io *io, uint32_t events)
 {
     struct worker_listener *wl = (struct worker_listener *)io;
@@ -53,7 +58,7 @@ static void listener_cb(struct io *io, uint32_t events)
         udp_listener_readable(wl);
         return;
     }
-    if ((wl->l->conf->mode == LISTENER_HTTP ? http_accept(wl) : tcp_accept(wl)) == -EMFILE) {
+    if (listener_accept(wl) == -EMFILE) {
         /* Out of descriptors: level-triggered accept would spin. Pause this
          * listener briefly; connections wait in the kernel's backlog. */
         loop_del(&wl->w->loop, &wl->io);
@@ -152,14 +157,10 @@ static void on_wake(struct loop *l)
              * accept queue: take them first, and serve them like the rest.
              * Not on a reload: the new process has the same socket and
              * takes them (closing our copy closes nothing). */
-            if (atomic_load(&wl->handed_over))
+            bool take_queue = wl->io.fd >= 0 && !atomic_load(&wl->handed_over) &&
+                              wl->l->conf->mode != LISTENER_UDP;
+            while (take_queue && listener_accept(wl) == 0 && accept_pending(wl))
                 ;
-            else if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_HTTP)
-                while (http_accept(wl) == 0 && accept_pending(wl))
-                    ;
-            else if (wl->io.fd >= 0 && wl->l->conf->mode == LISTENER_TCP)
-                while (tcp_accept(wl) == 0 && accept_pending(wl))
-                    ;
             listener_close(wl);
         }
         http_drain(w);
