@@ -116,6 +116,11 @@ int config_want_duration(struct config_diag *d, const char *owner, const char *p
 int config_want_uint(struct config_diag *d, const char *owner, const char *path,
                      const struct config_node *n, uint64_t min, uint64_t max,
                      uint64_t *out);
+/* map[key], when present, as a whole number from min to max into *out
+ * (left alone when absent or wrong; a wrong one is reported at `path`). */
+void config_read_u32(struct config_diag *d, const char *owner, const struct config_node *map,
+                     const char *key, const char *path, uint64_t min, uint64_t max,
+                     uint32_t *out);
 /* NAMES: the accepted words, NULL-terminated; index returned in *out.
  * LATER: words that name features not built yet, for a kinder message. */
 int config_want_enum(struct config_diag *d, const char *owner, const char *path,

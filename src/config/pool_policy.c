@@ -47,7 +47,6 @@ static void read_retries(struct config_diag *d, const char *owner, const struct 
                          struct conf_retries *r)
 {
     const struct config_node *n;
-    uint64_t v;
 
     if (config_want_map(d, owner, "retries", map) < 0)
         return;
@@ -56,14 +55,11 @@ static void read_retries(struct config_diag *d, const char *owner, const struct 
     r->attempts = 2;
     r->on_connect_failure = r->on_reset = true;
     r->on_status = (1ull << 2) | (1ull << 3) | (1ull << 4);   /* 502, 503, 504 */
-    if ((n = config_map_get(map, "attempts")) &&
-        config_want_uint(d, owner, "retries.attempts", n, 0, 10, &v) == 0)
-        r->attempts = (uint32_t)v;
+    config_read_u32(d, owner, map, "attempts", "retries.attempts", 0, 10, &r->attempts);
     if ((n = config_map_get(map, "retry_on")))
         read_retry_on(d, owner, n, r);
-    if ((n = config_map_get(map, "budget_percent")) &&
-        config_want_uint(d, owner, "retries.budget_percent", n, 0, 1000, &v) == 0)
-        r->budget_percent = (uint32_t)v;
+    config_read_u32(d, owner, map, "budget_percent", "retries.budget_percent",
+                    0, 1000, &r->budget_percent);
     if ((n = config_map_get(map, "per_try_timeout")))
         config_want_timeout(d, owner, "retries.per_try_timeout", n, &r->per_try_timeout_ms);
     if ((n = config_map_get(map, "backoff")))
@@ -80,41 +76,32 @@ static void read_retries(struct config_diag *d, const char *owner, const struct 
 static void read_breaker(struct config_diag *d, const char *owner, const struct config_node *map,
                          struct conf_breaker *b)
 {
-    const struct config_node *n;
-    uint64_t v;
-
     if (config_want_map(d, owner, "circuit_breaker", map) < 0)
         return;
     config_schema_check_keys(d, map, "pools[].circuit_breaker", owner);
-    if ((n = config_map_get(map, "max_connections")) &&
-        config_want_uint(d, owner, "circuit_breaker.max_connections", n, 1, 10000000, &v) == 0)
-        b->max_connections = (uint32_t)v;
-    if ((n = config_map_get(map, "max_pending_requests")) &&
-        config_want_uint(d, owner, "circuit_breaker.max_pending_requests", n, 1, 10000000, &v) == 0)
-        b->max_pending_requests = (uint32_t)v;
-    if ((n = config_map_get(map, "max_requests")) &&
-        config_want_uint(d, owner, "circuit_breaker.max_requests", n, 1, 10000000, &v) == 0)
-        b->max_requests = (uint32_t)v;
+    config_read_u32(d, owner, map, "max_connections", "circuit_breaker.max_connections",
+                    1, 10000000, &b->max_connections);
+    config_read_u32(d, owner, map, "max_pending_requests", "circuit_breaker.max_pending_requests",
+                    1, 10000000, &b->max_pending_requests);
+    config_read_u32(d, owner, map, "max_requests", "circuit_breaker.max_requests",
+                    1, 10000000, &b->max_requests);
 }
 
 static void read_outlier(struct config_diag *d, const char *owner, const struct config_node *map,
                          struct conf_outlier *o)
 {
     const struct config_node *n;
-    uint64_t v;
 
     if (config_want_map(d, owner, "outlier_detection", map) < 0)
         return;
     config_schema_check_keys(d, map, "pools[].outlier_detection", owner);
     o->consecutive_failures = 5;
-    if ((n = config_map_get(map, "consecutive_failures")) &&
-        config_want_uint(d, owner, "outlier_detection.consecutive_failures", n, 1, 1000, &v) == 0)
-        o->consecutive_failures = (uint32_t)v;
+    config_read_u32(d, owner, map, "consecutive_failures", "outlier_detection.consecutive_failures",
+                    1, 1000, &o->consecutive_failures);
     if ((n = config_map_get(map, "ejection_time")))
         config_want_timeout(d, owner, "outlier_detection.ejection_time", n, &o->ejection_time_ms);
-    if ((n = config_map_get(map, "max_ejection_percent")) &&
-        config_want_uint(d, owner, "outlier_detection.max_ejection_percent", n, 0, 100, &v) == 0)
-        o->max_ejection_percent = (uint32_t)v;
+    config_read_u32(d, owner, map, "max_ejection_percent", "outlier_detection.max_ejection_percent",
+                    0, 100, &o->max_ejection_percent);
 }
 
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
@@ -141,9 +128,6 @@ void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const
         config_want_duration(d, owner, "drain_timeout", n, &p->drain_timeout_ms);
     if ((n = config_map_get(map, "slow_start")))
         config_want_timeout(d, owner, "slow_start", n, &p->slow_start_ms);
-    if ((n = config_map_get(map, "panic_threshold"))) {
-        uint64_t v;
-        if (config_want_uint(d, owner, "panic_threshold", n, 0, 100, &v) == 0)
-            p->panic_threshold = (uint32_t)v;
-    }
+    config_read_u32(d, owner, map, "panic_threshold", "panic_threshold", 0, 100,
+                    &p->panic_threshold);
 }

@@ -286,6 +286,17 @@ int config_want_uint(struct config_diag *d, const char *owner, const char *path,
     return -1;
 }
 
+void config_read_u32(struct config_diag *d, const char *owner, const struct config_node *map,
+                     const char *key, const char *path, uint64_t min, uint64_t max,
+                     uint32_t *out)
+{
+    const struct config_node *n = config_map_get(map, key);
+    uint64_t v;
+
+    if (n && config_want_uint(d, owner, path, n, min, max, &v) == 0)
+        *out = (uint32_t)v;
+}
+
 static void config_word_list(char *buf, size_t size, const char *const *names)
 {
     size_t used = 0;
