@@ -60,8 +60,9 @@ def backend(st, pool, name):
 
 
 def origin_count(o):
-    """Requests the origin answered, not counting this /stats itself (nor
-    health checks, which the tests that compare counts turn off or allow)."""
+    """Requests the origin has answered, this /stats included (the tests
+    that compare counts allow for their own /stats calls and turn health
+    checks off)."""
     return json.loads(http_get(o.port, "/stats")[2])["requests"]
 
 
