@@ -69,6 +69,41 @@ def stop_pid(pid, sig=signal.SIGTERM, timeout=10):
         os.kill(pid, signal.SIGKILL)
 
 
+class WebSocketEcho:
+    """A WebSocket echo origin (python3-websockets) on a free port, served
+    by a thread of the test; stop() ends it."""
+
+    def __init__(self, websockets):
+        import asyncio
+        import threading
+        self.port = free_port()
+        ready = threading.Event()
+        self._stop = {}
+
+        async def echo(ws, *args):
+            try:
+                async for msg in ws:
+                    await ws.send(msg)
+            except websockets.exceptions.ConnectionClosed:
+                pass
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            self._stop["future"] = loop.create_future()
+            self._stop["loop"] = loop
+            async with websockets.serve(echo, "127.0.0.1", self.port):
+                ready.set()
+                await self._stop["future"]
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+        self._thread.start()
+        assert ready.wait(5), "the WebSocket origin did not start"
+
+    def stop(self):
+        self._stop["loop"].call_soon_threadsafe(self._stop["future"].set_result, None)
+        self._thread.join(5)
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.5):

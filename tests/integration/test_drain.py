@@ -5,7 +5,7 @@ import json
 import threading
 import time
 
-from harness import free_port, wait_for
+from harness import WebSocketEcho, free_port, wait_for
 
 
 def config(port, admin_port, backends, drain_timeout="5s", mode="http"):
@@ -111,32 +111,10 @@ def test_drain_keeps_open_websocket_until_drain_timeout(procs):
     import asyncio
     import pytest
     websockets = pytest.importorskip("websockets")
-    wsport = free_port()
-    ready = threading.Event()
-    stop = {}
-
-    def serve():
-        async def echo(ws, *args):
-            try:
-                async for msg in ws:
-                    await ws.send(msg)
-            except websockets.exceptions.ConnectionClosed:
-                pass
-
-        async def main():
-            loop = asyncio.get_running_loop()
-            stop["future"] = loop.create_future()
-            stop["loop"] = loop
-            async with websockets.serve(echo, "127.0.0.1", wsport):
-                ready.set()
-                await stop["future"]
-        asyncio.run(main())
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert ready.wait(5)
+    origin = WebSocketEcho(websockets)
     port, aport = free_port(), free_port()
-    s = procs.sluice(config(port, aport, [("ws", f"127.0.0.1:{wsport}")], drain_timeout="1500ms"))
+    s = procs.sluice(config(port, aport, [("ws", f"127.0.0.1:{origin.port}")],
+                            drain_timeout="1500ms"))
 
     async def client():
         async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
@@ -160,6 +138,5 @@ def test_drain_keeps_open_websocket_until_drain_timeout(procs):
     try:
         asyncio.run(asyncio.wait_for(client(), 20))
     finally:
-        stop["loop"].call_soon_threadsafe(stop["future"].set_result, None)
-        t.join(5)
+        origin.stop()
     wait_for(lambda: "end=drain_timeout" in s.stdout(), what="drain_timeout logged")

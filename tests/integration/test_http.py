@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import SLUICE, free_port, wait_for
+from harness import SLUICE, WebSocketEcho, free_port, wait_for
 
 
 def http_config(port, pools, routes="", listener_extra="", default_pool="app", workers=1,
@@ -238,29 +238,9 @@ def test_chunked_upload(procs, origins):
 def test_websocket_echo(procs):
     websockets = pytest.importorskip("websockets")
     import websockets.server  # noqa: F401
-    wsport = free_port()
-    ready = threading.Event()
-    stop = {}
-
-    def serve():
-        async def echo(ws, *args):
-            async for msg in ws:
-                await ws.send(msg)
-
-        async def main():
-            loop = asyncio.get_running_loop()
-            stop["future"] = loop.create_future()
-            stop["loop"] = loop
-            async with websockets.serve(echo, "127.0.0.1", wsport):
-                ready.set()
-                await stop["future"]
-        asyncio.run(main())
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert ready.wait(5)
+    origin = WebSocketEcho(websockets)
     port = free_port()
-    procs.sluice(http_config(port, {"app": [("ws", f"127.0.0.1:{wsport}")]}))
+    procs.sluice(http_config(port, {"app": [("ws", f"127.0.0.1:{origin.port}")]}))
 
     async def client():
         async with websockets.connect(f"ws://127.0.0.1:{port}/chat") as ws:
@@ -273,8 +253,7 @@ def test_websocket_echo(procs):
     try:
         asyncio.run(asyncio.wait_for(client(), 20))
     finally:
-        stop["loop"].call_soon_threadsafe(stop["future"].set_result, None)
-        t.join(5)
+        origin.stop()
 
 
 def test_forwarded_headers_untrusted_and_trusted(procs, origins):
