@@ -1,9 +1,8 @@
 """Consistent hashing through the real binary: the same key always reaches
 the same origin, and a drained backend's keys move away and come back."""
 import http.client
-import json
 
-from harness import free_port, wait_for
+from harness import free_port
 
 
 def config(port, admin_port, balance, hash_key, backends):

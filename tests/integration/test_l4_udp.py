@@ -1,7 +1,6 @@
 """L4 UDP: flows are balanced, replies come back, flows stick to a backend,
 expire when idle, and move when their backend dies."""
 import socket
-import time
 
 from harness import free_port, wait_for
 

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from harness import free_port, wait_for
+from harness import free_port
 
 RETRIES = ("    retries: {attempts: 2, retry_on: [connect_failure, reset, timeout, 502, 503, 504],"
            " backoff: 0s%s}\n")
