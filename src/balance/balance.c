@@ -63,6 +63,7 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
         atomic_init(&b->state, BACKEND_UP);
         atomic_init(&b->weight, conf->backends[i].weight);
         atomic_init(&b->ramp_permille, 1000);
+        b->sticky_id = sticky_id_for(conf->name, conf->backends[i].name);
     }
     atomic_init(&p->generation, 1);
     atomic_init(&p->retry_tokens, (int64_t)conf->retries.budget_min * 100);

@@ -287,6 +287,8 @@ void config_free(struct config *cfg)
         free(p->backends);
         free(p->hash_key_name);
         free(p->name);
+        free(p->sticky.cookie);
+        free(p->sticky.path);
         config_free_health(p);
     }
     free(cfg->pools);

@@ -208,6 +208,15 @@ struct conf_breaker {
     uint32_t max_requests;         /* requests in flight */
 };
 
+/* sticky: cookie-based session affinity (http pools). */
+struct conf_sticky {
+    char *cookie;                  /* cookie name; NULL = sticky is off */
+    uint64_t ttl_ms;               /* Max-Age of the cookie; 0 = a session cookie */
+    char *path;                    /* Path attribute, default "/" */
+    bool secure;                   /* Secure attribute, default off */
+    bool http_only;                /* HttpOnly attribute, default on */
+};
+
 struct conf_pool {
     char *name;
     struct conf_pos pos;
@@ -232,6 +241,7 @@ struct conf_pool {
     uint64_t slow_start_ms;        /* slow_start: weight ramp after recovery; 0 = off */
     uint32_t panic_threshold;      /* percent; below it, spread over all backends; 0 = off */
     uint64_t drain_timeout_ms;     /* a DRAINING backend's in-flight work is cut after this, default 30000 */
+    struct conf_sticky sticky;     /* http: sticky sessions; cookie NULL = off */
 };
 
 struct conf_listener {

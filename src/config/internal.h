@@ -113,6 +113,11 @@ int config_want_string(struct config_diag *d, const char *owner, const char *pat
                        const struct config_node *n, const char **out);
 int config_want_duration(struct config_diag *d, const char *owner, const char *path,
                          const struct config_node *n, uint64_t *ms);
+/* A plain (unquoted) true or false. */
+int config_want_bool(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, bool *out);
+/* RFC 9110 tchar, 1..128 of them: header and cookie names are tokens. */
+bool config_is_token(const char *s);
 int config_want_uint(struct config_diag *d, const char *owner, const char *path,
                      const struct config_node *n, uint64_t min, uint64_t max,
                      uint64_t *out);
@@ -172,6 +177,9 @@ void config_free_routes(struct conf_listener *l);
 struct conf_pool;
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
                                const struct config_node *map);
+/* sticky (pool_sticky.c). */
+void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const char *owner,
+                             const struct config_node *map);
 /* The http-only keys of a health_check block (health_http.c). */
 void config_read_health_http(struct config_diag *d, struct conf_pool *p, const char *owner,
                              const struct config_node *map);

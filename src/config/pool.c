@@ -316,6 +316,8 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
         config_want_enum(d, owner, "send_proxy", n, config_send_proxy, NULL, &v) == 0)
         p->send_proxy = (enum proxy_send)(PROXY_SEND_V1 + v);
     config_read_pool_policies(d, p, owner, map);
+    if ((n = config_map_get(map, "sticky")))
+        config_read_pool_sticky(d, p, owner, n);
     config_read_backends(d, cfg, p, owner, map, total_backends);
     if ((n = config_map_get(map, "health_check")))
         config_read_health(d, p, owner, n);

@@ -7,16 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* RFC 9110 tchar: header and cookie names are tokens. */
-static bool config_is_token(const char *s)
-{
-    size_t len = strlen(s);
-
-    return len > 0 && len <= 128 &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                     "!#$%&'*+-.^_`|~") == len;
-}
-
 /* A query parameter name as it appears raw in the URL: no separators, no
  * spaces or control bytes (those never reach us unencoded). */
 static bool config_is_query_name(const char *s)

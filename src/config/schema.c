@@ -92,6 +92,12 @@ const char *const config_known_keys[] = {
     "pools[].outlier_detection.ejection_time",
     "pools[].outlier_detection.max_ejection_percent",
     "pools[].slow_start",
+    "pools[].sticky",
+    "pools[].sticky.cookie",
+    "pools[].sticky.ttl",
+    "pools[].sticky.path",
+    "pools[].sticky.secure",
+    "pools[].sticky.http_only",
     "pools[].drain_timeout",
     "pools[].panic_threshold",
     "pools[].send_proxy",
@@ -241,6 +247,35 @@ int config_want_string(struct config_diag *d, const char *owner, const char *pat
     }
     *out = n->text;
     return 0;
+}
+
+bool config_is_token(const char *s)
+{
+    size_t len = strlen(s);
+
+    return len > 0 && len <= 128 &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                     "!#$%&'*+-.^_`|~") == len;
+}
+
+int config_want_bool(struct config_diag *d, const char *owner, const char *path,
+                     const struct config_node *n, bool *out)
+{
+    char where[256];
+
+    if (config_want_kind(d, owner, path, n, CONFIG_NODE_SCALAR, "true or false") < 0)
+        return -1;
+    if (n->plain && strcmp(n->text, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (n->plain && strcmp(n->text, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    config_where(where, sizeof(where), owner, path);
+    config_diag_error(d, n->line, n->col, "%smust be true or false", where);
+    return -1;
 }
 
 int config_want_duration(struct config_diag *d, const char *owner, const char *path,

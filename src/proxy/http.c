@@ -69,6 +69,7 @@ struct http_exchange {
     struct balancer *balancer;
     struct backend *backend;            /* counted in backend->active */
     struct backend *tried[HTTP_MAX_TRIES];
+    struct backend *sticky;             /* the backend the sticky cookie named, if any */
     uint8_t tries;
     bool fresh_retry_done;              /* replaced a stale keep-alive connection once */
     bool counted;                       /* in pool->requests_active */
@@ -893,7 +894,13 @@ static void exchange_connect(struct http_conn *c)
 
         req.exclude = (const struct backend *const *)x->tried;
         req.nexclude = x->tries;
-        if (x->tries >= HTTP_MAX_TRIES || !(b = balancer_pick(x->balancer, &req))) {
+        /* A sticky session goes back to its backend on the first try; a
+         * retry is balanced, and the response then moves the session. */
+        b = NULL;
+        if (!x->tries && (x->sticky = sticky_lookup(x->pool, &x->req)) &&
+            sticky_usable(x->sticky))
+            b = x->sticky;
+        if (!b && (x->tries >= HTTP_MAX_TRIES || !(b = balancer_pick(x->balancer, &req)))) {
             /* Every backend DOWN and the last resort failed too: the pool
              * has nothing to offer, which is a 503 (with Retry-After). */
             bool none = !x->tries || x->balancer->last_resort;
@@ -1125,6 +1132,24 @@ static bool forward_request(struct http_conn *c, bool *progress)
     return true;
 }
 
+/* The final response head for the client: the route's rewrites, the
+ * request id, and the sticky cookie when the session is new or moved. */
+static int write_response_head(struct http_conn *c, bool keep)
+{
+    struct http_exchange *x = c->x;
+    const struct conf_sticky *st = &x->pool->conf->sticky;
+    struct http_response_extra extra = {.request_id = x->request_id};
+    char cookie[512];
+
+    if (st->cookie) {
+        extra.sticky_cookie = st->cookie;
+        if (x->backend && x->backend != x->sticky &&
+            sticky_set_cookie(st, x->backend, cookie, sizeof(cookie)) > 0)
+            extra.set_cookie = cookie;
+    }
+    return http_write_response_head(c->out, &x->resp, x->route, keep, x->req.minor == 0, &extra);
+}
+
 /* Approve response bytes in from_up for the client, per the framing. */
 static bool frame_response(struct http_conn *c)
 {
@@ -1207,8 +1232,7 @@ static bool frame_response(struct http_conn *c)
                         x->resp.body != H1_BODY_CLOSE && x->resp.status != 101;
             if (!keep)
                 c->close_after = true;
-            if (http_write_response_head(c->out, &x->resp, x->route, keep, x->req.minor == 0,
-                                         x->request_id) < 0) {
+            if (write_response_head(c, keep) < 0) {
                 upstream_failed(c, END_BACKEND_RESET, false);
                 return false;
             }

@@ -326,13 +326,32 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     return finish(&o);
 }
 
+/* A Set-Cookie value that sets cookie `name` ("NAME=..."). */
+static bool sets_cookie(struct h1_slice value, const char *name)
+{
+    size_t n = strlen(name);
+
+    while (value.len && (*value.p == ' ' || *value.p == '\t')) {
+        value.p++;
+        value.len--;
+    }
+    return value.len > n && memcmp(value.p, name, n) == 0 &&
+           (value.p[n] == '=' || value.p[n] == ' ' || value.p[n] == '\t');
+}
+
 int http_write_response_head(struct buf *b, const struct h1_response *resp,
                              const struct conf_route *route, bool keep_alive,
-                             bool client_http10, const char *request_id)
+                             bool client_http10, const struct http_response_extra *extra)
 {
+    static const struct http_response_extra none;
     struct out o;
     char line[64];
     bool upgrade = resp->status == 101;
+    const char *request_id;
+
+    if (!extra)
+        extra = &none;
+    request_id = extra->request_id;
 
     out_init(&o, b);
     snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
@@ -347,6 +366,9 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
             continue;
         }
         if (hop_by_hop(h->name, resp->headers, resp->nheaders))
+            continue;
+        if (extra->sticky_cookie && h1_slice_eq_ci(h->name, "set-cookie") &&
+            sets_cookie(h->value, extra->sticky_cookie))
             continue;
         if (route && (name_in_list(h->name, route->remove_response_headers,
                                    route->nremove_response_headers) ||
@@ -365,6 +387,8 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
     if (request_id && resp->status >= 200 &&
         !h1_find_header(resp->headers, resp->nheaders, "x-request-id"))
         put_header(&o, "X-Request-Id", 12, request_id, strlen(request_id));
+    if (extra->set_cookie && resp->status >= 200)
+        put_header(&o, "Set-Cookie", 10, extra->set_cookie, strlen(extra->set_cookie));
     if (upgrade)
         puts_(&o, "Connection: upgrade\r\n");
     else if (resp->status >= 200 && !keep_alive)

@@ -28,11 +28,19 @@ struct http_forward {
 int http_write_request_head(struct buf *b, const struct h1_request *req,
                             const struct conf_route *route, const struct http_forward *fwd);
 
+/* What sluice adds to a response head besides the route's rewrites. */
+struct http_response_extra {
+    const char *request_id;      /* X-Request-Id, unless the backend sent one */
+    const char *sticky_cookie;   /* the pool's sticky cookie name: a Set-Cookie
+                                    of that name from the backend is dropped */
+    const char *set_cookie;      /* a Set-Cookie value to add (final responses) */
+};
+
 /* Append the client-facing response head for resp. keep_alive says whether
- * the client connection stays open after this response. */
+ * the client connection stays open after this response. extra may be NULL. */
 int http_write_response_head(struct buf *b, const struct h1_response *resp,
                              const struct conf_route *route, bool keep_alive,
-                             bool client_http10, const char *request_id);
+                             bool client_http10, const struct http_response_extra *extra);
 
 /* Append a whole response sluice makes itself. location: for redirects
  * (NULL otherwise). body may be NULL. head_only: for HEAD requests. */

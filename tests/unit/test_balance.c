@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "balance/balance.h"
+#include "proto/http1.h"
 #include "test.h"
 
 static struct conf_backend cb[8];
@@ -370,11 +371,91 @@ static void test_all(void)
     }
 }
 
+/* The backend a request's sticky cookie names, parsed from a real head. */
+static struct backend *sticky_of(struct pool *p, const char *cookie)
+{
+    static char head[512];
+    struct h1_header slots[8];
+    struct h1_request req;
+    int n = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: a\r\n%s%s%s\r\n",
+                     cookie ? "Cookie: " : "", cookie ? cookie : "", cookie ? "\r\n" : "");
+
+    h1_request_init(&req, slots, 8);
+    CHECK(h1_parse_request(head, (size_t)n, NULL, &req) > 0);
+    return sticky_lookup(p, &req);
+}
+
+static void test_sticky(void)
+{
+    struct pool p;
+    uint32_t w[3] = {1, 1, 0};
+    char cookie[128], want[64];
+    int n;
+
+    make_pool(&p, BALANCE_ROUND_ROBIN, w, 3);
+    /* Pinned: the value must never change by accident, or every session
+     * of every upgraded sluice moves (see balancing.md). */
+    CHECK(sticky_id_for("p", "b0") == p.backends[0].sticky_id);
+    snprintf(want, sizeof(want), "%016llx", (unsigned long long)sticky_id_for("app", "b1"));
+    CHECK_EQ_STR(want, "d888ea58bda0ee58");
+    CHECK(sticky_id_for("p", "b0") != sticky_id_for("q", "b0"));
+    CHECK(sticky_id_for("p", "b0") != sticky_id_for("p", "b1"));
+
+    /* Off: no lookup at all. */
+    snprintf(cookie, sizeof(cookie), "SLUICE=%016llx", (unsigned long long)p.backends[1].sticky_id);
+    CHECK(sticky_of(&p, cookie) == NULL);
+    cp.sticky = (struct conf_sticky){.cookie = "SLUICE", .path = "/", .http_only = true};
+    CHECK(sticky_of(&p, cookie) == &p.backends[1]);
+    snprintf(cookie, sizeof(cookie), "a=1; SLUICE=%016llx; b=2",
+             (unsigned long long)p.backends[2].sticky_id);
+    CHECK(sticky_of(&p, cookie) == &p.backends[2]);
+    CHECK(sticky_of(&p, NULL) == NULL);
+    CHECK(sticky_of(&p, "SLUICE=") == NULL);
+    CHECK(sticky_of(&p, "SLUICE=zz") == NULL);
+    CHECK(sticky_of(&p, "SLUICEX=0") == NULL);
+    snprintf(cookie, sizeof(cookie), "SLUICE=%016llX", (unsigned long long)p.backends[1].sticky_id);
+    CHECK(sticky_of(&p, cookie) == NULL);         /* upper case: not ours */
+    snprintf(cookie, sizeof(cookie), "SLUICE=%016llx0", (unsigned long long)p.backends[1].sticky_id);
+    CHECK(sticky_of(&p, cookie) == NULL);         /* 17 digits */
+
+    /* Usable: UP whatever the weight (b2 has 0), slow start, draining until
+     * drain_timeout; not DOWN, DISABLED or ejected. */
+    CHECK(sticky_usable(&p.backends[2]));
+    backend_set_state(&p.backends[0], BACKEND_SLOW_START, "test");
+    CHECK(sticky_usable(&p.backends[0]));
+    backend_set_state(&p.backends[0], BACKEND_DRAINING, "test");
+    CHECK(sticky_usable(&p.backends[0]));
+    atomic_store(&p.backends[0].drain_expired, 1);
+    CHECK(!sticky_usable(&p.backends[0]));
+    backend_set_state(&p.backends[0], BACKEND_DOWN, "test");
+    CHECK(!sticky_usable(&p.backends[0]));
+    backend_set_state(&p.backends[0], BACKEND_DISABLED, "test");
+    CHECK(!sticky_usable(&p.backends[0]));
+    atomic_store(&p.backends[1].ejected, 1);
+    CHECK(!sticky_usable(&p.backends[1]));
+
+    /* The Set-Cookie value, with and without the optional attributes. */
+    n = sticky_set_cookie(&cp.sticky, &p.backends[1], cookie, sizeof(cookie));
+    snprintf(want, sizeof(want), "SLUICE=%016llx; Path=/; HttpOnly",
+             (unsigned long long)p.backends[1].sticky_id);
+    CHECK_EQ_STR(cookie, want);
+    CHECK_EQ_INT(n, (int)strlen(want));
+    cp.sticky = (struct conf_sticky){.cookie = "S", .path = "/app", .ttl_ms = 3600000,
+                                     .secure = true};
+    sticky_set_cookie(&cp.sticky, &p.backends[1], cookie, sizeof(cookie));
+    snprintf(want, sizeof(want), "S=%016llx; Path=/app; Max-Age=3600; Secure",
+             (unsigned long long)p.backends[1].sticky_id);
+    CHECK_EQ_STR(cookie, want);
+    CHECK_EQ_INT(sticky_set_cookie(&cp.sticky, &p.backends[1], cookie, 20), -1);
+    pool_destroy(&p);
+}
+
 int main(void)
 {
     test_round_robin();
     test_least_conn();
     test_last_resort();
+    test_sticky();
     test_p2c();
     test_p2c_weights();
     test_random();

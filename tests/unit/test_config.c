@@ -61,6 +61,20 @@ static int has_error(const char *out, const char *path, const char *where, const
     return 0;
 }
 
+/* Loads a config that must load without a word; NULL (and failed checks)
+ * when it does not. */
+static struct config *load_ok(const char *text)
+{
+    struct config *cfg = NULL;
+    char path[32], *out = NULL;
+    int rc = load_text(text, path, &out, &cfg);
+
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_STR(out, "");
+    free(out);
+    return cfg;
+}
+
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -502,6 +516,22 @@ static const struct bad_case bad_cases[] = {
       "5:51", "health_check.unhealthy_interval 500ms is shorter than the default timeout 1s; "
       "set health_check.timeout too" },
 
+    /* sticky */
+    { LST "pools: [{name: app, sticky: {cookie: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:38", "sticky.cookie: 'a b' is not a cookie name" },
+    { LST "pools: [{name: app, sticky: {ttl: 1500ms}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:35", "sticky.ttl: the cookie's Max-Age is in whole seconds" },
+    { LST "pools: [{name: app, sticky: {path: app}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:36", "sticky.path: must start with '/'" },
+    { LST "pools: [{name: app, sticky: {secure: yes}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:38", "sticky.secure: must be true or false" },
+    { LST "pools: [{name: app, sticky: {http_only: 'true'}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:41", "sticky.http_only: must be true or false" },
+    { LST "pools: [{name: app, sticky: {coookie: a}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:30", "unknown key 'coookie'" },
+    { LST "pools: [{name: app, sticky: SRV, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:29", "sticky: expected a mapping" },
+
     /* admin */
     { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",
       "admin.listen: 0.0.0.0:9901 is not a loopback address; set admin.token_file" },
@@ -876,6 +906,34 @@ static void test_hash_config(void)
     free(out);
 }
 
+/* sticky read back: every key, and the defaults of an empty block. */
+static void test_sticky_config(void)
+{
+    static const char text[] =
+        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: a}]\n"
+        "pools:\n"
+        "  - {name: a, backends: [{address: 127.0.0.1:1}],\n"
+        "     sticky: {cookie: SRV, ttl: 1h, path: /app, secure: true, http_only: false}}\n"
+        "  - {name: b, backends: [{address: 127.0.0.1:1}], sticky: {}}\n"
+        "  - {name: c, backends: [{address: 127.0.0.1:1}]}\n";
+    struct config *cfg = load_ok(text);
+
+    if (!cfg)
+        return;
+    CHECK_EQ_STR(cfg->pools[0].sticky.cookie, "SRV");
+    CHECK_EQ_INT(cfg->pools[0].sticky.ttl_ms, 3600000);
+    CHECK_EQ_STR(cfg->pools[0].sticky.path, "/app");
+    CHECK(cfg->pools[0].sticky.secure);
+    CHECK(!cfg->pools[0].sticky.http_only);
+    CHECK_EQ_STR(cfg->pools[1].sticky.cookie, "SLUICE");
+    CHECK_EQ_INT(cfg->pools[1].sticky.ttl_ms, 0);
+    CHECK_EQ_STR(cfg->pools[1].sticky.path, "/");
+    CHECK(!cfg->pools[1].sticky.secure);
+    CHECK(cfg->pools[1].sticky.http_only);
+    CHECK(cfg->pools[2].sticky.cookie == NULL);
+    config_free(cfg);
+}
+
 /* unhealthy_interval read back: shorter or longer than interval, and unset
  * (it follows interval, so nothing changes for configs without it). */
 static void test_unhealthy_interval(void)
@@ -889,13 +947,10 @@ static void test_unhealthy_interval(void)
         "     health_check: {type: http, interval: 1s, unhealthy_interval: 1m}}\n"
         "  - {name: c, backends: [{address: 127.0.0.1:1}],\n"
         "     health_check: {type: tcp, interval: 7s}}\n";
-    struct config *cfg = NULL;
+    struct config *cfg = load_ok(text);
     char path[32], *out = NULL;
-    int rc = load_text(text, path, &out, &cfg);
+    int rc;
 
-    CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_STR(out, "");
-    free(out);
     if (!cfg)
         return;
     CHECK_EQ_INT(cfg->pools[0].health.interval_ms, 5000);
@@ -927,6 +982,7 @@ int main(void)
     test_bad_cases();
     test_hash_config();
     test_unhealthy_interval();
+    test_sticky_config();
     test_all_errors();
     test_missing_file();
     test_duration_size();
