@@ -8,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "route/route.h"
 
 static const char *const state_names[] = {
     [BACKEND_UP] = "UP",

@@ -63,7 +63,7 @@ struct backend {
      * workers that see responses, read by every `ewma` picker. */
     _Atomic uint64_t ewma_ns;
     _Atomic uint64_t ewma_stamp_us;
-    uint64_t sticky_id;               /* what a sticky cookie names it by (sticky.c) */
+    uint64_t sticky_id;               /* what a sticky cookie names it by (route/sticky.c) */
 };
 
 /* Owner: the runtime (main.c); lives as long as sluice runs. */
@@ -203,26 +203,6 @@ struct h1_request;
 bool balance_hash_l4(const struct conf_pool *p, const struct addr *client, uint64_t *hash);
 bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
                        const struct h1_request *req, uint64_t *hash);
-
-/* Sticky sessions (sticky.c), for pools with a `sticky` block. The cookie's
- * value is 16 hex digits of a fixed-seed hash of "POOL/BACKEND": it does
- * not reveal the address, and every sluice process (active-active, or old
- * and new across a reload) gives a backend the same value.
- *
- * sticky_lookup: the backend the request's cookie names, in any state, or
- * NULL (no cookie, a malformed value, or one no backend of the pool has).
- * sticky_usable: may it take this request? UP and SLOW_START backends, and
- * DRAINING ones until drain_timeout ends (a drain lets sessions finish, as
- * in HAProxy and NGINX), whatever their weight; never DOWN, DISABLED or
- * ejected ones, whose clients are balanced anew and get a new cookie.
- * sticky_set_cookie: the Set-Cookie value that sends the client to b
- * ("NAME=ID; Path=/; Max-Age=N; HttpOnly"); its length, or -1 when it does
- * not fit in size. */
-uint64_t sticky_id_for(const char *pool, const char *backend);
-struct backend *sticky_lookup(struct pool *p, const struct h1_request *req);
-bool sticky_usable(const struct backend *b);
-int sticky_set_cookie(const struct conf_sticky *s, const struct backend *b, char *out,
-                      size_t size);
 
 /* Helpers for algorithms. */
 bool balance_excluded(const struct balance_req *req, const struct backend *b);

@@ -16,7 +16,6 @@
 #define BALANCE_SEED_RING     0x736c756963655247ULL   /* ring points */
 #define BALANCE_SEED_OFFSET   0x736c75696365304fULL   /* maglev permutation offset */
 #define BALANCE_SEED_SKIP     0x736c756963655350ULL   /* maglev permutation skip */
-#define BALANCE_SEED_STICKY   0x736c756963655354ULL   /* sticky cookie values */
 
 /* ---- weighted draws (draw.c) ----
  * Walker's alias method (Vose's construction, in integers): O(1) per draw

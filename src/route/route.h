@@ -19,6 +19,9 @@
 #include "config/config.h"
 #include "proto/http1.h"
 
+struct pool;
+struct backend;
+
 /* The parts of a request that routes look at; slices into the request
  * buffer (see proto/http1.h). */
 struct route_request {
@@ -73,5 +76,27 @@ int route_regex_check(const char *pattern, char *msg, size_t msglen, size_t *off
 /* Free the calling thread's regex scratch space (PCRE2 match data) now
  * rather than at thread exit, where it is freed anyway. Optional. */
 void route_thread_done(void);
+
+/* ---- edge filters ---- */
+
+/* Sticky sessions (sticky.c), for pools with a `sticky` block. The cookie's
+ * value is 16 hex digits of a fixed-seed hash of "POOL/BACKEND": it does
+ * not reveal the address, and every sluice process (active-active, or old
+ * and new across a reload) gives a backend the same value.
+ *
+ * sticky_lookup: the backend the request's cookie names, in any state, or
+ * NULL (no cookie, a malformed value, or one no backend of the pool has).
+ * sticky_usable: may it take this request? UP and SLOW_START backends, and
+ * DRAINING ones until drain_timeout ends (a drain lets sessions finish, as
+ * in HAProxy and NGINX), whatever their weight; never DOWN, DISABLED or
+ * ejected ones, whose clients are balanced anew and get a new cookie.
+ * sticky_set_cookie: the Set-Cookie value that sends the client to b
+ * ("NAME=ID; Path=/; Max-Age=N; HttpOnly"); its length, or -1 when it does
+ * not fit in size. */
+uint64_t sticky_id_for(const char *pool, const char *backend);
+struct backend *sticky_lookup(struct pool *p, const struct h1_request *req);
+bool sticky_usable(const struct backend *b);
+int sticky_set_cookie(const struct conf_sticky *s, const struct backend *b, char *out,
+                      size_t size);
 
 #endif

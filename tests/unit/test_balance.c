@@ -7,6 +7,7 @@
 
 #include "balance/balance.h"
 #include "proto/http1.h"
+#include "route/route.h"
 #include "test.h"
 
 static struct conf_backend cb[8];

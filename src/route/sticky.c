@@ -1,16 +1,18 @@
 /* Sticky sessions: a cookie that names the backend a client was sent to, so
- * that its next requests go there too (balance.h has the contract). The
+ * that its next requests go there too (route.h has the contract). The
  * proxy asks sticky_lookup before it balances a request's first try, and
  * adds sticky_set_cookie's header to a response from any other backend. */
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "balance/internal.h"
+#include "balance/balance.h"
 #include "proto/http1.h"
 #include "route/route.h"
 
 #define STICKY_ID_DIGITS 16
+/* Fixed, like the balancers' seeds: every sluice must compute the same id. */
+#define STICKY_SEED 0x736c756963655354ULL
 
 uint64_t sticky_id_for(const char *pool, const char *backend)
 {
@@ -22,7 +24,7 @@ uint64_t sticky_id_for(const char *pool, const char *backend)
     n = snprintf(key, sizeof(key), "%s/%s", pool, backend);
     if (n < 0 || (size_t)n >= sizeof(key))
         n = (int)sizeof(key) - 1;
-    return XXH3_64bits_withSeed(key, (size_t)n, BALANCE_SEED_STICKY);
+    return XXH3_64bits_withSeed(key, (size_t)n, STICKY_SEED);
 }
 
 /* Exactly 16 lowercase hex digits, as sticky_set_cookie writes them. */
