@@ -2,6 +2,7 @@
  * See metrics.h for the threading rules: one writer per counter (its
  * worker), relaxed loads and stores, summed by the scraper. */
 #include "admin/metrics.h"
+#include "route/route.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -576,6 +577,49 @@ static void metrics_pools(struct admin_buf *o, const struct runtime *rt,
         }
 }
 
+/* One line of a rate_limit family: listener and limit ("listener", "routeN"). */
+static void metrics_limit_line(struct admin_buf *o, const char *name, const char *listener,
+                               const struct conf_rate_limit *c, uint64_t v)
+{
+    admin_buf_puts(o, name);
+    admin_buf_add(o, "{", 1);
+    metrics_label(o, "listener", listener);
+    admin_buf_add(o, ",", 1);
+    metrics_label(o, "limit", c->label);
+    admin_buf_add(o, "} ", 2);
+    admin_buf_u64(o, v);
+    admin_buf_add(o, "\n", 1);
+}
+
+static void metrics_rate_limits(struct admin_buf *o, const struct runtime *rt)
+{
+    static const struct {
+        const char *name, *help;
+        uint64_t (*get)(const struct rate_limiter *);
+    } fams[] = {
+        {"sluice_rate_limited_total",
+         "Requests (http) or connections (tcp) refused by a rate_limit.", rate_limiter_limited},
+        {"sluice_rate_limit_evictions_total",
+         "Keys a rate_limit forgot while still limited, for lack of room (raise max_keys).",
+         rate_limiter_evicted},
+    };
+
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        metrics_family(o, fams[f].name, "counter", fams[f].help);
+        for (size_t i = 0; i < rt->nlisteners; i++) {
+            const struct conf_listener *l = rt->listeners[i].conf;
+
+            if (l->rate_limit)
+                metrics_limit_line(o, fams[f].name, l->name, l->rate_limit,
+                                   fams[f].get(runtime_limiter(rt, l->rate_limit)));
+            for (size_t r = 0; r < l->nroutes; r++)
+                if (l->routes[r].rate_limit)
+                    metrics_limit_line(o, fams[f].name, l->name, l->routes[r].rate_limit,
+                                       fams[f].get(runtime_limiter(rt, l->routes[r].rate_limit)));
+        }
+    }
+}
+
 void metrics_render(struct admin_buf *o, const struct runtime *rt,
                     const struct worker *workers, uint32_t nworkers, uint64_t start_wall_us)
 {
@@ -590,6 +634,7 @@ void metrics_render(struct admin_buf *o, const struct runtime *rt,
     metrics_listeners(o, rt, workers, nworkers);
     metrics_backends(o, rt);
     metrics_pools(o, rt, workers, nworkers);
+    metrics_rate_limits(o, rt);
     for (uint32_t i = 0; i < nworkers; i++)
         if (workers[i].metrics)
             dropped += metrics_get(&((const struct metrics_worker *)workers[i].metrics)->dropped);

@@ -203,6 +203,10 @@ struct h1_request;
 bool balance_hash_l4(const struct conf_pool *p, const struct addr *client, uint64_t *hash);
 bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
                        const struct h1_request *req, uint64_t *hash);
+/* The request key of one kind (name: of header:/cookie:/query:), also for
+ * the rate limiter; req may be NULL for source_ip and global. */
+bool balance_request_key(enum hash_key_kind kind, const char *name, const struct addr *client,
+                         const struct h1_request *req, uint64_t *hash);
 
 /* Helpers for algorithms. */
 bool balance_excluded(const struct balance_req *req, const struct backend *b);

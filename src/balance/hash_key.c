@@ -54,17 +54,13 @@ bool balance_hash_l4(const struct conf_pool *p, const struct addr *client, uint6
     return false;
 }
 
-bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
-                       const struct h1_request *req, uint64_t *hash)
+bool balance_request_key(enum hash_key_kind kind, const char *name, const struct addr *client,
+                         const struct h1_request *req, uint64_t *hash)
 {
     const struct h1_header *h;
     struct h1_slice v;
 
-    if (p->balance == BALANCE_IP_HASH)
-        return hash_key_ip(client, hash);
-    if (p->balance != BALANCE_RING_HASH && p->balance != BALANCE_MAGLEV)
-        return false;
-    switch (p->hash_key) {
+    switch (kind) {
     case HASH_KEY_SOURCE_IP:
         return hash_key_ip(client, hash);
     case HASH_KEY_PATH:
@@ -72,14 +68,26 @@ bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
         v = req->path.len ? req->path : (struct h1_slice){ "/", 1 };
         return hash_key_slice(v, hash);
     case HASH_KEY_HEADER:
-        h = h1_find_header(req->headers, req->nheaders, p->hash_key_name);
+        h = h1_find_header(req->headers, req->nheaders, name);
         return h && hash_key_slice(h->value, hash);
     case HASH_KEY_COOKIE:
-        return route_cookie(req->headers, req->nheaders, p->hash_key_name, &v) &&
-               hash_key_slice(v, hash);
+        return route_cookie(req->headers, req->nheaders, name, &v) && hash_key_slice(v, hash);
     case HASH_KEY_QUERY:
-        return req->query.p && route_query_param(req->query, p->hash_key_name, &v) &&
+        return req->query.p && route_query_param(req->query, name, &v) &&
                hash_key_slice(v, hash);
+    case HASH_KEY_GLOBAL:
+        *hash = BALANCE_SEED_KEY;
+        return true;
     }
     return false;
+}
+
+bool balance_hash_http(const struct conf_pool *p, const struct addr *client,
+                       const struct h1_request *req, uint64_t *hash)
+{
+    if (p->balance == BALANCE_IP_HASH)
+        return hash_key_ip(client, hash);
+    if (p->balance != BALANCE_RING_HASH && p->balance != BALANCE_MAGLEV)
+        return false;
+    return balance_request_key(p->hash_key, p->hash_key_name, client, req, hash);
 }

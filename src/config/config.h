@@ -57,6 +57,7 @@ enum hash_key_kind {
     HASH_KEY_HEADER,        /* header:NAME */
     HASH_KEY_COOKIE,        /* cookie:NAME */
     HASH_KEY_QUERY,         /* query:NAME */
+    HASH_KEY_GLOBAL,        /* rate_limit only: one key for every request */
 };
 
 enum health_type {
@@ -109,6 +110,20 @@ struct conf_split {
 };
 
 /* One rule of a listener's `routes`. All match conditions must hold. */
+/* rate_limit: a GCRA (token bucket) per key, on a listener (every request
+ * or, for tcp, every connection) or on a route (its requests). */
+struct conf_rate_limit {
+    uint64_t interval_ns;        /* 1 / rate: the steady spacing of requests */
+    uint32_t burst;              /* requests allowed at once beyond the rate, default 0 */
+    enum hash_key_kind key;      /* default source_ip; HASH_KEY_GLOBAL = one bucket */
+    char *key_name;              /* NAME of header:/cookie:/query: */
+    int status;                  /* 429 (default) or 503 */
+    uint32_t max_keys;           /* keys tracked at once, default 65536 */
+    uint32_t index;              /* its limiter in the runtime: 0..cfg->nrate_limits-1 */
+    char *label;                 /* "listener" or "route3", for metrics */
+    char *rate_text;             /* as written ("100/s"), for messages */
+};
+
 struct conf_route {
     struct conf_pos pos;         /* the rule's mapping, for messages */
     uint32_t index;              /* position in the listener's list, 0-based */
@@ -146,6 +161,7 @@ struct conf_route {
     size_t nremove_response_headers;
     char *strip_prefix;          /* remove this prefix from the path */
     char *rewrite_prefix;        /* with path_prefix: replace the matched prefix */
+    struct conf_rate_limit *rate_limit;     /* NULL = none */
 };
 
 enum access_format {
@@ -270,6 +286,7 @@ struct conf_listener {
     uint32_t max_request_line;     /* limits.max_request_line, default 8192 → 414 */
     uint32_t max_header_size;      /* limits.max_header_size, default 65536 → 431 */
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */
+    struct conf_rate_limit *rate_limit;  /* http: per request; tcp: per connection; NULL = none */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */
@@ -298,6 +315,7 @@ struct config {
     size_t nlisteners;
     struct conf_pool *pools;
     size_t npools;
+    size_t nrate_limits;           /* rate_limit blocks, listeners' and routes' */
 };
 
 /* Load and validate PATH. Returns 0 and sets *out, or -1 after writing every

@@ -160,6 +160,13 @@ struct conf_pool *config_find_pool(struct config *cfg, const char *name);
 struct conf_pool;
 void config_read_pool_hash(struct config_diag *d, struct conf_pool *p, const char *owner,
                            const struct config_node *map);
+/* What a request is keyed by (hash_key, rate_limit.key): source_ip, path,
+ * header:NAME, cookie:NAME, query:NAME, and with allow_global "global".
+ * *name gets NAME (malloc'd) for the named kinds. 0, or -1 reported at n. */
+enum hash_key_kind;
+int config_read_request_key(struct config_diag *d, const char *owner, const char *path,
+                            const struct config_node *n, bool allow_global,
+                            enum hash_key_kind *kind, char **name);
 
 /* ---- admin (admin.c) ---- */
 void config_read_admin(struct config_diag *d, struct config *cfg, const struct config_node *map);
@@ -177,6 +184,15 @@ void config_free_routes(struct conf_listener *l);
 struct conf_pool;
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
                                const struct config_node *map);
+/* rate_limit (rate_limit.c): a listener's (prefix "listeners[]") or a
+ * route's ("listeners[].routes[]"). tcp: only source_ip and global keys.
+ * label: "listener" or "routeN". Returns the block, or NULL after errors. */
+struct conf_rate_limit *config_read_rate_limit(struct config_diag *d, struct config *cfg,
+                                               const char *owner, const char *prefix,
+                                               const struct config_node *map, bool tcp,
+                                               const char *label);
+void config_free_rate_limit(struct conf_rate_limit *rl);
+
 /* sticky (pool_sticky.c). */
 void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const char *owner,
                              const struct config_node *map);

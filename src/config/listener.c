@@ -204,6 +204,15 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
+    if ((p = config_map_pair(map, "rate_limit"))) {
+        if (mode_ok && l->mode == LISTENER_UDP)
+            config_diag_error(d, p->key->line, p->key->col, "%s: rate_limit only applies to "
+                              "mode http or tcp", owner);
+        else
+            l->rate_limit = config_read_rate_limit(d, cfg, owner, "listeners[]", p->value,
+                                                   mode_ok && l->mode == LISTENER_TCP,
+                                                   "listener");
+    }
     if ((p = config_map_pair(map, "limits"))) {
         if (mode_ok && l->mode != LISTENER_HTTP) {
             config_mode_only(d, owner, p, "limits", LISTENER_HTTP);

@@ -21,8 +21,9 @@ static bool config_is_query_name(const char *s)
     return true;
 }
 
-static void config_read_hash_key(struct config_diag *d, struct conf_pool *p, const char *owner,
-                                 const struct config_node *n)
+int config_read_request_key(struct config_diag *d, const char *owner, const char *path,
+                            const struct config_node *n, bool allow_global,
+                            enum hash_key_kind *kind, char **name)
 {
     static const struct { const char *prefix; enum hash_key_kind kind; } named[] = {
         { "header:", HASH_KEY_HEADER },
@@ -32,41 +33,46 @@ static void config_read_hash_key(struct config_diag *d, struct conf_pool *p, con
     char shown[96];
     const char *s;
 
-    if (config_want_string(d, owner, "hash_key", n, &s) < 0)
-        return;
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
     if (strcmp(s, "source_ip") == 0) {
-        p->hash_key = HASH_KEY_SOURCE_IP;
-        return;
+        *kind = HASH_KEY_SOURCE_IP;
+        return 0;
     }
     if (strcmp(s, "path") == 0) {
-        p->hash_key = HASH_KEY_PATH;
-        return;
+        *kind = HASH_KEY_PATH;
+        return 0;
+    }
+    if (allow_global && strcmp(s, "global") == 0) {
+        *kind = HASH_KEY_GLOBAL;
+        return 0;
     }
     for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
         size_t plen = strlen(named[i].prefix);
-        const char *name = s + plen;
+        const char *rest = s + plen;
         bool ok;
 
         if (strncmp(s, named[i].prefix, plen) != 0)
             continue;
-        ok = named[i].kind == HASH_KEY_QUERY ? config_is_query_name(name) : config_is_token(name);
+        ok = named[i].kind == HASH_KEY_QUERY ? config_is_query_name(rest) : config_is_token(rest);
         if (!ok) {
             config_diag_error(d, n->line, n->col,
-                              "%s: hash_key: bad %.*s name '%s': %s", owner, (int)plen - 1,
-                              named[i].prefix, config_show(shown, sizeof(shown), name),
+                              "%s: %s: bad %.*s name '%s': %s", owner, path, (int)plen - 1,
+                              named[i].prefix, config_show(shown, sizeof(shown), rest),
                               named[i].kind == HASH_KEY_QUERY ?
                               "use 1 to 128 characters without spaces, & = or #" :
                               "use 1 to 128 letters, digits and !#$%&'*+-.^_`|~");
-            return;
+            return -1;
         }
-        p->hash_key = named[i].kind;
-        p->hash_key_name = config_strdup(d, name);
-        return;
+        *kind = named[i].kind;
+        *name = config_strdup(d, rest);
+        return 0;
     }
     config_diag_error(d, n->line, n->col,
-                      "%s: hash_key: unknown hash_key '%s'; expected one of: source_ip, path, "
-                      "header:NAME, cookie:NAME, query:NAME", owner,
-                      config_show(shown, sizeof(shown), s));
+                      "%s: %s: unknown %s '%s'; expected one of: source_ip, path, "
+                      "header:NAME, cookie:NAME, query:NAME%s", owner, path, path,
+                      config_show(shown, sizeof(shown), s), allow_global ? ", global" : "");
+    return -1;
 }
 
 /* A decimal like 1.25 (no sign, no exponent: a factor, not a float
@@ -111,7 +117,8 @@ void config_read_pool_hash(struct config_diag *d, struct conf_pool *p, const cha
     p->hash_balance_factor = 0;
     if (key) {
         if (hashes)
-            config_read_hash_key(d, p, owner, key->value);
+            config_read_request_key(d, owner, "hash_key", key->value, false, &p->hash_key,
+                                    &p->hash_key_name);
         else if (balance_ok)
             config_diag_error(d, key->key->line, key->key->col,
                               "%s: hash_key only applies to balance ring_hash or maglev "

@@ -408,6 +408,13 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
         else
             r->rewrite_prefix = config_strdup(d, s);
     }
+    if ((n = config_map_get(map, "rate_limit"))) {
+        char label[32];
+
+        snprintf(label, sizeof(label), "route%zu", index + 1);
+        r->rate_limit = config_read_rate_limit(d, cfg, owner, "listeners[].routes[]", n, false,
+                                               label);
+    }
 }
 
 void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_listener *l,
@@ -524,6 +531,7 @@ void config_free_routes(struct conf_listener *l)
         free_names(r->remove_response_headers, r->nremove_response_headers);
         free(r->strip_prefix);
         free(r->rewrite_prefix);
+        config_free_rate_limit(r->rate_limit);
     }
     free(l->routes);
     free(l->trusted_proxies);

@@ -5,6 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int runtime_add_limiter(struct runtime *rt, const struct conf_rate_limit *c)
+{
+    if (c->index >= rt->nlimiters)
+        return -1;
+    rt->limiters[c->index] = rate_limiter_new(c);
+    return rt->limiters[c->index] ? 0 : -1;
+}
+
 int runtime_init(struct runtime *rt, const struct config *cfg)
 {
     memset(rt, 0, sizeof(*rt));
@@ -18,6 +26,10 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
             goto fail;
         rt->npools++;
     }
+    rt->limiters = calloc(cfg->nrate_limits ? cfg->nrate_limits : 1, sizeof(*rt->limiters));
+    if (!rt->limiters)
+        goto fail;
+    rt->nlimiters = cfg->nrate_limits;
     rt->nlisteners = cfg->nlisteners;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct conf_listener *cl = &cfg->listeners[i];
@@ -26,6 +38,11 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
         if (cl->mode == LISTENER_HTTP && cl->nroutes &&
             !(rt->listeners[i].routes = route_table_build(cl)))
             goto fail;
+        if (cl->rate_limit && runtime_add_limiter(rt, cl->rate_limit) < 0)
+            goto fail;
+        for (size_t r = 0; r < cl->nroutes; r++)
+            if (cl->routes[r].rate_limit && runtime_add_limiter(rt, cl->routes[r].rate_limit) < 0)
+                goto fail;
     }
     return 0;
 fail:
@@ -39,6 +56,9 @@ void runtime_destroy(struct runtime *rt)
         pool_destroy(&rt->pools[i]);
     for (size_t i = 0; rt->listeners && i < rt->nlisteners; i++)
         route_table_free(rt->listeners[i].routes);
+    for (size_t i = 0; rt->limiters && i < rt->nlimiters; i++)
+        rate_limiter_free(rt->limiters[i]);
+    free(rt->limiters);
     free(rt->pools);
     free(rt->listeners);
     memset(rt, 0, sizeof(*rt));

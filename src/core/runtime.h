@@ -18,6 +18,8 @@ struct runtime {
     size_t npools;
     struct listener *listeners;    /* same order as cfg->listeners */
     size_t nlisteners;
+    struct rate_limiter **limiters;  /* by conf_rate_limit.index */
+    size_t nlimiters;
 };
 
 int runtime_init(struct runtime *rt, const struct config *cfg);
@@ -26,5 +28,12 @@ void runtime_destroy(struct runtime *rt);
 /* The runtime pool built from a config pool. */
 struct pool *runtime_pool(struct runtime *rt, const struct conf_pool *cp);
 size_t runtime_pool_index(const struct runtime *rt, const struct pool *p);
+
+/* The limiter of a rate_limit block of rt's config. */
+static inline struct rate_limiter *runtime_limiter(const struct runtime *rt,
+                                                   const struct conf_rate_limit *c)
+{
+    return rt->limiters[c->index];
+}
 
 #endif

@@ -15,6 +15,7 @@ static const char *const names[] = {
     [END_NO_MEMORY] = "no_memory",
     [END_FLOW_EVICTED] = "flow_evicted",
     [END_DRAINED] = "drain_timeout",
+    [END_RATE_LIMITED] = "rate_limited",
 };
 
 const char *end_reason_name(enum end_reason r)

@@ -70,6 +70,7 @@ struct http_exchange {
     struct backend *backend;            /* counted in backend->active */
     struct backend *tried[HTTP_MAX_TRIES];
     struct backend *sticky;             /* the backend the sticky cookie named, if any */
+    unsigned retry_after_s;             /* Retry-After of a local 429/503; 0 = 1 s */
     uint8_t tries;
     bool fresh_retry_done;              /* replaced a stale keep-alive connection once */
     bool counted;                       /* in pool->requests_active */
@@ -445,8 +446,9 @@ static void respond_local(struct http_conn *c, int status, const char *location,
         conn_close(c, END_NO_MEMORY);
         return;
     }
-    if (http_write_local_response(c->out, status, location, body, keep, head_only, route) < 0)
-        http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL);
+    if (http_write_local_response(c->out, status, location, body, keep, head_only, route,
+                                  x ? x->retry_after_s : 0) < 0)
+        http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL, 0);
     if (x) {
         x->status = status;
         if (x->up) {
@@ -600,6 +602,29 @@ static bool step_head(struct http_conn *c)
 
 /* ---- routing and starting the exchange ---- */
 
+/* Count the request against a rate_limit block; over it, answer its status
+ * with a Retry-After of when the key may come back, and return false.
+ * Requests without the key (a missing header, say) are not counted, as in
+ * NGINX's limit_req. */
+static bool rate_limit_admit(struct http_conn *c, const struct conf_rate_limit *rl,
+                             const struct conf_route *route)
+{
+    struct http_exchange *x = c->x;
+    uint64_t hash, wait;
+
+    if (!balance_request_key(rl->key, rl->key_name, &c->peer, &x->req, &hash))
+        return true;
+    wait = rate_limiter_take(runtime_limiter(c->w->rt, rl), hash, clock_now_us() * 1000u);
+    if (!wait)
+        return true;
+    log_debug("event=rate_limited listener=%s limit=%s rate=%s", c->l->conf->name, rl->label,
+              rl->rate_text);
+    x->end = END_RATE_LIMITED;
+    x->retry_after_s = (unsigned)((wait + 999999999u) / 1000000000u);
+    respond_local(c, rl->status, NULL, "too many requests\n", false, route);
+    return false;
+}
+
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -663,6 +688,9 @@ static void start_exchange(struct http_conn *c)
         respond_local(c, 404, NULL, "no route\n", false, NULL);
         return;
     }
+    if ((lc->rate_limit && !rate_limit_admit(c, lc->rate_limit, route)) ||
+        (route && route->rate_limit && !rate_limit_admit(c, route->rate_limit, route)))
+        return;
     if (lc->max_body_size && x->req.body == H1_BODY_LENGTH &&
         x->req.content_length > lc->max_body_size) {
         respond_local(c, 413, NULL, "request body too large\n", true, route);

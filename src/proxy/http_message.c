@@ -401,7 +401,7 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
 
 int http_write_local_response(struct buf *b, int status, const char *location,
                               const char *body, bool keep_alive, bool head_only,
-                              const struct conf_route *route)
+                              const struct conf_route *route, unsigned retry_after_s)
 {
     struct out o;
     char line[128];
@@ -424,8 +424,10 @@ int http_write_local_response(struct buf *b, int status, const char *location,
                   name_in_kv((struct h1_slice){"content-type", 12}, route->set_response_headers,
                              route->nset_response_headers)))
         puts_(&o, "Content-Type: text/plain; charset=utf-8\r\n");
-    if (status == 503 || status == 429)
-        puts_(&o, "Retry-After: 1\r\n");
+    if (status == 503 || status == 429) {
+        snprintf(line, sizeof(line), "Retry-After: %u\r\n", retry_after_s ? retry_after_s : 1);
+        puts_(&o, line);
+    }
     snprintf(line, sizeof(line), "Content-Length: %zu\r\n", blen);
     puts_(&o, line);
     if (!keep_alive)

@@ -35,6 +35,7 @@
 #include "proxy/end.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
+#include "route/route.h"
 
 #define TCP_MAX_TRIES 4
 #define PROXY_IN_TIMEOUT_MS 10000
@@ -76,6 +77,7 @@ struct tcp_session {
 static void session_end(struct tcp_session *s, enum end_reason why);
 static void connect_next(struct tcp_session *s);
 static void pump(struct tcp_session *s);
+static bool rate_limit_admit(struct tcp_session *s);
 
 static struct tcp_session *session_of_task(struct loop_task *t)
 {
@@ -511,7 +513,8 @@ static void read_proxy_header(struct tcp_session *s)
         s->local = info.dst;
     }
     timer_cancel(&s->w->loop.timers, &s->timer);
-    connect_next(s);
+    if (rate_limit_admit(s))
+        connect_next(s);
 }
 
 static void client_cb(struct io *io, uint32_t events)
@@ -534,6 +537,23 @@ static void client_cb(struct io *io, uint32_t events)
     else if (s->state == TCP_FORWARDING)
         pump(s);
     /* CONNECTING: the flags wait for the backend. */
+}
+
+/* The listener's rate_limit, counted per connection from the client's
+ * address (the PROXY header's, when there is one): over it, the
+ * connection is closed before any backend is tried. */
+static bool rate_limit_admit(struct tcp_session *s)
+{
+    const struct conf_rate_limit *rl = s->l->conf->rate_limit;
+    uint64_t hash;
+
+    if (!rl || !balance_request_key(rl->key, NULL, &s->client, NULL, &hash) ||
+        !rate_limiter_take(runtime_limiter(s->w->rt, rl), hash, clock_now_us() * 1000u))
+        return true;
+    log_debug("event=rate_limited listener=%s limit=%s rate=%s", s->l->conf->name, rl->label,
+              rl->rate_text);
+    session_end(s, END_RATE_LIMITED);
+    return false;
 }
 
 static void session_start(struct worker_listener *wl, int fd, const struct addr *peer)
@@ -574,7 +594,8 @@ static void session_start(struct worker_listener *wl, int fd, const struct addr 
                   clock_now_ms() + (t < PROXY_IN_TIMEOUT_MS ? t : PROXY_IN_TIMEOUT_MS));
         return;   /* the header is read when the client socket turns readable */
     }
-    connect_next(s);
+    if (rate_limit_admit(s))
+        connect_next(s);
 }
 
 int tcp_accept(struct worker_listener *wl)

@@ -99,4 +99,19 @@ bool sticky_usable(const struct backend *b);
 int sticky_set_cookie(const struct conf_sticky *s, const struct backend *b, char *out,
                       size_t size);
 
+/* Rate limiting (rate_limit.c): one limiter per `rate_limit` block, shared
+ * by every worker (the runtime owns them; a reload starts them afresh).
+ * rate_limiter_take counts one request (or connection) of key `hash` at
+ * now_ns (monotonic) and returns 0 when it is allowed, else the ns until
+ * one more of that key would be. At most 1 + burst pass at once, then one
+ * per 1/rate. A limiter tracks about max_keys keys; beyond that the keys
+ * freest soonest are forgotten (counted), which lets requests through
+ * rather than refusing them. */
+struct rate_limiter;
+struct rate_limiter *rate_limiter_new(const struct conf_rate_limit *c);
+void rate_limiter_free(struct rate_limiter *rl);
+uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns);
+uint64_t rate_limiter_limited(const struct rate_limiter *rl);
+uint64_t rate_limiter_evicted(const struct rate_limiter *rl);
+
 #endif

@@ -528,9 +528,36 @@ static const struct bad_case bad_cases[] = {
     { LST "pools: [{name: app, sticky: {http_only: 'true'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:41", "sticky.http_only: must be true or false" },
     { LST "pools: [{name: app, sticky: {coookie: a}, backends: [{address: 127.0.0.1:1}]}]\n",
-      "2:30", "unknown key 'coookie'" },
+      "2:30", "unknown key 'coookie' in sticky of pool 'app'" },
     { LST "pools: [{name: app, sticky: SRV, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:29", "sticky: expected a mapping" },
+
+    /* rate_limit */
+#define RL_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, rate_limit: "
+    { RL_HTTP "{rate: 10/x}}]\n" POOL, "1:89", "rate_limit.rate: expected N/s, N/m or N/h" },
+    { RL_HTTP "{rate: 0/s}}]\n" POOL, "1:89", "rate_limit.rate: expected N/s" },
+    { RL_HTTP "{rate: 2000000000/s}}]\n" POOL, "1:89", "rate_limit.rate: expected N/s" },
+    { RL_HTTP "{burst: 5}}]\n" POOL, "1:82", "missing required key 'rate_limit.rate'" },
+    { RL_HTTP "{rate: 1/s, status: 404}}]\n" POOL, "1:102", "rate_limit.status: use 429 or 503" },
+    { RL_HTTP "{rate: 1/s, key: 'header:a b'}}]\n" POOL, "1:99",
+      "rate_limit.key: bad header name 'a b'" },
+    { RL_HTTP "{rate: 1/s, key: ip}}]\n" POOL, "1:99",
+      "rate_limit.key: unknown rate_limit.key 'ip'; expected one of: source_ip, path, "
+      "header:NAME, cookie:NAME, query:NAME, global" },
+    { RL_HTTP "{rate: 1/s, burst: -1}}]\n" POOL, "1:101", "rate_limit.burst" },
+    { RL_HTTP "{rate: 1/s, rte: 2}}]\n" POOL, "1:94", "unknown key 'rte' in rate_limit of listener 'web'" },
+    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  rate_limit: {rate: 1/s, key: 'header:x'}}]\n" POOL, "2:32",
+      "rate_limit.key: a tcp listener counts connections" },
+    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  rate_limit: {rate: 1/s, status: 503}}]\n" POOL, "2:35",
+      "rate_limit.status: a tcp listener closes connections" },
+    { "listeners: [{name: u, bind: 127.0.0.1:8080, mode: udp, pool: app,\n"
+      "  rate_limit: {rate: 1/s}}]\n" POOL, "2:3",
+      "rate_limit only applies to mode http or tcp" },
+    { "listeners:\n  - {name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "     routes: [{match: {path: /a}, pool: app, rate_limit: {rate: 5}}]}\n" POOL, "3:65",
+      "listener 'web' route #1: rate_limit.rate: expected N/s" },
 
     /* admin */
     { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",
@@ -934,6 +961,62 @@ static void test_sticky_config(void)
     config_free(cfg);
 }
 
+/* rate_limit read back, on a listener and on a route. */
+static void test_rate_limit_config(void)
+{
+    static const char text[] =
+        "listeners:\n"
+        "  - name: web\n"
+        "    bind: 127.0.0.1:8080\n"
+        "    mode: http\n"
+        "    pool: a\n"
+        "    rate_limit: {rate: 100/s, burst: 20}\n"
+        "    routes:\n"
+        "      - {match: {path: /x}, pool: a}\n"
+        "      - match: {path: /login}\n"
+        "        pool: a\n"
+        "        rate_limit: {rate: 30/m, key: 'header:X-User', status: 503, max_keys: 1000}\n"
+        "  - {name: l4, bind: 127.0.0.1:8081, mode: tcp, pool: a, rate_limit: {rate: 1/h, key: global}}\n"
+        "pools: [{name: a, backends: [{address: 127.0.0.1:1}]}]\n";
+    struct config *cfg = load_ok(text);
+    const struct conf_rate_limit *rl;
+
+    if (!cfg)
+        return;
+    CHECK_EQ_INT(cfg->nrate_limits, 3);
+    rl = cfg->listeners[0].rate_limit;
+    CHECK(rl != NULL);
+    if (rl) {
+        CHECK_EQ_INT(rl->interval_ns, 10000000);
+        CHECK_EQ_INT(rl->burst, 20);
+        CHECK_EQ_INT(rl->key, HASH_KEY_SOURCE_IP);
+        CHECK_EQ_INT(rl->status, 429);
+        CHECK_EQ_INT(rl->max_keys, 65536);
+        CHECK_EQ_STR(rl->label, "listener");
+        CHECK_EQ_STR(rl->rate_text, "100/s");
+    }
+    CHECK(cfg->listeners[0].routes[0].rate_limit == NULL);
+    rl = cfg->listeners[0].routes[1].rate_limit;
+    CHECK(rl != NULL);
+    if (rl) {
+        CHECK_EQ_INT(rl->interval_ns, 2000000000);
+        CHECK_EQ_INT(rl->key, HASH_KEY_HEADER);
+        CHECK_EQ_STR(rl->key_name, "X-User");
+        CHECK_EQ_INT(rl->status, 503);
+        CHECK_EQ_INT(rl->max_keys, 1000);
+        CHECK_EQ_STR(rl->label, "route2");
+    }
+    rl = cfg->listeners[1].rate_limit;
+    CHECK(rl != NULL);
+    if (rl) {
+        CHECK_EQ_INT(rl->interval_ns, 3600000000000ull);
+        CHECK_EQ_INT(rl->key, HASH_KEY_GLOBAL);
+        /* every block has its own limiter index */
+        CHECK(rl->index != cfg->listeners[0].rate_limit->index);
+    }
+    config_free(cfg);
+}
+
 /* unhealthy_interval read back: shorter or longer than interval, and unset
  * (it follows interval, so nothing changes for configs without it). */
 static void test_unhealthy_interval(void)
@@ -983,6 +1066,7 @@ int main(void)
     test_hash_config();
     test_unhealthy_interval();
     test_sticky_config();
+    test_rate_limit_config();
     test_all_errors();
     test_missing_file();
     test_duration_size();
