@@ -602,6 +602,25 @@ static bool step_head(struct http_conn *c)
 
 /* ---- routing and starting the exchange ---- */
 
+/* A split between pools with sticky sessions keeps a session in its pool:
+ * the first pool of the split (with a weight above 0, so that setting a
+ * canary's weight to 0 moves its sessions out) whose sticky cookie names a
+ * backend that may take it. NULL: split by weight as usual. */
+static struct conf_pool *split_sticky_pool(struct http_conn *c, const struct conf_route *route)
+{
+    for (size_t i = 0; i < route->nsplit; i++) {
+        const struct conf_split *sp = &route->split[i];
+        struct backend *b;
+
+        if (!sp->weight || !sp->pool->sticky.cookie)
+            continue;
+        b = sticky_lookup(runtime_pool(c->w->rt, sp->pool), &c->x->req);
+        if (b && sticky_usable(b))
+            return sp->pool;
+    }
+    return NULL;
+}
+
 /* Count the request against a rate_limit block; over it, answer its status
  * with a Retry-After of when the key may come back, and return false.
  * Requests without the key (a missing header, say) are not counted, as in
@@ -678,7 +697,8 @@ static void start_exchange(struct http_conn *c)
             cp = route->pool;
             break;
         case ROUTE_SPLIT:
-            cp = route_split_pick(route, balance_rand(&c->w->rng));
+            if (!(cp = split_sticky_pool(c, route)))
+                cp = route_split_pick(route, balance_rand(&c->w->rng));
             break;
         }
     } else {

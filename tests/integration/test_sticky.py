@@ -181,3 +181,50 @@ def test_backend_cookie_of_the_same_name_is_dropped(procs):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def split_config(port, admin_port, stable, canary, weights):
+    lines = ["workers: 2", "log: {level: info, access: off}",
+             f"admin: {{listen: 127.0.0.1:{admin_port}}}", "listeners:", "  - name: web",
+             f"    bind: 127.0.0.1:{port}", "    mode: http", "    routes:",
+             "      - match: {path_prefix: /}",
+             f"        split: [{{pool: stable, weight: {weights[0]}}}, "
+             f"{{pool: canary, weight: {weights[1]}}}]",
+             "pools:"]
+    for name, origins in (("stable", stable), ("canary", canary)):
+        lines += [f"  - name: {name}", "    sticky: {cookie: SRV}", "    backends:"]
+        lines += [f"      - {{name: {o.origin_name}, address: {o.address}}}" for o in origins]
+    return "\n".join(lines) + "\n"
+
+
+def test_canary_split_keeps_sessions_in_their_pool(procs):
+    stable = [procs.origin("s1"), procs.origin("s2")]
+    canary = [procs.origin("c1")]
+    port, aport = free_port(), free_port()
+    procs.sluice(split_config(port, aport, stable, canary, (50, 50)))
+    # Without the cookie the split spreads clients over both pools...
+    seen = {}
+    for _ in range(40):
+        c = Client()
+        status, body, cookies = c.get(port)
+        assert status == 200 and len(cookies) == 1
+        seen.setdefault(body, c)
+    assert "c1" in seen and ({"s1", "s2"} & set(seen))
+    # ...and each client's later requests stay on its backend, in its pool,
+    # though every request is split again.
+    for body, c in seen.items():
+        for _ in range(15):
+            assert c.get(port) == (200, body, [])
+    # The canary turned off (weight 0, as a rollback does): its sessions move
+    # to the stable pool with a new cookie; stable sessions stay put. The
+    # same cookies work on this second instance (the values are the same).
+    port2, aport2 = free_port(), free_port()
+    procs.sluice(split_config(port2, aport2, stable, canary, (100, 0)))
+    status, body, cookies = seen["c1"].get(port2)
+    assert status == 200 and body in ("s1", "s2") and len(cookies) == 1
+    for _ in range(5):
+        assert seen["c1"].get(port2) == (200, body, [])
+    for name in {"s1", "s2"} & set(seen):
+        assert seen[name].get(port2) == (200, name, [])
+    for c in seen.values():
+        c.close()
