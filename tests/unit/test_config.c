@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -1058,6 +1059,33 @@ static void test_unhealthy_interval(void)
     free(out);
 }
 
+/* Every config in examples/ loads without a word (run from the repository
+ * root, as make does; skipped elsewhere). */
+static void test_examples(void)
+{
+    glob_t g;
+
+    if (glob("examples/*.yaml", 0, NULL, &g) != 0)
+        return;
+    CHECK(g.gl_pathc >= 4);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        struct config *cfg = NULL;
+        char *out = NULL;
+        size_t len = 0;
+        FILE *diag = open_memstream(&out, &len);
+        int rc = config_load(g.gl_pathv[i], diag, &cfg);
+
+        fclose(diag);
+        CHECK_EQ_INT(rc, 0);
+        CHECK_EQ_STR(out, "");
+        if (rc != 0 || (out && *out))
+            fprintf(stderr, "  %s:\n%s", g.gl_pathv[i], out);
+        free(out);
+        config_free(cfg);
+    }
+    globfree(&g);
+}
+
 int main(void)
 {
     test_full();
@@ -1073,5 +1101,6 @@ int main(void)
     test_check_binds();
     test_admin();
     test_known_keys();
+    test_examples();
     TEST_END();
 }
