@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import (BAL_CPU, CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, SLUICE, WRK,  # noqa: E402
+from benchlib import (CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, SLUICE, WRK,  # noqa: E402
                       Window, die, log, render_table, start_balancer, stop_all)
 
 TPL_OFF = os.path.join(HERE, "http")

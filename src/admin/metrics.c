@@ -398,6 +398,9 @@ static void metrics_listeners(struct admin_buf *o, const struct runtime *rt,
         {"sluice_proxy_header_errors_total", "counter",
          "Connections closed for a bad or missing PROXY protocol header.",
          offsetof(struct listener, proxy_header_errors)},
+        {"sluice_tls_handshake_errors_total", "counter",
+         "Client connections closed because their TLS handshake failed (tls listeners).",
+         offsetof(struct listener, tls_handshake_errors)},
     };
 
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {

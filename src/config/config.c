@@ -277,6 +277,7 @@ void config_free(struct config *cfg)
         free(l->pool_name);
         config_free_routes(l);
         config_free_rate_limit(l->rate_limit);
+        config_free_tls(l->tls);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->npools; i++) {

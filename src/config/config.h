@@ -260,6 +260,18 @@ struct conf_pool {
     struct conf_sticky sticky;     /* http: sticky sessions; cookie NULL = off */
 };
 
+/* tls on a listener: http → https, tcp → TLS-terminating TCP. */
+struct conf_tls_cert {
+    char *cert;                  /* PEM: the certificate, then its chain */
+    char *key;                   /* PEM private key */
+};
+
+struct conf_tls {
+    struct conf_tls_cert *certs; /* at least one; the first is the default */
+    size_t ncerts;
+    int min_version;             /* 12 (TLS 1.2, the default) or 13 */
+};
+
 struct conf_listener {
     char *name;
     struct conf_pos pos;
@@ -287,6 +299,7 @@ struct conf_listener {
     uint32_t max_header_size;      /* limits.max_header_size, default 65536 → 431 */
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */
     struct conf_rate_limit *rate_limit;  /* http: per request; tcp: per connection; NULL = none */
+    struct conf_tls *tls;          /* NULL = plain */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */

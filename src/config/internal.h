@@ -193,6 +193,12 @@ struct conf_rate_limit *config_read_rate_limit(struct config_diag *d, struct con
                                                const char *label);
 void config_free_rate_limit(struct conf_rate_limit *rl);
 
+/* tls (tls.c): a listener's block; certificates are loaded to check them.
+ * Returns the block, or NULL after errors. */
+struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
+                                 const struct config_node *map);
+void config_free_tls(struct conf_tls *t);
+
 /* sticky (pool_sticky.c). */
 void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const char *owner,
                              const struct config_node *map);

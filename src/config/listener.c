@@ -204,6 +204,13 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
+    if ((p = config_map_pair(map, "tls"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_diag_error(d, p->key->line, p->key->col, "%s: tls only applies to mode http "
+                              "(TLS-terminating tcp listeners are not built yet)", owner);
+        else
+            l->tls = config_read_tls(d, owner, p->value);
+    }
     if ((p = config_map_pair(map, "rate_limit"))) {
         if (mode_ok && l->mode == LISTENER_UDP)
             config_diag_error(d, p->key->line, p->key->col, "%s: rate_limit only applies to "

@@ -1,5 +1,7 @@
 #include "core/runtime.h"
 
+#include "core/log.h"
+#include "proto/tls.h"
 #include "route/route.h"
 
 #include <stdlib.h>
@@ -38,6 +40,15 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
         if (cl->mode == LISTENER_HTTP && cl->nroutes &&
             !(rt->listeners[i].routes = route_table_build(cl)))
             goto fail;
+        if (cl->tls) {
+            char err[512];
+
+            if (!(rt->listeners[i].tls = tls_ctx_new(cl->tls, cl->mode == LISTENER_HTTP, err,
+                                                     sizeof(err)))) {
+                log_error("event=tls_failed listener=%s why=\"%s\"", cl->name, err);
+                goto fail;
+            }
+        }
         if (cl->rate_limit && runtime_add_limiter(rt, cl->rate_limit) < 0)
             goto fail;
         for (size_t r = 0; r < cl->nroutes; r++)
@@ -54,8 +65,10 @@ void runtime_destroy(struct runtime *rt)
 {
     for (size_t i = 0; i < rt->npools; i++)
         pool_destroy(&rt->pools[i]);
-    for (size_t i = 0; rt->listeners && i < rt->nlisteners; i++)
+    for (size_t i = 0; rt->listeners && i < rt->nlisteners; i++) {
         route_table_free(rt->listeners[i].routes);
+        tls_ctx_free(rt->listeners[i].tls);
+    }
     for (size_t i = 0; rt->limiters && i < rt->nlimiters; i++)
         rate_limiter_free(rt->limiters[i]);
     free(rt->limiters);

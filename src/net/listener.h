@@ -11,6 +11,7 @@
 
 struct pool;
 struct route_table;
+struct tls_ctx;
 
 /* Owner: the runtime. Shared by all workers: counters are atomics. */
 struct listener {
@@ -24,6 +25,8 @@ struct listener {
     _Atomic uint64_t no_backend;          /* connections refused for lack of a backend */
     _Atomic uint64_t requests_total;      /* http: requests answered (any status) */
     struct route_table *routes;           /* http: built at startup, read-only after */
+    struct tls_ctx *tls;                  /* with `tls`: built at startup, read-only after */
+    _Atomic uint64_t tls_handshake_errors;
 };
 
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.

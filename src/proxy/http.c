@@ -45,6 +45,7 @@
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
 #include "proxy/upstream.h"
+#include "proto/tls.h"
 #include "route/route.h"
 
 #define HTTP_MAX_HEADERS 128
@@ -133,6 +134,9 @@ struct http_conn {
     uint64_t last_active_ms;            /* client-side progress */
     uint64_t head_start_ms;             /* first byte of the current head */
     uint64_t requests;
+    SSL *tls;                           /* with a tls listener; NULL = plain */
+    int tls_want;                       /* handshake: TLS_WANT_READ/WRITE it waits for */
+    bool tls_ready;                     /* the handshake is done */
     struct http_conn *prev, *next;
 };
 
@@ -343,6 +347,8 @@ static void conn_close(struct http_conn *c, enum end_reason why)
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(c->cio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         }
+        tls_free(c->tls);
+        c->tls = NULL;
         close(c->cio.fd);
         c->cio.fd = -1;
     }
@@ -366,6 +372,29 @@ static void task_cb(struct loop_task *t)
 }
 
 /* ---- writing to the client ---- */
+
+/* sendmsg for a TLS client: one record for a head and a short body (copied
+ * together, as sendmsg sends them in one segment), else the first piece.
+ * -1 with errno EAGAIN when TLS must wait for the socket. */
+static ssize_t client_tls_write(struct http_conn *c, const struct iovec *iov, int cnt)
+{
+    static __thread char joined[16384];
+    const void *p = iov[0].iov_base;
+    size_t len = iov[0].iov_len;
+    ssize_t n;
+
+    if (cnt == 2 && len + iov[1].iov_len <= sizeof(joined)) {
+        memcpy(joined, iov[0].iov_base, len);
+        memcpy(joined + len, iov[1].iov_base, iov[1].iov_len);
+        p = joined;
+        len += iov[1].iov_len;
+    }
+    n = tls_write(c->tls, p, len);
+    if (n > 0)
+        return n;
+    errno = n == TLS_WANT_WRITE || n == TLS_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
 
 /* Send c->out, then the approved bytes of from_up. Returns false when the
  * client failed (the connection is closed then). */
@@ -392,7 +421,8 @@ static bool flush_client(struct http_conn *c, bool *progress)
         }
         if (!msg.msg_iovlen)
             break;
-        n = sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
+        n = c->tls ? client_tls_write(c, iov, (int)msg.msg_iovlen)
+                   : sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
                 c->c_writable = false;
@@ -513,6 +543,23 @@ static bool read_client(struct http_conn *c, bool *eof)
         return false;
     if (buf_room(c->in) == 0)
         return false;
+    if (c->tls) {
+        /* One record at most per call, and bytes may wait inside OpenSSL:
+         * only WANT_READ says the socket is drained. */
+        n = tls_read(c->tls, c->in->data + c->in->tail, buf_room(c->in));
+        if (n > 0) {
+            c->in->tail += (uint32_t)n;
+            c->last_active_ms = clock_now_ms();
+            return true;
+        }
+        if (n == TLS_WANT_READ)
+            c->c_readable = false;
+        else if (n == TLS_WANT_WRITE)
+            c->c_writable = false;
+        else
+            *eof = true;
+        return false;
+    }
     n = recv(c->cio.fd, c->in->data + c->in->tail, buf_room(c->in), 0);
     if (n > 0) {
         /* A short read drained the socket: skip the recv that would only
@@ -733,6 +780,7 @@ static void start_exchange(struct http_conn *c)
         .peer_trusted = c->trusted,
         .request_id = x->request_id,
         .upstream_http10 = x->req.minor == 0,
+        .tls = c->tls != NULL,
     };
     x->to_up = buf_get(&c->w->bufs);
     if (!x->to_up) {
@@ -1429,12 +1477,124 @@ static void tunnel_start(struct http_conn *c)
     arm_timer(c);
 }
 
+/* One direction of a tunnel whose client side is TLS, through a buffer
+ * (splice cannot read or write TLS). The buffer is filled only when empty
+ * and sent before more is read, so a slow reader stops the writer. Returns
+ * false when the connection was closed. */
+static bool tls_tunnel_dir(struct http_conn *c, struct pump_dir *d, bool to_client,
+                           bool *progress)
+{
+    struct upstream_conn *u = c->x->up;
+    bool *src_ok = to_client ? &u->readable : &c->c_readable;
+    bool *dst_ok = to_client ? &c->c_writable : &u->writable;
+    ssize_t n;
+
+    if ((!d->buf || buf_len(d->buf) == 0) && !d->eof && *src_ok) {
+        if (!d->buf && !(d->buf = buf_get(&c->w->bufs))) {
+            conn_close(c, END_NO_MEMORY);
+            return false;
+        }
+        d->buf->head = d->buf->tail = 0;
+        if (to_client) {
+            n = recv(u->io.fd, d->buf->data, d->buf->size, 0);
+            if (n == 0)
+                d->eof = true;
+            else if (n < 0 && errno == EAGAIN)
+                *src_ok = false;
+            else if (n < 0) {
+                c->x->end = END_BACKEND_RESET;
+                conn_close(c, END_BACKEND_RESET);
+                return false;
+            }
+        } else {
+            n = tls_read(c->tls, d->buf->data, d->buf->size);
+            if (n == TLS_WANT_READ)
+                *src_ok = false;
+            else if (n == TLS_WANT_WRITE)
+                c->c_writable = false;
+            else if (n == TLS_CLOSED)
+                d->eof = true;
+            else if (n < 0) {
+                c->x->end = END_CLIENT_RESET;
+                conn_close(c, END_CLIENT_RESET);
+                return false;
+            }
+        }
+        if (n > 0) {
+            d->buf->tail = (uint32_t)n;
+            *progress = true;
+        }
+    }
+    if (d->buf && buf_len(d->buf) && *dst_ok) {
+        if (to_client) {
+            n = tls_write(c->tls, d->buf->data + d->buf->head, buf_len(d->buf));
+            if (n == TLS_WANT_WRITE || n == TLS_WANT_READ)
+                *dst_ok = false;
+        } else {
+            n = send(u->io.fd, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
+            if (n < 0 && errno == EAGAIN)
+                *dst_ok = false;
+        }
+        if (n > 0) {
+            buf_consume(d->buf, (uint32_t)n);
+            d->bytes += (uint64_t)n;
+            *progress = true;
+        } else if (*dst_ok) {
+            enum end_reason why = to_client ? END_CLIENT_RESET : END_BACKEND_RESET;
+            c->x->end = why;
+            conn_close(c, why);
+            return false;
+        }
+    }
+    if (d->buf && buf_len(d->buf) == 0)
+        buf_drop(c->w, &d->buf);        /* an idle tunnel holds no buffer */
+    if (d->eof && !d->shut && !d->buf) {
+        if (to_client)
+            tls_shutdown(c->tls);
+        shutdown(to_client ? c->cio.fd : u->io.fd, SHUT_WR);
+        d->shut = true;
+    }
+    return true;
+}
+
+static void step_tunnel_tls(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    uint64_t start = x->tun_up.bytes + x->tun_down.bytes;
+    bool progress = true, moved = false;
+
+    while (progress) {
+        progress = false;
+        if (!tls_tunnel_dir(c, &x->tun_up, false, &progress) ||
+            !tls_tunnel_dir(c, &x->tun_down, true, &progress))
+            return;
+        moved |= progress;
+        if (x->tun_up.bytes + x->tun_down.bytes - start >= PUMP_BUDGET) {
+            loop_task_queue(&c->w->loop, &c->task);   /* let the others run */
+            break;
+        }
+    }
+    if (moved)
+        c->last_active_ms = clock_now_ms();
+    x->resp_bytes = x->tun_down.bytes;
+    x->req_bytes = x->tun_up.bytes;
+    if (x->tun_up.shut && x->tun_down.shut) {
+        x->end = x->tun_up.eof ? END_CLIENT_CLOSE : END_BACKEND_CLOSE;
+        conn_close(c, x->end);
+    }
+}
+
 static void step_tunnel(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
     struct upstream_conn *u = x->up;
     bool moved = false;
     enum pump_result r;
+
+    if (c->tls) {
+        step_tunnel_tls(c);
+        return;
+    }
 
     r = pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable, &moved);
     if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
@@ -1521,6 +1681,8 @@ static bool step_local(struct http_conn *c)
             c->x->end = END_CLIENT_CLOSE;
         if (c->close_after) {
             /* Let the client read the answer: shut our side, then close. */
+            if (c->tls)
+                tls_shutdown(c->tls);
             shutdown(c->cio.fd, SHUT_WR);
             conn_close(c, c->x->end);
             return false;
@@ -1532,8 +1694,43 @@ static bool step_local(struct http_conn *c)
     return false;
 }
 
+/* The TLS handshake comes before anything else on a tls listener's
+ * connection. true once done; false while it waits for the socket, or
+ * when it failed (the connection is closed then). Its time counts against
+ * client_header, like the first request's head. */
+static bool tls_handshake_step(struct http_conn *c)
+{
+    char why[256];
+    int r;
+
+    if ((c->tls_want == TLS_WANT_READ && !c->c_readable) ||
+        (c->tls_want == TLS_WANT_WRITE && !c->c_writable))
+        return false;
+    r = tls_handshake(c->tls);
+    if (r == 1) {
+        c->tls_ready = true;
+        return true;
+    }
+    if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+        c->tls_want = r;
+        if (r == TLS_WANT_READ)
+            c->c_readable = false;
+        else
+            c->c_writable = false;
+        return false;
+    }
+    atomic_fetch_add_explicit(&c->l->tls_handshake_errors, 1, memory_order_relaxed);
+    addr_format(&c->peer, why, sizeof(why));
+    log_info("event=tls_handshake_failed listener=%s client=%s why=\"%s\"", c->l->conf->name,
+             why, tls_error((char[256]){0}, 256));
+    conn_close(c, END_CLIENT_RESET);
+    return false;
+}
+
 static void conn_run(struct http_conn *c)
 {
+    if (c->tls && !c->tls_ready && !tls_handshake_step(c))
+        return;
     for (int round = 0; round < HTTP_RUN_ROUNDS; round++) {
         bool progress = false;
 
@@ -1770,6 +1967,10 @@ static void conn_start(struct worker_listener *wl, int fd, const struct addr *pe
     atomic_fetch_add_explicit(&c->l->connections_total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->l->connections_active, 1, memory_order_relaxed);
     if (loop_add(&w->loop, &c->cio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        conn_close(c, END_NO_MEMORY);
+        return;
+    }
+    if (c->l->tls && !(c->tls = tls_new(c->l->tls, fd))) {
         conn_close(c, END_NO_MEMORY);
         return;
     }

@@ -311,7 +311,7 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     if (xfp)
         put_header(&o, "X-Forwarded-Proto", 17, xfp->value.p, xfp->value.len);
     else
-        put_header(&o, "X-Forwarded-Proto", 17, "http", 4);
+        put_header(&o, "X-Forwarded-Proto", 17, fwd->tls ? "https" : "http", fwd->tls ? 5 : 4);
     put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
     if (route) {
         for (size_t i = 0; i < route->nset_headers; i++)

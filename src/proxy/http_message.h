@@ -18,6 +18,7 @@ struct http_forward {
     bool peer_trusted;           /* in trusted_proxies: its X-Forwarded-* is kept */
     const char *request_id;      /* X-Request-Id to send */
     bool upstream_http10;        /* the client spoke 1.0: so do we, upstream */
+    bool tls;                    /* the client reached us over TLS: X-Forwarded-Proto https */
 };
 
 /* Append the upstream request head for req to b. Hop-by-hop fields are

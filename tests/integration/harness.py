@@ -267,16 +267,32 @@ def tcp_config(port, backends, balance="round_robin", health=None, extra_listene
     return "\n".join(l for l in lines if l != "") + "\n"
 
 
+def recv_all(s):
+    """Everything a socket (plain or TLS) gives until the peer closes."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+async def websocket_echo_roundtrip(websockets, uri, **connect):
+    """20 small messages and one of 500 KB through an echo origin."""
+    async with websockets.connect(uri, **connect) as ws:
+        for i in range(20):
+            await ws.send(f"hello {i}")
+            assert await ws.recv() == f"hello {i}"
+        big = os.urandom(500 * 1024)
+        await ws.send(big)
+        assert await ws.recv() == big
+
+
 def http_get(port, path="/", timeout=5.0):
     """One HTTP/1.1 GET on a fresh connection; returns (status, headers, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     status = int(lines[0].split()[1])

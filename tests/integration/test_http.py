@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import SLUICE, WebSocketEcho, free_port, wait_for
+from harness import SLUICE, WebSocketEcho, free_port, wait_for, websocket_echo_roundtrip
 
 
 def http_config(port, pools, routes="", listener_extra="", default_pool="app", workers=1,
@@ -242,16 +242,9 @@ def test_websocket_echo(procs):
     port = free_port()
     procs.sluice(http_config(port, {"app": [("ws", f"127.0.0.1:{origin.port}")]}))
 
-    async def client():
-        async with websockets.connect(f"ws://127.0.0.1:{port}/chat") as ws:
-            for i in range(20):
-                await ws.send(f"hello {i}")
-                assert await ws.recv() == f"hello {i}"
-            big = os.urandom(500 * 1024)
-            await ws.send(big)
-            assert await ws.recv() == big
     try:
-        asyncio.run(asyncio.wait_for(client(), 20))
+        asyncio.run(asyncio.wait_for(
+            websocket_echo_roundtrip(websockets, f"ws://127.0.0.1:{port}/chat"), 20))
     finally:
         origin.stop()
 

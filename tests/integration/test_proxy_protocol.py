@@ -2,7 +2,7 @@
 import socket
 import struct
 
-from harness import free_port, tcp_config, wait_for
+from harness import free_port, recv_all, tcp_config, wait_for
 
 
 def v2_header(src, sport, dst, dport):
@@ -15,12 +15,7 @@ def echo_roundtrip(port, payload):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         c.sendall(payload)
         c.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = c.recv(4096)
-            if not d:
-                return data
-            data += d
+        return recv_all(c)
 
 
 def test_proxy_v1_in_v2_out(procs):

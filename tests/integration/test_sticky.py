@@ -1,6 +1,7 @@
 """Sticky sessions through the real binary, with curl's cookie jar as the
 client: a session stays on its backend, survives a drain, moves when its
 backend is disabled or dies, and two sluice instances agree on the cookie."""
+import http.client
 import http.server
 import os
 import re
@@ -8,9 +9,7 @@ import subprocess
 import tempfile
 import threading
 
-from harness import free_port, wait_for
-
-import http.client
+from harness import free_port
 
 CURL = "/usr/bin/curl"
 

@@ -307,7 +307,7 @@ static const struct bad_case bad_cases[] = {
       "workers, drain_timeout, shutdown_delay, log, admin, listeners, pools" },
     { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
     { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
-      "    tls: {}\n" POOL, "6:5", "unknown key 'tls' in listener 'web'; expected one of: "
+      "    mtls: {}\n" POOL, "6:5", "unknown key 'mtls' in listener 'web'; expected one of: "
       "name, bind, mode, proxy_protocol, pool, timeouts, max_flows" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "              timeouts: {client_idel: 5s}}]\n" POOL,
@@ -559,6 +559,21 @@ static const struct bad_case bad_cases[] = {
     { "listeners:\n  - {name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "     routes: [{match: {path: /a}, pool: app, rate_limit: {rate: 5}}]}\n" POOL, "3:65",
       "listener 'web' route #1: rate_limit.rate: expected N/s" },
+
+    /* tls (files that exist are checked by tests/integration/test_tls.py) */
+#define TLS_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  tls: "
+    { TLS_HTTP "{}}]\n" POOL, "2:8", "missing required key 'tls.certificates'" },
+    { TLS_HTTP "{certificates: []}}]\n" POOL, "2:23", "tls.certificates: give 1 to 256" },
+    { TLS_HTTP "{certificates: [{cert: /nonexistent.pem, key: /nonexistent.key}]}}]\n" POOL,
+      "2:31", "tls.certificates[].cert: cannot read '/nonexistent.pem'" },
+    { TLS_HTTP "{certificates: [{cert: /tmp, key: /dev/null}]}}]\n" POOL, "2:31",
+      "tls.certificates[].cert: '/tmp' is not a PEM file" },
+    { TLS_HTTP "{certificates: [{cert: /tmp}]}}]\n" POOL, "2:24", "missing required key 'key'" },
+    { TLS_HTTP "{certificates: [{cert: /tmp, key: /tmp}], ciphers: x}}]\n" POOL, "2:50",
+      "unknown key 'ciphers' in tls of listener 'web'" },
+    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  tls: {certificates: [{cert: /tmp, key: /tmp}]}}]\n" POOL, "2:3",
+      "tls only applies to mode http" },
 
     /* admin */
     { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",

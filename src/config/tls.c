@@ -1,0 +1,127 @@
+/* A listener's `tls` block. The certificates and keys are loaded here, once,
+ * so that a missing file, a bad PEM or a key that belongs to another
+ * certificate is a FILE:LINE:COL error of `sluice check` and of a reload,
+ * not a failure at startup. */
+#include "config/config.h"
+#include "config/internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proto/tls.h"
+
+/* A readable regular file (not a FIFO or a device, which could block or
+ * never end), of a sane size for PEM. */
+static int want_pem_file(struct config_diag *d, const char *owner, const char *path,
+                         const struct config_node *n, const char **out)
+{
+    struct stat st;
+    const char *s;
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    if (stat(s, &st) < 0) {
+        config_diag_error(d, n->line, n->col, "%s: %s: cannot read '%s': %s", owner, path, s,
+                          strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
+        config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not a PEM file (a regular file "
+                          "up to 1m)", owner, path, s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static void read_cert(struct config_diag *d, const char *owner, const struct config_node *map,
+                      struct conf_tls_cert *c)
+{
+    const struct config_node *cn, *kn;
+    const char *cert = NULL, *key = NULL;
+    char err[512];
+
+    if (config_want_map(d, owner, "tls.certificates[]", map) < 0)
+        return;
+    config_schema_check_keys(d, map, "listeners[].tls.certificates[]", owner);
+    if (!(cn = config_map_get(map, "cert")))
+        config_missing(d, owner, map, "cert");
+    else
+        want_pem_file(d, owner, "tls.certificates[].cert", cn, &cert);
+    if (!(kn = config_map_get(map, "key")))
+        config_missing(d, owner, map, "key");
+    else
+        want_pem_file(d, owner, "tls.certificates[].key", kn, &key);
+    if (!cert || !key)
+        return;
+    if (tls_check_pair(cert, key, err, sizeof(err)) < 0) {
+        config_diag_error(d, cn->line, cn->col, "%s: tls: %s", owner, err);
+        return;
+    }
+    c->cert = config_strdup(d, cert);
+    c->key = config_strdup(d, key);
+}
+
+struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
+                                 const struct config_node *map)
+{
+    const struct config_node *n;
+    struct conf_tls *t;
+    char where[320];
+    int errors = d->errors;
+
+    if (config_want_map(d, owner, "tls", map) < 0)
+        return NULL;
+    snprintf(where, sizeof(where), "tls of %s", owner);
+    config_schema_check_keys(d, map, "listeners[].tls", where);
+    t = calloc(1, sizeof(*t));
+    if (!t) {
+        config_diag_error(d, map->line, map->col, "out of memory");
+        return NULL;
+    }
+    t->min_version = 12;
+    if (!(n = config_map_get(map, "certificates"))) {
+        config_missing(d, owner, map, "tls.certificates");
+    } else if (config_want_seq(d, owner, "tls.certificates", n) == 0) {
+        if (n->n == 0 || n->n > 256) {
+            config_diag_error(d, n->line, n->col, "%s: tls.certificates: give 1 to 256 "
+                              "certificates", owner);
+        } else if ((t->certs = calloc(n->n, sizeof(*t->certs)))) {
+            t->ncerts = n->n;
+            for (size_t i = 0; i < n->n; i++)
+                read_cert(d, owner, n->items[i], &t->certs[i]);
+        }
+    }
+    if ((n = config_map_get(map, "min_version"))) {
+        const char *s;
+
+        if (config_want_string(d, owner, "tls.min_version", n, &s) == 0) {
+            if (strcmp(s, "1.2") == 0)
+                t->min_version = 12;
+            else if (strcmp(s, "1.3") == 0)
+                t->min_version = 13;
+            else
+                config_diag_error(d, n->line, n->col, "%s: tls.min_version: use \"1.2\" or "
+                                  "\"1.3\"", owner);
+        }
+    }
+    if (d->errors != errors) {
+        config_free_tls(t);
+        return NULL;
+    }
+    return t;
+}
+
+void config_free_tls(struct conf_tls *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->ncerts; i++) {
+        free(t->certs[i].cert);
+        free(t->certs[i].key);
+    }
+    free(t->certs);
+    free(t);
+}

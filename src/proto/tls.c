@@ -1,0 +1,272 @@
+/* TLS glue over OpenSSL 3 (tls.h has the contract). */
+#include "proto/tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+struct tls_cert {
+    SSL_CTX *ctx;
+    X509 *leaf;                  /* for matching SNI; owned by ctx */
+};
+
+struct tls_ctx {
+    struct tls_cert *certs;
+    size_t n;
+};
+
+const char *tls_error(char *buf, size_t len)
+{
+    unsigned long e = ERR_get_error(), more;
+
+    if (!e) {
+        snprintf(buf, len, "%s", errno ? strerror(errno) : "unknown error");
+        return buf;
+    }
+    ERR_error_string_n(e, buf, len);
+    while ((more = ERR_get_error()) != 0) {
+    }
+    return buf;
+}
+
+int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen)
+{
+    BIO *cb = NULL, *kb = NULL;
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    SSL_CTX *ctx = NULL;
+    char why[256];
+    int rc = -1;
+
+    ERR_clear_error();
+    if (!(cb = BIO_new_file(cert, "r")) || !(x = PEM_read_bio_X509(cb, NULL, NULL, NULL)))
+        snprintf(err, errlen, "cannot load certificate '%s': %s", cert,
+                 tls_error(why, sizeof(why)));
+    else if (!(kb = BIO_new_file(key, "r")) ||
+             !(k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL)))
+        snprintf(err, errlen, "cannot load private key '%s': %s", key,
+                 tls_error(why, sizeof(why)));
+    else if (X509_check_private_key(x, k) != 1)
+        snprintf(err, errlen, "private key '%s' does not belong to certificate '%s'", key, cert);
+    else if (!(ctx = SSL_CTX_new(TLS_server_method())) ||
+             SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        snprintf(err, errlen, "cannot load the chain in '%s': %s", cert,
+                 tls_error(why, sizeof(why)));
+    else
+        rc = 0;
+    SSL_CTX_free(ctx);
+    EVP_PKEY_free(k);
+    X509_free(x);
+    BIO_free(kb);
+    BIO_free(cb);
+    ERR_clear_error();
+    return rc;
+}
+
+/* SNI: switch to the context of the first certificate that names the host.
+ * No match (or no SNI) keeps the first, the default. */
+static int on_servername(SSL *s, int *alert, void *arg)
+{
+    struct tls_ctx *t = arg;
+    const char *name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+
+    (void)alert;
+    if (!name || !*name)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 0; i < t->n; i++)
+        if (X509_check_host(t->certs[i].leaf, name, strlen(name), 0, NULL) == 1) {
+            if (i)
+                SSL_set_SSL_CTX(s, t->certs[i].ctx);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ALPN for http listeners: only HTTP/1.1 for now; a client that offers
+ * nothing we speak (h2 alone) gets no ALPN and falls back or fails itself. */
+static int on_alpn(SSL *s, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x08http/1.1";
+
+    (void)s;
+    (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+                              inlen) == OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_OK;
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert *c, bool http,
+                        char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (!ctx) {
+        tls_error(err, errlen);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, conf->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    /* Partial writes and moving buffers: sluice writes what its buffers
+     * hold and compacts them between tries. No renegotiation. Buffers are
+     * given back while a connection is idle, as sluice's own are. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                             SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "certificate '%s': %s", c->cert, tls_error((char[256]){0}, 256));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (http)
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    return ctx;
+}
+
+struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, size_t errlen)
+{
+    struct tls_ctx *t = calloc(1, sizeof(*t));
+
+    if (!t || !(t->certs = calloc(conf->ncerts ? conf->ncerts : 1, sizeof(*t->certs)))) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < conf->ncerts; i++) {
+        SSL_CTX *ctx = ctx_for(conf, &conf->certs[i], http, err, errlen);
+
+        if (!ctx) {
+            tls_ctx_free(t);
+            return NULL;
+        }
+        t->certs[t->n].ctx = ctx;
+        t->certs[t->n].leaf = SSL_CTX_get0_certificate(ctx);
+        t->n++;
+    }
+    /* SNI is looked at on the first (default) context. Session ids are
+     * scoped per context; one id for all lets a resumed session cross. */
+    SSL_CTX_set_tlsext_servername_callback(t->certs[0].ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(t->certs[0].ctx, t);
+    for (size_t i = 0; i < t->n; i++)
+        SSL_CTX_set_session_id_context(t->certs[i].ctx, (const unsigned char *)"sluice", 6);
+    return t;
+}
+
+void tls_ctx_free(struct tls_ctx *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        SSL_CTX_free(t->certs[i].ctx);
+    free(t->certs);
+    free(t);
+}
+
+SSL *tls_new(struct tls_ctx *t, int fd)
+{
+    SSL *s = SSL_new(t->certs[0].ctx);
+
+    if (!s)
+        return NULL;
+    if (SSL_set_fd(s, fd) != 1) {
+        SSL_free(s);
+        return NULL;
+    }
+    SSL_set_accept_state(s);
+    return s;
+}
+
+void tls_shutdown(SSL *s)
+{
+    if (SSL_is_init_finished(s))
+        SSL_shutdown(s);
+    ERR_clear_error();
+}
+
+void tls_free(SSL *s)
+{
+    if (!s)
+        return;
+    /* Quiet: no close_notify read back, and the socket is closed next. */
+    SSL_set_quiet_shutdown(s, 1);
+    SSL_free(s);
+    ERR_clear_error();
+}
+
+/* Map SSL_get_error for a call that returned r <= 0. */
+static int result(SSL *s, int r)
+{
+    switch (SSL_get_error(s, r)) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLS_CLOSED;
+    case SSL_ERROR_SYSCALL:
+        /* EOF without close_notify: a close like any other for HTTP/1.1,
+         * whose messages carry their own framing. */
+        if (ERR_peek_error() == 0 && (errno == 0 || r == 0))
+            return TLS_CLOSED;
+        return TLS_FAILED;
+    case SSL_ERROR_SSL:
+        /* OpenSSL 3 reports an EOF without close_notify this way too. */
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error();
+            return TLS_CLOSED;
+        }
+        return TLS_FAILED;
+    default:
+        return TLS_FAILED;
+    }
+}
+
+int tls_handshake(SSL *s)
+{
+    int r;
+
+    ERR_clear_error();
+    errno = 0;
+    r = SSL_do_handshake(s);
+    if (r == 1)
+        return 1;
+    r = result(s, r);
+    return r == TLS_CLOSED ? TLS_FAILED : r;
+}
+
+ssize_t tls_read(SSL *s, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_read_ex(s, buf, len, &got) == 1)
+        return (ssize_t)got;
+    return result(s, 0);
+}
+
+ssize_t tls_write(SSL *s, const void *buf, size_t len)
+{
+    size_t put = 0;
+
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_write_ex(s, buf, len, &put) == 1)
+        return (ssize_t)put;
+    return result(s, 0);
+}
+
+const char *tls_version(SSL *s)
+{
+    return SSL_get_version(s);
+}

@@ -1,0 +1,61 @@
+/* TLS glue: OpenSSL server contexts for a listener's certificates, and
+ * non-blocking handshake, read and write on one connection's socket, for
+ * edge-triggered epoll.
+ *
+ * A listener with `tls` gets one struct tls_ctx, built by the runtime at
+ * startup and shared read-only by every worker (OpenSSL's SSL_CTX is safe to
+ * share once set up). It holds one SSL_CTX per certificate; the handshake
+ * picks the one whose names (subjectAltName, else CN; wildcards allowed)
+ * match the client's SNI, else the first. */
+#ifndef SLUICE_PROTO_TLS_H
+#define SLUICE_PROTO_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+
+struct tls_ctx;
+typedef struct ssl_st SSL;
+
+/* Results of tls_handshake, tls_read and tls_write besides a byte count. */
+enum {
+    TLS_WANT_READ = -1,     /* wait until the socket is readable, call again */
+    TLS_WANT_WRITE = -2,    /* wait until it is writable, call again */
+    TLS_CLOSED = -3,        /* the peer closed (close_notify, or EOF) */
+    TLS_FAILED = -4,        /* a protocol error or a reset: close the connection */
+};
+
+/* Check that cert (a PEM file: the certificate, then its chain) and key
+ * load and belong together. 0, or -1 with why in err. */
+int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen);
+
+/* The server contexts for a listener's tls block; NULL with why in err. */
+struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, size_t errlen);
+void tls_ctx_free(struct tls_ctx *t);
+
+/* A server-side TLS connection on fd (non-blocking); NULL when out of memory. */
+SSL *tls_new(struct tls_ctx *t, int fd);
+/* Free it, after a best-effort close_notify when the handshake finished. */
+void tls_free(SSL *s);
+
+/* 1 when the handshake is done, else TLS_WANT_READ/WRITE or TLS_FAILED. */
+int tls_handshake(SSL *s);
+/* Bytes read (> 0), or TLS_WANT_READ/WRITE, TLS_CLOSED, TLS_FAILED. A read
+ * may leave decrypted bytes inside OpenSSL: only TLS_WANT_READ says the
+ * socket is drained. */
+ssize_t tls_read(SSL *s, void *buf, size_t len);
+/* Bytes written (> 0), or TLS_WANT_WRITE/READ, TLS_FAILED. After a WANT,
+ * call again with at least the bytes not written (buffers may move). */
+ssize_t tls_write(SSL *s, const void *buf, size_t len);
+/* Send close_notify (no wait for the peer's). */
+void tls_shutdown(SSL *s);
+
+/* Why the last call on this thread failed, for the log (OpenSSL's error
+ * queue, emptied). */
+const char *tls_error(char *buf, size_t len);
+/* The negotiated protocol version, "TLSv1.3". */
+const char *tls_version(SSL *s);
+
+#endif

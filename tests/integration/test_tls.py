@@ -1,0 +1,251 @@
+"""TLS termination on http listeners, with real clients (curl, Python's ssl,
+python3-websockets) and certificates made by the openssl command for each
+test run: SNI, keep-alive, large bodies both ways, X-Forwarded-Proto, WebSocket
+over TLS, a stalled or plain-text handshake, TLS 1.3 only, and the config's
+certificate errors."""
+import asyncio
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from harness import SLUICE, WebSocketEcho, free_port, recv_all, wait_for, websocket_echo_roundtrip
+
+OPENSSL = "/usr/bin/openssl"
+CURL = "/usr/bin/curl"
+
+
+def run(*args):
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, and certificates for a.test and *.b.test signed by it."""
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca = str(d / "ca.key"), str(d / "ca.pem")
+    run(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=sluice test CA")
+    out = {"ca": ca, "dir": d}
+    for name, san in (("a", "DNS:a.test"), ("b", "DNS:*.b.test")):
+        key, csr, crt = str(d / f"{name}.key"), str(d / f"{name}.csr"), str(d / f"{name}.pem")
+        ext = d / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\n")
+        run(OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={name}.test")
+        run(OPENSSL, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", crt, "-days", "2", "-extfile", str(ext))
+        out[name] = (crt, key)
+    return out
+
+
+def config(port, backend, pki, extra_tls="", extra="", certs=("a", "b")):
+    cl = ", ".join(f"{{cert: {pki[c][0]}, key: {pki[c][1]}}}" for c in certs)
+    return "\n".join([
+        "workers: 2", "log: {level: info, access: off}", "listeners:", "  - name: web",
+        f"    bind: 127.0.0.1:{port}", "    mode: http", "    pool: app",
+        f"    tls: {{certificates: [{cl}]{extra_tls}}}", extra,
+        "pools:", "  - name: app", "    backends:", f"      - {{name: b1, address: {backend}}}",
+    ]) + "\n"
+
+
+def client_ctx(pki):
+    return ssl.create_default_context(cafile=pki["ca"])
+
+
+def https(port, pki, host="a.test", path="/", method="GET", body=None, ctx=None):
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx or client_ctx(pki))
+    c._tunnel_host = None
+    # Connect to 127.0.0.1 but verify and send SNI for host.
+    c.sock = (ctx or client_ctx(pki)).wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+    c.request(method, path, body=body, headers={"Host": host})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def test_https_keepalive_forwarded_proto_and_curl(procs, pki):
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+    r = subprocess.run([CURL, "-sS", "--cacert", pki["ca"], "--resolve", f"a.test:{port}:127.0.0.1",
+                        f"https://a.test:{port}/", f"https://a.test:{port}/echo",
+                        "-w", "\nSTATS %{http_code} %{num_connects} %{ssl_verify_result}\n"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    parts = re.split(r"\n?\nSTATS (.*)\n", r.stdout)
+    assert parts[0] == "b1" and parts[1] == "200 1 0", r.stdout
+    echo = json.loads(parts[2])
+    h = {k.lower(): v for k, v in echo["headers"]}
+    assert h["x-forwarded-proto"] == "https"
+    assert parts[3] == "200 0 0", r.stdout    # the second request reused the connection
+    # 30 requests on one TLS connection.
+    ctx = client_ctx(pki)
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                           server_hostname="a.test")
+    assert sock.version() in ("TLSv1.2", "TLSv1.3")
+    assert sock.selected_alpn_protocol() is None
+    f = sock.makefile("rb")
+    for _ in range(30):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        status = f.readline()
+        assert status.startswith(b"HTTP/1.1 200"), status
+        length = 0
+        while True:
+            line = f.readline()
+            if line == b"\r\n":
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        assert f.read(length) == b"b1\n"
+    sock.close()
+
+
+def test_alpn_offers_http11(procs, pki):
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+    ctx = client_ctx(pki)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                         server_hostname="a.test") as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
+
+
+def test_sni_picks_the_certificate(procs, pki):
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+
+    def names(host):
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        ctx.check_hostname = False
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                             server_hostname=host) as s:
+            return [v for k, v in s.getpeercert()["subjectAltName"]]
+
+    assert names("a.test") == ["a.test"]
+    assert names("x.b.test") == ["*.b.test"]
+    assert names("other.test") == ["a.test"]          # no match: the first, the default
+    # And verification by name works end to end for both.
+    assert https(port, pki, host="a.test") == (200, b"b1\n")
+    assert https(port, pki, host="api.b.test") == (200, b"b1\n")
+
+
+def test_large_bodies_both_ways(procs, pki):
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+    body = os.urandom(8 * 1024 * 1024)
+    status, data = https(port, pki, path="/echo", method="POST", body=body)
+    assert status == 200
+    echo = json.loads(data)
+    assert echo["body_length"] == len(body)
+    assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+    status, data = https(port, pki, path="/bytes/9000000")
+    direct = http.client.HTTPConnection("127.0.0.1", o.port, timeout=10)
+    direct.request("GET", "/bytes/9000000")
+    assert (status, data) == (200, direct.getresponse().read())
+    direct.close()
+
+
+def test_websocket_over_tls(procs, pki):
+    websockets = pytest.importorskip("websockets")
+    import websockets.server  # noqa: F401
+    origin = WebSocketEcho(websockets)
+    port = free_port()
+    procs.sluice(config(port, f"127.0.0.1:{origin.port}", pki))
+
+    try:
+        asyncio.run(asyncio.wait_for(websocket_echo_roundtrip(
+            websockets, f"wss://a.test:{port}/chat", ssl=client_ctx(pki), host="127.0.0.1",
+            port=port, server_hostname="a.test"), 20))
+    finally:
+        origin.stop()
+
+
+def test_bad_handshakes_are_closed_and_counted(procs, pki):
+    o = procs.origin("b1")
+    port, aport = free_port(), free_port()
+    s = procs.sluice(config(port, o.address, pki, extra_tls=", min_version: \"1.3\"",
+                            extra=f"    timeouts: {{client_header: 1s}}\nadmin: {{listen: 127.0.0.1:{aport}}}"))
+    # Plain HTTP to the TLS port: no HTTP answer, the connection is closed.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        try:
+            data = c.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        assert not data.startswith(b"HTTP/")
+    # A TLS 1.2-only client against min_version 1.3.
+    ctx = client_ctx(pki)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                        server_hostname="a.test")
+    # A client that connects and never finishes its handshake is closed
+    # after client_header.
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"\x16\x03\x01\x00")      # the start of a ClientHello, then nothing
+        assert c.recv(4096) == b""
+    assert 0.8 < time.monotonic() - t0 < 4
+    wait_for(lambda: len(s.log_lines("tls_handshake_failed")) >= 2, what="handshake failures logged")
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    m = re.search(r'^sluice_tls_handshake_errors_total\{listener="web"\} (\d+)$', text, re.M)
+    assert m and int(m.group(1)) >= 2, text
+    # TLS 1.3 clients are still served.
+    assert https(port, pki) == (200, b"b1\n")
+
+
+def test_certificate_errors_in_check(pki, tmp_path):
+    port = free_port()
+    cases = [
+        (config(port, "127.0.0.1:9", pki).replace(pki["a"][0], str(tmp_path / "missing.pem")),
+         "cannot read"),
+        (config(port, "127.0.0.1:9", pki).replace(pki["a"][1], pki["b"][1]), "does not belong"),
+        (config(port, "127.0.0.1:9", pki).replace(pki["a"][0], pki["a"][1]),
+         "cannot load certificate"),
+        (config(port, "127.0.0.1:9", pki, extra_tls=", min_version: \"1.1\""), "min_version"),
+    ]
+    for text, words in cases:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert re.search(rf"{re.escape(str(path))}:\d+:\d+: error: .*{words}", r.stdout + r.stderr), \
+            r.stdout + r.stderr
+
+
+def test_sessions_resume(procs, pki):
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+    ctx = client_ctx(pki)
+
+    def request(session=None):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                            server_hostname="a.test", session=session)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = recv_all(s)
+        reused, sess = s.session_reused, s.session
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"b1\n")
+        return reused, sess
+
+    reused, sess = request()
+    assert not reused
+    reused, _ = request(sess)
+    assert reused
