@@ -1477,113 +1477,6 @@ static void tunnel_start(struct http_conn *c)
     arm_timer(c);
 }
 
-/* One direction of a tunnel whose client side is TLS, through a buffer
- * (splice cannot read or write TLS). The buffer is filled only when empty
- * and sent before more is read, so a slow reader stops the writer. Returns
- * false when the connection was closed. */
-static bool tls_tunnel_dir(struct http_conn *c, struct pump_dir *d, bool to_client,
-                           bool *progress)
-{
-    struct upstream_conn *u = c->x->up;
-    bool *src_ok = to_client ? &u->readable : &c->c_readable;
-    bool *dst_ok = to_client ? &c->c_writable : &u->writable;
-    ssize_t n;
-
-    if ((!d->buf || buf_len(d->buf) == 0) && !d->eof && *src_ok) {
-        if (!d->buf && !(d->buf = buf_get(&c->w->bufs))) {
-            conn_close(c, END_NO_MEMORY);
-            return false;
-        }
-        d->buf->head = d->buf->tail = 0;
-        if (to_client) {
-            n = recv(u->io.fd, d->buf->data, d->buf->size, 0);
-            if (n == 0)
-                d->eof = true;
-            else if (n < 0 && errno == EAGAIN)
-                *src_ok = false;
-            else if (n < 0) {
-                c->x->end = END_BACKEND_RESET;
-                conn_close(c, END_BACKEND_RESET);
-                return false;
-            }
-        } else {
-            n = tls_read(c->tls, d->buf->data, d->buf->size);
-            if (n == TLS_WANT_READ)
-                *src_ok = false;
-            else if (n == TLS_WANT_WRITE)
-                c->c_writable = false;
-            else if (n == TLS_CLOSED)
-                d->eof = true;
-            else if (n < 0) {
-                c->x->end = END_CLIENT_RESET;
-                conn_close(c, END_CLIENT_RESET);
-                return false;
-            }
-        }
-        if (n > 0) {
-            d->buf->tail = (uint32_t)n;
-            *progress = true;
-        }
-    }
-    if (d->buf && buf_len(d->buf) && *dst_ok) {
-        if (to_client) {
-            n = tls_write(c->tls, d->buf->data + d->buf->head, buf_len(d->buf));
-            if (n == TLS_WANT_WRITE || n == TLS_WANT_READ)
-                *dst_ok = false;
-        } else {
-            n = send(u->io.fd, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
-            if (n < 0 && errno == EAGAIN)
-                *dst_ok = false;
-        }
-        if (n > 0) {
-            buf_consume(d->buf, (uint32_t)n);
-            d->bytes += (uint64_t)n;
-            *progress = true;
-        } else if (*dst_ok) {
-            enum end_reason why = to_client ? END_CLIENT_RESET : END_BACKEND_RESET;
-            c->x->end = why;
-            conn_close(c, why);
-            return false;
-        }
-    }
-    if (d->buf && buf_len(d->buf) == 0)
-        buf_drop(c->w, &d->buf);        /* an idle tunnel holds no buffer */
-    if (d->eof && !d->shut && !d->buf) {
-        if (to_client)
-            tls_shutdown(c->tls);
-        shutdown(to_client ? c->cio.fd : u->io.fd, SHUT_WR);
-        d->shut = true;
-    }
-    return true;
-}
-
-static void step_tunnel_tls(struct http_conn *c)
-{
-    struct http_exchange *x = c->x;
-    uint64_t start = x->tun_up.bytes + x->tun_down.bytes;
-    bool progress = true, moved = false;
-
-    while (progress) {
-        progress = false;
-        if (!tls_tunnel_dir(c, &x->tun_up, false, &progress) ||
-            !tls_tunnel_dir(c, &x->tun_down, true, &progress))
-            return;
-        moved |= progress;
-        if (x->tun_up.bytes + x->tun_down.bytes - start >= PUMP_BUDGET) {
-            loop_task_queue(&c->w->loop, &c->task);   /* let the others run */
-            break;
-        }
-    }
-    if (moved)
-        c->last_active_ms = clock_now_ms();
-    x->resp_bytes = x->tun_down.bytes;
-    x->req_bytes = x->tun_up.bytes;
-    if (x->tun_up.shut && x->tun_down.shut) {
-        x->end = x->tun_up.eof ? END_CLIENT_CLOSE : END_BACKEND_CLOSE;
-        conn_close(c, x->end);
-    }
-}
-
 static void step_tunnel(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1591,19 +1484,22 @@ static void step_tunnel(struct http_conn *c)
     bool moved = false;
     enum pump_result r;
 
-    if (c->tls) {
-        step_tunnel_tls(c);
-        return;
-    }
-
-    r = pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable, &moved);
+    /* splice where both sides are plain; through a buffer when the client
+     * speaks TLS. */
+    r = c->tls ? pump_dir_tls(c->w, &x->tun_up, c->tls, u->io.fd, true, &c->c_readable,
+                              &u->writable, &moved)
+               : pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable,
+                          &moved);
     if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
         x->end = r == PUMP_SRC_ERROR ? END_CLIENT_RESET : END_BACKEND_RESET;
         conn_close(c, x->end);
         return;
     }
     bool more = r == PUMP_MORE;
-    r = pump_dir(c->w, &x->tun_down, u->io.fd, c->cio.fd, &u->readable, &c->c_writable, &moved);
+    r = c->tls ? pump_dir_tls(c->w, &x->tun_down, c->tls, u->io.fd, false, &u->readable,
+                              &c->c_writable, &moved)
+               : pump_dir(c->w, &x->tun_down, u->io.fd, c->cio.fd, &u->readable, &c->c_writable,
+                          &moved);
     if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
         x->end = r == PUMP_SRC_ERROR ? END_BACKEND_RESET : END_CLIENT_RESET;
         conn_close(c, x->end);
