@@ -205,9 +205,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
     if ((p = config_map_pair(map, "tls"))) {
-        if (mode_ok && l->mode != LISTENER_HTTP)
+        if (mode_ok && l->mode == LISTENER_UDP)
             config_diag_error(d, p->key->line, p->key->col, "%s: tls only applies to mode http "
-                              "(TLS-terminating tcp listeners are not built yet)", owner);
+                              "or tcp", owner);
         else
             l->tls = config_read_tls(d, owner, p->value);
     }

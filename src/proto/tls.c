@@ -1,6 +1,9 @@
 /* TLS glue over OpenSSL 3 (tls.h has the contract). */
 #include "proto/tls.h"
 
+#include "core/log.h"
+#include "net/addr.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,6 +245,30 @@ int tls_handshake(SSL *s)
         return 1;
     r = result(s, r);
     return r == TLS_CLOSED ? TLS_FAILED : r;
+}
+
+int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable, const char *listener,
+                       const struct addr *client)
+{
+    char peer[ADDR_TEXT_MAX], why[256];
+    int r;
+
+    if ((*want == TLS_WANT_READ && !*readable) || (*want == TLS_WANT_WRITE && !*writable))
+        return 0;
+    r = tls_handshake(s);
+    if (r == 1)
+        return 1;
+    if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+        *want = r;
+        if (r == TLS_WANT_READ)
+            *readable = false;
+        else
+            *writable = false;
+        return 0;
+    }
+    log_info("event=tls_handshake_failed listener=%s client=%s why=\"%s\"", listener,
+             addr_format(client, peer, sizeof(peer)), tls_error(why, sizeof(why)));
+    return -1;
 }
 
 ssize_t tls_read(SSL *s, void *buf, size_t len)

@@ -42,6 +42,14 @@ void tls_free(SSL *s);
 
 /* 1 when the handshake is done, else TLS_WANT_READ/WRITE or TLS_FAILED. */
 int tls_handshake(SSL *s);
+/* The handshake for a connection whose socket readiness the caller keeps
+ * in *readable and *writable (edge-triggered epoll): a step runs only when
+ * the flag it waits for (*want) is set. 1: done. 0: waiting (that flag was
+ * cleared). -1: failed, logged as event=tls_handshake_failed with the
+ * listener's name, the client and OpenSSL's reason; close the connection. */
+struct addr;
+int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable, const char *listener,
+                       const struct addr *client);
 /* Bytes read (> 0), or TLS_WANT_READ/WRITE, TLS_CLOSED, TLS_FAILED. A read
  * may leave decrypted bytes inside OpenSSL: only TLS_WANT_READ says the
  * socket is drained. */

@@ -1594,38 +1594,23 @@ static bool step_local(struct http_conn *c)
  * connection. true once done; false while it waits for the socket, or
  * when it failed (the connection is closed then). Its time counts against
  * client_header, like the first request's head. */
-static bool tls_handshake_step(struct http_conn *c)
+static bool tls_handshake_done(struct http_conn *c)
 {
-    char why[256];
-    int r;
+    int r = tls_handshake_step(c->tls, &c->tls_want, &c->c_readable, &c->c_writable,
+                               c->l->conf->name, &c->peer);
 
-    if ((c->tls_want == TLS_WANT_READ && !c->c_readable) ||
-        (c->tls_want == TLS_WANT_WRITE && !c->c_writable))
-        return false;
-    r = tls_handshake(c->tls);
-    if (r == 1) {
+    if (r == 1)
         c->tls_ready = true;
-        return true;
+    if (r < 0) {
+        atomic_fetch_add_explicit(&c->l->tls_handshake_errors, 1, memory_order_relaxed);
+        conn_close(c, END_CLIENT_RESET);
     }
-    if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
-        c->tls_want = r;
-        if (r == TLS_WANT_READ)
-            c->c_readable = false;
-        else
-            c->c_writable = false;
-        return false;
-    }
-    atomic_fetch_add_explicit(&c->l->tls_handshake_errors, 1, memory_order_relaxed);
-    addr_format(&c->peer, why, sizeof(why));
-    log_info("event=tls_handshake_failed listener=%s client=%s why=\"%s\"", c->l->conf->name,
-             why, tls_error((char[256]){0}, 256));
-    conn_close(c, END_CLIENT_RESET);
-    return false;
+    return r == 1;
 }
 
 static void conn_run(struct http_conn *c)
 {
-    if (c->tls && !c->tls_ready && !tls_handshake_step(c))
+    if (c->tls && !c->tls_ready && !tls_handshake_done(c))
         return;
     for (int round = 0; round < HTTP_RUN_ROUNDS; round++) {
         bool progress = false;

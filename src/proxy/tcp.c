@@ -35,6 +35,7 @@
 #include "proxy/end.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
+#include "proto/tls.h"
 #include "route/route.h"
 
 #define TCP_MAX_TRIES 4
@@ -42,6 +43,7 @@
 
 enum tcp_state {
     TCP_PROXY_IN,        /* waiting for the client's PROXY header */
+    TCP_TLS_HANDSHAKE,   /* a tls listener: the client's handshake */
     TCP_CONNECTING,      /* connect() to a backend in progress */
     TCP_FORWARDING,
     TCP_CLOSED,          /* ended; freed by the task at the end of the iteration */
@@ -71,6 +73,8 @@ struct tcp_session {
     uint64_t connect_us;        /* time the successful connect took */
     uint8_t tries;
     struct backend *tried[TCP_MAX_TRIES];
+    SSL *tls;                   /* a tls listener's client side; NULL = plain */
+    int tls_want;               /* handshake: TLS_WANT_READ/WRITE it waits for */
     struct tcp_session *prev, *next;
 };
 
@@ -188,6 +192,8 @@ static void session_end(struct tcp_session *s, enum end_reason why)
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
         backend_report(s->backend, false);
     }
+    tls_free(s->tls);
+    s->tls = NULL;
     io_close(s, &s->cio, reset_client);
     io_close(s, &s->bio, reset_backend);
     pump_dir_release(s->w, &s->up);
@@ -238,6 +244,7 @@ static void timer_fired(struct timer *t)
 
     switch (s->state) {
     case TCP_PROXY_IN:
+    case TCP_TLS_HANDSHAKE:
         session_end(s, END_IDLE_TIMEOUT);
         break;
     case TCP_CONNECTING:
@@ -276,7 +283,10 @@ static void pump(struct tcp_session *s)
 
     bool moved = false;
 
-    r = pump_dir(s->w, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable, &moved);
+    r = s->tls ? pump_dir_tls(s->w, &s->up, s->tls, s->bio.fd, true, &s->c_readable,
+                              &s->b_writable, &moved)
+               : pump_dir(s->w, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable,
+                          &moved);
     if (r == PUMP_SRC_ERROR) {
         session_end(s, END_CLIENT_RESET);
         return;
@@ -289,7 +299,10 @@ static void pump(struct tcp_session *s)
     if (s->up.eof && s->first_close == END_NONE)
         s->first_close = END_CLIENT_CLOSE;
 
-    r = pump_dir(s->w, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable, &moved);
+    r = s->tls ? pump_dir_tls(s->w, &s->down, s->tls, s->bio.fd, false, &s->b_readable,
+                              &s->c_writable, &moved)
+               : pump_dir(s->w, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable,
+                          &moved);
     if (r == PUMP_SRC_ERROR) {
         session_end(s, END_BACKEND_RESET);
         return;
@@ -462,6 +475,40 @@ static void connect_next(struct tcp_session *s)
     session_end(s, END_CONNECT_FAILED);
 }
 
+/* A tls listener's handshake; once done, the session connects. Its time is
+ * bounded like the PROXY header's. */
+static void tls_step(struct tcp_session *s)
+{
+    int r = tls_handshake_step(s->tls, &s->tls_want, &s->c_readable, &s->c_writable,
+                               s->l->conf->name, &s->client);
+
+    if (r < 0) {
+        atomic_fetch_add_explicit(&s->l->tls_handshake_errors, 1, memory_order_relaxed);
+        session_end(s, END_CLIENT_RESET);
+    } else if (r == 1) {
+        timer_cancel(&s->w->loop.timers, &s->timer);
+        connect_next(s);
+    }
+}
+
+/* The client is admitted (PROXY header read, rate limit passed): a TLS
+ * handshake first when the listener has tls, else straight to a backend.
+ * A handshake costs more than the limit's check, so it comes after. */
+static void client_ready(struct tcp_session *s)
+{
+    uint64_t t = s->l->conf->client_idle_ms;
+
+    if (!s->tls) {
+        connect_next(s);
+        return;
+    }
+    s->state = TCP_TLS_HANDSHAKE;
+    timer_arm(&s->w->loop.timers, &s->timer,
+              clock_now_ms() + (t < PROXY_IN_TIMEOUT_MS ? t : PROXY_IN_TIMEOUT_MS));
+    s->c_readable = s->c_writable = true;
+    tls_step(s);
+}
+
 /* Read the PROXY header; bytes after it stay in up.buf for the backend. */
 static void read_proxy_header(struct tcp_session *s)
 {
@@ -476,7 +523,12 @@ static void read_proxy_header(struct tcp_session *s)
     }
     b = s->up.buf;
     for (;;) {
-        n = recv(s->cio.fd, b->data + b->tail, buf_room(b), 0);
+        /* With TLS the bytes after the header are the handshake's, which
+         * OpenSSL reads from the socket itself: look without taking, and
+         * take exactly the header once it is whole. */
+        if (s->tls)
+            b->head = b->tail = 0;
+        n = recv(s->cio.fd, b->data + b->tail, buf_room(b), s->tls ? MSG_PEEK : 0);
         if (n == 0) {
             session_end(s, END_CLIENT_CLOSE);
             return;
@@ -502,6 +554,19 @@ static void read_proxy_header(struct tcp_session *s)
             session_end(s, END_PROXY_BAD);
             return;
         }
+        if (s->tls) {
+            s->c_readable = false;      /* all there is was peeked: wait for more */
+            return;
+        }
+    }
+    if (s->tls) {
+        /* Take the header; what was peeked after it stays in the socket. */
+        if (recv(s->cio.fd, b->data, (size_t)r, 0) != r) {
+            session_end(s, END_CLIENT_RESET);
+            return;
+        }
+        b->head = 0;
+        b->tail = (uint32_t)r;
     }
     buf_consume(b, (uint32_t)r);
     if (buf_len(b) == 0) {
@@ -514,7 +579,7 @@ static void read_proxy_header(struct tcp_session *s)
     }
     timer_cancel(&s->w->loop.timers, &s->timer);
     if (rate_limit_admit(s))
-        connect_next(s);
+        client_ready(s);
 }
 
 static void client_cb(struct io *io, uint32_t events)
@@ -534,6 +599,8 @@ static void client_cb(struct io *io, uint32_t events)
     }
     if (s->state == TCP_PROXY_IN && s->c_readable)
         read_proxy_header(s);
+    else if (s->state == TCP_TLS_HANDSHAKE)
+        tls_step(s);
     else if (s->state == TCP_FORWARDING)
         pump(s);
     /* CONNECTING: the flags wait for the backend. */
@@ -587,6 +654,10 @@ static void session_start(struct worker_listener *wl, int fd, const struct addr 
         session_end(s, END_NO_MEMORY);
         return;
     }
+    if (s->l->tls && !(s->tls = tls_new(s->l->tls, fd))) {
+        session_end(s, END_NO_MEMORY);
+        return;
+    }
     if (s->l->conf->proxy_protocol_accept) {
         uint64_t t = s->l->conf->client_idle_ms;
         s->state = TCP_PROXY_IN;
@@ -595,7 +666,7 @@ static void session_start(struct worker_listener *wl, int fd, const struct addr 
         return;   /* the header is read when the client socket turns readable */
     }
     if (rate_limit_admit(s))
-        connect_next(s);
+        client_ready(s);
 }
 
 int tcp_accept(struct worker_listener *wl)

@@ -249,3 +249,52 @@ def test_sessions_resume(procs, pki):
     assert not reused
     reused, _ = request(sess)
     assert reused
+
+
+def tcp_tls_config(port, backend, pki, extra_listener=""):
+    return "\n".join([
+        "workers: 2", "log: {level: info, access: stdout}", "listeners:",
+        f"  - {{name: l4, bind: 127.0.0.1:{port}, mode: tcp, pool: app,",
+        f"     tls: {{certificates: [{{cert: {pki['a'][0]}, key: {pki['a'][1]}}}]}}{extra_listener}}}",
+        "pools:", "  - name: app", "    backends:", f"      - {{name: e1, address: {backend}}}",
+    ]) + "\n"
+
+
+def test_tcp_listener_terminates_tls(procs, pki):
+    """A tcp listener with tls: the backend gets the plaintext stream, both
+    ways, with half-close passed on, 4 MB each way."""
+    echo = procs.origin("e1", mode="tcp-echo")
+    port = free_port()
+    s = procs.sluice(tcp_tls_config(port, echo.address, pki))
+    payload = os.urandom(4 * 1024 * 1024)
+    with client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                     server_hostname="a.test") as c:
+        c.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = c.recv(1 << 20)
+            assert chunk, "closed early"
+            got += chunk
+        assert got == payload
+    # Plain text to the TLS port is refused and counted in the log.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"hello\r\n")
+        try:
+            assert c.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    wait_for(lambda: s.log_lines("tls_handshake_failed"), what="the failed handshake logged")
+
+
+def test_tcp_tls_after_a_proxy_header(procs, pki):
+    """proxy_protocol: accept on a tls tcp listener: the PROXY header comes
+    in clear before the handshake, and its client address is logged."""
+    echo = procs.origin("e1", mode="tcp-echo")
+    port = free_port()
+    s = procs.sluice(tcp_tls_config(port, echo.address, pki, ", proxy_protocol: accept"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n")
+    with client_ctx(pki).wrap_socket(raw, server_hostname="a.test") as c:
+        c.sendall(b"ping over tls\n")
+        assert c.recv(100) == b"ping over tls\n"
+    wait_for(lambda: "192.0.2.7" in s.stdout(), what="the PROXY client in the access log")

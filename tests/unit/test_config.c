@@ -571,9 +571,9 @@ static const struct bad_case bad_cases[] = {
     { TLS_HTTP "{certificates: [{cert: /tmp}]}}]\n" POOL, "2:24", "missing required key 'key'" },
     { TLS_HTTP "{certificates: [{cert: /tmp, key: /tmp}], ciphers: x}}]\n" POOL, "2:50",
       "unknown key 'ciphers' in tls of listener 'web'" },
-    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+    { "listeners: [{name: u, bind: 127.0.0.1:8080, mode: udp, pool: app,\n"
       "  tls: {certificates: [{cert: /tmp, key: /tmp}]}}]\n" POOL, "2:3",
-      "tls only applies to mode http" },
+      "tls only applies to mode http or tcp" },
 
     /* admin */
     { LST POOL "admin: {listen: 0.0.0.0:9901}\n", "3:17",
