@@ -8,7 +8,7 @@ PKGS    := libfyaml libxxhash libpcre2-8 openssl
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CPPFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS))
-LDLIBS_ALL   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LDLIBS_ALL   := $(shell pkg-config --libs $(PKGS)) -lcrypt -lpthread -lm
 PREFIX  ?= /usr/local
 PYTHON  := /usr/bin/python3
 

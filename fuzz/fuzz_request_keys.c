@@ -1,7 +1,9 @@
 /* libFuzzer target: what the edge filters and the hashing balancers read
  * from a request: cookie and query pairs (route_cookie, route_query_param),
  * the sticky cookie (sticky_lookup), every kind of request key
- * (balance_request_key) and the rate limiter fed with them.
+ * (balance_request_key) and the rate limiter fed with them, and the Basic
+ * credentials of the Authorization header (auth_begin; no cache, so every
+ * input is decoded).
  *
  * Input: byte 0 picks a name length n (0..15), bytes 1..n are the name
  * looked up, bytes n+1..n+8 a time for the limiter, the rest a request head.
@@ -41,6 +43,8 @@ static struct conf_backend cbs[3] = {{.name = "b1", .weight = 1}, {.name = "b2",
 static struct conf_pool cpool = {.name = "app", .backends = cbs, .nbackends = 3,
                                  .sticky = {.cookie = "S", .path = "/", .http_only = true}};
 static struct conf_rate_limit crl = {.interval_ns = 1000000, .burst = 3, .max_keys = 16};
+static struct conf_user cusers[1] = {{.name = "ann", .hash = "$6$abcdefgh$x"}};
+static struct conf_auth cauth = {.users = cusers, .nusers = 1};
 static struct pool pool;
 static struct rate_limiter *limiter;
 static uint64_t latest;                 /* the latest time given to the limiter */
@@ -94,6 +98,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (req.query.p && route_query_param(req.query, name, &v))
                 inside(v, head, (size_t)r);
         }
+        {
+            struct auth_request ar;
+            enum auth_result res = auth_begin(NULL, &cauth, &req, now, &ar);
+
+            FUZZ_CHECK(res == AUTH_DENIED || res == AUTH_VERIFY);
+            FUZZ_CHECK(res != AUTH_VERIFY || (strlen(ar.user) < sizeof(ar.user) &&
+                                              !strchr(ar.user, ':') && ar.hash));
+        }
         struct backend *b = sticky_lookup(&pool, &req);
         FUZZ_CHECK(!b || (b >= pool.backends && b < pool.backends + pool.nbackends));
         for (int k = HASH_KEY_SOURCE_IP; k <= HASH_KEY_GLOBAL; k++) {
@@ -109,6 +121,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     free(head);
+
+    /* base64 on the raw bytes: never more than 3/4 of the input out. */
+    {
+        char out[64];
+        int m = auth_base64_decode((const char *)data, size < 80 ? size : 80, out, sizeof(out));
+        FUZZ_CHECK(m == -1 || (m >= 1 && (size_t)m <= (size < 80 ? size : 80) / 4 * 3));
+    }
 
     /* A cookie sluice wrote, sent back, names its backend. */
     {

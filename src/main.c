@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/offload.h"
 #include "core/reload.h"
 #include "core/runtime.h"
 #include "core/version.h"
@@ -384,6 +385,11 @@ static int run(const char *path)
     while (m.health.initial_pending && !m.loop.stop)
         loop_run_once(&m.loop, 100);
     reload_apply_state(&m.rt, &m.health);
+    /* Password hashes are verified off the event loops (core/offload.c). */
+    if (config_uses_auth(cfg) && (err = offload_start(OFFLOAD_THREADS)) < 0) {
+        fprintf(stderr, "sluice: cannot start helper threads: %s\n", strerror(-err));
+        abort();
+    }
     for (uint32_t i = 0; i < m.nworkers; i++) {
         if ((err = worker_start(&m.workers[i])) < 0) {
             fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));
@@ -401,6 +407,7 @@ static int run(const char *path)
     admin_stop(&m.admin);
     for (uint32_t i = 0; i < m.nworkers; i++)
         worker_join(&m.workers[i]);
+    offload_stop(m.workers, m.nworkers);
     health_stop(&m.health);
     for (uint32_t i = 0; i < m.nworkers; i++)
         worker_destroy(&m.workers[i]);

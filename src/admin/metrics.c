@@ -401,6 +401,9 @@ static void metrics_listeners(struct admin_buf *o, const struct runtime *rt,
         {"sluice_tls_handshake_errors_total", "counter",
          "Client connections closed because their TLS handshake failed (tls listeners).",
          offsetof(struct listener, tls_handshake_errors)},
+        {"sluice_auth_failures_total", "counter",
+         "Requests whose user or password was wrong (auth); missing credentials are not counted.",
+         offsetof(struct listener, auth_failures)},
     };
 
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {

@@ -278,6 +278,7 @@ void config_free(struct config *cfg)
         config_free_routes(l);
         config_free_rate_limit(l->rate_limit);
         config_free_tls(l->tls);
+        config_free_auth(l->auth);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->npools; i++) {

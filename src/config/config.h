@@ -124,6 +124,20 @@ struct conf_rate_limit {
     char *rate_text;             /* as written ("100/s"), for messages */
 };
 
+/* auth: who may send requests to pools (HTTP Basic against a users file). */
+struct conf_user {
+    char *name;
+    char *hash;                  /* crypt(3): bcrypt $2b$/$2y$, $5$, $6$, yescrypt $y$ */
+};
+
+struct conf_auth {
+    char *realm;
+    char *challenge;             /* the WWW-Authenticate value */
+    char *users_file;
+    struct conf_user *users;
+    size_t nusers;
+};
+
 struct conf_route {
     struct conf_pos pos;         /* the rule's mapping, for messages */
     uint32_t index;              /* position in the listener's list, 0-based */
@@ -162,6 +176,8 @@ struct conf_route {
     char *strip_prefix;          /* remove this prefix from the path */
     char *rewrite_prefix;        /* with path_prefix: replace the matched prefix */
     struct conf_rate_limit *rate_limit;     /* NULL = none */
+    struct conf_auth *auth;      /* NULL = the listener's */
+    bool auth_off;               /* `auth: off`: none, whatever the listener says */
 };
 
 enum access_format {
@@ -300,6 +316,7 @@ struct conf_listener {
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */
     struct conf_rate_limit *rate_limit;  /* http: per request; tcp: per connection; NULL = none */
     struct conf_tls *tls;          /* NULL = plain */
+    struct conf_auth *auth;        /* http: for requests to pools; NULL = none */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */
@@ -330,6 +347,9 @@ struct config {
     size_t npools;
     size_t nrate_limits;           /* rate_limit blocks, listeners' and routes' */
 };
+
+/* Whether any listener or route has an `auth` block. */
+bool config_uses_auth(const struct config *cfg);
 
 /* Load and validate PATH. Returns 0 and sets *out, or -1 after writing every
  * error to diag (nothing is returned then). Warnings are written either way. */

@@ -113,6 +113,11 @@ int config_want_string(struct config_diag *d, const char *owner, const char *pat
                        const struct config_node *n, const char **out);
 int config_want_duration(struct config_diag *d, const char *owner, const char *path,
                          const struct config_node *n, uint64_t *ms);
+/* A nested block NAME of OWNER (rate_limit, auth, tls, sticky): a mapping
+ * whose keys are checked against "PREFIX.NAME", unknown ones reported "in
+ * NAME of OWNER". 0, or -1 reported at map. */
+int config_want_block(struct config_diag *d, const char *owner, const char *prefix,
+                      const char *name, const struct config_node *map);
 /* A plain (unquoted) true or false. */
 int config_want_bool(struct config_diag *d, const char *owner, const char *path,
                      const struct config_node *n, bool *out);
@@ -198,6 +203,13 @@ void config_free_rate_limit(struct conf_rate_limit *rl);
 struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
                                  const struct config_node *map);
 void config_free_tls(struct conf_tls *t);
+
+/* auth (auth.c): a listener's or a route's block (prefix "listeners[]" or
+ * "listeners[].routes[]"); the users file is read and every hash checked.
+ * NULL after errors. */
+struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, const char *prefix,
+                                   const struct config_node *map);
+void config_free_auth(struct conf_auth *a);
 
 /* sticky (pool_sticky.c). */
 void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const char *owner,

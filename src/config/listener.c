@@ -204,6 +204,12 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
+    if ((p = config_map_pair(map, "auth"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, "auth", LISTENER_HTTP);
+        else
+            l->auth = config_read_auth(d, owner, "listeners[]", p->value);
+    }
     if ((p = config_map_pair(map, "tls"))) {
         if (mode_ok && l->mode == LISTENER_UDP)
             config_diag_error(d, p->key->line, p->key->col, "%s: tls only applies to mode http "

@@ -26,12 +26,9 @@ void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const c
     const struct config_node *n;
     const char *cookie = "SLUICE", *path = "/";
     struct conf_sticky s = {.http_only = true};
-    char where[320];
 
-    if (config_want_map(d, owner, "sticky", map) < 0)
+    if (config_want_block(d, owner, "pools[]", "sticky", map) < 0)
         return;
-    snprintf(where, sizeof(where), "sticky of %s", owner);
-    config_schema_check_keys(d, map, "pools[].sticky", where);
     if ((n = config_map_get(map, "cookie")) &&
         config_want_string(d, owner, "sticky.cookie", n, &cookie) == 0 &&
         !config_is_token(cookie))

@@ -3,7 +3,6 @@
 #include "config/config.h"
 #include "config/internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,16 +36,13 @@ struct conf_rate_limit *config_read_rate_limit(struct config_diag *d, struct con
 {
     struct conf_rate_limit *rl;
     const struct config_node *n;
-    char keys[96], shown[96], where[320];
+    char shown[96];
     const char *s;
     uint64_t v;
     int errors = d->errors;
 
-    if (config_want_map(d, owner, "rate_limit", map) < 0)
+    if (config_want_block(d, owner, prefix, "rate_limit", map) < 0)
         return NULL;
-    snprintf(keys, sizeof(keys), "%s.rate_limit", prefix);
-    snprintf(where, sizeof(where), "rate_limit of %s", owner);
-    config_schema_check_keys(d, map, keys, where);
     rl = calloc(1, sizeof(*rl));
     if (!rl) {
         config_diag_error(d, map->line, map->col, "out of memory");

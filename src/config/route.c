@@ -408,6 +408,14 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
         else
             r->rewrite_prefix = config_strdup(d, s);
     }
+    if ((n = config_map_get(map, "auth"))) {
+        if (n->kind == CONFIG_NODE_SCALAR && n->plain && n->text && strcmp(n->text, "off") == 0)
+            r->auth_off = true;
+        else if (n->kind == CONFIG_NODE_SCALAR)
+            config_diag_error(d, n->line, n->col, "%s: auth: expected a mapping or off", owner);
+        else
+            r->auth = config_read_auth(d, owner, "listeners[].routes[]", n);
+    }
     if ((n = config_map_get(map, "rate_limit"))) {
         char label[32];
 
@@ -532,6 +540,7 @@ void config_free_routes(struct conf_listener *l)
         free(r->strip_prefix);
         free(r->rewrite_prefix);
         config_free_rate_limit(r->rate_limit);
+        config_free_auth(r->auth);
     }
     free(l->routes);
     free(l->trusted_proxies);

@@ -4,6 +4,7 @@
 #include "config/internal.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,10 @@ const char *const config_known_keys[] = {
     "listeners[].timeouts.tunnel_idle",
     "listeners[].trusted_proxies",
     "listeners[].max_body_size",
+    "listeners[].auth",
+    "listeners[].auth.type",
+    "listeners[].auth.realm",
+    "listeners[].auth.users_file",
     "listeners[].tls",
     "listeners[].tls.certificates",
     "listeners[].tls.certificates[].cert",
@@ -76,6 +81,10 @@ const char *const config_known_keys[] = {
     "listeners[].routes[].set_response_headers",
     "listeners[].routes[].remove_response_headers",
     "listeners[].routes[].strip_prefix",
+    "listeners[].routes[].auth",
+    "listeners[].routes[].auth.type",
+    "listeners[].routes[].auth.realm",
+    "listeners[].routes[].auth.users_file",
     "listeners[].routes[].rate_limit",
     "listeners[].routes[].rate_limit.rate",
     "listeners[].routes[].rate_limit.burst",
@@ -263,6 +272,19 @@ int config_want_string(struct config_diag *d, const char *owner, const char *pat
         return -1;
     }
     *out = n->text;
+    return 0;
+}
+
+int config_want_block(struct config_diag *d, const char *owner, const char *prefix,
+                      const char *name, const struct config_node *map)
+{
+    char keys[128], where[320];
+
+    if (config_want_map(d, owner, name, map) < 0)
+        return -1;
+    snprintf(keys, sizeof(keys), "%s.%s", prefix, name);
+    snprintf(where, sizeof(where), "%s of %s", name, owner);
+    config_schema_check_keys(d, map, keys, where);
     return 0;
 }
 

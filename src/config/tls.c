@@ -69,13 +69,10 @@ struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
 {
     const struct config_node *n;
     struct conf_tls *t;
-    char where[320];
     int errors = d->errors;
 
-    if (config_want_map(d, owner, "tls", map) < 0)
+    if (config_want_block(d, owner, "listeners[]", "tls", map) < 0)
         return NULL;
-    snprintf(where, sizeof(where), "tls of %s", owner);
-    config_schema_check_keys(d, map, "listeners[].tls", where);
     t = calloc(1, sizeof(*t));
     if (!t) {
         config_diag_error(d, map->line, map->col, "out of memory");

@@ -1,4 +1,5 @@
 #include "core/worker.h"
+#include "core/offload.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "admin/metrics.h"
+#include "route/route.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/reload.h"
@@ -149,6 +151,8 @@ static void on_wake(struct loop *l)
     struct worker *w = l->data;
     int cmd = atomic_load(&w->command);
 
+    offload_complete(w);
+
     if (cmd >= WORKER_DRAIN && !w->draining) {
         w->draining = 1;
         for (size_t i = 0; i < w->nlisteners; i++) {
@@ -188,6 +192,7 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         return err;
     w->loop.data = w;
     w->loop.on_wake = on_wake;
+    pthread_mutex_init(&w->offload_lock, NULL);
     timer_init(&w->sweep, sweep_cb);
     timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
     buf_pool_init(&w->bufs, BUF_SIZE_DEFAULT, WORKER_FREE_BUFS);
@@ -266,6 +271,8 @@ void worker_join(struct worker *w)
 
 void worker_destroy(struct worker *w)
 {
+    pthread_mutex_destroy(&w->offload_lock);
+    auth_cache_free(w->auth_cache);
     for (size_t i = 0; i < w->nlisteners; i++)
         listener_close(&w->listeners[i]);
     for (size_t i = 0; w->balancers && i < w->rt->npools; i++)

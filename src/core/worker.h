@@ -18,6 +18,8 @@
 
 struct worker;
 struct udp_flow_table;
+struct offload_job;
+struct auth_cache;
 
 enum worker_command {
     WORKER_RUN,
@@ -70,6 +72,9 @@ struct worker {
     _Atomic int command;                 /* enum worker_command, set by main */
     _Atomic int finished;                /* set by the worker when its loop ended */
     int draining;                        /* DRAIN seen: listeners closed */
+    pthread_mutex_t offload_lock;        /* guards offload_done */
+    struct offload_job *offload_done;    /* core/offload.c: finished jobs to hand back */
+    struct auth_cache *auth_cache;       /* route/auth.c: credentials that passed; lazily made */
 };
 
 extern __thread struct worker *worker_self;

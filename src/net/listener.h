@@ -27,6 +27,7 @@ struct listener {
     struct route_table *routes;           /* http: built at startup, read-only after */
     struct tls_ctx *tls;                  /* with `tls`: built at startup, read-only after */
     _Atomic uint64_t tls_handshake_errors;
+    _Atomic uint64_t auth_failures;       /* http: wrong user or password (not missing ones) */
 };
 
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.

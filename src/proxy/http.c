@@ -38,6 +38,7 @@
 #include "core/list.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/offload.h"
 #include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
@@ -56,6 +57,7 @@ enum http_state {
     HC_IDLE,       /* between requests; no bytes of the next one yet */
     HC_HEAD,       /* some bytes of a request head */
     HC_FORWARD,    /* exchange with a backend */
+    HC_AUTH,       /* a password being hashed on a helper thread (core/offload.c) */
     HC_LOCAL,      /* writing a response sluice made */
     HC_TUNNEL,     /* after 101: opaque bytes both ways */
     HC_CLOSED,
@@ -72,6 +74,8 @@ struct http_exchange {
     struct backend *tried[HTTP_MAX_TRIES];
     struct backend *sticky;             /* the backend the sticky cookie named, if any */
     unsigned retry_after_s;             /* Retry-After of a local 429/503; 0 = 1 s */
+    const char *www_authenticate;       /* the challenge of a local 401 */
+    struct conf_pool *cpool;            /* the pool routing chose, while auth runs */
     uint8_t tries;
     bool fresh_retry_done;              /* replaced a stale keep-alive connection once */
     bool counted;                       /* in pool->requests_active */
@@ -134,6 +138,7 @@ struct http_conn {
     uint64_t last_active_ms;            /* client-side progress */
     uint64_t head_start_ms;             /* first byte of the current head */
     uint64_t requests;
+    struct auth_job *auth_job;          /* HC_AUTH: the verification in flight */
     SSL *tls;                           /* with a tls listener; NULL = plain */
     int tls_want;                       /* handshake: TLS_WANT_READ/WRITE it waits for */
     bool tls_ready;                     /* the handshake is done */
@@ -147,6 +152,7 @@ static void exchange_connect(struct http_conn *c);
 static void arm_timer(struct http_conn *c);
 static bool breaker_admit(struct http_conn *c);
 static bool keep_body_for_replay(struct http_conn *c);
+static void auth_detach(struct http_conn *c);
 
 /* ---- list of connections ---- */
 
@@ -339,6 +345,7 @@ static void conn_close(struct http_conn *c, enum end_reason why)
             log_exchange(c, c->x);
         exchange_free(c, false);
     }
+    auth_detach(c);
     timer_cancel(&c->w->loop.timers, &c->timer);
     if (c->cio.fd >= 0) {
         /* close() alone takes the socket out of the epoll set (no dup of it
@@ -477,8 +484,8 @@ static void respond_local(struct http_conn *c, int status, const char *location,
         return;
     }
     if (http_write_local_response(c->out, status, location, body, keep, head_only, route,
-                                  x ? x->retry_after_s : 0) < 0)
-        http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL, 0);
+                                  x ? x->retry_after_s : 0, x ? x->www_authenticate : NULL) < 0)
+        http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL, 0, NULL);
     if (x) {
         x->status = status;
         if (x->up) {
@@ -647,6 +654,116 @@ static bool step_head(struct http_conn *c)
     return true;
 }
 
+/* ---- authentication ---- */
+
+/* A password being hashed off the loop. Owner: the offload queue until
+ * done; c is NULL once the connection went away (done then only frees). */
+struct auth_job {
+    struct offload_job base;
+    struct http_conn *c;
+    struct auth_request r;
+    bool ok;
+};
+
+static void forward_start(struct http_conn *c);
+
+static void auth_detach(struct http_conn *c)
+{
+    if (c->auth_job) {
+        c->auth_job->c = NULL;
+        c->auth_job = NULL;
+    }
+}
+
+static void auth_run(struct offload_job *j)
+{
+    struct auth_job *a = (struct auth_job *)j;
+
+    a->ok = auth_verify(&a->r);
+}
+
+static void auth_challenge(struct http_conn *c, const struct conf_auth *a)
+{
+    c->x->www_authenticate = a->challenge;
+    respond_local(c, 401, NULL, "authentication required\n", false, c->x->route);
+}
+
+static void auth_done(struct offload_job *j)
+{
+    struct auth_job *a = (struct auth_job *)j;
+    struct http_conn *c = a->c;
+
+    explicit_bzero(a->r.password, sizeof(a->r.password));
+    if (c && !j->cancelled && c->state == HC_AUTH) {
+        c->auth_job = NULL;
+        if (a->ok) {
+            auth_cache_put(c->w->auth_cache, &a->r, clock_now_ms());
+            forward_start(c);
+        } else {
+            char peer[ADDR_TEXT_MAX], user[sizeof(a->r.user)];
+            size_t i;
+
+            /* The name is the client's: printable ASCII only in the log. */
+            for (i = 0; a->r.user[i] && i < sizeof(user) - 1; i++) {
+                unsigned char ch = (unsigned char)a->r.user[i];
+                user[i] = ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\' ? '?' : (char)ch;
+            }
+            user[i] = '\0';
+            atomic_fetch_add_explicit(&c->l->auth_failures, 1, memory_order_relaxed);
+            log_info("event=auth_failed listener=%s client=%s user=\"%s\"%s", c->l->conf->name,
+                     addr_format(&c->peer, peer, sizeof(peer)), user,
+                     a->r.known ? "" : " unknown_user=true");
+            auth_challenge(c, a->r.conf);
+        }
+        if (c->state != HC_CLOSED)
+            conn_run(c);
+    }
+    free(a);
+}
+
+/* true: no auth here, or the worker's cache knows these credentials. Else
+ * the request was answered (401, or 503 when the helpers are swamped) or
+ * waits in HC_AUTH for a helper thread to hash the password. */
+static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
+{
+    struct http_exchange *x = c->x;
+    struct auth_job *job;
+
+    if (!a)
+        return true;
+    if (!c->w->auth_cache)
+        c->w->auth_cache = auth_cache_new();
+    if (!(job = calloc(1, sizeof(*job)))) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
+    }
+    switch (auth_begin(c->w->auth_cache, a, &x->req, clock_now_ms(), &job->r)) {
+    case AUTH_OK:
+        free(job);
+        return true;
+    case AUTH_DENIED:
+        free(job);
+        auth_challenge(c, a);
+        return false;
+    case AUTH_VERIFY:
+        break;
+    }
+    job->c = c;
+    job->base.run = auth_run;
+    job->base.done = auth_done;
+    if (!offload_submit(c->w, &job->base)) {
+        explicit_bzero(job->r.password, sizeof(job->r.password));
+        free(job);
+        log_warn("event=auth_busy listener=%s", c->l->conf->name);
+        respond_local(c, 503, NULL, "authentication is busy\n", false, x->route);
+        return false;
+    }
+    c->auth_job = job;
+    c->state = HC_AUTH;
+    arm_timer(c);
+    return false;
+}
+
 /* ---- routing and starting the exchange ---- */
 
 /* A split between pools with sticky sessions keeps a session in its pool:
@@ -758,6 +875,22 @@ static void start_exchange(struct http_conn *c)
     if ((lc->rate_limit && !rate_limit_admit(c, lc->rate_limit, route)) ||
         (route && route->rate_limit && !rate_limit_admit(c, route->rate_limit, route)))
         return;
+    x->cpool = cp;
+    if (!auth_admit(c, route && route->auth_off ? NULL : route && route->auth ? route->auth
+                                                                                : lc->auth))
+        return;
+    forward_start(c);
+}
+
+/* The request goes to x->cpool: limits, breaker, the head for the backend,
+ * then a backend. */
+static void forward_start(struct http_conn *c)
+{
+    const struct conf_listener *lc = c->l->conf;
+    struct http_exchange *x = c->x;
+    const struct conf_route *route = x->route;
+    struct conf_pool *cp = x->cpool;
+
     if (lc->max_body_size && x->req.body == H1_BODY_LENGTH &&
         x->req.content_length > lc->max_body_size) {
         respond_local(c, 413, NULL, "request body too large\n", true, route);
@@ -1629,6 +1762,7 @@ static void conn_run(struct http_conn *c)
         case HC_TUNNEL:
             step_tunnel(c);
             return;
+        case HC_AUTH:               /* the helper's answer resumes it */
         case HC_CLOSED:
             return;
         }
@@ -1654,6 +1788,7 @@ static uint64_t next_deadline(struct http_conn *c)
         return (c->requests ? c->last_active_ms + lc->client_idle_ms
                             : c->last_active_ms + lc->client_header_ms);
     case HC_HEAD:
+    case HC_AUTH:
         return c->head_start_ms + lc->client_header_ms;
     case HC_FORWARD: {
         uint64_t d = UINT64_MAX;
@@ -1747,6 +1882,13 @@ static void timer_fired(struct timer *t)
         }
         if (c->state != HC_CLOSED)
             conn_run(c);
+        return;
+    case HC_AUTH:
+        /* The helpers did not get to it within client_header. */
+        auth_detach(c);
+        log_warn("event=auth_timeout listener=%s", lc->name);
+        respond_local(c, 503, NULL, "authentication timed out\n", true, x->route);
+        conn_run(c);
         return;
     case HC_LOCAL:
     case HC_TUNNEL:

@@ -401,7 +401,8 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
 
 int http_write_local_response(struct buf *b, int status, const char *location,
                               const char *body, bool keep_alive, bool head_only,
-                              const struct conf_route *route, unsigned retry_after_s)
+                              const struct conf_route *route, unsigned retry_after_s,
+                              const char *www_authenticate)
 {
     struct out o;
     char line[128];
@@ -413,6 +414,8 @@ int http_write_local_response(struct buf *b, int status, const char *location,
     puts_(&o, "Server: sluice\r\n");
     if (location)
         put_header(&o, "Location", 8, location, strlen(location));
+    if (status == 401 && www_authenticate)
+        put_header(&o, "WWW-Authenticate", 16, www_authenticate, strlen(www_authenticate));
     if (route) {
         for (size_t i = 0; i < route->nset_response_headers; i++)
             put_header(&o, route->set_response_headers[i].name,

@@ -45,10 +45,12 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
 
 /* Append a whole response sluice makes itself. location: for redirects
  * (NULL otherwise). body may be NULL. head_only: for HEAD requests.
- * retry_after_s: the Retry-After of a 429 or 503 (0: 1 second). */
+ * retry_after_s: the Retry-After of a 429 or 503 (0: 1 second).
+ * www_authenticate: the challenge of a 401. */
 int http_write_local_response(struct buf *b, int status, const char *location,
                               const char *body, bool keep_alive, bool head_only,
-                              const struct conf_route *route, unsigned retry_after_s);
+                              const struct conf_route *route, unsigned retry_after_s,
+                              const char *www_authenticate);
 
 const char *http_reason(int status);
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <xxhash.h>
 
 #include "config/config.h"
 #include "proto/http1.h"
@@ -113,5 +114,32 @@ void rate_limiter_free(struct rate_limiter *rl);
 uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns);
 uint64_t rate_limiter_limited(const struct rate_limiter *rl);
 uint64_t rate_limiter_evicted(const struct rate_limiter *rl);
+
+/* HTTP Basic authentication (auth.c) for routes and listeners with `auth`.
+ * auth_begin reads the request's Authorization header: AUTH_OK when this
+ * worker's cache holds these credentials as good; AUTH_DENIED when they are
+ * missing or malformed (answer 401); AUTH_VERIFY when the password must be
+ * hashed: r holds what auth_verify needs, to run on a helper thread
+ * (core/offload.c), and a match goes into the cache with auth_cache_put.
+ * The cache is per worker (one thread), 1024 entries, 5 minutes. */
+enum auth_result { AUTH_OK, AUTH_DENIED, AUTH_VERIFY };
+struct auth_request {
+    const struct conf_auth *conf;
+    const char *hash;            /* the user's crypt(3) hash (another user's when unknown) */
+    bool known;                  /* the user exists */
+    XXH128_hash_t key;           /* the cache's key for the header value */
+    char user[256];
+    char password[256];
+};
+struct auth_cache;
+struct auth_cache *auth_cache_new(void);
+void auth_cache_free(struct auth_cache *c);
+enum auth_result auth_begin(struct auth_cache *c, const struct conf_auth *a,
+                            const struct h1_request *req, uint64_t now_ms, struct auth_request *r);
+bool auth_verify(const struct auth_request *r);
+void auth_cache_put(struct auth_cache *c, const struct auth_request *r, uint64_t now_ms);
+/* RFC 4648 base64 with padding; the decoded length, or -1 (bad input, or
+ * more than size bytes). For tests and the fuzz target too. */
+int auth_base64_decode(const char *in, size_t len, char *out, size_t size);
 
 #endif

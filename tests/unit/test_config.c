@@ -560,6 +560,25 @@ static const struct bad_case bad_cases[] = {
       "     routes: [{match: {path: /a}, pool: app, rate_limit: {rate: 5}}]}\n" POOL, "3:65",
       "listener 'web' route #1: rate_limit.rate: expected N/s" },
 
+    /* auth (users files are checked by tests/integration/test_auth.py) */
+#define AUTH_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  auth: "
+    { AUTH_HTTP "{type: digest, users_file: /nonexistent}}]\n" POOL, "2:16",
+      "auth.type: 'digest' is not one of: basic" },
+    { AUTH_HTTP "{type: basic}}]\n" POOL, "2:9", "missing required key 'auth.users_file'" },
+    { AUTH_HTTP "{type: basic, users_file: /nonexistent}}]\n" POOL, "2:35",
+      "auth.users_file: cannot read '/nonexistent'" },
+    { AUTH_HTTP "{type: basic, users_file: /tmp}}]\n" POOL, "2:35",
+      "auth.users_file: '/tmp' is not a users file" },
+    { AUTH_HTTP "{type: basic, realm: 'a\"b', users_file: /tmp}}]\n" POOL, "2:30",
+      "auth.realm: up to 128 printable ASCII characters" },
+    { AUTH_HTTP "on}]\n" POOL, "2:9", "auth: expected a mapping, got a string" },
+    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  auth: {type: basic, users_file: /tmp}}]\n" POOL, "2:3",
+      "auth only applies to mode http" },
+    { "listeners:\n  - {name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "     routes: [{match: {path: /a}, pool: app, auth: on}]}\n" POOL, "3:52",
+      "route #1: auth: expected a mapping or off" },
+
     /* tls (files that exist are checked by tests/integration/test_tls.py) */
 #define TLS_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  tls: "
     { TLS_HTTP "{}}]\n" POOL, "2:8", "missing required key 'tls.certificates'" },
