@@ -22,6 +22,8 @@
 
 #include "config/config.h"
 
+struct tls_client;
+
 enum backend_state {
     BACKEND_UP,
     BACKEND_DOWN,
@@ -80,6 +82,7 @@ struct pool {
     _Atomic uint64_t retries_total;
     _Atomic uint64_t retry_budget_exhausted;  /* retries refused by the budget */
     _Atomic uint64_t breaker_rejected;        /* requests answered 503 by the breaker */
+    struct tls_client *tls;                   /* with `tls`: built by the runtime, read-only */
 };
 
 /* What a balancer picks from: the eligible backends of one generation. */

@@ -290,6 +290,7 @@ void config_free(struct config *cfg)
         free(p->backends);
         free(p->hash_key_name);
         free(p->name);
+        config_free_upstream_tls(p->tls);
         free(p->sticky.cookie);
         free(p->sticky.path);
         config_free_health(p);

@@ -249,6 +249,15 @@ struct conf_sticky {
     bool http_only;                /* HttpOnly attribute, default on */
 };
 
+/* tls on a pool: sluice speaks TLS to its backends (http pools). */
+struct conf_upstream_tls {
+    bool verify;                 /* check the backend's certificate, default true */
+    char *ca_file;               /* PEM bundle to check it against; NULL = the system's */
+    char *server_name;           /* SNI, and the name the certificate must have;
+                                    NULL = none sent, the certificate must hold the
+                                    backend's IP address */
+};
+
 struct conf_pool {
     char *name;
     struct conf_pos pos;
@@ -274,6 +283,7 @@ struct conf_pool {
     uint32_t panic_threshold;      /* percent; below it, spread over all backends; 0 = off */
     uint64_t drain_timeout_ms;     /* a DRAINING backend's in-flight work is cut after this, default 30000 */
     struct conf_sticky sticky;     /* http: sticky sessions; cookie NULL = off */
+    struct conf_upstream_tls *tls; /* http: TLS to the backends; NULL = plain */
 };
 
 /* tls on a listener: http → https, tcp → TLS-terminating TCP. */

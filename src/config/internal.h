@@ -203,6 +203,10 @@ void config_free_rate_limit(struct conf_rate_limit *rl);
 struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
                                  const struct config_node *map);
 void config_free_tls(struct conf_tls *t);
+/* A pool's tls block (towards its backends). */
+struct conf_upstream_tls *config_read_upstream_tls(struct config_diag *d, const char *owner,
+                                                   const struct config_node *map);
+void config_free_upstream_tls(struct conf_upstream_tls *t);
 
 /* auth (auth.c): a listener's or a route's block (prefix "listeners[]" or
  * "listeners[].routes[]"); the users file is read and every hash checked.

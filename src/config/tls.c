@@ -122,3 +122,53 @@ void config_free_tls(struct conf_tls *t)
     free(t->certs);
     free(t);
 }
+
+struct conf_upstream_tls *config_read_upstream_tls(struct config_diag *d, const char *owner,
+                                                   const struct config_node *map)
+{
+    const struct config_node *n;
+    struct conf_upstream_tls *t;
+    const char *s;
+    char err[512];
+    int errors = d->errors;
+
+    if (config_want_block(d, owner, "pools[]", "tls", map) < 0)
+        return NULL;
+    if (!(t = calloc(1, sizeof(*t)))) {
+        config_diag_error(d, map->line, map->col, "out of memory");
+        return NULL;
+    }
+    t->verify = true;
+    if ((n = config_map_get(map, "verify")))
+        config_want_bool(d, owner, "tls.verify", n, &t->verify);
+    if ((n = config_map_get(map, "ca_file")) &&
+        want_pem_file(d, owner, "tls.ca_file", n, &s) == 0) {
+        if (tls_check_ca(s, err, sizeof(err)) < 0)
+            config_diag_error(d, n->line, n->col, "%s: tls.ca_file: %s", owner, err);
+        else
+            t->ca_file = config_strdup(d, s);
+    }
+    if ((n = config_map_get(map, "server_name")) &&
+        config_want_string(d, owner, "tls.server_name", n, &s) == 0) {
+        if (strlen(s) > 253 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789.-") != strlen(s))
+            config_diag_error(d, n->line, n->col, "%s: tls.server_name: expected a DNS name "
+                              "like api.example.com", owner);
+        else
+            t->server_name = config_strdup(d, s);
+    }
+    if (d->errors != errors) {
+        config_free_upstream_tls(t);
+        return NULL;
+    }
+    return t;
+}
+
+void config_free_upstream_tls(struct conf_upstream_tls *t)
+{
+    if (!t)
+        return;
+    free(t->ca_file);
+    free(t->server_name);
+    free(t);
+}

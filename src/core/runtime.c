@@ -24,9 +24,16 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
     if (!rt->pools || !rt->listeners)
         goto fail;
     for (size_t i = 0; i < cfg->npools; i++) {
+        char err[512];
+
         if (pool_init(&rt->pools[i], &cfg->pools[i]) < 0)
             goto fail;
         rt->npools++;
+        if (cfg->pools[i].tls &&
+            !(rt->pools[i].tls = tls_client_new(cfg->pools[i].tls, err, sizeof(err)))) {
+            log_error("event=tls_failed pool=%s why=\"%s\"", cfg->pools[i].name, err);
+            goto fail;
+        }
     }
     rt->limiters = calloc(cfg->nrate_limits ? cfg->nrate_limits : 1, sizeof(*rt->limiters));
     if (!rt->limiters)
@@ -63,8 +70,10 @@ fail:
 
 void runtime_destroy(struct runtime *rt)
 {
-    for (size_t i = 0; i < rt->npools; i++)
+    for (size_t i = 0; i < rt->npools; i++) {
+        tls_client_free(rt->pools[i].tls);
         pool_destroy(&rt->pools[i]);
+    }
     for (size_t i = 0; rt->listeners && i < rt->nlisteners; i++) {
         route_table_free(rt->listeners[i].routes);
         tls_ctx_free(rt->listeners[i].tls);

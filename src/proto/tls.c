@@ -247,10 +247,16 @@ int tls_handshake(SSL *s)
     return r == TLS_CLOSED ? TLS_FAILED : r;
 }
 
-int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable, const char *listener,
-                       const struct addr *client)
+void tls_log_failure(const char *who, const struct addr *peer)
 {
-    char peer[ADDR_TEXT_MAX], why[256];
+    char p[ADDR_TEXT_MAX], why[256];
+
+    log_info("event=tls_handshake_failed %s peer=%s why=\"%s\"", who,
+             addr_format(peer, p, sizeof(p)), tls_error(why, sizeof(why)));
+}
+
+int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable)
+{
     int r;
 
     if ((*want == TLS_WANT_READ && !*readable) || (*want == TLS_WANT_WRITE && !*writable))
@@ -266,8 +272,6 @@ int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable, const 
             *writable = false;
         return 0;
     }
-    log_info("event=tls_handshake_failed listener=%s client=%s why=\"%s\"", listener,
-             addr_format(client, peer, sizeof(peer)), tls_error(why, sizeof(why)));
     return -1;
 }
 
@@ -296,4 +300,86 @@ ssize_t tls_write(SSL *s, const void *buf, size_t len)
 const char *tls_version(SSL *s)
 {
     return SSL_get_version(s);
+}
+
+/* ---- towards backends ---- */
+
+struct tls_client {
+    SSL_CTX *ctx;
+    const struct conf_upstream_tls *conf;
+};
+
+int tls_check_ca(const char *ca_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    char why[256];
+    int rc = 0;
+
+    ERR_clear_error();
+    if (!ctx || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        snprintf(err, errlen, "cannot load CA certificates from '%s': %s", ca_file,
+                 tls_error(why, sizeof(why)));
+        rc = -1;
+    }
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *err, size_t errlen)
+{
+    struct tls_client *t = calloc(1, sizeof(*t));
+    char why[256];
+
+    if (!t || !(t->ctx = SSL_CTX_new(TLS_client_method()))) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->conf = conf;
+    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                             SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    if (conf->verify) {
+        SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+        if ((conf->ca_file ? SSL_CTX_load_verify_locations(t->ctx, conf->ca_file, NULL)
+                           : SSL_CTX_set_default_verify_paths(t->ctx)) != 1) {
+            snprintf(err, errlen, "cannot load CA certificates: %s", tls_error(why, sizeof(why)));
+            tls_client_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+void tls_client_free(struct tls_client *t)
+{
+    if (!t)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+SSL *tls_client_conn(struct tls_client *t, int fd, const char *ip)
+{
+    SSL *s = SSL_new(t->ctx);
+    bool ok;
+
+    if (!s)
+        return NULL;
+    ok = SSL_set_fd(s, fd) == 1;
+    if (ok && t->conf->server_name) {
+        ok = SSL_set_tlsext_host_name(s, t->conf->server_name) == 1 &&
+             (!t->conf->verify || SSL_set1_host(s, t->conf->server_name) == 1);
+    } else if (ok && t->conf->verify) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s), ip) == 1;
+    }
+    if (!ok) {
+        SSL_free(s);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_connect_state(s);
+    return s;
 }

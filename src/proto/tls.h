@@ -31,6 +31,20 @@ enum {
  * load and belong together. 0, or -1 with why in err. */
 int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen);
 
+/* Check that a CA bundle loads. 0, or -1 with why in err. */
+int tls_check_ca(const char *ca_file, char *err, size_t errlen);
+
+/* The client context of a pool's tls block (towards its backends); NULL
+ * with why in err. */
+struct tls_client;
+struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *err,
+                                  size_t errlen);
+void tls_client_free(struct tls_client *t);
+/* A client-side TLS connection on fd (non-blocking, connected) to a backend
+ * whose address is ip (checked against the certificate when the pool has
+ * no server_name); NULL when out of memory. Drive it with tls_handshake. */
+SSL *tls_client_conn(struct tls_client *t, int fd, const char *ip);
+
 /* The server contexts for a listener's tls block; NULL with why in err. */
 struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, size_t errlen);
 void tls_ctx_free(struct tls_ctx *t);
@@ -45,11 +59,11 @@ int tls_handshake(SSL *s);
 /* The handshake for a connection whose socket readiness the caller keeps
  * in *readable and *writable (edge-triggered epoll): a step runs only when
  * the flag it waits for (*want) is set. 1: done. 0: waiting (that flag was
- * cleared). -1: failed, logged as event=tls_handshake_failed with the
- * listener's name, the client and OpenSSL's reason; close the connection. */
+ * cleared). -1: failed; tls_error() tells why; close the connection. */
+int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable);
+/* Log a failed handshake: event=tls_handshake_failed WHO peer=ADDR why=... */
 struct addr;
-int tls_handshake_step(SSL *s, int *want, bool *readable, bool *writable, const char *listener,
-                       const struct addr *client);
+void tls_log_failure(const char *who, const struct addr *peer);
 /* Bytes read (> 0), or TLS_WANT_READ/WRITE, TLS_CLOSED, TLS_FAILED. A read
  * may leave decrypted bytes inside OpenSSL: only TLS_WANT_READ says the
  * socket is drained. */

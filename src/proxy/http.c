@@ -52,6 +52,7 @@
 #define HTTP_MAX_HEADERS 128
 #define HTTP_MAX_TRIES 12
 #define HTTP_RUN_ROUNDS 32
+#define HTTP_LINGER_MS 2000       /* a closing connection drops the client's late bytes this long */
 
 enum http_state {
     HC_IDLE,       /* between requests; no bytes of the next one yet */
@@ -60,6 +61,7 @@ enum http_state {
     HC_AUTH,       /* a password being hashed on a helper thread (core/offload.c) */
     HC_LOCAL,      /* writing a response sluice made */
     HC_TUNNEL,     /* after 101: opaque bytes both ways */
+    HC_LINGER,     /* answered and shut; dropping what the client still sends */
     HC_CLOSED,
 };
 
@@ -504,6 +506,63 @@ static void respond_local(struct http_conn *c, int status, const char *location,
 
 /* ---- finishing an exchange ---- */
 
+/* Did the client possibly send bytes we never read: a request body not
+ * read to its end, or a head that could not be parsed? */
+static bool input_unread(const struct http_exchange *x)
+{
+    return x && (x->req.head_len == 0 || (x->req.body != H1_BODY_NONE && !x->req_body_read));
+}
+
+/* Close after a response, gracefully when the client may still be sending:
+ * a close() with unread bytes sends a reset, which can destroy the response
+ * in the client's receive buffer before it reads it (a 413, a 502 to a POST
+ * whose body was still coming). So: log the exchange, shut our side, then
+ * read and drop what comes for up to HTTP_LINGER_MS (NGINX's lingering
+ * close). */
+static void conn_close_after_response(struct http_conn *c, enum end_reason why)
+{
+    struct http_exchange *x = c->x;
+
+    if (!input_unread(x) || c->c_hup) {
+        if (c->tls)
+            tls_shutdown(c->tls);
+        shutdown(c->cio.fd, SHUT_WR);
+        conn_close(c, why);
+        return;
+    }
+    if (x->end == END_NONE)
+        x->end = why;
+    log_exchange(c, x);
+    exchange_free(c, false);
+    buf_drop(c->w, &c->in);
+    buf_drop(c->w, &c->out);
+    if (c->tls)
+        tls_shutdown(c->tls);
+    shutdown(c->cio.fd, SHUT_WR);
+    c->state = HC_LINGER;
+    c->head_start_ms = clock_now_ms();       /* the linger's start */
+    arm_timer(c);
+    loop_task_queue(&c->w->loop, &c->task);   /* drop what is already there */
+}
+
+static void step_linger(struct http_conn *c)
+{
+    static __thread char sink[16384];
+    ssize_t n;
+
+    while (c->c_readable) {
+        n = c->tls ? tls_read(c->tls, sink, sizeof(sink)) : recv(c->cio.fd, sink, sizeof(sink), 0);
+        if (n > 0)
+            continue;
+        if ((!c->tls && n < 0 && errno == EAGAIN) || n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+            c->c_readable = false;
+            return;
+        }
+        conn_close(c, END_CLIENT_CLOSE);        /* the client's FIN, or a reset */
+        return;
+    }
+}
+
 static void exchange_done(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -529,6 +588,10 @@ static void exchange_done(struct http_conn *c)
             buf_drop(c->w, &c->in);
         else
             buf_compact(c->in);
+    }
+    if ((c->close_after || c->w->draining) && input_unread(x)) {
+        conn_close_after_response(c, END_CLIENT_CLOSE);    /* logs and frees x */
+        return;
     }
     exchange_free(c, reusable);
     if (c->close_after || c->w->draining) {
@@ -1234,6 +1297,65 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
 /* ---- forwarding ---- */
 
 /* Move request body bytes from conn->in to the backend. */
+/* send and recv to a backend, through TLS for a pool with tls: -1 with
+ * errno EAGAIN when TLS must wait for the socket. A TLS read may leave
+ * decrypted bytes in OpenSSL, so only EAGAIN says a TLS backend is drained. */
+static ssize_t up_send(struct upstream_conn *u, const void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!u->tls)
+        return send(u->io.fd, p, n, MSG_NOSIGNAL);
+    if ((r = tls_write(u->tls, p, n)) > 0)
+        return r;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
+
+static ssize_t up_recv(struct upstream_conn *u, void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!u->tls)
+        return recv(u->io.fd, p, n, 0);
+    if ((r = tls_read(u->tls, p, n)) > 0)
+        return r;
+    if (r == TLS_CLOSED)
+        return 0;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
+/* A new connection to a pool with tls: the handshake, then the request.
+ * true when done; false while it waits, or when it failed (a connect
+ * failure then: retried on another backend like a refused connect). */
+static bool upstream_tls_ready(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct upstream_conn *u = x->up;
+    char ip[ADDR_TEXT_MAX], who[320];
+    int r;
+
+    if (!u->tls) {
+        addr_format_host(&u->b->conf->address, ip, sizeof(ip));
+        if (!(u->tls = tls_client_conn(x->pool->tls, u->io.fd, ip))) {
+            upstream_failed(c, END_NO_MEMORY, true);
+            return false;
+        }
+    }
+    r = tls_handshake_step(u->tls, &u->tls_want, &u->readable, &u->writable);
+    if (r == 1) {
+        u->tls_ready = true;
+        return true;
+    }
+    if (r < 0) {
+        snprintf(who, sizeof(who), "pool=%s backend=%s", x->pool->conf->name, u->b->conf->name);
+        tls_log_failure(who, &u->b->conf->address);
+        upstream_failed(c, END_CONNECT_FAILED, true);
+    }
+    return false;
+}
+
 static bool forward_request(struct http_conn *c, bool *progress)
 {
     struct http_exchange *x = c->x;
@@ -1245,7 +1367,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
 
         /* The head (and, on a retry, nothing else) first. */
         if (x->to_up && buf_len(x->to_up)) {
-            n = send(u->io.fd, x->to_up->data + x->to_up->head, buf_len(x->to_up), MSG_NOSIGNAL);
+            n = up_send(u, x->to_up->data + x->to_up->head, buf_len(x->to_up));
             if (n < 0) {
                 if (errno == EAGAIN) {
                     u->writable = false;
@@ -1286,7 +1408,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
             }
         }
         if (take) {
-            n = send(u->io.fd, c->in->data + x->body_pos, take, MSG_NOSIGNAL);
+            n = up_send(u, c->in->data + x->body_pos, take);
             if (n < 0) {
                 if (errno == EAGAIN) {
                     u->writable = false;
@@ -1548,9 +1670,9 @@ static bool read_upstream(struct http_conn *c, bool *progress)
             if (buf_room(b) == 0)
                 break;   /* wait for the client to take what is approved */
         }
-        n = recv(u->io.fd, b->data + b->tail, buf_room(b), 0);
+        n = up_recv(u, b->data + b->tail, buf_room(b));
         if (n > 0) {
-            if ((uint32_t)n < buf_room(b) && !u->hup)
+            if ((uint32_t)n < buf_room(b) && !u->hup && !u->tls)
                 u->readable = false;   /* drained; see read_client */
             b->tail += (uint32_t)n;
             x->up_active_ms = clock_now_ms();
@@ -1617,22 +1739,24 @@ static void step_tunnel(struct http_conn *c)
     bool moved = false;
     enum pump_result r;
 
-    /* splice where both sides are plain; through a buffer when the client
+    /* splice where both sides are plain; through a buffer when either
      * speaks TLS. */
-    r = c->tls ? pump_dir_tls(c->w, &x->tun_up, c->tls, u->io.fd, true, &c->c_readable,
-                              &u->writable, &moved)
-               : pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable,
-                          &moved);
+    bool plain = !c->tls && !u->tls;
+
+    r = plain ? pump_dir(c->w, &x->tun_up, c->cio.fd, u->io.fd, &c->c_readable, &u->writable,
+                         &moved)
+              : pump_dir_ends(c->w, &x->tun_up, c->tls, c->cio.fd, u->tls, u->io.fd,
+                              &c->c_readable, &u->writable, &moved);
     if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
         x->end = r == PUMP_SRC_ERROR ? END_CLIENT_RESET : END_BACKEND_RESET;
         conn_close(c, x->end);
         return;
     }
     bool more = r == PUMP_MORE;
-    r = c->tls ? pump_dir_tls(c->w, &x->tun_down, c->tls, u->io.fd, false, &u->readable,
-                              &c->c_writable, &moved)
-               : pump_dir(c->w, &x->tun_down, u->io.fd, c->cio.fd, &u->readable, &c->c_writable,
-                          &moved);
+    r = plain ? pump_dir(c->w, &x->tun_down, u->io.fd, c->cio.fd, &u->readable, &c->c_writable,
+                         &moved)
+              : pump_dir_ends(c->w, &x->tun_down, u->tls, u->io.fd, c->tls, c->cio.fd,
+                              &u->readable, &c->c_writable, &moved);
     if (r == PUMP_SRC_ERROR || r == PUMP_DST_ERROR) {
         x->end = r == PUMP_SRC_ERROR ? END_BACKEND_RESET : END_CLIENT_RESET;
         conn_close(c, x->end);
@@ -1667,6 +1791,10 @@ static bool step_forward(struct http_conn *c)
             return false;          /* waiting for connect */
         x->up->connected = true;
     }
+    if (x->pool->tls && !x->up->tls_ready && !upstream_tls_ready(c))
+        /* Waiting: no progress. Failed: a retry is connecting (the same),
+         * or an answer (502) waits to be sent, which is progress. */
+        return c->x == x && c->state != HC_FORWARD && c->state != HC_CLOSED;
     if (!forward_request(c, &progress) || c->x != x || c->state != HC_FORWARD)
         return c->state != HC_CLOSED;
     if (!read_upstream(c, &progress) || c->x != x || c->state != HC_FORWARD)
@@ -1710,10 +1838,7 @@ static bool step_local(struct http_conn *c)
             c->x->end = END_CLIENT_CLOSE;
         if (c->close_after) {
             /* Let the client read the answer: shut our side, then close. */
-            if (c->tls)
-                tls_shutdown(c->tls);
-            shutdown(c->cio.fd, SHUT_WR);
-            conn_close(c, c->x->end);
+            conn_close_after_response(c, c->x->end);
             return false;
         }
         exchange_done(c);
@@ -1729,12 +1854,14 @@ static bool step_local(struct http_conn *c)
  * client_header, like the first request's head. */
 static bool tls_handshake_done(struct http_conn *c)
 {
-    int r = tls_handshake_step(c->tls, &c->tls_want, &c->c_readable, &c->c_writable,
-                               c->l->conf->name, &c->peer);
+    int r = tls_handshake_step(c->tls, &c->tls_want, &c->c_readable, &c->c_writable);
+    char who[160];
 
     if (r == 1)
         c->tls_ready = true;
     if (r < 0) {
+        snprintf(who, sizeof(who), "listener=%s", c->l->conf->name);
+        tls_log_failure(who, &c->peer);
         atomic_fetch_add_explicit(&c->l->tls_handshake_errors, 1, memory_order_relaxed);
         conn_close(c, END_CLIENT_RESET);
     }
@@ -1761,6 +1888,9 @@ static void conn_run(struct http_conn *c)
             break;
         case HC_TUNNEL:
             step_tunnel(c);
+            return;
+        case HC_LINGER:
+            step_linger(c);
             return;
         case HC_AUTH:               /* the helper's answer resumes it */
         case HC_CLOSED:
@@ -1816,6 +1946,8 @@ static uint64_t next_deadline(struct http_conn *c)
         return c->last_active_ms + lc->client_idle_ms;
     case HC_TUNNEL:
         return c->last_active_ms + lc->tunnel_idle_ms;
+    case HC_LINGER:
+        return c->head_start_ms + HTTP_LINGER_MS;
     case HC_CLOSED:
         break;
     }
@@ -1895,6 +2027,9 @@ static void timer_fired(struct timer *t)
         if (x)
             x->end = END_IDLE_TIMEOUT;
         conn_close(c, END_IDLE_TIMEOUT);
+        return;
+    case HC_LINGER:
+        conn_close(c, END_CLIENT_CLOSE);
         return;
     case HC_CLOSED:
         return;

@@ -4,8 +4,6 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
-#include <openssl/ssl.h>
-
 #include "proto/tls.h"
 
 void pump_dir_release(struct worker *w, struct pump_dir *d)
@@ -124,8 +122,37 @@ enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst
     return PUMP_OK;
 }
 
-enum pump_result pump_dir_tls(struct worker *w, struct pump_dir *d, SSL *tls, int fd,
-                              bool from_tls, bool *src_readable, bool *dst_writable, bool *moved)
+/* One end of a direction: TLS when tls is set, else the plain socket fd. */
+static ssize_t end_write(SSL *tls, int fd, const void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!tls) {
+        r = send(fd, p, n, MSG_NOSIGNAL);
+        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
+    }
+    r = tls_write(tls, p, n);
+    return r > 0 ? r : (r == TLS_WANT_WRITE || r == TLS_WANT_READ) ? -1 : -2;
+}
+
+/* > 0 bytes, 0 at the end, -1 when it must wait, -2 on an error. A TLS
+ * read that must write first (a key update) waits for the next event like
+ * one that must read. */
+static ssize_t end_read(SSL *tls, int fd, void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!tls) {
+        r = recv(fd, p, n, 0);
+        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
+    }
+    r = tls_read(tls, p, n);
+    return r > 0 ? r : r == TLS_CLOSED ? 0 : r == TLS_FAILED ? -2 : -1;
+}
+
+enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tls, int src,
+                               SSL *dst_tls, int dst, bool *src_readable, bool *dst_writable,
+                               bool *moved)
 {
     uint32_t total = 0;
 
@@ -135,15 +162,9 @@ enum pump_result pump_dir_tls(struct worker *w, struct pump_dir *d, SSL *tls, in
 
         /* 1. What the buffer holds goes first. */
         if (d->buf && *dst_writable) {
-            if (from_tls) {
-                n = send(fd, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
-                if (n < 0 && errno != EAGAIN)
-                    return PUMP_DST_ERROR;
-            } else {
-                n = tls_write(tls, d->buf->data + d->buf->head, buf_len(d->buf));
-                if (n == TLS_FAILED || n == TLS_CLOSED)
-                    return PUMP_DST_ERROR;
-            }
+            n = end_write(dst_tls, dst, d->buf->data + d->buf->head, buf_len(d->buf));
+            if (n == -2)
+                return PUMP_DST_ERROR;
             if (n > 0) {
                 buf_consume(d->buf, (uint32_t)n);
                 d->bytes += (uint64_t)n;
@@ -157,25 +178,11 @@ enum pump_result pump_dir_tls(struct worker *w, struct pump_dir *d, SSL *tls, in
                 *dst_writable = false;
             }
         }
-        /* 2. Read more once it is sent: a slow reader stops the writer. A
-         * TLS read that must write first (a key update) waits for the next
-         * event like one that must read. */
+        /* 2. Read more once it is sent: a slow reader stops the writer. */
         if (!d->eof && *src_readable && !d->buf) {
             if (!(d->buf = buf_get(&w->bufs)))
                 return PUMP_SRC_ERROR;
-            if (from_tls) {
-                n = tls_read(tls, d->buf->data, d->buf->size);
-                if (n == TLS_FAILED)
-                    n = -2;
-                else if (n == TLS_CLOSED)
-                    n = 0;
-                else if (n < 0)
-                    n = -1;
-            } else {
-                n = recv(fd, d->buf->data, d->buf->size, 0);
-                if (n < 0)
-                    n = errno == EAGAIN ? -1 : -2;
-            }
+            n = end_read(src_tls, src, d->buf->data, d->buf->size);
             if (n > 0) {
                 d->buf->tail = (uint32_t)n;
                 progress = true;
@@ -204,9 +211,9 @@ enum pump_result pump_dir_tls(struct worker *w, struct pump_dir *d, SSL *tls, in
     /* 3. Pass the end on once everything before it was delivered: a TLS
      * peer gets close_notify before the FIN. */
     if (d->eof && !d->shut && !d->buf) {
-        if (!from_tls)
-            tls_shutdown(tls);
-        shutdown(from_tls ? fd : SSL_get_fd(tls), SHUT_WR);
+        if (dst_tls)
+            tls_shutdown(dst_tls);
+        shutdown(dst, SHUT_WR);
         d->shut = true;
         *moved = true;
     }

@@ -45,12 +45,13 @@ enum pump_result {
 enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst,
                           bool *src_readable, bool *dst_writable, bool *moved);
 
-/* The same with TLS on one side (splice cannot see TLS plaintext): bytes go
- * through d->buf. from_tls: src is the TLS connection tls and dst the plain
- * socket fd; else src is fd and dst is tls. */
+/* The same where either end may be TLS (splice cannot see TLS plaintext):
+ * bytes go through d->buf. src_tls / dst_tls: that end's TLS connection
+ * on its socket src / dst, or NULL for a plain socket. */
 typedef struct ssl_st SSL;
-enum pump_result pump_dir_tls(struct worker *w, struct pump_dir *d, SSL *tls, int fd,
-                              bool from_tls, bool *src_readable, bool *dst_writable, bool *moved);
+enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tls, int src,
+                               SSL *dst_tls, int dst, bool *src_readable, bool *dst_writable,
+                               bool *moved);
 
 /* Give back the pipe (only an empty one returns to the pool) and buffer. */
 void pump_dir_release(struct worker *w, struct pump_dir *d);

@@ -283,8 +283,8 @@ static void pump(struct tcp_session *s)
 
     bool moved = false;
 
-    r = s->tls ? pump_dir_tls(s->w, &s->up, s->tls, s->bio.fd, true, &s->c_readable,
-                              &s->b_writable, &moved)
+    r = s->tls ? pump_dir_ends(s->w, &s->up, s->tls, s->cio.fd, NULL, s->bio.fd, &s->c_readable,
+                               &s->b_writable, &moved)
                : pump_dir(s->w, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable,
                           &moved);
     if (r == PUMP_SRC_ERROR) {
@@ -299,8 +299,8 @@ static void pump(struct tcp_session *s)
     if (s->up.eof && s->first_close == END_NONE)
         s->first_close = END_CLIENT_CLOSE;
 
-    r = s->tls ? pump_dir_tls(s->w, &s->down, s->tls, s->bio.fd, false, &s->b_readable,
-                              &s->c_writable, &moved)
+    r = s->tls ? pump_dir_ends(s->w, &s->down, NULL, s->bio.fd, s->tls, s->cio.fd,
+                               &s->b_readable, &s->c_writable, &moved)
                : pump_dir(s->w, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable,
                           &moved);
     if (r == PUMP_SRC_ERROR) {
@@ -479,10 +479,12 @@ static void connect_next(struct tcp_session *s)
  * bounded like the PROXY header's. */
 static void tls_step(struct tcp_session *s)
 {
-    int r = tls_handshake_step(s->tls, &s->tls_want, &s->c_readable, &s->c_writable,
-                               s->l->conf->name, &s->client);
+    int r = tls_handshake_step(s->tls, &s->tls_want, &s->c_readable, &s->c_writable);
+    char who[160];
 
     if (r < 0) {
+        snprintf(who, sizeof(who), "listener=%s", s->l->conf->name);
+        tls_log_failure(who, &s->client);
         atomic_fetch_add_explicit(&s->l->tls_handshake_errors, 1, memory_order_relaxed);
         session_end(s, END_CLIENT_RESET);
     } else if (r == 1) {

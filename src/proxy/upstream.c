@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "proto/tls.h"
 
 /* Idle lists of one worker: [pool][backend], allocated on first use. */
 struct idle_list {
@@ -70,6 +71,8 @@ static void conn_free(struct upstream_conn *u)
 {
     atomic_fetch_sub_explicit(&u->b->pool->connections, 1, memory_order_relaxed);
     timer_cancel(&u->w->loop.timers, &u->idle_timer);
+    tls_free(u->tls);
+    u->tls = NULL;
     if (u->io.fd >= 0)
         close(u->io.fd);   /* leaves the epoll set with it: no EPOLL_CTL_DEL */
     u->io.fd = -1;

@@ -21,6 +21,8 @@ struct upstream_conn;
 typedef void (*upstream_cb)(struct upstream_conn *u, uint32_t events);
 
 /* Owner: the exchange using it, or its backend's idle list. */
+typedef struct ssl_st SSL;
+
 struct upstream_conn {
     struct io io;
     struct worker *w;
@@ -34,6 +36,9 @@ struct upstream_conn {
     bool readable, writable;
     bool hup;                    /* epoll reported a hang-up: read to EOF */
     bool connected;
+    SSL *tls;                    /* a pool with tls: the connection's; NULL = plain */
+    int tls_want;                /* handshake: TLS_WANT_READ/WRITE it waits for */
+    bool tls_ready;              /* handshake done (a reused connection's is) */
 };
 
 /* An idle connection to b, taken off its list, or NULL. */

@@ -71,9 +71,9 @@ def stop_pid(pid, sig=signal.SIGTERM, timeout=10):
 
 class WebSocketEcho:
     """A WebSocket echo origin (python3-websockets) on a free port, served
-    by a thread of the test; stop() ends it."""
+    by a thread of the test, over TLS with an ssl context; stop() ends it."""
 
-    def __init__(self, websockets):
+    def __init__(self, websockets, ssl=None):
         import asyncio
         import threading
         self.port = free_port()
@@ -91,7 +91,7 @@ class WebSocketEcho:
             loop = asyncio.get_running_loop()
             self._stop["future"] = loop.create_future()
             self._stop["loop"] = loop
-            async with websockets.serve(echo, "127.0.0.1", self.port):
+            async with websockets.serve(echo, "127.0.0.1", self.port, ssl=ssl):
                 ready.set()
                 await self._stop["future"]
 

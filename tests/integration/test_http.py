@@ -481,3 +481,22 @@ def test_sigterm_under_load_no_client_sees_a_reset(procs, origins):
     assert errors == [], errors[:5]
     assert done and all(st == 200 for st in done)
     assert s.p.wait(10) == 0
+
+
+def test_error_answer_survives_an_unread_body(procs, origins):
+    """A 413 sent before the client finished its body: sluice shuts its side
+    and drops the rest for a moment (a lingering close) instead of closing at
+    once, which would reset the connection and could destroy the answer
+    before the client reads it."""
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}).replace(
+        "    pool: app\n", "    pool: app\n    max_body_size: 1k\n", 1))
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n")
+            time.sleep(0.05)                 # the 413 is on its way
+            chunk = b"x" * 65536
+            for _ in range(61):              # the body keeps coming after the answer
+                s.sendall(chunk)
+            data = s.recv(65536)
+            assert data.startswith(b"HTTP/1.1 413 "), data[:80]

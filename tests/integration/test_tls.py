@@ -298,3 +298,126 @@ def test_tcp_tls_after_a_proxy_header(procs, pki):
         c.sendall(b"ping over tls\n")
         assert c.recv(100) == b"ping over tls\n"
     wait_for(lambda: "192.0.2.7" in s.stdout(), what="the PROXY client in the access log")
+
+
+class TLSOrigin:
+    """An HTTPS origin (Python's http.server over ssl) with a certificate of
+    the test's CA; counts the TLS handshakes it completed and remembers the
+    SNI names it was asked for."""
+
+    def __init__(self, cert, key, name="tls1"):
+        import http.server
+        import threading
+        origin = self
+        self.handshakes, self.sni = 0, []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = (name + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+
+        def on_sni(sock, server_name, c):
+            origin.sni.append(server_name)
+            origin.handshakes += 1
+        ctx.sni_callback = on_sni
+
+        class Server(http.server.ThreadingHTTPServer):
+            def get_request(self):
+                s, addr = self.socket.accept()
+                return ctx.wrap_socket(s, server_side=True), addr
+
+        self.srv = Server(("127.0.0.1", 0), Handler)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def pool_tls_config(port, origin_port, pool_tls):
+    return "\n".join([
+        "workers: 1", "log: {level: info, access: off}", "listeners:",
+        f"  - {{name: web, bind: 127.0.0.1:{port}, mode: http, pool: app}}",
+        "pools:", "  - name: app", f"    tls: {pool_tls}", "    timeouts: {connect: 1s}",
+        "    backends:", f"      - {{name: tls1, address: 127.0.0.1:{origin_port}}}",
+    ]) + "\n"
+
+
+def test_tls_to_backends(procs, pki):
+    origin = TLSOrigin(*pki["a"])
+    try:
+        port = free_port()
+        procs.sluice(pool_tls_config(port, origin.port,
+                                     f"{{ca_file: {pki['ca']}, server_name: a.test}}"))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(20):
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"tls1\n")
+        c.close()
+        assert origin.sni[0] == "a.test"
+        assert origin.handshakes == 1       # the upstream connection was reused
+    finally:
+        origin.stop()
+
+
+def test_tls_to_backends_checks_the_certificate(procs, pki):
+    origin = TLSOrigin(*pki["a"])
+    try:
+        # The certificate is for a.test, not b.test: no backend is usable.
+        port = free_port()
+        s = procs.sluice(pool_tls_config(port, origin.port,
+                                         f"{{ca_file: {pki['ca']}, server_name: x.b.test}}"))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/")
+        r = c.getresponse()
+        assert r.status == 502, r.status
+        r.read()
+        wait_for(lambda: any("pool=app backend=tls1" in l for l in s.log_lines("tls_handshake_failed")),
+                 what="the failed backend handshake logged")
+        # Without a server name the certificate must name the address: it
+        # does not; with verify: false it is taken as it is.
+        port2, port3 = free_port(), free_port()
+        procs.sluice(pool_tls_config(port2, origin.port, f"{{ca_file: {pki['ca']}}}"))
+        procs.sluice(pool_tls_config(port3, origin.port, "{verify: false}"))
+        for p, want in ((port2, 502), (port3, 200)):
+            c = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
+            c.request("GET", "/")
+            r = c.getresponse()
+            r.read()
+            assert r.status == want, (p, r.status)
+    finally:
+        origin.stop()
+
+
+def test_websocket_tls_on_both_sides(procs, pki):
+    """A TLS client, a TLS listener, a pool with tls and a TLS WebSocket
+    origin: the tunnel moves bytes between two TLS connections."""
+    websockets = pytest.importorskip("websockets")
+    import websockets.server  # noqa: F401
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(*pki["a"])
+    origin = WebSocketEcho(websockets, ssl=sctx)
+    port = free_port()
+    cfg = config(port, f"127.0.0.1:{origin.port}", pki).replace(
+        "  - name: app\n", f"  - name: app\n    tls: {{ca_file: {pki['ca']}, server_name: a.test}}\n")
+    procs.sluice(cfg)
+    try:
+        asyncio.run(asyncio.wait_for(websocket_echo_roundtrip(
+            websockets, f"wss://a.test:{port}/chat", ssl=client_ctx(pki), host="127.0.0.1",
+            port=port, server_hostname="a.test"), 20))
+    finally:
+        origin.stop()

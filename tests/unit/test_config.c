@@ -579,6 +579,21 @@ static const struct bad_case bad_cases[] = {
       "     routes: [{match: {path: /a}, pool: app, auth: on}]}\n" POOL, "3:52",
       "route #1: auth: expected a mapping or off" },
 
+    /* tls towards backends */
+#define LST_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app}]\n"
+    { LST_HTTP "pools: [{name: app, tls: {verify: yes}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:35", "tls.verify: must be true or false" },
+    { LST_HTTP "pools: [{name: app, tls: {ca_file: /nonexistent}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:36", "tls.ca_file: cannot read '/nonexistent'" },
+    { LST_HTTP "pools: [{name: app, tls: {server_name: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:40", "tls.server_name: expected a DNS name" },
+    { LST_HTTP "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}],\n"
+      "         health_check: {type: http, path: /}}]\n", "2:26",
+      "http health checks over TLS are not built yet" },
+    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
+      "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}]}]\n", "1:63",
+      "pool 'app' speaks TLS to its backends, which only http listeners do yet" },
+
     /* tls (files that exist are checked by tests/integration/test_tls.py) */
 #define TLS_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  tls: "
     { TLS_HTTP "{}}]\n" POOL, "2:8", "missing required key 'tls.certificates'" },
