@@ -158,6 +158,13 @@ def test_large_bodies_both_ways(procs, pki):
     direct.close()
 
 
+def wss_roundtrip(websockets, port, pki):
+    """The harness's WebSocket round trip, over TLS to a.test on port."""
+    asyncio.run(asyncio.wait_for(websocket_echo_roundtrip(
+        websockets, f"wss://a.test:{port}/chat", ssl=client_ctx(pki), host="127.0.0.1",
+        port=port, server_hostname="a.test"), 20))
+
+
 def test_websocket_over_tls(procs, pki):
     websockets = pytest.importorskip("websockets")
     import websockets.server  # noqa: F401
@@ -166,9 +173,7 @@ def test_websocket_over_tls(procs, pki):
     procs.sluice(config(port, f"127.0.0.1:{origin.port}", pki))
 
     try:
-        asyncio.run(asyncio.wait_for(websocket_echo_roundtrip(
-            websockets, f"wss://a.test:{port}/chat", ssl=client_ctx(pki), host="127.0.0.1",
-            port=port, server_hostname="a.test"), 20))
+        wss_roundtrip(websockets, port, pki)
     finally:
         origin.stop()
 
@@ -416,8 +421,6 @@ def test_websocket_tls_on_both_sides(procs, pki):
         "  - name: app\n", f"  - name: app\n    tls: {{ca_file: {pki['ca']}, server_name: a.test}}\n")
     procs.sluice(cfg)
     try:
-        asyncio.run(asyncio.wait_for(websocket_echo_roundtrip(
-            websockets, f"wss://a.test:{port}/chat", ssl=client_ctx(pki), host="127.0.0.1",
-            port=port, server_hostname="a.test"), 20))
+        wss_roundtrip(websockets, port, pki)
     finally:
         origin.stop()
