@@ -323,9 +323,6 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     config_read_backends(d, cfg, p, owner, map, total_backends);
     if ((n = config_map_get(map, "health_check")))
         config_read_health(d, p, owner, n);
-    if (p->tls && p->health.type == HEALTH_HTTP && (n = config_map_get(map, "tls")))
-        config_diag_error(d, n->line, n->col, "%s: tls: http health checks over TLS are not "
-                          "built yet; use health_check type tcp for this pool", owner);
 }
 
 void config_read_pools(struct config_diag *d, struct config *cfg, const struct config_node *seq)

@@ -22,6 +22,7 @@
 #include "health/health.h"
 #include "net/addr.h"
 #include "proto/http1.h"
+#include "proto/tls.h"
 
 #define CHECK_RESPONSE_MAX (16u * 1024u)
 
@@ -38,6 +39,8 @@ struct health_target {
     bool running;
     bool first_done;              /* the first check after start finished */
     bool sent;                    /* http: the request is written */
+    bool connected;               /* the connect completed */
+    SSL *tls;                     /* http checks of a pool with tls */
     char *resp;                   /* http: response bytes, while a check runs */
     uint32_t resp_len;
     struct addr target;           /* the backend's address, or its health_check.port */
@@ -111,6 +114,8 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
 {
     if (t->io.fd >= 0) {
         loop_del(t->hc->loop, &t->io);
+        tls_free(t->tls);        /* before its socket closes */
+        t->tls = NULL;
         close(t->io.fd);
         t->io.fd = -1;
     }
@@ -118,6 +123,7 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
     t->resp = NULL;
     t->resp_len = 0;
     t->sent = false;
+    t->connected = false;
     t->running = false;
     check_count(t, ok, why);
     timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
@@ -138,6 +144,8 @@ static bool http_send(struct health_target *t)
     if (n <= 0 || (size_t)n >= sizeof(req))
         return false;
     /* A fresh socket's buffer takes a small request whole. */
+    if (t->tls)
+        return tls_write(t->tls, req, (size_t)n) == n;
     return send(t->io.fd, req, (size_t)n, MSG_NOSIGNAL) == n;
 }
 
@@ -158,7 +166,19 @@ static void http_read(struct health_target *t)
         ssize_t n;
         if (t->resp_len == CHECK_RESPONSE_MAX)
             break;
-        n = recv(t->io.fd, t->resp + t->resp_len, CHECK_RESPONSE_MAX - t->resp_len, 0);
+        if (t->tls) {
+            n = tls_read(t->tls, t->resp + t->resp_len, CHECK_RESPONSE_MAX - t->resp_len);
+            if (n == TLS_CLOSED)
+                n = 0;
+            else if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+                break;
+            else if (n < 0) {
+                check_finish(t, false, "TLS read failed");
+                return;
+            }
+        } else {
+            n = recv(t->io.fd, t->resp + t->resp_len, CHECK_RESPONSE_MAX - t->resp_len, 0);
+        }
         if (n > 0) {
             t->resp_len += (uint32_t)n;
             continue;
@@ -206,6 +226,34 @@ static void http_read(struct health_target *t)
         check_finish(t, false, "expected body text not found");
 }
 
+/* An http check of a pool with tls: the handshake first, as requests to
+ * the pool do (checked against the same CAs and name). true once done;
+ * false while it waits (the socket's interest set to what it waits for)
+ * or when it failed (the check is finished then). */
+static bool tls_step(struct health_target *t)
+{
+    char ip[ADDR_TEXT_MAX], why[320], err[256];
+    int r;
+
+    if (!t->tls) {
+        addr_format_host(&t->b->conf->address, ip, sizeof(ip));
+        if (!(t->tls = tls_client_conn(t->b->pool->tls, t->io.fd, ip))) {
+            check_finish(t, false, "out of memory");
+            return false;
+        }
+    }
+    r = tls_handshake(t->tls);
+    if (r == 1)
+        return true;
+    if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+        loop_mod(t->hc->loop, &t->io, r == TLS_WANT_READ ? EPOLLIN | EPOLLRDHUP : EPOLLOUT);
+        return false;
+    }
+    snprintf(why, sizeof(why), "TLS handshake: %s", tls_error(err, sizeof(err)));
+    check_finish(t, false, why);
+    return false;
+}
+
 static void check_io(struct io *io, uint32_t events)
 {
     struct health_target *t = (struct health_target *)io;
@@ -217,15 +265,20 @@ static void check_io(struct io *io, uint32_t events)
             http_read(t);
         return;
     }
-    getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0 || !(events & EPOLLOUT)) {
-        check_finish(t, false, strerror(err ? err : ECONNREFUSED));
-        return;
+    if (!t->connected) {
+        getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0 || !(events & EPOLLOUT)) {
+            check_finish(t, false, strerror(err ? err : ECONNREFUSED));
+            return;
+        }
+        t->connected = true;
     }
     if (t->conf->type != HEALTH_HTTP) {
         check_finish(t, true, NULL);
         return;
     }
+    if (t->b->pool->tls && !tls_step(t))
+        return;
     if (!http_send(t)) {
         check_finish(t, false, "could not send the request");
         return;

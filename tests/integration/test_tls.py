@@ -424,3 +424,38 @@ def test_websocket_tls_on_both_sides(procs, pki):
         wss_roundtrip(websockets, port, pki)
     finally:
         origin.stop()
+
+
+def test_http_health_checks_over_tls(procs, pki):
+    """A pool with tls checks its backends over TLS too, against the same
+    CAs and name: a good backend comes UP; one whose certificate does not
+    match stays DOWN, and the check says why."""
+    origin = TLSOrigin(*pki["a"])
+    try:
+        for name, want in (("a.test", "UP"), ("x.b.test", "DOWN")):
+            port, aport = free_port(), free_port()
+            cfg = pool_tls_config(port, origin.port,
+                                  f"{{ca_file: {pki['ca']}, server_name: {name}}}").replace(
+                "level: info", "level: debug").replace(
+                "    timeouts: {connect: 1s}\n",
+                "    timeouts: {connect: 1s}\n"
+                "    health_check: {type: http, path: /, interval: 200ms, timeout: 150ms}\n")
+            cfg += f"admin: {{listen: 127.0.0.1:{aport}}}\n"
+            s = procs.sluice(cfg)
+
+            def state():
+                c = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)
+                c.request("GET", "/api/v1/status")
+                st = json.loads(c.getresponse().read())
+                c.close()
+                return st["pools"][0]["backends"][0]["state"]
+            time.sleep(0.7)               # three checks
+            assert state() == want, (name, s.stderr()[-2000:])
+            if want == "UP":
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/")
+                assert c.getresponse().read() == b"tls1\n"
+            else:
+                assert any("TLS handshake" in l for l in s.log_lines("health_check_failed"))
+    finally:
+        origin.stop()

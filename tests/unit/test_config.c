@@ -587,9 +587,6 @@ static const struct bad_case bad_cases[] = {
       "2:36", "tls.ca_file: cannot read '/nonexistent'" },
     { LST_HTTP "pools: [{name: app, tls: {server_name: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:40", "tls.server_name: expected a DNS name" },
-    { LST_HTTP "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}],\n"
-      "         health_check: {type: http, path: /}}]\n", "2:26",
-      "http health checks over TLS are not built yet" },
     { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
       "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}]}]\n", "1:63",
       "pool 'app' speaks TLS to its backends, which only http listeners do yet" },
