@@ -168,9 +168,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         l->pool = config_find_pool(cfg, s);
         if (!l->pool)
             config_diag_error(d, n->line, n->col, "%s: pool '%s' is not defined", owner, s);
-        else if (l->pool->tls && mode_ok && l->mode != LISTENER_HTTP)
+        else if (l->pool->tls && mode_ok && l->mode == LISTENER_UDP)
             config_diag_error(d, n->line, n->col, "%s: pool '%s' speaks TLS to its backends, "
-                              "which only http listeners do yet", owner, s);
+                              "which a udp listener cannot", owner, s);
     }
 
     if ((n = config_map_get(map, "timeouts")))

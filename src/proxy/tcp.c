@@ -45,6 +45,7 @@ enum tcp_state {
     TCP_PROXY_IN,        /* waiting for the client's PROXY header */
     TCP_TLS_HANDSHAKE,   /* a tls listener: the client's handshake */
     TCP_CONNECTING,      /* connect() to a backend in progress */
+    TCP_UP_TLS,          /* a pool with tls: the handshake with the backend */
     TCP_FORWARDING,
     TCP_CLOSED,          /* ended; freed by the task at the end of the iteration */
 };
@@ -75,6 +76,8 @@ struct tcp_session {
     struct backend *tried[TCP_MAX_TRIES];
     SSL *tls;                   /* a tls listener's client side; NULL = plain */
     int tls_want;               /* handshake: TLS_WANT_READ/WRITE it waits for */
+    SSL *btls;                  /* a pool with tls: the backend side; NULL = plain */
+    int btls_want;
     struct tcp_session *prev, *next;
 };
 
@@ -82,6 +85,7 @@ static void session_end(struct tcp_session *s, enum end_reason why);
 static void connect_next(struct tcp_session *s);
 static void pump(struct tcp_session *s);
 static bool rate_limit_admit(struct tcp_session *s);
+static void backend_drop(struct tcp_session *s);
 
 static struct tcp_session *session_of_task(struct loop_task *t)
 {
@@ -194,6 +198,8 @@ static void session_end(struct tcp_session *s, enum end_reason why)
     }
     tls_free(s->tls);
     s->tls = NULL;
+    tls_free(s->btls);
+    s->btls = NULL;
     io_close(s, &s->cio, reset_client);
     io_close(s, &s->bio, reset_backend);
     pump_dir_release(s->w, &s->up);
@@ -248,13 +254,13 @@ static void timer_fired(struct timer *t)
         session_end(s, END_IDLE_TIMEOUT);
         break;
     case TCP_CONNECTING:
+    case TCP_UP_TLS:
         /* This backend did not answer in time: count it, try the next. */
         atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
         backend_report(s->backend, false);
         log_debug("event=connect_timeout pool=%s backend=%s",
                   s->pool->conf->name, s->backend->conf->name);
-        io_close(s, &s->bio, false);
-        backend_release(s);
+        backend_drop(s);
         if (s->tries >= TCP_MAX_TRIES || s->tries >= s->pool->nbackends) {
             session_end(s, END_CONNECT_TIMEOUT);
             return;
@@ -283,8 +289,8 @@ static void pump(struct tcp_session *s)
 
     bool moved = false;
 
-    r = s->tls ? pump_dir_ends(s->w, &s->up, s->tls, s->cio.fd, NULL, s->bio.fd, &s->c_readable,
-                               &s->b_writable, &moved)
+    r = s->tls || s->btls ? pump_dir_ends(s->w, &s->up, s->tls, s->cio.fd, s->btls, s->bio.fd,
+                                          &s->c_readable, &s->b_writable, &moved)
                : pump_dir(s->w, &s->up, s->cio.fd, s->bio.fd, &s->c_readable, &s->b_writable,
                           &moved);
     if (r == PUMP_SRC_ERROR) {
@@ -299,8 +305,8 @@ static void pump(struct tcp_session *s)
     if (s->up.eof && s->first_close == END_NONE)
         s->first_close = END_CLIENT_CLOSE;
 
-    r = s->tls ? pump_dir_ends(s->w, &s->down, NULL, s->bio.fd, s->tls, s->cio.fd,
-                               &s->b_readable, &s->c_writable, &moved)
+    r = s->tls || s->btls ? pump_dir_ends(s->w, &s->down, s->btls, s->bio.fd, s->tls, s->cio.fd,
+                                          &s->b_readable, &s->c_writable, &moved)
                : pump_dir(s->w, &s->down, s->bio.fd, s->cio.fd, &s->b_readable, &s->c_writable,
                           &moved);
     if (r == PUMP_SRC_ERROR) {
@@ -378,6 +384,48 @@ static void start_forwarding(struct tcp_session *s)
     pump(s);
 }
 
+/* Close the socket to the current backend (and its TLS) and let it go. */
+static void backend_drop(struct tcp_session *s)
+{
+    tls_free(s->btls);
+    s->btls = NULL;
+    s->btls_want = 0;
+    io_close(s, &s->bio, false);
+    backend_release(s);
+}
+
+/* A pool with tls: the handshake with the backend, then forwarding. A
+ * failure counts against the backend and tries the next, like a refused
+ * connect. */
+static void up_tls_step(struct tcp_session *s)
+{
+    char ip[ADDR_TEXT_MAX], who[320];
+    int r;
+
+    if (!s->btls) {
+        addr_format_host(&s->backend->conf->address, ip, sizeof(ip));
+        if (!(s->btls = tls_client_conn(s->pool->tls, s->bio.fd, ip))) {
+            session_end(s, END_NO_MEMORY);
+            return;
+        }
+    }
+    r = tls_handshake_step(s->btls, &s->btls_want, &s->b_readable, &s->b_writable);
+    if (r == 0)
+        return;
+    timer_cancel(&s->w->loop.timers, &s->timer);
+    if (r == 1) {
+        backend_report(s->backend, true);
+        start_forwarding(s);
+        return;
+    }
+    snprintf(who, sizeof(who), "pool=%s backend=%s", s->pool->conf->name, s->backend->conf->name);
+    tls_log_failure(who, &s->backend->conf->address);
+    atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+    backend_report(s->backend, false);
+    backend_drop(s);
+    connect_next(s);
+}
+
 static void backend_cb(struct io *io, uint32_t events)
 {
     struct tcp_session *s = (void *)((char *)io - offsetof(struct tcp_session, bio));
@@ -390,10 +438,15 @@ static void backend_cb(struct io *io, uint32_t events)
             return;
         err = pending_error(io->fd);
         if (err == 0 && (events & EPOLLOUT)) {
-            timer_cancel(&s->w->loop.timers, &s->timer);
-            backend_report(s->backend, true);
             s->b_writable = true;
             s->b_readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
+            if (s->pool->tls) {
+                s->state = TCP_UP_TLS;      /* the connect timer bounds it too */
+                up_tls_step(s);
+                return;
+            }
+            timer_cancel(&s->w->loop.timers, &s->timer);
+            backend_report(s->backend, true);
             start_forwarding(s);
             return;
         }
@@ -404,8 +457,7 @@ static void backend_cb(struct io *io, uint32_t events)
         log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"", s->pool->conf->name,
                   s->backend->conf->name, strerror(err ? err : ECONNREFUSED));
         timer_cancel(&s->w->loop.timers, &s->timer);
-        io_close(s, &s->bio, false);
-        backend_release(s);
+        backend_drop(s);
         connect_next(s);
         return;
     }
@@ -413,6 +465,10 @@ static void backend_cb(struct io *io, uint32_t events)
         s->b_readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->b_writable = true;
+    if (s->state == TCP_UP_TLS) {
+        up_tls_step(s);
+        return;
+    }
     if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
         session_end(s, END_BACKEND_RESET);
         return;

@@ -459,3 +459,35 @@ def test_http_health_checks_over_tls(procs, pki):
                 assert any("TLS handshake" in l for l in s.log_lines("health_check_failed"))
     finally:
         origin.stop()
+
+
+def test_tcp_listener_to_a_tls_pool(procs, pki):
+    """A tcp listener in front of a pool with tls: sluice originates TLS, the
+    client speaks plain text; a backend certificate that does not match is
+    a failed connect (closed, logged)."""
+    origin = TLSOrigin(*pki["a"])
+    try:
+        for name, ok in (("a.test", True), ("x.b.test", False)):
+            port = free_port()
+            s = procs.sluice("\n".join([
+                "workers: 1", "log: {level: info, access: off}", "listeners:",
+                f"  - {{name: l4, bind: 127.0.0.1:{port}, mode: tcp, pool: app}}",
+                "pools:", "  - name: app", "    timeouts: {connect: 1s}",
+                f"    tls: {{ca_file: {pki['ca']}, server_name: {name}}}",
+                "    backends:", f"      - {{name: tls1, address: 127.0.0.1:{origin.port}}}",
+            ]) + "\n")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                try:
+                    data = recv_all(c)
+                except ConnectionResetError:
+                    data = b""
+            if ok:
+                assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"tls1\n"), data
+            else:
+                assert data == b""
+                wait_for(lambda: any("pool=app backend=tls1" in l
+                                     for l in s.log_lines("tls_handshake_failed")),
+                         what="the failed backend handshake logged")
+    finally:
+        origin.stop()

@@ -587,9 +587,9 @@ static const struct bad_case bad_cases[] = {
       "2:36", "tls.ca_file: cannot read '/nonexistent'" },
     { LST_HTTP "pools: [{name: app, tls: {server_name: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:40", "tls.server_name: expected a DNS name" },
-    { "listeners: [{name: l4, bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n"
-      "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}]}]\n", "1:63",
-      "pool 'app' speaks TLS to its backends, which only http listeners do yet" },
+    { "listeners: [{name: u, bind: 127.0.0.1:8080, mode: udp, pool: app}]\n"
+      "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}]}]\n", "1:62",
+      "pool 'app' speaks TLS to its backends, which a udp listener cannot" },
 
     /* tls (files that exist are checked by tests/integration/test_tls.py) */
 #define TLS_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  tls: "
