@@ -60,6 +60,13 @@ static void read_cert(struct config_diag *d, const char *owner, const struct con
         config_diag_error(d, cn->line, cn->col, "%s: tls: %s", owner, err);
         return;
     }
+    {
+        struct stat st;
+
+        if (stat(key, &st) == 0 && (st.st_mode & S_IROTH))
+            config_diag_warning(d, kn->line, kn->col, "%s: tls.certificates[].key: '%s' is "
+                                "readable by every user", owner, key);
+    }
     c->cert = config_strdup(d, cert);
     c->key = config_strdup(d, key);
 }

@@ -491,3 +491,43 @@ def test_tcp_listener_to_a_tls_pool(procs, pki):
                          what="the failed backend handshake logged")
     finally:
         origin.stop()
+
+
+def test_reload_takes_a_renewed_certificate(procs, pki, tmp_path):
+    """Renewal: new files, a reload, and new connections get the new
+    certificate while the port never closes. A world-readable key is
+    warned about by sluice check."""
+    cert, key = tmp_path / "site.pem", tmp_path / "site.key"
+    cert.write_bytes(open(pki["a"][0], "rb").read())
+    key.write_bytes(open(pki["a"][1], "rb").read())
+    os.chmod(key, 0o644)
+    o = procs.origin("b1")
+    port = free_port()
+    cfg = config(port, o.address, pki, certs=()).replace(
+        "tls: {certificates: []}", f"tls: {{certificates: [{{cert: {cert}, key: {key}}}]}}")
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg)
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "readable by every user" in r.stdout + r.stderr, r.stdout + r.stderr
+    os.chmod(key, 0o600)
+    s = procs.sluice(cfg)
+
+    def serial():
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        ctx.check_hostname = False
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                             server_hostname="a.test") as c:
+            return c.getpeercert()["serialNumber"]
+
+    before = serial()
+    # A renewed certificate for the same name and key, from the same CA.
+    d = pki["dir"]
+    ext = tmp_path / "ext"
+    ext.write_text("subjectAltName=DNS:a.test\n")
+    csr = tmp_path / "a.csr"
+    run(OPENSSL, "req", "-new", "-key", str(key), "-out", str(csr), "-subj", "/CN=a.test")
+    run(OPENSSL, "x509", "-req", "-in", str(csr), "-CA", pki["ca"], "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    s.reload()
+    wait_for(lambda: serial() != before, what="the renewed certificate served")
+    assert https(port, pki) == (200, b"b1\n")
