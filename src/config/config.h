@@ -256,6 +256,7 @@ struct conf_upstream_tls {
     char *server_name;           /* SNI, and the name the certificate must have;
                                     NULL = none sent, the certificate must hold the
                                     backend's IP address */
+    char *cert, *key;            /* a client certificate for backends that ask; NULL = none */
 };
 
 struct conf_pool {
@@ -296,6 +297,7 @@ struct conf_tls {
     struct conf_tls_cert *certs; /* at least one; the first is the default */
     size_t ncerts;
     int min_version;             /* 12 (TLS 1.2, the default) or 13 */
+    char *client_ca;             /* mTLS: clients must show a certificate from these CAs */
 };
 
 struct conf_listener {

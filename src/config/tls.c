@@ -98,6 +98,17 @@ struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
                 read_cert(d, owner, n->items[i], &t->certs[i]);
         }
     }
+    if ((n = config_map_get(map, "client_ca"))) {
+        const char *s;
+
+        if (want_pem_file(d, owner, "tls.client_ca", n, &s) == 0) {
+            char err[512];
+            if (tls_check_ca(s, err, sizeof(err)) < 0)
+                config_diag_error(d, n->line, n->col, "%s: tls.client_ca: %s", owner, err);
+            else
+                t->client_ca = config_strdup(d, s);
+        }
+    }
     if ((n = config_map_get(map, "min_version"))) {
         const char *s;
 
@@ -127,6 +138,7 @@ void config_free_tls(struct conf_tls *t)
         free(t->certs[i].key);
     }
     free(t->certs);
+    free(t->client_ca);
     free(t);
 }
 
@@ -164,6 +176,24 @@ struct conf_upstream_tls *config_read_upstream_tls(struct config_diag *d, const 
         else
             t->server_name = config_strdup(d, s);
     }
+    {
+        const struct config_node *cn = config_map_get(map, "cert"), *kn = config_map_get(map, "key");
+        const char *cert = NULL, *key = NULL;
+
+        if (cn && !kn)
+            config_missing(d, owner, map, "tls.key");
+        else if (kn && !cn)
+            config_missing(d, owner, map, "tls.cert");
+        else if (cn && want_pem_file(d, owner, "tls.cert", cn, &cert) == 0 &&
+                 want_pem_file(d, owner, "tls.key", kn, &key) == 0) {
+            if (tls_check_pair(cert, key, err, sizeof(err)) < 0)
+                config_diag_error(d, cn->line, cn->col, "%s: tls: %s", owner, err);
+            else {
+                t->cert = config_strdup(d, cert);
+                t->key = config_strdup(d, key);
+            }
+        }
+    }
     if (d->errors != errors) {
         config_free_upstream_tls(t);
         return NULL;
@@ -177,5 +207,7 @@ void config_free_upstream_tls(struct conf_upstream_tls *t)
         return;
     free(t->ca_file);
     free(t->server_name);
+    free(t->cert);
+    free(t->key);
     free(t);
 }

@@ -133,6 +133,20 @@ static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert 
     }
     if (http)
         SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    if (conf->client_ca) {
+        /* mTLS: no certificate from these CAs, no handshake. */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(conf->client_ca);
+
+        if (SSL_CTX_load_verify_locations(ctx, conf->client_ca, NULL) != 1 || !names) {
+            snprintf(err, errlen, "client_ca '%s': %s", conf->client_ca,
+                     tls_error((char[256]){0}, 256));
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
     return ctx;
 }
 
@@ -302,6 +316,25 @@ const char *tls_version(SSL *s)
     return SSL_get_version(s);
 }
 
+int tls_peer_subject(SSL *s, char *out, size_t size)
+{
+    X509 *peer = SSL_get0_peer_certificate(s);
+    BIO *b;
+    int n;
+
+    if (!peer || !(b = BIO_new(BIO_s_mem())))
+        return -1;
+    /* RFC 2253 with UTF-8 left as it is, but no control bytes or newlines. */
+    X509_NAME_print_ex(b, X509_get_subject_name(peer), 0,
+                       (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) | ASN1_STRFLGS_ESC_CTRL);
+    n = BIO_read(b, out, (int)size - 1);
+    BIO_free(b);
+    if (n <= 0)
+        return -1;
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- towards backends ---- */
 
 struct tls_client {
@@ -341,6 +374,12 @@ struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *er
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    if (conf->cert && (SSL_CTX_use_certificate_chain_file(t->ctx, conf->cert) != 1 ||
+                       SSL_CTX_use_PrivateKey_file(t->ctx, conf->key, SSL_FILETYPE_PEM) != 1)) {
+        snprintf(err, errlen, "client certificate '%s': %s", conf->cert, tls_error(why, sizeof(why)));
+        tls_client_free(t);
+        return NULL;
+    }
     if (conf->verify) {
         SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
         if ((conf->ca_file ? SSL_CTX_load_verify_locations(t->ctx, conf->ca_file, NULL)

@@ -77,6 +77,9 @@ void tls_shutdown(SSL *s);
 /* Why the last call on this thread failed, for the log (OpenSSL's error
  * queue, emptied). */
 const char *tls_error(char *buf, size_t len);
+/* The subject of the certificate the peer showed (mTLS), RFC 2253
+ * ("CN=ann,O=Example"), into out; its length, or -1 when there is none. */
+int tls_peer_subject(SSL *s, char *out, size_t size);
 /* The negotiated protocol version, "TLSv1.3". */
 const char *tls_version(SSL *s);
 

@@ -144,6 +144,7 @@ struct http_conn {
     SSL *tls;                           /* with a tls listener; NULL = plain */
     int tls_want;                       /* handshake: TLS_WANT_READ/WRITE it waits for */
     bool tls_ready;                     /* the handshake is done */
+    char *client_subject;               /* mTLS: the client certificate's subject */
     struct http_conn *prev, *next;
 };
 
@@ -358,6 +359,8 @@ static void conn_close(struct http_conn *c, enum end_reason why)
         }
         tls_free(c->tls);
         c->tls = NULL;
+        free(c->client_subject);
+        c->client_subject = NULL;
         close(c->cio.fd);
         c->cio.fd = -1;
     }
@@ -977,6 +980,7 @@ static void forward_start(struct http_conn *c)
         .request_id = x->request_id,
         .upstream_http10 = x->req.minor == 0,
         .tls = c->tls != NULL,
+        .client_subject = c->client_subject,
     };
     x->to_up = buf_get(&c->w->bufs);
     if (!x->to_up) {
@@ -1857,8 +1861,13 @@ static bool tls_handshake_done(struct http_conn *c)
     int r = tls_handshake_step(c->tls, &c->tls_want, &c->c_readable, &c->c_writable);
     char who[160];
 
-    if (r == 1)
+    if (r == 1) {
+        char subject[1024];
+
         c->tls_ready = true;
+        if (c->l->conf->tls->client_ca && tls_peer_subject(c->tls, subject, sizeof(subject)) > 0)
+            c->client_subject = strdup(subject);
+    }
     if (r < 0) {
         snprintf(who, sizeof(who), "listener=%s", c->l->conf->name);
         tls_log_failure(who, &c->peer);

@@ -290,6 +290,11 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         if ((h1_slice_eq_ci(h->name, "x-real-ip") || h1_slice_eq_ci(h->name, "forwarded") ||
              h1_slice_eq_ci(h->name, "x-forwarded-host")) && !fwd->peer_trusted)
             continue;
+        /* Who the client is, by certificate, is ours to say (or a trusted
+         * proxy's, when we checked none). */
+        if (h1_slice_eq_ci(h->name, "x-client-cert-subject") &&
+            (!fwd->peer_trusted || fwd->client_subject))
+            continue;
         if (h1_slice_eq_ci(h->name, "x-request-id"))
             continue;
         if (route && (name_in_list(h->name, route->remove_headers, route->nremove_headers) ||
@@ -313,6 +318,9 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     else
         put_header(&o, "X-Forwarded-Proto", 17, fwd->tls ? "https" : "http", fwd->tls ? 5 : 4);
     put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
+    if (fwd->client_subject)
+        put_header(&o, "X-Client-Cert-Subject", 21, fwd->client_subject,
+                   strlen(fwd->client_subject));
     if (route) {
         for (size_t i = 0; i < route->nset_headers; i++)
             put_header(&o, route->set_headers[i].name, strlen(route->set_headers[i].name),

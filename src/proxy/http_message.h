@@ -19,6 +19,8 @@ struct http_forward {
     const char *request_id;      /* X-Request-Id to send */
     bool upstream_http10;        /* the client spoke 1.0: so do we, upstream */
     bool tls;                    /* the client reached us over TLS: X-Forwarded-Proto https */
+    const char *client_subject;  /* mTLS: the client certificate's subject, sent as
+                                    X-Client-Cert-Subject; NULL = none */
 };
 
 /* Append the upstream request head for req to b. Hop-by-hop fields are

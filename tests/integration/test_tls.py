@@ -34,12 +34,12 @@ def pki(tmp_path_factory):
     run(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
         "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=sluice test CA")
     out = {"ca": ca, "dir": d}
-    for name, san in (("a", "DNS:a.test"), ("b", "DNS:*.b.test")):
+    for name, san in (("a", "DNS:a.test"), ("b", "DNS:*.b.test"), ("client", "DNS:client.test")):
         key, csr, crt = str(d / f"{name}.key"), str(d / f"{name}.csr"), str(d / f"{name}.pem")
         ext = d / f"{name}.ext"
         ext.write_text(f"subjectAltName={san}\n")
         run(OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN={name}.test")
+            "-keyout", key, "-out", csr, "-subj", f"/O=Example/CN={name}.test")
         run(OPENSSL, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
             "-out", crt, "-days", "2", "-extfile", str(ext))
         out[name] = (crt, key)
@@ -310,7 +310,7 @@ class TLSOrigin:
     the test's CA; counts the TLS handshakes it completed and remembers the
     SNI names it was asked for."""
 
-    def __init__(self, cert, key, name="tls1"):
+    def __init__(self, cert, key, name="tls1", client_ca=None):
         import http.server
         import threading
         origin = self
@@ -331,6 +331,9 @@ class TLSOrigin:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
+        if client_ca:
+            ctx.load_verify_locations(client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
 
         def on_sni(sock, server_name, c):
             origin.sni.append(server_name)
@@ -350,6 +353,16 @@ class TLSOrigin:
     def stop(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+def plain_status(port):
+    """The status of a plain GET / to port."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/")
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
 
 
 def pool_tls_config(port, origin_port, pool_tls):
@@ -399,11 +412,7 @@ def test_tls_to_backends_checks_the_certificate(procs, pki):
         procs.sluice(pool_tls_config(port2, origin.port, f"{{ca_file: {pki['ca']}}}"))
         procs.sluice(pool_tls_config(port3, origin.port, "{verify: false}"))
         for p, want in ((port2, 502), (port3, 200)):
-            c = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
-            c.request("GET", "/")
-            r = c.getresponse()
-            r.read()
-            assert r.status == want, (p, r.status)
+            assert plain_status(p) == want, p
     finally:
         origin.stop()
 
@@ -531,3 +540,41 @@ def test_reload_takes_a_renewed_certificate(procs, pki, tmp_path):
     s.reload()
     wait_for(lambda: serial() != before, what="the renewed certificate served")
     assert https(port, pki) == (200, b"b1\n")
+
+
+def test_client_certificates_both_ways(procs, pki):
+    """mTLS: a listener with client_ca lets in only clients with a
+    certificate from that CA and tells the backend who they are (a forged
+    header is replaced); a pool with cert/key shows its certificate to a
+    backend that asks for one."""
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki, extra_tls=f", client_ca: {pki['ca']}"))
+    ctx = client_ctx(pki)
+    ctx.load_cert_chain(*pki["client"])
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                         server_hostname="a.test") as c:
+        c.sendall(b"GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n"
+                  b"X-Client-Cert-Subject: CN=forged\r\n\r\n")
+        data = recv_all(c)
+    h = {k.lower(): v for k, v in json.loads(data.partition(b"\r\n\r\n")[2])["headers"]}
+    assert h["x-client-cert-subject"] == "CN=client.test,O=Example"
+    # Without a certificate: no request gets through.
+    try:
+        with client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                         server_hostname="a.test") as c:
+            c.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            data = recv_all(c)
+    except (ssl.SSLError, ConnectionResetError):
+        data = b""
+    assert not data.startswith(b"HTTP/")
+    # Towards a backend that requires a client certificate.
+    origin = TLSOrigin(*pki["a"], client_ca=pki["ca"])
+    try:
+        for extra, want in ((f", cert: {pki['client'][0]}, key: {pki['client'][1]}", 200), ("", 502)):
+            p2 = free_port()
+            procs.sluice(pool_tls_config(p2, origin.port,
+                                         f"{{ca_file: {pki['ca']}, server_name: a.test{extra}}}"))
+            assert plain_status(p2) == want, extra
+    finally:
+        origin.stop()

@@ -580,6 +580,7 @@ static const struct bad_case bad_cases[] = {
       "route #1: auth: expected a mapping or off" },
 
     /* tls towards backends */
+#define TLS_HTTP_EARLY "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  tls: "
 #define LST_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app}]\n"
     { LST_HTTP "pools: [{name: app, tls: {verify: yes}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:35", "tls.verify: must be true or false" },
@@ -587,6 +588,12 @@ static const struct bad_case bad_cases[] = {
       "2:36", "tls.ca_file: cannot read '/nonexistent'" },
     { LST_HTTP "pools: [{name: app, tls: {server_name: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:40", "tls.server_name: expected a DNS name" },
+    { LST_HTTP "pools: [{name: app, tls: {cert: /tmp}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:26", "missing required key 'tls.key'" },
+    { LST_HTTP "pools: [{name: app, tls: {cert: /nonexistent, key: /nonexistent},\n"
+      "         backends: [{address: 127.0.0.1:1}]}]\n", "2:33", "tls.cert: cannot read '/nonexistent'" },
+    { TLS_HTTP_EARLY "{certificates: [{cert: /tmp, key: /tmp}], client_ca: /nonexistent}}]\n" POOL,
+      "2:61", "tls.client_ca: cannot read '/nonexistent'" },
     { "listeners: [{name: u, bind: 127.0.0.1:8080, mode: udp, pool: app}]\n"
       "pools: [{name: app, tls: {verify: false}, backends: [{address: 127.0.0.1:1}]}]\n", "1:62",
       "pool 'app' speaks TLS to its backends, which a udp listener cannot" },
