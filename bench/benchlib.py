@@ -16,10 +16,12 @@ that stop_all() and cleanup() see every process and directory of the run;
 drivers change these lists and sets in place and never rebind them.
 Stdlib only. Only PIDs the driver started are ever signalled.
 """
+import argparse
 import os
 import platform
 import re
 import shutil
+import statistics
 import signal
 import socket
 import string
@@ -189,6 +191,48 @@ def run_client(p, timeout, what, window=None):
         raise
     finally:
         ours.discard(p.pid)
+
+
+WRK_LUA = os.path.join(ROOT, "bench", "http", "latency.lua")
+
+
+def wrk_window(url, secs, headers=(), conns=50, window=None):
+    """wrk -t1 -cCONNS for secs against url on CPU CLIENT_CPU, with the
+    HTTP bench's Lua script; inside `window` (a Window) if given. Returns its
+    BENCH line as a dict, with secs (the measured duration), refused (non-2xx
+    answers) and errors (socket errors)."""
+    argv = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns, "-d%ds" % secs,
+            "--timeout", "2s", "-s", WRK_LUA]
+    for h in headers:
+        argv += ["-H", h]
+    p = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    so, se = run_client(p, secs + 30, "wrk", window)
+    out = so.decode(errors="replace")
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if p.returncode != 0 or not m:
+        die("wrk failed (rc=%d):\n%s%s" % (p.returncode, out, se.decode(errors="replace")))
+    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    v["secs"] = v["duration_us"] / 1e6
+    v["refused"] = v["status"]
+    v["errors"] = v["connect"] + v["read"] + v["write"] + v["timeout"]
+    return v
+
+
+def measured_wrk(b, url, secs, headers=(), warmup=1, settle=0.0):
+    """A warm-up (then settle seconds of quiet), then one wrk window on
+    balancer b: requests, req/s, refused, errors, the balancer's CPU per
+    request and requests per CPU-s, and whether other processes disturbed
+    the window."""
+    if warmup:
+        wrk_window(url, warmup, headers)
+    time.sleep(settle)
+    w = Window(b)
+    v = wrk_window(url, secs, headers, window=w)
+    reqs = v["requests"]
+    return dict(reqs=reqs, rps=reqs / v["secs"], secs=v["secs"], refused=v["refused"],
+                passed=reqs - v["refused"], errors=v["errors"], cpu=w.cpu,
+                cpu_us=1e6 * w.cpu / reqs if reqs else 0, per_cpu=reqs / w.cpu if w.cpu else 0,
+                noisy=noisy(w, 10))
 
 
 def curl_reaches(b, names, verb):
@@ -535,3 +579,59 @@ def write_results(text, out, stem, now):
         f.write(text)
     log("written to %s" % os.path.relpath(outp, ROOT))
 
+
+
+# ---- the side-by-side drivers of one feature (rate_limit, tls, auth) ---------
+
+PEERS = ("sluice", "haproxy", "nginx")
+
+
+def peer_args(doc, stem, extra=None):
+    """The command line every feature driver takes (--duration, --rounds,
+    --only, --out) plus extra(ap)'s. Returns (args, the balancers chosen)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=5, help="seconds per window (default 5)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds, the table shows medians (default 2)")
+    ap.add_argument("--only", default=",".join(PEERS), help="subset, e.g. sluice,nginx")
+    ap.add_argument("--out", default=None, help="results file (default bench/results/%s-<date>.txt)" % stem)
+    if extra:
+        extra(ap)
+    args = ap.parse_args()
+    only = [p for p in PEERS if p in args.only.split(",")]
+    if not only:
+        die("nothing to do (--only %s)" % args.only)
+    return args, only
+
+
+def peer_start(name, only, budget_s, watchdog_s, binaries=()):
+    """Checks and set-up before a feature driver's windows: 2 CPUs, a run
+    that fits its watchdog, the binaries, signals, this script on the client
+    CPU, a quiet machine, then the watchdog. Returns (background load before
+    the run, the run's start time)."""
+    if os.cpu_count() < 2:
+        die("needs 2 CPUs (balancer on CPU 0, client and origin on CPU 1)")
+    if 20 + budget_s > watchdog_s - 20:
+        die("this run would take too long: fewer rounds or shorter windows")
+    setup(name)
+    need_binaries([SLUICE, ORIGIN, WRK, CURL] + list(binaries) +
+                  ([HAPROXY] if "haproxy" in only else []) + ([NGINX] if "nginx" in only else []))
+    install_signals(watchdog_s)
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    bg = wait_idle(20)
+    signal.alarm(watchdog_s)     # after the quiet wait, which has its own bound
+    return bg, time.monotonic()
+
+
+def peer_table(res, only, sections, metrics):
+    """A table of medians: for each (section, label) of sections and each
+    (key, what, fmt) of metrics, a row "label: what" with each balancer's
+    median of res[balancer][section][i][key], then sluice's ratios."""
+    peers = [o for o in ("haproxy", "nginx") if o in only and "sluice" in only]
+    head = ["metric"] + only + ["sluice/" + o for o in peers]
+    rows = []
+    for t, label in sections:
+        for key, what, fmt in metrics:
+            vals = {p: statistics.median(r[key] for r in res[p][t]) for p in only}
+            rows.append(["%s: %s" % (label, what)] + [fmt % vals[p] for p in only] +
+                        ["%.2f" % (vals["sluice"] / vals[o]) if vals[o] else "-" for o in peers])
+    return head, rows

@@ -22,13 +22,9 @@ Every load loop is bounded in time, the whole run has a watchdog.
 Stdlib only. Usage: bench/rate_limit.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/rate-limit-<date>.txt.
 """
-import argparse
 import datetime
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,70 +32,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import (CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, SLUICE, WRK,  # noqa: E402
-                      Window, die, log, render_table, start_balancer, stop_all)
+from benchlib import die, log, render_table, start_balancer, stop_all  # noqa: E402
 
 TPL_OFF = os.path.join(HERE, "http")
 TPL_ON = os.path.join(HERE, "rate_limit")
-WRK_LUA = os.path.join(HERE, "http", "latency.lua")
-PROXIES = ("sluice", "haproxy", "nginx")
 WATCHDOG_S = 290
 HIGH_RATE = 10000000          # "on": never reached
 OVER_RATE, OVER_BURST = 1000, 100
 
 
-def wrk(port, secs, conns=50):
-    """wrk keep-alive for secs on CPU 1; the parsed BENCH line of latency.lua."""
-    argv = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns, "-d%ds" % secs,
-            "--timeout", "2s", "-s", WRK_LUA, "http://127.0.0.1:%d/" % port]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    so, se = benchlib.run_client(p, secs + 30, "wrk")
-    out = so.decode(errors="replace")
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if p.returncode != 0 or not m:
-        die("wrk failed (rc=%d):\n%s%s" % (p.returncode, out, se.decode(errors="replace")))
-    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
-    v["secs"] = v["duration_us"] / 1e6
-    v["errors"] = v["connect"] + v["read"] + v["write"] + v["timeout"]
-    return v
-
-
-def window(b, secs, warmup):
-    """One measured window on balancer b: requests, refusals, CPU."""
-    if warmup:
-        wrk(b.port, warmup)
-    time.sleep(1.2 if warmup else 0)   # the warm-up's tokens come back
-    with Window(b) as w:
-        v = wrk(b.port, secs)
-    reqs = v["requests"]
-    return dict(reqs=reqs, refused=v["status"], passed=reqs - v["status"], secs=v["secs"],
-                errors=v["errors"], cpu=w.cpu, cpu_us=1e6 * w.cpu / reqs if reqs else 0,
-                per_cpu=reqs / w.cpu if w.cpu else 0, noisy=benchlib.noisy(w, 10))
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per window (default 5)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds, the table shows medians (default 2)")
-    ap.add_argument("--only", default=",".join(PROXIES), help="subset, e.g. sluice,nginx")
-    ap.add_argument("--out", default=None, help="results file (default bench/results/rate-limit-<date>.txt)")
-    args = ap.parse_args()
-    only = [p for p in PROXIES if p in args.only.split(",")]
-    if not only:
-        die("nothing to do (--only %s)" % args.only)
-    if os.cpu_count() < 2:
-        die("needs 2 CPUs (balancer on CPU 0, client and origin on CPU 1)")
-    per = 3 * (1 + args.duration + 2)
-    if 20 + args.rounds * len(only) * per > WATCHDOG_S - 20:
-        die("this run would take too long: fewer rounds or shorter windows")
-    benchlib.setup("rate-limit bench")
-    benchlib.need_binaries([SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) +
-                           ([NGINX] if "nginx" in only else []))
-    benchlib.install_signals(WATCHDOG_S)
-    os.sched_setaffinity(0, {CLIENT_CPU})
-    bg = benchlib.wait_idle(20)
-    signal.alarm(WATCHDOG_S)     # after the quiet wait, which has its own bound
-    t_run = time.monotonic()
+    args, only = benchlib.peer_args(__doc__, "rate-limit")
+    bg, t_run = benchlib.peer_start("rate-limit bench", only, args.rounds * len(only) * 3 * (args.duration + 3), WATCHDOG_S, ())
     tmp = tempfile.mkdtemp(prefix="sluice-bench-rl-")
     benchlib.tmpdirs.append(tmp)
     res = {p: {"off": [], "on": [], "over": []} for p in only}
@@ -120,7 +64,10 @@ def main():
             order = only[rnd % len(only):] + only[:rnd % len(only)]
             for p in order:
                 for mode in ("off", "on", "over"):
-                    r = window(bals[(p, mode)], args.duration, 1)
+                    b = bals[(p, mode)]
+                    # After the warm-up, the limit's tokens come back.
+                    r = benchlib.measured_wrk(b, "http://127.0.0.1:%d/" % b.port, args.duration,
+                                              settle=1.2)
                     res[p][mode].append(r)
                     line = ("  [round %d] %-7s %-4s %7d requests %7d refused  %6.1f us CPU/req  "
                             "%7.0f req/CPU-s  errors %d%s" % (

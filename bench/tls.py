@@ -19,12 +19,8 @@ Every load loop is bounded in time, the whole run has a watchdog.
 Stdlib only. Usage: bench/tls.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/tls-<date>.txt.
 """
-import argparse
 import datetime
 import os
-import re
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,12 +29,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import (CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, SLUICE, WRK,  # noqa: E402
-                      Window, die, log, render_table, start_balancer, stop_all)
+from benchlib import CURL, die, log, render_table, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "tls")
-WRK_LUA = os.path.join(HERE, "http", "latency.lua")
-PROXIES = ("sluice", "haproxy", "nginx")
 OPENSSL = "/usr/bin/openssl"
 WATCHDOG_S = 290
 
@@ -55,35 +48,6 @@ def make_cert(tmp):
     return cert, key, both
 
 
-def wrk(port, secs, close, conns=50):
-    """wrk over HTTPS for secs on CPU 1; the parsed BENCH line of latency.lua."""
-    argv = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns, "-d%ds" % secs,
-            "--timeout", "2s", "-s", WRK_LUA]
-    if close:
-        argv += ["-H", "Connection: close"]
-    p = subprocess.Popen(argv + ["https://127.0.0.1:%d/" % port], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    so, se = benchlib.run_client(p, secs + 30, "wrk")
-    out = so.decode(errors="replace")
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if p.returncode != 0 or not m:
-        die("wrk failed (rc=%d):\n%s%s" % (p.returncode, out, se.decode(errors="replace")))
-    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
-    v["secs"] = v["duration_us"] / 1e6
-    v["errors"] = v["connect"] + v["read"] + v["write"] + v["timeout"] + v["status"]
-    return v
-
-
-def window(b, secs, close):
-    wrk(b.port, 1, close)                  # warm-up
-    with Window(b) as w:
-        v = wrk(b.port, secs, close)
-    reqs = v["requests"]
-    return dict(reqs=reqs, rps=reqs / v["secs"], errors=v["errors"], cpu=w.cpu,
-                cpu_us=1e6 * w.cpu / reqs if reqs else 0, per_cpu=reqs / w.cpu if w.cpu else 0,
-                noisy=benchlib.noisy(w, 10))
-
-
 def https_reaches(b, cert):
     r = subprocess.run([CURL, "-sS", "--max-time", "5", "--cacert", cert, "--resolve",
                         "bench.test:%d:127.0.0.1" % b.port, "https://bench.test:%d/" % b.port],
@@ -93,27 +57,8 @@ def https_reaches(b, cert):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per window (default 5)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds, the table shows medians (default 2)")
-    ap.add_argument("--only", default=",".join(PROXIES), help="subset, e.g. sluice,nginx")
-    ap.add_argument("--out", default=None, help="results file (default bench/results/tls-<date>.txt)")
-    args = ap.parse_args()
-    only = [p for p in PROXIES if p in args.only.split(",")]
-    if not only:
-        die("nothing to do (--only %s)" % args.only)
-    if os.cpu_count() < 2:
-        die("needs 2 CPUs (balancer on CPU 0, client and origin on CPU 1)")
-    if 20 + args.rounds * len(only) * 2 * (args.duration + 3) > WATCHDOG_S - 20:
-        die("this run would take too long: fewer rounds or shorter windows")
-    benchlib.setup("tls bench")
-    benchlib.need_binaries([SLUICE, ORIGIN, WRK, CURL, OPENSSL] + ([HAPROXY] if "haproxy" in only else []) +
-                           ([NGINX] if "nginx" in only else []))
-    benchlib.install_signals(WATCHDOG_S)
-    os.sched_setaffinity(0, {CLIENT_CPU})
-    bg = benchlib.wait_idle(20)
-    signal.alarm(WATCHDOG_S)
-    t_run = time.monotonic()
+    args, only = benchlib.peer_args(__doc__, "tls")
+    bg, t_run = benchlib.peer_start("tls bench", only, args.rounds * len(only) * 2 * (args.duration + 3), WATCHDOG_S, [OPENSSL])
     tmp = tempfile.mkdtemp(prefix="sluice-bench-tls-")
     benchlib.tmpdirs.append(tmp)
     res = {p: {"keepalive": [], "close": []} for p in only}
@@ -129,7 +74,10 @@ def main():
             order = only[rnd % len(only):] + only[:rnd % len(only)]
             for t in ("keepalive", "close"):
                 for p in order:
-                    r = window(bals[p], args.duration, t == "close")
+                    r = benchlib.measured_wrk(bals[p], "https://127.0.0.1:%d/" % bals[p].port,
+                                              args.duration,
+                                              ["Connection: close"] if t == "close" else ())
+                    r["errors"] += r["refused"]
                     res[p][t].append(r)
                     line = "  [round %d] %-7s %-9s %7.0f req/s  %6.1f us CPU/req  %7.0f req/CPU-s  errors %d%s" % (
                         rnd + 1, p, t, r["rps"], r["cpu_us"], r["per_cpu"], r["errors"],
@@ -143,22 +91,9 @@ def main():
     finally:
         stop_all()
 
-    def med(p, t, key):
-        return statistics.median(r[key] for r in res[p][t])
-
-    head = ["metric"] + only + [h for h, o in (("sluice/haproxy", "haproxy"), ("sluice/nginx", "nginx"))
-                                if o in only and "sluice" in only]
-    rows = []
-    for t, label in (("keepalive", "HTTPS keep-alive"), ("close", "HTTPS, a TLS connection per request")):
-        for key, what, fmt in (("per_cpu", "requests per CPU-s", "%.0f"), ("rps", "req/s", "%.0f"),
-                               ("cpu_us", "CPU us per request", "%.1f")):
-            vals = {p: med(p, t, key) for p in only}
-            cells = ["%s: %s" % (label, what)] + [fmt % vals[p] for p in only]
-            if "sluice" in only:
-                for o in ("haproxy", "nginx"):
-                    if o in only:
-                        cells.append("%.2f" % (vals["sluice"] / vals[o]) if vals[o] else "-")
-            rows.append(cells)
+    head, rows = benchlib.peer_table(res, only, (("keepalive", "HTTPS keep-alive"), ("close", "HTTPS, a TLS connection per request")),
+                                     (("per_cpu", "requests per CPU-s", "%.0f"), ("rps", "req/s", "%.0f"),
+                                     ("cpu_us", "CPU us per request", "%.1f")))
     notes = [
         "sluice TLS bench, %s (run took %.0fs)" % (
             datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
