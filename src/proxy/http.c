@@ -385,8 +385,10 @@ static void task_cb(struct loop_task *t)
 
 /* ---- writing to the client ---- */
 
-/* sendmsg for a TLS client: one record for a head and a short body (copied
- * together, as sendmsg sends them in one segment), else the first piece.
+/* sendmsg for a TLS client: the head and as much of the body as fits in
+ * one record go together (copied, as sendmsg sends them in one segment).
+ * Always filling the record also keeps a retry after WANT_WRITE at least as
+ * long as the try before, which OpenSSL requires (the bytes only grow).
  * -1 with errno EAGAIN when TLS must wait for the socket. */
 static ssize_t client_tls_write(struct http_conn *c, const struct iovec *iov, int cnt)
 {
@@ -395,11 +397,13 @@ static ssize_t client_tls_write(struct http_conn *c, const struct iovec *iov, in
     size_t len = iov[0].iov_len;
     ssize_t n;
 
-    if (cnt == 2 && len + iov[1].iov_len <= sizeof(joined)) {
+    if (cnt == 2 && len < sizeof(joined)) {
+        size_t take = iov[1].iov_len < sizeof(joined) - len ? iov[1].iov_len : sizeof(joined) - len;
+
         memcpy(joined, iov[0].iov_base, len);
-        memcpy(joined + len, iov[1].iov_base, iov[1].iov_len);
+        memcpy(joined + len, iov[1].iov_base, take);
         p = joined;
-        len += iov[1].iov_len;
+        len += take;
     }
     n = tls_write(c->tls, p, len);
     if (n > 0)

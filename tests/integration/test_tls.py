@@ -578,3 +578,20 @@ def test_client_certificates_both_ways(procs, pki):
             assert plain_status(p2) == want, extra
     finally:
         origin.stop()
+
+
+def test_pipelined_large_responses_to_a_slow_tls_reader(procs, pki):
+    """Two pipelined requests for large bodies, read only after a pause:
+    TLS writes must wait on a full socket and retry, with the second
+    response's head and body growing meanwhile, and every byte arrives."""
+    o = procs.origin("b1")
+    port = free_port()
+    procs.sluice(config(port, o.address, pki))
+    with client_ctx(pki).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20),
+                                     server_hostname="a.test") as c:
+        c.sendall(b"GET /bytes/3000000 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                  b"GET /bytes/3000001 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        time.sleep(1.0)                       # let both responses back up
+        data = recv_all(c)
+    assert data.count(b"HTTP/1.1 200 ") == 2
+    assert len(data) > 6000001
