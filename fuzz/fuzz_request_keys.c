@@ -3,7 +3,8 @@
  * the sticky cookie (sticky_lookup), every kind of request key
  * (balance_request_key) and the rate limiter fed with them, and the Basic
  * credentials of the Authorization header (auth_begin; no cache, so every
- * input is decoded).
+ * input is decoded), and a JWT's base64url and JSON (jwt_check, HS256: a
+ * random token must be refused, and read safely).
  *
  * Input: byte 0 picks a name length n (0..15), bytes 1..n are the name
  * looked up, bytes n+1..n+8 a time for the limiter, the rest a request head.
@@ -45,6 +46,10 @@ static struct conf_pool cpool = {.name = "app", .backends = cbs, .nbackends = 3,
 static struct conf_rate_limit crl = {.interval_ns = 1000000, .burst = 3, .max_keys = 16};
 static struct conf_user cusers[1] = {{.name = "ann", .hash = "$6$abcdefgh$x"}};
 static struct conf_auth cauth = {.users = cusers, .nusers = 1};
+static unsigned char jsecret[32] = "0123456789abcdef0123456789abcdef";
+static struct conf_auth cjwt = {.type = AUTH_JWT, .jwt_alg = JWT_HS256, .jwt_secret = jsecret,
+                                .jwt_secret_len = 32, .issuer = "iss", .audience = "aud",
+                                .clock_skew_ms = 60000};
 static struct pool pool;
 static struct rate_limiter *limiter;
 static uint64_t latest;                 /* the latest time given to the limiter */
@@ -103,6 +108,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             enum auth_result res = auth_begin(NULL, &cauth, &req, now, &ar);
 
             FUZZ_CHECK(res == AUTH_DENIED || res == AUTH_VERIFY);
+            /* A random token never passes an HMAC check; it must only be read safely. */
+            const char *why = NULL;
+            FUZZ_CHECK(jwt_check(&cjwt, &req, (int64_t)(now >> 20), &why) == AUTH_DENIED && why);
             FUZZ_CHECK(res != AUTH_VERIFY || (strlen(ar.user) < sizeof(ar.user) &&
                                               !strchr(ar.user, ':') && ar.hash));
         }
@@ -127,6 +135,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char out[64];
         int m = auth_base64_decode((const char *)data, size < 80 ? size : 80, out, sizeof(out));
         FUZZ_CHECK(m == -1 || (m >= 1 && (size_t)m <= (size < 80 ? size : 80) / 4 * 3));
+    }
+
+    /* The JSON reader on the raw bytes: never past them, whatever they are. */
+    {
+        char *copy = malloc(size ? size : 1);
+        bool match = false;
+
+        if (copy) {
+            memcpy(copy, data, size);
+            if (jwt_json_object(copy, size, "aud", &match))
+                FUZZ_CHECK(size >= 2 && memchr(copy, '{', size) && memchr(copy, '}', size));
+            free(copy);
+        }
+    }
+
+    /* base64url: at most 3/4 of the input out, and a decoding is unique. */
+    {
+        unsigned char out[64];
+        size_t in = size < 80 ? size : 80;
+        int m = jwt_b64url_decode((const char *)data, in, out, sizeof(out));
+        FUZZ_CHECK(m == -1 || (size_t)m <= in * 3 / 4);
     }
 
     /* A cookie sluice wrote, sent back, names its backend. */

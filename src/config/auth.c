@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proto/tls.h"
+
 #define AUTH_MAX_USERS 100000
 
 /* Hashes sluice verifies: slow, salted crypt(3) schemes only. Unsalted or
@@ -116,6 +118,61 @@ static void read_users(struct config_diag *d, const char *owner, const struct co
         config_diag_error(d, n->line, n->col, "%s: auth.users_file '%s' has no users", owner, path);
 }
 
+/* type jwt: exactly one of key_file (a PEM public key: RS256 or ES256 by
+ * its type) and secret_file (HS256, at least 32 bytes), and the claims to
+ * check. */
+static void read_jwt(struct config_diag *d, const char *owner, const struct config_node *map,
+                     struct conf_auth *a)
+{
+    const struct config_node *kn = config_map_get(map, "key_file");
+    const struct config_node *sn = config_map_get(map, "secret_file");
+    const struct config_node *n;
+    const char *s;
+    char err[512];
+
+    a->clock_skew_ms = 60000;
+    if ((n = config_map_get(map, "users_file")))
+        config_diag_error(d, n->line, n->col, "%s: auth.users_file only applies to type basic",
+                          owner);
+    if (!kn == !sn) {
+        config_diag_error(d, map->line, map->col, "%s: auth: type jwt needs key_file (RS256, "
+                          "ES256) or secret_file (HS256), one of them", owner);
+    } else if (kn && config_want_string(d, owner, "auth.key_file", kn, &s) == 0) {
+        if (!(a->jwt_key = tls_public_key_load(s, &a->jwt_alg, err, sizeof(err))))
+            config_diag_error(d, kn->line, kn->col, "%s: auth.key_file: %s", owner, err);
+    } else if (sn && config_want_string(d, owner, "auth.secret_file", sn, &s) == 0) {
+        FILE *f = fopen(s, "r");
+        unsigned char buf[1024];
+        size_t len = f ? fread(buf, 1, sizeof(buf), f) : 0;
+
+        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+            len--;
+        if (!f)
+            config_diag_error(d, sn->line, sn->col, "%s: auth.secret_file: cannot read '%s': %s",
+                              owner, s, strerror(errno));
+        else if (len < 32 || len >= sizeof(buf) - 1)
+            config_diag_error(d, sn->line, sn->col, "%s: auth.secret_file: '%s' must hold 32 to "
+                              "1000 bytes (an HS256 key shorter than its hash is guessable)",
+                              owner, s);
+        else if ((a->jwt_secret = malloc(len))) {
+            memcpy(a->jwt_secret, buf, len);
+            a->jwt_secret_len = len;
+            a->jwt_alg = JWT_HS256;
+        }
+        explicit_bzero(buf, sizeof(buf));
+        if (f)
+            fclose(f);
+    }
+    if ((n = config_map_get(map, "issuer")) &&
+        config_want_string(d, owner, "auth.issuer", n, &s) == 0)
+        a->issuer = config_strdup(d, s);
+    if ((n = config_map_get(map, "audience")) &&
+        config_want_string(d, owner, "auth.audience", n, &s) == 0)
+        a->audience = config_strdup(d, s);
+    if ((n = config_map_get(map, "clock_skew")))
+        config_want_duration(d, owner, "auth.clock_skew", n, &a->clock_skew_ms);
+}
+
 struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, const char *prefix,
                                    const struct config_node *map)
 {
@@ -132,8 +189,13 @@ struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, con
     }
     if (!(n = config_map_get(map, "type")))
         config_missing(d, owner, map, "auth.type");
-    else if (config_want_string(d, owner, "auth.type", n, &s) == 0 && strcmp(s, "basic") != 0)
-        config_diag_error(d, n->line, n->col, "%s: auth.type: '%s' is not one of: basic", owner, s);
+    else if (config_want_string(d, owner, "auth.type", n, &s) == 0) {
+        if (strcmp(s, "jwt") == 0)
+            a->type = AUTH_JWT;
+        else if (strcmp(s, "basic") != 0)
+            config_diag_error(d, n->line, n->col, "%s: auth.type: '%s' is not one of: basic, jwt",
+                              owner, s);
+    }
     if ((n = config_map_get(map, "realm")) &&
         config_want_string(d, owner, "auth.realm", n, &realm) == 0 &&
         (strlen(realm) > 128 || strpbrk(realm, "\"\\") ||
@@ -141,15 +203,26 @@ struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, con
                        "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(realm)))
         config_diag_error(d, n->line, n->col, "%s: auth.realm: up to 128 printable ASCII "
                           "characters, no quote or backslash", owner);
-    if (!(n = config_map_get(map, "users_file")))
+    if (a->type == AUTH_JWT) {
+        read_jwt(d, owner, map, a);
+    } else if (!(n = config_map_get(map, "users_file"))) {
         config_missing(d, owner, map, "auth.users_file");
-    else if (config_want_string(d, owner, "auth.users_file", n, &s) == 0) {
+    } else if (config_want_string(d, owner, "auth.users_file", n, &s) == 0) {
         a->users_file = config_strdup(d, s);
         read_users(d, owner, n, s, a);
     }
+    if (a->type == AUTH_BASIC) {
+        static const char *const jwt_keys[] = {"key_file", "secret_file", "issuer", "audience",
+                                               "clock_skew", NULL};
+        for (const char *const *k = jwt_keys; *k; k++)
+            if ((n = config_map_get(map, *k)))
+                config_diag_error(d, n->line, n->col, "%s: auth.%s only applies to type jwt",
+                                  owner, *k);
+    }
     a->realm = config_strdup(d, realm);
     if (a->realm && (a->challenge = malloc(strlen(a->realm) + 40)))
-        sprintf(a->challenge, "Basic realm=\"%s\", charset=\"UTF-8\"", a->realm);
+        sprintf(a->challenge, "%s realm=\"%s\"%s", a->type == AUTH_JWT ? "Bearer" : "Basic",
+                a->realm, a->type == AUTH_JWT ? "" : ", charset=\"UTF-8\"");
     if (d->errors != errors || !a->challenge) {
         config_free_auth(a);
         return NULL;
@@ -167,6 +240,12 @@ void config_free_auth(struct conf_auth *a)
     }
     free(a->users);
     free(a->users_file);
+    tls_public_key_free(a->jwt_key);
+    if (a->jwt_secret)
+        explicit_bzero(a->jwt_secret, a->jwt_secret_len);
+    free(a->jwt_secret);
+    free(a->issuer);
+    free(a->audience);
     free(a->realm);
     free(a->challenge);
     free(a);

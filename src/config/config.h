@@ -130,13 +130,31 @@ struct conf_user {
     char *hash;                  /* crypt(3): bcrypt $2b$/$2y$, $5$, $6$, yescrypt $y$ */
 };
 
+enum auth_type {
+    AUTH_BASIC,                  /* users_file */
+    AUTH_JWT,                    /* Bearer tokens: key_file (RS256/ES256) or secret_file (HS256) */
+};
+
 struct conf_auth {
+    enum auth_type type;
     char *realm;
     char *challenge;             /* the WWW-Authenticate value */
     char *users_file;
     struct conf_user *users;
     size_t nusers;
+    /* jwt */
+    void *jwt_key;               /* EVP_PKEY of key_file (proto/tls.c); NULL with a secret */
+    int jwt_alg;                 /* the one algorithm accepted: JWT_HS256/RS256/ES256 */
+    unsigned char *jwt_secret;
+    size_t jwt_secret_len;
+    char *issuer;                /* iss must equal it; NULL = any */
+    char *audience;              /* aud must be or contain it; NULL = any */
+    uint64_t clock_skew_ms;      /* exp/nbf leeway, default 60000 */
 };
+
+#define JWT_HS256 1
+#define JWT_RS256 2
+#define JWT_ES256 3
 
 struct conf_route {
     struct conf_pos pos;         /* the rule's mapping, for messages */

@@ -10,6 +10,10 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+#include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -421,4 +425,94 @@ SSL *tls_client_conn(struct tls_client *t, int fd, const char *ip)
     }
     SSL_set_connect_state(s);
     return s;
+}
+
+/* ---- JWS signatures ---- */
+
+void *tls_public_key_load(const char *path, int *alg, char *err, size_t errlen)
+{
+    BIO *b = BIO_new_file(path, "r");
+    EVP_PKEY *k = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+    char why[256];
+
+    BIO_free(b);
+    if (!k) {
+        snprintf(err, errlen, "cannot load a PEM public key from '%s': %s", path,
+                 tls_error(why, sizeof(why)));
+        return NULL;
+    }
+    if (EVP_PKEY_is_a(k, "RSA") && EVP_PKEY_get_bits(k) >= 2048) {
+        *alg = 2;
+    } else if (EVP_PKEY_is_a(k, "EC")) {
+        char group[32] = "";
+        size_t glen = 0;
+        if (EVP_PKEY_get_utf8_string_param(k, "group", group, sizeof(group), &glen) != 1 ||
+            strcmp(group, "prime256v1") != 0) {
+            snprintf(err, errlen, "'%s': an EC key must be on P-256 (ES256)", path);
+            EVP_PKEY_free(k);
+            return NULL;
+        }
+        *alg = 3;
+    } else {
+        snprintf(err, errlen, "'%s': use an RSA key of 2048 bits or more (RS256) or an EC "
+                 "P-256 key (ES256)", path);
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    ERR_clear_error();
+    return k;
+}
+
+void tls_public_key_free(void *key)
+{
+    EVP_PKEY_free(key);
+}
+
+bool tls_jws_verify(int alg, void *key, const unsigned char *secret, size_t secret_len,
+                    const void *data, size_t len, const unsigned char *sig, size_t siglen)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE], der[80];
+    unsigned int maclen = 0;
+    EVP_MD_CTX *ctx;
+    bool ok = false;
+
+    if (alg == 1) {
+        if (!HMAC(EVP_sha256(), secret, (int)secret_len, data, len, mac, &maclen) ||
+            siglen != maclen)
+            return false;
+        return CRYPTO_memcmp(mac, sig, siglen) == 0;
+    }
+    if (alg == 3) {
+        /* JWS carries r||s; OpenSSL verifies DER. */
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r, *s;
+        unsigned char *p = der;
+        int n;
+
+        if (!es || siglen != 64) {
+            ECDSA_SIG_free(es);
+            return false;
+        }
+        r = BN_bin2bn(sig, 32, NULL);
+        s = BN_bin2bn(sig + 32, 32, NULL);
+        if (!r || !s || ECDSA_SIG_set0(es, r, s) != 1) {
+            BN_free(r);
+            BN_free(s);
+            ECDSA_SIG_free(es);
+            return false;
+        }
+        n = i2d_ECDSA_SIG(es, &p);
+        ECDSA_SIG_free(es);
+        if (n <= 0 || (size_t)n > sizeof(der))
+            return false;
+        sig = der;
+        siglen = (size_t)n;
+    }
+    if (!(ctx = EVP_MD_CTX_new()))
+        return false;
+    ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) == 1 &&
+         EVP_DigestVerify(ctx, sig, siglen, data, len) == 1;
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return ok;
 }

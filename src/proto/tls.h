@@ -80,6 +80,15 @@ const char *tls_error(char *buf, size_t len);
 /* The subject of the certificate the peer showed (mTLS), RFC 2253
  * ("CN=ann,O=Example"), into out; its length, or -1 when there is none. */
 int tls_peer_subject(SSL *s, char *out, size_t size);
+/* JWT signatures (route/jwt.c). A PEM public key: its algorithm (2 RS256
+ * for RSA, 3 ES256 for EC P-256) and the key, or NULL with why in err. */
+void *tls_public_key_load(const char *path, int *alg, char *err, size_t errlen);
+void tls_public_key_free(void *key);
+/* Does sig sign data under key with alg (RS256: PKCS#1 v1.5 SHA-256; ES256:
+ * r||s, 64 bytes)? HS256: HMAC-SHA-256 with secret, compared in constant
+ * time. */
+bool tls_jws_verify(int alg, void *key, const unsigned char *secret, size_t secret_len,
+                    const void *data, size_t len, const unsigned char *sig, size_t siglen);
 /* The negotiated protocol version, "TLSv1.3". */
 const char *tls_version(SSL *s);
 

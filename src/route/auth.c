@@ -14,7 +14,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#include "route/route.h"
+#include "route/internal.h"
 
 #define AUTH_CACHE_SLOTS 1024            /* per worker; a power of two */
 #define AUTH_CACHE_TTL_MS (5 * 60 * 1000)
@@ -44,7 +44,7 @@ void auth_cache_free(struct auth_cache *c)
     free(c);
 }
 
-static int b64(unsigned char ch)
+int route_b64_digit(unsigned char ch, bool url)
 {
     if (ch >= 'A' && ch <= 'Z')
         return ch - 'A';
@@ -52,9 +52,9 @@ static int b64(unsigned char ch)
         return ch - 'a' + 26;
     if (ch >= '0' && ch <= '9')
         return ch - '0' + 52;
-    if (ch == '+')
+    if (ch == (url ? '-' : '+'))
         return 62;
-    if (ch == '/')
+    if (ch == (url ? '_' : '/'))
         return 63;
     return -1;
 }
@@ -72,7 +72,7 @@ int auth_base64_decode(const char *in, size_t len, char *out, size_t size)
             if (in[i + k] == '=' && i + 4 == len && k >= 2) {
                 v[k] = 0;
                 pad++;
-            } else if (pad || (v[k] = b64((unsigned char)in[i + k])) < 0) {
+            } else if (pad || (v[k] = route_b64_digit((unsigned char)in[i + k], false)) < 0) {
                 return -1;               /* a bad byte, or data after '=' */
             }
         }

@@ -20,6 +20,10 @@
 
 #define ROUTE_NONE UINT32_MAX
 
+/* The value of a base64 digit (RFC 4648; url: the base64url alphabet), or
+ * -1 (auth.c; Basic credentials and JWTs). */
+int route_b64_digit(unsigned char ch, bool url);
+
 /* ---- hash map (hmap.c) ----
  * Byte string + 32-bit tag → uint32_t, open addressing, XXH3 with the tag as
  * seed. Keys are not copied: they must outlive the map. Built once, then

@@ -138,6 +138,18 @@ enum auth_result auth_begin(struct auth_cache *c, const struct conf_auth *a,
                             const struct h1_request *req, uint64_t now_ms, struct auth_request *r);
 bool auth_verify(const struct auth_request *r);
 void auth_cache_put(struct auth_cache *c, const struct auth_request *r, uint64_t now_ms);
+/* JWT bearer tokens (jwt.c), for auth type jwt: the Authorization
+ * header's token checked against the block's key or secret and claims at
+ * now_ms (wall clock). AUTH_OK, or AUTH_DENIED with *why ("expired",
+ * "bad signature", ...; "no bearer token" when there was none). */
+enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *req,
+                           int64_t now_ms, const char **why);
+/* The JSON reader jwt_check reads token parts with: is p..p+n one RFC 8259
+ * object (nesting up to 16), and does its "aud" name audience? For the fuzz
+ * target and tests. */
+bool jwt_json_object(const char *p, size_t n, const char *audience, bool *aud_match);
+/* base64url without padding (RFC 7515); the decoded length or -1. */
+int jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t size);
 /* RFC 4648 base64 with padding; the decoded length, or -1 (bad input, or
  * more than size bytes). For tests and the fuzz target too. */
 int auth_base64_decode(const char *in, size_t len, char *out, size_t size);

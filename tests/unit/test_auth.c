@@ -94,9 +94,62 @@ static void test_begin_verify_cache(void)
     auth_cache_free(c);
 }
 
+static void test_base64url(void)
+{
+    static const struct { const char *in; const char *out; } good[] = {
+        {"eyJhbGciOiJIUzI1NiJ9", "{\"alg\":\"HS256\"}"}, {"YQ", "a"}, {"YWI", "ab"},
+        {"YWJj", "abc"}, {"-_-_", "\xfb\xff\xbf"}, {"", ""},
+    };
+    /* Padding, the standard alphabet, a length no encoding has, and
+     * leftover bits that are not zero (YR and YQ would both mean "a"). */
+    static const char *const bad[] = {"YQ==", "+/+/", "Y", "YWJjZ", "YR", "YW J"};
+    unsigned char out[64];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        int n = jwt_b64url_decode(good[i].in, strlen(good[i].in), out, sizeof(out));
+        CHECK_EQ_INT(n, (int)strlen(good[i].out));
+        if (n >= 0)
+            CHECK(memcmp(out, good[i].out, (size_t)n) == 0);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_EQ_INT(jwt_b64url_decode(bad[i], strlen(bad[i]), out, sizeof(out)), -1);
+}
+
+static void test_json(void)
+{
+    static const struct { const char *in; bool ok, match; } cases[] = {
+        {"{}", true, false},
+        {" {\"aud\":\"api\"} ", true, true},
+        {"{\"aud\":[\"web\",\"api\"]}", true, true},
+        {"{\"aud\":[\"web\",{\"x\":[1,2.5e3,true,null]}]}", true, false},
+        {"{\"a\\u00e9\":\"\\\"\",\"exp\":-12}", true, false},
+        {"{\"aud\":\"api\"", false, false},              /* unclosed */
+        {"{\"aud\":\"api\"} x", false, false},           /* trailing bytes */
+        {"{\"a\":01}", false, false},                     /* leading zero */
+        {"{\"a\":\"\x01\"}", false, false},             /* control byte in a string */
+        {"{\"a\":tru}", false, false},
+        {"{\"a\":\"\\x\"}", false, false},             /* bad escape */
+        {"{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}", false, false},  /* too deep */
+        {"[]", false, false},
+        {"{,}", false, false},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bool match = false;
+        bool ok = jwt_json_object(cases[i].in, strlen(cases[i].in), "api", &match);
+        CHECK_EQ_INT(ok, cases[i].ok);
+        if (ok != cases[i].ok)
+            fprintf(stderr, "  case %zu: %s\n", i, cases[i].in);
+        if (ok)
+            CHECK_EQ_INT(match, cases[i].match);
+    }
+}
+
 int main(void)
 {
     test_base64();
+    test_base64url();
+    test_json();
     test_begin_verify_cache();
     TEST_END();
 }

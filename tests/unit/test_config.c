@@ -563,8 +563,17 @@ static const struct bad_case bad_cases[] = {
     /* auth (users files are checked by tests/integration/test_auth.py) */
 #define AUTH_HTTP "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n  auth: "
     { AUTH_HTTP "{type: digest, users_file: /nonexistent}}]\n" POOL, "2:16",
-      "auth.type: 'digest' is not one of: basic" },
+      "auth.type: 'digest' is not one of: basic, jwt" },
     { AUTH_HTTP "{type: basic}}]\n" POOL, "2:9", "missing required key 'auth.users_file'" },
+    { AUTH_HTTP "{type: jwt}}]\n" POOL, "2:9", "type jwt needs key_file (RS256, ES256) or secret_file" },
+    { AUTH_HTTP "{type: jwt, key_file: /nonexistent}}]\n" POOL, "2:31",
+      "auth.key_file: cannot load a PEM public key from '/nonexistent'" },
+    { AUTH_HTTP "{type: jwt, secret_file: /nonexistent}}]\n" POOL, "2:34",
+      "auth.secret_file: cannot read '/nonexistent'" },
+    { AUTH_HTTP "{type: jwt, secret_file: /dev/null}}]\n" POOL, "2:34",
+      "auth.secret_file: '/dev/null' must hold 32 to 1000 bytes" },
+    { AUTH_HTTP "{type: basic, users_file: /nonexistent, issuer: x}}]\n" POOL, "2:57",
+      "auth.issuer only applies to type jwt" },
     { AUTH_HTTP "{type: basic, users_file: /nonexistent}}]\n" POOL, "2:35",
       "auth.users_file: cannot read '/nonexistent'" },
     { AUTH_HTTP "{type: basic, users_file: /tmp}}]\n" POOL, "2:35",
