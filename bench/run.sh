@@ -1,7 +1,7 @@
 #!/bin/sh
 # `make bench` entry point: the HTTP/1.1 benchmark (options in BENCH_HTTP_ARGS),
 # the rate-limit benchmark (BENCH_RATE_LIMIT_ARGS), the TLS one (BENCH_TLS_ARGS),
-# the Basic-auth one (BENCH_AUTH_ARGS),
+# the Basic-auth one (BENCH_AUTH_ARGS), the JWT one (BENCH_JWT_ARGS),
 # then the L4 benchmark (arguments are passed on, e.g. `bench/run.sh
 # --duration 5`), each sluice vs HAProxy vs NGINX. See docs/benchmarks.md.
 set -e
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/rate_limit.py ${BENCH_RATE_LIMIT_ARGS:-}
 /usr/bin/python3 bench/tls.py ${BENCH_TLS_ARGS:-}
 /usr/bin/python3 bench/auth.py ${BENCH_AUTH_ARGS:-}
+/usr/bin/python3 bench/jwt.py ${BENCH_JWT_ARGS:-}
 # With BENCH_QUALITY=1, also the balancing-quality (one slow backend) and the
 # failover benchmarks, options in BENCH_BALANCE_ARGS and BENCH_FAILOVER_ARGS
 # (inserted above the exec: lines after it would never run).

@@ -144,6 +144,9 @@ void auth_cache_put(struct auth_cache *c, const struct auth_request *r, uint64_t
  * "bad signature", ...; "no bearer token" when there was none). */
 enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *req,
                            int64_t now_ms, const char **why);
+/* Free the calling thread's cache of tokens that passed (optional: at
+ * thread exit it is only unreachable, not leaked by a loop). */
+void jwt_thread_done(void);
 /* The JSON reader jwt_check reads token parts with: is p..p+n one RFC 8259
  * object (nesting up to 16), and does its "aud" name audience? For the fuzz
  * target and tests. */

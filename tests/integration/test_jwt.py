@@ -140,3 +140,18 @@ def test_hs256_token_against_an_rsa_key_is_refused(procs, keys):
              what="wrong algorithm logged")
     # Without exp/nbf/iss/aud limits a good RS256 token passes.
     assert status(port, token("RS256", {"sub": "x"}, keys["rsa"][0]))[0] == 200
+
+
+def test_remembered_tokens_still_expire(procs, keys):
+    """A token that passed is remembered by the worker (its next requests
+    skip the signature), but only until its exp."""
+    o = procs.origin("b1")
+    port = free_port()
+    s = procs.sluice(config(port, o, f"{{type: jwt, key_file: {keys['ec'][1]}, clock_skew: 0s}}"))
+    t = token("ES256", {"sub": "ann", "exp": int(time.time()) + 2}, keys["ec"][0])
+    for _ in range(5):
+        assert status(port, t)[0] == 200
+    time.sleep(3.1)
+    assert status(port, t)[0] == 401
+    wait_for(lambda: any('why="expired"' in l for l in s.log_lines("auth_failed")),
+             what="expired logged")
