@@ -29,7 +29,7 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, log, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, render_table, start_balancer, stop_all  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -72,22 +72,8 @@ def main():
                 if (want == 200) != (v["refused"] == 0) or v["requests"] == 0:
                     die("%s: %s password: %d requests, %d refused" % (
                         b.name, "right" if want == 200 else "wrong", v["requests"], v["refused"]))
-        for rnd in range(args.rounds):
-            order = only[rnd % len(only):] + only[:rnd % len(only)]
-            for t, pw in (("good", PASSWORD), ("wrong", "wrong")):
-                for p in order:
-                    r = benchlib.measured_wrk(bals[p], "http://127.0.0.1:%d/" % bals[p].port,
-                                              args.duration, [header(pw)])
-                    res[p][t].append(r)
-                    line = "  [round %d] %-7s %-5s %8.0f req/s  %8.1f us CPU/req  %8.0f req/CPU-s  " \
-                           "refused %d  errors %d%s" % (
-                               rnd + 1, p, t, r["rps"], r["cpu_us"], r["per_cpu"], r["refused"],
-                               r["errors"], "  DISTURBED" if r["noisy"] else "")
-                    log(line)
-                    lines.append(line)
-        for p, b in bals.items():
-            if b.proc.poll() is not None:
-                die("%s died during the bench" % p)
+        res, lines = benchlib.peer_rounds(bals, only, args.rounds, args.duration,
+                                          (("good", [header(PASSWORD)]), ("wrong", [header("wrong")])))
     finally:
         stop_all()
 

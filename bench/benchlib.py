@@ -635,3 +635,29 @@ def peer_table(res, only, sections, metrics):
             rows.append(["%s: %s" % (label, what)] + [fmt % vals[p] for p in only] +
                         ["%.2f" % (vals["sluice"] / vals[o]) if vals[o] else "-" for o in peers])
     return head, rows
+
+
+def peer_rounds(bals, only, rounds, secs, windows):
+    """The feature drivers' windows: each round, for each (name, headers) of
+    windows, each balancer in an order rotated per round; wrk keep-alive
+    against the balancer's port. Checks after the last that every balancer
+    is still running. Returns ({balancer: {name: [result, ...]}}, the per-
+    window lines)."""
+    res = {p: {t: [] for t, _ in windows} for p in only}
+    lines = []
+    for rnd in range(rounds):
+        order = only[rnd % len(only):] + only[:rnd % len(only)]
+        for t, headers in windows:
+            for p in order:
+                r = measured_wrk(bals[p], "http://127.0.0.1:%d/" % bals[p].port, secs, headers)
+                res[p][t].append(r)
+                line = "  [round %d] %-7s %-5s %8.0f req/s  %8.1f us CPU/req  %8.0f req/CPU-s  " \
+                       "refused %d  errors %d%s" % (
+                           rnd + 1, p, t, r["rps"], r["cpu_us"], r["per_cpu"], r["refused"],
+                           r["errors"], "  DISTURBED" if r["noisy"] else "")
+                log(line)
+                lines.append(line)
+    for p, b in bals.items():
+        if b.proc.poll() is not None:
+            die("%s died during the bench" % p)
+    return res, lines

@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, log, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, render_table, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "jwt")
 OPENSSL = "/usr/bin/openssl"
@@ -76,22 +76,8 @@ def main():
                 if ok != (v["refused"] == 0) or v["requests"] == 0:
                     die("%s: %s token: %d requests, %d refused" % (
                         b.name, "good" if ok else "bad", v["requests"], v["refused"]))
-        for rnd in range(args.rounds):
-            order = only[rnd % len(only):] + only[:rnd % len(only)]
-            for t, tok in (("good", good), ("bad", bad)):
-                for p in order:
-                    r = benchlib.measured_wrk(bals[p], "http://127.0.0.1:%d/" % bals[p].port,
-                                              args.duration, ["Authorization: Bearer " + tok])
-                    res[p][t].append(r)
-                    line = "  [round %d] %-7s %-4s %8.0f req/s  %6.1f us CPU/req  %8.0f req/CPU-s  " \
-                           "refused %d  errors %d%s" % (
-                               rnd + 1, p, t, r["rps"], r["cpu_us"], r["per_cpu"], r["refused"],
-                               r["errors"], "  DISTURBED" if r["noisy"] else "")
-                    log(line)
-                    lines.append(line)
-        for p, b in bals.items():
-            if b.proc.poll() is not None:
-                die("%s died during the bench" % p)
+        res, lines = benchlib.peer_rounds(bals, only, args.rounds, args.duration,
+                                          (("good", ["Authorization: Bearer " + good]), ("bad", ["Authorization: Bearer " + bad])))
     finally:
         stop_all()
     head, rows = benchlib.peer_table(res, only, (("good", "valid RS256 token"),

@@ -11,8 +11,6 @@ import threading
 import time
 import warnings
 
-import pytest
-
 from harness import SLUICE, free_port, wait_for
 
 with warnings.catch_warnings():
