@@ -16,6 +16,85 @@ void pump_dir_release(struct worker *w, struct pump_dir *d)
     d->buf = NULL;
 }
 
+/* One end of a direction: TLS when tls is set, else the plain socket fd. */
+static ssize_t end_write(SSL *tls, int fd, const void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!tls) {
+        r = send(fd, p, n, MSG_NOSIGNAL);
+        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
+    }
+    r = tls_write(tls, p, n);
+    return r > 0 ? r : (r == TLS_WANT_WRITE || r == TLS_WANT_READ) ? -1 : -2;
+}
+
+/* > 0 bytes, 0 at the end, -1 when it must wait, -2 on an error. A TLS
+ * read that must write first (a key update) waits for the next event like
+ * one that must read. */
+static ssize_t end_read(SSL *tls, int fd, void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!tls) {
+        r = recv(fd, p, n, 0);
+        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
+    }
+    r = tls_read(tls, p, n);
+    return r > 0 ? r : r == TLS_CLOSED ? 0 : r == TLS_FAILED ? -2 : -1;
+}
+
+/* Send what d->buf holds to dst (TLS when tls is set); an emptied buffer
+ * goes back to the pool. -1 when dst failed, else 1 on progress, 0 when
+ * dst must wait. */
+static int send_buffered(struct worker *w, struct pump_dir *d, SSL *tls, int dst,
+                         bool *dst_writable, uint32_t *total)
+{
+    ssize_t n = end_write(tls, dst, d->buf->data + d->buf->head, buf_len(d->buf));
+
+    if (n == -2)
+        return -1;
+    if (n <= 0) {
+        *dst_writable = false;
+        return 0;
+    }
+    buf_consume(d->buf, (uint32_t)n);
+    d->bytes += (uint64_t)n;
+    *total += (uint32_t)n;
+    if (buf_len(d->buf) == 0) {
+        buf_put(&w->bufs, d->buf);       /* an idle direction holds none */
+        d->buf = NULL;
+    }
+    return 1;
+}
+
+/* Read a buffer's worth from src (TLS when tls is set) into a fresh d->buf.
+ * -1 when src failed, else 1 on progress (bytes, or the end), 0 when src
+ * must wait. */
+static int fill_buffer(struct worker *w, struct pump_dir *d, SSL *tls, int src,
+                       bool *src_readable)
+{
+    ssize_t n;
+
+    if (!(d->buf = buf_get(&w->bufs)))
+        return -1;
+    n = end_read(tls, src, d->buf->data, d->buf->size);
+    if (n > 0) {
+        d->buf->tail = (uint32_t)n;
+        return 1;
+    }
+    buf_put(&w->bufs, d->buf);
+    d->buf = NULL;
+    if (n == -2)
+        return -1;
+    if (n == 0) {
+        d->eof = true;
+        return 1;
+    }
+    *src_readable = false;
+    return 0;
+}
+
 enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst,
                           bool *src_readable, bool *dst_writable, bool *moved)
 {
@@ -24,24 +103,13 @@ enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst
     for (;;) {
         bool progress = false;
         ssize_t n;
+        int r;
 
         /* 1. Bytes held in the buffer go first (they precede the pipe's). */
         if (d->buf && *dst_writable) {
-            n = send(dst, d->buf->data + d->buf->head, buf_len(d->buf), MSG_NOSIGNAL);
-            if (n > 0) {
-                buf_consume(d->buf, (uint32_t)n);
-                d->bytes += (uint64_t)n;
-                total += (uint32_t)n;
-                progress = true;
-                if (buf_len(d->buf) == 0) {
-                    buf_put(&w->bufs, d->buf);   /* an idle direction holds none */
-                    d->buf = NULL;
-                }
-            } else if (errno == EAGAIN) {
-                *dst_writable = false;
-            } else {
+            if ((r = send_buffered(w, d, NULL, dst, dst_writable, &total)) < 0)
                 return PUMP_DST_ERROR;
-            }
+            progress |= r;
         }
         /* 2. Then the pipe. */
         if (!d->buf && d->pipe_bytes && *dst_writable) {
@@ -83,25 +151,9 @@ enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst
                 }
             } else {
                 /* No pipe could be made (descriptor limits): use a buffer. */
-                d->buf = buf_get(&w->bufs);
-                if (!d->buf)
+                if ((r = fill_buffer(w, d, NULL, src, src_readable)) < 0)
                     return PUMP_SRC_ERROR;
-                n = recv(src, d->buf->data, d->buf->size, 0);
-                if (n > 0) {
-                    d->buf->tail = (uint32_t)n;
-                    progress = true;
-                } else {
-                    buf_put(&w->bufs, d->buf);
-                    d->buf = NULL;
-                    if (n == 0) {
-                        d->eof = true;
-                        progress = true;
-                    } else if (errno == EAGAIN) {
-                        *src_readable = false;
-                    } else {
-                        return PUMP_SRC_ERROR;
-                    }
-                }
+                progress |= r;
             }
         }
         if (!progress)
@@ -122,34 +174,6 @@ enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst
     return PUMP_OK;
 }
 
-/* One end of a direction: TLS when tls is set, else the plain socket fd. */
-static ssize_t end_write(SSL *tls, int fd, const void *p, size_t n)
-{
-    ssize_t r;
-
-    if (!tls) {
-        r = send(fd, p, n, MSG_NOSIGNAL);
-        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
-    }
-    r = tls_write(tls, p, n);
-    return r > 0 ? r : (r == TLS_WANT_WRITE || r == TLS_WANT_READ) ? -1 : -2;
-}
-
-/* > 0 bytes, 0 at the end, -1 when it must wait, -2 on an error. A TLS
- * read that must write first (a key update) waits for the next event like
- * one that must read. */
-static ssize_t end_read(SSL *tls, int fd, void *p, size_t n)
-{
-    ssize_t r;
-
-    if (!tls) {
-        r = recv(fd, p, n, 0);
-        return r < 0 && errno == EAGAIN ? -1 : r < 0 ? -2 : r;
-    }
-    r = tls_read(tls, p, n);
-    return r > 0 ? r : r == TLS_CLOSED ? 0 : r == TLS_FAILED ? -2 : -1;
-}
-
 enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tls, int src,
                                SSL *dst_tls, int dst, bool *src_readable, bool *dst_writable,
                                bool *moved)
@@ -158,46 +182,19 @@ enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tl
 
     for (;;) {
         bool progress = false;
-        ssize_t n;
+        int r;
 
         /* 1. What the buffer holds goes first. */
         if (d->buf && *dst_writable) {
-            n = end_write(dst_tls, dst, d->buf->data + d->buf->head, buf_len(d->buf));
-            if (n == -2)
+            if ((r = send_buffered(w, d, dst_tls, dst, dst_writable, &total)) < 0)
                 return PUMP_DST_ERROR;
-            if (n > 0) {
-                buf_consume(d->buf, (uint32_t)n);
-                d->bytes += (uint64_t)n;
-                total += (uint32_t)n;
-                progress = true;
-                if (buf_len(d->buf) == 0) {
-                    buf_put(&w->bufs, d->buf);   /* an idle direction holds none */
-                    d->buf = NULL;
-                }
-            } else {
-                *dst_writable = false;
-            }
+            progress |= r;
         }
         /* 2. Read more once it is sent: a slow reader stops the writer. */
         if (!d->eof && *src_readable && !d->buf) {
-            if (!(d->buf = buf_get(&w->bufs)))
+            if ((r = fill_buffer(w, d, src_tls, src, src_readable)) < 0)
                 return PUMP_SRC_ERROR;
-            n = end_read(src_tls, src, d->buf->data, d->buf->size);
-            if (n > 0) {
-                d->buf->tail = (uint32_t)n;
-                progress = true;
-            } else {
-                buf_put(&w->bufs, d->buf);
-                d->buf = NULL;
-                if (n == -2)
-                    return PUMP_SRC_ERROR;
-                if (n == 0) {
-                    d->eof = true;
-                    progress = true;
-                } else {
-                    *src_readable = false;
-                }
-            }
+            progress |= r;
         }
         if (!progress)
             break;
