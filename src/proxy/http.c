@@ -797,6 +797,7 @@ static void auth_done(struct offload_job *j)
 static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
 {
     struct http_exchange *x = c->x;
+    struct auth_request r;
     struct auth_job *job;
 
     if (!a)
@@ -818,20 +819,22 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
     }
     if (!c->w->auth_cache)
         c->w->auth_cache = auth_cache_new();
-    if (!(job = calloc(1, sizeof(*job)))) {
-        conn_close(c, END_NO_MEMORY);
-        return false;
-    }
-    switch (auth_begin(c->w->auth_cache, a, &x->req, clock_now_ms(), &job->r)) {
-    case AUTH_OK:
-        free(job);
+    switch (auth_begin(c->w->auth_cache, a, &x->req, clock_now_ms(), &r)) {
+    case AUTH_OK:                        /* the common case: no allocation */
         return true;
     case AUTH_DENIED:
-        free(job);
         auth_challenge(c, a);
         return false;
     case AUTH_VERIFY:
         break;
+    }
+    job = calloc(1, sizeof(*job));
+    if (job)
+        job->r = r;
+    explicit_bzero(r.password, sizeof(r.password));
+    if (!job) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
     }
     job->c = c;
     job->base.run = auth_run;
