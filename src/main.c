@@ -386,7 +386,7 @@ static int run(const char *path)
         loop_run_once(&m.loop, 100);
     reload_apply_state(&m.rt, &m.health);
     /* Password hashes are verified off the event loops (core/offload.c). */
-    if (config_uses_auth(cfg) && (err = offload_start(OFFLOAD_THREADS)) < 0) {
+    if (config_uses_basic_auth(cfg) && (err = offload_start(OFFLOAD_THREADS)) < 0) {
         fprintf(stderr, "sluice: cannot start helper threads: %s\n", strerror(-err));
         abort();
     }

@@ -251,15 +251,15 @@ void config_free_auth(struct conf_auth *a)
     free(a);
 }
 
-bool config_uses_auth(const struct config *cfg)
+bool config_uses_basic_auth(const struct config *cfg)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct conf_listener *l = &cfg->listeners[i];
 
-        if (l->auth)
+        if (l->auth && l->auth->type == AUTH_BASIC)
             return true;
         for (size_t r = 0; r < l->nroutes; r++)
-            if (l->routes[r].auth)
+            if (l->routes[r].auth && l->routes[r].auth->type == AUTH_BASIC)
                 return true;
     }
     return false;

@@ -378,8 +378,9 @@ struct config {
     size_t nrate_limits;           /* rate_limit blocks, listeners' and routes' */
 };
 
-/* Whether any listener or route has an `auth` block. */
-bool config_uses_auth(const struct config *cfg);
+/* Whether any listener or route has an `auth` block of type basic (whose
+ * password hashing needs helper threads). */
+bool config_uses_basic_auth(const struct config *cfg);
 
 /* Load and validate PATH. Returns 0 and sets *out, or -1 after writing every
  * error to diag (nothing is returned then). Warnings are written either way. */
