@@ -27,16 +27,9 @@
 
 #include "proto/http1.h"
 
-#define FUZZ_CHECK(cond) do { \
-    if (!(cond)) { \
-        fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-        abort(); \
-    } \
-} while (0)
+#include "fuzz.h"
 
 #define SLOTS 64
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Small limits now and then, so 414/431 paths are reached by short inputs. */
 static const struct h1_limits small_limits = { .max_request_line = 40, .max_head = 200,

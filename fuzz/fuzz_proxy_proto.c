@@ -15,14 +15,7 @@
 #include "net/addr.h"
 #include "net/proxy_proto.h"
 
-#define FUZZ_CHECK(cond) do { \
-    if (!(cond)) { \
-        fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-        abort(); \
-    } \
-} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

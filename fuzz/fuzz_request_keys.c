@@ -28,16 +28,9 @@
 #include "proto/http1.h"
 #include "route/route.h"
 
-#define FUZZ_CHECK(cond) do { \
-    if (!(cond)) { \
-        fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-        abort(); \
-    } \
-} while (0)
+#include "fuzz.h"
 
 #define SLOTS 32
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct conf_backend cbs[3] = {{.name = "b1", .weight = 1}, {.name = "b2", .weight = 1},
                                      {.name = "b3", .weight = 1}};
