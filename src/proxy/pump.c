@@ -95,6 +95,24 @@ static int fill_buffer(struct worker *w, struct pump_dir *d, SSL *tls, int src,
     return 0;
 }
 
+/* The end of a pump_dir call: note any bytes moved, and once src ended and
+ * everything before its end was delivered, shut dst's write side (a TLS
+ * peer gets close_notify before the FIN). */
+static enum pump_result pass_end(struct pump_dir *d, SSL *dst_tls, int dst, uint32_t total,
+                                 bool *moved)
+{
+    if (total)
+        *moved = true;
+    if (d->eof && !d->shut && !d->buf && d->pipe_bytes == 0) {
+        if (dst_tls)
+            tls_shutdown(dst_tls);
+        shutdown(dst, SHUT_WR);
+        d->shut = true;
+        *moved = true;
+    }
+    return PUMP_OK;
+}
+
 enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst,
                           bool *src_readable, bool *dst_writable, bool *moved)
 {
@@ -163,15 +181,8 @@ enum pump_result pump_dir(struct worker *w, struct pump_dir *d, int src, int dst
             return PUMP_MORE;
         }
     }
-    if (total)
-        *moved = true;
     /* 4. Pass the FIN on once everything before it was delivered. */
-    if (d->eof && !d->shut && !d->buf && d->pipe_bytes == 0) {
-        shutdown(dst, SHUT_WR);
-        d->shut = true;
-        *moved = true;
-    }
-    return PUMP_OK;
+    return pass_end(d, NULL, dst, total, moved);
 }
 
 enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tls, int src,
@@ -203,16 +214,6 @@ enum pump_result pump_dir_ends(struct worker *w, struct pump_dir *d, SSL *src_tl
             return PUMP_MORE;
         }
     }
-    if (total)
-        *moved = true;
-    /* 3. Pass the end on once everything before it was delivered: a TLS
-     * peer gets close_notify before the FIN. */
-    if (d->eof && !d->shut && !d->buf) {
-        if (dst_tls)
-            tls_shutdown(dst_tls);
-        shutdown(dst, SHUT_WR);
-        d->shut = true;
-        *moved = true;
-    }
-    return PUMP_OK;
+    /* 3. Pass the end on once everything before it was delivered. */
+    return pass_end(d, dst_tls, dst, total, moved);
 }
