@@ -36,9 +36,13 @@ static const char *check_hash(const char *h)
     return NULL;
 }
 
+/* By name, then by line: a name listed twice sorts its first line first. */
 static int user_order(const void *x, const void *y)
 {
-    return strcmp(((const struct conf_user *)x)->name, ((const struct conf_user *)y)->name);
+    const struct conf_user *a = x, *b = y;
+    int c = strcmp(a->name ? a->name : "", b->name ? b->name : "");   /* NULL: out of memory */
+
+    return c ? c : (a->line > b->line) - (a->line < b->line);
 }
 
 /* user:hash lines; blank lines and lines starting with '#' are skipped. */
@@ -66,7 +70,6 @@ static void read_users(struct config_diag *d, const char *owner, const struct co
     while ((len = getline(&line, &cap, f)) >= 0) {
         char *colon;
         const char *why;
-        bool twice = false;
 
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -85,13 +88,6 @@ static void read_users(struct config_diag *d, const char *owner, const struct co
                               "'%s': %s", owner, path, lineno, line, why);
             continue;
         }
-        for (size_t i = 0; i < a->nusers && !twice; i++)
-            twice = strcmp(a->users[i].name, line) == 0;
-        if (twice) {
-            config_diag_error(d, n->line, n->col, "%s: auth.users_file '%s' line %zu: user '%s' "
-                              "appears twice", owner, path, lineno, line);
-            continue;
-        }
         if (a->nusers >= AUTH_MAX_USERS) {
             config_diag_error(d, n->line, n->col, "%s: auth.users_file '%s': more than %d users",
                               owner, path, AUTH_MAX_USERS);
@@ -107,13 +103,20 @@ static void read_users(struct config_diag *d, const char *owner, const struct co
         }
         a->users[a->nusers].name = config_strdup(d, line);
         a->users[a->nusers].hash = config_strdup(d, colon + 1);
+        a->users[a->nusers].line = lineno;
         a->nusers++;
     }
     free(line);
     fclose(f);
-    /* Sorted by name: a request's user is found by binary search. */
+    /* Sorted by name: a request's user is found by binary search, and a
+     * name listed twice sits next to itself (no scan per line). */
     if (a->nusers)
         qsort(a->users, a->nusers, sizeof(*a->users), user_order);
+    for (size_t i = 1; i < a->nusers; i++)
+        if (a->users[i].name && a->users[i - 1].name &&
+            strcmp(a->users[i].name, a->users[i - 1].name) == 0)
+            config_diag_error(d, n->line, n->col, "%s: auth.users_file '%s' line %zu: user '%s' "
+                              "appears twice", owner, path, a->users[i].line, a->users[i].name);
     if (a->nusers == 0 && d->errors == errors)
         config_diag_error(d, n->line, n->col, "%s: auth.users_file '%s' has no users", owner, path);
 }

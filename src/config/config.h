@@ -128,6 +128,7 @@ struct conf_rate_limit {
 struct conf_user {
     char *name;
     char *hash;                  /* crypt(3): bcrypt $2b$/$2y$, $5$, $6$, yescrypt $y$ */
+    size_t line;                 /* in users_file, for messages */
 };
 
 enum auth_type {
