@@ -31,32 +31,26 @@ static void finish(struct offload_job *j)
 static void *helper(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&lock);
     for (;;) {
         struct offload_job *j;
 
+        pthread_mutex_lock(&lock);
         while (!queue_head && !stopping)
             pthread_cond_wait(&wake, &lock);
-        if (!queue_head)
-            break;                       /* stopping, and nothing left */
-        j = queue_head;
+        if (!(j = queue_head)) {
+            pthread_mutex_unlock(&lock);
+            return NULL;                 /* stopping, and nothing left */
+        }
         queue_head = j->next;
         if (!queue_head)
             queue_tail = &queue_head;
         queued--;
-        if (stopping) {
-            j->cancelled = true;
-        } else {
-            pthread_mutex_unlock(&lock);
-            j->run(j);
-            pthread_mutex_lock(&lock);
-        }
+        j->cancelled = stopping;         /* queued jobs are not run at a stop */
         pthread_mutex_unlock(&lock);
+        if (!j->cancelled)
+            j->run(j);
         finish(j);
-        pthread_mutex_lock(&lock);
     }
-    pthread_mutex_unlock(&lock);
-    return NULL;
 }
 
 int offload_start(unsigned n)
