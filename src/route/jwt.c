@@ -151,8 +151,7 @@ static bool string(struct json *j, char *out, size_t size, bool *cut)
  * that fits (an exponent or a huge value leaves *ok false). */
 static bool number(struct json *j, int64_t *v, bool *ok)
 {
-    const char *start = j->p;
-    bool neg = false, frac = false, expo = false, big = false;
+    bool neg = false, expo = false, big = false;
     int64_t x = 0;
 
     if (j->p < j->end && *j->p == '-') {
@@ -171,7 +170,6 @@ static bool number(struct json *j, int64_t *v, bool *ok)
         j->p++;
     }
     if (j->p < j->end && *j->p == '.') {
-        frac = true;
         j->p++;
         if (j->p >= j->end || *j->p < '0' || *j->p > '9')
             return false;
@@ -188,8 +186,6 @@ static bool number(struct json *j, int64_t *v, bool *ok)
         while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
             j->p++;
     }
-    (void)start;
-    (void)frac;
     if (v) {
         *ok = !expo && !big;
         *v = neg ? -x : x;
