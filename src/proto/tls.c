@@ -315,11 +315,6 @@ ssize_t tls_write(SSL *s, const void *buf, size_t len)
     return result(s, 0);
 }
 
-const char *tls_version(SSL *s)
-{
-    return SSL_get_version(s);
-}
-
 int tls_peer_subject(SSL *s, char *out, size_t size)
 {
     X509 *peer = SSL_get0_peer_certificate(s);

@@ -89,7 +89,5 @@ void tls_public_key_free(void *key);
  * time. */
 bool tls_jws_verify(int alg, void *key, const unsigned char *secret, size_t secret_len,
                     const void *data, size_t len, const unsigned char *sig, size_t siglen);
-/* The negotiated protocol version, "TLSv1.3". */
-const char *tls_version(SSL *s);
 
 #endif

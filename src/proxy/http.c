@@ -802,12 +802,15 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
 
     if (!a)
         return true;
+    if (!c->w->auth_cache)
+        c->w->auth_cache = auth_cache_new();
     if (a->type == AUTH_JWT) {
         const char *why;
         char peer[ADDR_TEXT_MAX];
 
         /* A signature check is microseconds: no helper thread needed. */
-        if (jwt_check(a, &x->req, (int64_t)(clock_wall_us() / 1000u), &why) == AUTH_OK)
+        if (jwt_check(c->w->auth_cache, a, &x->req, (int64_t)(clock_wall_us() / 1000u),
+                      &why) == AUTH_OK)
             return true;
         if (strcmp(why, "no bearer token") != 0) {
             atomic_fetch_add_explicit(&c->l->auth_failures, 1, memory_order_relaxed);
@@ -817,8 +820,6 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
         auth_challenge(c, a);
         return false;
     }
-    if (!c->w->auth_cache)
-        c->w->auth_cache = auth_cache_new();
     switch (auth_begin(c->w->auth_cache, a, &x->req, clock_now_ms(), &r)) {
     case AUTH_OK:                        /* the common case: no allocation */
         return true;

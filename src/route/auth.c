@@ -19,10 +19,12 @@
 #define AUTH_CACHE_SLOTS 1024            /* per worker; a power of two */
 #define AUTH_CACHE_TTL_MS (5 * 60 * 1000)
 
+/* Good for conf from from_ms to until_ms, on the clock its caller uses
+ * for that block (Basic: monotonic; JWT: the wall clock, as exp is). */
 struct auth_cache_slot {
     XXH128_hash_t key;
     const struct conf_auth *conf;
-    uint64_t expires_ms;
+    int64_t from_ms, until_ms;
 };
 
 struct auth_cache {
@@ -42,6 +44,43 @@ struct auth_cache *auth_cache_new(void)
 void auth_cache_free(struct auth_cache *c)
 {
     free(c);
+}
+
+XXH128_hash_t auth_cache_key(const struct auth_cache *c, const void *p, size_t len)
+{
+    return XXH3_128bits_withSeed(p, len, c ? c->seed : 0);
+}
+
+static struct auth_cache_slot *cache_slot(struct auth_cache *c, const struct conf_auth *a,
+                                          XXH128_hash_t key)
+{
+    return &c->slot[(key.low64 ^ (uintptr_t)a) & (AUTH_CACHE_SLOTS - 1)];
+}
+
+bool auth_cache_hit(struct auth_cache *c, const struct conf_auth *a, XXH128_hash_t key,
+                    int64_t now_ms)
+{
+    const struct auth_cache_slot *slot;
+
+    if (!c)
+        return false;
+    slot = cache_slot(c, a, key);
+    return slot->conf == a && XXH128_isEqual(slot->key, key) && now_ms >= slot->from_ms &&
+           now_ms <= slot->until_ms;
+}
+
+void auth_cache_store(struct auth_cache *c, const struct conf_auth *a, XXH128_hash_t key,
+                      int64_t from_ms, int64_t until_ms)
+{
+    struct auth_cache_slot *slot;
+
+    if (!c)
+        return;
+    slot = cache_slot(c, a, key);
+    slot->key = key;
+    slot->conf = a;
+    slot->from_ms = from_ms;
+    slot->until_ms = until_ms;
 }
 
 int route_b64_digit(unsigned char ch, bool url)
@@ -98,7 +137,6 @@ enum auth_result auth_begin(struct auth_cache *cache, const struct conf_auth *a,
     const struct h1_header *h = h1_find_header(req->headers, req->nheaders, "authorization");
     char creds[sizeof(r->user) + sizeof(r->password)];
     const struct conf_user *u;
-    struct auth_cache_slot *slot;
     const char *v, *colon;
     size_t len;
     int n;
@@ -117,12 +155,9 @@ enum auth_result auth_begin(struct auth_cache *cache, const struct conf_auth *a,
         v++;
         len--;
     }
-    r->key = XXH3_128bits_withSeed(v, len, cache ? cache->seed : 0);
-    if (cache) {
-        slot = &cache->slot[(r->key.low64 ^ (uintptr_t)a) & (AUTH_CACHE_SLOTS - 1)];
-        if (slot->conf == a && XXH128_isEqual(slot->key, r->key) && now_ms < slot->expires_ms)
-            return AUTH_OK;
-    }
+    r->key = auth_cache_key(cache, v, len);
+    if (auth_cache_hit(cache, a, r->key, (int64_t)now_ms))
+        return AUTH_OK;
     n = auth_base64_decode(v, len, creds, sizeof(creds) - 1);
     if (n <= 0)
         return AUTH_DENIED;
@@ -159,12 +194,6 @@ bool auth_verify(const struct auth_request *r)
 
 void auth_cache_put(struct auth_cache *cache, const struct auth_request *r, uint64_t now_ms)
 {
-    struct auth_cache_slot *slot;
-
-    if (!cache)
-        return;
-    slot = &cache->slot[(r->key.low64 ^ (uintptr_t)r->conf) & (AUTH_CACHE_SLOTS - 1)];
-    slot->key = r->key;
-    slot->conf = r->conf;
-    slot->expires_ms = now_ms + AUTH_CACHE_TTL_MS;
+    /* until is inclusive: now + TTL - 1 keeps the 5 minutes exact. */
+    auth_cache_store(cache, r->conf, r->key, INT64_MIN, (int64_t)(now_ms + AUTH_CACHE_TTL_MS) - 1);
 }

@@ -4,18 +4,16 @@
  * token cannot choose "none" or swap an RSA key for an HMAC secret), then
  * the claims exp, nbf, iss and aud (RFC 7519).
  *
- * Tokens that passed are remembered per worker (jwt_cache), so a client's
- * next requests with the same token skip the signature.
+ * Tokens that passed are remembered in the worker's auth cache, so a
+ * client's next requests with the same token skip the signature.
  *
  * The JSON reader is sluice's own and small: it accepts exactly RFC 8259
  * objects, nested up to JWT_MAX_DEPTH, and keeps only the top-level members
  * it needs. Untrusted bytes: fuzz/fuzz_request_keys.c feeds it. */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <xxhash.h>
 
 #include "proto/tls.h"
@@ -370,62 +368,17 @@ bool jwt_json_object(const char *p, size_t n, const char *audience, bool *aud_ma
 
 static const char *const alg_names[] = {"", "HS256", "RS256", "ES256"};
 
-/* Tokens that passed, per thread (a worker): a client sends the same token
- * on every request until it expires, and an RSA or ECDSA verification costs
- * tens of microseconds. Keyed by a keyed 128-bit hash of the token; an
- * entry holds while the claims' time window and JWT_CACHE_TTL_S both do.
- * Refusals are not remembered. */
-#define JWT_CACHE_SLOTS 1024
+/* A token that passed is remembered (in the worker's auth cache) until its
+ * exp, or for JWT_CACHE_TTL_S: a client sends the same token on every
+ * request, and an RSA or ECDSA verification costs tens of microseconds. */
 #define JWT_CACHE_TTL_S 300
 
-struct jwt_cache_slot {
-    XXH128_hash_t key;
-    const struct conf_auth *conf;
-    int64_t from_s, until_s;
-};
-
-static __thread struct jwt_cache_slot *jwt_cache;
-static __thread uint64_t jwt_cache_seed;
-/* Frees a thread's cache when the thread ends. */
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static bool cache_key_ok;
-
-static void cache_key_init(void)
-{
-    cache_key_ok = pthread_key_create(&cache_key, free) == 0;
-}
-
-static struct jwt_cache_slot *cache_slot(const struct conf_auth *a, const char *tok, size_t len,
-                                         XXH128_hash_t *key)
-{
-    if (!jwt_cache) {
-        pthread_once(&cache_once, cache_key_init);
-        if (!cache_key_ok || !(jwt_cache = calloc(JWT_CACHE_SLOTS, sizeof(*jwt_cache))))
-            return NULL;
-        pthread_setspecific(cache_key, jwt_cache);
-        if (getrandom(&jwt_cache_seed, sizeof(jwt_cache_seed), 0) != sizeof(jwt_cache_seed))
-            jwt_cache_seed = (uint64_t)(uintptr_t)jwt_cache * 0x9E3779B97F4A7C15ull;
-    }
-    *key = XXH3_128bits_withSeed(tok, len, jwt_cache_seed);
-    return &jwt_cache[(key->low64 ^ (uintptr_t)a) & (JWT_CACHE_SLOTS - 1)];
-}
-
-void jwt_thread_done(void)
-{
-    free(jwt_cache);
-    jwt_cache = NULL;
-    if (cache_key_ok)
-        pthread_setspecific(cache_key, NULL);
-}
-
-enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *req,
-                           int64_t now_ms, const char **why)
+enum auth_result jwt_check(struct auth_cache *cache, const struct conf_auth *a,
+                           const struct h1_request *req, int64_t now_ms, const char **why)
 {
     const struct h1_header *h = h1_find_header(req->headers, req->nheaders, "authorization");
     static __thread unsigned char buf[JWT_MAX_TOKEN];
     struct jwt_fields hf, f;
-    struct jwt_cache_slot *slot;
     XXH128_hash_t key;
     const char *tok, *dot1, *dot2, *end;
     unsigned char sig[512];
@@ -439,9 +392,8 @@ enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *r
     end = h->value.p + h->value.len;
     while (tok < end && *tok == ' ')
         tok++;
-    slot = cache_slot(a, tok, (size_t)(end - tok), &key);
-    if (slot && slot->conf == a && XXH128_isEqual(slot->key, key) && now >= slot->from_s &&
-        now <= slot->until_s) {
+    key = auth_cache_key(cache, tok, (size_t)(end - tok));
+    if (auth_cache_hit(cache, a, key, now_ms)) {
         *why = NULL;
         return AUTH_OK;
     }
@@ -484,13 +436,14 @@ enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *r
     *why = "wrong audience";
     if (a->audience && !f.aud_match)
         return AUTH_DENIED;
-    if (slot) {
-        slot->key = key;
-        slot->conf = a;
-        slot->from_s = f.has_nbf ? f.nbf - skew : INT64_MIN;
-        slot->until_s = now + JWT_CACHE_TTL_S;
-        if (f.has_exp && f.exp + skew < slot->until_s)
-            slot->until_s = f.exp + skew;
+    {
+        int64_t until = now + JWT_CACHE_TTL_S;
+
+        if (f.has_exp && f.exp + skew < until)
+            until = f.exp + skew;
+        /* Whole seconds, as the checks above count them. */
+        auth_cache_store(cache, a, key, f.has_nbf ? (f.nbf - skew) * 1000 : INT64_MIN,
+                         until * 1000 + 999);
     }
     *why = NULL;
     return AUTH_OK;

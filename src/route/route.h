@@ -138,15 +138,20 @@ enum auth_result auth_begin(struct auth_cache *c, const struct conf_auth *a,
                             const struct h1_request *req, uint64_t now_ms, struct auth_request *r);
 bool auth_verify(const struct auth_request *r);
 void auth_cache_put(struct auth_cache *c, const struct auth_request *r, uint64_t now_ms);
+/* The cache underneath, for JWTs too: a keyed hash of credentials (seeded
+ * per cache; c may be NULL), and entries good for one auth block within a
+ * time window. */
+XXH128_hash_t auth_cache_key(const struct auth_cache *c, const void *p, size_t len);
+bool auth_cache_hit(struct auth_cache *c, const struct conf_auth *a, XXH128_hash_t key,
+                    int64_t now_ms);
+void auth_cache_store(struct auth_cache *c, const struct conf_auth *a, XXH128_hash_t key,
+                      int64_t from_ms, int64_t until_ms);
 /* JWT bearer tokens (jwt.c), for auth type jwt: the Authorization
  * header's token checked against the block's key or secret and claims at
  * now_ms (wall clock). AUTH_OK, or AUTH_DENIED with *why ("expired",
  * "bad signature", ...; "no bearer token" when there was none). */
-enum auth_result jwt_check(const struct conf_auth *a, const struct h1_request *req,
-                           int64_t now_ms, const char **why);
-/* Free the calling thread's cache of tokens that passed (optional: at
- * thread exit it is only unreachable, not leaked by a loop). */
-void jwt_thread_done(void);
+enum auth_result jwt_check(struct auth_cache *cache, const struct conf_auth *a,
+                           const struct h1_request *req, int64_t now_ms, const char **why);
 /* The JSON reader jwt_check reads token parts with: is p..p+n one RFC 8259
  * object (nesting up to 16), and does its "aud" name audience? For the fuzz
  * target and tests. */
