@@ -196,12 +196,13 @@ def run_client(p, timeout, what, window=None):
 WRK_LUA = os.path.join(ROOT, "bench", "http", "latency.lua")
 
 
-def wrk_window(url, secs, headers=(), conns=50, window=None):
-    """wrk -t1 -cCONNS for secs against url on CPU CLIENT_CPU, with the
-    HTTP bench's Lua script; inside `window` (a Window) if given. Returns its
-    BENCH line as a dict, with secs (the measured duration), refused (non-2xx
-    answers) and errors (socket errors)."""
-    argv = ["taskset", "-c", str(CLIENT_CPU), WRK, "-t1", "-c%d" % conns, "-d%ds" % secs,
+def wrk_window(url, secs, headers=(), conns=50, window=None, threads=1, cpus=CLIENT_CPU):
+    """wrk -tTHREADS -cCONNS for secs against url on `cpus` (a taskset CPU
+    list; CPU CLIENT_CPU by default), with the HTTP bench's Lua script;
+    inside `window` (a Window) if given. Returns its BENCH line as a dict,
+    with secs (the measured duration), refused (non-2xx answers) and errors
+    (socket errors)."""
+    argv = ["taskset", "-c", str(cpus), WRK, "-t%d" % threads, "-c%d" % conns, "-d%ds" % secs,
             "--timeout", "2s", "-s", WRK_LUA]
     for h in headers:
         argv += ["-H", h]
@@ -218,16 +219,16 @@ def wrk_window(url, secs, headers=(), conns=50, window=None):
     return v
 
 
-def measured_wrk(b, url, secs, headers=(), warmup=1, settle=0.0):
+def measured_wrk(b, url, secs, headers=(), warmup=1, settle=0.0, **wrk):
     """A warm-up (then settle seconds of quiet), then one wrk window on
     balancer b: requests, req/s, refused, errors, the balancer's CPU per
     request and requests per CPU-s, and whether other processes disturbed
-    the window."""
+    the window. wrk: more wrk_window() arguments (conns, threads, cpus)."""
     if warmup:
-        wrk_window(url, warmup, headers)
+        wrk_window(url, warmup, headers, **wrk)
     time.sleep(settle)
     w = Window(b)
-    v = wrk_window(url, secs, headers, window=w)
+    v = wrk_window(url, secs, headers, window=w, **wrk)
     reqs = v["requests"]
     return dict(reqs=reqs, rps=reqs / v["secs"], secs=v["secs"], refused=v["refused"],
                 passed=reqs - v["refused"], errors=v["errors"], cpu=w.cpu,
@@ -235,12 +236,14 @@ def measured_wrk(b, url, secs, headers=(), warmup=1, settle=0.0):
                 noisy=noisy(w, 10))
 
 
-def curl_reaches(b, names, verb):
-    """2 x len(names) curl requests through balancer b: each answer must be
-    an origin's name, and every origin must answer. verb: what b does
-    ("forward", "proxy"), for die(). Returns the names seen."""
+def curl_reaches(b, names, verb, workers=1):
+    """2 x len(names) x workers curl requests through balancer b: each answer
+    must be an origin's name, and every origin must answer. verb: what b does
+    ("forward", "proxy"), for die(). workers: b's worker count (each worker
+    keeps its own round-robin position, as NGINX's do). Returns the names
+    seen."""
     seen = set()
-    for _ in range(2 * len(names)):
+    for _ in range(2 * len(names) * workers):
         r = subprocess.run([CURL, "-sS", "--max-time", "5", "http://127.0.0.1:%d/" % b.port],
                            capture_output=True, timeout=10)
         body = r.stdout.decode(errors="replace").strip()
@@ -253,20 +256,19 @@ def curl_reaches(b, names, verb):
     return seen
 
 
-def start_origins(n, tmp, extra=()):
-    """n sluice-origin processes b1..bn on CPU CLIENT_CPU, on free ports;
-    returns (names, ports)."""
+def start_origins(n, tmp, extra=(), cpus=CLIENT_CPU):
+    """n sluice-origin processes b1..bn on `cpus` (a taskset CPU list; CPU
+    CLIENT_CPU by default), on free ports; returns (names, ports)."""
     names, ports = [], []
     for i in range(n):
         name = "b%d" % (i + 1)
         port = free_port()
         p = start("origin-" + name, [ORIGIN, "--listen", "127.0.0.1:%d" % port, "--name", name] +
-                  list(extra), CLIENT_CPU, tmp)
+                  list(extra), cpus, tmp)
         wait_port(port, p)
         names.append(name)
         ports.append(port)
-    log("%s: origins %s on CPU %d; balancers on CPU %d" % (
-        _name[0], ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU, BAL_CPU))
+    log("%s: origins %s on CPU %s" % (_name[0], ", ".join("%s=%d" % x for x in zip(names, ports)), cpus))
     return names, ports
 
 
@@ -275,13 +277,13 @@ def nginx_argv(ntmp, cfg):
             "-c", cfg, "-g", "daemon off;"]
 
 
-def nginx_workers(p):
-    """The worker pids of the nginx master p (bounded wait); they go on
-    extra_pids, so that stop_all() ends them too."""
+def nginx_workers(p, count=1):
+    """The worker pids of the nginx master p, once there are `count` of them
+    (bounded wait); they go on extra_pids, so that stop_all() ends them too."""
     end = time.monotonic() + 5
     while time.monotonic() < end:
         kids = children_of(p.pid)
-        if kids:
+        if len(kids) >= count:
             break
         time.sleep(0.05)
     else:
@@ -314,10 +316,11 @@ class Balancer:
         return sum(proc_rss_kb(p) for p in self.pids)
 
 
-def start_balancer(name, tpl_dir, tmp, origins, label=None, **kw):
+def start_balancer(name, tpl_dir, tmp, origins, label=None, cpus=BAL_CPU, **kw):
     """Start balancer `name` (sluice, haproxy or nginx; process label
     `label`) from the templates in tpl_dir, with its files under tmp, in
-    front of the origin ports; kw: more template variables."""
+    front of the origin ports, pinned to `cpus` (a taskset CPU list; CPU
+    BAL_CPU by default); kw: more template variables."""
     label = label or name
     os.makedirs(tmp, exist_ok=True)
     be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
@@ -326,23 +329,23 @@ def start_balancer(name, tpl_dir, tmp, origins, label=None, **kw):
     if name == "sluice":
         cfg = render(tpl_dir, "sluice.yaml", tmp, LISTEN=listen, SLUICE_BACKENDS="\n".join(
             "      - {name: %s, address: %s}" % b for b in be), **kw)
-        p = start(label, [SLUICE, "-c", cfg], BAL_CPU, tmp)
+        p = start(label, [SLUICE, "-c", cfg], cpus, tmp)
         wait_port(port, p)
         return Balancer("sluice", port, p)
     if name == "haproxy":
         cfg = render(tpl_dir, "haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
             "    server %s %s" % b for b in be), **kw)
-        p = start(label, [HAPROXY, "-f", cfg, "-db"], BAL_CPU, tmp)
+        p = start(label, [HAPROXY, "-f", cfg, "-db"], cpus, tmp)
         wait_port(port, p)
         return Balancer("haproxy", port, p)
     ntmp = os.path.join(tmp, "nginx")
     os.makedirs(ntmp, exist_ok=True)
     cfg = render(tpl_dir, "nginx.conf", ntmp, LISTEN=listen, NGINX_BACKENDS="\n".join(
         "        server %s;" % b[1] for b in be), **kw)
-    p = start(label, nginx_argv(ntmp, cfg), BAL_CPU, tmp)
+    p = start(label, nginx_argv(ntmp, cfg), cpus, tmp)
     wait_port(port, p)
     b = Balancer("nginx", port, p)
-    b.pids += nginx_workers(p)
+    b.pids += nginx_workers(p, int(kw.get("WORKERS", 1)))
     return b
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # `make bench` entry point: the HTTP/1.1 benchmark (options in BENCH_HTTP_ARGS),
 # the rate-limit benchmark (BENCH_RATE_LIMIT_ARGS), the TLS one (BENCH_TLS_ARGS),
-# the Basic-auth one (BENCH_AUTH_ARGS), the JWT one (BENCH_JWT_ARGS),
+# the Basic-auth one (BENCH_AUTH_ARGS), the JWT one (BENCH_JWT_ARGS), the
+# multi-core scaling one where there are 6 CPUs or more (BENCH_SCALING_ARGS),
 # then the L4 benchmark (arguments are passed on, e.g. `bench/run.sh
 # --duration 5`), each sluice vs HAProxy vs NGINX. See docs/benchmarks.md.
 set -e
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/tls.py ${BENCH_TLS_ARGS:-}
 /usr/bin/python3 bench/auth.py ${BENCH_AUTH_ARGS:-}
 /usr/bin/python3 bench/jwt.py ${BENCH_JWT_ARGS:-}
+if [ "$(nproc)" -ge 6 ]; then
+    /usr/bin/python3 bench/scaling.py ${BENCH_SCALING_ARGS:-}
+fi
 # With BENCH_QUALITY=1, also the balancing-quality (one slow backend) and the
 # failover benchmarks, options in BENCH_BALANCE_ARGS and BENCH_FAILOVER_ARGS
 # (inserted above the exec: lines after it would never run).
