@@ -348,6 +348,8 @@ struct conf_listener {
     struct conf_rate_limit *rate_limit;  /* http: per request; tcp: per connection; NULL = none */
     struct conf_tls *tls;          /* NULL = plain */
     struct conf_auth *auth;        /* http: for requests to pools; NULL = none */
+    bool http2;                    /* http: also speak HTTP/2 (ALPN h2 with tls, prior
+                                      knowledge without); default false */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */

@@ -207,6 +207,12 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
+    if ((p = config_map_pair(map, "http2"))) {
+        if (mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, "http2", LISTENER_HTTP);
+        else
+            config_want_bool(d, owner, "http2", p->value, &l->http2);
+    }
     if ((p = config_map_pair(map, "auth"))) {
         if (mode_ok && l->mode != LISTENER_HTTP)
             config_mode_only(d, owner, p, "auth", LISTENER_HTTP);

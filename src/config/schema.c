@@ -26,6 +26,7 @@ const char *const config_known_keys[] = {
     "listeners[].name",
     "listeners[].bind",
     "listeners[].mode",
+    "listeners[].http2",
     "listeners[].proxy_protocol",
     "listeners[].pool",
     "listeners[].timeouts",

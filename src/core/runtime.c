@@ -50,8 +50,10 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
         if (cl->tls) {
             char err[512];
 
-            if (!(rt->listeners[i].tls = tls_ctx_new(cl->tls, cl->mode == LISTENER_HTTP, err,
-                                                     sizeof(err)))) {
+            enum tls_alpn alpn = cl->mode != LISTENER_HTTP ? TLS_ALPN_NONE
+                                 : cl->http2 ? TLS_ALPN_H2 : TLS_ALPN_HTTP1;
+
+            if (!(rt->listeners[i].tls = tls_ctx_new(cl->tls, alpn, err, sizeof(err)))) {
                 log_error("event=tls_failed listener=%s why=\"%s\"", cl->name, err);
                 goto fail;
             }

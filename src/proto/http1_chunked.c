@@ -318,3 +318,32 @@ fail:
     c->state = CH_FAILED;
     return -1;
 }
+
+ssize_t h1_chunked_decode(struct h1_chunked *c, const char *p, size_t len, struct h1_slice *data,
+                          bool *done)
+{
+    size_t used = 0;
+
+    data->p = NULL;
+    data->len = 0;
+    *done = c->state == CH_DONE;
+    if (c->state == CH_DATA && len) {
+        /* Data bytes: handed out as they are, at most 4 GiB - 1 at once. */
+        size_t n = c->remain < len ? (size_t)c->remain : len;
+
+        if (n > UINT32_MAX)
+            n = UINT32_MAX;
+        data->p = p;
+        data->len = (uint32_t)n;
+        return h1_chunked_scan(c, p, n, done);
+    }
+    /* Framing (size lines, CRLFs, trailers): one byte at a time, so that
+     * the scan stops where the next chunk's data starts. Framing is a few
+     * bytes per chunk; the trailer section is bounded. */
+    while (used < len && c->state != CH_DATA && !*done) {
+        if (h1_chunked_scan(c, p + used, 1, done) < 0)
+            return -1;
+        used++;
+    }
+    return (ssize_t)used;
+}

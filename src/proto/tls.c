@@ -95,22 +95,24 @@ static int on_servername(SSL *s, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* ALPN for http listeners: only HTTP/1.1 for now; a client that offers
- * nothing we speak (h2 alone) gets no ALPN and falls back or fails itself. */
+/* ALPN for http listeners: HTTP/1.1, and h2 first where the listener has
+ * http2 (arg non-NULL); a client that offers nothing we speak gets no ALPN
+ * and falls back or fails itself. */
 static int on_alpn(SSL *s, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char ours[] = "\x08http/1.1";
+    static const unsigned char h1[] = "\x08http/1.1", both[] = "\x02h2\x08http/1.1";
+    const unsigned char *ours = arg ? both : h1;
+    unsigned ours_len = arg ? sizeof(both) - 1 : sizeof(h1) - 1;
 
     (void)s;
-    (void)arg;
-    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in,
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, ours_len, in,
                               inlen) == OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert *c, bool http,
+static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert *c, enum tls_alpn alpn,
                         char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -135,8 +137,8 @@ static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert 
         SSL_CTX_free(ctx);
         return NULL;
     }
-    if (http)
-        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    if (alpn != TLS_ALPN_NONE)
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, alpn == TLS_ALPN_H2 ? (void *)ctx : NULL);
     if (conf->client_ca) {
         /* mTLS: no certificate from these CAs, no handshake. */
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(conf->client_ca);
@@ -154,7 +156,8 @@ static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert 
     return ctx;
 }
 
-struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, size_t errlen)
+struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, enum tls_alpn alpn, char *err,
+                            size_t errlen)
 {
     struct tls_ctx *t = calloc(1, sizeof(*t));
 
@@ -164,7 +167,7 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, s
         return NULL;
     }
     for (size_t i = 0; i < conf->ncerts; i++) {
-        SSL_CTX *ctx = ctx_for(conf, &conf->certs[i], http, err, errlen);
+        SSL_CTX *ctx = ctx_for(conf, &conf->certs[i], alpn, err, errlen);
 
         if (!ctx) {
             tls_ctx_free(t);

@@ -45,8 +45,16 @@ void tls_client_free(struct tls_client *t);
  * no server_name); NULL when out of memory. Drive it with tls_handshake. */
 SSL *tls_client_conn(struct tls_client *t, int fd, const char *ip);
 
+/* What a listener offers in ALPN. */
+enum tls_alpn {
+    TLS_ALPN_NONE,       /* tcp listeners */
+    TLS_ALPN_HTTP1,      /* http/1.1 */
+    TLS_ALPN_H2,         /* h2, then http/1.1 */
+};
+
 /* The server contexts for a listener's tls block; NULL with why in err. */
-struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, bool http, char *err, size_t errlen);
+struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, enum tls_alpn alpn, char *err,
+                            size_t errlen);
 void tls_ctx_free(struct tls_ctx *t);
 
 /* A server-side TLS connection on fd (non-blocking); NULL when out of memory. */

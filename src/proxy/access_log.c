@@ -93,12 +93,12 @@ void access_log_http(const struct access_http *r)
         log_format_time(when, sizeof(when), clock_wall_us());
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"proto\":\"http\",\"listener\":\"%s\",\"client\":\"%s\","
-                     "\"method\":\"%s\",\"target\":\"%s\",\"version\":\"HTTP/1.%d\",\"host\":\"%s\","
+                     "\"method\":\"%s\",\"target\":\"%s\",\"version\":\"%s\",\"host\":\"%s\","
                      "\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"referer\":\"%s\","
                      "\"user_agent\":\"%s\",\"route\":%d,\"pool\":%s%s%s,\"backend\":%s%s%s,"
                      "\"connect_ms\":%.3f,\"response_ms\":%.3f,\"total_ms\":%.3f,\"tries\":%u,"
                      "\"request_id\":\"%s\",\"end\":\"%s\"}\n",
-                     when, r->listener, client, method, target, r->minor, host, r->status,
+                     when, r->listener, client, method, target, r->version, host, r->status,
                      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, referer, ua,
                      r->route, r->pool ? "\"" : "", r->pool ? r->pool : "null", r->pool ? "\"" : "",
                      r->backend ? "\"" : "", r->backend ? bname : "null", r->backend ? "\"" : "",
@@ -111,10 +111,10 @@ void access_log_http(const struct access_http *r)
         gmtime_r(&secs, &tm);
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
         n = snprintf(line, sizeof(line),
-                     "%s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"%s\" \"%s\" listener=%s route=%d "
+                     "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" listener=%s route=%d "
                      "pool=%s backend=%s connect_ms=%.3f response_ms=%.3f total_ms=%.3f tries=%u "
                      "request_id=%s end=%s\n",
-                     client, when, method, target, r->minor, r->status,
+                     client, when, method, target, r->version, r->status,
                      (unsigned long long)r->bytes_out, referer, ua, r->listener, r->route,
                      r->pool ? r->pool : "-", bname, (double)r->connect_us / 1000.0,
                      (double)r->response_us / 1000.0, (double)r->total_us / 1000.0, r->tries,

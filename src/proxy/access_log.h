@@ -39,7 +39,7 @@ struct access_http {
     const char *listener;
     const struct addr *client;
     struct h1_slice method, target, host, referer, user_agent;
-    int minor;
+    const char *version;         /* "HTTP/1.1", "HTTP/1.0", "HTTP/2.0" */
     int status;                  /* 0 when no response was sent */
     uint64_t bytes_in;           /* request body bytes */
     uint64_t bytes_out;          /* response bytes, head included */

@@ -42,6 +42,7 @@
 #include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
+#include "proxy/h2.h"
 #include "proxy/http_message.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
@@ -145,6 +146,9 @@ struct http_conn {
     int tls_want;                       /* handshake: TLS_WANT_READ/WRITE it waits for */
     bool tls_ready;                     /* the handshake is done */
     char *client_subject;               /* mTLS: the client certificate's subject */
+    struct h2_stream *h2s;              /* an HTTP/2 stream's exchange (no socket of its own:
+                                           proxy/h2.c carries its bytes); NULL otherwise */
+    bool is_stream;                     /* h2s was set (it stays true once detached) */
     struct http_conn *prev, *next;
 };
 
@@ -230,7 +234,7 @@ static void log_exchange(struct http_conn *c, struct http_exchange *x)
         .client = &c->peer,
         .method = x->req.method,
         .target = x->req.target,
-        .minor = x->req.minor,
+        .version = c->is_stream ? "HTTP/2.0" : x->req.minor ? "HTTP/1.1" : "HTTP/1.0",
         .host = x->req.host,
         .referer = (struct h1_slice){0},
         .user_agent = (struct h1_slice){0},
@@ -341,6 +345,11 @@ static void conn_close(struct http_conn *c, enum end_reason why)
 {
     if (c->state == HC_CLOSED)
         return;
+    if (c->h2s) {
+        /* complete: x is gone (the exchange ended) or its response did. */
+        h2_stream_detach(c->h2s, !c->x || c->x->resp_done);
+        c->h2s = NULL;
+    }
     if (c->x) {
         if (c->x->end == END_NONE)
             c->x->end = why;
@@ -359,14 +368,15 @@ static void conn_close(struct http_conn *c, enum end_reason why)
         }
         tls_free(c->tls);
         c->tls = NULL;
-        free(c->client_subject);
-        c->client_subject = NULL;
         close(c->cio.fd);
         c->cio.fd = -1;
     }
+    free(c->client_subject);
+    c->client_subject = NULL;
     buf_drop(c->w, &c->in);
     buf_drop(c->w, &c->out);
-    atomic_fetch_sub_explicit(&c->l->connections_active, 1, memory_order_relaxed);
+    if (!c->is_stream)
+        atomic_fetch_sub_explicit(&c->l->connections_active, 1, memory_order_relaxed);
     c->state = HC_CLOSED;
     list_del(c->w, c);
     loop_task_queue(&c->w->loop, &c->task);
@@ -437,8 +447,10 @@ static bool flush_client(struct http_conn *c, bool *progress)
         }
         if (!msg.msg_iovlen)
             break;
-        n = c->tls ? client_tls_write(c, iov, (int)msg.msg_iovlen)
-                   : sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
+        n = c->is_stream ? (c->h2s ? h2_stream_write(c->h2s, iov, (int)msg.msg_iovlen)
+                                   : (errno = EPIPE, -1))
+            : c->tls ? client_tls_write(c, iov, (int)msg.msg_iovlen)
+                     : sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
                 c->c_writable = false;
@@ -530,6 +542,17 @@ static void conn_close_after_response(struct http_conn *c, enum end_reason why)
 {
     struct http_exchange *x = c->x;
 
+    if (c->is_stream) {
+        /* A stream has no socket to shut: it ends with the response (the
+         * client's unread body is dropped by proxy/h2.c). */
+        if (x && x->end == END_NONE)
+            x->end = why;
+        if (x)
+            log_exchange(c, x);
+        exchange_free(c, false);
+        conn_close(c, why);
+        return;
+    }
     if (!input_unread(x) || c->c_hup) {
         if (c->tls)
             tls_shutdown(c->tls);
@@ -620,6 +643,18 @@ static bool read_client(struct http_conn *c, bool *eof)
         return false;
     if (buf_room(c->in) == 0)
         return false;
+    if (c->is_stream) {
+        size_t got = c->h2s ? h2_stream_read(c->h2s, c->in->data + c->in->tail, buf_room(c->in), eof)
+                            : 0;
+
+        if (got < buf_room(c->in))
+            c->c_readable = false;      /* http_stream_wake says when more came */
+        if (!got)
+            return false;
+        c->in->tail += (uint32_t)got;
+        c->last_active_ms = clock_now_ms();
+        return true;
+    }
     if (c->tls) {
         /* One record at most per call, and bytes may wait inside OpenSSL:
          * only WANT_READ says the socket is drained. */
@@ -661,6 +696,26 @@ static bool read_client(struct http_conn *c, bool *eof)
 
 static void start_exchange(struct http_conn *c);
 
+/* The client spoke the HTTP/2 preface: its socket, TLS and the bytes read
+ * so far go to an h2 connection (proxy/h2.c), and this http_conn ends
+ * without touching the socket. The h2 connection counts as the listener's
+ * active connection from now on. */
+static void hand_to_h2(struct http_conn *c)
+{
+    int fd = c->cio.fd;
+    SSL *tls = c->tls;
+    char *subject = c->client_subject;
+
+    loop_del(&c->w->loop, &c->cio);
+    c->cio.fd = -1;
+    c->tls = NULL;
+    c->client_subject = NULL;
+    if (h2_conn_start(c->w, c->l, fd, tls, &c->peer, c->trusted, subject,
+                      c->in->data + c->in->head, buf_len(c->in)))
+        atomic_fetch_add_explicit(&c->l->connections_active, 1, memory_order_relaxed);
+    conn_close(c, END_CLIENT_CLOSE);
+}
+
 /* Read and parse until a head is complete. Returns true on progress. */
 static bool step_head(struct http_conn *c)
 {
@@ -686,6 +741,16 @@ static bool step_head(struct http_conn *c)
             if (c->in)
                 buf_drop(c->w, &c->in);   /* an idle connection holds no buffer */
             return progress;
+        }
+    }
+    if (!c->x && c->requests == 0 && c->l->conf->http2 && !c->is_stream) {
+        int m = h2_preface_match(c->in->data + c->in->head, buf_len(c->in));
+
+        if (m == 0)
+            return progress;            /* a beginning of the preface: wait for the rest */
+        if (m > 0) {
+            hand_to_h2(c);
+            return false;
         }
     }
     if (!c->x) {
@@ -1002,7 +1067,7 @@ static void forward_start(struct http_conn *c)
         .peer_trusted = c->trusted,
         .request_id = x->request_id,
         .upstream_http10 = x->req.minor == 0,
-        .tls = c->tls != NULL,
+        .tls = c->l->tls != NULL,
         .client_subject = c->client_subject,
     };
     x->to_up = buf_get(&c->w->bufs);
@@ -2205,6 +2270,7 @@ void http_drain(struct worker *w)
     /* Busy connections close after their answer (which says
      * Connection: close); idle ones as soon as they are idle enough. */
     drain_idle(w);
+    h2_drain(w);
     upstream_close_idle(w);
 }
 
@@ -2226,8 +2292,62 @@ void http_sweep(struct worker *w)
     upstream_sweep(w);
 }
 
+/* ---- HTTP/2 streams (proxy/h2.h) ---- */
+
+struct http_conn *http_stream_start(struct worker *w, struct listener *l, struct h2_stream *s,
+                                    const struct addr *peer, bool trusted,
+                                    const char *client_subject)
+{
+    struct http_conn *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    if (client_subject && !(c->client_subject = strdup(client_subject))) {
+        free(c);
+        return NULL;
+    }
+    loop_task_init(&c->task, task_cb);
+    c->w = w;
+    c->l = l;
+    c->peer = *peer;
+    c->cio.fd = -1;
+    c->h2s = s;
+    c->is_stream = true;
+    c->state = HC_IDLE;
+    c->trusted = trusted;
+    c->close_after = true;              /* one exchange per stream */
+    c->last_active_ms = clock_now_ms();
+    timer_init(&c->timer, timer_fired);
+    list_add(w, c);
+    arm_timer(c);
+    http_stream_wake(c, true, true);
+    return c;
+}
+
+void http_stream_wake(struct http_conn *c, bool readable, bool writable)
+{
+    if (c->state == HC_CLOSED)
+        return;
+    c->c_readable |= readable;
+    c->c_writable |= writable;
+    loop_task_queue(&c->w->loop, &c->task);
+}
+
+void http_stream_abort(struct http_conn *c, bool complete)
+{
+    c->h2s = NULL;
+    if (complete) {
+        http_stream_wake(c, false, true);
+        return;
+    }
+    if (c->x && c->x->end == END_NONE)
+        c->x->end = END_CLIENT_RESET;
+    conn_close(c, END_CLIENT_RESET);
+}
+
 void http_close_all(struct worker *w)
 {
+    h2_close_all(w);
     while (w->http_conns)
         conn_close(w->http_conns, END_SHUTDOWN);
     upstream_close_idle(w);

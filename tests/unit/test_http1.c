@@ -926,6 +926,47 @@ static void scan_split(const char *p, size_t n, const size_t *cuts, size_t ncuts
     }
 }
 
+/* h1_chunked_decode: the data it hands out, over every split of the input,
+ * is the data the chunks carry, and it ends where the scan ends. */
+static void test_chunked_decode(void)
+{
+    static const char body[] =
+        "5;ext=val\r\nhello\r\n0A\r\n0123456789\r\n1\r\n!\r\n0\r\nT: x\r\n\r\nNEXT";
+    size_t n = sizeof(body) - 1, blen = n - 4;
+    int bad = 0;
+
+    for (size_t cut = 0; cut <= n; cut++) {
+        struct h1_chunked c;
+        char out[64];
+        size_t olen = 0, at = 0;
+        bool done = false;
+
+        h1_chunked_init(&c);
+        while (!done) {
+            size_t end = at < cut ? cut : n;
+            struct h1_slice d;
+            ssize_t r = h1_chunked_decode(&c, body + at, end - at, &d, &done);
+            if (r < 0 || (r == 0 && !done && end == n))
+                break;
+            if (d.len) {
+                memcpy(out + olen, d.p, d.len);
+                olen += d.len;
+            }
+            at += (size_t)r;
+        }
+        if (!done || at != blen || olen != 16 || memcmp(out, "hello0123456789!", 16) != 0)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    {
+        struct h1_chunked c;
+        struct h1_slice d;
+        bool done;
+        h1_chunked_init(&c);
+        CHECK_EQ_INT(h1_chunked_decode(&c, "zz\r\n", 4, &d, &done), -1);
+    }
+}
+
 static void test_chunked(void)
 {
     static const char body[] =
@@ -1194,6 +1235,7 @@ int main(void)
     test_response_table();
     test_response_fields();
     test_chunked();
+    test_chunked_decode();
     test_helpers();
     TEST_END();
 }

@@ -1,0 +1,163 @@
+/* HTTP/2 request head → HTTP/1.1 request head (see h2_request.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/h2_request.h"
+
+#define H2_REQUEST_SLACK 256     /* request line and Host beyond the fields' own limit */
+
+void h2_request_init(struct h2_request *r, uint32_t limit)
+{
+    memset(r, 0, sizeof(*r));
+    r->limit = limit;
+}
+
+void h2_request_free(struct h2_request *r)
+{
+    free(r->head);
+    free(r->cookie);
+    free(r->method);
+    free(r->path);
+    free(r->authority);
+    memset(r, 0, sizeof(*r));
+}
+
+static int append(struct h2_request *r, const void *p, size_t n)
+{
+    if (n > r->limit + H2_REQUEST_SLACK || r->len + n > r->limit + H2_REQUEST_SLACK)
+        return -431;
+    if (r->len + n > r->cap) {
+        uint32_t cap = r->cap ? r->cap : 512;
+        char *h;
+
+        while (cap < r->len + n)
+            cap *= 2;
+        if (!(h = realloc(r->head, cap)))
+            return -500;
+        r->head = h;
+        r->cap = cap;
+    }
+    memcpy(r->head + r->len, p, n);
+    r->len += (uint32_t)n;
+    return 0;
+}
+
+static int append_field(struct h2_request *r, const char *name, size_t name_len,
+                        const void *value, size_t value_len)
+{
+    int e;
+
+    if ((e = append(r, name, name_len)) || (e = append(r, ": ", 2)) ||
+        (e = append(r, value, value_len)) || (e = append(r, "\r\n", 2)))
+        return e;
+    return 0;
+}
+
+static int keep(char **dst, const uint8_t *v, size_t n, uint32_t limit)
+{
+    if (*dst)
+        return -400;            /* nghttp2 refuses repeats; never trust that alone */
+    if (n > limit)
+        return -431;
+    if (!(*dst = malloc(n + 1)))
+        return -500;
+    memcpy(*dst, v, n);
+    (*dst)[n] = '\0';
+    return 0;
+}
+
+/* The request line and Host, once the pseudo-header fields are all in. */
+static int write_line(struct h2_request *r)
+{
+    int e;
+
+    if (r->line_done)
+        return 0;
+    r->line_done = true;
+    if (!r->method)
+        return -400;
+    if (r->connect)
+        return -501;
+    if (!r->path || !r->path[0])
+        return -400;
+    if ((e = append(r, r->method, strlen(r->method))) || (e = append(r, " ", 1)) ||
+        (e = append(r, r->path, strlen(r->path))) || (e = append(r, " HTTP/1.1\r\n", 11)))
+        return e;
+    if (r->authority && (e = append_field(r, "Host", 4, r->authority, strlen(r->authority))))
+        return e;
+    return 0;
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *lit)
+{
+    return len == strlen(lit) && memcmp(name, lit, len) == 0;   /* HTTP/2 names are lower case */
+}
+
+int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
+                     const uint8_t *value, size_t value_len)
+{
+    int e;
+
+    if (name_len && name[0] == ':') {
+        if (r->line_done)
+            return -400;        /* a pseudo-header field after a regular one */
+        if (name_is(name, name_len, ":method")) {
+            if ((e = keep(&r->method, value, value_len, 64)))
+                return e;
+            r->connect = strcmp(r->method, "CONNECT") == 0;
+            return 0;
+        }
+        if (name_is(name, name_len, ":path"))
+            return keep(&r->path, value, value_len, r->limit);
+        if (name_is(name, name_len, ":authority"))
+            return keep(&r->authority, value, value_len, 1024);
+        if (name_is(name, name_len, ":scheme"))
+            return 0;           /* the listener says http or https (X-Forwarded-Proto) */
+        return -400;
+    }
+    if ((e = write_line(r)))
+        return e;
+    if (name_is(name, name_len, "cookie")) {
+        size_t add = (r->cookie_len ? 2 : 0) + value_len;
+        char *c;
+
+        if (r->cookie_len + add > r->limit)
+            return -431;
+        if (!(c = realloc(r->cookie, r->cookie_len + add + 1)))
+            return -500;
+        r->cookie = c;
+        if (r->cookie_len) {
+            memcpy(c + r->cookie_len, "; ", 2);
+            r->cookie_len += 2;
+        }
+        memcpy(c + r->cookie_len, value, value_len);
+        r->cookie_len += (uint32_t)value_len;
+        return 0;
+    }
+    if (name_is(name, name_len, "host")) {
+        if (r->authority)
+            return 0;           /* :authority wins (RFC 9113 8.3.1) */
+        r->has_host = true;
+    } else if (name_is(name, name_len, "content-length")) {
+        r->has_length = true;
+    } else if (name_is(name, name_len, "transfer-encoding") || name_is(name, name_len, "connection")) {
+        return -400;            /* connection-specific: nghttp2 refuses them too */
+    }
+    return append_field(r, (const char *)name, name_len, value, value_len);
+}
+
+int h2_request_end(struct h2_request *r, bool has_body)
+{
+    int e;
+
+    if ((e = write_line(r)))
+        return e;
+    if (r->cookie_len && (e = append_field(r, "Cookie", 6, r->cookie, r->cookie_len)))
+        return e;
+    if (has_body && !r->has_length) {
+        if ((e = append(r, "Transfer-Encoding: chunked\r\n", 28)))
+            return e;
+        r->chunked = true;
+    }
+    return append(r, "\r\n", 2);
+}

@@ -1,0 +1,873 @@
+/* HTTP/2 client connections (see h2.h): nghttp2 does the framing, HPACK,
+ * flow control and the protocol's checks; this file moves bytes between
+ * the socket and nghttp2, and between nghttp2's streams and the exchanges
+ * of proxy/http.c.
+ *
+ * A stream's life: HEADERS → its head is written as HTTP/1.1
+ * (proto/h2_request) → END_HEADERS starts an http_conn for it (or sluice
+ * answers a bad head itself: 400, 431, 501) → DATA is queued as body bytes
+ * (chunk-framed when the client gave no content-length) → http.c writes its
+ * response as HTTP/1.1 into h2_stream_write, which submits the head as
+ * HEADERS and queues the decoded body for DATA frames → the body ends
+ * (END_STREAM), or the exchange failed (RST_STREAM) → nghttp2 closes the
+ * stream and it is freed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "core/clock.h"
+#include "core/list.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "net/addr.h"
+#include "net/listener.h"
+#include "proto/h2_request.h"
+#include "proto/http1.h"
+#include "proto/tls.h"
+#include "proxy/h2.h"
+#include "proxy/http_message.h"
+
+#define H2_MAX_STREAMS 128          /* SETTINGS_MAX_CONCURRENT_STREAMS */
+#define H2_WINDOW 65535             /* per stream; what one stream may have queued */
+#define H2_TX_MAX 65536             /* response bytes queued per stream before http.c waits */
+#define H2_OUT_BATCH 32768          /* frames gathered for one send */
+#define H2_READ_ROUNDS 16           /* reads per turn before others run */
+#define H2_RESP_HEAD_MAX 131072     /* an HTTP/1.1 response head as http.c writes it */
+#define H2_RESP_SLOTS 128
+
+struct h2_conn;
+
+/* Owner: its h2_conn (linked in h->streams) until nghttp2 closes it. */
+struct h2_stream {
+    struct h2_conn *h;
+    int32_t id;
+    struct http_conn *c;            /* the exchange; NULL before it starts and once detached */
+    struct h2_request req;          /* the head being received */
+    int req_error;                  /* a negative status for a bad head: answered here */
+    enum h1_method method;
+    bool started;                   /* c was made (or the error answered) */
+    bool detached;                  /* http.c is done with it */
+    /* request bytes for http.c: head, then body */
+    char *rq;
+    uint32_t rq_off, rq_len, rq_cap;
+    uint32_t unacked;               /* DATA bytes not yet given back to the windows */
+    bool rq_end;                    /* END_STREAM seen */
+    /* response: HTTP/1.1 from http.c, HTTP/2 to the client */
+    char *hd;                       /* head bytes until parsed */
+    uint32_t hd_len, hd_cap;
+    bool head_sent;
+    bool failed;                    /* the response cannot continue: reset */
+    enum h1_body_kind body;
+    uint64_t left;                  /* H1_BODY_LENGTH: bytes still to come */
+    struct h1_chunked chunk;
+    char *tx;                       /* decoded body bytes for DATA frames */
+    uint32_t tx_off, tx_len, tx_cap;
+    bool tx_end;                    /* the body is complete */
+    bool deferred;                  /* the data source said DEFERRED: resume it */
+    bool want_room;                 /* http.c was told EAGAIN */
+    struct h1_response resp;
+    struct h1_header resp_slots[H2_RESP_SLOTS];
+    struct h2_stream *prev, *next;
+};
+
+/* Owner: its worker (linked in w->h2_conns). */
+struct h2_conn {
+    struct loop_task task;          /* run: read, write, or free once closed */
+    struct io io;
+    struct worker *w;
+    struct listener *l;
+    struct addr peer;
+    bool trusted;
+    SSL *tls;
+    char *client_subject;
+    nghttp2_session *ng;
+    char *out;                      /* frames not yet sent */
+    uint32_t out_off, out_len, out_cap;
+    bool readable, writable, closed, draining;
+    struct timer timer;
+    uint64_t last_active_ms;
+    struct h2_stream *streams;
+    struct h2_conn *prev, *next;
+};
+
+static void conn_run(struct h2_conn *h);
+static void conn_close(struct h2_conn *h);
+
+int h2_preface_match(const char *p, size_t n)
+{
+    size_t k = n < H2_PREFACE_LEN ? n : H2_PREFACE_LEN;
+
+    if (memcmp(p, H2_PREFACE, k) != 0)
+        return -1;
+    return n >= H2_PREFACE_LEN ? 1 : 0;
+}
+
+/* ---- byte queues ---- */
+
+static bool queue_put(char **q, uint32_t *off, uint32_t *len, uint32_t *cap, const void *p, size_t n)
+{
+    if (*off && *len + n > *cap) {
+        memmove(*q, *q + *off, *len - *off);
+        *len -= *off;
+        *off = 0;
+    }
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        char *nq;
+
+        while (c < *len + n)
+            c *= 2;
+        if (c > UINT32_MAX || !(nq = realloc(*q, c)))
+            return false;
+        *q = nq;
+        *cap = (uint32_t)c;
+    }
+    if (n)
+        memcpy(*q + *len, p, n);
+    *len += (uint32_t)n;
+    return true;
+}
+
+static void schedule(struct h2_conn *h)
+{
+    loop_task_queue(&h->w->loop, &h->task);
+}
+
+/* ---- streams ---- */
+
+static struct h2_stream *stream_new(struct h2_conn *h, int32_t id)
+{
+    struct h2_stream *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return NULL;
+    s->h = h;
+    s->id = id;
+    h2_request_init(&s->req, h->l->conf->max_header_size);
+    h1_response_init(&s->resp, s->resp_slots, H2_RESP_SLOTS);
+    DLIST_PUSH(h->streams, s);
+    return s;
+}
+
+static void stream_free(struct h2_stream *s)
+{
+    DLIST_REMOVE(s->h->streams, s);
+    h2_request_free(&s->req);
+    free(s->rq);
+    free(s->hd);
+    free(s->tx);
+    free(s);
+}
+
+/* Give DATA bytes back to the client's windows. */
+static void stream_ack(struct h2_stream *s, uint32_t n)
+{
+    if (n > s->unacked)
+        n = s->unacked;
+    if (!n)
+        return;
+    s->unacked -= n;
+    nghttp2_session_consume(s->h->ng, s->id, n);
+    schedule(s->h);
+}
+
+static void stream_reset(struct h2_stream *s, uint32_t code)
+{
+    s->failed = true;
+    nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id, code);
+    schedule(s->h);
+}
+
+static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
+{
+    struct h2_stream *s = src->ptr;
+    uint32_t avail = s->tx_len - s->tx_off;
+    size_t n = avail < len ? avail : len;
+
+    if (n)
+        memcpy(buf, s->tx + s->tx_off, n);
+    s->tx_off += (uint32_t)n;
+    if (s->tx_off == s->tx_len)
+        s->tx_off = s->tx_len = 0;
+    if (s->tx_len == 0 && s->tx_end) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (n == 0) {
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (s->want_room && s->c && s->tx_len - s->tx_off < H2_TX_MAX) {
+        s->want_room = false;
+        http_stream_wake(s->c, false, true);
+    }
+    return (ssize_t)n;
+}
+
+/* More body bytes (or its end) for a stream whose data source waits. */
+static void stream_resume(struct h2_stream *s)
+{
+    if (s->deferred) {
+        s->deferred = false;
+        nghttp2_session_resume_data(s->h->ng, s->id);
+    }
+    schedule(s->h);
+}
+
+/* A short answer sluice gives itself (a head it could not translate). */
+static void stream_answer(struct h2_stream *s, int status)
+{
+    char code[8], len[24];
+    const char *reason = http_reason(status);
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
+    nghttp2_nv nv[3] = {
+        {(uint8_t *)":status", (uint8_t *)code, 7, 0, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-length", (uint8_t *)len, 14, 0, NGHTTP2_NV_FLAG_NONE},
+    };
+
+    nv[0].valuelen = (size_t)snprintf(code, sizeof(code), "%d", status);
+    s->tx_len = s->tx_off = 0;
+    if (!queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, reason, strlen(reason)) ||
+        !queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, "\n", 1)) {
+        stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%u", s->tx_len);
+    s->tx_end = true;
+    s->head_sent = true;
+    s->detached = true;
+    log_info("event=bad_request listener=%s client_status=%d why=\"HTTP/2 request head\"",
+             s->h->l->conf->name, status);
+    if (nghttp2_submit_response(s->h->ng, s->id, nv, 3, &prd) != 0)
+        stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    schedule(s->h);
+}
+
+/* The head is complete: hand the stream to http.c. */
+static void stream_start(struct h2_stream *s, bool end_stream)
+{
+    struct h2_conn *h = s->h;
+    int e = s->req_error;
+
+    s->started = true;
+    if (!e)
+        e = h2_request_end(&s->req, !end_stream);
+    if (!e && !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, s->req.head, s->req.len))
+        e = -500;
+    if (e) {
+        stream_answer(s, -e);
+        return;
+    }
+    s->method = s->req.method && strcmp(s->req.method, "HEAD") == 0 ? H1_HEAD : H1_GET;
+    s->rq_end = end_stream;
+    if (!(s->c = http_stream_start(h->w, h->l, s, &h->peer, h->trusted, h->client_subject))) {
+        s->detached = true;
+        stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    struct h2_conn *h = ud;
+    struct h2_stream *s;
+
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (h->draining) {
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    if (!(s = stream_new(h, f->hd.stream_id)))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, s);
+    return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+
+    if (!s || s->started || s->req_error)
+        return 0;               /* trailers, or a head already refused */
+    s->req_error = h2_request_field(&s->req, name, namelen, value, valuelen);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    struct h2_conn *h = ud;
+    struct h2_stream *s;
+    bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+    h->last_active_ms = clock_now_ms();
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
+    if (!(s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)))
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && !s->started) {
+        stream_start(s, end);
+        return 0;
+    }
+    if (end && !s->rq_end) {
+        s->rq_end = true;
+        if (s->req.chunked && !s->detached &&
+            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, "0\r\n\r\n", 5))
+            stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+        if (s->c)
+            http_stream_wake(s->c, true, false);
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                   void *ud)
+{
+    struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
+    char size[24];
+    int n;
+
+    if (!s || s->detached || !s->started) {
+        /* Nobody will read it: give the window back at once. */
+        nghttp2_session_consume(ng, id, len);
+        return 0;
+    }
+    s->unacked += (uint32_t)len;
+    if (s->req.chunked) {
+        n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        if (!queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, size, (size_t)n) ||
+            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, data, len) ||
+            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, "\r\n", 2))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (!queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, data, len)) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (s->c)
+        http_stream_wake(s->c, true, false);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
+{
+    struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
+    struct http_conn *c;
+
+    if (!s)
+        return 0;
+    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    if ((c = s->c)) {
+        /* Closed with the whole response handed to nghttp2 (http.c has not
+         * yet run its end): the exchange finishes normally. Else the client
+         * reset it. */
+        s->c = NULL;
+        http_stream_abort(c, code == NGHTTP2_NO_ERROR && s->head_sent && s->tx_end);
+    }
+    stream_free(s);
+    return 0;
+}
+
+/* A response sent in full while the client still had its request open:
+ * RST_STREAM(NO_ERROR) tells it to stop sending (RFC 9113 8.1). */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    struct h2_stream *s;
+
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        (s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)) && !s->rq_end)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+/* ---- http.c's side of a stream ---- */
+
+size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
+{
+    uint32_t avail = s->rq_len - s->rq_off;
+    size_t n = avail < room ? avail : room;
+
+    *eof = false;
+    if (n)
+        memcpy(dst, s->rq + s->rq_off, n);
+    s->rq_off += (uint32_t)n;
+    if (s->rq_off == s->rq_len)
+        s->rq_off = s->rq_len = 0;
+    /* Framing bytes are counted as DATA here: the window opens a few bytes
+     * early at worst, never late. */
+    stream_ack(s, (uint32_t)n);
+    return n;
+}
+
+static bool connection_specific(const struct h1_slice *name)
+{
+    return h1_slice_eq_ci(*name, "connection") || h1_slice_eq_ci(*name, "keep-alive") ||
+           h1_slice_eq_ci(*name, "proxy-connection") || h1_slice_eq_ci(*name, "transfer-encoding") ||
+           h1_slice_eq_ci(*name, "upgrade");
+}
+
+/* Submit the parsed head: a 1xx as an informational HEADERS, the final one
+ * with a data source unless it has no body. false: cannot be carried. */
+static bool submit_head(struct h2_stream *s)
+{
+    nghttp2_nv nv[H2_RESP_SLOTS + 1];
+    char names[H2_RESP_SLOTS][64], code[8];
+    size_t n = 0;
+    bool final = s->resp.status >= 200;
+    nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
+    int rv;
+
+    if (s->resp.status == 101)
+        return false;
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7,
+                           (size_t)snprintf(code, sizeof(code), "%d", s->resp.status),
+                           NGHTTP2_NV_FLAG_NONE};
+    for (uint32_t i = 0; i < s->resp.nheaders; i++) {
+        const struct h1_header *f = &s->resp.headers[i];
+        uint8_t *lower;
+
+        if (connection_specific(&f->name))
+            continue;
+        /* HTTP/2 field names are lower case; long ones are rare enough to
+         * allocate for (the copy nghttp2 makes is what it keeps). */
+        lower = f->name.len < sizeof(names[0]) ? (uint8_t *)names[n - 1] : malloc(f->name.len);
+        if (!lower)
+            goto fail;
+        for (uint32_t k = 0; k < f->name.len; k++) {
+            char ch = f->name.p[k];
+            lower[k] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        nv[n++] = (nghttp2_nv){lower, (uint8_t *)f->value.p, f->name.len, f->value.len,
+                               NGHTTP2_NV_FLAG_NONE};
+    }
+    if (!final)
+        rv = nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
+    else
+        rv = nghttp2_submit_response(s->h->ng, s->id, nv, n,
+                                     s->resp.body == H1_BODY_NONE ? NULL : &prd);
+    for (size_t i = 1; i < n; i++)
+        if (nv[i].name != (uint8_t *)names[i - 1])
+            free(nv[i].name);
+    schedule(s->h);
+    return rv == 0;
+fail:
+    for (size_t i = 1; i < n; i++)
+        if (nv[i].name != (uint8_t *)names[i - 1])
+            free(nv[i].name);
+    return false;
+}
+
+/* Body bytes as http.c framed them (the backend's framing, or sluice's
+ * Content-Length): the data goes to tx. Returns bytes used, -1 malformed. */
+static ssize_t take_body(struct h2_stream *s, const char *p, size_t n)
+{
+    size_t used = 0;
+
+    while (used < n && !s->tx_end) {
+        struct h1_slice d = {p + used, 0};
+        bool done = false;
+        ssize_t r;
+
+        switch (s->body) {
+        case H1_BODY_LENGTH:
+            r = (ssize_t)(n - used < s->left ? n - used : s->left);
+            d.len = (uint32_t)r;
+            s->left -= (uint64_t)r;
+            done = s->left == 0;
+            break;
+        case H1_BODY_CHUNKED:
+            r = h1_chunked_decode(&s->chunk, p + used, n - used, &d, &done);
+            if (r < 0)
+                return -1;
+            break;
+        case H1_BODY_CLOSE:
+            r = (ssize_t)(n - used);
+            d.len = (uint32_t)r;
+            break;
+        default:
+            return (ssize_t)used;    /* no body: nothing more belongs to it */
+        }
+        if (d.len && !queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, d.p, d.len))
+            return -1;
+        used += (size_t)r;
+        if (done)
+            s->tx_end = true;
+        if (r == 0 && !done)
+            break;
+    }
+    return (ssize_t)used;
+}
+
+/* Parse head bytes gathered in hd; after a final head, what follows it is
+ * body. false: the response cannot continue. */
+static bool take_head(struct h2_stream *s)
+{
+    for (;;) {
+        int r = h1_parse_response(s->hd, s->hd_len, s->method, NULL, &s->resp);
+
+        if (r == H1_NEED_MORE)
+            return s->hd_len < H2_RESP_HEAD_MAX;
+        if (r < 0 || !submit_head(s))
+            return false;
+        if (s->resp.status < 200) {
+            memmove(s->hd, s->hd + r, s->hd_len - (uint32_t)r);
+            s->hd_len -= (uint32_t)r;
+            h1_response_init(&s->resp, s->resp_slots, H2_RESP_SLOTS);
+            continue;
+        }
+        s->head_sent = true;
+        s->body = s->resp.body;
+        s->left = s->resp.content_length;
+        h1_chunked_init(&s->chunk);
+        if (s->body == H1_BODY_NONE)
+            s->tx_end = true;
+        if ((uint32_t)r < s->hd_len && take_body(s, s->hd + r, s->hd_len - (uint32_t)r) < 0)
+            return false;
+        free(s->hd);
+        s->hd = NULL;
+        s->hd_len = s->hd_cap = 0;
+        return true;
+    }
+}
+
+ssize_t h2_stream_write(struct h2_stream *s, const struct iovec *iov, int cnt)
+{
+    size_t total = 0, asked = 0;
+
+    if (s->failed) {
+        errno = EPIPE;
+        return -1;
+    }
+    for (int i = 0; i < cnt; i++) {
+        const char *p = iov[i].iov_base;
+        size_t n = iov[i].iov_len;
+
+        asked += n;
+        if (!s->head_sent) {
+            uint32_t off = 0;
+            /* Gather head bytes; the whole piece is taken (the head is
+             * bounded by http.c's buffers) and parsed at once. */
+            if (!queue_put(&s->hd, &off, &s->hd_len, &s->hd_cap, p, n) || !take_head(s))
+                goto fail;
+            total += n;
+            continue;
+        }
+        if (s->tx_len - s->tx_off >= H2_TX_MAX)
+            break;
+        size_t room = H2_TX_MAX - (s->tx_len - s->tx_off);
+        ssize_t r = take_body(s, p, n < room ? n : room);
+
+        if (r < 0)
+            goto fail;
+        total += (size_t)r;
+        if ((size_t)r < n)
+            break;
+    }
+    if (s->head_sent)
+        stream_resume(s);
+    if (total == 0 && asked) {
+        s->want_room = true;
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)total;
+fail:
+    log_warn("event=h2_response_failed listener=%s stream=%d", s->h->l->conf->name, s->id);
+    stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    errno = EPIPE;
+    return -1;
+}
+
+void h2_stream_detach(struct h2_stream *s, bool complete)
+{
+    s->c = NULL;
+    s->detached = true;
+    if (!s->failed) {
+        if (complete && s->head_sent && s->body == H1_BODY_CLOSE)
+            s->tx_end = true;           /* close-delimited: the backend closed */
+        if (complete && s->head_sent && s->tx_end)
+            stream_resume(s);
+        else
+            stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    }
+    /* Request bytes nobody will read: back to the client's window. */
+    s->rq_off = s->rq_len = 0;
+    stream_ack(s, s->unacked);
+}
+
+/* ---- the connection ---- */
+
+static bool send_out(struct h2_conn *h)
+{
+    while (h->writable && h->out_off < h->out_len) {
+        const char *p = h->out + h->out_off;
+        size_t n = h->out_len - h->out_off;
+        ssize_t r;
+
+        if (h->tls) {
+            r = tls_write(h->tls, p, n);
+            if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
+                h->writable = false;
+                return true;
+            }
+        } else {
+            r = send(h->io.fd, p, n, MSG_NOSIGNAL);
+            if (r < 0 && errno == EAGAIN) {
+                h->writable = false;
+                return true;
+            }
+        }
+        if (r <= 0)
+            return false;
+        h->out_off += (uint32_t)r;
+        h->last_active_ms = clock_now_ms();
+    }
+    if (h->out_off == h->out_len)
+        h->out_off = h->out_len = 0;
+    return true;
+}
+
+/* Frames from nghttp2, gathered and sent. false: the connection failed. */
+static bool flush(struct h2_conn *h)
+{
+    for (;;) {
+        if (!send_out(h))
+            return false;
+        if (h->out_len)
+            return true;            /* the socket is full: the rest waits */
+        while (h->out_len < H2_OUT_BATCH) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(h->ng, &data);
+
+            if (n < 0)
+                return false;
+            if (n == 0)
+                break;
+            if (!queue_put(&h->out, &h->out_off, &h->out_len, &h->out_cap, data, (size_t)n))
+                return false;
+        }
+        if (!h->out_len)
+            return true;
+    }
+}
+
+static bool read_in(struct h2_conn *h)
+{
+    char buf[16384];
+
+    for (int round = 0; round < H2_READ_ROUNDS && h->readable; round++) {
+        ssize_t n;
+
+        if (h->tls) {
+            n = tls_read(h->tls, buf, sizeof(buf));
+            if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+                h->readable = false;
+                break;
+            }
+        } else {
+            n = recv(h->io.fd, buf, sizeof(buf), 0);
+            if (n < 0 && errno == EAGAIN) {
+                h->readable = false;
+                break;
+            }
+        }
+        if (n <= 0)
+            return false;           /* the client closed or failed */
+        h->last_active_ms = clock_now_ms();
+        if (nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf, (size_t)n) < 0)
+            return false;           /* nghttp2 queued a GOAWAY where it could */
+        if (round == H2_READ_ROUNDS - 1)
+            schedule(h);
+    }
+    return true;
+}
+
+static uint64_t deadline(struct h2_conn *h)
+{
+    return h->last_active_ms + h->l->conf->client_idle_ms;
+}
+
+static void conn_run(struct h2_conn *h)
+{
+    if (h->closed)
+        return;
+    if (!read_in(h)) {
+        flush(h);                   /* a GOAWAY nghttp2 queued, if the socket takes it */
+        conn_close(h);
+        return;
+    }
+    if (!flush(h)) {
+        conn_close(h);
+        return;
+    }
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng) && !h->out_len) {
+        conn_close(h);
+        return;
+    }
+    timer_arm(&h->w->loop.timers, &h->timer, deadline(h));
+}
+
+static void task_cb(struct loop_task *t)
+{
+    struct h2_conn *h = (struct h2_conn *)t;
+
+    if (h->closed)
+        free(h);
+    else
+        conn_run(h);
+}
+
+static void conn_event(struct io *io, uint32_t events)
+{
+    struct h2_conn *h = (void *)((char *)io - offsetof(struct h2_conn, io));
+
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        h->readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        h->writable = true;
+    conn_run(h);
+}
+
+/* Idle for client_idle: no exchange in flight (those keep their own
+ * timers, http.c's) and nothing read or written. */
+static void conn_timer_fired(struct timer *t)
+{
+    struct h2_conn *h = (void *)((char *)t - offsetof(struct h2_conn, timer));
+    bool busy = false;
+
+    for (struct h2_stream *s = h->streams; s && !busy; s = s->next)
+        busy = s->c != NULL;
+    if (busy && !h->out_len)
+        h->last_active_ms = clock_now_ms();
+    if (clock_now_ms() < deadline(h)) {
+        timer_arm(&h->w->loop.timers, &h->timer, deadline(h));
+        return;
+    }
+    nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
+    flush(h);
+    conn_close(h);
+}
+
+static void conn_close(struct h2_conn *h)
+{
+    struct worker *w = h->w;
+    struct h2_conn *head = w->h2_conns;
+
+    if (h->closed)
+        return;
+    h->closed = true;
+    /* Exchanges first: they detach from their streams. */
+    for (struct h2_stream *s = h->streams; s; s = s->next)
+        if (s->c) {
+            struct http_conn *c = s->c;
+            s->c = NULL;
+            http_stream_abort(c, false);
+        }
+    nghttp2_session_del(h->ng);
+    while (h->streams)
+        stream_free(h->streams);
+    timer_cancel(&w->loop.timers, &h->timer);
+    tls_free(h->tls);
+    close(h->io.fd);
+    free(h->client_subject);
+    free(h->out);
+    DLIST_REMOVE(head, h);
+    w->h2_conns = head;
+    w->nsessions--;
+    atomic_fetch_sub_explicit(&h->l->connections_active, 1, memory_order_relaxed);
+    loop_task_queue(&w->loop, &h->task);     /* frees it */
+    worker_connection_ended(w);
+}
+
+bool h2_conn_start(struct worker *w, struct listener *l, int fd, SSL *tls, const struct addr *peer,
+                   bool trusted, char *client_subject, const char *early, size_t n)
+{
+    struct h2_conn *h = calloc(1, sizeof(*h)), *head;
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, l->conf->max_header_size},
+    };
+    int rv = -1;
+
+    if (!h || nghttp2_session_callbacks_new(&cbs) || nghttp2_option_new(&opt))
+        goto fail;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    /* The windows open as http.c takes request bytes, not as they arrive. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_settings(opt, 32);
+    rv = nghttp2_session_server_new2(&h->ng, cbs, h, opt);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    if (rv || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])))
+        goto fail;
+    loop_task_init(&h->task, task_cb);
+    h->w = w;
+    h->l = l;
+    h->peer = *peer;
+    h->trusted = trusted;
+    h->tls = tls;
+    h->client_subject = client_subject;
+    h->io.fd = fd;
+    h->io.cb = conn_event;
+    h->last_active_ms = clock_now_ms();
+    h->draining = w->draining != 0;
+    timer_init(&h->timer, conn_timer_fired);
+    if (loop_add(&w->loop, &h->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
+        goto fail;
+    head = w->h2_conns;
+    DLIST_PUSH(head, h);
+    w->h2_conns = head;
+    w->nsessions++;
+    if (h->draining)
+        nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+    h->readable = true;
+    h->writable = true;
+    if (nghttp2_session_mem_recv(h->ng, (const uint8_t *)early, n) < 0) {
+        flush(h);
+        conn_close(h);
+        return true;
+    }
+    conn_run(h);
+    return true;
+fail:
+    if (h && h->ng)
+        nghttp2_session_del(h->ng);
+    free(h);
+    tls_free(tls);
+    close(fd);
+    free(client_subject);
+    return false;
+}
+
+void h2_drain(struct worker *w)
+{
+    for (struct h2_conn *h = w->h2_conns; h; h = h->next) {
+        if (h->draining)
+            continue;
+        h->draining = true;
+        nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        schedule(h);
+    }
+}
+
+void h2_close_all(struct worker *w)
+{
+    while (w->h2_conns)
+        conn_close(w->h2_conns);
+}
