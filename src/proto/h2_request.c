@@ -88,6 +88,24 @@ static int write_line(struct h2_request *r)
     return 0;
 }
 
+/* RFC 9110 tchar. */
+static bool is_tchar(uint8_t ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* What the HTTP/1.1 text must never get from a field: bytes that end a
+ * line or the head early (nghttp2 refuses them too; this does not rely on
+ * it). Spaces are refused where they would split the request line. */
+static bool clean(const uint8_t *p, size_t n, bool space_ok)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\0' || p[i] == '\r' || p[i] == '\n' || (!space_ok && (p[i] == ' ' || p[i] == '\t')))
+            return false;
+    return true;
+}
+
 static bool name_is(const uint8_t *name, size_t len, const char *lit)
 {
     return len == strlen(lit) && memcmp(name, lit, len) == 0;   /* HTTP/2 names are lower case */
@@ -98,10 +116,17 @@ int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
 {
     int e;
 
+    if (!clean(value, value_len, name_len == 0 || name[0] != ':'))
+        return -400;
     if (name_len && name[0] == ':') {
         if (r->line_done)
             return -400;        /* a pseudo-header field after a regular one */
         if (name_is(name, name_len, ":method")) {
+            if (!value_len)
+                return -400;
+            for (size_t i = 0; i < value_len; i++)
+                if (!is_tchar(value[i]))
+                    return -400;
             if ((e = keep(&r->method, value, value_len, 64)))
                 return e;
             r->connect = strcmp(r->method, "CONNECT") == 0;
@@ -117,6 +142,11 @@ int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
     }
     if ((e = write_line(r)))
         return e;
+    if (!name_len)
+        return -400;
+    for (size_t i = 0; i < name_len; i++)
+        if (!is_tchar(name[i]))
+            return -400;
     if (name_is(name, name_len, "cookie")) {
         size_t add = (r->cookie_len ? 2 : 0) + value_len;
         char *c;

@@ -26,26 +26,6 @@ def run(*args):
     subprocess.run(args, check=True, capture_output=True, timeout=30)
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A CA, and certificates for a.test and *.b.test signed by it."""
-    d = tmp_path_factory.mktemp("pki")
-    ca_key, ca = str(d / "ca.key"), str(d / "ca.pem")
-    run(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=sluice test CA")
-    out = {"ca": ca, "dir": d}
-    for name, san in (("a", "DNS:a.test"), ("b", "DNS:*.b.test"), ("client", "DNS:client.test")):
-        key, csr, crt = str(d / f"{name}.key"), str(d / f"{name}.csr"), str(d / f"{name}.pem")
-        ext = d / f"{name}.ext"
-        ext.write_text(f"subjectAltName={san}\n")
-        run(OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/O=Example/CN={name}.test")
-        run(OPENSSL, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-            "-out", crt, "-days", "2", "-extfile", str(ext))
-        out[name] = (crt, key)
-    return out
-
-
 def config(port, backend, pki, extra_tls="", extra="", certs=("a", "b")):
     cl = ", ".join(f"{{cert: {pki[c][0]}, key: {pki[c][1]}}}" for c in certs)
     return "\n".join([

@@ -304,7 +304,7 @@ static const struct bad_case bad_cases[] = {
     { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
     { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
       "    mtls: {}\n" POOL, "6:5", "unknown key 'mtls' in listener 'web'; expected one of: "
-      "name, bind, mode, proxy_protocol, pool, timeouts, max_flows" },
+      "name, bind, mode, http2, proxy_protocol, pool, timeouts, max_flows" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "              timeouts: {client_idel: 5s}}]\n" POOL,
       "2:26", "unknown key 'client_idel' in timeouts of listener 'web'" },
@@ -426,7 +426,7 @@ static const struct bad_case bad_cases[] = {
     { LST "pools: [{name: app, send_proxy: v3, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:33", "unknown send_proxy 'v3'; expected one of: v1, v2" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, max_flows: 0}]\n"
-      POOL, "1:80", "max_flows: expected a whole number from 1 to 10000000" },
+      POOL, "1:77", "max_flows: expected a whole number from 1 to 10000000" },
     { "listeners: [{name: 'web 1', bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n" POOL,
       "1:20", "bad name 'web 1'" },
 
@@ -633,6 +633,12 @@ static const struct bad_case bad_cases[] = {
     { LST POOL "admin: {listen: 127.0.0.1:9901, tokn: x}\n", "3:33",
       "unknown key 'tokn' in admin; expected one of: listen, token_file" },
     { LST POOL "admin: [127.0.0.1:9901]\n", "3:8", "admin: expected a mapping, got a list" },
+
+    /* http2 */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, http2: true}]\n" POOL, "1:69",
+      "listener 'web': http2 only applies to mode http" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, http2: on}]\n" POOL, "1:77",
+      "listener 'web': http2: must be true or false" },
 
     /* YAML itself */
     { "listeners:\n  - name: a\n   bind: x\n" POOL, "3:4", "did not find expected '-' indicator" },
