@@ -426,7 +426,7 @@ static const struct bad_case bad_cases[] = {
     { LST "pools: [{name: app, send_proxy: v3, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:33", "unknown send_proxy 'v3'; expected one of: v1, v2" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, max_flows: 0}]\n"
-      POOL, "1:77", "max_flows: expected a whole number from 1 to 10000000" },
+      POOL, "1:80", "max_flows: expected a whole number from 1 to 10000000" },
     { "listeners: [{name: 'web 1', bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n" POOL,
       "1:20", "bad name 'web 1'" },
 
