@@ -89,6 +89,7 @@ struct h2_conn {
     char *out;                      /* frames not yet sent */
     uint32_t out_off, out_len, out_cap;
     bool readable, writable, closed, draining;
+    bool hup;                       /* epoll said the peer closed or failed */
     struct timer timer;
     uint64_t last_active_ms;
     struct h2_stream *streams;
@@ -679,6 +680,11 @@ static bool read_in(struct h2_conn *h)
         }
         if (n <= 0)
             return false;           /* the client closed or failed */
+        /* A short read drained the socket: skip the recv that would only
+         * say EAGAIN (new bytes bring a new edge), unless epoll also saw a
+         * hang-up, whose EOF must still be read. TLS may hold more inside. */
+        if (!h->tls && (size_t)n < sizeof(buf) && !h->hup)
+            h->readable = false;
         h->last_active_ms = clock_now_ms();
         if (nghttp2_session_mem_recv(h->ng, (const uint8_t *)buf, (size_t)n) < 0)
             return false;           /* nghttp2 queued a GOAWAY where it could */
@@ -731,6 +737,8 @@ static void conn_event(struct io *io, uint32_t events)
         h->readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         h->writable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        h->hup = true;
     conn_run(h);
 }
 
