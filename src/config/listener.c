@@ -8,7 +8,12 @@
 
 /* Same order as enum listener_mode. */
 static const char *const config_modes[] = { "tcp", "udp", "http", NULL };
-static const char *const config_modes_later[] = { "http2", "https", NULL };
+/* Modes people reach for that are settings of mode http. */
+static const char *const config_modes_hint[][2] = {
+    {"http2", "use mode: http with http2: true"},
+    {"https", "use mode: http with a tls block"},
+    {"h2c", "use mode: http with http2: true"},
+};
 static const char *const config_proxy_protocol[] = { "accept", NULL };
 
 /* KEY is given (the pair p), but only means something in mode WANT. */
@@ -80,6 +85,14 @@ struct conf_pool *config_find_pool(struct config *cfg, const char *name)
     return NULL;
 }
 
+static int config_mode_hint(const char *s)
+{
+    for (size_t i = 0; i < sizeof(config_modes_hint) / sizeof(config_modes_hint[0]); i++)
+        if (strcmp(config_modes_hint[i][0], s) == 0)
+            return (int)i;
+    return -1;
+}
+
 static void config_read_listener(struct config_diag *d, struct config *cfg, size_t index,
                                  const struct config_node *map,
                                  struct config_listener_seen *seen)
@@ -139,8 +152,11 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
 
     if (!(n = config_map_get(map, "mode"))) {
         config_missing(d, owner, map, "mode");
-    } else if (config_want_enum(d, owner, "mode", n, config_modes, config_modes_later,
-                                &m) == 0) {
+    } else if (n->kind == CONFIG_NODE_SCALAR && n->text &&
+               (m = config_mode_hint(n->text)) >= 0) {
+        config_diag_error(d, n->line, n->col, "%s: mode: '%s' is not a mode; %s", owner, n->text,
+                          config_modes_hint[m][1]);
+    } else if (config_want_enum(d, owner, "mode", n, config_modes, NULL, &m) == 0) {
         l->mode = (enum listener_mode)m;
         mode_ok = true;
     }

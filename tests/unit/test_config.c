@@ -365,7 +365,7 @@ static const struct bad_case bad_cases[] = {
       "error, warn, info, debug" },
     { LST POOL "log: {access: access.log}\n", "3:15", "expected stdout, off or an absolute path" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: https, pool: app}]\n" POOL,
-      "1:53", "mode 'https' is not supported yet; expected one of: tcp, udp, http" },
+      "1:53", "mode: 'https' is not a mode; use mode: http with a tls block" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {path_regex: '(unclosed'}, pool: app}]}]\n" POOL,
       "2:33", "match.path_regex: missing closing parenthesis" },
