@@ -181,6 +181,11 @@ void config_free_admin(struct config *cfg);
 struct conf_listener;
 void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                         const char *owner, const struct config_node *seq);
+struct conf_cidr;
+/* A list of addresses and ADDRESS/BITS blocks (host bits zeroed) into a
+ * new array *out of *nout; bad entries are reported at `key` and left out. */
+void config_read_cidrs(struct config_diag *d, const char *owner, const char *key,
+                       const struct config_node *seq, struct conf_cidr **out, size_t *nout);
 void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
                          const struct config_node *seq);
 void config_free_routes(struct conf_listener *l);

@@ -449,19 +449,25 @@ void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_l
 void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
                          const struct config_node *seq)
 {
-    if (config_want_seq(d, owner, "trusted_proxies", seq) < 0 || seq->n == 0)
+    config_read_cidrs(d, owner, "trusted_proxies", seq, &l->trusted_proxies, &l->ntrusted_proxies);
+}
+
+void config_read_cidrs(struct config_diag *d, const char *owner, const char *key,
+                       const struct config_node *seq, struct conf_cidr **out, size_t *nout)
+{
+    if (config_want_seq(d, owner, key, seq) < 0 || seq->n == 0)
         return;
-    l->trusted_proxies = calloc(seq->n, sizeof(*l->trusted_proxies));
-    if (!l->trusted_proxies)
+    *out = calloc(seq->n, sizeof(**out));
+    if (!*out)
         return;
     for (size_t i = 0; i < seq->n; i++) {
         const struct config_node *n = seq->items[i];
-        struct conf_cidr *c = &l->trusted_proxies[l->ntrusted_proxies];
+        struct conf_cidr *c = &(*out)[*nout];
         char host[64], *slash;
         const char *s;
         long bits;
 
-        if (config_want_string(d, owner, "trusted_proxies[]", n, &s) < 0)
+        if (config_want_string(d, owner, key, n, &s) < 0)
             continue;
         snprintf(host, sizeof(host), "%s", s);
         slash = strchr(host, '/');
@@ -474,16 +480,16 @@ void config_read_trusted(struct config_diag *d, struct conf_listener *l, const c
             c->family = AF_INET6;
             bits = 128;
         } else {
-            config_diag_error(d, n->line, n->col, "%s: trusted_proxies: '%s' is not an address "
-                              "or ADDRESS/BITS block", owner, s);
+            config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not an address "
+                              "or ADDRESS/BITS block", owner, key, s);
             continue;
         }
         if (slash) {
             char *end;
             long b = strtol(slash + 1, &end, 10);
             if (*end || end == slash + 1 || b < 0 || b > bits) {
-                config_diag_error(d, n->line, n->col, "%s: trusted_proxies: bad prefix length "
-                                  "in '%s' (0 to %ld)", owner, s, bits);
+                config_diag_error(d, n->line, n->col, "%s: %s: bad prefix length "
+                                  "in '%s' (0 to %ld)", owner, key, s, bits);
                 continue;
             }
             bits = b;
@@ -497,7 +503,7 @@ void config_read_trusted(struct config_diag *d, struct conf_listener *l, const c
             else if (keep < 8)
                 c->addr[k] &= (uint8_t)(0xff << (8 - keep));
         }
-        l->ntrusted_proxies++;
+        (*nout)++;
     }
 }
 

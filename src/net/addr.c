@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
+
 static int parse_port(const char *s, const char **why)
 {
     char *end;
@@ -143,4 +145,42 @@ int addr_equal(const struct addr *a, const struct addr *b)
                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
     }
     return 0;
+}
+
+/* Blocks are few (trusted proxies, a region's client networks): a scan. */
+int addr_cidr_match(const struct addr *peer, const struct conf_cidr *cidrs, size_t n)
+{
+    const uint8_t *a;
+    int family = peer->ss.ss_family;
+    uint8_t mapped[4];
+    int best = -1;
+
+    if (family == AF_INET) {
+        a = (const uint8_t *)&((const struct sockaddr_in *)&peer->ss)->sin_addr;
+    } else if (family == AF_INET6) {
+        a = ((const struct sockaddr_in6 *)&peer->ss)->sin6_addr.s6_addr;
+        /* An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
+        static const uint8_t v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, v4map, 12) == 0) {
+            memcpy(mapped, a + 12, 4);
+            a = mapped;
+            family = AF_INET;
+        }
+    } else {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct conf_cidr *c = &cidrs[i];
+        unsigned bits = c->prefix, full = bits / 8, rest = bits % 8;
+
+        if (c->family != family)
+            continue;
+        if (memcmp(a, c->addr, full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))))
+            continue;
+        if ((int)bits > best)
+            best = (int)bits;
+    }
+    return best;
 }

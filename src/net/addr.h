@@ -28,4 +28,10 @@ char *addr_format_host(const struct addr *a, char *buf, size_t size);
 int addr_port(const struct addr *a);
 int addr_equal(const struct addr *a, const struct addr *b);
 
+/* The longest prefix among the n blocks that holds a's host (an IPv4
+ * client on a dual-stack socket, ::ffff:a.b.c.d, counts as IPv4), or -1
+ * when none does. */
+struct conf_cidr;
+int addr_cidr_match(const struct addr *a, const struct conf_cidr *cidrs, size_t n);
+
 #endif

@@ -144,37 +144,7 @@ static bool name_in_kv(struct h1_slice name, const struct conf_kv *kv, size_t n)
 
 bool http_peer_trusted(const struct addr *peer, const struct conf_cidr *cidrs, size_t n)
 {
-    const uint8_t *a;
-    int family = peer->ss.ss_family;
-    uint8_t mapped[4];
-
-    if (family == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)&peer->ss)->sin_addr;
-    } else if (family == AF_INET6) {
-        a = ((const struct sockaddr_in6 *)&peer->ss)->sin6_addr.s6_addr;
-        /* An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
-        static const uint8_t v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(a, v4map, 12) == 0) {
-            memcpy(mapped, a + 12, 4);
-            a = mapped;
-            family = AF_INET;
-        }
-    } else {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const struct conf_cidr *c = &cidrs[i];
-        unsigned bits = c->prefix, full = bits / 8, rest = bits % 8;
-
-        if (c->family != family)
-            continue;
-        if (memcmp(a, c->addr, full) != 0)
-            continue;
-        if (rest && ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))))
-            continue;
-        return true;
-    }
-    return false;
+    return addr_cidr_match(peer, cidrs, n) >= 0;
 }
 
 bool http_request_replayable(const struct h1_request *req)
