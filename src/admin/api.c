@@ -163,7 +163,7 @@ static void api_status(struct admin_server *s, struct admin_reply *out)
     static const enum backend_state states[] = {
         BACKEND_UP, BACKEND_SLOW_START, BACKEND_DRAINING, BACKEND_DOWN, BACKEND_DISABLED,
     };
-    static const char *const modes[] = { "tcp", "udp", "http" };
+    static const char *const modes[] = { "tcp", "udp", "http", "dns" };
     const struct runtime *rt = s->rt;
     struct admin_buf *o = &out->body;
 

@@ -404,6 +404,9 @@ static void metrics_listeners(struct admin_buf *o, const struct runtime *rt,
         {"sluice_auth_failures_total", "counter",
          "Requests whose user or password was wrong (auth); missing credentials are not counted.",
          offsetof(struct listener, auth_failures)},
+        {"sluice_dns_queries_total", "counter",
+         "DNS queries answered, any rcode (dns listeners, the GSLB responder).",
+         offsetof(struct listener, dns_queries)},
     };
 
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {

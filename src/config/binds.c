@@ -13,7 +13,7 @@
  * user shares the port, anything else holding it does not. */
 static int config_try_bind(const struct conf_listener *l)
 {
-    int type = l->mode == LISTENER_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    int type = listener_datagram(l->mode) ? SOCK_DGRAM : SOCK_STREAM;
     int one = 1, fd, err = 0;
 
     fd = socket(l->bind.ss.ss_family, type | SOCK_CLOEXEC, 0);

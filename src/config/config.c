@@ -276,6 +276,7 @@ void config_free(struct config *cfg)
         free(l->bind_text);
         free(l->pool_name);
         config_free_routes(l);
+        config_free_dns_records(l);
         config_free_rate_limit(l->rate_limit);
         config_free_tls(l->tls);
         config_free_auth(l->auth);

@@ -31,6 +31,7 @@ enum listener_mode {
     LISTENER_TCP,
     LISTENER_UDP,
     LISTENER_HTTP,
+    LISTENER_DNS,                  /* the GSLB responder (src/gslb/) */
 };
 
 enum proxy_send {
@@ -319,6 +320,33 @@ struct conf_tls {
     char *client_ca;             /* mTLS: clients must show a certificate from these CAs */
 };
 
+/* mode: dns (docs/gslb.md). A region answers for a name while its pool
+ * has a backend that can take traffic. */
+struct conf_dns_region {
+    char *name;
+    struct conf_pool *pool;        /* resolved */
+    struct conf_dns_addr {
+        int family;                /* AF_INET or AF_INET6 */
+        uint8_t addr[16];
+    } *addresses;                  /* 1..16 */
+    size_t naddresses;
+    struct conf_cidr *clients;     /* the client networks it is nearest to; may be none */
+    size_t nclients;
+};
+
+struct conf_dns_record {
+    char *name;                    /* lower case, no final dot */
+    uint32_t ttl_s;                /* default 30 */
+    struct conf_dns_region *regions;   /* in order of preference */
+    size_t nregions;
+};
+
+/* udp and dns listeners take datagrams; the others accept connections. */
+static inline bool listener_datagram(enum listener_mode m)
+{
+    return m == LISTENER_UDP || m == LISTENER_DNS;
+}
+
 struct conf_listener {
     char *name;
     struct conf_pos pos;
@@ -350,6 +378,8 @@ struct conf_listener {
     struct conf_auth *auth;        /* http: for requests to pools; NULL = none */
     bool http2;                    /* http: also speak HTTP/2 (ALPN h2 with tls, prior
                                       knowledge without); default false */
+    struct conf_dns_record *dns_records;   /* dns: the names it answers for */
+    size_t ndns_records;
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */

@@ -186,6 +186,10 @@ struct conf_cidr;
  * new array *out of *nout; bad entries are reported at `key` and left out. */
 void config_read_cidrs(struct config_diag *d, const char *owner, const char *key,
                        const struct config_node *seq, struct conf_cidr **out, size_t *nout);
+/* config/dns.c: a dns listener's records, and freeing them. */
+void config_read_dns_records(struct config_diag *d, struct config *cfg, struct conf_listener *l,
+                             const char *owner, const struct config_node *seq);
+void config_free_dns_records(struct conf_listener *l);
 void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
                          const struct config_node *seq);
 void config_free_routes(struct conf_listener *l);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* Same order as enum listener_mode. */
-static const char *const config_modes[] = { "tcp", "udp", "http", NULL };
+static const char *const config_modes[] = { "tcp", "udp", "http", "dns", NULL };
 /* Modes people reach for that are settings of mode http. */
 static const char *const config_modes_hint[][2] = {
     {"http2", "use mode: http with http2: true"},
@@ -163,7 +163,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
     seen->mode_ok = mode_ok;
     if (mode_ok && l->bind_text) {
         char text[ADDR_TEXT_MAX];
-        snprintf(seen->bind_key, sizeof(seen->bind_key), "%s %s", config_modes[l->mode],
+        /* udp and dns share the datagram port space. */
+        snprintf(seen->bind_key, sizeof(seen->bind_key), "%s %s",
+                 config_modes[l->mode == LISTENER_DNS ? LISTENER_UDP : l->mode],
                  addr_format(&l->bind, text, sizeof(text)));
     }
 
@@ -175,7 +177,25 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             l->proxy_protocol_accept = true;
     }
 
-    if (!(n = config_map_get(map, "pool"))) {
+    if (mode_ok && l->mode == LISTENER_DNS) {
+        /* The GSLB responder: its records name their pools. */
+        if ((p = config_map_pair(map, "pool")))
+            config_diag_error(d, p->key->line, p->key->col, "%s: pool does not apply to mode dns "
+                              "(each region of a record names its pool)", owner);
+        if (!(n = config_map_get(map, "records")))
+            config_missing(d, owner, map, "records");
+        else
+            config_read_dns_records(d, cfg, l, owner, n);
+        if ((p = config_map_pair(map, "timeouts")))
+            config_diag_error(d, p->key->line, p->key->col, "%s: timeouts do not apply to mode dns",
+                              owner);
+    } else if ((p = config_map_pair(map, "records"))) {
+        if (mode_ok)
+            config_mode_only(d, owner, p, "records", LISTENER_DNS);
+    }
+    if (mode_ok && l->mode == LISTENER_DNS) {
+        /* done above */
+    } else if (!(n = config_map_get(map, "pool"))) {
         /* An http listener may route everything; without a match it 404s. */
         if (!(mode_ok && l->mode == LISTENER_HTTP))
             config_missing(d, owner, map, "pool");
@@ -189,7 +209,7 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
                               "which a udp listener cannot", owner, s);
     }
 
-    if ((n = config_map_get(map, "timeouts")))
+    if ((n = config_map_get(map, "timeouts")) && !(mode_ok && l->mode == LISTENER_DNS))
         config_read_timeouts(d, l, owner, n, mode_ok);
 
     if ((p = config_map_pair(map, "max_flows"))) {
@@ -236,14 +256,14 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             l->auth = config_read_auth(d, owner, "listeners[]", p->value);
     }
     if ((p = config_map_pair(map, "tls"))) {
-        if (mode_ok && l->mode == LISTENER_UDP)
+        if (mode_ok && (l->mode == LISTENER_UDP || l->mode == LISTENER_DNS))
             config_diag_error(d, p->key->line, p->key->col, "%s: tls only applies to mode http "
                               "or tcp", owner);
         else
             l->tls = config_read_tls(d, owner, p->value);
     }
     if ((p = config_map_pair(map, "rate_limit"))) {
-        if (mode_ok && l->mode == LISTENER_UDP)
+        if (mode_ok && (l->mode == LISTENER_UDP || l->mode == LISTENER_DNS))
             config_diag_error(d, p->key->line, p->key->col, "%s: rate_limit only applies to "
                               "mode http or tcp", owner);
         else

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/reload.h"
+#include "gslb/gslb.h"
 #include "proxy/proxy.h"
 
 __thread struct worker *worker_self;
@@ -58,6 +59,10 @@ static void listener_cb(struct io *io, uint32_t events)
 
     if (wl->l->conf->mode == LISTENER_UDP) {
         udp_listener_readable(wl);
+        return;
+    }
+    if (wl->l->conf->mode == LISTENER_DNS) {
+        gslb_readable(wl);
         return;
     }
     if (listener_accept(wl) == -EMFILE) {
@@ -162,7 +167,7 @@ static void on_wake(struct loop *l)
              * Not on a reload: the new process has the same socket and
              * takes them (closing our copy closes nothing). */
             bool take_queue = wl->io.fd >= 0 && !atomic_load(&wl->handed_over) &&
-                              wl->l->conf->mode != LISTENER_UDP;
+                              !listener_datagram(wl->l->conf->mode);
             while (take_queue && listener_accept(wl) == 0 && accept_pending(wl))
                 ;
             listener_close(wl);
@@ -213,7 +218,7 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         wl->io.cb = listener_cb;
         timer_init(&wl->pause_timer, resume_accept);
         wl->io.fd = reload_take_socket('l', &wl->l->conf->bind,
-                                       wl->l->conf->mode == LISTENER_UDP ? SOCK_DGRAM : SOCK_STREAM,
+                                       listener_datagram(wl->l->conf->mode) ? SOCK_DGRAM : SOCK_STREAM,
                                        id);
         if (wl->io.fd < 0)
             wl->io.fd = listener_socket(wl->l->conf);

@@ -8,7 +8,7 @@
 
 int listener_socket(const struct conf_listener *c)
 {
-    int type = c->mode == LISTENER_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    int type = listener_datagram(c->mode) ? SOCK_DGRAM : SOCK_STREAM;
     int fd = socket(c->bind.ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
 

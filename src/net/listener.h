@@ -28,6 +28,7 @@ struct listener {
     struct tls_ctx *tls;                  /* with `tls`: built at startup, read-only after */
     _Atomic uint64_t tls_handshake_errors;
     _Atomic uint64_t auth_failures;       /* http: wrong user or password (not missing ones) */
+    _Atomic uint64_t dns_queries;         /* dns: queries answered (any rcode) */
 };
 
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.

@@ -1,0 +1,169 @@
+/* listeners[].records of a `mode: dns` listener (the GSLB responder; see
+ * docs/gslb.md): the names it answers for, and per name the regions, each
+ * with its pool (whose health decides whether the region answers), its
+ * addresses and the client networks it is nearest to. */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "config/internal.h"
+#include "proto/dns.h"
+
+#define DNS_MAX_RECORDS 1000
+#define DNS_MAX_REGIONS 32
+#define DNS_MAX_ADDRESSES 16
+
+static void read_addresses(struct config_diag *d, const char *owner, const struct config_node *seq,
+                           struct conf_dns_region *r)
+{
+    if (config_want_seq(d, owner, "addresses", seq) < 0)
+        return;
+    if (seq->n == 0 || seq->n > DNS_MAX_ADDRESSES) {
+        config_diag_error(d, seq->line, seq->col, "%s: addresses: give 1 to %d addresses", owner,
+                          DNS_MAX_ADDRESSES);
+        return;
+    }
+    if (!(r->addresses = calloc(seq->n, sizeof(*r->addresses))))
+        return;
+    for (size_t i = 0; i < seq->n; i++) {
+        struct conf_dns_addr *a = &r->addresses[r->naddresses];
+        const char *s;
+
+        if (config_want_string(d, owner, "addresses", seq->items[i], &s) < 0)
+            continue;
+        if (inet_pton(AF_INET, s, a->addr) == 1) {
+            a->family = AF_INET;
+        } else if (inet_pton(AF_INET6, s, a->addr) == 1) {
+            a->family = AF_INET6;
+        } else {
+            config_diag_error(d, seq->items[i]->line, seq->items[i]->col,
+                              "%s: addresses: '%s' is not an IPv4 or IPv6 address", owner, s);
+            continue;
+        }
+        r->naddresses++;
+    }
+}
+
+static void read_region(struct config_diag *d, struct config *cfg, const char *record_owner,
+                        const struct config_node *map, struct conf_dns_region *r, size_t index)
+{
+    const struct config_node *n;
+    char owner[400];
+    const char *s;
+
+    snprintf(owner, sizeof(owner), "region #%zu of %s", index + 1, record_owner);
+    if (config_want_map(d, owner, NULL, map) < 0)
+        return;
+    if (!(n = config_map_get(map, "name"))) {
+        config_missing(d, owner, map, "name");
+    } else if (config_want_name(d, owner, "name", n, &s) == 0) {
+        r->name = config_strdup(d, s);
+        snprintf(owner, sizeof(owner), "region '%s' of %s", s, record_owner);
+    }
+    config_schema_check_keys(d, map, "listeners[].records[].regions[]", owner);
+    if (!(n = config_map_get(map, "pool"))) {
+        config_missing(d, owner, map, "pool");
+    } else if (config_want_name(d, owner, "pool", n, &s) == 0 &&
+               !(r->pool = config_find_pool(cfg, s))) {
+        config_diag_error(d, n->line, n->col, "%s: pool '%s' is not defined", owner, s);
+    }
+    if (!(n = config_map_get(map, "addresses")))
+        config_missing(d, owner, map, "addresses");
+    else
+        read_addresses(d, owner, n, r);
+    if ((n = config_map_get(map, "clients")))
+        config_read_cidrs(d, owner, "clients", n, &r->clients, &r->nclients);
+}
+
+static void read_record(struct config_diag *d, struct config *cfg, const char *listener_owner,
+                        const struct config_node *map, struct conf_dns_record *rec, size_t index)
+{
+    const struct config_node *n;
+    char owner[300];
+    const char *s;
+    uint64_t ms;
+
+    snprintf(owner, sizeof(owner), "record #%zu of %s", index + 1, listener_owner);
+    rec->ttl_s = 30;
+    if (config_want_map(d, owner, NULL, map) < 0)
+        return;
+    if (!(n = config_map_get(map, "name"))) {
+        config_missing(d, owner, map, "name");
+    } else if (config_want_string(d, owner, "name", n, &s) == 0) {
+        if (!dns_name_valid(s)) {
+            config_diag_error(d, n->line, n->col, "%s: name: '%s' is not a host name (labels of "
+                              "1 to 63 letters, digits, '-' or '_', no final dot)", owner, s);
+        } else if ((rec->name = config_strdup(d, s))) {
+            for (char *c = rec->name; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                    *c = (char)(*c + 32);
+            snprintf(owner, sizeof(owner), "record '%s' of %s", rec->name, listener_owner);
+        }
+    }
+    config_schema_check_keys(d, map, "listeners[].records[]", owner);
+    if ((n = config_map_get(map, "ttl")) && config_want_duration(d, owner, "ttl", n, &ms) == 0) {
+        if (ms % 1000 || ms > 86400000)
+            config_diag_error(d, n->line, n->col, "%s: ttl: whole seconds from 0s to 1d", owner);
+        else
+            rec->ttl_s = (uint32_t)(ms / 1000);
+    }
+    if (!(n = config_map_get(map, "regions"))) {
+        config_missing(d, owner, map, "regions");
+        return;
+    }
+    if (config_want_seq(d, owner, "regions", n) < 0)
+        return;
+    if (n->n == 0 || n->n > DNS_MAX_REGIONS) {
+        config_diag_error(d, n->line, n->col, "%s: regions: give 1 to %d regions", owner,
+                          DNS_MAX_REGIONS);
+        return;
+    }
+    if (!(rec->regions = calloc(n->n, sizeof(*rec->regions))))
+        return;
+    rec->nregions = n->n;
+    for (size_t i = 0; i < n->n; i++)
+        read_region(d, cfg, owner, n->items[i], &rec->regions[i], i);
+}
+
+void config_read_dns_records(struct config_diag *d, struct config *cfg, struct conf_listener *l,
+                             const char *owner, const struct config_node *seq)
+{
+    if (config_want_seq(d, owner, "records", seq) < 0)
+        return;
+    if (seq->n == 0 || seq->n > DNS_MAX_RECORDS) {
+        config_diag_error(d, seq->line, seq->col, "%s: records: give 1 to %d records", owner,
+                          DNS_MAX_RECORDS);
+        return;
+    }
+    if (!(l->dns_records = calloc(seq->n, sizeof(*l->dns_records))))
+        return;
+    l->ndns_records = seq->n;
+    for (size_t i = 0; i < seq->n; i++) {
+        read_record(d, cfg, owner, seq->items[i], &l->dns_records[i], i);
+        for (size_t j = 0; j < i && l->dns_records[i].name; j++)
+            if (l->dns_records[j].name && strcmp(l->dns_records[j].name, l->dns_records[i].name) == 0)
+                config_diag_error(d, seq->items[i]->line, seq->items[i]->col,
+                                  "%s: record '%s' is given twice (first as record #%zu)", owner,
+                                  l->dns_records[i].name, j + 1);
+    }
+}
+
+void config_free_dns_records(struct conf_listener *l)
+{
+    for (size_t i = 0; i < l->ndns_records; i++) {
+        struct conf_dns_record *rec = &l->dns_records[i];
+
+        for (size_t k = 0; k < rec->nregions; k++) {
+            free(rec->regions[k].name);
+            free(rec->regions[k].addresses);
+            free(rec->regions[k].clients);
+        }
+        free(rec->regions);
+        free(rec->name);
+    }
+    free(l->dns_records);
+    l->dns_records = NULL;
+    l->ndns_records = 0;
+}

@@ -1,0 +1,137 @@
+/* The GSLB responder (see gslb.h). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "balance/balance.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/runtime.h"
+#include "core/worker.h"
+#include "gslb/gslb.h"
+#include "net/addr.h"
+#include "net/listener.h"
+#include "proto/dns.h"
+
+#define GSLB_MAX_ANSWERS 64
+#define GSLB_READ_BUDGET 64         /* datagrams per readiness, then others run */
+
+static const struct conf_dns_record *find_record(const struct conf_listener *lc, const char *name)
+{
+    for (size_t i = 0; i < lc->ndns_records; i++)
+        if (lc->dns_records[i].name && strcmp(lc->dns_records[i].name, name) == 0)
+            return &lc->dns_records[i];
+    return NULL;
+}
+
+static bool region_healthy(const struct runtime *rt, const struct conf_dns_region *r)
+{
+    const struct pool *p = &rt->pools[r->pool - rt->cfg->pools];
+
+    for (uint32_t i = 0; i < p->nbackends; i++)
+        if (backend_eligible(&p->backends[i]))
+            return true;
+    return false;
+}
+
+/* The healthy region whose client networks hold the client most closely;
+ * else the first healthy one; NULL when none is healthy. */
+static const struct conf_dns_region *pick(const struct conf_dns_record *rec, const struct runtime *rt,
+                                          const struct addr *client)
+{
+    const struct conf_dns_region *best = NULL, *first = NULL;
+    int best_len = -1;
+
+    for (size_t i = 0; i < rec->nregions; i++) {
+        const struct conf_dns_region *r = &rec->regions[i];
+        int m;
+
+        if (!region_healthy(rt, r))
+            continue;
+        if (!first)
+            first = r;
+        if ((m = addr_cidr_match(client, r->clients, r->nclients)) > best_len) {
+            best = r;
+            best_len = m;
+        }
+    }
+    return best ? best : first;
+}
+
+static size_t add_answers(const struct conf_dns_region *r, uint16_t qtype, struct dns_answer *a,
+                          size_t n)
+{
+    for (size_t i = 0; i < r->naddresses && n < GSLB_MAX_ANSWERS; i++) {
+        const struct conf_dns_addr *x = &r->addresses[i];
+        uint16_t type = x->family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA;
+
+        if (qtype != type && qtype != DNS_TYPE_ANY)
+            continue;
+        a[n].type = type;
+        memcpy(a[n].addr, x->addr, type == DNS_TYPE_A ? 4 : 16);
+        n++;
+    }
+    return n;
+}
+
+size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
+                   const struct addr *client, const uint8_t *p, size_t n, uint8_t *out, size_t cap,
+                   const char **region)
+{
+    struct dns_query q;
+    struct dns_answer answers[GSLB_MAX_ANSWERS];
+    const struct conf_dns_record *rec;
+    const struct conf_dns_region *r;
+    size_t na = 0;
+    int rc = dns_parse_query(p, n, &q);
+
+    *region = NULL;
+    if (rc < 0)
+        return 0;
+    if (rc != DNS_NOERROR) {
+        log_debug("event=dns_bad_query listener=%s why=\"%s\"", lc->name, q.error);
+        return dns_write_response(p, &q, rc, false, NULL, 0, 0, out, cap);
+    }
+    if ((q.qclass != 1 && q.qclass != 255) || !q.name_plain || !(rec = find_record(lc, q.name)))
+        return dns_write_response(p, &q, DNS_REFUSED, false, NULL, 0, 0, out, cap);
+    if ((r = pick(rec, rt, client))) {
+        *region = r->name;
+        na = add_answers(r, q.qtype, answers, 0);
+    } else {
+        /* Every region is down: answering nothing would take the name off
+         * the internet; all addresses at least reach whatever recovers. */
+        for (size_t i = 0; i < rec->nregions; i++)
+            na = add_answers(&rec->regions[i], q.qtype, answers, na);
+    }
+    return dns_write_response(p, &q, DNS_NOERROR, true, answers, na, rec->ttl_s, out, cap);
+}
+
+void gslb_readable(struct worker_listener *wl)
+{
+    const struct conf_listener *lc = wl->l->conf;
+    uint8_t in[DNS_UDP_MAX + 1], out[DNS_UDP_MAX];
+
+    for (int i = 0; i < GSLB_READ_BUDGET; i++) {
+        struct addr client = {.len = sizeof(client.ss)};
+        const char *region;
+        ssize_t n = recvfrom(wl->io.fd, in, sizeof(in), MSG_DONTWAIT,
+                             (struct sockaddr *)&client.ss, &client.len);
+        size_t len;
+
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                log_debug("event=dns_recv_failed listener=%s error=\"%s\"", lc->name, strerror(errno));
+            return;
+        }
+        atomic_fetch_add_explicit(&wl->l->bytes_in, (uint64_t)n, memory_order_relaxed);
+        /* A datagram larger than any query we take was cut: FORMERR by
+         * length, as the parser sees bytes missing. */
+        len = gslb_answer(lc, wl->w->rt, &client, in, (size_t)n, out, sizeof(out), &region);
+        if (!len)
+            continue;
+        atomic_fetch_add_explicit(&wl->l->dns_queries, 1, memory_order_relaxed);
+        if (sendto(wl->io.fd, out, len, MSG_DONTWAIT, (struct sockaddr *)&client.ss, client.len) > 0)
+            atomic_fetch_add_explicit(&wl->l->bytes_out, len, memory_order_relaxed);
+    }
+}

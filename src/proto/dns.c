@@ -1,0 +1,235 @@
+/* DNS queries in, answers out (see dns.h). */
+#include <string.h>
+
+#include "proto/dns.h"
+
+#define DNS_QR 0x8000
+#define DNS_AA 0x0400
+#define DNS_TC 0x0200
+#define DNS_RD 0x0100
+#define DNS_OPCODE(f) (((f) >> 11) & 0xf)
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static bool label_char(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* The question's name: labels only, into q->name. Returns the offset after
+ * it, or 0 when malformed. */
+static size_t read_name(const uint8_t *p, size_t n, size_t at, struct dns_query *q)
+{
+    size_t out = 0, wire = 0;
+
+    q->name_plain = true;
+    for (;;) {
+        uint8_t len;
+
+        if (at >= n)
+            return 0;
+        len = p[at++];
+        wire++;
+        if (len == 0)
+            break;
+        if (len & 0xc0) {
+            q->error = len >= 0xc0 ? "compression pointer in the question" : "bad label type";
+            return 0;
+        }
+        if (at + len > n || wire + len > DNS_NAME_MAX) {
+            q->error = "name runs past the packet or 255 bytes";
+            return 0;
+        }
+        if (out)
+            q->name[out++] = '.';
+        for (uint8_t i = 0; i < len; i++) {
+            uint8_t c = p[at + i];
+            if (c >= 'A' && c <= 'Z')
+                c = (uint8_t)(c + 32);
+            if (!label_char(c))
+                q->name_plain = false;   /* kept, but it names nothing of ours */
+            q->name[out++] = (char)c;
+        }
+        at += len;
+        wire += len;
+    }
+    q->name[out] = '\0';
+    return at;
+}
+
+/* Skip a resource record's owner name (compression allowed there). */
+static size_t skip_name(const uint8_t *p, size_t n, size_t at)
+{
+    for (int labels = 0; labels < 128; labels++) {
+        uint8_t len;
+
+        if (at >= n)
+            return 0;
+        len = p[at];
+        if (len == 0)
+            return at + 1;
+        if ((len & 0xc0) == 0xc0)
+            return at + 2 <= n ? at + 2 : 0;
+        if (len & 0xc0)
+            return 0;
+        at += 1 + (size_t)len;
+    }
+    return 0;
+}
+
+int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
+{
+    size_t at;
+    uint16_t qd, an, ns, ar;
+
+    memset(q, 0, sizeof(*q));
+    q->udp_size = DNS_UDP_MIN;
+    if (n < DNS_HEADER_LEN) {
+        q->error = "shorter than a header";
+        return -1;
+    }
+    q->id = get16(p);
+    q->flags = get16(p + 2);
+    if (q->flags & DNS_QR) {
+        q->error = "a response, not a query";
+        return -1;
+    }
+    if (DNS_OPCODE(q->flags) != 0) {
+        q->error = "opcode other than QUERY";
+        return DNS_NOTIMP;
+    }
+    qd = get16(p + 4);
+    an = get16(p + 6);
+    ns = get16(p + 8);
+    ar = get16(p + 10);
+    if (qd != 1 || an || ns || ar > 1) {
+        q->error = "not one question and at most an OPT record";
+        return DNS_FORMERR;
+    }
+    if (!(at = read_name(p, n, DNS_HEADER_LEN, q)) || at + 4 > n) {
+        if (!q->error)
+            q->error = "question cut short";
+        return DNS_FORMERR;
+    }
+    q->qtype = get16(p + at);
+    q->qclass = get16(p + at + 2);
+    at += 4;
+    q->question_end = (uint32_t)at;
+    if (ar) {
+        size_t rd;
+
+        if (!(at = skip_name(p, n, at)) || at + 10 > n) {
+            q->error = "additional record cut short";
+            return DNS_FORMERR;
+        }
+        rd = get16(p + at + 8);
+        if (at + 10 + rd > n) {
+            q->error = "additional record cut short";
+            return DNS_FORMERR;
+        }
+        if (get16(p + at) != DNS_TYPE_OPT) {
+            q->error = "additional record other than OPT";
+            return DNS_FORMERR;
+        }
+        q->edns = true;
+        /* The class of an OPT record is the client's payload size;
+         * options (cookies, client subnet) are read past. */
+        q->udp_size = get16(p + at + 2);
+        if (q->udp_size < DNS_UDP_MIN)
+            q->udp_size = DNS_UDP_MIN;
+        at += 10 + rd;
+    }
+    if (at != n) {
+        q->error = "bytes after the last record";
+        return DNS_FORMERR;
+    }
+    return DNS_NOERROR;
+}
+
+size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
+                          const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
+                          uint8_t *out, size_t cap)
+{
+    size_t limit = q->edns ? (q->udp_size < DNS_UDP_MAX ? q->udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
+    size_t opt = q->edns ? 11 : 0, at = DNS_HEADER_LEN;
+    bool with_question = rcode != DNS_FORMERR && rcode != DNS_NOTIMP && q->question_end;
+    uint16_t count = 0;
+
+    if (limit > cap)
+        limit = cap;
+    put16(out, q->id);
+    put16(out + 2, (uint16_t)(DNS_QR | (q->flags & (0x7800 | DNS_RD)) | (aa ? DNS_AA : 0) |
+                              (rcode & 0xf)));
+    put16(out + 4, with_question ? 1 : 0);
+    put16(out + 6, 0);
+    put16(out + 8, 0);
+    put16(out + 10, 0);
+    if (with_question && q->question_end - DNS_HEADER_LEN + opt + at <= limit) {
+        memcpy(out + at, p + DNS_HEADER_LEN, q->question_end - DNS_HEADER_LEN);
+        at = q->question_end;
+    } else if (with_question) {
+        put16(out + 4, 0);          /* cannot happen with names <= 255 bytes; be safe */
+    }
+    for (size_t i = 0; i < nanswers && with_question; i++) {
+        size_t len = answers[i].type == DNS_TYPE_A ? 4 : 16;
+
+        if (at + 12 + len + opt > limit)
+            break;                  /* the rest do not fit: a subset */
+        put16(out + at, 0xc000 | DNS_HEADER_LEN);   /* the name: the question's */
+        put16(out + at + 2, answers[i].type);
+        put16(out + at + 4, 1);                     /* IN */
+        put16(out + at + 6, (uint16_t)(ttl >> 16));
+        put16(out + at + 8, (uint16_t)ttl);
+        put16(out + at + 10, (uint16_t)len);
+        memcpy(out + at + 12, answers[i].addr, len);
+        at += 12 + len;
+        count++;
+    }
+    put16(out + 6, count);
+    if (q->edns && at + opt <= cap) {
+        out[at] = 0;                                /* the root */
+        put16(out + at + 1, DNS_TYPE_OPT);
+        put16(out + at + 3, DNS_UDP_MAX);           /* our payload size */
+        put16(out + at + 5, 0);                     /* extended rcode, version 0 */
+        put16(out + at + 7, 0);                     /* no DO */
+        put16(out + at + 9, 0);                     /* no options */
+        at += opt;
+        put16(out + 10, 1);
+    }
+    return at;
+}
+
+bool dns_name_valid(const char *text)
+{
+    size_t label = 0, total = 0;
+
+    if (!*text)
+        return false;
+    for (const char *s = text; ; s++) {
+        if (*s == '.' || *s == '\0') {
+            if (label == 0 || label > 63)
+                return false;
+            total += label + 1;
+            label = 0;
+            if (*s == '\0')
+                break;
+            continue;
+        }
+        uint8_t c = (uint8_t)*s;
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c + 32);
+        if (!label_char(c))
+            return false;
+        label++;
+    }
+    return total + 1 <= DNS_NAME_MAX;
+}

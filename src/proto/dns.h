@@ -1,0 +1,75 @@
+/* DNS messages over UDP (RFC 1035, EDNS(0) from RFC 6891), as the GSLB
+ * responder (src/gslb/) needs them: read one query, write its answer.
+ *
+ * Strict where a lenient reader could be tricked: exactly one question, no
+ * compression pointers in it (a query has nothing to point back to), no
+ * answer or authority records, at most one additional record and that one
+ * OPT, every length checked against the packet, nothing read past it.
+ * Parsing allocates nothing. Thread safety: none needed. */
+#ifndef SLUICE_PROTO_DNS_H
+#define SLUICE_PROTO_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DNS_HEADER_LEN 12
+#define DNS_NAME_MAX 255            /* wire form; the text form is shorter */
+#define DNS_UDP_MIN 512             /* what every client takes */
+#define DNS_UDP_MAX 1232            /* what sluice answers with EDNS (DNS flag day 2020) */
+
+enum dns_type {
+    DNS_TYPE_A = 1,
+    DNS_TYPE_AAAA = 28,
+    DNS_TYPE_OPT = 41,
+    DNS_TYPE_ANY = 255,
+};
+
+enum dns_rcode {
+    DNS_NOERROR = 0,
+    DNS_FORMERR = 1,
+    DNS_SERVFAIL = 2,
+    DNS_NXDOMAIN = 3,
+    DNS_NOTIMP = 4,
+    DNS_REFUSED = 5,
+};
+
+/* One query. Owner: the caller (on its stack). */
+struct dns_query {
+    uint16_t id;
+    uint16_t flags;                 /* as received */
+    char name[DNS_NAME_MAX + 1];    /* lower case, dotted, no final dot; "" = the root */
+    bool name_plain;                /* every label is letters, digits, '-' or '_' */
+    uint16_t qtype, qclass;
+    uint32_t question_end;          /* offset after the question */
+    bool edns;                      /* an OPT record came */
+    uint16_t udp_size;              /* the client's EDNS payload size (>= 512), else 512 */
+    const char *error;              /* why parsing failed (static), for the log */
+};
+
+/* Parse a query. Returns DNS_NOERROR, or the rcode to answer with
+ * (DNS_FORMERR, DNS_NOTIMP: the header was readable, so an answer with the
+ * same id can go back), or -1: not worth an answer (shorter than a header,
+ * or a response, which must never be answered: it would loop). */
+int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q);
+
+/* One address to answer with. */
+struct dns_answer {
+    uint16_t type;                  /* DNS_TYPE_A (4 bytes) or DNS_TYPE_AAAA (16) */
+    uint8_t addr[16];
+};
+
+/* Write the response to q (parsed from the n bytes at p) into out: the
+ * question as received, then as many of the answers as fit in the client's
+ * size (a subset rather than a truncated answer: any of them will do), then
+ * an OPT record if the query had one. With rcode FORMERR or NOTIMP the
+ * question is left out. aa: authoritative. Returns the length (> 0). */
+size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
+                          const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
+                          uint8_t *out, size_t cap);
+
+/* Is text a host name sluice can answer for ("www.example.com", any case,
+ * no final dot, labels of 1..63 letters, digits, '-', '_')? */
+bool dns_name_valid(const char *text);
+
+#endif

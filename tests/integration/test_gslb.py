@@ -1,0 +1,161 @@
+"""The GSLB responder (`mode: dns`), asked with dig: the nearest healthy
+region's addresses for A and AAAA, the next region when the nearest one's
+pool goes down under its health checks and back when it recovers, every
+address when all are down, REFUSED for names it does not have, EDNS, and
+no harm from malformed packets."""
+import re
+import socket
+import struct
+import subprocess
+import urllib.request
+
+from harness import SLUICE, free_port, wait_for
+
+DIG = "/usr/bin/dig"
+
+
+def dig(port, name, qtype="A", *opts):
+    r = subprocess.run([DIG, "@127.0.0.1", "-p", str(port), name, qtype, "+tries=1", "+time=2", *opts],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def short(port, name, qtype="A"):
+    return sorted(dig(port, name, qtype, "+short").split())
+
+
+def status(out):
+    return out.split("status: ", 1)[1].split(",", 1)[0]
+
+
+def config(port, near, far, checks=True, near_clients="127.0.0.0/8", admin=None):
+    hc = ("    health_check: {type: http, path: /health, interval: 200ms, timeout: 200ms,"
+          " healthy_threshold: 1, unhealthy_threshold: 1}") if checks else ""
+    return "\n".join([
+        "workers: 2", "log: {level: info, access: off}",
+        f"admin: {{listen: 127.0.0.1:{admin}}}" if admin else "", "listeners:", "  - name: gslb",
+        f"    bind: 127.0.0.1:{port}", "    mode: dns", "    records:",
+        "      - name: www.example.com", "        ttl: 20s", "        regions:",
+        "          - {name: far, pool: far, addresses: [192.0.2.10, '2001:db8::10'],"
+        " clients: [10.0.0.0/8]}",
+        f"          - {{name: near, pool: near, addresses: [198.51.100.7, 198.51.100.8],"
+        f" clients: [{near_clients}]}}",
+        "      - name: api.example.com", "        regions:",
+        "          - {name: only, pool: far, addresses: ['2001:db8::1']}",
+        "pools:",
+        "  - name: far", f"    backends: [{{name: f1, address: {far.address}}}]", hc,
+        "  - name: near", f"    backends: [{{name: n1, address: {near.address}}}]", hc,
+    ]) + "\n"
+
+
+def post(origin, path):
+    with socket.create_connection(("127.0.0.1", origin.port), timeout=5) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: o\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_nearest_healthy_region_and_failover(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    procs.sluice(config(port, near, far))
+    # The health checks pass first (backends start DOWN until they do).
+    wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"],
+             what="the near region's answer")
+    out = dig(port, "www.example.com")
+    assert status(out) == "NOERROR" and " aa" in out.split("flags:")[1].split(";")[0]
+    assert "\t20\tIN\tA\t198.51.100.7" in out
+    # Case does not matter; the near region has no IPv6 address: no AAAA.
+    assert short(port, "WWW.Example.COM") == ["198.51.100.7", "198.51.100.8"]
+    out = dig(port, "www.example.com", "AAAA")
+    assert status(out) == "NOERROR" and "ANSWER: 0" in out
+    # The near region's pool goes down: the far one answers, then back.
+    post(near, "/health/fail")
+    wait_for(lambda: short(port, "www.example.com") == ["192.0.2.10"], what="failover to far")
+    assert short(port, "www.example.com", "AAAA") == ["2001:db8::10"]
+    post(near, "/health/ok")
+    wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"],
+             what="back to near")
+    # Everything down: every address rather than none.
+    post(near, "/health/fail")
+    post(far, "/health/fail")
+    wait_for(lambda: short(port, "www.example.com") == ["192.0.2.10", "198.51.100.7", "198.51.100.8"],
+             what="all addresses when all regions are down")
+
+
+def test_region_by_client_network(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    # 127.0.0.1 is in neither region's networks: the first healthy region.
+    procs.sluice(config(port, near, far, checks=False, near_clients="172.16.0.0/12"))
+    wait_for(lambda: short(port, "www.example.com") == ["192.0.2.10"], what="the first region")
+
+
+def test_names_types_and_edns(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port, admin = free_port(socket.SOCK_DGRAM), free_port()
+    procs.sluice(config(port, near, far, checks=False, admin=admin), wait_ports=[admin])
+    wait_for(lambda: short(port, "api.example.com", "AAAA") == ["2001:db8::1"], what="api AAAA")
+    out = dig(port, "nope.example.com")
+    assert status(out) == "REFUSED" and "ANSWER: 0" in out
+    out = dig(port, "www.example.com", "MX")
+    assert status(out) == "NOERROR" and "ANSWER: 0" in out
+    out = dig(port, "www.example.com", "ANY", "+notcp")   # dig asks ANY over TCP by default
+    assert "198.51.100.7" in out
+    # EDNS: dig sends an OPT record with a cookie; the answer has our OPT.
+    out = dig(port, "www.example.com")
+    assert "EDNS: version: 0, flags:; udp: 1232" in out
+    out = dig(port, "www.example.com", "A", "+noedns")
+    assert "EDNS" not in out and status(out) == "NOERROR"
+    # Every answered query is counted.
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    count = int(re.search(r'^sluice_dns_queries_total\{listener="gslb"\} (\d+)$', metrics, re.M).group(1))
+    assert count >= 6, count
+
+
+def test_malformed_packets_get_formerr_or_nothing(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    s = procs.sluice(config(port, near, far, checks=False))
+    wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.5)
+    header = struct.pack(">HHHHHH", 0xbeef, 0x0100, 2, 0, 0, 0)       # two questions
+    sock.sendto(header + b"\x01a\x00\x00\x01\x00\x01" * 2, ("127.0.0.1", port))
+    data, _ = sock.recvfrom(2048)
+    assert data[:2] == b"\xbe\xef" and data[3] & 0xf == 1 and data[2] & 0x80   # FORMERR
+    # A pointer in the question, a cut label, random bytes, a response: no
+    # answer or FORMERR, and sluice stays up.
+    for junk in (struct.pack(">HHHHHH", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01",
+                 struct.pack(">HHHHHH", 2, 0, 1, 0, 0, 0) + b"\x3fabc",
+                 bytes(range(256)) * 3, b"\x00",
+                 struct.pack(">HHHHHH", 3, 0x8000, 1, 0, 0, 0) + b"\x00\x00\x01\x00\x01"):
+        sock.sendto(junk, ("127.0.0.1", port))
+        try:
+            data, _ = sock.recvfrom(2048)
+            assert data[3] & 0xf == 1, data          # FORMERR, never an answer
+        except socket.timeout:
+            pass
+    sock.close()
+    assert short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"]
+    assert s.alive()
+
+
+def test_config_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "listeners:\n"
+        "  - name: g\n    bind: 127.0.0.1:5300\n    mode: dns\n    pool: p\n"
+        "    records:\n"
+        "      - name: 'bad name'\n        regions: [{name: r, pool: nope, addresses: [300.1.1.1]}]\n"
+        "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r.stderr
+    assert f"{path}:5:5: error: listener 'g': pool does not apply to mode dns" in r.stderr
+    assert f"{path}:7:15: error:" in r.stderr and "is not a host name" in r.stderr
+    assert "pool 'nope' is not defined" in r.stderr
+    assert "'300.1.1.1' is not an IPv4 or IPv6 address" in r.stderr
+    path.write_text("listeners:\n  - {name: g, bind: 127.0.0.1:5300, mode: dns}\n"
+                    "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "missing required key 'records'" in r.stderr, r.stderr

@@ -1,0 +1,184 @@
+/* proto/dns: queries parsed strictly, answers written within the client's
+ * size. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/dns.h"
+#include "test.h"
+
+/* A query for name/type: header, question, and an OPT record when
+ * udp_size > 0 (with one option of opt_len bytes). Returns its length. */
+static size_t query(uint8_t *p, uint16_t id, uint16_t flags, const char *name, uint16_t type,
+                    uint16_t udp_size, uint16_t opt_len)
+{
+    size_t at = 12;
+
+    memset(p, 0, 12);
+    p[0] = (uint8_t)(id >> 8);
+    p[1] = (uint8_t)id;
+    p[2] = (uint8_t)(flags >> 8);
+    p[3] = (uint8_t)flags;
+    p[5] = 1;
+    p[11] = udp_size ? 1 : 0;
+    for (const char *s = name; *s;) {
+        const char *dot = strchr(s, '.');
+        size_t len = dot ? (size_t)(dot - s) : strlen(s);
+        p[at++] = (uint8_t)len;
+        memcpy(p + at, s, len);
+        at += len;
+        s += len + (dot ? 1 : 0);
+    }
+    p[at++] = 0;
+    p[at++] = (uint8_t)(type >> 8);
+    p[at++] = (uint8_t)type;
+    p[at++] = 0;
+    p[at++] = 1;
+    if (udp_size) {
+        p[at++] = 0;
+        p[at++] = 0;
+        p[at++] = 41;
+        p[at++] = (uint8_t)(udp_size >> 8);
+        p[at++] = (uint8_t)udp_size;
+        memset(p + at, 0, 4);
+        at += 4;
+        p[at++] = (uint8_t)((opt_len ? opt_len + 4 : 0) >> 8);
+        p[at++] = (uint8_t)(opt_len ? opt_len + 4 : 0);
+        if (opt_len) {
+            p[at++] = 0;
+            p[at++] = 10;            /* COOKIE */
+            p[at++] = (uint8_t)(opt_len >> 8);
+            p[at++] = (uint8_t)opt_len;
+            memset(p + at, 0xab, opt_len);
+            at += opt_len;
+        }
+    }
+    return at;
+}
+
+static uint16_t g16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+int main(void)
+{
+    uint8_t p[2048], out[DNS_UDP_MAX];
+    struct dns_query q;
+    size_t n;
+
+    /* A plain query, case folded. */
+    n = query(p, 0x1234, 0x0100, "WWW.Example.COM", DNS_TYPE_A, 0, 0);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    CHECK_EQ_STR(q.name, "www.example.com");
+    CHECK(q.name_plain);
+    CHECK_EQ_INT(q.qtype, DNS_TYPE_A);
+    CHECK_EQ_INT(q.question_end, n);
+    CHECK(!q.edns);
+    CHECK_EQ_INT(q.udp_size, 512);
+    {
+        struct dns_answer a[2] = {{DNS_TYPE_A, {192, 0, 2, 1}}, {DNS_TYPE_A, {192, 0, 2, 2}}};
+        size_t m = dns_write_response(p, &q, DNS_NOERROR, true, a, 2, 30, out, sizeof(out));
+        CHECK_EQ_INT(m, n + 2 * 16);
+        CHECK_EQ_INT(g16(out), 0x1234);
+        CHECK_EQ_INT(g16(out + 2), 0x8000 | 0x0400 | 0x0100);   /* QR AA RD, NOERROR */
+        CHECK_EQ_INT(g16(out + 4), 1);
+        CHECK_EQ_INT(g16(out + 6), 2);
+        CHECK_EQ_INT(g16(out + 10), 0);
+        CHECK(memcmp(out + 12, p + 12, n - 12) == 0);          /* the question as asked */
+        CHECK_EQ_INT(g16(out + n), 0xc00c);
+        CHECK_EQ_INT(g16(out + n + 2), DNS_TYPE_A);
+        CHECK_EQ_INT(g16(out + n + 8), 30);
+        CHECK(memcmp(out + n + 12, "\xc0\x00\x02\x01", 4) == 0);
+    }
+
+    /* EDNS with a cookie option: read past; the answer has our OPT. */
+    n = query(p, 7, 0, "a.b", DNS_TYPE_AAAA, 4096, 8);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    CHECK(q.edns);
+    CHECK_EQ_INT(q.udp_size, 4096);
+    {
+        struct dns_answer a[64];
+        size_t m;
+        for (int i = 0; i < 64; i++) {
+            a[i].type = DNS_TYPE_AAAA;
+            memset(a[i].addr, i, 16);
+        }
+        /* 64 AAAA answers do not fit in 1232 bytes: a subset, and the OPT. */
+        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, out, sizeof(out));
+        CHECK(m <= DNS_UDP_MAX);
+        CHECK(g16(out + 6) > 30 && g16(out + 6) < 64);
+        CHECK_EQ_INT(g16(out + 10), 1);
+        CHECK_EQ_INT(out[m - 11], 0);
+        CHECK_EQ_INT(g16(out + m - 10), DNS_TYPE_OPT);
+        /* Without EDNS the limit is 512 bytes. */
+        n = query(p, 7, 0, "a.b", DNS_TYPE_AAAA, 0, 0);
+        CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, out, sizeof(out));
+        CHECK(m <= 512 && m > 400);
+    }
+
+    /* What is refused. */
+    n = query(p, 1, 0x8000, "a.b", DNS_TYPE_A, 0, 0);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), -1);                /* a response */
+    CHECK_EQ_INT(dns_parse_query(p, 11, &q), -1);               /* no header */
+    n = query(p, 1, 0x2800, "a.b", DNS_TYPE_A, 0, 0);           /* opcode UPDATE */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOTIMP);
+    {
+        size_t m = dns_write_response(p, &q, DNS_NOTIMP, false, NULL, 0, 0, out, sizeof(out));
+        CHECK_EQ_INT(m, 12);
+        CHECK_EQ_INT(g16(out + 2) & 0xf, DNS_NOTIMP);
+        CHECK_EQ_INT(g16(out + 4), 0);
+    }
+    n = query(p, 1, 0, "a.b", DNS_TYPE_A, 0, 0);
+    p[5] = 2;                                                   /* two questions */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    p[5] = 1;
+    p[7] = 1;                                                   /* an answer in a query */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    p[7] = 0;
+    CHECK_EQ_INT(dns_parse_query(p, n - 1, &q), DNS_FORMERR);   /* cut short */
+    p[n] = 0;
+    CHECK_EQ_INT(dns_parse_query(p, n + 1, &q), DNS_FORMERR);   /* a byte too many */
+    p[12] = 0xc0;                                               /* a pointer in the question */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    p[12] = 0x40;                                               /* a reserved label type */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    p[12] = 60;                                                 /* a label past the end */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    n = query(p, 1, 0, "a\x01.b", DNS_TYPE_A, 0, 0);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    CHECK(!q.name_plain);                                       /* names nothing of ours */
+    n = query(p, 1, 0, "a.b", DNS_TYPE_A, 1232, 0);
+    p[n - 9] = 1;                                               /* OPT → another type */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    {
+        /* A name of 256 wire bytes. */
+        char long_name[300];
+        size_t k = 0;
+        for (int i = 0; i < 4; i++) {
+            memset(long_name + k, 'x', 63);
+            k += 63;
+            long_name[k++] = '.';
+        }
+        memcpy(long_name + k, "abc", 4);
+        n = query(p, 1, 0, long_name, DNS_TYPE_A, 0, 0);
+        CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+    }
+
+    /* Names a config may give. */
+    CHECK(dns_name_valid("www.example.com"));
+    CHECK(dns_name_valid("A-b_c.d"));
+    CHECK(!dns_name_valid(""));
+    CHECK(!dns_name_valid("a..b"));
+    CHECK(!dns_name_valid("a.b."));
+    CHECK(!dns_name_valid("a b.c"));
+    {
+        char l64[80];
+        memset(l64, 'a', 64);
+        l64[64] = '\0';
+        CHECK(!dns_name_valid(l64));
+        l64[63] = '\0';
+        CHECK(dns_name_valid(l64));
+    }
+    TEST_END();
+}
