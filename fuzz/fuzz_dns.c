@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         answers[i].type = i % 3 ? DNS_TYPE_A : DNS_TYPE_AAAA;
         memset(answers[i].addr, i, 16);
     }
-    n = dns_write_response(data, &q, rc, rc == DNS_NOERROR, answers, size % 41, 30, out, sizeof(out));
+    n = dns_write_response(data, &q, rc, rc == DNS_NOERROR, answers, size % 41, 30,
+                           q.ecs ? q.ecs_source : 0, out, sizeof(out));
     limit = q.edns ? (q.udp_size < DNS_UDP_MAX ? q.udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
     FUZZ_CHECK(n >= DNS_HEADER_LEN && n <= limit);
     FUZZ_CHECK(out[0] == data[0] && out[1] == data[1]);

@@ -83,6 +83,8 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
     struct dns_answer answers[GSLB_MAX_ANSWERS];
     const struct conf_dns_record *rec;
     const struct conf_dns_region *r;
+    struct addr subnet;
+    uint8_t scope = 0;
     size_t na = 0;
     int rc = dns_parse_query(p, n, &q);
 
@@ -91,10 +93,26 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         return 0;
     if (rc != DNS_NOERROR) {
         log_debug("event=dns_bad_query listener=%s why=\"%s\"", lc->name, q.error);
-        return dns_write_response(p, &q, rc, false, NULL, 0, 0, out, cap);
+        return dns_write_response(p, &q, rc, false, NULL, 0, 0, 0, out, cap);
     }
     if ((q.qclass != 1 && q.qclass != 255) || !q.name_plain || !(rec = find_record(lc, q.name)))
-        return dns_write_response(p, &q, DNS_REFUSED, false, NULL, 0, 0, out, cap);
+        return dns_write_response(p, &q, DNS_REFUSED, false, NULL, 0, 0, 0, out, cap);
+    if (q.ecs && q.ecs_source) {
+        /* A resolver asking for a client network (RFC 7871): the region is
+         * chosen for that network, and the answer holds for all of it. */
+        memset(&subnet, 0, sizeof(subnet));
+        if (q.ecs_family == 1) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&subnet.ss;
+            s4->sin_family = AF_INET;
+            memcpy(&s4->sin_addr, q.ecs_addr, 4);
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&subnet.ss;
+            s6->sin6_family = AF_INET6;
+            memcpy(&s6->sin6_addr, q.ecs_addr, 16);
+        }
+        client = &subnet;
+        scope = q.ecs_source;
+    }
     if ((r = pick(rec, rt, client))) {
         *region = r->name;
         na = add_answers(r, q.qtype, answers, 0);
@@ -104,7 +122,7 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         for (size_t i = 0; i < rec->nregions; i++)
             na = add_answers(&rec->regions[i], q.qtype, answers, na);
     }
-    return dns_write_response(p, &q, DNS_NOERROR, true, answers, na, rec->ttl_s, out, cap);
+    return dns_write_response(p, &q, DNS_NOERROR, true, answers, na, rec->ttl_s, scope, out, cap);
 }
 
 void gslb_readable(struct worker_listener *wl)

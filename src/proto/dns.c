@@ -86,6 +86,49 @@ static size_t skip_name(const uint8_t *p, size_t n, size_t at)
     return 0;
 }
 
+/* The OPT record's options: only the client subnet is read, the others
+ * (cookies, padding, ...) are stepped over. */
+static int read_options(const uint8_t *p, size_t at, size_t end, struct dns_query *q)
+{
+    while (at < end) {
+        uint16_t code, len;
+
+        if (at + 4 > end || at + 4 + get16(p + at + 2) > end) {
+            q->error = "EDNS option runs past its record";
+            return DNS_FORMERR;
+        }
+        code = get16(p + at);
+        len = get16(p + at + 2);
+        at += 4;
+        if (code == 8) {
+            uint8_t family_bits, bytes;
+
+            uint8_t source;
+
+            if (q->ecs || len < 4) {
+                q->error = "client subnet option repeated or too short";
+                return DNS_FORMERR;
+            }
+            source = p[at + 2];
+            family_bits = get16(p + at) == 1 ? 32 : get16(p + at) == 2 ? 128 : 0;
+            bytes = (uint8_t)((source + 7) / 8);
+            /* RFC 7871 7.1.1: a known family, a source within it, scope 0,
+             * exactly the address bytes the source needs, no bits past it. */
+            if (!family_bits || source > family_bits || p[at + 3] != 0 || len != 4 + bytes ||
+                (bytes && (source % 8) && (p[at + 4 + bytes - 1] & (0xff >> (source % 8))))) {
+                q->error = "bad client subnet option";
+                return DNS_FORMERR;
+            }
+            q->ecs = true;
+            q->ecs_family = (uint8_t)get16(p + at);
+            q->ecs_source = source;
+            memcpy(q->ecs_addr, p + at + 4, bytes);
+        }
+        at += len;
+    }
+    return DNS_NOERROR;
+}
+
 int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
 {
     size_t at;
@@ -146,6 +189,8 @@ int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
         q->udp_size = get16(p + at + 2);
         if (q->udp_size < DNS_UDP_MIN)
             q->udp_size = DNS_UDP_MIN;
+        if (read_options(p, at + 10, at + 10 + rd, q) != DNS_NOERROR)
+            return DNS_FORMERR;
         at += 10 + rd;
     }
     if (at != n) {
@@ -157,10 +202,11 @@ int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
 
 size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
-                          uint8_t *out, size_t cap)
+                          uint8_t ecs_scope, uint8_t *out, size_t cap)
 {
     size_t limit = q->edns ? (q->udp_size < DNS_UDP_MAX ? q->udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
-    size_t opt = q->edns ? 11 : 0, at = DNS_HEADER_LEN;
+    size_t ecs_len = q->ecs ? 8 + (size_t)(q->ecs_source + 7) / 8 : 0;
+    size_t opt = q->edns ? 11 + ecs_len : 0, at = DNS_HEADER_LEN;
     bool with_question = rcode != DNS_FORMERR && rcode != DNS_NOTIMP && q->question_end;
     uint16_t count = 0;
 
@@ -201,7 +247,16 @@ size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode
         put16(out + at + 3, DNS_UDP_MAX);           /* our payload size */
         put16(out + at + 5, 0);                     /* extended rcode, version 0 */
         put16(out + at + 7, 0);                     /* no DO */
-        put16(out + at + 9, 0);                     /* no options */
+        put16(out + at + 9, (uint16_t)ecs_len);
+        if (q->ecs) {
+            size_t bytes = ecs_len - 8;
+            put16(out + at + 11, 8);
+            put16(out + at + 13, (uint16_t)(ecs_len - 4));
+            put16(out + at + 15, q->ecs_family);
+            out[at + 17] = q->ecs_source;
+            out[at + 18] = ecs_scope;
+            memcpy(out + at + 19, q->ecs_addr, bytes);
+        }
         at += opt;
         put16(out + 10, 1);
     }

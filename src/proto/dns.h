@@ -44,6 +44,11 @@ struct dns_query {
     uint32_t question_end;          /* offset after the question */
     bool edns;                      /* an OPT record came */
     uint16_t udp_size;              /* the client's EDNS payload size (>= 512), else 512 */
+    /* EDNS Client Subnet (RFC 7871): the network a resolver asks for */
+    bool ecs;
+    uint8_t ecs_family;             /* 1: IPv4, 2: IPv6 */
+    uint8_t ecs_source;             /* source prefix length */
+    uint8_t ecs_addr[16];           /* the address, bits past the prefix zero */
     const char *error;              /* why parsing failed (static), for the log */
 };
 
@@ -62,11 +67,13 @@ struct dns_answer {
 /* Write the response to q (parsed from the n bytes at p) into out: the
  * question as received, then as many of the answers as fit in the client's
  * size (a subset rather than a truncated answer: any of them will do), then
- * an OPT record if the query had one. With rcode FORMERR or NOTIMP the
- * question is left out. aa: authoritative. Returns the length (> 0). */
+ * an OPT record if the query had one, with the client subnet option echoed
+ * and ecs_scope as its scope prefix length when the query had one. With
+ * rcode FORMERR or NOTIMP the question is left out. aa: authoritative.
+ * Returns the length (> 0). */
 size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
-                          uint8_t *out, size_t cap);
+                          uint8_t ecs_scope, uint8_t *out, size_t cap);
 
 /* Is text a host name sluice can answer for ("www.example.com", any case,
  * no final dot, labels of 1..63 letters, digits, '-', '_')? */

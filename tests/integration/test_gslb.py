@@ -91,6 +91,25 @@ def test_region_by_client_network(procs):
     wait_for(lambda: short(port, "www.example.com") == ["192.0.2.10"], what="the first region")
 
 
+def test_client_subnet_from_a_resolver(procs):
+    # A resolver at 127.0.0.1 asking for a client in 10.1.2.0/24 (RFC 7871):
+    # that client's region answers, for that whole network.
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    procs.sluice(config(port, near, far, checks=False))
+    wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
+    out = dig(port, "www.example.com", "A", "+subnet=10.1.2.0/24")
+    assert "CLIENT-SUBNET: 10.1.2.0/24/24" in out, out
+    assert "\tA\t192.0.2.10" in out and "198.51.100.7" not in out
+    # A subnet of no bits: the resolver's own address decides.
+    out = dig(port, "www.example.com", "A", "+subnet=0.0.0.0/0")
+    assert "198.51.100.7" in out and "CLIENT-SUBNET: 0.0.0.0/0/0" in out, out
+    # A malformed one: FORMERR.
+    out = subprocess.run([DIG, "@127.0.0.1", "-p", str(port), "www.example.com", "+tries=1", "+time=2",
+                          "+ednsopt=8:0001180008080808"], capture_output=True, text=True, timeout=10).stdout
+    assert "status: FORMERR" in out, out
+
+
 def test_names_types_and_edns(procs):
     near, far = procs.origin("near"), procs.origin("far")
     port, admin = free_port(socket.SOCK_DGRAM), free_port()

@@ -55,6 +55,24 @@ static size_t query(uint8_t *p, uint16_t id, uint16_t flags, const char *name, u
     return at;
 }
 
+/* Append an EDNS option to a query whose OPT record is last; the OPT's
+ * RDLENGTH is at rd_at. */
+static size_t rd_at;
+static size_t add_option(uint8_t *p, size_t n, uint16_t code, const uint8_t *data, uint16_t len)
+{
+    uint16_t rd = (uint16_t)(p[rd_at] << 8 | p[rd_at + 1]);
+
+    rd = (uint16_t)(rd + 4 + len);
+    p[rd_at] = (uint8_t)(rd >> 8);
+    p[rd_at + 1] = (uint8_t)rd;
+    p[n++] = (uint8_t)(code >> 8);
+    p[n++] = (uint8_t)code;
+    p[n++] = (uint8_t)(len >> 8);
+    p[n++] = (uint8_t)len;
+    memcpy(p + n, data, len);
+    return n + len;
+}
+
 static uint16_t g16(const uint8_t *p)
 {
     return (uint16_t)(p[0] << 8 | p[1]);
@@ -77,7 +95,7 @@ int main(void)
     CHECK_EQ_INT(q.udp_size, 512);
     {
         struct dns_answer a[2] = {{DNS_TYPE_A, {192, 0, 2, 1}}, {DNS_TYPE_A, {192, 0, 2, 2}}};
-        size_t m = dns_write_response(p, &q, DNS_NOERROR, true, a, 2, 30, out, sizeof(out));
+        size_t m = dns_write_response(p, &q, DNS_NOERROR, true, a, 2, 30, 0, out, sizeof(out));
         CHECK_EQ_INT(m, n + 2 * 16);
         CHECK_EQ_INT(g16(out), 0x1234);
         CHECK_EQ_INT(g16(out + 2), 0x8000 | 0x0400 | 0x0100);   /* QR AA RD, NOERROR */
@@ -104,7 +122,7 @@ int main(void)
             memset(a[i].addr, i, 16);
         }
         /* 64 AAAA answers do not fit in 1232 bytes: a subset, and the OPT. */
-        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, out, sizeof(out));
+        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, 0, out, sizeof(out));
         CHECK(m <= DNS_UDP_MAX);
         CHECK(g16(out + 6) > 30 && g16(out + 6) < 64);
         CHECK_EQ_INT(g16(out + 10), 1);
@@ -113,8 +131,68 @@ int main(void)
         /* Without EDNS the limit is 512 bytes. */
         n = query(p, 7, 0, "a.b", DNS_TYPE_AAAA, 0, 0);
         CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
-        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, out, sizeof(out));
+        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, 0, out, sizeof(out));
         CHECK(m <= 512 && m > 400);
+    }
+
+    /* EDNS Client Subnet: read, and echoed with the scope given. */
+    n = query(p, 9, 0, "a.b", DNS_TYPE_A, 1232, 0);
+    rd_at = n - 2;
+    n = add_option(p, n, 8, (const uint8_t *)"\x00\x01\x18\x00\x0a\x01\x02", 7);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    CHECK(q.ecs && q.ecs_family == 1 && q.ecs_source == 24);
+    CHECK(memcmp(q.ecs_addr, "\x0a\x01\x02\x00", 4) == 0);
+    {
+        struct dns_answer a[1] = {{DNS_TYPE_A, {192, 0, 2, 1}}};
+        size_t m = dns_write_response(p, &q, DNS_NOERROR, true, a, 1, 30, 24, out, sizeof(out));
+        /* ... OPT: name, type, size, ttl (4), rdlen 11, then code 8, len 7,
+         * family 1, source 24, scope 24, 10.1.2 */
+        CHECK_EQ_INT(m, q.question_end + 16 + 11 + 11);
+        CHECK(memcmp(out + m - 13, "\x00\x0b\x00\x08\x00\x07\x00\x01\x18\x18\x0a\x01\x02", 13) == 0);
+    }
+    /* A cookie and a subnet of 0 bits (the client asks not to be located). */
+    n = query(p, 9, 0, "a.b", DNS_TYPE_A, 1232, 0);
+    rd_at = n - 2;
+    n = add_option(p, n, 10, (const uint8_t *)"\xab\xab\xab\xab\xab\xab\xab\xab", 8);
+    n = add_option(p, n, 8, (const uint8_t *)"\x00\x02\x00\x00", 4);
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    CHECK(q.ecs && q.ecs_family == 2 && q.ecs_source == 0);
+    /* Refused subnets: bits past the prefix, a scope in a query, the wrong
+     * number of address bytes, an unknown family, a prefix too long, twice. */
+    {
+        static const struct {
+            const char *opt;
+            uint16_t len;
+        } bad[] = {
+            {"\x00\x01\x17\x00\x0a\x01\x03", 7},
+            {"\x00\x01\x18\x08\x0a\x01\x02", 7},
+            {"\x00\x01\x18\x00\x0a\x01", 6},
+            {"\x00\x01\x18\x00\x0a\x01\x02\x00", 8},
+            {"\x00\x03\x08\x00\x0a", 5},
+            {"\x00\x01\x21\x00\x0a\x01\x02\x03\x04", 9},
+            {"\x00\x01\x00", 3},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            n = query(p, 9, 0, "a.b", DNS_TYPE_A, 1232, 0);
+        rd_at = n - 2;
+            rd_at = n - 2;
+    rd_at = n - 2;
+            n = add_option(p, n, 8, (const uint8_t *)bad[i].opt, bad[i].len);
+            CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+            CHECK(!q.ecs);
+        }
+        n = query(p, 9, 0, "a.b", DNS_TYPE_A, 1232, 0);
+        rd_at = n - 2;
+    rd_at = n - 2;
+        n = add_option(p, n, 8, (const uint8_t *)"\x00\x01\x08\x00\x0a", 5);
+        n = add_option(p, n, 8, (const uint8_t *)"\x00\x01\x08\x00\x0a", 5);
+        CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
+        n = query(p, 9, 0, "a.b", DNS_TYPE_A, 1232, 0);
+        rd_at = n - 2;
+    rd_at = n - 2;
+        n = add_option(p, n, 8, (const uint8_t *)"\x00\x01\x08\x00\x0a", 5);
+        p[n - 6] = 9;                               /* option longer than its record */
+        CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_FORMERR);
     }
 
     /* What is refused. */
@@ -124,7 +202,7 @@ int main(void)
     n = query(p, 1, 0x2800, "a.b", DNS_TYPE_A, 0, 0);           /* opcode UPDATE */
     CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOTIMP);
     {
-        size_t m = dns_write_response(p, &q, DNS_NOTIMP, false, NULL, 0, 0, out, sizeof(out));
+        size_t m = dns_write_response(p, &q, DNS_NOTIMP, false, NULL, 0, 0, 0, out, sizeof(out));
         CHECK_EQ_INT(m, 12);
         CHECK_EQ_INT(g16(out + 2) & 0xf, DNS_NOTIMP);
         CHECK_EQ_INT(g16(out + 4), 0);
