@@ -178,3 +178,18 @@ def test_config_errors(tmp_path):
                     "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
     r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 1 and "missing required key 'records'" in r.stderr, r.stderr
+
+
+def test_reload_takes_new_records(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    s = procs.sluice(config(port, near, far, checks=False))
+    wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"], what="near")
+    with open(s.config, "w") as f:
+        f.write(config(port, near, far, checks=False).replace("198.51.100.8", "198.51.100.9"))
+    s.reload()
+    # The new process answers on the same sockets; no query goes unanswered.
+    wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.9"],
+             what="the reloaded records")
+    for _ in range(20):
+        assert short(port, "www.example.com") == ["198.51.100.7", "198.51.100.9"]
