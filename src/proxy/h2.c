@@ -20,6 +20,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "core/bytes.h"
 #include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -52,21 +53,17 @@ struct h2_stream {
     enum h1_method method;
     bool started;                   /* c was made (or the error answered) */
     bool detached;                  /* http.c is done with it */
-    /* request bytes for http.c: head, then body */
-    char *rq;
-    uint32_t rq_off, rq_len, rq_cap;
+    struct bytes rq;                /* request bytes for http.c: head, then body */
     uint32_t unacked;               /* DATA bytes not yet given back to the windows */
     bool rq_end;                    /* END_STREAM seen */
     /* response: HTTP/1.1 from http.c, HTTP/2 to the client */
-    char *hd;                       /* head bytes until parsed */
-    uint32_t hd_len, hd_cap;
+    struct bytes hd;                /* head bytes until parsed */
     bool head_sent;
     bool failed;                    /* the response cannot continue: reset */
     enum h1_body_kind body;
     uint64_t left;                  /* H1_BODY_LENGTH: bytes still to come */
     struct h1_chunked chunk;
-    char *tx;                       /* decoded body bytes for DATA frames */
-    uint32_t tx_off, tx_len, tx_cap;
+    struct bytes tx;                /* decoded body bytes for DATA frames */
     bool tx_end;                    /* the body is complete */
     bool deferred;                  /* the data source said DEFERRED: resume it */
     bool want_room;                 /* http.c was told EAGAIN */
@@ -86,8 +83,7 @@ struct h2_conn {
     SSL *tls;
     char *client_subject;
     nghttp2_session *ng;
-    char *out;                      /* frames not yet sent */
-    uint32_t out_off, out_len, out_cap;
+    struct bytes out;               /* frames not yet sent */
     bool readable, writable, closed, draining;
     bool hup;                       /* epoll said the peer closed or failed */
     struct timer timer;
@@ -106,32 +102,6 @@ int h2_preface_match(const char *p, size_t n)
     if (memcmp(p, H2_PREFACE, k) != 0)
         return -1;
     return n >= H2_PREFACE_LEN ? 1 : 0;
-}
-
-/* ---- byte queues ---- */
-
-static bool queue_put(char **q, uint32_t *off, uint32_t *len, uint32_t *cap, const void *p, size_t n)
-{
-    if (*off && *len + n > *cap) {
-        memmove(*q, *q + *off, *len - *off);
-        *len -= *off;
-        *off = 0;
-    }
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 4096;
-        char *nq;
-
-        while (c < *len + n)
-            c *= 2;
-        if (c > UINT32_MAX || !(nq = realloc(*q, c)))
-            return false;
-        *q = nq;
-        *cap = (uint32_t)c;
-    }
-    if (n)
-        memcpy(*q + *len, p, n);
-    *len += (uint32_t)n;
-    return true;
 }
 
 static void schedule(struct h2_conn *h)
@@ -159,9 +129,9 @@ static void stream_free(struct h2_stream *s)
 {
     DLIST_REMOVE(s->h->streams, s);
     h2_request_free(&s->req);
-    free(s->rq);
-    free(s->hd);
-    free(s->tx);
+    bytes_free(&s->rq);
+    bytes_free(&s->hd);
+    bytes_free(&s->tx);
     free(s);
 }
 
@@ -188,21 +158,15 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
                          nghttp2_data_source *src, void *ud)
 {
     struct h2_stream *s = src->ptr;
-    uint32_t avail = s->tx_len - s->tx_off;
-    size_t n = avail < len ? avail : len;
+    size_t n = bytes_take(&s->tx, buf, len);
 
-    if (n)
-        memcpy(buf, s->tx + s->tx_off, n);
-    s->tx_off += (uint32_t)n;
-    if (s->tx_off == s->tx_len)
-        s->tx_off = s->tx_len = 0;
-    if (s->tx_len == 0 && s->tx_end) {
+    if (bytes_len(&s->tx) == 0 && s->tx_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     } else if (n == 0) {
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (s->want_room && s->c && s->tx_len - s->tx_off < H2_TX_MAX) {
+    if (s->want_room && s->c && bytes_len(&s->tx) < H2_TX_MAX) {
         s->want_room = false;
         http_stream_wake(s->c, false, true);
     }
@@ -232,13 +196,13 @@ static void stream_answer(struct h2_stream *s, int status)
     };
 
     nv[0].valuelen = (size_t)snprintf(code, sizeof(code), "%d", status);
-    s->tx_len = s->tx_off = 0;
-    if (!queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, reason, strlen(reason)) ||
-        !queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, "\n", 1)) {
+    bytes_clear(&s->tx);
+    if (!bytes_put(&s->tx, reason, strlen(reason)) ||
+        !bytes_put(&s->tx, "\n", 1)) {
         stream_reset(s, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%u", s->tx_len);
+    nv[2].valuelen = (size_t)snprintf(len, sizeof(len), "%u", bytes_len(&s->tx));
     s->tx_end = true;
     s->head_sent = true;
     s->detached = true;
@@ -258,7 +222,7 @@ static void stream_start(struct h2_stream *s, bool end_stream)
     s->started = true;
     if (!e)
         e = h2_request_end(&s->req, !end_stream);
-    if (!e && !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, s->req.head, s->req.len))
+    if (!e && !bytes_put(&s->rq, s->req.head, s->req.len))
         e = -500;
     if (e) {
         stream_answer(s, -e);
@@ -320,7 +284,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     if (end && !s->rq_end) {
         s->rq_end = true;
         if (s->req.chunked && !s->detached &&
-            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, "0\r\n\r\n", 5))
+            !bytes_put(&s->rq, "0\r\n\r\n", 5))
             stream_reset(s, NGHTTP2_INTERNAL_ERROR);
         if (s->c)
             http_stream_wake(s->c, true, false);
@@ -343,11 +307,11 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
     s->unacked += (uint32_t)len;
     if (s->req.chunked) {
         n = snprintf(size, sizeof(size), "%zx\r\n", len);
-        if (!queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, size, (size_t)n) ||
-            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, data, len) ||
-            !queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, "\r\n", 2))
+        if (!bytes_put(&s->rq, size, (size_t)n) ||
+            !bytes_put(&s->rq, data, len) ||
+            !bytes_put(&s->rq, "\r\n", 2))
             return NGHTTP2_ERR_CALLBACK_FAILURE;
-    } else if (!queue_put(&s->rq, &s->rq_off, &s->rq_len, &s->rq_cap, data, len)) {
+    } else if (!bytes_put(&s->rq, data, len)) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     if (s->c)
@@ -391,15 +355,9 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 
 size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
 {
-    uint32_t avail = s->rq_len - s->rq_off;
-    size_t n = avail < room ? avail : room;
+    size_t n = bytes_take(&s->rq, dst, room);
 
     *eof = false;
-    if (n)
-        memcpy(dst, s->rq + s->rq_off, n);
-    s->rq_off += (uint32_t)n;
-    if (s->rq_off == s->rq_len)
-        s->rq_off = s->rq_len = 0;
     /* Framing bytes are counted as DATA here: the window opens a few bytes
      * early at worst, never late. */
     stream_ack(s, (uint32_t)n);
@@ -494,7 +452,7 @@ static ssize_t take_body(struct h2_stream *s, const char *p, size_t n)
         default:
             return (ssize_t)used;    /* no body: nothing more belongs to it */
         }
-        if (d.len && !queue_put(&s->tx, &s->tx_off, &s->tx_len, &s->tx_cap, d.p, d.len))
+        if (d.len && !bytes_put(&s->tx, d.p, d.len))
             return -1;
         used += (size_t)r;
         if (done)
@@ -510,15 +468,14 @@ static ssize_t take_body(struct h2_stream *s, const char *p, size_t n)
 static bool take_head(struct h2_stream *s)
 {
     for (;;) {
-        int r = h1_parse_response(s->hd, s->hd_len, s->method, NULL, &s->resp);
+        int r = h1_parse_response(bytes_data(&s->hd), bytes_len(&s->hd), s->method, NULL, &s->resp);
 
         if (r == H1_NEED_MORE)
-            return s->hd_len < H2_RESP_HEAD_MAX;
+            return bytes_len(&s->hd) < H2_RESP_HEAD_MAX;
         if (r < 0 || !submit_head(s))
             return false;
         if (s->resp.status < 200) {
-            memmove(s->hd, s->hd + r, s->hd_len - (uint32_t)r);
-            s->hd_len -= (uint32_t)r;
+            s->hd.off += (uint32_t)r;      /* the next head follows */
             h1_response_init(&s->resp, s->resp_slots, H2_RESP_SLOTS);
             continue;
         }
@@ -528,11 +485,10 @@ static bool take_head(struct h2_stream *s)
         h1_chunked_init(&s->chunk);
         if (s->body == H1_BODY_NONE)
             s->tx_end = true;
-        if ((uint32_t)r < s->hd_len && take_body(s, s->hd + r, s->hd_len - (uint32_t)r) < 0)
+        if ((uint32_t)r < bytes_len(&s->hd) &&
+            take_body(s, bytes_data(&s->hd) + r, bytes_len(&s->hd) - (uint32_t)r) < 0)
             return false;
-        free(s->hd);
-        s->hd = NULL;
-        s->hd_len = s->hd_cap = 0;
+        bytes_free(&s->hd);
         return true;
     }
 }
@@ -551,17 +507,16 @@ ssize_t h2_stream_write(struct h2_stream *s, const struct iovec *iov, int cnt)
 
         asked += n;
         if (!s->head_sent) {
-            uint32_t off = 0;
             /* Gather head bytes; the whole piece is taken (the head is
              * bounded by http.c's buffers) and parsed at once. */
-            if (!queue_put(&s->hd, &off, &s->hd_len, &s->hd_cap, p, n) || !take_head(s))
+            if (!bytes_put(&s->hd, p, n) || !take_head(s))
                 goto fail;
             total += n;
             continue;
         }
-        if (s->tx_len - s->tx_off >= H2_TX_MAX)
+        if (bytes_len(&s->tx) >= H2_TX_MAX)
             break;
-        size_t room = H2_TX_MAX - (s->tx_len - s->tx_off);
+        size_t room = H2_TX_MAX - bytes_len(&s->tx);
         ssize_t r = take_body(s, p, n < room ? n : room);
 
         if (r < 0)
@@ -598,7 +553,7 @@ void h2_stream_detach(struct h2_stream *s, bool complete)
             stream_reset(s, NGHTTP2_INTERNAL_ERROR);
     }
     /* Request bytes nobody will read: back to the client's window. */
-    s->rq_off = s->rq_len = 0;
+    bytes_clear(&s->rq);
     stream_ack(s, s->unacked);
 }
 
@@ -606,9 +561,9 @@ void h2_stream_detach(struct h2_stream *s, bool complete)
 
 static bool send_out(struct h2_conn *h)
 {
-    while (h->writable && h->out_off < h->out_len) {
-        const char *p = h->out + h->out_off;
-        size_t n = h->out_len - h->out_off;
+    while (h->writable && bytes_len(&h->out)) {
+        const char *p = bytes_data(&h->out);
+        size_t n = bytes_len(&h->out);
         ssize_t r;
 
         if (h->tls) {
@@ -626,11 +581,11 @@ static bool send_out(struct h2_conn *h)
         }
         if (r <= 0)
             return false;
-        h->out_off += (uint32_t)r;
+        h->out.off += (uint32_t)r;
         h->last_active_ms = clock_now_ms();
     }
-    if (h->out_off == h->out_len)
-        h->out_off = h->out_len = 0;
+    if (!bytes_len(&h->out))
+        bytes_clear(&h->out);
     return true;
 }
 
@@ -640,9 +595,9 @@ static bool flush(struct h2_conn *h)
     for (;;) {
         if (!send_out(h))
             return false;
-        if (h->out_len)
+        if (bytes_len(&h->out))
             return true;            /* the socket is full: the rest waits */
-        while (h->out_len < H2_OUT_BATCH) {
+        while (bytes_len(&h->out) < H2_OUT_BATCH) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(h->ng, &data);
 
@@ -650,10 +605,10 @@ static bool flush(struct h2_conn *h)
                 return false;
             if (n == 0)
                 break;
-            if (!queue_put(&h->out, &h->out_off, &h->out_len, &h->out_cap, data, (size_t)n))
+            if (!bytes_put(&h->out, data, (size_t)n))
                 return false;
         }
-        if (!h->out_len)
+        if (!bytes_len(&h->out))
             return true;
     }
 }
@@ -712,7 +667,7 @@ static void conn_run(struct h2_conn *h)
         conn_close(h);
         return;
     }
-    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng) && !h->out_len) {
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng) && !bytes_len(&h->out)) {
         conn_close(h);
         return;
     }
@@ -751,7 +706,7 @@ static void conn_timer_fired(struct timer *t)
 
     for (struct h2_stream *s = h->streams; s && !busy; s = s->next)
         busy = s->c != NULL;
-    if (busy && !h->out_len)
+    if (busy && !bytes_len(&h->out))
         h->last_active_ms = clock_now_ms();
     if (clock_now_ms() < deadline(h)) {
         timer_arm(&h->w->loop.timers, &h->timer, deadline(h));
@@ -784,7 +739,7 @@ static void conn_close(struct h2_conn *h)
     tls_free(h->tls);
     close(h->io.fd);
     free(h->client_subject);
-    free(h->out);
+    bytes_free(&h->out);
     DLIST_REMOVE(head, h);
     w->h2_conns = head;
     w->nsessions--;
