@@ -11,7 +11,8 @@
  *    same head length and fields when one-shot succeeds, 0 when it needs
  *    more, and never success when it fails; every prefix of a valid head
  *    gives 0;
- *  - the chunked scanner gives the same result split at a data-derived point
+ *  - the chunked scanner gives the same result split at a data-derived point,
+ *    and decoding ends where scanning does
  *    (and byte by byte, for short inputs) as in one piece, never consumes
  *    more than it was given, and a chunked request body is scanned too.
  *
@@ -249,6 +250,31 @@ static void fuzz_chunked(const uint8_t *data, size_t size, size_t cut)
             t += r;
         }
         FUZZ_CHECK(t == r1 && (r1 < 0 || d == done1));
+    }
+
+    /* decoding (for HTTP/2 clients) ends where scanning ends, and its data
+     * and trailer bytes are pieces of what it consumed */
+    {
+        ssize_t t = 0;
+        bool d = false;
+        size_t data_bytes = 0;
+        h1_chunked_init(&c);
+        while (!d && (size_t)t < size) {
+            struct h1_slice piece;
+            bool tr;
+            ssize_t r = h1_chunked_decode(&c, p + t, size - (size_t)t, &piece, &tr, &d);
+            if (r < 0) {
+                t = -1;
+                break;
+            }
+            if (r == 0)
+                break;
+            FUZZ_CHECK(piece.len == 0 || (piece.p == p + t && piece.len == (uint32_t)r && !tr));
+            data_bytes += piece.len;
+            t += r;
+        }
+        FUZZ_CHECK(t == r1 && (r1 < 0 || d == done1));
+        FUZZ_CHECK(r1 < 0 || data_bytes <= (size_t)r1);
     }
 }
 

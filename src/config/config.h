@@ -297,6 +297,8 @@ struct conf_pool {
                                       received, and between body reads; default 30000 → 504 */
     uint64_t upstream_idle_ms;     /* timeouts.upstream_idle: idle keep-alive lifetime, default 60000 */
     uint32_t max_idle_connections; /* keep-alive connections kept per worker per backend, default 64 */
+    bool http2;                    /* speak HTTP/2 to the backends (cleartext, prior knowledge):
+                                      one multiplexed session per worker and backend */
     struct conf_retries retries;   /* http: retries (attempts 0 = only connect failures) */
     struct conf_breaker breaker;   /* http: circuit_breaker; 0 = no limit */
     struct conf_outlier outlier;   /* outlier_detection; consecutive_failures 0 = off */

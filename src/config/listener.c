@@ -207,6 +207,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         else if (l->pool->tls && mode_ok && l->mode == LISTENER_UDP)
             config_diag_error(d, n->line, n->col, "%s: pool '%s' speaks TLS to its backends, "
                               "which a udp listener cannot", owner, s);
+        else if (l->pool->http2 && mode_ok && l->mode != LISTENER_HTTP)
+            config_diag_error(d, n->line, n->col, "%s: pool '%s' speaks HTTP/2 to its backends, "
+                              "which only an http listener can use", owner, s);
     }
 
     if ((n = config_map_get(map, "timeouts")) && !(mode_ok && l->mode == LISTENER_DNS))

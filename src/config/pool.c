@@ -320,6 +320,16 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
         config_read_pool_sticky(d, p, owner, n);
     if ((n = config_map_get(map, "tls")))
         p->tls = config_read_upstream_tls(d, owner, n);
+    if ((n = config_map_get(map, "http2")) && config_want_bool(d, owner, "http2", n, &p->http2) == 0 &&
+        p->http2) {
+        const struct config_node *k;
+        if ((k = config_map_get(map, "tls")))
+            config_diag_error(d, n->line, n->col, "%s: http2 with tls is not built yet: HTTP/2 "
+                              "to backends is cleartext (prior knowledge) for now", owner);
+        if ((k = config_map_get(map, "send_proxy")))
+            config_diag_error(d, k->line, k->col, "%s: send_proxy does not apply to an http2 pool",
+                              owner);
+    }
     config_read_backends(d, cfg, p, owner, map, total_backends);
     if ((n = config_map_get(map, "health_check")))
         config_read_health(d, p, owner, n);

@@ -122,6 +122,7 @@ const char *const config_known_keys[] = {
     "pools[].timeouts.upstream_response",
     "pools[].timeouts.upstream_idle",
     "pools[].max_idle_connections",
+    "pools[].http2",
     "pools[].retries",
     "pools[].retries.attempts",
     "pools[].retries.retry_on",

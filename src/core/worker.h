@@ -63,6 +63,7 @@ struct worker {
     void *sessions;                      /* proxy/tcp.c: list of live sessions */
     void *http_conns;                    /* proxy/http.c: list of client connections */
     void *h2_conns;                      /* proxy/h2.c: list of HTTP/2 client connections */
+    void *h2_sessions;                   /* proxy/h2_upstream.c: HTTP/2 sessions to backends */
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
     void *free_exchanges;                /* proxy/http.c: exchanges kept for reuse */

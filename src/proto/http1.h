@@ -238,12 +238,14 @@ void h1_chunked_init(struct h1_chunked *c);
 ssize_t h1_chunked_scan(struct h1_chunked *c, const char *p, size_t len, bool *done);
 
 /* The same scan for a recipient that needs the data itself (an HTTP/2
- * client gets DATA frames, not chunks): consumes framing, or data, but not
- * both in one call. Returns the bytes consumed (-1: malformed, as above);
- * *data is the chunk data among them (len 0 when they were framing). Call
- * again until it consumes nothing or sets *done. */
+ * client gets DATA frames, not chunks): each call consumes chunk framing,
+ * or data, or trailer section bytes, never two of them. Returns the bytes
+ * consumed (-1: malformed, as above); *data is the chunk data among them
+ * (len 0 otherwise); *trailer says they were (part of) the trailer section,
+ * its fields and final CRLF, as received. Call again until it consumes
+ * nothing or sets *done. */
 ssize_t h1_chunked_decode(struct h1_chunked *c, const char *p, size_t len, struct h1_slice *data,
-                          bool *done);
+                          bool *trailer, bool *done);
 
 /* Helpers for the proxy. */
 

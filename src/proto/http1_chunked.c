@@ -320,12 +320,14 @@ fail:
 }
 
 ssize_t h1_chunked_decode(struct h1_chunked *c, const char *p, size_t len, struct h1_slice *data,
-                          bool *done)
+                          bool *trailer, bool *done)
 {
     size_t used = 0;
+    bool in_trailer = c->state >= CH_TR_START && c->state < CH_DONE;
 
     data->p = NULL;
     data->len = 0;
+    *trailer = in_trailer && len;
     *done = c->state == CH_DONE;
     if (c->state == CH_DATA && len) {
         /* Data bytes: handed out as they are, at most 4 GiB - 1 at once. */
@@ -338,12 +340,15 @@ ssize_t h1_chunked_decode(struct h1_chunked *c, const char *p, size_t len, struc
         return h1_chunked_scan(c, p, n, done);
     }
     /* Framing (size lines, CRLFs, trailers): one byte at a time, so that
-     * the scan stops where the next chunk's data starts. Framing is a few
-     * bytes per chunk; the trailer section is bounded. */
+     * the scan stops where the next chunk's data starts, and where the
+     * trailer section starts. Framing is a few bytes per chunk; the trailer
+     * section is bounded. */
     while (used < len && c->state != CH_DATA && !*done) {
         if (h1_chunked_scan(c, p + used, 1, done) < 0)
             return -1;
         used++;
+        if (!in_trailer && c->state >= CH_TR_START && c->state < CH_DONE)
+            break;
     }
     return (ssize_t)used;
 }

@@ -29,8 +29,10 @@
 #include "net/listener.h"
 #include "proto/h2_request.h"
 #include "proto/http1.h"
+#include "proto/http1_body.h"
 #include "proto/tls.h"
 #include "proxy/h2.h"
+#include "proxy/h2_out.h"
 #include "proxy/http_message.h"
 
 #define H2_MAX_STREAMS 128          /* SETTINGS_MAX_CONCURRENT_STREAMS */
@@ -60,10 +62,9 @@ struct h2_stream {
     struct bytes hd;                /* head bytes until parsed */
     bool head_sent;
     bool failed;                    /* the response cannot continue: reset */
-    enum h1_body_kind body;
-    uint64_t left;                  /* H1_BODY_LENGTH: bytes still to come */
-    struct h1_chunked chunk;
+    struct h1_body body;            /* the response body, out of its framing */
     struct bytes tx;                /* decoded body bytes for DATA frames */
+    struct bytes trailers;          /* the chunked body's trailer section, as received */
     bool tx_end;                    /* the body is complete */
     bool deferred;                  /* the data source said DEFERRED: resume it */
     bool want_room;                 /* http.c was told EAGAIN */
@@ -132,6 +133,7 @@ static void stream_free(struct h2_stream *s)
     bytes_free(&s->rq);
     bytes_free(&s->hd);
     bytes_free(&s->tx);
+    bytes_free(&s->trailers);
     free(s);
 }
 
@@ -154,6 +156,38 @@ static void stream_reset(struct h2_stream *s, uint32_t code)
     schedule(s->h);
 }
 
+/* The trailer section of a chunked response (checked by the chunked scan:
+ * "name: value" lines, then an empty one) as a trailing HEADERS frame.
+ * false when it has no fields. */
+static bool submit_trailers(nghttp2_session *ng, struct h2_stream *s)
+{
+    nghttp2_nv nv[64];
+    char names[64][64];
+    size_t n = 0;
+    const char *p = bytes_data(&s->trailers), *end = p + bytes_len(&s->trailers);
+
+    while (p < end && n < 64) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v, *ve;
+
+        if (!eol || eol == p)
+            break;
+        colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon && colon > p && (size_t)(colon - p) < sizeof(names[0])) {
+            for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+                ;
+            for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+                ;
+            for (const char *c = p; c < colon; c++)
+                names[n][c - p] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+            nv[n] = (nghttp2_nv){(uint8_t *)names[n], (uint8_t *)v, (size_t)(colon - p),
+                                 (size_t)(ve - v), NGHTTP2_NV_FLAG_NONE};
+            n++;
+        }
+        p = eol + 2;
+    }
+    return n && nghttp2_submit_trailer(ng, s->id, nv, n) == 0;
+}
+
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
@@ -161,7 +195,10 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     size_t n = bytes_take(&s->tx, buf, len);
 
     if (bytes_len(&s->tx) == 0 && s->tx_end) {
+        /* The body is over: END_STREAM goes on the trailers, if any. */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (bytes_len(&s->trailers) && submit_trailers(ng, s))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     } else if (n == 0) {
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
@@ -296,8 +333,6 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
                    void *ud)
 {
     struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, id);
-    char size[24];
-    int n;
 
     if (!s || s->detached || !s->started) {
         /* Nobody will read it: give the window back at once. */
@@ -306,10 +341,8 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
     }
     s->unacked += (uint32_t)len;
     if (s->req.chunked) {
-        n = snprintf(size, sizeof(size), "%zx\r\n", len);
-        if (!bytes_put(&s->rq, size, (size_t)n) ||
-            !bytes_put(&s->rq, data, len) ||
-            !bytes_put(&s->rq, "\r\n", 2))
+        /* An empty DATA frame must not become the last chunk. */
+        if (len && !h2_put_chunk(&s->rq, data, len))
             return NGHTTP2_ERR_CALLBACK_FAILURE;
     } else if (!bytes_put(&s->rq, data, len)) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -426,41 +459,11 @@ fail:
  * Content-Length): the data goes to tx. Returns bytes used, -1 malformed. */
 static ssize_t take_body(struct h2_stream *s, const char *p, size_t n)
 {
-    size_t used = 0;
+    ssize_t r = h1_body_take(&s->body, p, n, &s->tx, &s->trailers);
 
-    while (used < n && !s->tx_end) {
-        struct h1_slice d = {p + used, 0};
-        bool done = false;
-        ssize_t r;
-
-        switch (s->body) {
-        case H1_BODY_LENGTH:
-            r = (ssize_t)(n - used < s->left ? n - used : s->left);
-            d.len = (uint32_t)r;
-            s->left -= (uint64_t)r;
-            done = s->left == 0;
-            break;
-        case H1_BODY_CHUNKED:
-            r = h1_chunked_decode(&s->chunk, p + used, n - used, &d, &done);
-            if (r < 0)
-                return -1;
-            break;
-        case H1_BODY_CLOSE:
-            r = (ssize_t)(n - used);
-            d.len = (uint32_t)r;
-            break;
-        default:
-            return (ssize_t)used;    /* no body: nothing more belongs to it */
-        }
-        if (d.len && !bytes_put(&s->tx, d.p, d.len))
-            return -1;
-        used += (size_t)r;
-        if (done)
-            s->tx_end = true;
-        if (r == 0 && !done)
-            break;
-    }
-    return (ssize_t)used;
+    if (s->body.done)
+        s->tx_end = true;
+    return r;
 }
 
 /* Parse head bytes gathered in hd; after a final head, what follows it is
@@ -480,11 +483,8 @@ static bool take_head(struct h2_stream *s)
             continue;
         }
         s->head_sent = true;
-        s->body = s->resp.body;
-        s->left = s->resp.content_length;
-        h1_chunked_init(&s->chunk);
-        if (s->body == H1_BODY_NONE)
-            s->tx_end = true;
+        h1_body_init(&s->body, s->resp.body, s->resp.content_length);
+        s->tx_end = s->body.done;
         if ((uint32_t)r < bytes_len(&s->hd) &&
             take_body(s, bytes_data(&s->hd) + r, bytes_len(&s->hd) - (uint32_t)r) < 0)
             return false;
@@ -545,7 +545,7 @@ void h2_stream_detach(struct h2_stream *s, bool complete)
     s->c = NULL;
     s->detached = true;
     if (!s->failed) {
-        if (complete && s->head_sent && s->body == H1_BODY_CLOSE)
+        if (complete && s->head_sent && s->body.kind == H1_BODY_CLOSE)
             s->tx_end = true;           /* close-delimited: the backend closed */
         if (complete && s->head_sent && s->tx_end)
             stream_resume(s);
@@ -597,17 +597,8 @@ static bool flush(struct h2_conn *h)
             return false;
         if (bytes_len(&h->out))
             return true;            /* the socket is full: the rest waits */
-        while (bytes_len(&h->out) < H2_OUT_BATCH) {
-            const uint8_t *data;
-            ssize_t n = nghttp2_session_mem_send(h->ng, &data);
-
-            if (n < 0)
-                return false;
-            if (n == 0)
-                break;
-            if (!bytes_put(&h->out, data, (size_t)n))
-                return false;
-        }
+        if (!h2_out_gather(h->ng, &h->out, H2_OUT_BATCH))
+            return false;
         if (!bytes_len(&h->out))
             return true;
     }

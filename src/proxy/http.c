@@ -43,6 +43,7 @@
 #include "proxy/access_log.h"
 #include "proxy/end.h"
 #include "proxy/h2.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/http_message.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
@@ -1298,7 +1299,7 @@ static void exchange_connect(struct http_conn *c)
         atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
         x->connect_start_us = clock_now_us();
-        x->up = upstream_take_idle(c->w, b);
+        x->up = x->pool->conf->http2 ? NULL : upstream_take_idle(c->w, b);
         if (x->up) {
             x->up_reused = true;
             upstream_attach(x->up, up_event, c);
@@ -1311,7 +1312,10 @@ static void exchange_connect(struct http_conn *c)
         x->up_reused = false;
         if (!breaker_allows_connect(c))
             return;
-        x->up = upstream_connect(c->w, b, up_event, c, &err);
+        /* HTTP/2 pools: a stream on a shared session, which completes like
+         * a connect (EPOLLOUT once the session is up). */
+        x->up = x->pool->conf->http2 ? h2_upstream_open(c->w, b, up_event, c, &err)
+                                     : upstream_connect(c->w, b, up_event, c, &err);
         if (x->up) {
             x->connect_deadline_ms = clock_now_ms() + x->pool->conf->connect_timeout_ms;
             x->up_active_ms = clock_now_ms();
@@ -1396,6 +1400,8 @@ static ssize_t up_send(struct upstream_conn *u, const void *p, size_t n)
 {
     ssize_t r;
 
+    if (u->h2)
+        return h2_upstream_send(u, p, n);
     if (!u->tls)
         return send(u->io.fd, p, n, MSG_NOSIGNAL);
     if ((r = tls_write(u->tls, p, n)) > 0)
@@ -1408,6 +1414,8 @@ static ssize_t up_recv(struct upstream_conn *u, void *p, size_t n)
 {
     ssize_t r;
 
+    if (u->h2)
+        return h2_upstream_recv(u, p, n);
     if (!u->tls)
         return recv(u->io.fd, p, n, 0);
     if ((r = tls_read(u->tls, p, n)) > 0)
@@ -2272,6 +2280,7 @@ void http_drain(struct worker *w)
     drain_idle(w);
     h2_drain(w);
     upstream_close_idle(w);
+    h2_upstream_close_idle(w);
 }
 
 void http_sweep(struct worker *w)
@@ -2350,6 +2359,7 @@ void http_close_all(struct worker *w)
     h2_close_all(w);
     while (w->http_conns)
         conn_close(w->http_conns, END_SHUTDOWN);
+    h2_upstream_close_all(w);
     upstream_close_idle(w);
     while (w->free_exchanges) {
         void *x = w->free_exchanges;

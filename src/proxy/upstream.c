@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "proxy/h2_upstream.h"
 #include "proto/tls.h"
 
 /* Idle lists of one worker: [pool][backend], allocated on first use. */
@@ -182,6 +183,10 @@ void upstream_release(struct upstream_conn *u, bool reusable)
     struct idle_list *l;
     const struct conf_pool *pc = u->b->pool->conf;
 
+    if (u->h2) {
+        h2_upstream_release(u);
+        return;
+    }
     u->owner = NULL;
     u->cb = NULL;
     u->requests++;
@@ -250,6 +255,8 @@ int upstream_socket_error(struct upstream_conn *u)
     int err = 0;
     socklen_t len = sizeof(err);
 
+    if (u->h2)
+        return h2_upstream_error(u);
     getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     return err;
 }

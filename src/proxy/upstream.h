@@ -39,6 +39,8 @@ struct upstream_conn {
     SSL *tls;                    /* a pool with tls: the connection's; NULL = plain */
     int tls_want;                /* handshake: TLS_WANT_READ/WRITE it waits for */
     bool tls_ready;              /* handshake done (a reused connection's is) */
+    struct h2_ustream *h2;       /* a stream of an HTTP/2 session (proxy/h2_upstream.c):
+                                    no socket of its own; NULL = a connection */
 };
 
 /* An idle connection to b, taken off its list, or NULL. */

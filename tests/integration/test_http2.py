@@ -194,6 +194,8 @@ def test_request_bodies_with_and_without_length(procs, tmp_path):
     sid = c.request("/echo", method="POST", end=False)
     for p in parts:
         c.send_body(sid, p)
+        c.conn.send_data(sid, b"")      # an empty DATA frame is not the body's end
+        c.flush()
     c.send_body(sid, b"", end=True)
     r = c.wait([sid])[0]
     echo = json.loads(r["body"])

@@ -937,33 +937,39 @@ static void test_chunked_decode(void)
 
     for (size_t cut = 0; cut <= n; cut++) {
         struct h1_chunked c;
-        char out[64];
-        size_t olen = 0, at = 0;
+        char out[64], trailers[64];
+        size_t olen = 0, at = 0, tlen = 0;
         bool done = false;
 
         h1_chunked_init(&c);
         while (!done) {
             size_t end = at < cut ? cut : n;
             struct h1_slice d;
-            ssize_t r = h1_chunked_decode(&c, body + at, end - at, &d, &done);
+            bool tr;
+            ssize_t r = h1_chunked_decode(&c, body + at, end - at, &d, &tr, &done);
             if (r < 0 || (r == 0 && !done && end == n))
                 break;
             if (d.len) {
                 memcpy(out + olen, d.p, d.len);
                 olen += d.len;
             }
+            if (tr) {
+                memcpy(trailers + tlen, body + at, (size_t)r);
+                tlen += (size_t)r;
+            }
             at += (size_t)r;
         }
-        if (!done || at != blen || olen != 16 || memcmp(out, "hello0123456789!", 16) != 0)
+        if (!done || at != blen || olen != 16 || memcmp(out, "hello0123456789!", 16) != 0 ||
+            tlen != 8 || memcmp(trailers, "T: x\r\n\r\n", 8) != 0)
             bad++;
     }
     CHECK_EQ_INT(bad, 0);
     {
         struct h1_chunked c;
         struct h1_slice d;
-        bool done;
+        bool done, tr;
         h1_chunked_init(&c);
-        CHECK_EQ_INT(h1_chunked_decode(&c, "zz\r\n", 4, &d, &done), -1);
+        CHECK_EQ_INT(h1_chunked_decode(&c, "zz\r\n", 4, &d, &tr, &done), -1);
     }
 }
 

@@ -1,0 +1,42 @@
+/* What both HTTP/2 sides (proxy/h2.c to clients, proxy/h2_upstream.c to
+ * backends) do to send: gather nghttp2's frames into one buffer, so that
+ * many small frames leave in one system call. */
+#ifndef SLUICE_PROXY_H2_OUT_H
+#define SLUICE_PROXY_H2_OUT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "core/bytes.h"
+
+/* Append the frames nghttp2 has ready to out until it holds batch bytes
+ * or there are none. false: nghttp2 failed, or out of memory. */
+static inline bool h2_out_gather(nghttp2_session *ng, struct bytes *out, uint32_t batch)
+{
+    while (bytes_len(out) < batch) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(ng, &data);
+
+        if (n < 0)
+            return false;
+        if (n == 0)
+            break;
+        if (!bytes_put(out, data, (size_t)n))
+            return false;
+    }
+    return true;
+}
+
+/* DATA as an HTTP/1.1 chunk ("size CRLF data CRLF") for the HTTP/1.1 side
+ * of the proxy. false: out of memory. */
+static inline bool h2_put_chunk(struct bytes *q, const uint8_t *data, size_t len)
+{
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+
+    return bytes_put(q, size, (size_t)n) && bytes_put(q, data, len) && bytes_put(q, "\r\n", 2);
+}
+
+#endif
