@@ -316,11 +316,13 @@ class Balancer:
         return sum(proc_rss_kb(p) for p in self.pids)
 
 
-def start_balancer(name, tpl_dir, tmp, origins, label=None, cpus=BAL_CPU, **kw):
+def start_balancer(name, tpl_dir, tmp, origins, label=None, cpus=BAL_CPU, haproxy_server_opts="",
+                   **kw):
     """Start balancer `name` (sluice, haproxy or nginx; process label
     `label`) from the templates in tpl_dir, with its files under tmp, in
     front of the origin ports, pinned to `cpus` (a taskset CPU list; CPU
-    BAL_CPU by default); kw: more template variables."""
+    BAL_CPU by default); haproxy_server_opts: appended to each HAProxy
+    `server` line (" proto h2"); kw: more template variables."""
     label = label or name
     os.makedirs(tmp, exist_ok=True)
     be = [("b%d" % (i + 1), "127.0.0.1:%d" % port) for i, port in enumerate(origins)]
@@ -334,7 +336,7 @@ def start_balancer(name, tpl_dir, tmp, origins, label=None, cpus=BAL_CPU, **kw):
         return Balancer("sluice", port, p)
     if name == "haproxy":
         cfg = render(tpl_dir, "haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
-            "    server %s %s" % b for b in be), **kw)
+            "    server %s %s%s" % (b + (haproxy_server_opts,)) for b in be), **kw)
         p = start(label, [HAPROXY, "-f", cfg, "-db"], cpus, tmp)
         wait_port(port, p)
         return Balancer("haproxy", port, p)

@@ -25,9 +25,20 @@ non-2xx answer, in a warm-up or a window, ends the run with an error, and so
 does a balancer that does not answer HTTP/2 (curl --http2-prior-knowledge must
 report version 2 and reach every origin) before and after the windows.
 
+With --upstream h2 the bench is gRPC-shaped: HTTP/2 on both sides. The
+balancers speak HTTP/2 to the origins too (configs: bench/grpc/*.in: sluice
+`http2: true` on the pool, HAProxy `server ... proto h2`, NGINX
+`grpc_pass`), the origins are one NGINX worker serving cleartext HTTP/2
+on each origin port and answering as a gRPC server shapes it
+(application/grpc, a short body, trailer grpc-status: 0), and h2load sends
+requests with gRPC's fields (content-type application/grpc, te: trailers)
+but no body: NGINX's grpc_pass fails when an NGINX origin answers before
+reading a request body.
+Results then go to bench/results/grpc-<date>.txt.
+
 Every load loop is bounded in time, the whole run has a watchdog.
 Stdlib only. Needs h2load (Debian package nghttp2-client; H2LOAD_BIN).
-Usage: bench/http2.py [--duration S] [--rounds N] [--only a,b]
+Usage: bench/http2.py [--upstream h1|h2] [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/http2-<date>.txt.
 """
 import datetime
@@ -44,6 +55,8 @@ import benchlib  # noqa: E402
 from benchlib import CLIENT_CPU, CURL, Window, die, log, render_table, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "http2")
+TPL_H2 = os.path.join(HERE, "grpc")
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
 H2LOAD = os.environ.get("H2LOAD_BIN", "/usr/bin/h2load")
 WATCHDOG_S = 290
 ORIGINS = 3
@@ -60,14 +73,14 @@ def last_lines(text, n=20):
     return "\n".join(text.splitlines()[-n:]) + "\n"
 
 
-def h2load_window(url, secs, conns, streams, window=None):
+def h2load_window(url, secs, conns, streams, window=None, extra=()):
     """h2load -D secs -c CONNS -m STREAMS -t 1 against url on CPU CLIENT_CPU,
     inside `window` (a Window) if given. Returns its counts as a dict: done,
     succeeded, failed, errored, timeout, refused (non-2xx answers), rps (h2load's
     req/s over the -D duration) and secs. Dies on any failed, errored or
     timed-out request or non-2xx answer."""
     argv = ["taskset", "-c", str(CLIENT_CPU), H2LOAD, "-D", str(secs), "-c", str(conns),
-            "-m", str(streams), "-t", "1", url]
+            "-m", str(streams), "-t", "1"] + list(extra) + [url]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     so, se = benchlib.run_client(p, secs + 30, "h2load", window)
     out = so.decode(errors="replace")
@@ -92,16 +105,16 @@ def h2load_window(url, secs, conns, streams, window=None):
     return v
 
 
-def measured_h2load(b, url, secs, conns, streams, warmup=1, settle=0.0):
+def measured_h2load(b, url, secs, conns, streams, warmup=1, settle=0.0, extra=()):
     """measured_wrk()'s equivalent for h2load: a warm-up run (then settle
     seconds of quiet), then one h2load window on balancer b: requests, req/s,
     failed, errored, the balancer's CPU per request and requests per CPU-s,
     and whether other processes disturbed the window."""
     if warmup:
-        h2load_window(url, warmup, conns, streams)
+        h2load_window(url, warmup, conns, streams, extra=extra)
     time.sleep(settle)
     w = Window(b)
-    v = h2load_window(url, secs, conns, streams, window=w)
+    v = h2load_window(url, secs, conns, streams, window=w, extra=extra)
     reqs = v["done"]
     return dict(reqs=reqs, rps=v["rps"], secs=v["secs"], refused=v["refused"], failed=v["failed"],
                 errored=v["errored"], cpu=w.cpu, cpu_us=1e6 * w.cpu / reqs if reqs else 0,
@@ -127,8 +140,33 @@ def h2_reaches(b, names):
         die("%s reached only %s of %s" % (b.name, sorted(seen), names))
 
 
+def start_h2_origins(n, tmp):
+    """n cleartext HTTP/2 origins b1..bn: one NGINX worker on CPU CLIENT_CPU
+    with a server per port, each answering its name gRPC-style."""
+    names, ports = ["b%d" % (i + 1) for i in range(n)], [benchlib.free_port() for _ in range(n)]
+    servers = "".join(
+        "\n    server {\n        listen 127.0.0.1:%d http2;\n        location / {\n"
+        "            add_trailer grpc-status 0;\n            default_type application/grpc;\n"
+        "            return 200 \"%s\\n\";\n        }\n    }\n" % (port, name)
+        for name, port in zip(names, ports))
+    ntmp = os.path.join(tmp, "origin-nginx")
+    os.makedirs(ntmp, exist_ok=True)
+    cfg = benchlib.render(TPL_H2, "origin-nginx.conf", ntmp, ORIGIN_SERVERS=servers)
+    p = benchlib.start("origin-nginx", benchlib.nginx_argv(ntmp, cfg), CLIENT_CPU, tmp)
+    for port in ports:
+        benchlib.wait_port(port, p)
+    benchlib.nginx_workers(p)
+    log("http2 bench: HTTP/2 origins %s (one nginx worker) on CPU %d" % (
+        ", ".join("%s=%d" % x for x in zip(names, ports)), CLIENT_CPU))
+    return names, ports
+
+
 def main():
-    args, only = benchlib.peer_args(__doc__, "http2")
+    def extra(ap):
+        ap.add_argument("--upstream", choices=("h1", "h2"), default="h1",
+                        help="what the balancers speak to the origins (h2: the gRPC-shaped bench)")
+    args, only = benchlib.peer_args(__doc__, "http2", extra)
+    h2up = args.upstream == "h2"
     benchlib.setup("http2 bench")
     if not os.access(H2LOAD, os.X_OK):
         die("missing %s (Debian package nghttp2-client; or set H2LOAD_BIN)" % H2LOAD)
@@ -139,9 +177,14 @@ def main():
     benchlib.tmpdirs.append(tmp)
     res = {p: {t: [] for t, _, _ in WINDOWS} for p in only}
     lines = []
+    load = sum((("-H", h) for h in GRPC_HEADERS), ()) if h2up else ()
     try:
-        names, ports = benchlib.start_origins(ORIGINS, tmp, ["--threads", "1", "--mode", "http"])
-        bals = {p: start_balancer(p, TPL, os.path.join(tmp, p), ports) for p in only}
+        if h2up:
+            names, ports = start_h2_origins(ORIGINS, tmp)
+        else:
+            names, ports = benchlib.start_origins(ORIGINS, tmp, ["--threads", "1", "--mode", "http"])
+        bals = {p: start_balancer(p, TPL_H2 if h2up else TPL, os.path.join(tmp, p), ports,
+                                  haproxy_server_opts=" proto h2" if h2up else "") for p in only}
         for b in bals.values():
             h2_reaches(b, names)
         for rnd in range(args.rounds):
@@ -149,7 +192,7 @@ def main():
             for t, conns, streams in WINDOWS:
                 for p in order:
                     r = measured_h2load(bals[p], "http://127.0.0.1:%d/" % bals[p].port,
-                                        args.duration, conns, streams)
+                                        args.duration, conns, streams, extra=load)
                     res[p][t].append(r)
                     line = ("  [round %d] %-7s %-7s %8.0f req/s  %6.1f us CPU/req  %7.0f req/CPU-s  "
                             "failed %d  errored %d%s" % (
@@ -174,13 +217,17 @@ def main():
                     ["-"] * npeers)
     disturbed = sum(r["noisy"] for p in only for t, _, _ in WINDOWS for r in res[p][t])
     notes = [
-        "sluice HTTP/2 bench, %s (run took %.0fs)" % (
+        "sluice %s bench, %s (run took %.0fs)" % ("gRPC-shaped (HTTP/2 both sides)" if h2up else "HTTP/2",
             datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
         benchlib.host_note(), benchlib.versions_note(), "client: %s" % benchlib.version([H2LOAD, "--version"]),
         "balancers pinned to CPU 0 (one worker each); h2load -t1 (cleartext HTTP/2, prior knowledge)"
-        " and %d sluice-origin (--threads 1, HTTP/1.1) on CPU 1" % ORIGINS,
+        " and %s on CPU 1" % ("%d HTTP/2 origins (one nginx worker, gRPC-shaped answers)" % ORIGINS if h2up
+                              else "%d sluice-origin (--threads 1, HTTP/1.1)" % ORIGINS),
         "background load before the run: %s" % benchlib.fmt_load(bg),
-        "configs: bench/http2/*.in (the HTTP bench's plus HTTP/2 on the listener; HTTP/1.1 keep-alive upstream)",
+        ("configs: bench/grpc/*.in (HTTP/2 to the origins: sluice http2 pool, HAProxy proto h2, NGINX"
+         " grpc_pass); h2load sends content-type application/grpc and te: trailers, no body"
+         if h2up else
+         "configs: bench/http2/*.in (the HTTP bench's plus HTTP/2 on the listener; HTTP/1.1 keep-alive upstream)"),
         "windows: streams = h2load -c10 -m10, conns = h2load -c50 -m1; each after a 1 s warm-up run",
         "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
     ]
@@ -191,7 +238,7 @@ def main():
                  " machine.\n" % (100 * benchlib.NOISE, disturbed))
     text += "\nper window:\n" + "\n".join(lines) + "\n"
     print(text)
-    benchlib.write_results(text, args.out, "http2", datetime.datetime.now())
+    benchlib.write_results(text, args.out, "grpc" if h2up else "http2", datetime.datetime.now())
 
 
 if __name__ == "__main__":

@@ -359,6 +359,9 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
     if (!s)
         return 0;
+    /* Request bytes not read yet: the connection's window gets them back. */
+    if (s->unacked)
+        nghttp2_session_consume(ng, id, s->unacked);
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     if ((c = s->c)) {
         /* Closed with the whole response handed to nghttp2 (http.c has not

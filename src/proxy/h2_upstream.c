@@ -120,6 +120,11 @@ static void stream_detach(struct h2_ustream *us)
 
     if (!s)
         return;
+    /* What http.c has not read yet goes back to the session's window now:
+     * the stream can take no more, and the connection must not shrink. */
+    if (us->id && us->unacked && !s->dead)
+        nghttp2_session_consume(s->ng, us->id, us->unacked);
+    us->unacked = 0;
     if (us->id)
         nghttp2_session_set_stream_user_data(s->ng, us->id, NULL);
     DLIST_REMOVE(s->streams, us);
@@ -669,8 +674,6 @@ void h2_upstream_release(struct upstream_conn *u)
     u->owner = NULL;
     if (s && us->id && !us->rx_end)
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, us->id, NGHTTP2_CANCEL);
-    if (s && us->id && us->unacked)
-        nghttp2_session_consume(s->ng, us->id, us->unacked);
     stream_detach(us);
     if (s)
         session_schedule(s);

@@ -11,7 +11,7 @@ import sys
 import grpc
 import pytest
 
-from harness import SLUICE, Proc, free_port, wait_for
+from harness import SLUICE, Proc, free_port, port_open, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,6 +92,47 @@ def test_grpc_many_calls_share_sessions(procs, grpc_servers):
     for s in grpc_servers:
         conns = [l for l in out.splitlines() if f"127.0.0.1:{s.port} " in l.split()[-1] + " "]
         assert len(conns) == 1, (s.origin_name, conns)
+
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path {dir}/cb; proxy_temp_path {dir}/pt; fastcgi_temp_path {dir}/ft;
+    uwsgi_temp_path {dir}/ut; scgi_temp_path {dir}/st;
+    server {{
+        listen 127.0.0.1:{port} http2;
+        location / {{ add_trailer grpc-status 0; default_type application/grpc; return 200 "ok"; }}
+    }}
+}}
+"""
+
+
+def test_thousands_of_streams_keep_the_session_window_open(procs, tmp_path):
+    # NGINX as a cleartext HTTP/2 origin ends each stream (DATA, trailers,
+    # END_STREAM) before sluice's exchange has read the response. Those
+    # bytes must still go back into the session's window: a leak of a few
+    # bytes per stream stalled the session after about 20,000 of them.
+    oport, port = free_port(), free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=tmp_path, port=oport))
+    origin = Proc(["/usr/sbin/nginx", "-p", f"{tmp_path}/", "-e", f"{tmp_path}/error.log", "-c", str(conf)],
+                  "origin-nginx")
+    procs.all.append(origin)
+    wait_for(lambda: port_open(oport) or not origin.alive(), what="the nginx origin")
+    procs.sluice("\n".join([
+        "workers: 1", "log: {level: info, access: off}", "listeners:",
+        f"  - {{name: web, bind: 127.0.0.1:{port}, mode: http, http2: true, pool: o}}",
+        "pools:", "  - name: o", "    http2: true", f"    backends: [{{address: 127.0.0.1:{oport}}}]"]) + "\n",
+        wait_ports=[port])
+    r = subprocess.run(["/usr/bin/h2load", "-n", "40000", "-c", "10", "-m", "10",
+                        f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=60)
+    assert "40000 succeeded, 0 failed, 0 errored" in r.stdout, r.stdout[-1500:]
 
 
 def test_grpc_backend_dies(procs, grpc_servers):
