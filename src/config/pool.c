@@ -331,8 +331,13 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
                               owner);
     }
     config_read_backends(d, cfg, p, owner, map, total_backends);
-    if ((n = config_map_get(map, "health_check")))
+    if ((n = config_map_get(map, "health_check"))) {
         config_read_health(d, p, owner, n);
+        if (p->http2 && p->health.type == HEALTH_HTTP)
+            config_diag_warning(d, n->line, n->col, "%s: http health checks speak HTTP/1.1, which "
+                                "an HTTP/2-only backend (a gRPC server) refuses; use type: tcp",
+                                owner);
+    }
 }
 
 void config_read_pools(struct config_diag *d, struct config *cfg, const struct config_node *seq)
