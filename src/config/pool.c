@@ -323,9 +323,6 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
     if ((n = config_map_get(map, "http2")) && config_want_bool(d, owner, "http2", n, &p->http2) == 0 &&
         p->http2) {
         const struct config_node *k;
-        if ((k = config_map_get(map, "tls")))
-            config_diag_error(d, n->line, n->col, "%s: http2 with tls is not built yet: HTTP/2 "
-                              "to backends is cleartext (prior knowledge) for now", owner);
         if ((k = config_map_get(map, "send_proxy")))
             config_diag_error(d, k->line, k->col, "%s: send_proxy does not apply to an http2 pool",
                               owner);

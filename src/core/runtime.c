@@ -30,7 +30,7 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
             goto fail;
         rt->npools++;
         if (cfg->pools[i].tls &&
-            !(rt->pools[i].tls = tls_client_new(cfg->pools[i].tls, err, sizeof(err)))) {
+            !(rt->pools[i].tls = tls_client_new(cfg->pools[i].tls, cfg->pools[i].http2, err, sizeof(err)))) {
             log_error("event=tls_failed pool=%s why=\"%s\"", cfg->pools[i].name, err);
             goto fail;
         }

@@ -361,7 +361,8 @@ int tls_check_ca(const char *ca_file, char *err, size_t errlen)
     return rc;
 }
 
-struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *err, size_t errlen)
+struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, bool h2, char *err,
+                                  size_t errlen)
 {
     struct tls_client *t = calloc(1, sizeof(*t));
     char why[256];
@@ -376,6 +377,12 @@ struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *er
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* HTTP/2 pools ask for h2 (and take nothing else, see tls_alpn_h2). */
+    if (h2 && SSL_CTX_set_alpn_protos(t->ctx, (const unsigned char *)"\x02h2", 3) != 0) {
+        snprintf(err, errlen, "out of memory");
+        tls_client_free(t);
+        return NULL;
+    }
     if (conf->cert && (SSL_CTX_use_certificate_chain_file(t->ctx, conf->cert) != 1 ||
                        SSL_CTX_use_PrivateKey_file(t->ctx, conf->key, SSL_FILETYPE_PEM) != 1)) {
         snprintf(err, errlen, "client certificate '%s': %s", conf->cert, tls_error(why, sizeof(why)));
@@ -392,6 +399,15 @@ struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *er
         }
     }
     return t;
+}
+
+bool tls_alpn_h2(SSL *s)
+{
+    const unsigned char *p;
+    unsigned int len;
+
+    SSL_get0_alpn_selected(s, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 void tls_client_free(struct tls_client *t)

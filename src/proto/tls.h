@@ -35,10 +35,12 @@ int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen);
 int tls_check_ca(const char *ca_file, char *err, size_t errlen);
 
 /* The client context of a pool's tls block (towards its backends); NULL
- * with why in err. */
+ * with why in err. h2: an HTTP/2 pool's, which asks for ALPN h2. */
 struct tls_client;
-struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, char *err,
+struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, bool h2, char *err,
                                   size_t errlen);
+/* Did the server agree to h2 in ALPN? */
+bool tls_alpn_h2(SSL *s);
 void tls_client_free(struct tls_client *t);
 /* A client-side TLS connection on fd (non-blocking, connected) to a backend
  * whose address is ip (checked against the certificate when the pool has

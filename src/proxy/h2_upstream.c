@@ -27,6 +27,8 @@
 #include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
+#include "net/addr.h"
+#include "proto/tls.h"
 #include "proto/http1.h"
 #include "proto/http1_body.h"
 #include "proxy/h2_out.h"
@@ -74,7 +76,8 @@ struct h2_session {
     struct backend *b;
     nghttp2_session *ng;
     struct bytes out;
-    bool connected, dead;
+    bool tcp_up;                    /* the TCP connect completed */
+    bool connected, dead;           /* connected: TCP (and TLS, ALPN h2) done */
     int error;                      /* why it died, for h2_upstream_error */
     uint32_t nstreams;
     struct h2_ustream *streams;
@@ -268,13 +271,41 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 /* ---- the session's connection ---- */
 
+/* send and recv on the session's connection, through TLS for a pool with
+ * tls: -1 with errno EAGAIN when the socket (or TLS) must wait. */
+static ssize_t session_send(struct upstream_conn *c, const void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!c->tls)
+        return send(c->io.fd, p, n, MSG_NOSIGNAL);
+    if ((r = tls_write(c->tls, p, n)) > 0)
+        return r;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
+
+static ssize_t session_recv(struct upstream_conn *c, void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!c->tls)
+        return recv(c->io.fd, p, n, 0);
+    if ((r = tls_read(c->tls, p, n)) > 0)
+        return r;
+    if (r == TLS_CLOSED)
+        return 0;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
 static bool session_flush(struct h2_session *s)
 {
     struct upstream_conn *c = s->conn;
 
     for (;;) {
         while (c->writable && bytes_len(&s->out)) {
-            ssize_t r = send(c->io.fd, bytes_data(&s->out), bytes_len(&s->out), MSG_NOSIGNAL);
+            ssize_t r = session_send(c, bytes_data(&s->out), bytes_len(&s->out));
 
             if (r < 0 && errno == EAGAIN) {
                 c->writable = false;
@@ -302,7 +333,7 @@ static void session_run(struct h2_session *s)
     if (s->dead || !s->connected)
         return;
     while (c->readable) {
-        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+        ssize_t n = session_recv(c, buf, sizeof(buf));
 
         if (n < 0 && errno == EAGAIN) {
             c->readable = false;
@@ -317,7 +348,7 @@ static void session_run(struct h2_session *s)
             session_kill(s, EPROTO);
             return;
         }
-        if ((size_t)n < sizeof(buf) && !c->hup)
+        if ((size_t)n < sizeof(buf) && !c->hup && !c->tls)
             c->readable = false;
     }
     if (!session_flush(s)) {
@@ -352,15 +383,47 @@ static void session_event(struct upstream_conn *c, uint32_t events)
         c->writable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->hup = true;
-    if (!s->connected) {
+    if (!s->tcp_up) {
         int err = upstream_socket_error(c);
 
         if (err || !(events & EPOLLOUT)) {
             session_kill(s, err ? err : ECONNREFUSED);
             return;
         }
-        s->connected = true;
+        s->tcp_up = true;
         c->connected = true;
+        if (s->b->pool->tls) {
+            char ip[ADDR_TEXT_MAX];
+
+            addr_format_host(&s->b->conf->address, ip, sizeof(ip));
+            if (!(c->tls = tls_client_conn(s->b->pool->tls, c->io.fd, ip))) {
+                session_kill(s, ENOMEM);
+                return;
+            }
+        }
+    }
+    if (!s->connected) {
+        if (c->tls) {
+            char who[320];
+            int r = tls_handshake_step(c->tls, &c->tls_want, &c->readable, &c->writable);
+
+            if (r == 0)
+                return;
+            snprintf(who, sizeof(who), "pool=%s backend=%s", s->b->pool->conf->name,
+                     s->b->conf->name);
+            if (r < 0) {
+                tls_log_failure(who, &s->b->conf->address);
+                session_kill(s, ECONNREFUSED);
+                return;
+            }
+            if (!tls_alpn_h2(c->tls)) {
+                log_warn("event=h2_upstream_failed %s why=\"the backend did not agree to h2 in "
+                         "ALPN\"", who);
+                session_kill(s, ECONNREFUSED);
+                return;
+            }
+        }
+        s->connected = true;
         for (struct h2_ustream *us = s->streams; us; us = us->next)
             stream_notify(us, EPOLLOUT);
     }
@@ -491,6 +554,7 @@ struct upstream_conn *h2_upstream_open(struct worker *w, struct backend *b, upst
     us->u.cb = cb;
     us->u.owner = owner;
     us->u.h2 = us;
+    us->u.tls_ready = true;            /* TLS, if any, is the session's */
     us->s = s;
     loop_task_init(&us->task, stream_task);
     h1_request_init(&us->req, us->slots, UP_SLOTS);

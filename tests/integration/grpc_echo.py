@@ -1,6 +1,6 @@
 """A gRPC server for the tests (python3-grpcio, no generated code: the
-methods take and return raw bytes). Usage: grpc_echo.py PORT NAME; prints
-"listening" once it serves. Methods of service test.Echo:
+methods take and return raw bytes). Usage: grpc_echo.py PORT NAME
+[CERT KEY] (with a certificate: TLS); prints "listening" once it serves. Methods of service test.Echo:
   Echo     unary: "NAME:" + the request; trailing metadata x-served-by: NAME
   Fail     unary: NOT_FOUND "no such thing"
   Stream   server streaming: the numbers 0..N-1 for a request "N"
@@ -42,7 +42,12 @@ def main():
     })
     server = grpc.server(futures.ThreadPoolExecutor(8))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port("127.0.0.1:%d" % port)
+    if len(sys.argv) > 4:
+        with open(sys.argv[3], "rb") as c, open(sys.argv[4], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port("127.0.0.1:%d" % port, creds)
+    else:
+        server.add_insecure_port("127.0.0.1:%d" % port)
     server.start()
     print("listening", flush=True)
     server.wait_for_termination()

@@ -17,12 +17,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class GrpcServer(Proc):
-    def __init__(self, name):
+    def __init__(self, name, tls=()):
         self.origin_name = name
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        super().__init__([sys.executable, os.path.join(HERE, "grpc_echo.py"), str(self.port), name],
-                         f"grpc-{name}")
+        super().__init__([sys.executable, os.path.join(HERE, "grpc_echo.py"), str(self.port), name,
+                          *tls], f"grpc-{name}")
         wait_for(lambda: "listening" in self.stdout() or not self.alive(), timeout=10,
                  what=f"gRPC server {name}")
         assert self.alive(), self.stderr()
@@ -35,11 +35,12 @@ def grpc_servers(procs):
     return servers
 
 
-def config(port, servers, log="access: off"):
+def config(port, servers, log="access: off", pool_tls=""):
     return "\n".join([
         "workers: 1", f"log: {{level: info, {log}}}", "listeners:", "  - name: web",
         f"    bind: 127.0.0.1:{port}", "    mode: http", "    http2: true", "    pool: grpc",
         "pools:", "  - name: grpc", "    http2: true", "    balance: round_robin",
+        f"    tls: {pool_tls}" if pool_tls else "",
         "    retries: {attempts: 2, retry_on: [connect_failure]}",
         "    backends:"] + [f"      - {{name: {s.origin_name}, address: {s.address}}}" for s in servers]) + "\n"
 
@@ -147,12 +148,34 @@ def test_grpc_backend_dies(procs, grpc_servers):
             assert echo(b"b", timeout=10) == b"g2:b"
 
 
+def test_grpc_to_tls_backends(procs, pki):
+    # HTTP/2 over TLS to the backends: ALPN h2, the certificate verified.
+    servers = [GrpcServer(n, tls=pki["a"]) for n in ("t1", "t2")]
+    procs.all.extend(servers)
+    port = free_port()
+    procs.sluice(config(port, servers, pool_tls=f"{{ca_file: {pki['ca']}, server_name: a.test}}"),
+                 wait_ports=[port])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        echo = ch.unary_unary("/test.Echo/Echo")
+        assert {echo(b"s", timeout=10) for _ in range(4)} == {b"t1:s", b"t2:s"}
+        assert list(ch.unary_stream("/test.Echo/Stream")(b"100", timeout=10))[-1] == b"99"
+    # A certificate sluice cannot verify: no call goes through.
+    port2 = free_port()
+    s2 = procs.sluice(config(port2, servers, pool_tls=f"{{ca_file: {pki['ca']}, server_name: other.test}}"),
+                      wait_ports=[port2])
+    with grpc.insecure_channel(f"127.0.0.1:{port2}") as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Echo/Echo")(b"s", timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "event=tls_handshake_failed" in s2.stderr()
+
+
 def test_config_http2_pools(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("listeners:\n  - {name: t, bind: 127.0.0.1:1, mode: tcp, pool: p}\n"
                     "pools:\n  - name: p\n    http2: true\n    backends: [{address: 127.0.0.1:2}]\n"
-                    "  - name: q\n    http2: true\n    tls: {}\n    backends: [{address: 127.0.0.1:3}]\n")
+                    "  - name: q\n    http2: true\n    send_proxy: v2\n    backends: [{address: 127.0.0.1:3}]\n")
     r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 1, r.stderr
     assert "pool 'p' speaks HTTP/2 to its backends, which only an http listener can use" in r.stderr
-    assert "http2 with tls is not built yet" in r.stderr
+    assert "send_proxy does not apply to an http2 pool" in r.stderr
