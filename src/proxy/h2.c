@@ -42,6 +42,7 @@
 #define H2_READ_ROUNDS 16           /* reads per turn before others run */
 #define H2_RESP_HEAD_MAX 131072     /* an HTTP/1.1 response head as http.c writes it */
 #define H2_RESP_SLOTS 128
+#define H2_SPARE_STREAMS 8          /* freed streams a connection keeps, queues and all */
 
 struct h2_conn;
 
@@ -90,6 +91,8 @@ struct h2_conn {
     struct timer timer;
     uint64_t last_active_ms;
     struct h2_stream *streams;
+    struct h2_stream *spare;        /* freed streams kept for the next ones (next-linked) */
+    uint32_t nspare;
     struct h2_conn *prev, *next;
 };
 
@@ -112,12 +115,27 @@ static void schedule(struct h2_conn *h)
 
 /* ---- streams ---- */
 
+/* A stream is large (its response head's slots) and a connection opens
+ * one after another: a few freed ones are kept, with their queues'
+ * memory, instead of going back to malloc each time. */
 static struct h2_stream *stream_new(struct h2_conn *h, int32_t id)
 {
-    struct h2_stream *s = calloc(1, sizeof(*s));
+    struct h2_stream *s = h->spare;
 
-    if (!s)
+    if (s) {
+        struct bytes keep[4] = {s->rq, s->hd, s->tx, s->trailers};
+
+        h->spare = s->next;
+        h->nspare--;
+        memset(s, 0, offsetof(struct h2_stream, resp_slots));
+        s->prev = s->next = NULL;
+        s->rq = keep[0];
+        s->hd = keep[1];
+        s->tx = keep[2];
+        s->trailers = keep[3];
+    } else if (!(s = calloc(1, sizeof(*s)))) {
         return NULL;
+    }
     s->h = h;
     s->id = id;
     h2_request_init(&s->req, h->l->conf->max_header_size);
@@ -128,8 +146,20 @@ static struct h2_stream *stream_new(struct h2_conn *h, int32_t id)
 
 static void stream_free(struct h2_stream *s)
 {
-    DLIST_REMOVE(s->h->streams, s);
+    struct h2_conn *h = s->h;
+
+    DLIST_REMOVE(h->streams, s);
     h2_request_free(&s->req);
+    if (h->nspare < H2_SPARE_STREAMS && !h->closed) {
+        bytes_clear(&s->rq);
+        bytes_clear(&s->hd);
+        bytes_clear(&s->tx);
+        bytes_clear(&s->trailers);
+        s->next = h->spare;
+        h->spare = s;
+        h->nspare++;
+        return;
+    }
     bytes_free(&s->rq);
     bytes_free(&s->hd);
     bytes_free(&s->tx);
@@ -434,12 +464,7 @@ static bool submit_head(struct h2_stream *s)
         lower = f->name.len < sizeof(names[0]) ? (uint8_t *)names[n - 1] : malloc(f->name.len);
         if (!lower)
             goto fail;
-        for (uint32_t k = 0; k < f->name.len; k++) {
-            char ch = f->name.p[k];
-            lower[k] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        }
-        nv[n++] = (nghttp2_nv){lower, (uint8_t *)f->value.p, f->name.len, f->value.len,
-                               NGHTTP2_NV_FLAG_NONE};
+        nv[n++] = h2_field(f, lower);
     }
     if (!final)
         rv = nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
@@ -729,6 +754,16 @@ static void conn_close(struct h2_conn *h)
     nghttp2_session_del(h->ng);
     while (h->streams)
         stream_free(h->streams);
+    while (h->spare) {
+        struct h2_stream *s = h->spare;
+
+        h->spare = s->next;
+        bytes_free(&s->rq);
+        bytes_free(&s->hd);
+        bytes_free(&s->tx);
+        bytes_free(&s->trailers);
+        free(s);
+    }
     timer_cancel(&w->loop.timers, &h->timer);
     tls_free(h->tls);
     close(h->io.fd);

@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "core/bytes.h"
+#include "proto/http1.h"
 
 /* Append the frames nghttp2 has ready to out until it holds batch bytes
  * or there are none. false: nghttp2 failed, or out of memory. */
@@ -27,6 +28,25 @@ static inline bool h2_out_gather(nghttp2_session *ng, struct bytes *out, uint32_
             return false;
     }
     return true;
+}
+
+/* An HTTP/1.1 field as an HTTP/2 one, its name lower-cased into lower
+ * (name.len bytes, alive until nghttp2 has copied it). Values that belong
+ * to one message alone (request ids, cookies, credentials, dates) stay out
+ * of the HPACK dynamic table: there they would only push out what repeats,
+ * and make every later lookup walk a long chain of same-named entries. */
+static inline nghttp2_nv h2_field(const struct h1_header *f, uint8_t *lower)
+{
+    bool unique = h1_slice_eq_ci(f->name, "x-request-id") || h1_slice_eq_ci(f->name, "set-cookie") ||
+                  h1_slice_eq_ci(f->name, "cookie") || h1_slice_eq_ci(f->name, "authorization") ||
+                  h1_slice_eq_ci(f->name, "date");
+
+    for (uint32_t k = 0; k < f->name.len; k++) {
+        char ch = f->name.p[k];
+        lower[k] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    return (nghttp2_nv){lower, (uint8_t *)f->value.p, f->name.len, f->value.len,
+                        unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE};
 }
 
 /* DATA as an HTTP/1.1 chunk ("size CRLF data CRLF") for the HTTP/1.1 side

@@ -608,12 +608,7 @@ static int submit_request(struct h2_ustream *us)
             lower = (uint8_t *)names[i];
         else if (!(lower = allocated[nalloc++] = malloc(f->name.len)))
             goto fail;
-        for (uint32_t k = 0; k < f->name.len; k++) {
-            char ch = f->name.p[k];
-            lower[k] = (uint8_t)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        }
-        nv[n++] = (nghttp2_nv){lower, (uint8_t *)f->value.p, f->name.len, f->value.len,
-                               NGHTTP2_NV_FLAG_NONE};
+        nv[n++] = h2_field(f, lower);
     }
 #undef NV
     id = nghttp2_submit_request(s->ng, NULL, nv, n, r->body == H1_BODY_NONE ? NULL : &prd, us);
