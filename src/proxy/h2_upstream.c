@@ -167,6 +167,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 
     if (!us || us->failed)
         return 0;
+    /* A backend's head (or trailers) larger than any http.c takes: the
+     * stream is reset rather than buffered. */
+    if (bytes_len(&us->rx) + namelen + valuelen > UP_HEAD_MAX)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
         char line[64];
         int status = atoi((const char *)value);

@@ -262,6 +262,10 @@ def test_tls_alpn_h2(procs, pki):
     r = curl("--http1.1", "--cacert", pki["ca"], "--resolve", f"a.test:{port}:127.0.0.1",
              "-w", "\n%{http_version}", f"https://a.test:{port}/")
     assert r.stdout == b"b1\n\n1.1", r
+    # Many streams over TLS at once.
+    r = subprocess.run([H2LOAD, "-n", "3000", "-c", "4", "-m", "20", f"https://127.0.0.1:{port}/"],
+                       capture_output=True, text=True, timeout=60)
+    assert "3000 succeeded, 0 failed, 0 errored" in r.stdout and "h2" in r.stdout, r.stdout
 
 
 def test_bad_heads_get_their_status(procs):
