@@ -160,7 +160,9 @@ int reload_spawn(const struct runtime *rt, const struct worker *workers, uint32_
         goto out;
     for (uint32_t w = 0; w < nworkers; w++)
         for (size_t i = 0; i < workers[w].nlisteners; i++)
-            if ((rc = pass_fd(&p, 'l', (int)w, (int)i, workers[w].listeners[i].io.fd)) < 0)
+            if ((rc = pass_fd(&p, 'l', (int)w, (int)i, workers[w].listeners[i].io.fd)) < 0 ||
+                (workers[w].listeners[i].tcp_io.fd >= 0 &&
+                 (rc = pass_fd(&p, 't', (int)w, (int)i, workers[w].listeners[i].tcp_io.fd)) < 0))
                 goto out;
     if ((rc = pass_fd(&p, 'a', 0, 0, admin_fd)) < 0 || (rc = pass_fd(&p, 's', 0, 0, state)) < 0 ||
         (rc = pass_fd(&p, 'r', 0, 0, ready[1])) < 0)
@@ -362,7 +364,8 @@ void reload_close_unused(void)
     /* The old process takes the accept queues of these before it closes
      * them (it is told which ones we took). */
     for (size_t i = 0; i < ninh; i++) {
-        if (!inh[i].taken && !inh[i].closed && (inh[i].kind == 'l' || inh[i].kind == 'a')) {
+        if (!inh[i].taken && !inh[i].closed &&
+            (inh[i].kind == 'l' || inh[i].kind == 't' || inh[i].kind == 'a')) {
             close(inh[i].fd);
             inh[i].closed = true;
         }

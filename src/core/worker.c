@@ -28,6 +28,11 @@ __thread struct worker *worker_self;
 
 static void listener_close(struct worker_listener *wl)
 {
+    if (wl->tcp_io.fd >= 0) {
+        loop_del(&wl->w->loop, &wl->tcp_io);
+        close(wl->tcp_io.fd);
+        wl->tcp_io.fd = -1;
+    }
     if (wl->io.fd < 0)
         return;
     timer_cancel(&wl->w->loop.timers, &wl->pause_timer);
@@ -173,10 +178,12 @@ static void on_wake(struct loop *l)
             listener_close(wl);
         }
         http_drain(w);
+        gslb_close_all(w);       /* DNS over TCP: a client asks again elsewhere */
     }
     if (cmd == WORKER_STOP) {
         tcp_close_all(w);
         http_close_all(w);
+        gslb_close_all(w);
     }
     maybe_finish(w);
 }
@@ -216,6 +223,7 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         wl->w = w;
         wl->l = &rt->listeners[i];
         wl->io.cb = listener_cb;
+        wl->tcp_io.fd = -1;
         timer_init(&wl->pause_timer, resume_accept);
         wl->io.fd = reload_take_socket('l', &wl->l->conf->bind,
                                        listener_datagram(wl->l->conf->mode) ? SOCK_DGRAM : SOCK_STREAM,
@@ -238,6 +246,21 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
             if (err < 0)
                 return err;
         }
+        if (wl->l->conf->mode == LISTENER_DNS) {
+            /* DNS over TCP on the same address (RFC 7766). */
+            wl->tcp_io.cb = gslb_tcp_accept;
+            wl->tcp_io.fd = reload_take_socket('t', &wl->l->conf->bind, SOCK_STREAM, id);
+            if (wl->tcp_io.fd < 0)
+                wl->tcp_io.fd = listener_socket_type(wl->l->conf, SOCK_STREAM);
+            if (wl->tcp_io.fd < 0) {
+                *failed = wl->l->conf;
+                err = wl->tcp_io.fd;
+                wl->tcp_io.fd = -1;
+                return err;
+            }
+            if ((err = loop_add(&w->loop, &wl->tcp_io, EPOLLIN)) < 0)
+                return err;
+        }
     }
     return 0;
 }
@@ -253,6 +276,7 @@ static void *worker_main(void *arg)
         listener_close(&w->listeners[i]);
     tcp_close_all(w);
     http_close_all(w);
+    gslb_close_all(w);
     loop_run_tasks(&w->loop);
     atomic_store(&w->finished, 1);
     return NULL;

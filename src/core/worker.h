@@ -30,6 +30,7 @@ enum worker_command {
 /* One listening socket of one worker. Owner: the worker. */
 struct worker_listener {
     struct io io;
+    struct io tcp_io;                /* dns listeners: DNS over TCP too (gslb/); fd -1 otherwise */
     struct worker *w;
     struct listener *l;
     struct timer pause_timer;        /* accept paused after EMFILE */
@@ -64,6 +65,7 @@ struct worker {
     void *http_conns;                    /* proxy/http.c: list of client connections */
     void *h2_conns;                      /* proxy/h2.c: list of HTTP/2 client connections */
     void *h2_sessions;                   /* proxy/h2_upstream.c: HTTP/2 sessions to backends */
+    void *dns_conns;                     /* gslb/gslb.c: DNS-over-TCP client connections */
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
     void *free_exchanges;                /* proxy/http.c: exchanges kept for reuse */

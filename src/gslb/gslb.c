@@ -4,7 +4,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "balance/balance.h"
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/list.h"
 #include "config/config.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -76,8 +82,8 @@ static size_t add_answers(const struct conf_dns_region *r, uint16_t qtype, struc
 }
 
 size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
-                   const struct addr *client, const uint8_t *p, size_t n, uint8_t *out, size_t cap,
-                   const char **region)
+                   const struct addr *client, const uint8_t *p, size_t n, bool tcp, uint8_t *out,
+                   size_t cap, const char **region)
 {
     struct dns_query q;
     struct dns_answer answers[GSLB_MAX_ANSWERS];
@@ -88,6 +94,7 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
     size_t na = 0;
     int rc = dns_parse_query(p, n, &q);
 
+    q.tcp = tcp;
     *region = NULL;
     if (rc < 0)
         return 0;
@@ -145,11 +152,170 @@ void gslb_readable(struct worker_listener *wl)
         atomic_fetch_add_explicit(&wl->l->bytes_in, (uint64_t)n, memory_order_relaxed);
         /* A datagram larger than any query we take was cut: FORMERR by
          * length, as the parser sees bytes missing. */
-        len = gslb_answer(lc, wl->w->rt, &client, in, (size_t)n, out, sizeof(out), &region);
+        len = gslb_answer(lc, wl->w->rt, &client, in, (size_t)n, false, out, sizeof(out), &region);
         if (!len)
             continue;
         atomic_fetch_add_explicit(&wl->l->dns_queries, 1, memory_order_relaxed);
         if (sendto(wl->io.fd, out, len, MSG_DONTWAIT, (struct sockaddr *)&client.ss, client.len) > 0)
             atomic_fetch_add_explicit(&wl->l->bytes_out, len, memory_order_relaxed);
     }
+}
+
+/* ---- DNS over TCP (RFC 7766) ---- */
+
+#define GSLB_TCP_IDLE_MS 10000      /* a connection without a query this long is closed */
+#define GSLB_TCP_MSG_MAX 4096       /* a query longer than this is no query of ours */
+#define GSLB_TCP_OUT_MAX 65536      /* answers waiting for a slow reader, then it is closed */
+
+/* Owner: its worker (w->dns_conns). */
+struct dns_tcp_conn {
+    struct io io;
+    struct worker *w;
+    struct listener *l;
+    struct addr peer;
+    uint8_t in[2 + GSLB_TCP_MSG_MAX];
+    uint32_t in_len;
+    struct bytes out;
+    struct timer idle;
+    struct loop_task free_task;
+    struct dns_tcp_conn *prev, *next;
+};
+
+static void tcp_free_task(struct loop_task *t)
+{
+    free((char *)t - offsetof(struct dns_tcp_conn, free_task));
+}
+
+static void tcp_close(struct dns_tcp_conn *c)
+{
+    struct dns_tcp_conn *head = c->w->dns_conns;
+
+    timer_cancel(&c->w->loop.timers, &c->idle);
+    close(c->io.fd);                 /* leaves the epoll set with it */
+    bytes_free(&c->out);
+    DLIST_REMOVE(head, c);
+    c->w->dns_conns = head;
+    loop_task_queue(&c->w->loop, &c->free_task);
+}
+
+static bool tcp_flush(struct dns_tcp_conn *c)
+{
+    while (bytes_len(&c->out)) {
+        ssize_t n = send(c->io.fd, bytes_data(&c->out), bytes_len(&c->out), MSG_NOSIGNAL);
+
+        if (n < 0)
+            return errno == EAGAIN;
+        c->out.off += (uint32_t)n;
+        atomic_fetch_add_explicit(&c->l->bytes_out, (uint64_t)n,
+                                  memory_order_relaxed);
+    }
+    bytes_clear(&c->out);
+    return true;
+}
+
+/* Answer every whole query in the input; false: the connection must close. */
+static bool tcp_answer(struct dns_tcp_conn *c)
+{
+    uint8_t out[2 + GSLB_TCP_OUT_MAX];
+
+    for (;;) {
+        uint32_t len;
+        const char *region;
+        size_t n;
+
+        if (c->in_len < 2)
+            return true;
+        len = (uint32_t)(c->in[0] << 8 | c->in[1]);
+        if (len < DNS_HEADER_LEN || len > GSLB_TCP_MSG_MAX)
+            return false;
+        if (c->in_len < 2 + len)
+            return true;
+        n = gslb_answer(c->l->conf, c->w->rt, &c->peer, c->in + 2, len, true, out + 2,
+                        sizeof(out) - 2, &region);
+        memmove(c->in, c->in + 2 + len, c->in_len - 2 - len);
+        c->in_len -= 2 + len;
+        if (!n)
+            return false;            /* not a query: this is no DNS client */
+        atomic_fetch_add_explicit(&c->l->dns_queries, 1, memory_order_relaxed);
+        out[0] = (uint8_t)(n >> 8);
+        out[1] = (uint8_t)n;
+        if (bytes_len(&c->out) + 2 + n > GSLB_TCP_OUT_MAX || !bytes_put(&c->out, out, 2 + n))
+            return false;            /* it asks faster than it reads */
+    }
+}
+
+static void tcp_event(struct io *io, uint32_t events)
+{
+    struct dns_tcp_conn *c = (void *)((char *)io - offsetof(struct dns_tcp_conn, io));
+
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+        for (;;) {
+            ssize_t n = recv(c->io.fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+
+            if (n < 0 && errno == EAGAIN)
+                break;
+            if (n <= 0) {
+                tcp_close(c);        /* the client is done, or gone */
+                return;
+            }
+            c->in_len += (uint32_t)n;
+            atomic_fetch_add_explicit(&c->l->bytes_in, (uint64_t)n,
+                                      memory_order_relaxed);
+            timer_arm(&c->w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
+            if (!tcp_answer(c)) {
+                tcp_flush(c);
+                tcp_close(c);
+                return;
+            }
+        }
+    }
+    if (!tcp_flush(c))
+        tcp_close(c);
+}
+
+static void tcp_idle(struct timer *t)
+{
+    tcp_close((void *)((char *)t - offsetof(struct dns_tcp_conn, idle)));
+}
+
+void gslb_tcp_accept(struct io *io, uint32_t events)
+{
+    struct worker_listener *wl = (void *)((char *)io - offsetof(struct worker_listener, tcp_io));
+    struct worker *w = wl->w;
+
+    for (int i = 0; i < GSLB_READ_BUDGET; i++) {
+        struct dns_tcp_conn *c, *head;
+        struct addr peer = {.len = sizeof(peer.ss)};
+        int fd = accept4(wl->tcp_io.fd, (struct sockaddr *)&peer.ss, &peer.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0)
+            return;                  /* EAGAIN, or out of descriptors: the backlog waits */
+        if (!(c = calloc(1, sizeof(*c)))) {
+            close(fd);
+            continue;
+        }
+        c->io.fd = fd;
+        c->io.cb = tcp_event;
+        c->w = w;
+        c->l = wl->l;
+        c->peer = peer;
+        timer_init(&c->idle, tcp_idle);
+        loop_task_init(&c->free_task, tcp_free_task);
+        if (loop_add(&w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        head = w->dns_conns;
+        DLIST_PUSH(head, c);
+        w->dns_conns = head;
+        timer_arm(&w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
+    }
+}
+
+void gslb_close_all(struct worker *w)
+{
+    while (w->dns_conns)
+        tcp_close(w->dns_conns);
 }

@@ -8,7 +8,11 @@
 
 int listener_socket(const struct conf_listener *c)
 {
-    int type = listener_datagram(c->mode) ? SOCK_DGRAM : SOCK_STREAM;
+    return listener_socket_type(c, listener_datagram(c->mode) ? SOCK_DGRAM : SOCK_STREAM);
+}
+
+int listener_socket_type(const struct conf_listener *c, int type)
+{
     int fd = socket(c->bind.ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
 

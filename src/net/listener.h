@@ -34,5 +34,8 @@ struct listener {
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.
  * Returns the descriptor, or -errno. */
 int listener_socket(const struct conf_listener *c);
+/* The same with the socket type given: a dns listener also listens on TCP
+ * (RFC 7766). */
+int listener_socket_type(const struct conf_listener *c, int type);
 
 #endif

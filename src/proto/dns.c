@@ -204,7 +204,8 @@ size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
                           uint8_t ecs_scope, uint8_t *out, size_t cap)
 {
-    size_t limit = q->edns ? (q->udp_size < DNS_UDP_MAX ? q->udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
+    size_t limit = q->tcp ? cap
+                          : q->edns ? (q->udp_size < DNS_UDP_MAX ? q->udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
     size_t ecs_len = q->ecs ? 8 + (size_t)(q->ecs_source + 7) / 8 : 0;
     size_t opt = q->edns ? 11 + ecs_len : 0, at = DNS_HEADER_LEN;
     bool with_question = rcode != DNS_FORMERR && rcode != DNS_NOTIMP && q->question_end;

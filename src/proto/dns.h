@@ -50,6 +50,7 @@ struct dns_query {
     uint8_t ecs_source;             /* source prefix length */
     uint8_t ecs_addr[16];           /* the address, bits past the prefix zero */
     const char *error;              /* why parsing failed (static), for the log */
+    bool tcp;                       /* set by the caller: over TCP, no size limit but cap */
 };
 
 /* Parse a query. Returns DNS_NOERROR, or the rcode to answer with

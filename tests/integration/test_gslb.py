@@ -9,7 +9,7 @@ import struct
 import subprocess
 import urllib.request
 
-from harness import SLUICE, free_port, wait_for
+from harness import SLUICE, free_port, recv_all, wait_for
 
 DIG = "/usr/bin/dig"
 
@@ -119,7 +119,7 @@ def test_names_types_and_edns(procs):
     assert status(out) == "REFUSED" and "ANSWER: 0" in out
     out = dig(port, "www.example.com", "MX")
     assert status(out) == "NOERROR" and "ANSWER: 0" in out
-    out = dig(port, "www.example.com", "ANY", "+notcp")   # dig asks ANY over TCP by default
+    out = dig(port, "www.example.com", "ANY")   # dig asks ANY over TCP
     assert "198.51.100.7" in out
     # EDNS: dig sends an OPT record with a cookie; the answer has our OPT.
     out = dig(port, "www.example.com")
@@ -130,6 +130,43 @@ def test_names_types_and_edns(procs):
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
     count = int(re.search(r'^sluice_dns_queries_total\{listener="gslb"\} (\d+)$', metrics, re.M).group(1))
     assert count >= 6, count
+
+
+def query(qid, name, qtype=1):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00" + struct.pack(">HH", qtype, 1)
+
+
+def test_dns_over_tcp(procs):
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port()                       # free for TCP and UDP
+    procs.sluice(config(port, near, far, checks=False))
+    wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
+    assert sorted(dig(port, "www.example.com", "A", "+tcp", "+short").split()) == \
+        ["198.51.100.7", "198.51.100.8"]
+    # Three queries in one write on one connection: three answers, in order.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
+        msgs = [query(7, "www.example.com"), query(8, "nope.example.com"), query(9, "api.example.com", 28)]
+        sk.sendall(b"".join(struct.pack(">H", len(m)) + m for m in msgs))
+        data = b""
+        answers = []
+        while len(answers) < 3:
+            chunk = sk.recv(4096)
+            assert chunk, "closed early"
+            data += chunk
+            while len(data) >= 2 and len(data) >= 2 + struct.unpack(">H", data[:2])[0]:
+                n = struct.unpack(">H", data[:2])[0]
+                answers.append(data[2:2 + n])
+                data = data[2 + n:]
+        assert [struct.unpack(">H", a[:2])[0] for a in answers] == [7, 8, 9]
+        assert [a[3] & 0xf for a in answers] == [0, 5, 0]          # NOERROR, REFUSED, NOERROR
+        assert struct.unpack(">H", answers[0][6:8])[0] == 2          # two A records
+    # A length that is no DNS message: the connection is closed.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
+        sk.sendall(b"\x00\x03abc")
+        assert recv_all(sk) == b""
 
 
 def test_malformed_packets_get_formerr_or_nothing(procs):
@@ -193,3 +230,5 @@ def test_reload_takes_new_records(procs):
              what="the reloaded records")
     for _ in range(20):
         assert short(port, "www.example.com") == ["198.51.100.7", "198.51.100.9"]
+    assert sorted(dig(port, "www.example.com", "A", "+tcp", "+short").split()) == \
+        ["198.51.100.7", "198.51.100.9"]

@@ -133,6 +133,12 @@ int main(void)
         CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
         m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, 0, out, sizeof(out));
         CHECK(m <= 512 && m > 400);
+        /* Over TCP the answer may fill the buffer: all 64 go. */
+        q.tcp = true;
+        uint8_t big[4096];
+        m = dns_write_response(p, &q, DNS_NOERROR, true, a, 64, 5, 0, big, sizeof(big));
+        CHECK_EQ_INT(g16(big + 6), 64);
+        CHECK_EQ_INT(m, q.question_end + 64 * 28);
     }
 
     /* EDNS Client Subnet: read, and echoed with the scope given. */
