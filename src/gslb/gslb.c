@@ -191,7 +191,8 @@ static void tcp_close(struct dns_tcp_conn *c)
     struct dns_tcp_conn *head = c->w->dns_conns;
 
     timer_cancel(&c->w->loop.timers, &c->idle);
-    close(c->io.fd);                 /* leaves the epoll set with it */
+    loop_del(&c->w->loop, &c->io);   /* first: see tcp.c's io_close */
+    close(c->io.fd);
     bytes_free(&c->out);
     DLIST_REMOVE(head, c);
     c->w->dns_conns = head;

@@ -766,6 +766,7 @@ static void conn_close(struct h2_conn *h)
     }
     timer_cancel(&w->loop.timers, &h->timer);
     tls_free(h->tls);
+    loop_del(&w->loop, &h->io);      /* first: see tcp.c's io_close */
     close(h->io.fd);
     free(h->client_subject);
     bytes_free(&h->out);

@@ -361,8 +361,9 @@ static void conn_close(struct http_conn *c, enum end_reason why)
     auth_detach(c);
     timer_cancel(&c->w->loop.timers, &c->timer);
     if (c->cio.fd >= 0) {
-        /* close() alone takes the socket out of the epoll set (no dup of it
-         * exists): no EPOLL_CTL_DEL, one system call less per connection. */
+        /* EPOLL_CTL_DEL before close() (see tcp.c's io_close): a reload's
+         * new process holds copies of our descriptors until its exec. */
+        loop_del(&c->w->loop, &c->cio);
         if (why == END_BACKEND_RESET) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(c->cio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

@@ -135,8 +135,11 @@ static void io_close(struct tcp_session *s, struct io *io, bool reset)
 {
     if (io->fd < 0)
         return;
-    /* No EPOLL_CTL_DEL: closing the only descriptor of a socket takes it
-     * out of the epoll set, and saves a system call per connection. */
+    /* EPOLL_CTL_DEL before close(): while a reload spawns the new process,
+     * that child holds a copy of every descriptor until its exec, and a
+     * socket closed here in that moment would stay in the epoll set,
+     * reporting events for freed memory. */
+    loop_del(&s->w->loop, io);
     if (reset)
         close_with_reset(io->fd);
     else

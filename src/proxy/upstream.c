@@ -74,8 +74,12 @@ static void conn_free(struct upstream_conn *u)
     timer_cancel(&u->w->loop.timers, &u->idle_timer);
     tls_free(u->tls);
     u->tls = NULL;
-    if (u->io.fd >= 0)
-        close(u->io.fd);   /* leaves the epoll set with it: no EPOLL_CTL_DEL */
+    if (u->io.fd >= 0) {
+        /* EPOLL_CTL_DEL first (see tcp.c's io_close): a reload's new
+         * process holds copies of our descriptors until its exec. */
+        loop_del(&u->w->loop, &u->io);
+        close(u->io.fd);
+    }
     u->io.fd = -1;
     u->owner = NULL;
     loop_task_queue(&u->w->loop, &u->free_task);
