@@ -34,6 +34,7 @@ sluice is running in front of three origins (b1, b2, b3). Try:
 
   curl http://127.0.0.1:18000/                 # HTTP, balanced per request: b1, b2, b3
   curl http://127.0.0.1:18000/ping             # answered by sluice itself
+  h2load -n 3000 -c 3 -m 10 http://127.0.0.1:18000/   # HTTP/2: 30 streams at a time
   curl -H 'x-backend: b3' http://127.0.0.1:18000/   # routed on a header
   for i in \$(seq 20); do curl -s http://127.0.0.1:18000/canary/; done | sort | uniq -c
   http://127.0.0.1:19901/  (in a browser)     # the live dashboard
