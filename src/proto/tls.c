@@ -5,6 +5,7 @@
 #include "net/addr.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,32 @@ struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, bool h2,
         }
     }
     return t;
+}
+
+ssize_t tls_sock_send(SSL *s, int fd, const void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!s)
+        return send(fd, p, n, MSG_NOSIGNAL);
+    if ((r = tls_write(s, p, n)) > 0)
+        return r;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
+
+ssize_t tls_sock_recv(SSL *s, int fd, void *p, size_t n)
+{
+    ssize_t r;
+
+    if (!s)
+        return recv(fd, p, n, 0);
+    if ((r = tls_read(s, p, n)) > 0)
+        return r;
+    if (r == TLS_CLOSED)
+        return 0;
+    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : ECONNRESET;
+    return -1;
 }
 
 bool tls_alpn_h2(SSL *s)

@@ -81,6 +81,14 @@ ssize_t tls_read(SSL *s, void *buf, size_t len);
 /* Bytes written (> 0), or TLS_WANT_WRITE/READ, TLS_FAILED. After a WANT,
  * call again with at least the bytes not written (buffers may move). */
 ssize_t tls_write(SSL *s, const void *buf, size_t len);
+/* send and recv on a socket that speaks TLS when s is set, plain when it
+ * is NULL, with the socket calls' conventions: bytes, 0 at the end (EOF or
+ * close_notify), or -1 with errno EAGAIN (TLS or the socket must wait),
+ * EPIPE or ECONNRESET. A TLS read may leave decrypted bytes in OpenSSL: only
+ * EAGAIN says a TLS socket is drained. */
+ssize_t tls_sock_send(SSL *s, int fd, const void *p, size_t n);
+ssize_t tls_sock_recv(SSL *s, int fd, void *p, size_t n);
+
 /* Send close_notify (no wait for the peer's). */
 void tls_shutdown(SSL *s);
 

@@ -590,22 +590,11 @@ void h2_stream_detach(struct h2_stream *s, bool complete)
 static bool send_out(struct h2_conn *h)
 {
     while (h->writable && bytes_len(&h->out)) {
-        const char *p = bytes_data(&h->out);
-        size_t n = bytes_len(&h->out);
-        ssize_t r;
+        ssize_t r = tls_sock_send(h->tls, h->io.fd, bytes_data(&h->out), bytes_len(&h->out));
 
-        if (h->tls) {
-            r = tls_write(h->tls, p, n);
-            if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
-                h->writable = false;
-                return true;
-            }
-        } else {
-            r = send(h->io.fd, p, n, MSG_NOSIGNAL);
-            if (r < 0 && errno == EAGAIN) {
-                h->writable = false;
-                return true;
-            }
+        if (r < 0 && errno == EAGAIN) {
+            h->writable = false;
+            return true;
         }
         if (r <= 0)
             return false;
@@ -637,20 +626,11 @@ static bool read_in(struct h2_conn *h)
     char buf[16384];
 
     for (int round = 0; round < H2_READ_ROUNDS && h->readable; round++) {
-        ssize_t n;
+        ssize_t n = tls_sock_recv(h->tls, h->io.fd, buf, sizeof(buf));
 
-        if (h->tls) {
-            n = tls_read(h->tls, buf, sizeof(buf));
-            if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
-                h->readable = false;
-                break;
-            }
-        } else {
-            n = recv(h->io.fd, buf, sizeof(buf), 0);
-            if (n < 0 && errno == EAGAIN) {
-                h->readable = false;
-                break;
-            }
+        if (n < 0 && errno == EAGAIN) {
+            h->readable = false;
+            break;
         }
         if (n <= 0)
             return false;           /* the client closed or failed */

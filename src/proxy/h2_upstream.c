@@ -275,33 +275,6 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 /* ---- the session's connection ---- */
 
-/* send and recv on the session's connection, through TLS for a pool with
- * tls: -1 with errno EAGAIN when the socket (or TLS) must wait. */
-static ssize_t session_send(struct upstream_conn *c, const void *p, size_t n)
-{
-    ssize_t r;
-
-    if (!c->tls)
-        return send(c->io.fd, p, n, MSG_NOSIGNAL);
-    if ((r = tls_write(c->tls, p, n)) > 0)
-        return r;
-    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : EPIPE;
-    return -1;
-}
-
-static ssize_t session_recv(struct upstream_conn *c, void *p, size_t n)
-{
-    ssize_t r;
-
-    if (!c->tls)
-        return recv(c->io.fd, p, n, 0);
-    if ((r = tls_read(c->tls, p, n)) > 0)
-        return r;
-    if (r == TLS_CLOSED)
-        return 0;
-    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : ECONNRESET;
-    return -1;
-}
 
 static bool session_flush(struct h2_session *s)
 {
@@ -309,7 +282,7 @@ static bool session_flush(struct h2_session *s)
 
     for (;;) {
         while (c->writable && bytes_len(&s->out)) {
-            ssize_t r = session_send(c, bytes_data(&s->out), bytes_len(&s->out));
+            ssize_t r = tls_sock_send(c->tls, c->io.fd, bytes_data(&s->out), bytes_len(&s->out));
 
             if (r < 0 && errno == EAGAIN) {
                 c->writable = false;
@@ -337,7 +310,7 @@ static void session_run(struct h2_session *s)
     if (s->dead || !s->connected)
         return;
     while (c->readable) {
-        ssize_t n = session_recv(c, buf, sizeof(buf));
+        ssize_t n = tls_sock_recv(c->tls, c->io.fd, buf, sizeof(buf));
 
         if (n < 0 && errno == EAGAIN) {
             c->readable = false;

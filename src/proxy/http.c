@@ -1399,32 +1399,16 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
  * decrypted bytes in OpenSSL, so only EAGAIN says a TLS backend is drained. */
 static ssize_t up_send(struct upstream_conn *u, const void *p, size_t n)
 {
-    ssize_t r;
-
     if (u->h2)
         return h2_upstream_send(u, p, n);
-    if (!u->tls)
-        return send(u->io.fd, p, n, MSG_NOSIGNAL);
-    if ((r = tls_write(u->tls, p, n)) > 0)
-        return r;
-    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : EPIPE;
-    return -1;
+    return tls_sock_send(u->tls, u->io.fd, p, n);
 }
 
 static ssize_t up_recv(struct upstream_conn *u, void *p, size_t n)
 {
-    ssize_t r;
-
     if (u->h2)
         return h2_upstream_recv(u, p, n);
-    if (!u->tls)
-        return recv(u->io.fd, p, n, 0);
-    if ((r = tls_read(u->tls, p, n)) > 0)
-        return r;
-    if (r == TLS_CLOSED)
-        return 0;
-    errno = r == TLS_WANT_WRITE || r == TLS_WANT_READ ? EAGAIN : ECONNRESET;
-    return -1;
+    return tls_sock_recv(u->tls, u->io.fd, p, n);
 }
 
 /* A new connection to a pool with tls: the handshake, then the request.
