@@ -60,7 +60,7 @@ struct h2_ustream {
     bool head_sent;
     struct h1_body body;            /* the request body, out of its framing */
     struct bytes tx;
-    bool tx_end, deferred, want_room;
+    bool deferred, want_room;       /* the body's end: body.done */
     /* response: HEADERS + DATA → HTTP/1.1 for http.c */
     struct bytes rx;
     uint32_t unacked;               /* DATA bytes not yet given back to the window */
@@ -146,7 +146,7 @@ static ssize_t read_request_body(nghttp2_session *ng, int32_t id, uint8_t *buf, 
     struct h2_ustream *us = src->ptr;
     size_t n = bytes_take(&us->tx, buf, len);
 
-    if (!bytes_len(&us->tx) && us->tx_end) {
+    if (!bytes_len(&us->tx) && us->body.done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     } else if (!n) {
         us->deferred = true;
@@ -596,7 +596,6 @@ static int submit_request(struct h2_ustream *us)
     us->id = id;
     us->head_sent = true;
     h1_body_init(&us->body, r->body, r->content_length);
-    us->tx_end = us->body.done;
     session_schedule(s);
     return 0;
 fail:
@@ -609,11 +608,7 @@ fail:
  * Request trailers are not forwarded (gRPC clients send none). */
 static ssize_t take_body(struct h2_ustream *us, const char *p, size_t n)
 {
-    ssize_t r = h1_body_take(&us->body, p, n, &us->tx, NULL);
-
-    if (us->body.done)
-        us->tx_end = true;
-    return r;
+    return h1_body_take(&us->body, p, n, &us->tx, NULL);
 }
 
 ssize_t h2_upstream_send(struct upstream_conn *u, const void *p, size_t n)
@@ -661,7 +656,7 @@ ssize_t h2_upstream_send(struct upstream_conn *u, const void *p, size_t n)
         if (used < n)
             us->want_room = true;
     }
-    if (us->deferred && (bytes_len(&us->tx) || us->tx_end)) {
+    if (us->deferred && (bytes_len(&us->tx) || us->body.done)) {
         us->deferred = false;
         nghttp2_session_resume_data(us->s->ng, us->id);
     }
