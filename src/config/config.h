@@ -380,7 +380,7 @@ struct conf_listener {
     struct conf_auth *auth;        /* http: for requests to pools; NULL = none */
     bool http2;                    /* http: also speak HTTP/2 (ALPN h2 with tls, prior
                                       knowledge without); default false */
-    struct conf_dns_record *dns_records;   /* dns: the names it answers for */
+    struct conf_dns_record *dns_records;   /* dns: the names it answers for, sorted by name */
     size_t ndns_records;
 };
 

@@ -127,6 +127,15 @@ static void read_record(struct config_diag *d, struct config *cfg, const char *l
         read_region(d, cfg, owner, n->items[i], &rec->regions[i], i);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    const struct conf_dns_record *x = a, *y = b;
+
+    if (!x->name || !y->name)
+        return !x->name - !y->name;     /* a config with errors: never used */
+    return strcmp(x->name, y->name);
+}
+
 void config_read_dns_records(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                              const char *owner, const struct config_node *seq)
 {
@@ -148,6 +157,8 @@ void config_read_dns_records(struct config_diag *d, struct config *cfg, struct c
                                   "%s: record '%s' is given twice (first as record #%zu)", owner,
                                   l->dns_records[i].name, j + 1);
     }
+    /* Sorted by name: the responder finds a query's record by bisection. */
+    qsort(l->dns_records, l->ndns_records, sizeof(*l->dns_records), by_name);
 }
 
 void config_free_dns_records(struct conf_listener *l)

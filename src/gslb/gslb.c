@@ -23,11 +23,22 @@
 #define GSLB_MAX_ANSWERS 64
 #define GSLB_READ_BUDGET 64         /* datagrams per readiness, then others run */
 
+/* The records are sorted by name (config/dns.c). */
 static const struct conf_dns_record *find_record(const struct conf_listener *lc, const char *name)
 {
-    for (size_t i = 0; i < lc->ndns_records; i++)
-        if (lc->dns_records[i].name && strcmp(lc->dns_records[i].name, name) == 0)
-            return &lc->dns_records[i];
+    size_t lo = 0, hi = lc->ndns_records;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, lc->dns_records[mid].name);
+
+        if (c == 0)
+            return &lc->dns_records[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return NULL;
 }
 
