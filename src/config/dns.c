@@ -15,17 +15,25 @@
 #define DNS_MAX_REGIONS 32
 #define DNS_MAX_ADDRESSES 16
 
+/* KEY of OWNER: a list of 1 to max entries; a zeroed array of seq->n
+ * items of size bytes for it, or NULL (reported, or out of memory). */
+static void *want_list(struct config_diag *d, const char *owner, const char *key,
+                       const struct config_node *seq, size_t max, size_t size)
+{
+    if (config_want_seq(d, owner, key, seq) < 0)
+        return NULL;
+    if (seq->n == 0 || seq->n > max) {
+        config_diag_error(d, seq->line, seq->col, "%s: %s: give 1 to %zu %s", owner, key, max, key);
+        return NULL;
+    }
+    return calloc(seq->n, size);
+}
+
 static void read_addresses(struct config_diag *d, const char *owner, const struct config_node *seq,
                            struct conf_dns_region *r)
 {
-    if (config_want_seq(d, owner, "addresses", seq) < 0)
-        return;
-    if (seq->n == 0 || seq->n > DNS_MAX_ADDRESSES) {
-        config_diag_error(d, seq->line, seq->col, "%s: addresses: give 1 to %d addresses", owner,
-                          DNS_MAX_ADDRESSES);
-        return;
-    }
-    if (!(r->addresses = calloc(seq->n, sizeof(*r->addresses))))
+    if (!(r->addresses = want_list(d, owner, "addresses", seq, DNS_MAX_ADDRESSES,
+                                   sizeof(*r->addresses))))
         return;
     for (size_t i = 0; i < seq->n; i++) {
         struct conf_dns_addr *a = &r->addresses[r->naddresses];
@@ -113,14 +121,7 @@ static void read_record(struct config_diag *d, struct config *cfg, const char *l
         config_missing(d, owner, map, "regions");
         return;
     }
-    if (config_want_seq(d, owner, "regions", n) < 0)
-        return;
-    if (n->n == 0 || n->n > DNS_MAX_REGIONS) {
-        config_diag_error(d, n->line, n->col, "%s: regions: give 1 to %d regions", owner,
-                          DNS_MAX_REGIONS);
-        return;
-    }
-    if (!(rec->regions = calloc(n->n, sizeof(*rec->regions))))
+    if (!(rec->regions = want_list(d, owner, "regions", n, DNS_MAX_REGIONS, sizeof(*rec->regions))))
         return;
     rec->nregions = n->n;
     for (size_t i = 0; i < n->n; i++)
@@ -139,14 +140,8 @@ static int by_name(const void *a, const void *b)
 void config_read_dns_records(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                              const char *owner, const struct config_node *seq)
 {
-    if (config_want_seq(d, owner, "records", seq) < 0)
-        return;
-    if (seq->n == 0 || seq->n > DNS_MAX_RECORDS) {
-        config_diag_error(d, seq->line, seq->col, "%s: records: give 1 to %d records", owner,
-                          DNS_MAX_RECORDS);
-        return;
-    }
-    if (!(l->dns_records = calloc(seq->n, sizeof(*l->dns_records))))
+    if (!(l->dns_records = want_list(d, owner, "records", seq, DNS_MAX_RECORDS,
+                                     sizeof(*l->dns_records))))
         return;
     l->ndns_records = seq->n;
     for (size_t i = 0; i < seq->n; i++) {
