@@ -22,7 +22,9 @@
 #include "core/runtime.h"
 #include "core/version.h"
 #include "core/worker.h"
+#include "discovery/discovery.h"
 #include "health/health.h"
+#include "net/listener.h"
 #include "proxy/access_log.h"
 #include "route/route.h"
 
@@ -56,6 +58,7 @@ struct main_state {
     struct io signal_io;
     struct runtime rt;
     struct health_checker health;
+    struct discovery discovery;    /* backends from DNS */
     struct admin_server admin;     /* on this loop; closed only after the drain */
     struct worker *workers;
     uint32_t nworkers;
@@ -342,9 +345,10 @@ static int run(const char *path)
         err = worker_init(&m.workers[i], (int)i, &m.rt, &failed);
         if (err < 0) {
             if (failed)
-                fprintf(stderr, "%s:%d:%d: error: listener '%s': cannot bind %s: %s\n",
+                fprintf(stderr, "%s:%d:%d: error: listener '%s': cannot bind %s: %s%s\n",
                         failed->bind_pos.file, failed->bind_pos.line, failed->bind_pos.col,
-                        failed->name, failed->bind_text, strerror(-err));
+                        failed->name, failed->bind_text, strerror(-err),
+                        listener_bind_hint(-err));
             else
                 fprintf(stderr, "sluice: cannot start worker %u: %s\n", i, strerror(-err));
             for (uint32_t j = 0; j <= i; j++)
@@ -372,8 +376,23 @@ static int run(const char *path)
     loop_add(&m.loop, &m.signal_io, EPOLLIN);
     timer_init(&m.stop_timer, stop_poll);
     timer_init(&m.reload_timer, reload_timeout);
-    if (health_start(&m.health, &m.loop, &m.rt) < 0) {
+    /* Pools with discovery get their first answer (or give up on it,
+     * bounded by their timeout) before anything else: their health checks
+     * and first requests need backends. */
+    if ((err = discovery_start(&m.discovery, &m.loop, &m.rt)) < 0) {
+        fprintf(stderr, "sluice: cannot start DNS discovery: %s\n", strerror(-err));
+        discovery_stop(&m.discovery);
+        admin_stop(&m.admin);
+        for (uint32_t j = 0; j < m.nworkers; j++)
+            worker_destroy(&m.workers[j]);
+        goto out_workers;
+    }
+    while (m.discovery.initial_pending && !m.loop.stop)
+        loop_run_once(&m.loop, 100);
+    if (health_start(&m.health, &m.loop, &m.rt) < 0 ||
+        discovery_attach(&m.discovery, &m.health, m.workers, m.nworkers) < 0) {
         fprintf(stderr, "sluice: out of memory\n");
+        discovery_stop(&m.discovery);
         admin_stop(&m.admin);
         for (uint32_t j = 0; j < m.nworkers; j++)
             worker_destroy(&m.workers[j]);
@@ -409,6 +428,7 @@ static int run(const char *path)
         worker_join(&m.workers[i]);
     offload_stop(m.workers, m.nworkers);
     health_stop(&m.health);
+    discovery_stop(&m.discovery);
     for (uint32_t i = 0; i < m.nworkers; i++)
         worker_destroy(&m.workers[i]);
     close(m.signal_io.fd);

@@ -209,7 +209,7 @@ static void api_status(struct admin_server *s, struct admin_reply *out)
         }
         /* One load per backend, so the counts and the list agree. */
         for (uint32_t k = 0; k < p->nbackends; k++) {
-            st[k] = atomic_load(&p->backends[k].state);
+            st[k] = backend_vacant(&p->backends[k]) ? -1 : atomic_load(&p->backends[k].state);
             if ((unsigned)st[k] < 8)
                 count[st[k]]++;
         }
@@ -221,10 +221,12 @@ static void api_status(struct admin_server *s, struct admin_reply *out)
             admin_buf_printf(o, "%s\"%s\":%u", k ? "," : "", backend_state_name(states[k]),
                              count[states[k]]);
         admin_buf_puts(o, "},\"backends\":[");
-        for (uint32_t k = 0; k < p->nbackends; k++) {
+        for (uint32_t k = 0, shown = 0; k < p->nbackends; k++) {
             const struct backend *b = &p->backends[k];
             unsigned long long active = atomic_load(&b->active);
-            admin_buf_puts(o, k ? ",{\"name\":" : "{\"name\":");
+            if (st[k] < 0)
+                continue;     /* a vacant discovery slot */
+            admin_buf_puts(o, shown++ ? ",{\"name\":" : "{\"name\":");
             admin_buf_json_str(o, b->conf->name);
             admin_buf_puts(o, ",\"address\":");
             admin_buf_json_str(o, b->conf->address_text);

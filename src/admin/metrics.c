@@ -19,6 +19,8 @@ struct metrics_cell {
     uint32_t listener;           /* index in rt->listeners */
     uint32_t pool;               /* index in rt->pools + 1; 0 = no pool */
     uint32_t backend;            /* index in the pool + 1; 0 = no backend */
+    uint32_t epoch;              /* the backend's epoch: a discovery slot filled
+                                    anew is another backend, with its own series */
     uint32_t code;               /* status; 0 = no response was sent */
     _Atomic uint64_t count;
 };
@@ -105,9 +107,10 @@ void metrics_worker_free(struct worker *w)
     w->metrics = NULL;
 }
 
-static uint32_t metrics_hash(uint32_t l, uint32_t p, uint32_t b, uint32_t code)
+static uint32_t metrics_hash(uint32_t l, uint32_t p, uint32_t b, uint32_t e, uint32_t code)
 {
-    uint64_t h = ((uint64_t)l << 48) ^ ((uint64_t)p << 32) ^ ((uint64_t)b << 10) ^ code;
+    uint64_t h = ((uint64_t)l << 48) ^ ((uint64_t)p << 32) ^ ((uint64_t)b << 10) ^ code ^
+                 ((uint64_t)e << 24);
 
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
@@ -117,7 +120,7 @@ static uint32_t metrics_hash(uint32_t l, uint32_t p, uint32_t b, uint32_t code)
 
 static bool metrics_index_put(struct metrics_cell **index, uint32_t cap, struct metrics_cell *c)
 {
-    uint32_t i = metrics_hash(c->listener, c->pool, c->backend, c->code) & (cap - 1);
+    uint32_t i = metrics_hash(c->listener, c->pool, c->backend, c->epoch, c->code) & (cap - 1);
 
     while (index[i])
         i = (i + 1) & (cap - 1);
@@ -144,16 +147,17 @@ static bool metrics_index_grow(struct metrics_worker *m)
 /* The cell for this key, created (and published) on first use. NULL only
  * when out of memory. */
 static struct metrics_cell *metrics_cell(struct metrics_worker *m, uint32_t l, uint32_t p,
-                                         uint32_t b, uint32_t code)
+                                         uint32_t b, uint32_t e, uint32_t code)
 {
     struct metrics_chunk *ch;
     struct metrics_cell *c;
     uint32_t i, used;
 
     if (m->index_cap) {
-        i = metrics_hash(l, p, b, code) & (m->index_cap - 1);
+        i = metrics_hash(l, p, b, e, code) & (m->index_cap - 1);
         for (; (c = m->index[i]); i = (i + 1) & (m->index_cap - 1))
-            if (c->listener == l && c->pool == p && c->backend == b && c->code == code)
+            if (c->listener == l && c->pool == p && c->backend == b && c->epoch == e &&
+                c->code == code)
                 return c;
     }
     if ((m->ncells + 1) * 2 > m->index_cap && !metrics_index_grow(m))
@@ -172,6 +176,7 @@ static struct metrics_cell *metrics_cell(struct metrics_worker *m, uint32_t l, u
     c->listener = l;
     c->pool = p;
     c->backend = b;
+    c->epoch = e;
     c->code = code;
     atomic_store_explicit(&ch->used, used + 1, memory_order_release);
     metrics_index_put(m->index, m->index_cap, c);
@@ -184,7 +189,7 @@ void metrics_http_request(struct worker *w, const struct listener *l, const stru
 {
     struct metrics_worker *m = w->metrics;
     const struct runtime *rt = w->rt;
-    uint32_t li = (uint32_t)(l - rt->listeners), pi = 0, bi = 0;
+    uint32_t li = (uint32_t)(l - rt->listeners), pi = 0, bi = 0, epoch = 0;
     struct metrics_cell *c;
 
     if (!m)
@@ -193,9 +198,11 @@ void metrics_http_request(struct worker *w, const struct listener *l, const stru
         p = rec->backend->pool;     /* the backend's pool is the one it was picked from */
     if (p)
         pi = (uint32_t)runtime_pool_index(rt, p) + 1;
-    if (rec->backend)
+    if (rec->backend) {
         bi = rec->backend->index + 1;
-    if ((c = metrics_cell(m, li, pi, bi, rec->status > 0 ? (uint32_t)rec->status : 0)))
+        epoch = atomic_load_explicit(&rec->backend->epoch, memory_order_relaxed);
+    }
+    if ((c = metrics_cell(m, li, pi, bi, epoch, rec->status > 0 ? (uint32_t)rec->status : 0)))
         metrics_add(&c->count, 1);
     else
         metrics_add(&m->dropped, 1);
@@ -252,6 +259,8 @@ static void metrics_family(struct admin_buf *o, const char *name, const char *ty
 static void metrics_backend_line(struct admin_buf *o, const char *name,
                                  const struct backend *b, uint64_t v)
 {
+    if (backend_vacant(b))
+        return;
     admin_buf_puts(o, name);
     admin_buf_add(o, "{", 1);
     metrics_label(o, "pool", b->pool->conf->name);
@@ -263,7 +272,7 @@ static void metrics_backend_line(struct admin_buf *o, const char *name,
 }
 
 struct metrics_row {
-    uint32_t listener, pool, backend, code;
+    uint32_t listener, pool, backend, epoch, code;
     uint64_t count;
 };
 
@@ -277,6 +286,8 @@ static int metrics_row_cmp(const void *a, const void *b)
         return x->pool < y->pool ? -1 : 1;
     if (x->backend != y->backend)
         return x->backend < y->backend ? -1 : 1;
+    if (x->epoch != y->epoch)
+        return x->epoch < y->epoch ? -1 : 1;
     return x->code < y->code ? -1 : x->code > y->code;
 }
 
@@ -310,8 +321,8 @@ static void metrics_requests(struct admin_buf *o, const struct runtime *rt,
                     rows = r;
                     cap = ncap;
                 }
-                rows[n++] = (struct metrics_row){ c->listener, c->pool, c->backend, c->code,
-                                                  metrics_get(&c->count) };
+                rows[n++] = (struct metrics_row){ c->listener, c->pool, c->backend, c->epoch,
+                                                  c->code, metrics_get(&c->count) };
             }
         }
     }
@@ -322,14 +333,19 @@ static void metrics_requests(struct admin_buf *o, const struct runtime *rt,
         const struct pool *p = r.pool ? &rt->pools[r.pool - 1] : NULL;
         char code[16];
 
+        const struct backend *b = p && r.backend ? &p->backends[r.backend - 1] : NULL;
+
         for (i++; i < n && metrics_row_cmp(&rows[i], &r) == 0; i++)
             r.count += rows[i].count;
+        /* A backend discovery has removed: its series ends with it. */
+        if (b && (backend_vacant(b) || atomic_load(&b->epoch) != r.epoch))
+            continue;
         admin_buf_puts(o, "sluice_requests_total{");
         metrics_label(o, "listener", rt->listeners[r.listener].conf->name);
         admin_buf_add(o, ",", 1);
         metrics_label(o, "pool", p ? p->conf->name : "");
         admin_buf_add(o, ",", 1);
-        metrics_label(o, "backend", p && r.backend ? p->backends[r.backend - 1].conf->name : "");
+        metrics_label(o, "backend", b ? b->conf->name : "");
         admin_buf_add(o, ",", 1);
         snprintf(code, sizeof(code), "%u", r.code);
         metrics_label(o, "code", code);
@@ -468,6 +484,8 @@ static void metrics_backends(struct admin_buf *o, const struct runtime *rt)
         for (uint32_t i = 0; i < rt->pools[p].nbackends; i++) {
             const struct backend *b = &rt->pools[p].backends[i];
             int s = atomic_load_explicit(&b->state, memory_order_relaxed);
+            if (backend_vacant(b))
+                continue;
             for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
                 admin_buf_puts(o, "sluice_backend_state{");
                 metrics_label(o, "pool", b->pool->conf->name);
@@ -516,6 +534,8 @@ static void metrics_backends(struct admin_buf *o, const struct runtime *rt)
             continue;
         for (uint32_t i = 0; i < rt->pools[p].nbackends; i++) {
             const struct backend *b = &rt->pools[p].backends[i];
+            if (backend_vacant(b))
+                continue;
             for (int r = 0; r < 2; r++) {
                 admin_buf_puts(o, "sluice_health_checks_total{");
                 metrics_label(o, "pool", b->pool->conf->name);
@@ -567,6 +587,22 @@ static void metrics_pools(struct admin_buf *o, const struct runtime *rt,
     metrics_pool_counter(o, rt, "sluice_circuit_breaker_rejected_total",
                          "Requests answered 503 at once because the pool was over a "
                          "circuit_breaker limit.", offsetof(struct pool, breaker_rejected));
+
+    metrics_family(o, "sluice_discovery_resolutions_total", "counter",
+                   "DNS resolutions of a discovery pool's name, by result: ok (the answer was "
+                   "applied) or failed (the last answer was kept).");
+    for (size_t p = 0; p < rt->npools; p++) {
+        if (!rt->pools[p].conf->discovery.dns)
+            continue;
+        for (int r = 0; r < 2; r++) {
+            admin_buf_puts(o, "sluice_discovery_resolutions_total{");
+            metrics_label(o, "pool", rt->pools[p].conf->name);
+            admin_buf_puts(o, r ? ",result=\"failed\"} " : ",result=\"ok\"} ");
+            admin_buf_u64(o, metrics_get(r ? &rt->pools[p].discovery_failures
+                                           : &rt->pools[p].discovery_resolutions));
+            admin_buf_add(o, "\n", 1);
+        }
+    }
 
     metrics_family(o, "sluice_outlier_ejections_total", "counter",
                    "Times passive outlier detection took the backend out of rotation.");

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance/internal.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "route/route.h"
@@ -52,6 +53,10 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
 {
     memset(p, 0, sizeof(*p));
     p->conf = conf;
+    atomic_init(&p->generation, 1);
+    atomic_init(&p->retry_tokens, (int64_t)conf->retries.budget_min * 100);
+    if (conf->discovery.dns)
+        return pool_slots_init(p);
     p->nbackends = (uint32_t)conf->nbackends;
     p->backends = calloc(p->nbackends, sizeof(*p->backends));
     if (!p->backends)
@@ -66,13 +71,12 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
         atomic_init(&b->ramp_permille, 1000);
         b->sticky_id = sticky_id_for(conf->name, conf->backends[i].name);
     }
-    atomic_init(&p->generation, 1);
-    atomic_init(&p->retry_tokens, (int64_t)conf->retries.budget_min * 100);
     return 0;
 }
 
 void pool_destroy(struct pool *p)
 {
+    pool_slots_free(p);
     free(p->backends);
     p->backends = NULL;
     p->nbackends = 0;
@@ -81,7 +85,7 @@ void pool_destroy(struct pool *p)
 struct backend *pool_find_backend(struct pool *p, const char *name)
 {
     for (uint32_t i = 0; i < p->nbackends; i++)
-        if (strcmp(p->backends[i].conf->name, name) == 0)
+        if (!backend_vacant(&p->backends[i]) && strcmp(p->backends[i].conf->name, name) == 0)
             return &p->backends[i];
     return NULL;
 }

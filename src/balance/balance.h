@@ -66,6 +66,13 @@ struct backend {
     _Atomic uint64_t ewma_ns;
     _Atomic uint64_t ewma_stamp_us;
     uint64_t sticky_id;               /* what a sticky cookie names it by (route/sticky.c) */
+    /* Discovery pools (src/discovery/): each backend is a slot that an
+     * address from DNS fills. A vacant slot is DISABLED at weight 0, and
+     * everything that lists backends skips it. `conf` of a slot is the
+     * pool's own and is rewritten (main thread) only while the slot is
+     * vacant and no worker can still hold it (see discovery.c). */
+    _Atomic int vacant;
+    _Atomic uint32_t epoch;           /* bumped each time the slot is filled */
 };
 
 /* Owner: the runtime (main.c); lives as long as sluice runs. */
@@ -83,6 +90,9 @@ struct pool {
     _Atomic uint64_t retry_budget_exhausted;  /* retries refused by the budget */
     _Atomic uint64_t breaker_rejected;        /* requests answered 503 by the breaker */
     struct tls_client *tls;                   /* with `tls`: built by the runtime, read-only */
+    struct conf_backend *slots;               /* discovery: each backend's conf; NULL otherwise */
+    _Atomic uint64_t discovery_resolutions;   /* discovery: answers applied */
+    _Atomic uint64_t discovery_failures;      /* ... and resolutions that failed */
 };
 
 /* What a balancer picks from: the eligible backends of one generation. */
@@ -148,6 +158,19 @@ struct balancer {
 int pool_init(struct pool *p, const struct conf_pool *conf);
 void pool_destroy(struct pool *p);
 struct backend *pool_find_backend(struct pool *p, const char *name);
+
+static inline bool backend_vacant(const struct backend *b)
+{
+    return atomic_load_explicit(&b->vacant, memory_order_acquire) != 0;
+}
+
+/* Discovery slots (slots.c; main thread). Fill a vacant slot with a
+ * backend named NAME at A; it starts DOWN when start_down (its checks must
+ * pass first), else UP. NULL when no slot is vacant. Vacate only a slot
+ * that no worker can still be using (discovery.c's grace period). */
+struct backend *pool_slot_fill(struct pool *p, const char *name, const struct addr *a,
+                               uint32_t weight, bool start_down);
+void pool_slot_vacate(struct backend *b);
 
 /* Change a backend's state; bumps the generation and logs the change with
  * why. Returns the previous state. */

@@ -17,6 +17,12 @@
 #define BALANCE_SEED_OFFSET   0x736c75696365304fULL   /* maglev permutation offset */
 #define BALANCE_SEED_SKIP     0x736c756963655350ULL   /* maglev permutation skip */
 
+/* ---- discovery slots (slots.c) ----
+ * A discovery pool's backends are conf->discovery.max_backends slots, all
+ * vacant at first. */
+int pool_slots_init(struct pool *p);
+void pool_slots_free(struct pool *p);
+
 /* ---- weighted draws (draw.c) ----
  * Walker's alias method (Vose's construction, in integers): O(1) per draw
  * whatever the number of backends, exactly proportional to the weights

@@ -295,6 +295,7 @@ void config_free(struct config *cfg)
         free(p->sticky.cookie);
         free(p->sticky.path);
         config_free_health(p);
+        config_free_discovery(p);
     }
     free(cfg->pools);
     config_free_admin(cfg);

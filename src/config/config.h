@@ -213,6 +213,29 @@ struct conf_backend {
     struct conf_pos pos;      /* the backend's mapping */
 };
 
+/* A pool's `discovery` block: its backends are the addresses a DNS name
+ * resolves to, re-resolved every interval (src/discovery/). */
+enum discovery_record {
+    DISCOVERY_A,                   /* IPv4 addresses, all on `port` */
+    DISCOVERY_AAAA,                /* IPv6 addresses, all on `port` */
+    DISCOVERY_SRV,                 /* targets and ports of SRV records (RFC 2782) */
+};
+
+#define DISCOVERY_MAX_BACKENDS 1024
+#define DISCOVERY_MAX_RESOLVERS 8
+
+struct conf_discovery {
+    char *dns;                     /* the name, lower case, no final dot; NULL = off */
+    enum discovery_record record;  /* type: default a */
+    uint16_t port;                 /* a, aaaa: required; srv: none (the records say) */
+    struct addr *resolvers;        /* none: the system's (/etc/resolv.conf) */
+    size_t nresolvers;
+    uint64_t interval_ms;          /* between resolutions; default 5000 */
+    uint64_t timeout_ms;           /* a query's wait for a server, default 1000 */
+    uint32_t max_backends;         /* backend slots; default 32 */
+    struct conf_pos pos;
+};
+
 struct conf_health {
     enum health_type type;
     uint64_t interval_ms;          /* default 2000 */
@@ -289,8 +312,9 @@ struct conf_pool {
                                       0 = off, else in (1, 10] */
     uint64_t connect_timeout_ms;   /* timeouts.connect, default 2000 */
     enum proxy_send send_proxy;    /* send_proxy: v1 | v2 */
-    struct conf_backend *backends; /* at least one */
+    struct conf_backend *backends; /* at least one, or none with discovery */
     size_t nbackends;
+    struct conf_discovery discovery;  /* dns != NULL: backends come from DNS */
     struct conf_health health;
     /* http pools */
     uint64_t upstream_response_ms; /* timeouts.upstream_response: request sent → head

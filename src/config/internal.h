@@ -224,6 +224,10 @@ struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, con
                                    const struct config_node *map);
 void config_free_auth(struct conf_auth *a);
 
+/* discovery (pool_discovery.c): backends from DNS. */
+void config_read_pool_discovery(struct config_diag *d, struct conf_pool *p, const char *owner,
+                                const struct config_node *map);
+void config_free_discovery(struct conf_pool *p);
 /* sticky (pool_sticky.c). */
 void config_read_pool_sticky(struct config_diag *d, struct conf_pool *p, const char *owner,
                              const struct config_node *map);

@@ -327,7 +327,21 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
             config_diag_error(d, k->line, k->col, "%s: send_proxy does not apply to an http2 pool",
                               owner);
     }
-    config_read_backends(d, cfg, p, owner, map, total_backends);
+    if ((n = config_map_get(map, "discovery"))) {
+        const struct config_node *k = config_map_get(map, "backends");
+        config_read_pool_discovery(d, p, owner, n);
+        if (k)
+            config_diag_error(d, k->line, k->col, "%s: a pool takes backends or discovery, "
+                              "not both", owner);
+        else if (p->discovery.max_backends > CONFIG_MAX_BACKENDS - *total_backends)
+            config_diag_error(d, n->line, n->col, "%s: discovery.max_backends: more than %d "
+                              "backends in all pools together are not supported", owner,
+                              CONFIG_MAX_BACKENDS);
+        else
+            *total_backends += p->discovery.max_backends;
+    } else {
+        config_read_backends(d, cfg, p, owner, map, total_backends);
+    }
     if ((n = config_map_get(map, "health_check"))) {
         config_read_health(d, p, owner, n);
         if (p->http2 && p->health.type == HEALTH_HTTP)

@@ -111,7 +111,7 @@ static int write_state(int fd, const struct runtime *rt, const struct health_che
             const struct backend *b = &p->backends[j];
             uint64_t left = atomic_load(&b->ejected) && b->ejected_until_ms > now
                                 ? b->ejected_until_ms - now : 0;
-            if (!field_ok(p->conf->name) || !field_ok(b->conf->name) ||
+            if (backend_vacant(b) || !field_ok(p->conf->name) || !field_ok(b->conf->name) ||
                 !field_ok(b->conf->address_text))
                 continue;
             fprintf(f, "%s\t%s\t%s\t%u\t%d\t%u\t%d\t%llu\t%u\t%llu\t%llu\t%llu\t%llu\t%llu\n",

@@ -91,6 +91,7 @@ static void sweep_cb(struct timer *t)
 
     tcp_sweep(w);
     http_sweep(w);
+    atomic_fetch_add_explicit(&w->sweeps, 1, memory_order_release);
     timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
 }
 

@@ -75,6 +75,9 @@ struct worker {
     uint64_t rng;
     _Atomic int command;                 /* enum worker_command, set by main */
     _Atomic int finished;                /* set by the worker when its loop ended */
+    _Atomic uint64_t sweeps;             /* sweeps done: each one is a moment when the
+                                            worker holds no backend it has not counted
+                                            (discovery.c's grace period) */
     int draining;                        /* DRAIN seen: listeners closed */
     pthread_mutex_t offload_lock;        /* guards offload_done */
     struct offload_job *offload_done;    /* core/offload.c: finished jobs to hand back */

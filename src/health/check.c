@@ -38,6 +38,7 @@ struct health_target {
     uint64_t started_ms;
     bool running;
     bool first_done;              /* the first check after start finished */
+    bool initial;                 /* counted in hc->initial_pending until first_done */
     bool sent;                    /* http: the request is written */
     bool connected;               /* the connect completed */
     SSL *tls;                     /* http checks of a pool with tls */
@@ -78,7 +79,10 @@ static void check_count(struct health_target *t, bool ok, const char *why)
 
     if (!t->first_done) {
         t->first_done = true;
-        t->hc->initial_pending--;
+        if (t->initial) {
+            t->initial = false;
+            t->hc->initial_pending--;
+        }
         if (!t->conf->initial_up)
             log_info("event=health_initial pool=%s backend=%s result=%s why=\"%s\"",
                      b->pool->conf->name, b->conf->name, ok ? "pass" : "fail",
@@ -110,7 +114,8 @@ static void check_count(struct health_target *t, bool ok, const char *why)
     }
 }
 
-static void check_finish(struct health_target *t, bool ok, const char *why)
+/* End the running check, if any, without counting it. */
+static void check_abandon(struct health_target *t)
 {
     if (t->io.fd >= 0) {
         loop_del(t->hc->loop, &t->io);
@@ -125,6 +130,11 @@ static void check_finish(struct health_target *t, bool ok, const char *why)
     t->sent = false;
     t->connected = false;
     t->running = false;
+}
+
+static void check_finish(struct health_target *t, bool ok, const char *why)
+{
+    check_abandon(t);
     check_count(t, ok, why);
     timer_arm(&t->hc->loop->timers, &t->timer, t->started_ms + next_delay(t));
 }
@@ -323,6 +333,18 @@ static void check_timer(struct timer *tm)
         check_start(t);
 }
 
+/* Where the checks of t's backend go: its address, or health_check.port. */
+static void target_address(struct health_target *t)
+{
+    t->target = t->b->conf->address;
+    if (t->conf->port) {
+        if (t->target.ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&t->target.ss)->sin6_port = htons((uint16_t)t->conf->port);
+        else
+            ((struct sockaddr_in *)&t->target.ss)->sin_port = htons((uint16_t)t->conf->port);
+    }
+}
+
 #define HEALTH_TICK_MS 100
 
 static void tick_cb(struct timer *t)
@@ -362,18 +384,15 @@ int health_start(struct health_checker *hc, struct loop *loop, struct runtime *r
             t->conf = &p->conf->health;
             t->io.fd = -1;
             t->io.cb = check_io;
-            t->target = t->b->conf->address;
-            if (t->conf->port) {
-                if (t->target.ss.ss_family == AF_INET6)
-                    ((struct sockaddr_in6 *)&t->target.ss)->sin6_port = htons((uint16_t)t->conf->port);
-                else
-                    ((struct sockaddr_in *)&t->target.ss)->sin_port = htons((uint16_t)t->conf->port);
-            }
             timer_init(&t->timer, check_timer);
+            if (backend_vacant(t->b))
+                continue;         /* a discovery slot: checked once filled */
+            target_address(t);
             /* The first checks run at once: main() waits for them before
              * serving, so backends that start DOWN are known. */
             if (!t->conf->initial_up)
                 atomic_store(&t->b->state, BACKEND_DOWN);
+            t->initial = true;
             hc->initial_pending++;
             timer_arm(&loop->timers, &t->timer, clock_now_ms());
         }
@@ -429,6 +448,30 @@ void health_seed(struct health_checker *hc, struct backend *b, bool passing)
             atomic_store(&b->state, BACKEND_DOWN);
             atomic_fetch_add(&b->pool->generation, 1);
         }
+        return;
+    }
+}
+
+void health_backend_slot_changed(struct health_checker *hc, struct backend *b)
+{
+    for (size_t i = 0; i < hc->ntargets; i++) {
+        struct health_target *t = &hc->targets[i];
+
+        if (t->b != b)
+            continue;
+        check_abandon(t);
+        timer_cancel(&hc->loop->timers, &t->timer);
+        t->passes = t->fails = 0;
+        t->first_done = false;
+        if (t->initial) {
+            t->initial = false;
+            hc->initial_pending--;
+        }
+        if (backend_vacant(b))
+            return;
+        /* A new backend: DOWN until its first check passes, as at start. */
+        target_address(t);
+        timer_arm(&hc->loop->timers, &t->timer, clock_now_ms());
         return;
     }
 }

@@ -47,4 +47,9 @@ bool health_backend_passing(const struct health_checker *hc, const struct backen
  * takes out a healthy one on one failure. */
 void health_seed(struct health_checker *hc, struct backend *b, bool passing);
 
+/* Discovery (src/discovery/) filled or emptied b's slot: forget what the
+ * checks knew, and check the new backend at once. A filled slot with checks
+ * starts DOWN (the caller sets it) unless initial_up, as at start. */
+void health_backend_slot_changed(struct health_checker *hc, struct backend *b);
+
 #endif

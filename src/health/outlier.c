@@ -20,10 +20,11 @@
 static void outlier_pool(struct pool *p, uint64_t now)
 {
     const struct conf_outlier *o = &p->conf->outlier;
-    uint32_t ejected = 0;
+    uint32_t ejected = 0, present = 0;
 
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
+        present += !backend_vacant(b);
         if (!atomic_load(&b->ejected))
             continue;
         if (now >= b->ejected_until_ms) {
@@ -45,7 +46,7 @@ static void outlier_pool(struct pool *p, uint64_t now)
 
         if (fails < o->consecutive_failures || atomic_load(&b->ejected) || !backend_eligible(b))
             continue;
-        if ((uint64_t)(ejected + 1) * 100 > (uint64_t)o->max_ejection_percent * p->nbackends) {
+        if ((uint64_t)(ejected + 1) * 100 > (uint64_t)o->max_ejection_percent * present) {
             log_debug("event=outlier_not_ejected pool=%s backend=%s why=\"max_ejection_percent\"",
                       p->conf->name, b->conf->name);
             continue;

@@ -74,6 +74,8 @@ struct h2_session {
     struct upstream_conn *conn;     /* the TCP connection (proxy/upstream.c's) */
     struct worker *w;
     struct backend *b;
+    uint32_t epoch;                 /* b's epoch: a discovery slot filled anew is
+                                       another backend, which this must not serve */
     nghttp2_session *ng;
     struct bytes out;
     bool tcp_up;                    /* the TCP connect completed */
@@ -488,6 +490,7 @@ static struct h2_session *session_new(struct worker *w, struct backend *b, int *
     }
     s->w = w;
     s->b = b;
+    s->epoch = atomic_load_explicit(&b->epoch, memory_order_relaxed);
     timer_init(&s->idle, session_idle);
     loop_task_init(&s->task, session_task);
     head = w->h2_sessions;
@@ -502,7 +505,7 @@ static struct h2_session *session_for(struct worker *w, struct backend *b)
     for (struct h2_session *s = w->h2_sessions; s; s = s->next) {
         uint32_t max;
 
-        if (s->b != b || s->dead)
+        if (s->b != b || s->dead || s->epoch != atomic_load_explicit(&b->epoch, memory_order_relaxed))
             continue;
         max = nghttp2_session_get_remote_settings(s->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
         if (s->nstreams < max && nghttp2_session_check_request_allowed(s->ng))

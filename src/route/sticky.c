@@ -62,7 +62,7 @@ struct backend *sticky_lookup(struct pool *p, const struct h1_request *req)
     /* A linear scan of integers: pools have tens of backends, and this
      * costs less than the cookie parse before it. */
     for (uint32_t i = 0; i < p->nbackends; i++)
-        if (p->backends[i].sticky_id == id)
+        if (!backend_vacant(&p->backends[i]) && p->backends[i].sticky_id == id)
             return &p->backends[i];
     return NULL;
 }

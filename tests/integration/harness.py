@@ -156,16 +156,16 @@ class Proc:
 
 
 class Origin(Proc):
-    def __init__(self, name, mode="http", extra=(), port=0):
+    def __init__(self, name, mode="http", extra=(), port=0, host="127.0.0.1"):
         self.origin_name = name
-        args = [ORIGIN, "--listen", f"127.0.0.1:{port}", "--name", name, "--mode", mode, *extra]
+        args = [ORIGIN, "--listen", f"{host}:{port}", "--name", name, "--mode", mode, *extra]
         super().__init__(args, f"origin-{name}")
         m = wait_for(lambda: re.search(r"listening [\d.]+:(\d+)", self.stdout())
                      or not self.alive(), what=f"origin {name} to listen")
         if not self.alive():
             raise OSError(f"origin {name} exited: {self.stderr().strip()}")
         self.port = int(m.group(1))
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{host}:{self.port}"
 
 
 class Sluice(Proc):
@@ -217,8 +217,8 @@ class Procs:
     def __init__(self):
         self.all = []
 
-    def origin(self, name, mode="http", extra=(), port=0):
-        o = Origin(name, mode, extra, port)
+    def origin(self, name, mode="http", extra=(), port=0, host="127.0.0.1"):
+        o = Origin(name, mode, extra, port, host)
         self.all.append(o)
         return o
 

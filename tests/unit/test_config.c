@@ -1,6 +1,7 @@
 /* Config loader: a full config read back field by field, defaults, every
  * kind of error at its exact LINE:COL, the scalar parsers, and the bind check. */
 #include "config/config.h"
+#include "net/listener.h"
 #include "test.h"
 
 #include <arpa/inet.h>
@@ -514,6 +515,35 @@ static const struct bad_case bad_cases[] = {
       "set health_check.timeout too" },
 
     /* sticky */
+    /* discovery */
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80}, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:69", "a pool takes backends or discovery, not both" },
+    { LST "pools: [{name: app, discovery: {dns: app.test}}]\n",
+      "2:32", "missing required key 'discovery.port'" },
+    { LST "pools: [{name: app, discovery: {port: 80}}]\n",
+      "2:32", "missing required key 'discovery.dns'" },
+    { LST "pools: [{name: app, discovery: {dns: 'a..b', port: 80}}]\n",
+      "2:38", "discovery.dns: 'a..b' is not a DNS name" },
+    { LST "pools: [{name: app, discovery: {dns: 'a b', port: 80}}]\n",
+      "2:38", "discovery.dns: 'a b' is not a DNS name" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, type: srv}}]\n",
+      "2:38", "discovery.dns: SRV names start with _service._proto, as in _http._tcp.app.test" },
+    { LST "pools: [{name: app, discovery: {dns: _x._tcp.app, type: srv, port: 80}}]\n",
+      "2:68", "discovery.port: SRV records give each backend's port" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, type: mx, port: 80}}]\n",
+      "2:54", "discovery.type" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 0}}]\n",
+      "2:54", "discovery.port" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, resolvers: [dns.google]}}]\n",
+      "2:70", "discovery.resolvers: 'dns.google' is not IP:PORT" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, resolvers: []}}]\n",
+      "2:69", "discovery.resolvers: give 1 to 8 addresses" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, interval: 10ms}}]\n",
+      "2:68", "discovery.interval: give 100ms to 1d" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, max_backends: 2000}}]\n",
+      "2:72", "discovery.max_backends" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, ttl: 5s}}]\n",
+      "2:58", "unknown key 'ttl' in discovery of pool 'app'" },
     { LST "pools: [{name: app, sticky: {cookie: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:38", "sticky.cookie: 'a b' is not a cookie name" },
     { LST "pools: [{name: app, sticky: {ttl: 1500ms}, backends: [{address: 127.0.0.1:1}]}]\n",
@@ -1069,6 +1099,39 @@ static void test_rate_limit_config(void)
         CHECK_EQ_STR(rl->key_name, "X-User");
         CHECK_EQ_INT(rl->status, 503);
         CHECK_EQ_INT(rl->max_keys, 1000);
+/* discovery read back: every key, and the defaults. */
+static void test_discovery_config(void)
+{
+    static const char text[] =
+        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: a}]\n"
+        "pools:\n"
+        "  - {name: a, discovery: {dns: App.Example.COM., port: 8080}}\n"
+        "  - {name: b, discovery: {dns: _grpc._tcp.b.test, type: srv, interval: 2s, timeout: 300ms,\n"
+        "                          max_backends: 5, resolvers: ['127.0.0.1:5353', '[::1]:53']}}\n"
+        "  - {name: c, discovery: {dns: c.test, type: aaaa, port: 1}}\n";
+    struct config *cfg = load_ok(text, NULL);
+
+    if (!cfg)
+        return;
+    CHECK_EQ_STR(cfg->pools[0].discovery.dns, "app.example.com");
+    CHECK_EQ_INT(cfg->pools[0].discovery.record, DISCOVERY_A);
+    CHECK_EQ_INT(cfg->pools[0].discovery.port, 8080);
+    CHECK_EQ_INT(cfg->pools[0].discovery.interval_ms, 5000);
+    CHECK_EQ_INT(cfg->pools[0].discovery.timeout_ms, 1000);
+    CHECK_EQ_INT(cfg->pools[0].discovery.max_backends, 32);
+    CHECK_EQ_INT(cfg->pools[0].discovery.nresolvers, 0);
+    CHECK_EQ_INT(cfg->pools[0].nbackends, 0);
+    CHECK_EQ_INT(cfg->pools[1].discovery.record, DISCOVERY_SRV);
+    CHECK_EQ_INT(cfg->pools[1].discovery.port, 0);
+    CHECK_EQ_INT(cfg->pools[1].discovery.interval_ms, 2000);
+    CHECK_EQ_INT(cfg->pools[1].discovery.timeout_ms, 300);
+    CHECK_EQ_INT(cfg->pools[1].discovery.max_backends, 5);
+    CHECK_EQ_INT(cfg->pools[1].discovery.nresolvers, 2);
+    CHECK_EQ_INT(addr_port(&cfg->pools[1].discovery.resolvers[0]), 5353);
+    CHECK_EQ_INT(cfg->pools[2].discovery.record, DISCOVERY_AAAA);
+    config_free(cfg);
+}
+
         CHECK_EQ_STR(rl->label, "route2");
     }
     rl = cfg->listeners[1].rate_limit;
@@ -1168,3 +1231,4 @@ int main(void)
     test_examples();
     TEST_END();
 }
+    test_discovery_config();
