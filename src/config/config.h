@@ -379,6 +379,8 @@ struct conf_listener {
     char *bind_text;
     struct addr bind;
     struct conf_pos bind_pos;      /* the `bind` value, for "port in use" */
+    bool freebind;                 /* IP_FREEBIND: bind an address not (yet) on this
+                                      host, e.g. a keepalived VIP; default false */
     enum listener_mode mode;       /* required: tcp | udp */
     bool proxy_protocol_accept;    /* proxy_protocol: accept (tcp only) */
     char *pool_name;

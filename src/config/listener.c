@@ -150,6 +150,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             l->bind_text = config_strdup(d, s);
     }
 
+    if ((n = config_map_get(map, "freebind")))
+        config_want_bool(d, owner, "freebind", n, &l->freebind);
+
     if (!(n = config_map_get(map, "mode"))) {
         config_missing(d, owner, map, "mode");
     } else if (n->kind == CONFIG_NODE_SCALAR && n->text &&

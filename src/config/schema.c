@@ -25,6 +25,7 @@ const char *const config_known_keys[] = {
     "listeners",
     "listeners[].name",
     "listeners[].bind",
+    "listeners[].freebind",
     "listeners[].mode",
     "listeners[].http2",
     "listeners[].proxy_protocol",

@@ -37,5 +37,11 @@ int listener_socket(const struct conf_listener *c);
 /* The same with the socket type given: a dns listener also listens on TCP
  * (RFC 7766). */
 int listener_socket_type(const struct conf_listener *c, int type);
+/* IP_FREEBIND (IPV6_FREEBIND for AF_INET6 where the kernel has it) on fd,
+ * before bind: `freebind: true`. Returns 0 or -errno. */
+int listener_set_freebind(int fd, int family);
+/* What to add to a "cannot bind" message for errno ERR: a hint to set
+ * freebind for EADDRNOTAVAIL, "" otherwise. */
+const char *listener_bind_hint(int err);
 
 #endif

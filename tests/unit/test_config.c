@@ -242,6 +242,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg->listeners[0].udp_idle_ms, 30000);
     CHECK_EQ_INT(cfg->listeners[0].max_flows, 65536);
     CHECK(!cfg->listeners[0].proxy_protocol_accept);
+    CHECK(!cfg->listeners[0].freebind);
     CHECK_EQ_INT(cfg->pools[0].balance, BALANCE_P2C);
     CHECK_EQ_STR(config_balance_name(cfg->pools[0].balance), "p2c");
     CHECK_EQ_INT(cfg->pools[0].connect_timeout_ms, 2000);
@@ -305,7 +306,7 @@ static const struct bad_case bad_cases[] = {
     { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
     { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
       "    mtls: {}\n" POOL, "6:5", "unknown key 'mtls' in listener 'web'; expected one of: "
-      "name, bind, mode, http2, proxy_protocol, pool, timeouts, max_flows" },
+      "name, bind, freebind, mode, http2, proxy_protocol, pool, timeouts, max_flows" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "              timeouts: {client_idel: 5s}}]\n" POOL,
       "2:26", "unknown key 'client_idel' in timeouts of listener 'web'" },
@@ -670,6 +671,12 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, http2: on}]\n" POOL, "1:77",
       "listener 'web': http2: must be true or false" },
 
+    /* freebind */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, freebind: 2}]\n" POOL, "1:79",
+      "listener 'web': freebind: must be true or false" },
+    { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    freebind: yes please\n"
+      "    mode: http\n    pool: app\n" POOL, "4:15", "listener 'web': freebind: must be true or false" },
+
     /* YAML itself */
     { "listeners:\n  - name: a\n   bind: x\n" POOL, "3:4", "did not find expected '-' indicator" },
     { "listeners: \"open\n" POOL, "1:12", "double-quoted scalar" },
@@ -863,6 +870,70 @@ static void test_check_binds(void)
     check_binds_case(SOCK_STREAM, 0, 1);    /* another program holds the port */
     check_binds_case(SOCK_DGRAM, 0, 1);
     check_binds_case(SOCK_STREAM, 1, 0);    /* a sluice of ours shares it */
+}
+
+/* freebind: read back for every mode; an address this host does not have
+ * (192.0.2.1, TEST-NET-1) binds with it, and without it fails with a hint. */
+static void test_freebind(void)
+{
+    static const char text[] =
+        "listeners:\n"
+        "  - {name: web, bind: 192.0.2.1:8080, freebind: true, mode: http, pool: app}\n"
+        "  - {name: l4, bind: 192.0.2.1:8080, freebind: true, mode: tcp, pool: app}\n"
+        "  - {name: u, bind: 192.0.2.1:8080, freebind: true, mode: udp, pool: app}\n"
+        "  - {name: v6, bind: \"[2001:db8::1]:8081\", freebind: true, mode: tcp, pool: app}\n"
+        "  - {name: off, bind: 192.0.2.1:8082, freebind: false, mode: tcp, pool: app}\n"
+        "  - {name: dflt, bind: 192.0.2.1:8083, mode: udp, pool: app}\n" POOL;
+    char path[32], *bout = NULL, msg[200];
+    struct config *cfg = load_ok(text, path);
+    int nonlocal = 0;
+    size_t blen = 0;
+    FILE *f, *diag;
+
+    if (!cfg)
+        return;
+    CHECK_EQ_INT(cfg->nlisteners, 6);
+    for (size_t i = 0; i < 4; i++)
+        CHECK(cfg->listeners[i].freebind);
+    CHECK(!cfg->listeners[4].freebind);
+    CHECK(!cfg->listeners[5].freebind);
+
+    /* Where the host already binds any address (ip_nonlocal_bind), there is
+     * no failure to see; only the freebind half is checked. */
+    if ((f = fopen("/proc/sys/net/ipv4/ip_nonlocal_bind", "r"))) {
+        if (fscanf(f, "%d", &nonlocal) != 1)
+            nonlocal = 0;
+        fclose(f);
+    }
+    diag = open_memstream(&bout, &blen);
+    if (nonlocal) {
+        config_check_binds(cfg, diag);
+    } else {
+        /* Only the last two fail: 192.0.2.1 is not on this host. */
+        CHECK_EQ_INT(config_check_binds(cfg, diag), 2);
+    }
+    fclose(diag);
+    CHECK(strstr(bout, "'web'") == NULL && strstr(bout, "'l4'") == NULL &&
+          strstr(bout, "'u'") == NULL);
+    if (!nonlocal) {
+        snprintf(msg, sizeof(msg), "listener 'off': cannot bind 192.0.2.1:8082: %s (set freebind: "
+                 "true to listen on an address this host does not have yet, e.g. a keepalived VIP)",
+                 strerror(EADDRNOTAVAIL));
+        CHECK(has_error(bout, path, "6:23", msg));
+        CHECK(has_error(bout, path, "7:24", "listener 'dflt': cannot bind 192.0.2.1:8083: "));
+        if (!has_error(bout, path, "6:23", msg))
+            fprintf(stderr, "  got: %s", bout);
+    }
+    free(bout);
+    config_free(cfg);
+}
+
+/* The freebind hint is for EADDRNOTAVAIL only: a port in use gets none. */
+static void test_bind_hint(void)
+{
+    CHECK(strstr(listener_bind_hint(EADDRNOTAVAIL), "set freebind: true") != NULL);
+    CHECK_EQ_STR(listener_bind_hint(EADDRINUSE), "");
+    CHECK_EQ_STR(listener_bind_hint(EACCES), "");
 }
 
 /* admin: the token is read at load, its trailing newline stripped; the
@@ -1186,15 +1257,17 @@ static void test_unhealthy_interval(void)
     free(out);
 }
 
-/* Every config in examples/ loads without a word (run from the repository
- * root, as make does; skipped elsewhere). */
+/* Every config in examples/ and one folder down (examples/ha/) loads without
+ * a word (run from the repository root, as make does; skipped elsewhere). */
 static void test_examples(void)
 {
     glob_t g;
 
     if (glob("examples/*.yaml", 0, NULL, &g) != 0)
         return;
-    CHECK(g.gl_pathc >= 4);
+    glob("examples/*/*.yaml", GLOB_APPEND, NULL, &g);     /* examples/ha/ */
+    CHECK(g.gl_pathc >= 5);
+
     for (size_t i = 0; i < g.gl_pathc; i++) {
         struct config *cfg = NULL;
         char *out = NULL;
@@ -1226,6 +1299,8 @@ int main(void)
     test_missing_file();
     test_duration_size();
     test_check_binds();
+    test_freebind();
+    test_bind_hint();
     test_admin();
     test_known_keys();
     test_examples();
