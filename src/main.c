@@ -389,6 +389,7 @@ static int run(const char *path)
     }
     while (m.discovery.initial_pending && !m.loop.stop)
         loop_run_once(&m.loop, 100);
+    reload_seed_discovery(&m.discovery);
     if (health_start(&m.health, &m.loop, &m.rt) < 0 ||
         discovery_attach(&m.discovery, &m.health, m.workers, m.nworkers) < 0) {
         fprintf(stderr, "sluice: out of memory\n");

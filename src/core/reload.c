@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/runtime.h"
 #include "core/worker.h"
+#include "discovery/discovery.h"
 #include "health/health.h"
 
 extern char **environ;
@@ -398,18 +399,29 @@ static struct backend *find_backend(struct runtime *rt, const char *pool, const 
     return NULL;
 }
 
+#define STATE_FIELDS 14
+
+/* A line of the state file split at its tabs; false if it has not
+ * STATE_FIELDS fields. */
+static bool state_fields(char *line, char *f[STATE_FIELDS])
+{
+    char *save = NULL;
+    int n = 0;
+
+    for (char *t = strtok_r(line, "\t", &save); t && n < STATE_FIELDS; t = strtok_r(NULL, "\t", &save))
+        f[n++] = t;
+    return n == STATE_FIELDS;
+}
+
 static void apply_line(struct runtime *rt, struct health_checker *hc, char *line)
 {
-    char *f[14], *save = NULL;
-    int n = 0;
+    char *f[STATE_FIELDS];
     struct backend *b;
     uint32_t conf_weight, weight, times;
     int state, passing;
     unsigned long long left, total, failures, passed, failed, ejections;
 
-    for (char *t = strtok_r(line, "\t", &save); t && n < 14; t = strtok_r(NULL, "\t", &save))
-        f[n++] = t;
-    if (n != 14 || sscanf(f[3], "%u", &conf_weight) != 1 || sscanf(f[4], "%d", &state) != 1 ||
+    if (!state_fields(line, f) || sscanf(f[3], "%u", &conf_weight) != 1 || sscanf(f[4], "%d", &state) != 1 ||
         sscanf(f[5], "%u", &weight) != 1 || sscanf(f[6], "%d", &passing) != 1 ||
         sscanf(f[7], "%llu", &left) != 1 || sscanf(f[8], "%u", &times) != 1 ||
         sscanf(f[9], "%llu", &total) != 1 || sscanf(f[10], "%llu", &failures) != 1 ||
@@ -439,27 +451,55 @@ static void apply_line(struct runtime *rt, struct health_checker *hc, char *line
     }
 }
 
-void reload_apply_state(struct runtime *rt, struct health_checker *hc)
+/* The old process's state file, whole and NUL-terminated; NULL if there
+ * is none. Read with pread, so it can be read again. */
+static char *state_read(void)
 {
     int fd = inherited_fd('s');
-    char *data, *line, *save = NULL;
     struct stat st;
     size_t len = 0;
+    ssize_t r;
+    char *data;
 
-    if (fd < 0)
-        return;
-    if (fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size < STATE_MAX &&
-        (data = malloc((size_t)st.st_size + 1))) {
-        ssize_t r;
-        while (len < (size_t)st.st_size &&
-               (r = pread(fd, data + len, (size_t)st.st_size - len, (off_t)len)) > 0)
-            len += (size_t)r;
-        data[len] = '\0';
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || (uint64_t)st.st_size >= STATE_MAX ||
+        !(data = malloc((size_t)st.st_size + 1)))
+        return NULL;
+    while (len < (size_t)st.st_size &&
+           (r = pread(fd, data + len, (size_t)st.st_size - len, (off_t)len)) > 0)
+        len += (size_t)r;
+    data[len] = '\0';
+    return data;
+}
+
+void reload_apply_state(struct runtime *rt, struct health_checker *hc)
+{
+    char *data = state_read(), *line, *save = NULL;
+
+    if (data) {
         for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
             apply_line(rt, hc, line);
         free(data);
     }
     release('s');
+}
+
+void reload_seed_discovery(struct discovery *d)
+{
+    char *data = state_read(), *line, *save = NULL, *f[STATE_FIELDS];
+    unsigned weight;
+    int state;
+
+    if (!data)
+        return;
+    for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        /* What the old process was sending work to; not what it was
+         * draining, which may be what its DNS had already dropped. */
+        if (state_fields(line, f) && sscanf(f[3], "%u", &weight) == 1 &&
+            sscanf(f[4], "%d", &state) == 1 && state != BACKEND_DRAINING &&
+            state != BACKEND_DISABLED && weight >= 1 && weight <= BACKEND_WEIGHT_MAX)
+            discovery_seed(d, f[0], f[1], weight);
+    }
+    free(data);
 }
 
 void reload_sd_notify(const char *msg)

@@ -90,6 +90,12 @@ void reload_close_unused(void);
  * still running, and its counters. Before the workers start. */
 void reload_apply_state(struct runtime *rt, struct health_checker *hc);
 
+/* Discovery pools whose first resolution failed start with the backends
+ * the old process had (discovery_seed), so that a reload while the
+ * resolver is down does not empty them. Before health checks start. */
+struct discovery;
+void reload_seed_discovery(struct discovery *d);
+
 /* Serving: tell the old process (and systemd, which learns the new main
  * PID) that it can hand over. */
 void reload_notify_ready(void);

@@ -76,6 +76,7 @@ struct discovery_pool {
     struct found *found;
     size_t nfound, capfound;
     bool last_failed;                /* the previous one failed: log only changes */
+    bool seedable;                   /* the first resolution failed (discovery_seed) */
 };
 
 static void resolve(struct discovery_pool *dp);
@@ -325,6 +326,7 @@ static void lookup_done(struct discovery_pool *dp)
         apply(dp);
     }
     dp->last_failed = dp->failed;
+    dp->seedable = dp->initial && dp->failed;
     if (dp->initial) {
         dp->initial = false;
         dp->d->initial_pending--;
@@ -494,6 +496,27 @@ static void tick_cb(struct timer *t)
         }
     }
     timer_arm(&d->loop->timers, &d->tick, clock_now_ms() + DISCOVERY_TICK_MS);
+}
+
+void discovery_seed(struct discovery *d, const char *pool, const char *name, uint32_t weight)
+{
+    for (size_t i = 0; i < d->npools; i++) {
+        struct discovery_pool *dp = &d->pools[i];
+        struct backend *b;
+        struct addr a;
+        const char *why;
+
+        if (!dp->seedable || strcmp(dp->pool->conf->name, pool) != 0)
+            continue;
+        if (addr_parse(name, &a, &why) < 0 || pool_find_backend(dp->pool, name))
+            return;
+        if (!(b = pool_slot_fill(dp->pool, name, &a, weight, discovery_checked(dp->pool))))
+            return;
+        dp->slots[b->index] = (struct slot_info){.phase = SLOT_LIVE};
+        log_info("event=discovery_seeded pool=%s backend=%s why=\"the first resolution "
+                 "failed: the old process's backend, until DNS answers\"", pool, name);
+        return;
+    }
 }
 
 /* ---- start and stop ---- */

@@ -56,4 +56,10 @@ int discovery_attach(struct discovery *d, struct health_checker *hc, struct work
                      uint32_t nworkers);
 void discovery_stop(struct discovery *d);
 
+/* A reload's new process whose first resolution of POOL failed: take NAME
+ * (a discovered backend's name is its address) as a backend until a
+ * resolution succeeds, at WEIGHT (an SRV record's). Ignored for any other
+ * pool. */
+void discovery_seed(struct discovery *d, const char *pool, const char *name, uint32_t weight);
+
 #endif

@@ -34,6 +34,17 @@ def config(port, admin_port, discovery, pool_extra="", workers=1, balance="round
             f"    discovery: {discovery}\n{pool_extra}")
 
 
+def start(procs, dns, oport, discovery_extra="", pool_extra="", **kw):
+    """sluice with pool app discovering app.test (A records) from dns;
+    returns (sluice, port, admin port)."""
+    port, aport = free_port(), free_port()
+    s = procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
+                                         f"resolvers: ['{dns.address}'], interval: 200ms"
+                                         f"{discovery_extra}}}", pool_extra, **kw),
+                     wait_ports=[port])
+    return s, port, aport
+
+
 def status(admin_port):
     c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     c.request("GET", "/api/v1/status")
@@ -71,10 +82,7 @@ def origins_on(procs, hosts):
 def test_a_records_are_the_backends_and_changes_follow(procs, dns):
     oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
     dns.set_a("app.test", ["127.0.0.2", "127.0.0.3"])
-    port, aport = free_port(), free_port()
-    s = procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                         f"resolvers: ['{dns.address}'], interval: 200ms}}"),
-                     wait_ports=[port])
+    s, port, aport = start(procs, dns, oport)
     # The first answer is in before the first request.
     assert served_by(port, 10) == {"o2": 5, "o3": 5}
     st = status(aport)
@@ -99,11 +107,7 @@ def test_a_records_are_the_backends_and_changes_follow(procs, dns):
 def test_removed_backend_finishes_what_it_has(procs, dns):
     oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3"])
     dns.set_a("app.test", ["127.0.0.2"])
-    port, aport = free_port(), free_port()
-    procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                     f"resolvers: ['{dns.address}'], interval: 200ms}}",
-                        workers=2),
-                 wait_ports=[port])
+    _, port, aport = start(procs, dns, oport, workers=2)
     slow = {}
 
     def slow_request():
@@ -126,11 +130,7 @@ def test_removed_backend_finishes_what_it_has(procs, dns):
 def test_resolver_failure_keeps_the_last_answer(procs, dns):
     oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3"])
     dns.set_a("app.test", ["127.0.0.2", "127.0.0.3"])
-    port, aport = free_port(), free_port()
-    s = procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                         f"resolvers: ['{dns.address}'], interval: 200ms, "
-                                         "timeout: 100ms}", workers=2),
-                     wait_ports=[port])
+    s, port, aport = start(procs, dns, oport, ", timeout: 100ms", workers=2)
     for mode in ("servfail", "silent"):
         n = len(s.log_lines("discovery_failed"))
         dns.set_mode(mode)
@@ -148,10 +148,7 @@ def test_resolver_failure_keeps_the_last_answer(procs, dns):
 def test_an_empty_answer_empties_the_pool(procs, dns):
     oport, _ = origins_on(procs, ["127.0.0.2"])
     dns.set_a("app.test", ["127.0.0.2"])
-    port, aport = free_port(), free_port()
-    procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                     f"resolvers: ['{dns.address}'], interval: 200ms}}"),
-                 wait_ports=[port])
+    _, port, aport = start(procs, dns, oport)
     assert http_get(port)[0] == 200
     dns.remove("app.test")                      # NXDOMAIN: the name is gone
     wait_for(lambda: status(aport) == {}, timeout=5, what="the pool to empty")
@@ -190,12 +187,9 @@ def test_discovered_backends_are_health_checked(procs, dns):
                    b"Connection: close\r\n\r\n")
         sk.recv(1024)
     dns.set_a("app.test", ["127.0.0.2", "127.0.0.3"])
-    port, aport = free_port(), free_port()
     check = ("    health_check: {type: http, path: /health, interval: 200ms, timeout: 200ms, "
              "healthy_threshold: 1, unhealthy_threshold: 1}\n")
-    procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                     f"resolvers: ['{dns.address}'], interval: 200ms}}", check),
-                 wait_ports=[port])
+    _, port, aport = start(procs, dns, oport, pool_extra=check)
     st = status(aport)
     assert st[f"127.0.0.2:{oport}"]["state"] == "UP"
     assert st[f"127.0.0.3:{oport}"]["state"] == "DOWN"
@@ -213,14 +207,8 @@ def test_two_instances_hash_keys_alike(procs, dns):
     same answer send every key to the same backend without talking."""
     oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
     dns.set_a("app.test", ["127.0.0.5", "127.0.0.3", "127.0.0.2", "127.0.0.4"])
-    ports = []
-    for _ in range(2):
-        port, aport = free_port(), free_port()
-        procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                         f"resolvers: ['{dns.address}']}}",
-                            "    hash_key: header:x-user\n", balance="maglev"),
-                     wait_ports=[port])
-        ports.append(port)
+    ports = [start(procs, dns, oport, pool_extra="    hash_key: header:x-user\n",
+                   balance="maglev")[1] for _ in range(2)]
 
     def owner(port, user):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
@@ -239,11 +227,7 @@ def test_two_instances_hash_keys_alike(procs, dns):
 def test_reload_keeps_discovered_backends(procs, dns):
     oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3"])
     dns.set_a("app.test", ["127.0.0.2", "127.0.0.3"])
-    port, aport = free_port(), free_port()
-    s = procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                         f"resolvers: ['{dns.address}'], interval: 200ms}}",
-                            workers=2),
-                     wait_ports=[port])
+    s, port, aport = start(procs, dns, oport, workers=2)
     served_by(port, 4)
     c = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)
     c.request("POST", f"/api/v1/pools/app/backends/127.0.0.3:{oport}/drain")
@@ -256,6 +240,23 @@ def test_reload_keeps_discovered_backends(procs, dns):
     assert st[f"127.0.0.3:{oport}"]["state"] == "DRAINING"
     assert st[f"127.0.0.2:{oport}"]["requests_total"] >= 2
     assert served_by(port, 4) == {"o2": 4}
+
+
+def test_reload_while_the_resolver_is_down_keeps_the_backends(procs, dns):
+    oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3"])
+    dns.set_a("app.test", ["127.0.0.2", "127.0.0.3"])
+    s, port, aport = start(procs, dns, oport, ", timeout: 100ms")
+    assert served_by(port, 4) == {"o2": 2, "o3": 2}
+    dns.set_mode("silent")
+    s.reload()
+    assert len(s.log_lines("discovery_seeded")) == 2, s.stderr()[-2000:]
+    assert sorted(status(aport)) == [f"127.0.0.2:{oport}", f"127.0.0.3:{oport}"]
+    assert served_by(port, 4) == {"o2": 2, "o3": 2}
+    # When DNS answers again, its answer rules.
+    dns.set_a("app.test", ["127.0.0.3"])
+    dns.set_mode("answer")
+    wait_for(lambda: sorted(status(aport)) == [f"127.0.0.3:{oport}"], timeout=5,
+             what="the new answer to apply")
 
 
 def test_config_errors_point_at_the_key(tmp_path):
