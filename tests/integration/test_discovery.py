@@ -270,3 +270,42 @@ def test_config_errors_point_at_the_key(tmp_path):
     assert r.returncode == 1
     assert re.search(rb"bad\.yaml:5:\d+: error: pool 'app': discovery\.port: SRV records give",
                      r.stdout + r.stderr), r.stdout + r.stderr
+
+
+def test_tcp_pool_follows_dns_and_open_connections_finish(procs, dns):
+    oport = free_port()
+    for h in ("127.0.0.2", "127.0.0.3"):
+        procs.origin(f"e{h[-1]}", mode="tcp-echo", host=h, port=oport)
+    dns.set_a("app.test", ["127.0.0.2"])
+    port, aport = free_port(), free_port()
+    procs.sluice("workers: 2\nlog: {level: info, access: off}\n"
+                 f"admin: {{listen: 127.0.0.1:{aport}}}\n"
+                 f"listeners: [{{name: l4, bind: 127.0.0.1:{port}, mode: tcp, pool: app}}]\n"
+                 "pools:\n  - name: app\n    drain_timeout: 10s\n"
+                 f"    discovery: {{dns: app.test, port: {oport}, "
+                 f"resolvers: ['{dns.address}'], interval: 200ms}}\n", wait_ports=[port])
+
+    def echo(sk, data):
+        sk.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            got += sk.recv(4096)
+        return got
+
+    old = socket.create_connection(("127.0.0.1", port), timeout=5)
+    assert echo(old, b"first") == b"first"
+    dns.set_a("app.test", ["127.0.0.3"])
+    wait_for(lambda: status(aport).get(f"127.0.0.2:{oport}", {}).get("state") == "DRAINING",
+             timeout=5, what="127.0.0.2 to drain")
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
+            assert echo(sk, b"new") == b"new"
+    wait_for(lambda: status(aport)[f"127.0.0.3:{oport}"]["requests_total"] == 3, timeout=5,
+             what="the new connections to reach 127.0.0.3")
+    # The connection made before the change still works, and holds the
+    # drained backend until it closes.
+    assert echo(old, b"still here") == b"still here"
+    assert f"127.0.0.2:{oport}" in status(aport)
+    old.close()
+    wait_for(lambda: f"127.0.0.2:{oport}" not in status(aport), timeout=5,
+             what="the drained backend to leave once its connection closed")
