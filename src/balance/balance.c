@@ -273,7 +273,9 @@ static void rebuild(struct balancer *bl, uint64_t gen)
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
         uint32_t ramp;
-        if (!(panic ? panic_candidate(b) : backend_eligible(b)))
+        /* The acquire of `vacant` makes a slot's conf (its name, which the
+         * hashing algorithms read) visible before it is used. */
+        if (backend_vacant(b) || !(panic ? panic_candidate(b) : backend_eligible(b)))
             continue;
         s->b[s->n] = b;
         /* Weights are scaled by 100 so that slow start can ramp even a

@@ -162,8 +162,10 @@ static void ares_timer_cb(struct timer *t)
 static int found_cmp(const void *a, const void *b)
 {
     const struct found *x = a, *y = b;
+    int c = strcmp(x->text, y->text);
 
-    return strcmp(x->text, y->text);
+    /* One address from two SRV records: the heavier one, on every instance. */
+    return c ? c : (x->weight < y->weight) - (x->weight > y->weight);
 }
 
 static void found_add(struct discovery_pool *dp, const struct sockaddr *sa, uint16_t port,
@@ -443,6 +445,20 @@ static void next_cb(struct timer *t)
 
 /* ---- removed backends: draining, grace, vacant ---- */
 
+/* A backend DNS dropped takes no new work until its slot is vacated, even
+ * if an operator enabled it meanwhile: the grace period is only sound for
+ * a backend no worker can pick. */
+static bool slot_ineligible(struct backend *b, struct slot_info *si)
+{
+    int state = atomic_load(&b->state);
+
+    if (state == BACKEND_DRAINING || state == BACKEND_DISABLED)
+        return true;
+    si->drained = true;
+    backend_set_state(b, BACKEND_DRAINING, "discovery: no longer in DNS");
+    return false;
+}
+
 static bool grace_over(const struct discovery *d)
 {
     for (uint32_t i = 0; i < d->nworkers; i++)
@@ -467,7 +483,7 @@ static void tick_cb(struct timer *t)
                 struct backend *b = &dp->pool->backends[k];
                 if (dp->slots[k].phase != SLOT_GRACE)
                     continue;
-                if (atomic_load(&b->active)) {
+                if (!slot_ineligible(b, &dp->slots[k]) || atomic_load(&b->active)) {
                     dp->slots[k].phase = SLOT_GONE;
                     continue;
                 }
@@ -483,6 +499,7 @@ static void tick_cb(struct timer *t)
             struct discovery_pool *dp = &d->pools[i];
             for (uint32_t k = 0; k < dp->pool->nbackends; k++)
                 if (dp->slots[k].phase == SLOT_GONE &&
+                    slot_ineligible(&dp->pool->backends[k], &dp->slots[k]) &&
                     !atomic_load(&dp->pool->backends[k].active)) {
                     dp->slots[k].phase = SLOT_GRACE;
                     any = true;

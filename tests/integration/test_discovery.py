@@ -120,6 +120,14 @@ def test_removed_backend_finishes_what_it_has(procs, dns):
     wait_for(lambda: status(aport).get(f"127.0.0.2:{oport}", {}).get("state") == "DRAINING",
              timeout=5, what="o2 to drain")
     assert served_by(port, 4) == {"o3": 4}          # no new work to the drained one
+    # An operator cannot bring back what DNS dropped: it drains again.
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=5)
+    c.request("POST", f"/api/v1/pools/app/backends/127.0.0.2:{oport}/enable")
+    assert c.getresponse().status == 200
+    c.close()
+    wait_for(lambda: status(aport)[f"127.0.0.2:{oport}"]["state"] == "DRAINING", timeout=5,
+             what="o2 to drain again")
+    assert served_by(port, 4) == {"o3": 4}
     t.join(10)
     assert slow["r"][0] == 200 and slow["r"][2].strip() == b"o2"
     # Nothing uses it any more: its slot is vacated.
