@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libssl-dev libcrypt-dev libnghttp2-dev libfyaml-dev libpcre2-dev libxxhash-dev libc-ares-dev
 libsystemd-dev libmaxminddb-dev
 python3 python3-pytest python3-h2 python3-websockets python3-grpcio
-curl openssl wrk nghttp2-client dnsutils iproute2 procps
+curl openssl wrk nghttp2-client dnsutils iproute2 procps keepalived
 haproxy nginx-core libnginx-mod-stream"
 
 missing=""
@@ -23,8 +23,9 @@ SUDO=""
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
-# Services from these packages (nginx, haproxy) must not start on their own:
-# tests and benchmarks start their own instances on free loopback ports.
+# Services from these packages (nginx, haproxy, keepalived) must not start on
+# their own: tests and benchmarks start their own instances (on free loopback
+# ports, or in network namespaces for keepalived).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
