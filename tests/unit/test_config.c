@@ -515,7 +515,6 @@ static const struct bad_case bad_cases[] = {
       "5:51", "health_check.unhealthy_interval 500ms is shorter than the default timeout 1s; "
       "set health_check.timeout too" },
 
-    /* sticky */
     /* discovery */
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:69", "a pool takes backends or discovery, not both" },
@@ -545,6 +544,7 @@ static const struct bad_case bad_cases[] = {
       "2:72", "discovery.max_backends" },
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, ttl: 5s}}]\n",
       "2:58", "unknown key 'ttl' in discovery of pool 'app'" },
+    /* sticky */
     { LST "pools: [{name: app, sticky: {cookie: 'a b'}, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:38", "sticky.cookie: 'a b' is not a cookie name" },
     { LST "pools: [{name: app, sticky: {ttl: 1500ms}, backends: [{address: 127.0.0.1:1}]}]\n",
@@ -1099,6 +1099,39 @@ static void test_hash_config(void)
     free(out);
 }
 
+/* discovery read back: every key, and the defaults. */
+static void test_discovery_config(void)
+{
+    static const char text[] =
+        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: a}]\n"
+        "pools:\n"
+        "  - {name: a, discovery: {dns: App.Example.COM., port: 8080}}\n"
+        "  - {name: b, discovery: {dns: _grpc._tcp.b.test, type: srv, interval: 2s, timeout: 300ms,\n"
+        "                          max_backends: 5, resolvers: ['127.0.0.1:5353', '[::1]:53']}}\n"
+        "  - {name: c, discovery: {dns: c.test, type: aaaa, port: 1}}\n";
+    struct config *cfg = load_ok(text, NULL);
+
+    if (!cfg)
+        return;
+    CHECK_EQ_STR(cfg->pools[0].discovery.dns, "app.example.com");
+    CHECK_EQ_INT(cfg->pools[0].discovery.record, DISCOVERY_A);
+    CHECK_EQ_INT(cfg->pools[0].discovery.port, 8080);
+    CHECK_EQ_INT(cfg->pools[0].discovery.interval_ms, 5000);
+    CHECK_EQ_INT(cfg->pools[0].discovery.timeout_ms, 1000);
+    CHECK_EQ_INT(cfg->pools[0].discovery.max_backends, 32);
+    CHECK_EQ_INT(cfg->pools[0].discovery.nresolvers, 0);
+    CHECK_EQ_INT(cfg->pools[0].nbackends, 0);
+    CHECK_EQ_INT(cfg->pools[1].discovery.record, DISCOVERY_SRV);
+    CHECK_EQ_INT(cfg->pools[1].discovery.port, 0);
+    CHECK_EQ_INT(cfg->pools[1].discovery.interval_ms, 2000);
+    CHECK_EQ_INT(cfg->pools[1].discovery.timeout_ms, 300);
+    CHECK_EQ_INT(cfg->pools[1].discovery.max_backends, 5);
+    CHECK_EQ_INT(cfg->pools[1].discovery.nresolvers, 2);
+    CHECK_EQ_INT(addr_port(&cfg->pools[1].discovery.resolvers[0]), 5353);
+    CHECK_EQ_INT(cfg->pools[2].discovery.record, DISCOVERY_AAAA);
+    config_free(cfg);
+}
+
 /* sticky read back: every key, and the defaults of an empty block. */
 static void test_sticky_config(void)
 {
@@ -1170,39 +1203,6 @@ static void test_rate_limit_config(void)
         CHECK_EQ_STR(rl->key_name, "X-User");
         CHECK_EQ_INT(rl->status, 503);
         CHECK_EQ_INT(rl->max_keys, 1000);
-/* discovery read back: every key, and the defaults. */
-static void test_discovery_config(void)
-{
-    static const char text[] =
-        "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: a}]\n"
-        "pools:\n"
-        "  - {name: a, discovery: {dns: App.Example.COM., port: 8080}}\n"
-        "  - {name: b, discovery: {dns: _grpc._tcp.b.test, type: srv, interval: 2s, timeout: 300ms,\n"
-        "                          max_backends: 5, resolvers: ['127.0.0.1:5353', '[::1]:53']}}\n"
-        "  - {name: c, discovery: {dns: c.test, type: aaaa, port: 1}}\n";
-    struct config *cfg = load_ok(text, NULL);
-
-    if (!cfg)
-        return;
-    CHECK_EQ_STR(cfg->pools[0].discovery.dns, "app.example.com");
-    CHECK_EQ_INT(cfg->pools[0].discovery.record, DISCOVERY_A);
-    CHECK_EQ_INT(cfg->pools[0].discovery.port, 8080);
-    CHECK_EQ_INT(cfg->pools[0].discovery.interval_ms, 5000);
-    CHECK_EQ_INT(cfg->pools[0].discovery.timeout_ms, 1000);
-    CHECK_EQ_INT(cfg->pools[0].discovery.max_backends, 32);
-    CHECK_EQ_INT(cfg->pools[0].discovery.nresolvers, 0);
-    CHECK_EQ_INT(cfg->pools[0].nbackends, 0);
-    CHECK_EQ_INT(cfg->pools[1].discovery.record, DISCOVERY_SRV);
-    CHECK_EQ_INT(cfg->pools[1].discovery.port, 0);
-    CHECK_EQ_INT(cfg->pools[1].discovery.interval_ms, 2000);
-    CHECK_EQ_INT(cfg->pools[1].discovery.timeout_ms, 300);
-    CHECK_EQ_INT(cfg->pools[1].discovery.max_backends, 5);
-    CHECK_EQ_INT(cfg->pools[1].discovery.nresolvers, 2);
-    CHECK_EQ_INT(addr_port(&cfg->pools[1].discovery.resolvers[0]), 5353);
-    CHECK_EQ_INT(cfg->pools[2].discovery.record, DISCOVERY_AAAA);
-    config_free(cfg);
-}
-
         CHECK_EQ_STR(rl->label, "route2");
     }
     rl = cfg->listeners[1].rate_limit;
@@ -1267,7 +1267,6 @@ static void test_examples(void)
         return;
     glob("examples/*/*.yaml", GLOB_APPEND, NULL, &g);     /* examples/ha/ */
     CHECK(g.gl_pathc >= 5);
-
     for (size_t i = 0; i < g.gl_pathc; i++) {
         struct config *cfg = NULL;
         char *out = NULL;
@@ -1294,6 +1293,7 @@ int main(void)
     test_hash_config();
     test_unhealthy_interval();
     test_sticky_config();
+    test_discovery_config();
     test_rate_limit_config();
     test_all_errors();
     test_missing_file();
@@ -1306,4 +1306,3 @@ int main(void)
     test_examples();
     TEST_END();
 }
-    test_discovery_config();
