@@ -17,11 +17,13 @@ cd "$(dirname "$0")/.."
 if [ "$(nproc)" -ge 6 ]; then
     /usr/bin/python3 bench/scaling.py ${BENCH_SCALING_ARGS:-}
 fi
-# With BENCH_QUALITY=1, also the balancing-quality (one slow backend) and the
-# failover benchmarks, options in BENCH_BALANCE_ARGS and BENCH_FAILOVER_ARGS
-# (inserted above the exec: lines after it would never run).
+# With BENCH_QUALITY=1, also the balancing-quality (one slow backend), the
+# failover and the DNS discovery benchmarks, options in BENCH_BALANCE_ARGS,
+# BENCH_FAILOVER_ARGS and BENCH_DISCOVERY_ARGS (inserted above the exec:
+# lines after it would never run).
 if [ "${BENCH_QUALITY:-0}" = 1 ]; then
     /usr/bin/python3 bench/balance_quality.py ${BENCH_BALANCE_ARGS:-}
     /usr/bin/python3 bench/failover.py ${BENCH_FAILOVER_ARGS:-}
+    /usr/bin/python3 bench/discovery.py ${BENCH_DISCOVERY_ARGS:-}
 fi
 exec /usr/bin/python3 bench/l4.py "$@"

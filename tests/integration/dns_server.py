@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import struct
 import threading
+import time
 
 TYPE_A, TYPE_AAAA, TYPE_SRV = 1, 28, 33
 RCODE_NOERROR, RCODE_SERVFAIL, RCODE_NXDOMAIN = 0, 2, 3
@@ -45,6 +46,7 @@ class DnsServer:
         self.names = set()       # names that exist (else NXDOMAIN)
         self.mode = "answer"     # answer | servfail | silent
         self.queries = 0
+        self.query_times = []    # time.monotonic() of each query, for the bench
         self.stopping = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -107,6 +109,7 @@ class DnsServer:
         question = msg[12:off + 4]
         with self.lock:
             self.queries += 1
+            self.query_times.append(time.monotonic())
             mode = self.mode
             known = name in self.names
             values = list(self.records.get((name, qtype), []))
