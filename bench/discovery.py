@@ -63,7 +63,7 @@ from benchlib import (BAL_CPU, CLIENT_CPU, HAPROXY, NGINX, ORIGIN, SLUICE, clean
                       foreign_cpu, log, stop_all, tail)
 from dns_server import DnsServer  # noqa: E402
 import paced  # noqa: E402
-from paced import Client, Origin, warm  # noqa: E402
+from paced import Client, Origin, fmt_s, median_or_never, ratio, warm  # noqa: E402
 
 WATCHDOG_S = 600
 HOSTS = ["127.0.0.%d" % i for i in range(11, 17)]
@@ -275,25 +275,6 @@ def trial(prod, args):
 
 # ---- report ------------------------------------------------------------------
 
-def fmt_s(v):
-    return "%.2f" % v if v is not None else "never"
-
-
-def median(vals):
-    """never (None) counts as longer than any time."""
-    srt = sorted(vals, key=lambda x: float("inf") if x is None else x)
-    mid = srt[(len(srt) - 1) // 2:len(srt) // 2 + 1]
-    return None if None in mid else statistics.mean(mid)
-
-
-def ratio(a, b):
-    if a is None or b is None:
-        return "-"
-    if b == 0:
-        return "equal (0)" if a == 0 else "inf"
-    return "%.2f" % (a / b)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -342,8 +323,8 @@ def main():
         rs = runs.get(prod, [])
         a = dict(failed=sum(r["failed"] for r in rs),
                  failed_outage=sum(r["failed_outage"] for r in rs),
-                 shift=median([x for r in rs for x in r["shifts"]]),
-                 stale=median([x for r in rs for x in r["stales"]]),
+                 shift=median_or_never([x for r in rs for x in r["shifts"]]),
+                 stale=median_or_never([x for r in rs for x in r["stales"]]),
                  n=sum(r["n"] for r in rs), died=any(r["died"] for r in rs))
         agg[prod] = a
         rows.append([prod, "%d (%s)%s" % (a["failed"], "+".join(str(r["failed"]) for r in rs),

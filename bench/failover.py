@@ -65,7 +65,6 @@ import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import statistics  # noqa: E402
 import struct  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -73,7 +72,7 @@ import time  # noqa: E402
 
 import benchlib  # noqa: E402
 import paced  # noqa: E402
-from paced import POST_BODY, Client, Origin, warm  # noqa: E402
+from paced import POST_BODY, Client, Origin, fmt_s, median_or_never, ratio, warm  # noqa: E402
 from benchlib import (BAL_CPU, CLIENT_CPU, HAPROXY, NGINX, ORIGIN, SLUICE, cleanup, die,  # noqa: E402
                       foreign_cpu, free_port, log, stop_all, tail)
 
@@ -405,20 +404,12 @@ def trial(cfg, method, args):
 
 # ---- report ------------------------------------------------------------------
 
-def fmt_rec(v):
-    return "%.2f" % v if v is not None else "never"
-
-
 def aggregate(runs):
     """The rounds of one (config, method): failures summed, recovery median."""
     if not runs:
         return None
     recs = [r["recovery"] for r in runs]
-    # "never" counts as longer than any time: the median of 0.4, never, 0.6
-    # is 0.6, of 0.4, never, never is never.
-    srt = sorted(recs, key=lambda x: float("inf") if x is None else x)
-    mid = srt[(len(srt) - 1) // 2:len(srt) // 2 + 1]
-    med = None if None in mid else statistics.mean(mid)
+    med = median_or_never(recs)
     return dict(failed=sum(r["failed"] for r in runs), fails=[r["failed"] for r in runs],
                 recovery=med,
                 recs=recs, share=min(r["share"] for r in runs), n=sum(r["n"] for r in runs),
@@ -446,9 +437,9 @@ def table(agg, probes, rounds):
         def rec(r):
             if not r:
                 return "-"
-            c = fmt_rec(r["recovery"])
+            c = fmt_s(r["recovery"])
             if rounds > 1:
-                c += " (%s)" % "/".join(fmt_rec(x) for x in r["recs"])
+                c += " (%s)" % "/".join(fmt_s(x) for x in r["recs"])
             return c
         pr = probes.get(label)
         rows.append([label, failed(g), failed(p), rec(g), rec(p),
@@ -456,14 +447,6 @@ def table(agg, probes, rounds):
                       "no (0 of %d)" % pr["received"]) if pr else "-",
                      "%s / %s" % (g["n"] if g else "-", p["n"] if p else "-")])
     return benchlib.render_table(head, rows)
-
-
-def ratio(a, b):
-    if a is None or b is None:
-        return "-"
-    if b == 0:
-        return "equal (0)" if a == 0 else "inf"
-    return "%.2f" % (a / b)
 
 
 def ratios(agg):
@@ -476,7 +459,7 @@ def ratios(agg):
                 if a and b:
                     cells.append("%s failed %d/%d = %s, recovery %s/%s = %s" % (
                         m, a["failed"], b["failed"], ratio(a["failed"], b["failed"]),
-                        fmt_rec(a["recovery"]), fmt_rec(b["recovery"]),
+                        fmt_s(a["recovery"]), fmt_s(b["recovery"]),
                         ratio(a["recovery"], b["recovery"])))
             if cells:
                 out.append("  %-20s vs %-7s %s" % (s, peer, "; ".join(cells)))

@@ -5,6 +5,7 @@ request (and which origin answered it, from X-Origin), and a warm-up.
 Stdlib only."""
 import http.client
 import os
+import statistics
 import subprocess
 import threading
 import time
@@ -187,3 +188,26 @@ def warm(port, names, timeout=5.0):
         die("balancer on %d reached only %s of %s" % (port, sorted(seen), names))
 
 
+
+
+# ---- reporting times that may be "never" ---------------------------------------
+
+def fmt_s(v):
+    return "%.2f" % v if v is not None else "never"
+
+
+def median_or_never(vals):
+    """The median, "never" (None) counting as longer than any time: of 0.4,
+    never, 0.6 it is 0.6; of 0.4, never, never it is never."""
+    srt = sorted(vals, key=lambda x: float("inf") if x is None else x)
+    mid = srt[(len(srt) - 1) // 2:len(srt) // 2 + 1]
+    return None if None in mid else statistics.mean(mid)
+
+
+def ratio(a, b):
+    """a / b as text, for lower-is-better figures that may be 0 or never."""
+    if a is None or b is None:
+        return "-"
+    if b == 0:
+        return "equal (0)" if a == 0 else "inf"
+    return "%.2f" % (a / b)
