@@ -4,7 +4,7 @@
 # of src/ except main.c; every fuzz/fuzz_*.c is one libFuzzer target.
 
 CC      ?= cc
-PKGS    := libfyaml libxxhash libpcre2-8 openssl libnghttp2 libcares
+PKGS    := libfyaml libxxhash libpcre2-8 openssl libnghttp2 libcares libmaxminddb
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CPPFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS))

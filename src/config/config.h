@@ -358,6 +358,13 @@ struct conf_dns_region {
     size_t naddresses;
     struct conf_cidr *clients;     /* the client networks it is nearest to; may be none */
     size_t nclients;
+    /* With the listener's geoip database: the clients' countries (ISO 3166-1
+     * alpha-2) and continents (AF AN AS EU NA OC SA) it is nearest to, each
+     * as ('D' << 8 | 'E'). */
+    uint16_t *countries;
+    size_t ncountries;
+    uint16_t *continents;
+    size_t ncontinents;
 };
 
 struct conf_dns_record {
@@ -408,6 +415,8 @@ struct conf_listener {
                                       knowledge without); default false */
     struct conf_dns_record *dns_records;   /* dns: the names it answers for, sorted by name */
     size_t ndns_records;
+    char *geoip_path;              /* dns: a MaxMind DB (GeoLite2/GeoIP2 Country or City) */
+    struct MMDB_s *geoip;          /* ... opened at load (read-only, shared by the workers) */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */

@@ -3,6 +3,8 @@
  * with its pool (whose health decides whether the region answers), its
  * addresses and the client networks it is nearest to. */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <maxminddb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,8 +56,76 @@ static void read_addresses(struct config_diag *d, const char *owner, const struc
     }
 }
 
-static void read_region(struct config_diag *d, struct config *cfg, const char *record_owner,
-                        const struct config_node *map, struct conf_dns_region *r, size_t index)
+/* The continent codes of MaxMind's databases (continent.code). */
+static const char *const dns_continents[] = { "AF", "AN", "AS", "EU", "NA", "OC", "SA", NULL };
+
+/* countries or continents: two-letter codes, case-insensitive, as uint16_t. */
+static void read_geo_codes(struct config_diag *d, const struct conf_listener *l, const char *owner,
+                           const char *key, const struct config_node *seq, uint16_t **out,
+                           size_t *nout)
+{
+    bool continents = strcmp(key, "continents") == 0;
+
+    if (!l->geoip_path) {
+        config_diag_error(d, seq->line, seq->col, "%s: %s: needs the listener's geoip database "
+                          "(listeners[].geoip)", owner, key);
+        return;
+    }
+    if (!(*out = want_list(d, owner, key, seq, 256, sizeof(**out))))
+        return;
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct config_node *n = seq->items[i];
+        char code[3];
+        const char *s;
+        bool ok;
+
+        if (config_want_string(d, owner, key, n, &s) < 0)
+            continue;
+        ok = strlen(s) == 2 && isalpha((unsigned char)s[0]) && isalpha((unsigned char)s[1]);
+        if (ok) {
+            code[0] = (char)toupper((unsigned char)s[0]);
+            code[1] = (char)toupper((unsigned char)s[1]);
+            code[2] = '\0';
+        }
+        if (ok && continents) {
+            ok = false;
+            for (size_t k = 0; dns_continents[k]; k++)
+                ok |= strcmp(dns_continents[k], code) == 0;
+        }
+        if (!ok) {
+            config_diag_error(d, n->line, n->col, continents
+                              ? "%s: %s: '%s' is not a continent code (AF, AN, AS, EU, NA, OC, SA)"
+                              : "%s: %s: '%s' is not a two-letter country code (ISO 3166-1, as "
+                                "DE or US)", owner, key, s);
+            continue;
+        }
+        (*out)[(*nout)++] = (uint16_t)((uint8_t)code[0] << 8 | (uint8_t)code[1]);
+    }
+}
+
+void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const char *owner,
+                           const struct config_node *n)
+{
+    const char *path;
+    int rc;
+
+    if (config_want_string(d, owner, "geoip", n, &path) < 0)
+        return;
+    if (!(l->geoip = calloc(1, sizeof(*l->geoip))) || !(l->geoip_path = config_strdup(d, path))) {
+        config_diag_error(d, n->line, n->col, "out of memory");
+        return;
+    }
+    if ((rc = MMDB_open(path, MMDB_MODE_MMAP, l->geoip)) != MMDB_SUCCESS) {
+        config_diag_error(d, n->line, n->col, "%s: geoip: cannot open '%s': %s", owner, path,
+                          MMDB_strerror(rc));
+        free(l->geoip);
+        l->geoip = NULL;
+    }
+}
+
+static void read_region(struct config_diag *d, struct config *cfg, const struct conf_listener *l,
+                        const char *record_owner, const struct config_node *map,
+                        struct conf_dns_region *r, size_t index)
 {
     const struct config_node *n;
     char owner[400];
@@ -83,10 +153,15 @@ static void read_region(struct config_diag *d, struct config *cfg, const char *r
         read_addresses(d, owner, n, r);
     if ((n = config_map_get(map, "clients")))
         config_read_cidrs(d, owner, "clients", n, &r->clients, &r->nclients);
+    if ((n = config_map_get(map, "countries")))
+        read_geo_codes(d, l, owner, "countries", n, &r->countries, &r->ncountries);
+    if ((n = config_map_get(map, "continents")))
+        read_geo_codes(d, l, owner, "continents", n, &r->continents, &r->ncontinents);
 }
 
-static void read_record(struct config_diag *d, struct config *cfg, const char *listener_owner,
-                        const struct config_node *map, struct conf_dns_record *rec, size_t index)
+static void read_record(struct config_diag *d, struct config *cfg, const struct conf_listener *l,
+                        const char *listener_owner, const struct config_node *map,
+                        struct conf_dns_record *rec, size_t index)
 {
     const struct config_node *n;
     char owner[300];
@@ -125,7 +200,7 @@ static void read_record(struct config_diag *d, struct config *cfg, const char *l
         return;
     rec->nregions = n->n;
     for (size_t i = 0; i < n->n; i++)
-        read_region(d, cfg, owner, n->items[i], &rec->regions[i], i);
+        read_region(d, cfg, l, owner, n->items[i], &rec->regions[i], i);
 }
 
 static int by_name(const void *a, const void *b)
@@ -145,7 +220,7 @@ void config_read_dns_records(struct config_diag *d, struct config *cfg, struct c
         return;
     l->ndns_records = seq->n;
     for (size_t i = 0; i < seq->n; i++) {
-        read_record(d, cfg, owner, seq->items[i], &l->dns_records[i], i);
+        read_record(d, cfg, l, owner, seq->items[i], &l->dns_records[i], i);
         for (size_t j = 0; j < i && l->dns_records[i].name; j++)
             if (l->dns_records[j].name && strcmp(l->dns_records[j].name, l->dns_records[i].name) == 0)
                 config_diag_error(d, seq->items[i]->line, seq->items[i]->col,
@@ -165,6 +240,8 @@ void config_free_dns_records(struct conf_listener *l)
             free(rec->regions[k].name);
             free(rec->regions[k].addresses);
             free(rec->regions[k].clients);
+            free(rec->regions[k].countries);
+            free(rec->regions[k].continents);
         }
         free(rec->regions);
         free(rec->name);
@@ -172,4 +249,11 @@ void config_free_dns_records(struct conf_listener *l)
     free(l->dns_records);
     l->dns_records = NULL;
     l->ndns_records = 0;
+    if (l->geoip) {
+        MMDB_close(l->geoip);
+        free(l->geoip);
+        l->geoip = NULL;
+    }
+    free(l->geoip_path);
+    l->geoip_path = NULL;
 }

@@ -189,6 +189,10 @@ void config_read_cidrs(struct config_diag *d, const char *owner, const char *key
 /* config/dns.c: a dns listener's records, and freeing them. */
 void config_read_dns_records(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                              const char *owner, const struct config_node *seq);
+/* A dns listener's geoip database, opened so that a bad file is a config
+ * error; before its records, whose regions may name countries. */
+void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const char *owner,
+                           const struct config_node *n);
 void config_free_dns_records(struct conf_listener *l);
 void config_read_trusted(struct config_diag *d, struct conf_listener *l, const char *owner,
                          const struct config_node *seq);

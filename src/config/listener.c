@@ -185,6 +185,8 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         if ((p = config_map_pair(map, "pool")))
             config_diag_error(d, p->key->line, p->key->col, "%s: pool does not apply to mode dns "
                               "(each region of a record names its pool)", owner);
+        if ((n = config_map_get(map, "geoip")))
+            config_read_dns_geoip(d, l, owner, n);
         if (!(n = config_map_get(map, "records")))
             config_missing(d, owner, map, "records");
         else
@@ -192,9 +194,11 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         if ((p = config_map_pair(map, "timeouts")))
             config_diag_error(d, p->key->line, p->key->col, "%s: timeouts do not apply to mode dns",
                               owner);
-    } else if ((p = config_map_pair(map, "records"))) {
-        if (mode_ok)
+    } else {
+        if ((p = config_map_pair(map, "records")) && mode_ok)
             config_mode_only(d, owner, p, "records", LISTENER_DNS);
+        if ((p = config_map_pair(map, "geoip")) && mode_ok)
+            config_mode_only(d, owner, p, "geoip", LISTENER_DNS);
     }
     if (mode_ok && l->mode == LISTENER_DNS) {
         /* done above */

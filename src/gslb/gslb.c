@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "balance/balance.h"
+#include "gslb/internal.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/list.h"
@@ -52,12 +53,27 @@ static bool region_healthy(const struct runtime *rt, const struct conf_dns_regio
     return false;
 }
 
-/* The healthy region whose client networks hold the client most closely;
- * else the first healthy one; NULL when none is healthy. */
-static const struct conf_dns_region *pick(const struct conf_dns_record *rec, const struct runtime *rt,
-                                          const struct addr *client)
+static bool has_code(const uint16_t *codes, size_t n, uint16_t code)
 {
-    const struct conf_dns_region *best = NULL, *first = NULL;
+    for (size_t i = 0; code && i < n; i++)
+        if (codes[i] == code)
+            return true;
+    return false;
+}
+
+/* The region for a client, among the healthy ones: the one whose client
+ * networks hold it most closely; else, by the listener's GeoIP database,
+ * the first that lists its country, else the first that lists its
+ * continent; else the first. NULL when none is healthy. A choice made by
+ * GeoIP holds for the database's network around the client: *geo_prefix
+ * is set to its length (for the Client Subnet scope), else left alone. */
+static const struct conf_dns_region *pick(const struct conf_dns_record *rec, const struct runtime *rt,
+                                          const struct MMDB_s *db, const struct addr *client,
+                                          uint8_t *geo_prefix)
+{
+    const struct conf_dns_region *best = NULL, *first = NULL, *country = NULL, *continent = NULL;
+    struct gslb_geo g;
+    bool located = false, looked = false;
     int best_len = -1;
 
     for (size_t i = 0; i < rec->nregions; i++) {
@@ -72,8 +88,26 @@ static const struct conf_dns_region *pick(const struct conf_dns_record *rec, con
             best = r;
             best_len = m;
         }
+        if (best || !db || !(r->ncountries || r->ncontinents))
+            continue;
+        if (!looked) {           /* one lookup per query, and only if a region asks */
+            looked = true;
+            located = gslb_geo_lookup(db, client, &g);
+        }
+        if (!located)
+            continue;
+        if (!country && has_code(r->countries, r->ncountries, g.country))
+            country = r;
+        if (!continent && has_code(r->continents, r->ncontinents, g.continent))
+            continent = r;
     }
-    return best ? best : first;
+    if (best)
+        return best;
+    if (country || continent) {
+        *geo_prefix = g.prefix;
+        return country ? country : continent;
+    }
+    return first;
 }
 
 static size_t add_answers(const struct conf_dns_region *r, uint16_t qtype, struct dns_answer *a,
@@ -131,7 +165,12 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         client = &subnet;
         scope = q.ecs_source;
     }
-    if ((r = pick(rec, rt, client))) {
+    uint8_t geo_prefix = 0;
+    if ((r = pick(rec, rt, lc->geoip, client, &geo_prefix))) {
+        /* RFC 7871: a database network narrower than the query's subnet
+         * makes the answer hold for that narrower network only. */
+        if (scope && geo_prefix > scope)
+            scope = geo_prefix;
         *region = r->name;
         na = add_answers(r, q.qtype, answers, 0);
     } else {

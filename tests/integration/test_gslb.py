@@ -232,3 +232,105 @@ def test_reload_takes_new_records(procs):
         assert short(port, "www.example.com") == ["198.51.100.7", "198.51.100.9"]
     assert sorted(dig(port, "www.example.com", "A", "+tcp", "+short").split()) == \
         ["198.51.100.7", "198.51.100.9"]
+
+
+def geo_config(port, db, origins, eu_clients=""):
+    """Three regions chosen by GeoIP (a test database from mmdb_writer.py):
+    eu by country (DE, FR), us by continent (NA), ap by country (JP)."""
+    eu, us, ap = origins
+    return "\n".join([
+        "workers: 2", "log: {level: info, access: off}", "listeners:", "  - name: gslb",
+        f"    bind: 127.0.0.1:{port}", "    mode: dns", f"    geoip: {db}", "    records:",
+        "      - name: www.example.com", "        regions:",
+        "          - {name: us, pool: us, addresses: [192.0.2.1], continents: [na]}",
+        f"          - {{name: eu, pool: eu, addresses: [192.0.2.2], countries: [de, FR]{eu_clients}}}",
+        "          - {name: ap, pool: ap, addresses: [192.0.2.3], countries: [JP], continents: [AS]}",
+        "pools:",
+        "  - name: us", f"    backends: [{{address: {us.address}}}]",
+        "    health_check: {type: http, path: /health, interval: 200ms, timeout: 200ms,"
+        " healthy_threshold: 1, unhealthy_threshold: 1}",
+        "  - name: eu", f"    backends: [{{address: {eu.address}}}]",
+        "  - name: ap", f"    backends: [{{address: {ap.address}}}]",
+    ]) + "\n"
+
+
+def test_region_by_country_and_continent(procs, tmp_path):
+    import mmdb_writer
+    db = str(tmp_path / "geo.mmdb")
+    mmdb_writer.write(db, {"10.1.0.0/16": ("DE", "EU"), "10.2.0.0/16": ("US", "NA"),
+                           "10.3.0.0/16": ("KR", "AS"), "10.4.0.0/16": ("IT", "EU"),
+                           "10.5.0.0/25": ("CA", "NA")})
+    origins = [procs.origin(n) for n in ("eu", "us", "ap")]
+    port = free_port(socket.SOCK_DGRAM)
+    procs.sluice(geo_config(port, db, origins))
+    wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
+
+    def answer(subnet):
+        out = dig(port, "www.example.com", "A", f"+subnet={subnet}")
+        return re.findall(r"\tA\t([\d.]+)", out), re.search(r"CLIENT-SUBNET: (\S+)", out).group(1)
+
+    assert answer("10.1.2.0/24") == (["192.0.2.2"], "10.1.2.0/24/24")   # DE: eu by country
+    assert answer("10.2.9.0/24") == (["192.0.2.1"], "10.2.9.0/24/24")   # US: us by continent
+    assert answer("10.3.0.0/24")[0] == ["192.0.2.3"]                     # KR: ap by continent
+    # IT is in EU, but no region lists Italy or Europe: the first region.
+    assert answer("10.4.0.0/24")[0] == ["192.0.2.1"]
+    # Not in the database at all, and the resolver's own 127.0.0.1: the first.
+    assert answer("192.168.0.0/16")[0] == ["192.0.2.1"]
+    assert short(port, "www.example.com") == ["192.0.2.1"]
+    # The database's network (a /25) is narrower than the query's /24: the
+    # answer says it holds for the /25 only (RFC 7871 scope).
+    assert answer("10.5.0.0/24") == (["192.0.2.1"], "10.5.0.0/24/25")
+    # The us region's pool goes down: a US client goes to the first healthy
+    # region (no other lists NA), a DE client is unaffected.
+    post(origins[1], "/health/fail")
+    wait_for(lambda: answer("10.2.9.0/24")[0] == ["192.0.2.2"], what="us to fail over")
+    assert answer("10.1.2.0/24")[0] == ["192.0.2.2"]
+
+
+def test_client_networks_come_before_geoip(procs, tmp_path):
+    import mmdb_writer
+    db = str(tmp_path / "geo.mmdb")
+    mmdb_writer.write(db, {"10.1.0.0/16": ("DE", "EU")})
+    origins = [procs.origin(n) for n in ("eu", "us", "ap")]
+    port = free_port(socket.SOCK_DGRAM)
+    # 10.1.7.0/24 is German, but the ap region claims that network.
+    text = geo_config(port, db, origins).replace("countries: [JP]",
+                                                 "countries: [JP], clients: [10.1.7.0/24]")
+    procs.sluice(text)
+    wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
+    out = dig(port, "www.example.com", "A", "+subnet=10.1.7.0/24")
+    assert "\tA\t192.0.2.3" in out
+    out = dig(port, "www.example.com", "A", "+subnet=10.1.8.0/24")
+    assert "\tA\t192.0.2.2" in out
+
+
+def test_geoip_config_errors(tmp_path):
+    import mmdb_writer
+    db = tmp_path / "geo.mmdb"
+    mmdb_writer.write(str(db), {"10.1.0.0/16": ("DE", "EU")})
+    path = tmp_path / "bad.yaml"
+    base = ("listeners:\n  - name: g\n    bind: 127.0.0.1:5300\n    mode: dns\n{geo}"
+            "    records:\n      - name: a.test\n        regions:\n"
+            "          - {{name: r, pool: p, addresses: [192.0.2.1], {codes}}}\n"
+            "pools:\n  - name: p\n    backends: [{{address: 127.0.0.1:2}}]\n")
+    cases = [
+        ("", "countries: [DE]", "8:67: error: region 'r' of record 'a.test' of listener 'g': "
+         "countries: needs the listener's geoip database (listeners[].geoip)"),
+        (f"    geoip: {db}\n", "countries: [Germany]", "9:68: error: region 'r' of record "
+         "'a.test' of listener 'g': countries: 'Germany' is not a two-letter country code"),
+        (f"    geoip: {db}\n", "continents: [EU, XX]", "9:73: error: region 'r' of record "
+         "'a.test' of listener 'g': continents: 'XX' is not a continent code"),
+        (f"    geoip: {tmp_path}/none.mmdb\n", "countries: [DE]",
+         f"5:12: error: listener 'g': geoip: cannot open '{tmp_path}/none.mmdb'"),
+        (f"    geoip: {path}\n", "countries: [DE]", "5:12: error: listener 'g': geoip: cannot open"),
+    ]
+    for geo, codes, want in cases:
+        path.write_text(base.format(geo=geo, codes=codes))
+        r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1 and f"{path}:{want}" in r.stderr, (want, r.stderr)
+    # geoip on a listener that is not dns.
+    path.write_text("listeners:\n  - {name: w, bind: 127.0.0.1:5300, mode: tcp, pool: p, "
+                    f"geoip: {db}}}\npools:\n  - name: p\n    backends: [{{address: 127.0.0.1:2}}]\n")
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "geoip" in r.stderr and "dns" in r.stderr, r.stderr
