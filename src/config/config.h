@@ -337,6 +337,7 @@ struct conf_pool {
 struct conf_tls_cert {
     char *cert;                  /* PEM: the certificate, then its chain */
     char *key;                   /* PEM private key */
+    char *ocsp;                  /* DER OCSP response to staple; NULL = none */
 };
 
 struct conf_tls {

@@ -52,6 +52,7 @@ const char *const config_known_keys[] = {
     "listeners[].tls.certificates",
     "listeners[].tls.certificates[].cert",
     "listeners[].tls.certificates[].key",
+    "listeners[].tls.certificates[].ocsp",
     "listeners[].tls.min_version",
     "listeners[].tls.client_ca",
     "listeners[].rate_limit",

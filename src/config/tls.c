@@ -39,8 +39,8 @@ static int want_pem_file(struct config_diag *d, const char *owner, const char *p
 static void read_cert(struct config_diag *d, const char *owner, const struct config_node *map,
                       struct conf_tls_cert *c)
 {
-    const struct config_node *cn, *kn;
-    const char *cert = NULL, *key = NULL;
+    const struct config_node *cn, *kn, *on;
+    const char *cert = NULL, *key = NULL, *ocsp;
     char err[512];
 
     if (config_want_map(d, owner, "tls.certificates[]", map) < 0)
@@ -69,6 +69,20 @@ static void read_cert(struct config_diag *d, const char *owner, const struct con
     }
     c->cert = config_strdup(d, cert);
     c->key = config_strdup(d, key);
+    if ((on = config_map_get(map, "ocsp")) &&
+        config_want_string(d, owner, "tls.certificates[].ocsp", on, &ocsp) == 0) {
+        struct tls_ocsp *o = NULL;
+        int rc = tls_ocsp_load(cert, ocsp, &o, err, sizeof(err));
+
+        tls_ocsp_free(o);
+        if (rc < 0)
+            config_diag_error(d, on->line, on->col, "%s: tls.certificates[].ocsp: %s", owner, err);
+        else if (rc > 0)
+            config_diag_warning(d, on->line, on->col, "%s: tls.certificates[].ocsp: %s", owner,
+                                err);
+        if (rc >= 0)
+            c->ocsp = config_strdup(d, ocsp);
+    }
 }
 
 struct conf_tls *config_read_tls(struct config_diag *d, const char *owner,
@@ -136,6 +150,7 @@ void config_free_tls(struct conf_tls *t)
     for (size_t i = 0; i < t->ncerts; i++) {
         free(t->certs[i].cert);
         free(t->certs[i].key);
+        free(t->certs[i].ocsp);
     }
     free(t->certs);
     free(t->client_ca);

@@ -22,6 +22,7 @@
 struct tls_cert {
     SSL_CTX *ctx;
     X509 *leaf;                  /* for matching SNI; owned by ctx */
+    struct tls_ocsp *ocsp;       /* the stapled response; NULL = none */
 };
 
 struct tls_ctx {
@@ -177,6 +178,21 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, enum tls_alpn alpn, cha
         t->certs[t->n].ctx = ctx;
         t->certs[t->n].leaf = SSL_CTX_get0_certificate(ctx);
         t->n++;
+        if (conf->certs[i].ocsp) {
+            struct tls_ocsp *o;
+            char why[512];
+            int rc = tls_ocsp_load(conf->certs[i].cert, conf->certs[i].ocsp, &o, why, sizeof(why));
+
+            if (rc < 0) {
+                snprintf(err, errlen, "ocsp: %s", why);
+                tls_ctx_free(t);
+                return NULL;
+            }
+            if (rc > 0)
+                log_warn("event=tls_ocsp_stale why=\"%s\"", why);
+            t->certs[t->n - 1].ocsp = o;
+            tls_ocsp_attach(ctx, o);
+        }
     }
     /* SNI is looked at on the first (default) context. Session ids are
      * scoped per context; one id for all lets a resumed session cross. */
@@ -191,8 +207,10 @@ void tls_ctx_free(struct tls_ctx *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->n; i++)
+    for (size_t i = 0; i < t->n; i++) {
         SSL_CTX_free(t->certs[i].ctx);
+        tls_ocsp_free(t->certs[i].ocsp);
+    }
     free(t->certs);
     free(t);
 }

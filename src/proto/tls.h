@@ -18,6 +18,7 @@
 
 struct tls_ctx;
 typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* Results of tls_handshake, tls_read and tls_write besides a byte count. */
 enum {
@@ -30,6 +31,17 @@ enum {
 /* Check that cert (a PEM file: the certificate, then its chain) and key
  * load and belong together. 0, or -1 with why in err. */
 int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen);
+
+/* OCSP stapling (tls_ocsp.c): the DER OCSP response in ocsp_path, checked
+ * to be a successful answer about the certificate in cert_path (whose file
+ * must hold its issuer after it) that says "good". 0; 1 when it is out of
+ * date (*out is set, and a warning in err); -1 with why in err. */
+struct tls_ocsp;
+int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp **out,
+                  char *err, size_t errlen);
+void tls_ocsp_free(struct tls_ocsp *o);
+/* Staple o on ctx's handshakes that ask for it, while it is current. */
+void tls_ocsp_attach(SSL_CTX *ctx, struct tls_ocsp *o);
 
 /* Check that a CA bundle loads. 0, or -1 with why in err. */
 int tls_check_ca(const char *ca_file, char *err, size_t errlen);

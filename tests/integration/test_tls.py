@@ -575,3 +575,83 @@ def test_pipelined_large_responses_to_a_slow_tls_reader(procs, pki):
         data = recv_all(c)
     assert data.count(b"HTTP/1.1 200 ") == 2
     assert len(data) > 6000001
+
+
+def ocsp_response(pki, tmp_path, name, state="V"):
+    """A DER OCSP response for pki[name], signed by the test CA through
+    `openssl ocsp` acting as the responder (state V: good, R: revoked), and
+    a certificate file with the chain after the leaf (the issuer the
+    response is checked against)."""
+    crt = pki[name][0]
+    serial = subprocess.run([OPENSSL, "x509", "-in", crt, "-noout", "-serial"], check=True,
+                            capture_output=True, text=True).stdout.strip().split("=")[1]
+    subject = subprocess.run([OPENSSL, "x509", "-in", crt, "-noout", "-subject", "-nameopt",
+                              "compat"], check=True, capture_output=True,
+                             text=True).stdout.strip().split("=", 1)[1].strip()
+    idx = tmp_path / f"index-{name}-{state}.txt"
+    revoked = "260101000000Z" if state == "R" else ""
+    idx.write_text(f"{state}\t301231000000Z\t{revoked}\t{serial}\tunknown\t{subject}\n")
+    out = tmp_path / f"{name}-{state}.ocsp"
+    run(OPENSSL, "ocsp", "-index", str(idx), "-rsigner", pki["ca"], "-rkey", str(pki["dir"] / "ca.key"),
+        "-CA", pki["ca"], "-issuer", pki["ca"], "-cert", crt, "-respout", str(out), "-ndays", "1")
+    chain = tmp_path / f"{name}-chain.pem"
+    chain.write_text(open(crt).read() + open(pki["ca"]).read())
+    return str(out), str(chain)
+
+
+def s_client_status(port, host):
+    r = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", host,
+                        "-status"], input="", capture_output=True, text=True, timeout=20)
+    return r.stdout
+
+
+def test_ocsp_stapling(procs, pki, tmp_path):
+    o = procs.origin("b1")
+    ocsp, chain = ocsp_response(pki, tmp_path, "a")
+    port = free_port()
+    certs = (f"{{cert: {chain}, key: {pki['a'][1]}, ocsp: {ocsp}}}, "
+             f"{{cert: {pki['b'][0]}, key: {pki['b'][1]}}}")
+    text = config(port, o.address, pki).replace(
+        f"certificates: [{{cert: {pki['a'][0]}, key: {pki['a'][1]}}}, "
+        f"{{cert: {pki['b'][0]}, key: {pki['b'][1]}}}]", f"certificates: [{certs}]")
+    assert ocsp in text
+    procs.sluice(text, wait_ports=[port])
+    out = s_client_status(port, "a.test")
+    assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
+    # curl checks the stapled response, and fails without one.
+    r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
+                        f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and r.stdout.strip() == "b1", r.stderr
+    # The other certificate (SNI) has no response to staple.
+    assert "OCSP response: no response sent" in s_client_status(port, "x.b.test")
+    r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
+                        f"x.b.test:{port}:127.0.0.1", f"https://x.b.test:{port}/"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+
+
+def test_ocsp_errors_in_check(pki, tmp_path):
+    good, chain = ocsp_response(pki, tmp_path, "a")
+    revoked, _ = ocsp_response(pki, tmp_path, "a", "R")
+    other, _ = ocsp_response(pki, tmp_path, "b")
+    junk = tmp_path / "junk.ocsp"
+    junk.write_bytes(b"\x30\x03\x0a\x01\x00 not DER")
+    path = tmp_path / "ocsp.yaml"
+    cases = [
+        (chain, revoked, "says the certificate in"),
+        (chain, other, "is not about the certificate in"),
+        (chain, str(junk), "is not an OCSP response"),
+        (chain, str(tmp_path / "none.ocsp"), "cannot read"),
+        (pki["a"][0], good, "does not hold the issuer of its certificate"),
+    ]
+    for cert, ocsp, want in cases:
+        path.write_text("listeners:\n  - name: web\n    bind: 127.0.0.1:8443\n    mode: http\n"
+                        "    pool: app\n    tls:\n      certificates:\n"
+                        f"        - {{cert: {cert}, key: {pki['a'][1]}, ocsp: {ocsp}}}\n"
+                        "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n")
+        r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1, r.stderr
+        assert re.search(rf"{path}:8:\d+: error: .*tls\.certificates\[\]\.ocsp: .*{re.escape(want)}",
+                         r.stderr), (want, r.stderr)

@@ -1,0 +1,187 @@
+/* OCSP stapling from a file (tls.h has the contract): a DER OCSP response
+ * for a certificate, fetched by the operator's job (`openssl ocsp`,
+ * certbot, a cron script) and sent to clients that ask for it in the
+ * handshake (status_request), as NGINX's ssl_stapling_file and HAProxy's
+ * .ocsp files do. sluice itself never contacts the responder: a handshake
+ * must not wait on a third party, and a process that only reads files is
+ * dull to run. */
+#include "proto/tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define OCSP_MAX_BYTES (64 * 1024)
+#define OCSP_CLOCK_SKEW_S 300
+
+/* Owner: the listener's struct tls_ctx (one per certificate). */
+struct tls_ocsp {
+    unsigned char *der;
+    long len;
+    time_t next_update;          /* stapled until then; (time_t)-1: no nextUpdate given */
+};
+
+static unsigned char *read_file(const char *path, long *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t n = 0;
+
+    if (!f) {
+        snprintf(err, errlen, "cannot read '%s': %m", path);
+        return NULL;
+    }
+    if (!(buf = malloc(OCSP_MAX_BYTES + 1))) {
+        snprintf(err, errlen, "out of memory");
+    } else if ((n = fread(buf, 1, OCSP_MAX_BYTES + 1, f)) == 0 || n > OCSP_MAX_BYTES) {
+        snprintf(err, errlen, "'%s' is %s", path, n ? "larger than 64k" : "empty");
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = (long)n;
+    return buf;
+}
+
+/* The certificate (first) and its issuer (the chain's certificate that
+ * issued it) from a PEM file. */
+static int leaf_and_issuer(const char *cert_path, X509 **leaf, X509 **issuer, char *err,
+                           size_t errlen)
+{
+    BIO *b = BIO_new_file(cert_path, "r");
+    X509 *x;
+
+    *leaf = *issuer = NULL;
+    if (!b || !(*leaf = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        snprintf(err, errlen, "cannot load certificate '%s'", cert_path);
+        BIO_free(b);
+        return -1;
+    }
+    while (!*issuer && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        if (X509_check_issued(x, *leaf) == X509_V_OK)
+            *issuer = x;
+        else
+            X509_free(x);
+    }
+    BIO_free(b);
+    if (!*issuer) {
+        snprintf(err, errlen, "'%s' does not hold the issuer of its certificate after it (the "
+                 "chain), which the OCSP response must be checked against", cert_path);
+        X509_free(*leaf);
+        *leaf = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static time_t to_time(const ASN1_GENERALIZEDTIME *t)
+{
+    struct tm tm;
+
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return (time_t)-1;
+    return timegm(&tm);
+}
+
+int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp **out,
+                  char *err, size_t errlen)
+{
+    X509 *leaf = NULL, *issuer = NULL;
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    OCSP_CERTID *id = NULL;
+    ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL;
+    struct tls_ocsp *o = NULL;
+    const unsigned char *p;
+    unsigned char *der;
+    int status = -1, reason, rc = -1;
+    long len;
+
+    *out = NULL;
+    if (!(der = read_file(ocsp_path, &len, err, errlen)))
+        return -1;
+    p = der;
+    if (leaf_and_issuer(cert_path, &leaf, &issuer, err, errlen) < 0)
+        goto out;
+    if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, len)) || p != der + len) {
+        snprintf(err, errlen, "'%s' is not an OCSP response (DER, as `openssl ocsp -respout` "
+                 "writes)", ocsp_path);
+        goto out;
+    }
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
+        !(basic = OCSP_response_get1_basic(resp))) {
+        snprintf(err, errlen, "'%s': the responder did not answer (%s)", ocsp_path,
+                 OCSP_response_status_str(OCSP_response_status(resp)));
+        goto out;
+    }
+    if (!(id = OCSP_cert_to_id(NULL, leaf, issuer)) ||
+        OCSP_resp_find_status(basic, id, &status, &reason, NULL, &this_upd, &next_upd) != 1) {
+        snprintf(err, errlen, "'%s' is not about the certificate in '%s'", ocsp_path, cert_path);
+        goto out;
+    }
+    if (status != V_OCSP_CERTSTATUS_GOOD) {
+        snprintf(err, errlen, "'%s' says the certificate in '%s' is %s", ocsp_path, cert_path,
+                 OCSP_cert_status_str(status));
+        goto out;
+    }
+    if (!(o = calloc(1, sizeof(*o)))) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    o->der = der;
+    o->len = len;
+    o->next_update = to_time(next_upd);
+    der = NULL;
+    *out = o;
+    rc = 0;
+    if (OCSP_check_validity(this_upd, next_upd, OCSP_CLOCK_SKEW_S, -1) != 1) {
+        snprintf(err, errlen, "'%s' is out of date (or not valid yet): it is not stapled until "
+                 "a current one is loaded", ocsp_path);
+        rc = 1;
+    }
+out:
+    OCSP_CERTID_free(id);
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(resp);
+    X509_free(leaf);
+    X509_free(issuer);
+    free(der);
+    return rc;
+}
+
+void tls_ocsp_free(struct tls_ocsp *o)
+{
+    if (o)
+        free(o->der);
+    free(o);
+}
+
+/* The client asked for the certificate's status: staple the response while
+ * it is current. OpenSSL frees what it is given. */
+static int on_status(SSL *s, void *arg)
+{
+    const struct tls_ocsp *o = arg;
+    unsigned char *copy;
+
+    if (!o || (o->next_update != (time_t)-1 && time(NULL) > o->next_update + OCSP_CLOCK_SKEW_S))
+        return SSL_TLSEXT_ERR_NOACK;
+    if (!(copy = OPENSSL_memdup(o->der, (size_t)o->len)))
+        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_set_tlsext_status_ocsp_resp(s, copy, o->len) != 1) {
+        OPENSSL_free(copy);
+        return SSL_TLSEXT_ERR_NOACK;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+void tls_ocsp_attach(SSL_CTX *ctx, struct tls_ocsp *o)
+{
+    SSL_CTX_set_tlsext_status_cb(ctx, on_status);
+    SSL_CTX_set_tlsext_status_arg(ctx, o);
+}
