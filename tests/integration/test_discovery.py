@@ -317,3 +317,14 @@ def test_tcp_pool_follows_dns_and_open_connections_finish(procs, dns):
     old.close()
     wait_for(lambda: f"127.0.0.2:{oport}" not in status(aport), timeout=5,
              what="the drained backend to leave once its connection closed")
+
+
+def test_aaaa_records(procs, dns):
+    o = procs.origin("v6", host="[::1]")
+    dns.set_aaaa("app6.test", ["::1"])
+    port, aport = free_port(), free_port()
+    procs.sluice(config(port, aport, f"{{dns: app6.test, type: aaaa, port: {o.port}, "
+                                     f"resolvers: ['{dns.address}'], interval: 200ms}}"),
+                 wait_ports=[port])
+    assert served_by(port, 2) == {"v6": 2}
+    assert sorted(status(aport)) == [f"[::1]:{o.port}"]
