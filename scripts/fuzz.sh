@@ -44,8 +44,8 @@ cd "$root" || exit 1
 CC=${FUZZ_CC:-clang}
 out=build/fuzz
 obj=$out/obj
-pkg=$(pkg-config --cflags libfyaml libxxhash libpcre2-8 openssl) || { echo "fuzz: pkg-config failed" >&2; exit 1; }
-libs="$(pkg-config --libs libfyaml libxxhash libpcre2-8 openssl) -lcrypt -lpthread -lm"
+pkg=$(pkg-config --cflags libfyaml libxxhash libpcre2-8 openssl libnghttp2 libcares libmaxminddb) || { echo "fuzz: pkg-config failed" >&2; exit 1; }
+libs="$(pkg-config --libs libfyaml libxxhash libpcre2-8 openssl libnghttp2 libcares libmaxminddb) -lcrypt -lpthread -lm"
 # -fno-sanitize-recover: a UBSan report must stop the run like an ASan one,
 # or libFuzzer would carry on and call the target fine.
 common="-g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc $pkg -fno-sanitize-recover=undefined"

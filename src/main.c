@@ -23,6 +23,7 @@
 #include "core/version.h"
 #include "core/worker.h"
 #include "discovery/discovery.h"
+#include "peers/peers.h"
 #include "health/health.h"
 #include "net/listener.h"
 #include "proxy/access_log.h"
@@ -59,6 +60,7 @@ struct main_state {
     struct runtime rt;
     struct health_checker health;
     struct discovery discovery;    /* backends from DNS */
+    struct peers peers;            /* shared rate limits with other instances */
     struct admin_server admin;     /* on this loop; closed only after the drain */
     struct worker *workers;
     uint32_t nworkers;
@@ -299,6 +301,17 @@ static uint32_t worker_count(const struct config *cfg)
     return n > 0 ? (uint32_t)n : 1;
 }
 
+/* A start that failed after the workers were built: undo what began (each
+ * stop is a no-op for what did not). */
+static void unwind_start(struct main_state *m)
+{
+    peers_stop(&m->peers);
+    discovery_stop(&m->discovery);
+    admin_stop(&m->admin);
+    for (uint32_t j = 0; j < m->nworkers; j++)
+        worker_destroy(&m->workers[j]);
+}
+
 static int run(const char *path)
 {
     struct main_state m;
@@ -381,22 +394,23 @@ static int run(const char *path)
      * and first requests need backends. */
     if ((err = discovery_start(&m.discovery, &m.loop, &m.rt)) < 0) {
         fprintf(stderr, "sluice: cannot start DNS discovery: %s\n", strerror(-err));
-        discovery_stop(&m.discovery);
-        admin_stop(&m.admin);
-        for (uint32_t j = 0; j < m.nworkers; j++)
-            worker_destroy(&m.workers[j]);
+        unwind_start(&m);
         goto out_workers;
     }
     while (m.discovery.initial_pending && !m.loop.stop)
         loop_run_once(&m.loop, 100);
     reload_seed_discovery(&m.discovery);
+    if ((err = peers_start(&m.peers, &m.loop, &m.rt, m.workers, m.nworkers)) < 0) {
+        fprintf(stderr, "%s: error: peers.listen: cannot use %s: %s\n", cfg->file,
+                cfg->peers->listen_text, strerror(-err));
+        unwind_start(&m);
+        goto out_workers;
+    }
+    m.admin.peers = &m.peers;
     if (health_start(&m.health, &m.loop, &m.rt) < 0 ||
         discovery_attach(&m.discovery, &m.health, m.workers, m.nworkers) < 0) {
         fprintf(stderr, "sluice: out of memory\n");
-        discovery_stop(&m.discovery);
-        admin_stop(&m.admin);
-        for (uint32_t j = 0; j < m.nworkers; j++)
-            worker_destroy(&m.workers[j]);
+        unwind_start(&m);
         goto out_workers;
     }
     /* Backends with checks start DOWN until their first pass: run the first
@@ -430,6 +444,7 @@ static int run(const char *path)
     offload_stop(m.workers, m.nworkers);
     health_stop(&m.health);
     discovery_stop(&m.discovery);
+    peers_stop(&m.peers);
     for (uint32_t i = 0; i < m.nworkers; i++)
         worker_destroy(&m.workers[i]);
     close(m.signal_io.fd);

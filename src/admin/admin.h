@@ -41,6 +41,7 @@ struct admin_server {
     const struct worker *workers;  /* for /metrics: their counters */
     uint32_t nworkers;
     const struct health_checker *health;
+    const struct peers *peers;     /* for /metrics; NULL or off without peers */
     const char *token;             /* NULL: mutating calls need no token */
     struct admin_conn *conns;      /* open connections */
     uint32_t nconns;

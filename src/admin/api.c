@@ -447,7 +447,8 @@ void admin_api_handle(struct admin_server *s, const struct admin_request *r,
         if (api_want_read(r, out)) {
             out->status = 200;
             out->content_type = "text/plain; version=0.0.4; charset=utf-8";
-            metrics_render(&out->body, s->rt, s->workers, s->nworkers, s->start_wall_us);
+            metrics_render(&out->body, s->rt, s->workers, s->nworkers, s->start_wall_us,
+                           s->peers);
         }
         return;
     }

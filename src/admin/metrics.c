@@ -3,6 +3,7 @@
  * worker), relaxed loads and stores, summed by the scraper. */
 #include "admin/metrics.h"
 #include "route/route.h"
+#include "peers/peers.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -665,8 +666,30 @@ static void metrics_rate_limits(struct admin_buf *o, const struct runtime *rt)
     }
 }
 
+/* Shared rate limits: messages between the peers (peers/peers.h). */
+static void metrics_peers(struct admin_buf *o, const struct peers *p)
+{
+    const struct { const char *dir; uint64_t v; } rows[] = {
+        {"sent", p->sent}, {"received", p->received}, {"rejected", p->rejected},
+        {"send_failed", p->send_errors},
+    };
+
+    metrics_family(o, "sluice_peer_messages_total", "counter",
+                   "Shared rate-limit messages: sent (per node), received and counted, rejected "
+                   "(bad signature, stale, replayed or malformed), send_failed.");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        admin_buf_printf(o, "sluice_peer_messages_total{result=\"%s\"} %llu\n", rows[i].dir,
+                         (unsigned long long)rows[i].v);
+    metrics_family(o, "sluice_peer_notes_dropped_total", "counter",
+                   "Requests let through by a shared limit that the peers were not told of "
+                   "(a worker's ring was full).");
+    admin_buf_printf(o, "sluice_peer_notes_dropped_total %llu\n",
+                     (unsigned long long)peers_dropped(p));
+}
+
 void metrics_render(struct admin_buf *o, const struct runtime *rt,
-                    const struct worker *workers, uint32_t nworkers, uint64_t start_wall_us)
+                    const struct worker *workers, uint32_t nworkers, uint64_t start_wall_us,
+                    const struct peers *peers)
 {
     uint64_t dropped = 0;
 
@@ -680,6 +703,8 @@ void metrics_render(struct admin_buf *o, const struct runtime *rt,
     metrics_backends(o, rt);
     metrics_pools(o, rt, workers, nworkers);
     metrics_rate_limits(o, rt);
+    if (peers && peers->conf)
+        metrics_peers(o, peers);
     for (uint32_t i = 0; i < nworkers; i++)
         if (workers[i].metrics)
             dropped += metrics_get(&((const struct metrics_worker *)workers[i].metrics)->dropped);

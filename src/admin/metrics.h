@@ -36,7 +36,9 @@ void metrics_http_request(struct worker *w, const struct listener *l, const stru
 void metrics_l4_session(struct worker *w, const struct pool *p, const struct access_l4 *rec);
 
 /* The whole exposition (text format 0.0.4), from the main thread. */
+struct peers;
 void metrics_render(struct admin_buf *out, const struct runtime *rt,
-                    const struct worker *workers, uint32_t nworkers, uint64_t start_wall_us);
+                    const struct worker *workers, uint32_t nworkers, uint64_t start_wall_us,
+                    const struct peers *peers);
 
 #endif

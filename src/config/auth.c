@@ -143,28 +143,9 @@ static void read_jwt(struct config_diag *d, const char *owner, const struct conf
     } else if (kn && config_want_string(d, owner, "auth.key_file", kn, &s) == 0) {
         if (!(a->jwt_key = tls_public_key_load(s, &a->jwt_alg, err, sizeof(err))))
             config_diag_error(d, kn->line, kn->col, "%s: auth.key_file: %s", owner, err);
-    } else if (sn && config_want_string(d, owner, "auth.secret_file", sn, &s) == 0) {
-        FILE *f = fopen(s, "r");
-        unsigned char buf[1024];
-        size_t len = f ? fread(buf, 1, sizeof(buf), f) : 0;
-
-        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
-            len--;
-        if (!f)
-            config_diag_error(d, sn->line, sn->col, "%s: auth.secret_file: cannot read '%s': %s",
-                              owner, s, strerror(errno));
-        else if (len < 32 || len >= sizeof(buf) - 1)
-            config_diag_error(d, sn->line, sn->col, "%s: auth.secret_file: '%s' must hold 32 to "
-                              "1000 bytes (an HS256 key shorter than its hash is guessable)",
-                              owner, s);
-        else if ((a->jwt_secret = malloc(len))) {
-            memcpy(a->jwt_secret, buf, len);
-            a->jwt_secret_len = len;
-            a->jwt_alg = JWT_HS256;
-        }
-        explicit_bzero(buf, sizeof(buf));
-        if (f)
-            fclose(f);
+    } else if (sn && config_read_secret_file(d, owner, "auth.secret_file", sn, &a->jwt_secret,
+                                             &a->jwt_secret_len) == 0) {
+        a->jwt_alg = JWT_HS256;
     }
     if ((n = config_map_get(map, "issuer")) &&
         config_want_string(d, owner, "auth.issuer", n, &s) == 0)

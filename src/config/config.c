@@ -130,6 +130,9 @@ static void config_read_top(struct config_diag *d, struct config *cfg,
         config_read_log(d, cfg, n);
     if ((n = config_map_get(root, "admin")))
         config_read_admin(d, cfg, n);
+    /* Before the listeners: their rate limits may be shared with the peers. */
+    if ((n = config_map_get(root, "peers")))
+        config_read_peers(d, cfg, n);
 
     listeners = config_top_list(d, root, "listeners", "listener");
     pools = config_top_list(d, root, "pools", "pool");
@@ -299,6 +302,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->pools);
     config_free_admin(cfg);
+    config_free_peers(cfg);
     free(cfg->access_log);
     free(cfg->file);
     free(cfg);

@@ -120,6 +120,8 @@ struct conf_rate_limit {
     char *key_name;              /* NAME of header:/cookie:/query: */
     int status;                  /* 429 (default) or 503 */
     uint32_t max_keys;           /* keys tracked at once, default 65536 */
+    bool shared;                 /* counted with the peers' (src/peers/) */
+    uint64_t share_id;           /* names this limit to the peers: its place in the config */
     uint32_t index;              /* its limiter in the runtime: 0..cfg->nrate_limits-1 */
     char *label;                 /* "listener" or "route3", for metrics */
     char *rate_text;             /* as written ("100/s"), for messages */
@@ -433,6 +435,19 @@ struct conf_admin {
                                       every mutating call must carry it. */
 };
 
+/* peers: the other sluice instances that count shared rate limits with
+ * this one (src/peers/). */
+#define PEERS_MAX_NODES 32
+struct conf_peers {
+    struct addr listen;            /* UDP, where the peers' updates arrive */
+    char *listen_text;
+    struct addr *nodes;            /* where this instance sends its updates */
+    size_t nnodes;
+    unsigned char *secret;         /* HMAC-SHA256 key of every message */
+    size_t secret_len;
+    uint64_t interval_ms;          /* between two updates, default 50 */
+};
+
 struct config {
     char *file;
     uint32_t workers;              /* 0 = auto (one per core) */
@@ -447,6 +462,7 @@ struct config {
     struct conf_pool *pools;
     size_t npools;
     size_t nrate_limits;           /* rate_limit blocks, listeners' and routes' */
+    struct conf_peers *peers;      /* NULL = no peers */
 };
 
 /* Whether any listener or route has an `auth` block of type basic (whose

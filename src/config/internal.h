@@ -228,6 +228,13 @@ struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, con
                                    const struct config_node *map);
 void config_free_auth(struct conf_auth *a);
 
+/* A key file of 32 to 1000 bytes (trailing newlines are not key), read
+ * into a new buffer (secret.c). 0, or -1 reported at n. */
+int config_read_secret_file(struct config_diag *d, const char *owner, const char *path,
+                            const struct config_node *n, unsigned char **out, size_t *out_len);
+/* The top-level peers block (peers.c). */
+void config_read_peers(struct config_diag *d, struct config *cfg, const struct config_node *map);
+void config_free_peers(struct config *cfg);
 /* discovery (pool_discovery.c): backends from DNS. */
 void config_read_pool_discovery(struct config_diag *d, struct conf_pool *p, const char *owner,
                                 const struct config_node *map);

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* "N/s", "N/m" or "N/h", N a whole number from 1 to 1,000,000,000: the
  * steady rate, as the spacing between two requests in ns. */
@@ -81,6 +82,14 @@ struct conf_rate_limit *config_read_rate_limit(struct config_diag *d, struct con
     }
     config_read_u32(d, owner, map, "max_keys", "rate_limit.max_keys", 1, 16777216,
                     &rl->max_keys);
+    if ((n = config_map_get(map, "shared")) &&
+        config_want_bool(d, owner, "rate_limit.shared", n, &rl->shared) == 0 && rl->shared &&
+        !cfg->peers)
+        config_diag_error(d, n->line, n->col, "%s: rate_limit.shared: needs a top-level peers "
+                          "block (the instances to share it with)", owner);
+    /* What names this limit to the peers: where it is in the config (the
+     * same on every instance, whose configs must agree). */
+    rl->share_id = XXH3_64bits_withSeed(owner, strlen(owner), XXH3_64bits(label, strlen(label)));
     rl->label = config_strdup(d, label);
     if (d->errors != errors) {
         config_free_rate_limit(rl);

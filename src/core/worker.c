@@ -13,6 +13,7 @@
 #include "route/route.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "peers/peers.h"
 #include "core/reload.h"
 #include "gslb/gslb.h"
 #include "proxy/proxy.h"
@@ -218,6 +219,8 @@ int worker_init(struct worker *w, int id, struct runtime *rt,
         balancer_init(&w->balancers[i], &rt->pools[i], w->rng + i);
     if (metrics_worker_init(w) < 0)
         return -ENOMEM;
+    if (rt->cfg->peers && !(w->peers_out = calloc(1, sizeof(*w->peers_out))))
+        return -ENOMEM;
 
     for (size_t i = 0; i < rt->nlisteners; i++) {
         struct worker_listener *wl = &w->listeners[i];
@@ -303,6 +306,8 @@ void worker_destroy(struct worker *w)
 {
     pthread_mutex_destroy(&w->offload_lock);
     auth_cache_free(w->auth_cache);
+    free(w->peers_out);
+    w->peers_out = NULL;
     for (size_t i = 0; i < w->nlisteners; i++)
         listener_close(&w->listeners[i]);
     for (size_t i = 0; w->balancers && i < w->rt->npools; i++)

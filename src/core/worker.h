@@ -20,6 +20,7 @@ struct worker;
 struct udp_flow_table;
 struct offload_job;
 struct auth_cache;
+struct peers_outbox;
 
 enum worker_command {
     WORKER_RUN,
@@ -82,6 +83,8 @@ struct worker {
     pthread_mutex_t offload_lock;        /* guards offload_done */
     struct offload_job *offload_done;    /* core/offload.c: finished jobs to hand back */
     struct auth_cache *auth_cache;       /* route/auth.c: credentials that passed; lazily made */
+    struct peers_outbox *peers_out;      /* peers/: shared rate limits let through; NULL
+                                            without peers */
 };
 
 extern __thread struct worker *worker_self;

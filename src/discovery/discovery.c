@@ -629,6 +629,8 @@ int discovery_attach(struct discovery *d, struct health_checker *hc, struct work
 
 void discovery_stop(struct discovery *d)
 {
+    if (!d->loop)
+        return;              /* never started */
     timer_cancel(&d->loop->timers, &d->tick);
     for (size_t i = 0; i < d->npools; i++) {
         struct discovery_pool *dp = &d->pools[i];

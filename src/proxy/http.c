@@ -48,6 +48,7 @@
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
 #include "proxy/upstream.h"
+#include "peers/peers.h"
 #include "proto/tls.h"
 #include "route/route.h"
 
@@ -954,8 +955,10 @@ static bool rate_limit_admit(struct http_conn *c, const struct conf_rate_limit *
     if (!balance_request_key(rl->key, rl->key_name, &c->peer, &x->req, &hash))
         return true;
     wait = rate_limiter_take(runtime_limiter(c->w->rt, rl), hash, clock_now_us() * 1000u);
-    if (!wait)
+    if (!wait) {
+        peers_note(c->w->peers_out, rl, hash);
         return true;
+    }
     log_debug("event=rate_limited listener=%s limit=%s rate=%s", c->l->conf->name, rl->label,
               rl->rate_text);
     x->end = END_RATE_LIMITED;

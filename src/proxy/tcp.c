@@ -35,6 +35,7 @@
 #include "proxy/end.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
+#include "peers/peers.h"
 #include "proto/tls.h"
 #include "route/route.h"
 
@@ -675,9 +676,12 @@ static bool rate_limit_admit(struct tcp_session *s)
     const struct conf_rate_limit *rl = s->l->conf->rate_limit;
     uint64_t hash;
 
-    if (!rl || !balance_request_key(rl->key, NULL, &s->client, NULL, &hash) ||
-        !rate_limiter_take(runtime_limiter(s->w->rt, rl), hash, clock_now_us() * 1000u))
+    if (!rl || !balance_request_key(rl->key, NULL, &s->client, NULL, &hash))
         return true;
+    if (!rate_limiter_take(runtime_limiter(s->w->rt, rl), hash, clock_now_us() * 1000u)) {
+        peers_note(s->w->peers_out, rl, hash);
+        return true;
+    }
     log_debug("event=rate_limited listener=%s limit=%s rate=%s", s->l->conf->name, rl->label,
               rl->rate_text);
     session_end(s, END_RATE_LIMITED);

@@ -94,32 +94,41 @@ static void bucket_unlock(struct rl_bucket *b)
     atomic_store_explicit(&b->lock, 0, memory_order_release);
 }
 
-uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns)
+/* The bucket of hash, locked, and the key's slot in it (a new one if need
+ * be). */
+static struct rl_slot *slot_lock(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns,
+                                 struct rl_bucket **bp)
 {
     /* Both halves of the hash pick the bucket; all of it names the key. */
     struct rl_bucket *b = &rl->buckets[(hash >> 32 ^ hash) & rl->mask];
-    uint64_t key = hash | 1, tat, wait = 0;
+    uint64_t key = hash | 1;
     struct rl_slot *s = NULL, *oldest = NULL;
 
     bucket_lock(b);
+    *bp = b;
     for (int i = 0; i < RL_SLOTS; i++) {
         struct rl_slot *x = &b->slot[i];
 
-        if (x->key == key) {
-            s = x;
-            break;
-        }
+        if (x->key == key)
+            return x;
         if (!oldest || x->tat_ns < oldest->tat_ns)
             oldest = x;
     }
-    if (!s) {
-        /* A slot whose time has passed is free; else the freest one goes. */
-        s = oldest;
-        if (s->key && s->tat_ns > now_ns)
-            atomic_fetch_add_explicit(&rl->evicted, 1, memory_order_relaxed);
-        s->key = key;
-        s->tat_ns = 0;
-    }
+    /* A slot whose time has passed is free; else the freest one goes. */
+    s = oldest;
+    if (s->key && s->tat_ns > now_ns)
+        atomic_fetch_add_explicit(&rl->evicted, 1, memory_order_relaxed);
+    s->key = key;
+    s->tat_ns = 0;
+    return s;
+}
+
+uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns)
+{
+    struct rl_bucket *b;
+    struct rl_slot *s = slot_lock(rl, hash, now_ns, &b);
+    uint64_t tat, wait = 0;
+
     tat = s->tat_ns > now_ns ? s->tat_ns : now_ns;
     if (tat - now_ns > rl->tolerance_ns)
         wait = tat - now_ns - rl->tolerance_ns;     /* when one more would fit */
@@ -129,6 +138,23 @@ uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_
     if (wait)
         atomic_fetch_add_explicit(&rl->limited, 1, memory_order_relaxed);
     return wait;
+}
+
+void rate_limiter_charge(struct rate_limiter *rl, uint64_t hash, uint32_t count, uint64_t now_ns)
+{
+    struct rl_bucket *b;
+    struct rl_slot *s = slot_lock(rl, hash, now_ns, &b);
+    uint64_t tat = s->tat_ns > now_ns ? s->tat_ns : now_ns;
+    uint64_t cap = now_ns + rl->tolerance_ns + rl->interval_ns;
+
+    tat += (uint64_t)count * rl->interval_ns;
+    s->tat_ns = tat < cap ? tat : cap;
+    bucket_unlock(b);
+}
+
+const struct conf_rate_limit *rate_limiter_conf(const struct rate_limiter *rl)
+{
+    return rl ? rl->conf : NULL;
 }
 
 uint64_t rate_limiter_limited(const struct rate_limiter *rl)

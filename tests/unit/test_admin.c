@@ -152,7 +152,7 @@ static void test_metrics(void)
 
     admin_buf_init(&out);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    metrics_render(&out, &rt, w, NW, 0);
+    metrics_render(&out, &rt, w, NW, 0, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     CHECK(!out.oom);

@@ -302,7 +302,7 @@ struct bad_case {
 static const struct bad_case bad_cases[] = {
     /* unknown keys: the position is the key */
     { "bogus: 1\n" LST POOL, "1:1", "unknown key 'bogus' at the top level; expected one of: "
-      "workers, drain_timeout, shutdown_delay, log, admin, listeners, pools" },
+      "workers, drain_timeout, shutdown_delay, log, admin, peers, listeners, pools" },
     { LST POOL "log: {level: info, colour: yes}\n", "3:20", "unknown key 'colour' in log" },
     { "listeners:\n  - name: web\n    bind: 127.0.0.1:8080\n    mode: tcp\n    pool: app\n"
       "    mtls: {}\n" POOL, "6:5", "unknown key 'mtls' in listener 'web'; expected one of: "

@@ -49,6 +49,33 @@ static void test_gcra(void)
 }
 
 /* max_keys 3: one bucket of three slots, every key in it. */
+/* What peers let through (rate_limiter_charge) empties the bucket as local
+ * requests would, and at most a full bucket plus one interval ahead. */
+static void test_charge(void)
+{
+    struct conf_rate_limit c = conf(100 * MS, 2, 1000);   /* 10/s, burst 2 */
+    struct rate_limiter *rl = rate_limiter_new(&c);
+    uint64_t t = 5000 * MS;
+
+    CHECK(rl != NULL);
+    if (!rl)
+        return;
+    /* Two went through elsewhere: one of the three here is left. */
+    rate_limiter_charge(rl, 7, 2, t);
+    CHECK_EQ_INT(rate_limiter_take(rl, 7, t), 0);
+    CHECK_EQ_INT(rate_limiter_take(rl, 7, t), 100 * MS);
+    CHECK_EQ_INT(rate_limiter_take(rl, 7, t + 100 * MS), 0);
+    /* A huge count locks the key out for a full bucket plus one interval,
+     * not for count intervals. */
+    rate_limiter_charge(rl, 8, 60000, t);
+    CHECK_EQ_INT(rate_limiter_take(rl, 8, t), 100 * MS);
+    CHECK_EQ_INT(rate_limiter_take(rl, 8, t + 100 * MS), 0);
+    /* Charges do not count as refusals. */
+    CHECK_EQ_INT(rate_limiter_limited(rl), 2);
+    CHECK(rate_limiter_conf(rl) == &c);
+    rate_limiter_free(rl);
+}
+
 static void test_eviction(void)
 {
     struct conf_rate_limit c = conf(1000 * MS, 0, 3);     /* 1/s, no burst */
@@ -124,6 +151,7 @@ static void test_slow_rate(void)
 
 int main(void)
 {
+    test_charge();
     test_gcra();
     test_eviction();
     test_threads();
