@@ -1,6 +1,7 @@
 #!/bin/sh
 # `make bench` entry point: the HTTP/1.1 benchmark (options in BENCH_HTTP_ARGS),
-# the rate-limit benchmark (BENCH_RATE_LIMIT_ARGS), the TLS one (BENCH_TLS_ARGS),
+# the rate-limit benchmark (BENCH_RATE_LIMIT_ARGS), one limit across two
+# instances (BENCH_PEERS_ARGS), the TLS one (BENCH_TLS_ARGS),
 # the Basic-auth one (BENCH_AUTH_ARGS), the JWT one (BENCH_JWT_ARGS), the
 # HTTP/2 one (BENCH_HTTP2_ARGS), the
 # multi-core scaling one where there are 6 CPUs or more (BENCH_SCALING_ARGS),
@@ -10,6 +11,7 @@ set -e
 cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/http.py ${BENCH_HTTP_ARGS:-}
 /usr/bin/python3 bench/rate_limit.py ${BENCH_RATE_LIMIT_ARGS:-}
+/usr/bin/python3 bench/peers.py ${BENCH_PEERS_ARGS:-}
 /usr/bin/python3 bench/tls.py ${BENCH_TLS_ARGS:-}
 /usr/bin/python3 bench/auth.py ${BENCH_AUTH_ARGS:-}
 /usr/bin/python3 bench/jwt.py ${BENCH_JWT_ARGS:-}

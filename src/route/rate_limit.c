@@ -21,6 +21,7 @@
 #include "route/route.h"
 
 #define RL_SLOTS 3
+#define CHARGE_AHEAD_NS 1000000000ull
 
 struct rl_slot {
     uint64_t key;                /* hash | 1; 0 = never used */
@@ -145,7 +146,11 @@ void rate_limiter_charge(struct rate_limiter *rl, uint64_t hash, uint32_t count,
     struct rl_bucket *b;
     struct rl_slot *s = slot_lock(rl, hash, now_ns, &b);
     uint64_t tat = s->tat_ns > now_ns ? s->tat_ns : now_ns;
-    uint64_t cap = now_ns + rl->tolerance_ns + rl->interval_ns;
+    /* A second past a full bucket (or one interval, for rates below 1/s):
+     * room for everything peers let through between two updates, and no
+     * more, so a misbehaving peer cannot lock a key out here for long. */
+    uint64_t cap = now_ns + rl->tolerance_ns +
+                   (rl->interval_ns > CHARGE_AHEAD_NS ? rl->interval_ns : CHARGE_AHEAD_NS);
 
     tat += (uint64_t)count * rl->interval_ns;
     s->tat_ns = tat < cap ? tat : cap;

@@ -114,8 +114,9 @@ void rate_limiter_free(struct rate_limiter *rl);
 uint64_t rate_limiter_take(struct rate_limiter *rl, uint64_t hash, uint64_t now_ns);
 /* count requests of key `hash` that another instance let through (peers/):
  * the key's bucket empties as if they had come here, though by no more
- * than a full bucket and one interval past now, so that one burst a peer
- * let through cannot lock the key out here for long. */
+ * than a full bucket and one second (or one interval, if longer) past now,
+ * so that a burst a peer let through cannot lock the key out here for
+ * long. */
 void rate_limiter_charge(struct rate_limiter *rl, uint64_t hash, uint32_t count, uint64_t now_ns);
 const struct conf_rate_limit *rate_limiter_conf(const struct rate_limiter *rl);
 uint64_t rate_limiter_limited(const struct rate_limiter *rl);

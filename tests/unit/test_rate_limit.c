@@ -65,11 +65,23 @@ static void test_charge(void)
     CHECK_EQ_INT(rate_limiter_take(rl, 7, t), 0);
     CHECK_EQ_INT(rate_limiter_take(rl, 7, t), 100 * MS);
     CHECK_EQ_INT(rate_limiter_take(rl, 7, t + 100 * MS), 0);
-    /* A huge count locks the key out for a full bucket plus one interval,
-     * not for count intervals. */
+    /* A huge count locks the key out for a second past a full bucket, not
+     * for count intervals. */
     rate_limiter_charge(rl, 8, 60000, t);
-    CHECK_EQ_INT(rate_limiter_take(rl, 8, t), 100 * MS);
-    CHECK_EQ_INT(rate_limiter_take(rl, 8, t + 100 * MS), 0);
+    CHECK_EQ_INT(rate_limiter_take(rl, 8, t), 1000 * MS);
+    CHECK_EQ_INT(rate_limiter_take(rl, 8, t + 1000 * MS), 0);
+    /* Below 1/s the cap is one interval: 1/min, one charged, one here
+     * waits a minute. */
+    {
+        struct conf_rate_limit slow = conf(60000 * MS, 0, 10);
+        struct rate_limiter *sl = rate_limiter_new(&slow);
+        CHECK(sl != NULL);
+        if (sl) {
+            rate_limiter_charge(sl, 9, 5, t);
+            CHECK_EQ_INT(rate_limiter_take(sl, 9, t), 60000 * MS);
+            rate_limiter_free(sl);
+        }
+    }
     /* Charges do not count as refusals. */
     CHECK_EQ_INT(rate_limiter_limited(rl), 2);
     CHECK(rate_limiter_conf(rl) == &c);
