@@ -23,23 +23,24 @@ def dns():
     d.stop()
 
 
-def config(port, admin_port, discovery, pool_extra="", workers=1, balance="round_robin"):
+def config(port, admin_port, discovery, pool_extra="", workers=1, balance="round_robin",
+           drain="10s"):
     return (f"workers: {workers}\nlog: {{level: info, access: off}}\n"
             f"admin: {{listen: 127.0.0.1:{admin_port}}}\n"
             "listeners:\n"
             f"  - {{name: web, bind: 127.0.0.1:{port}, mode: http, pool: app}}\n"
             "pools:\n"
-            f"  - name: app\n    balance: {balance}\n    drain_timeout: 10s\n"
+            f"  - name: app\n    balance: {balance}\n    drain_timeout: {drain}\n"
             "    timeouts: {connect: 1s}\n"
             f"    discovery: {discovery}\n{pool_extra}")
 
 
-def start(procs, dns, oport, discovery_extra="", pool_extra="", **kw):
+def start(procs, dns, oport, discovery_extra="", pool_extra="", interval="200ms", **kw):
     """sluice with pool app discovering app.test (A records) from dns;
     returns (sluice, port, admin port)."""
     port, aport = free_port(), free_port()
     s = procs.sluice(config(port, aport, f"{{dns: app.test, port: {oport}, "
-                                         f"resolvers: ['{dns.address}'], interval: 200ms"
+                                         f"resolvers: ['{dns.address}'], interval: {interval}"
                                          f"{discovery_extra}}}", pool_extra, **kw),
                      wait_ports=[port])
     return s, port, aport
@@ -328,3 +329,63 @@ def test_aaaa_records(procs, dns):
                  wait_ports=[port])
     assert served_by(port, 2) == {"v6": 2}
     assert sorted(status(aport)) == [f"[::1]:{o.port}"]
+
+
+def test_flapping_answers_under_load(procs, dns):
+    """Answers that change every 400 ms, more addresses over time than
+    slots (max_backends: 3), and requests all the while from four clients
+    over two workers: slots are drained, vacated and filled again under
+    load. Nothing may fail but a 503 while every slot is still draining,
+    and sluice (under ASan in make test) must stay clean."""
+    oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"])
+    answers = [["127.0.0.2", "127.0.0.3"], ["127.0.0.3", "127.0.0.4"], ["127.0.0.4", "127.0.0.5"],
+               ["127.0.0.5", "127.0.0.2"], ["127.0.0.2", "127.0.0.4"]]
+    dns.set_a("app.test", answers[0])
+    s, port, aport = start(procs, dns, oport, ", max_backends: 3", interval="100ms", drain="1s",
+                           workers=2)
+    stop = threading.Event()
+    results = []
+
+    def client():
+        seen = {}
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        while not stop.is_set():
+            try:
+                c.request("GET", "/delay/2")
+                r = c.getresponse()
+                r.read()
+                seen[r.status] = seen.get(r.status, 0) + 1
+            except (OSError, http.client.HTTPException) as e:
+                seen[type(e).__name__] = seen.get(type(e).__name__, 0) + 1
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.close()
+        results.append(seen)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        end = time.monotonic() + 5
+        i = 0
+        while time.monotonic() < end:
+            i += 1
+            dns.set_a("app.test", answers[i % len(answers)])
+            time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    total = {}
+    for seen in results:
+        for k, v in seen.items():
+            total[k] = total.get(k, 0) + v
+    assert set(total) <= {200, 503}, total
+    assert total.get(200, 0) >= 0.95 * sum(total.values()), total
+    # Slots were emptied and filled again with other addresses.
+    assert len(s.log_lines("backend_removed")) >= 3, s.stderr()[-3000:]
+    assert len(s.log_lines("backend_added")) >= 6, s.stderr()[-3000:]
+    # It settles on the last answer.
+    last = answers[i % len(answers)]
+    wait_for(lambda: sorted(status(aport)) == sorted(f"{h}:{oport}" for h in last), timeout=5,
+             what="the last answer to apply")
