@@ -160,8 +160,13 @@ class Origin(Proc):
         self.origin_name = name
         args = [ORIGIN, "--listen", f"{host}:{port}", "--name", name, "--mode", mode, *extra]
         super().__init__(args, f"origin-{name}")
-        m = wait_for(lambda: re.search(r"listening (?:[\d.]+|\[[0-9a-f:]+\]):(\d+)", self.stdout())
-                     or not self.alive(), what=f"origin {name} to listen")
+        try:
+            m = wait_for(lambda: re.search(r"listening (?:[\d.]+|\[[0-9a-f:]+\]):(\d+)",
+                                           self.stdout()) or not self.alive(),
+                         what=f"origin {name} to listen")
+        except AssertionError:
+            self.stop(signal.SIGKILL)      # not in any Procs yet: nobody else would
+            raise
         if not self.alive():
             raise OSError(f"origin {name} exited: {self.stderr().strip()}")
         self.port = int(m.group(1))
