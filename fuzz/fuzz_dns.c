@@ -2,7 +2,8 @@
  * network, then the answer written for them. Invariants: no crash, nothing
  * read past the packet; an answer never exceeds what the client can take
  * (512 bytes, or its EDNS size up to 1232), echoes the query's id, and
- * holds the question exactly as it was asked. */
+ * holds the question exactly as it was asked; likewise with a zone's SOA
+ * and NS records added. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -22,8 +23,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         answers[i].type = i % 3 ? DNS_TYPE_A : DNS_TYPE_AAAA;
         memset(answers[i].addr, i, 16);
     }
-    n = dns_write_response(data, &q, rc, rc == DNS_NOERROR, answers, size % 41, 30,
-                           q.ecs ? q.ecs_source : 0, out, sizeof(out));
+    /* Every other input also gets a zone's SOA and NS records (the longest
+     * names a config may hold), which must fit as the addresses do. */
+    static const char long_name[] =
+        "a23456789012345678901234567890123456789012345678901234567890123."
+        "b23456789012345678901234567890123456789012345678901234567890123."
+        "c23456789012345678901234567890123456789012345678901234567890123."
+        "d234567890123456789012345678901234567890123456789012345678901";
+    static const char *const ns[] = { long_name, "ns2.example.com", long_name, "ns4.example.com",
+                                      long_name, "ns6.example.com", long_name, "ns8.example.com" };
+    struct dns_soa soa = { long_name, long_name, "hostmaster.example.com", 1, 2, 3, 4, 5 };
+    struct dns_extra x = { &soa, size & 2, ns, size % 9, size & 4, 30 };
+
+    n = dns_write_response_ex(data, &q, rc, rc == DNS_NOERROR, answers, size % 41, 30,
+                              q.ecs ? q.ecs_source : 0, size & 1 ? &x : NULL, out, sizeof(out));
     limit = q.edns ? (q.udp_size < DNS_UDP_MAX ? q.udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
     FUZZ_CHECK(n >= DNS_HEADER_LEN && n <= limit);
     FUZZ_CHECK(out[0] == data[0] && out[1] == data[1]);

@@ -370,6 +370,22 @@ struct conf_dns_region {
     size_t ncontinents;
 };
 
+/* A dns listener's zone: sluice is authoritative for every name under it
+ * (NXDOMAIN with the SOA for names it has no record of) and answers the
+ * apex's SOA and NS. */
+#define DNS_MAX_NAMESERVERS 8
+struct conf_dns_zone {
+    char *name;                    /* lower case, no final dot */
+    char **nameservers;            /* the NS records; the first is the SOA's MNAME */
+    size_t nnameservers;
+    char *hostmaster;              /* the SOA's RNAME, "hostmaster.example.com" */
+    uint32_t negative_ttl_s;       /* SOA minimum and TTL: how long NXDOMAIN is cached; default 60 */
+    uint32_t serial;               /* the SOA serial: when the config was loaded (Unix time) */
+};
+
+/* Whether a name is the zone or below it (both lower case). */
+bool config_dns_in_zone(const char *name, const char *zone);
+
 struct conf_dns_record {
     char *name;                    /* lower case, no final dot */
     uint32_t ttl_s;                /* default 30 */
@@ -418,6 +434,7 @@ struct conf_listener {
                                       knowledge without); default false */
     struct conf_dns_record *dns_records;   /* dns: the names it answers for, sorted by name */
     size_t ndns_records;
+    struct conf_dns_zone *dns_zone; /* dns: the zone it is authoritative for; NULL = names only */
     char *geoip_path;              /* dns: a MaxMind DB (GeoLite2/GeoIP2 Country or City) */
     struct MMDB_s *geoip;          /* ... opened at load (read-only, shared by the workers) */
 };

@@ -6,7 +6,9 @@
 #include <ctype.h>
 #include <maxminddb.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
@@ -123,6 +125,98 @@ void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const
     }
 }
 
+/* A host name of the zone block, lower-cased into a new string. */
+static char *zone_name(struct config_diag *d, const char *owner, const char *key,
+                       const struct config_node *n)
+{
+    const char *s;
+    char *out;
+
+    if (config_want_string(d, owner, key, n, &s) < 0)
+        return NULL;
+    if (!dns_name_valid(s)) {
+        config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not a host name (labels of 1 to "
+                          "63 letters, digits, '-' or '_', no final dot)", owner, key, s);
+        return NULL;
+    }
+    if ((out = config_strdup(d, s)))
+        for (char *c = out; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c + 32);
+    return out;
+}
+
+void config_read_dns_zone(struct config_diag *d, struct conf_listener *l, const char *owner,
+                          const struct config_node *map)
+{
+    struct conf_dns_zone *z;
+    const struct config_node *n;
+    uint64_t ms;
+
+    if (config_want_block(d, owner, "listeners[]", "zone", map) < 0)
+        return;
+    if (!(z = calloc(1, sizeof(*z)))) {
+        config_diag_error(d, map->line, map->col, "out of memory");
+        return;
+    }
+    l->dns_zone = z;
+    z->negative_ttl_s = 60;
+    z->serial = (uint32_t)time(NULL);
+    if (!(n = config_map_get(map, "name")))
+        config_missing(d, owner, map, "zone.name");
+    else
+        z->name = zone_name(d, owner, "zone.name", n);
+    if (!(n = config_map_get(map, "nameservers"))) {
+        config_missing(d, owner, map, "zone.nameservers");
+    } else if ((z->nameservers = want_list(d, owner, "zone.nameservers", n, DNS_MAX_NAMESERVERS,
+                                           sizeof(*z->nameservers)))) {
+        for (size_t i = 0; i < n->n; i++)
+            if ((z->nameservers[z->nnameservers] = zone_name(d, owner, "zone.nameservers",
+                                                             n->items[i])))
+                z->nnameservers++;
+    }
+    if (!(n = config_map_get(map, "hostmaster"))) {
+        config_missing(d, owner, map, "zone.hostmaster");
+    } else {
+        const char *s;
+        char mail[300];
+        if (config_want_string(d, owner, "zone.hostmaster", n, &s) == 0 && strlen(s) < sizeof(mail)) {
+            /* hostmaster@example.com is written hostmaster.example.com; a
+             * dot before the @ would need an escape, which is not offered. */
+            char *at;
+            snprintf(mail, sizeof(mail), "%s", s);
+            if ((at = strchr(mail, '@')) && !memchr(mail, '.', (size_t)(at - mail)))
+                *at = '.';
+            if (!strchr(mail, '@') && dns_name_valid(mail)) {
+                for (char *c = mail; *c; c++)
+                    if (*c >= 'A' && *c <= 'Z')
+                        *c = (char)(*c + 32);
+                z->hostmaster = config_strdup(d, mail);
+            } else {
+                config_diag_error(d, n->line, n->col, "%s: zone.hostmaster: '%s' is not an "
+                                  "address like hostmaster@example.com", owner, s);
+            }
+        }
+    }
+    if ((n = config_map_get(map, "negative_ttl")) &&
+        config_want_duration(d, owner, "zone.negative_ttl", n, &ms) == 0) {
+        if (ms % 1000 || ms > 86400000)
+            config_diag_error(d, n->line, n->col, "%s: zone.negative_ttl: whole seconds from 0s "
+                              "to 1d", owner);
+        else
+            z->negative_ttl_s = (uint32_t)(ms / 1000);
+    }
+}
+
+/* Whether name is zone or below it. */
+bool config_dns_in_zone(const char *name, const char *zone)
+{
+    size_t n = strlen(name), z = strlen(zone);
+
+    return n == z ? strcmp(name, zone) == 0
+                  : n > z && name[n - z - 1] == '.' && strcmp(name + n - z, zone) == 0;
+}
+
 static void read_region(struct config_diag *d, struct config *cfg, const struct conf_listener *l,
                         const char *record_owner, const struct config_node *map,
                         struct conf_dns_region *r, size_t index)
@@ -183,6 +277,9 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
                 if (*c >= 'A' && *c <= 'Z')
                     *c = (char)(*c + 32);
             snprintf(owner, sizeof(owner), "record '%s' of %s", rec->name, listener_owner);
+            if (l->dns_zone && l->dns_zone->name && !config_dns_in_zone(rec->name, l->dns_zone->name))
+                config_diag_error(d, n->line, n->col, "%s: name: '%s' is not in the listener's "
+                                  "zone %s", owner, rec->name, l->dns_zone->name);
         }
     }
     config_schema_check_keys(d, map, "listeners[].records[]", owner);
@@ -249,6 +346,15 @@ void config_free_dns_records(struct conf_listener *l)
     free(l->dns_records);
     l->dns_records = NULL;
     l->ndns_records = 0;
+    if (l->dns_zone) {
+        for (size_t i = 0; i < l->dns_zone->nnameservers; i++)
+            free(l->dns_zone->nameservers[i]);
+        free(l->dns_zone->nameservers);
+        free(l->dns_zone->name);
+        free(l->dns_zone->hostmaster);
+        free(l->dns_zone);
+        l->dns_zone = NULL;
+    }
     if (l->geoip) {
         MMDB_close(l->geoip);
         free(l->geoip);

@@ -43,6 +43,39 @@ static const struct conf_dns_record *find_record(const struct conf_listener *lc,
     return NULL;
 }
 
+/* The zone's records for q: SOA or NS at the apex when asked for, and
+ * the SOA in the authority section when nothing else answers. */
+static void zone_extra(const struct conf_dns_zone *z, const struct dns_query *q,
+                       struct dns_soa *soa, struct dns_extra *x)
+{
+    bool apex = strcmp(q->name, z->name) == 0;
+
+    *soa = (struct dns_soa){
+        .zone = z->name, .mname = z->nameservers[0], .rname = z->hostmaster,
+        .serial = z->serial, .refresh = 3600, .retry = 600, .expire = 604800,
+        .minimum = z->negative_ttl_s,
+    };
+    memset(x, 0, sizeof(*x));
+    x->soa = soa;
+    x->soa_ttl = z->negative_ttl_s;
+    x->answer_soa = apex && (q->qtype == DNS_TYPE_SOA || q->qtype == DNS_TYPE_ANY);
+    if (apex && (q->qtype == DNS_TYPE_NS || q->qtype == DNS_TYPE_ANY)) {
+        x->ns = (const char *const *)z->nameservers;
+        x->nns = z->nnameservers;
+    }
+    x->authority_soa = !x->answer_soa && !x->nns;
+}
+
+/* Whether some record's name is below name (an empty non-terminal). */
+static bool has_records_below(const struct conf_listener *lc, const char *name)
+{
+    for (size_t i = 0; i < lc->ndns_records; i++)
+        if (strcmp(lc->dns_records[i].name, name) != 0 &&
+            config_dns_in_zone(lc->dns_records[i].name, name))
+            return true;
+    return false;
+}
+
 static bool region_healthy(const struct runtime *rt, const struct conf_dns_region *r)
 {
     const struct pool *p = &rt->pools[r->pool - rt->cfg->pools];
@@ -135,6 +168,9 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
     const struct conf_dns_record *rec;
     const struct conf_dns_region *r;
     struct addr subnet;
+    struct dns_soa soa;
+    struct dns_extra x;
+    bool zoned = false;
     uint8_t scope = 0;
     size_t na = 0;
     int rc = dns_parse_query(p, n, &q);
@@ -147,8 +183,24 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         log_debug("event=dns_bad_query listener=%s why=\"%s\"", lc->name, q.error);
         return dns_write_response(p, &q, rc, false, NULL, 0, 0, 0, out, cap);
     }
-    if ((q.qclass != 1 && q.qclass != 255) || !q.name_plain || !(rec = find_record(lc, q.name)))
+    if ((q.qclass != 1 && q.qclass != 255) || !q.name_plain)
         return dns_write_response(p, &q, DNS_REFUSED, false, NULL, 0, 0, 0, out, cap);
+    rec = find_record(lc, q.name);
+    if (lc->dns_zone && config_dns_in_zone(q.name, lc->dns_zone->name)) {
+        zone_extra(lc->dns_zone, &q, &soa, &x);
+        if (!rec) {
+            /* A name of the zone without a record: the apex's SOA or NS
+             * when asked, else a negative answer with the SOA, NODATA for a
+             * name that exists (the apex, or one with records below it),
+             * NXDOMAIN for one that does not (RFC 2308). */
+            bool exists = !strcmp(q.name, lc->dns_zone->name) || has_records_below(lc, q.name);
+            return dns_write_response_ex(p, &q, exists ? DNS_NOERROR : DNS_NXDOMAIN, true, NULL,
+                                         0, 0, 0, &x, out, cap);
+        }
+        zoned = true;
+    } else if (!rec) {
+        return dns_write_response(p, &q, DNS_REFUSED, false, NULL, 0, 0, 0, out, cap);
+    }
     if (q.ecs && q.ecs_source) {
         /* A resolver asking for a client network (RFC 7871): the region is
          * chosen for that network, and the answer holds for all of it. */
@@ -179,7 +231,10 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         for (size_t i = 0; i < rec->nregions; i++)
             na = add_answers(&rec->regions[i], q.qtype, answers, na);
     }
-    return dns_write_response(p, &q, DNS_NOERROR, true, answers, na, rec->ttl_s, scope, out, cap);
+    if (zoned && na)
+        x.authority_soa = false;        /* a positive answer */
+    return dns_write_response_ex(p, &q, DNS_NOERROR, true, answers, na, rec->ttl_s, scope,
+                                 zoned ? &x : NULL, out, cap);
 }
 
 void gslb_readable(struct worker_listener *wl)

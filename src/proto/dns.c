@@ -200,9 +200,85 @@ int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
     return DNS_NOERROR;
 }
 
+size_t dns_put_name(uint8_t *out, const char *text)
+{
+    size_t at = 0;
+
+    while (*text) {
+        const char *dot = strchr(text, '.');
+        size_t len = dot ? (size_t)(dot - text) : strlen(text);
+        out[at++] = (uint8_t)len;
+        memcpy(out + at, text, len);
+        at += len;
+        text += len + (dot ? 1 : 0);
+    }
+    out[at++] = 0;
+    return at;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)(v >> 16));
+    put16(p + 2, (uint16_t)v);
+}
+
+/* One record at out + at: owner (a pointer to the question, or the name
+ * `owner` written out), type, class IN, ttl; rdata from the caller.
+ * Returns the offset of rdlength's end (where rdata goes). */
+static size_t put_rr_head(uint8_t *out, size_t at, const char *owner, uint16_t type, uint32_t ttl)
+{
+    if (owner) {
+        at += dns_put_name(out + at, owner);
+    } else {
+        put16(out + at, 0xc000 | DNS_HEADER_LEN);
+        at += 2;
+    }
+    put16(out + at, type);
+    put16(out + at + 2, 1);
+    put32(out + at + 4, ttl);
+    return at + 10;
+}
+
+/* The wire length of a host name. */
+static size_t name_len(const char *text)
+{
+    return *text ? strlen(text) + 2 : 1;
+}
+
+static size_t soa_len(const struct dns_soa *s, const char *owner)
+{
+    return (owner ? name_len(owner) : 2) + 10 + name_len(s->mname) + name_len(s->rname) + 20;
+}
+
+static size_t put_soa(uint8_t *out, size_t at, const struct dns_soa *s, const char *owner,
+                      uint32_t ttl)
+{
+    size_t rd = put_rr_head(out, at, owner, DNS_TYPE_SOA, ttl), end = rd;
+
+    end += dns_put_name(out + end, s->mname);
+    end += dns_put_name(out + end, s->rname);
+    put32(out + end, s->serial);
+    put32(out + end + 4, s->refresh);
+    put32(out + end + 8, s->retry);
+    put32(out + end + 12, s->expire);
+    put32(out + end + 16, s->minimum);
+    end += 20;
+    put16(out + rd - 2, (uint16_t)(end - rd));
+    return end;
+}
+
 size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
                           uint8_t ecs_scope, uint8_t *out, size_t cap)
+{
+    return dns_write_response_ex(p, q, rcode, aa, answers, nanswers, ttl, ecs_scope, NULL, out,
+                                 cap);
+}
+
+size_t dns_write_response_ex(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
+                             const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
+                             uint8_t ecs_scope, const struct dns_extra *x, uint8_t *out,
+                             size_t cap)
 {
     size_t limit = q->tcp ? cap
                           : q->edns ? (q->udp_size < DNS_UDP_MAX ? q->udp_size : DNS_UDP_MAX) : DNS_UDP_MIN;
@@ -240,6 +316,23 @@ size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode
         memcpy(out + at + 12, answers[i].addr, len);
         at += 12 + len;
         count++;
+    }
+    if (x && with_question) {
+        if (x->answer_soa && at + soa_len(x->soa, NULL) + opt <= limit) {
+            at = put_soa(out, at, x->soa, NULL, x->soa_ttl);
+            count++;
+        }
+        for (size_t i = 0; i < x->nns && at + 12 + name_len(x->ns[i]) + opt <= limit; i++) {
+            size_t rd = put_rr_head(out, at, NULL, DNS_TYPE_NS, x->soa_ttl);
+            size_t n = dns_put_name(out + rd, x->ns[i]);
+            put16(out + rd - 2, (uint16_t)n);
+            at = rd + n;
+            count++;
+        }
+        if (x->authority_soa && at + soa_len(x->soa, x->soa->zone) + opt <= limit) {
+            at = put_soa(out, at, x->soa, x->soa->zone, x->soa_ttl);
+            put16(out + 8, 1);
+        }
     }
     put16(out + 6, count);
     if (q->edns && at + opt <= cap) {

@@ -20,6 +20,8 @@
 
 enum dns_type {
     DNS_TYPE_A = 1,
+    DNS_TYPE_NS = 2,
+    DNS_TYPE_SOA = 6,
     DNS_TYPE_AAAA = 28,
     DNS_TYPE_OPT = 41,
     DNS_TYPE_ANY = 255,
@@ -75,6 +77,35 @@ struct dns_answer {
 size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
                           uint8_t ecs_scope, uint8_t *out, size_t cap);
+
+/* A zone's own records (the GSLB responder with a `zone`): its SOA, for
+ * the answer to an SOA query at the apex and for the authority section of
+ * negative answers (RFC 2308), and its NS names. Names are valid host
+ * names (dns_name_valid), written uncompressed. */
+struct dns_soa {
+    const char *zone, *mname, *rname;
+    uint32_t serial, refresh, retry, expire, minimum;
+};
+
+struct dns_extra {
+    const struct dns_soa *soa;
+    bool answer_soa;                /* the SOA in the answer section (owner: the question) */
+    const char *const *ns;          /* NS records in the answer section (owner: the question) */
+    size_t nns;
+    bool authority_soa;             /* the SOA in the authority section: a negative answer */
+    uint32_t soa_ttl;               /* TTL of the SOA and NS records written */
+};
+
+/* dns_write_response, with the zone records in x (NULL: none) after the
+ * addresses. Records that do not fit in the client's size are left out. */
+size_t dns_write_response_ex(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
+                             const struct dns_answer *answers, size_t nanswers, uint32_t ttl,
+                             uint8_t ecs_scope, const struct dns_extra *x, uint8_t *out,
+                             size_t cap);
+
+/* text (a dns_name_valid name, or "" for the root) in wire form at out:
+ * its labels, then the root. Returns the length written (at most 255). */
+size_t dns_put_name(uint8_t *out, const char *text);
 
 /* Is text a host name sluice can answer for ("www.example.com", any case,
  * no final dot, labels of 1..63 letters, digits, '-', '_')? */

@@ -334,3 +334,70 @@ def test_geoip_config_errors(tmp_path):
                     f"geoip: {db}}}\npools:\n  - name: p\n    backends: [{{address: 127.0.0.1:2}}]\n")
     r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 1 and "geoip" in r.stderr and "dns" in r.stderr, r.stderr
+
+
+def test_zone_soa_ns_and_negative_answers(procs):
+    """With a zone, sluice is the authority for every name under it: the
+    apex's SOA and NS, NXDOMAIN with the SOA for names it has no record of
+    (so resolvers cache the answer, RFC 2308), NODATA with the SOA for
+    names that exist without that type, REFUSED outside the zone."""
+    o = procs.origin("o")
+    port = free_port(socket.SOCK_DGRAM)
+    procs.sluice("\n".join([
+        "log: {level: info, access: off}", "listeners:", "  - name: gslb",
+        f"    bind: 127.0.0.1:{port}", "    mode: dns",
+        "    zone: {name: GSLB.example.com, nameservers: [ns1.example.com, ns2.example.com],"
+        " hostmaster: hostmaster@example.com, negative_ttl: 45s}",
+        "    records:",
+        "      - {name: www.gslb.example.com, ttl: 20s,"
+        " regions: [{name: r, pool: p, addresses: [192.0.2.1]}]}",
+        "      - {name: a.b.gslb.example.com, regions: [{name: r, pool: p, addresses: [192.0.2.2]}]}",
+        "pools:", "  - name: p", f"    backends: [{{address: {o.address}}}]"]) + "\n")
+    wait_for(lambda: short(port, "www.gslb.example.com") == ["192.0.2.1"], what="an answer")
+    soa = r"gslb\.example\.com\.\t45\tIN\tSOA\tns1\.example\.com\. hostmaster\.example\.com\. \d+ 3600 600 604800 45"
+
+    out = dig(port, "gslb.example.com", "SOA")
+    assert status(out) == "NOERROR" and " aa" in out.split("flags:")[1].split(";")[0]
+    assert re.search(r"ANSWER SECTION:\n" + soa, out), out
+    assert short(port, "gslb.example.com", "NS") == ["ns1.example.com.", "ns2.example.com."]
+    # A name with no record: NXDOMAIN, the SOA in the authority section.
+    out = dig(port, "nope.gslb.example.com")
+    assert status(out) == "NXDOMAIN" and re.search(r"AUTHORITY SECTION:\n" + soa, out), out
+    # Names that exist without the type: NODATA with the SOA.
+    for name, qtype in (("www.gslb.example.com", "AAAA"), ("b.gslb.example.com", "A"),
+                        ("gslb.example.com", "A")):
+        out = dig(port, name, qtype)
+        assert status(out) == "NOERROR" and "ANSWER: 0" in out, out
+        assert re.search(r"AUTHORITY SECTION:\n" + soa, out), out
+    # A positive answer has no authority section; outside the zone: REFUSED.
+    out = dig(port, "www.gslb.example.com")
+    assert "AUTHORITY: 0" in out and "\t20\tIN\tA\t192.0.2.1" in out, out
+    assert status(dig(port, "www.example.org")) == "REFUSED"
+    # Over TCP the same.
+    out = dig(port, "nope.gslb.example.com", "A", "+tcp")
+    assert status(out) == "NXDOMAIN" and re.search(soa, out), out
+
+
+def test_zone_config_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    cases = [
+        ("{name: gslb.example.com, nameservers: [ns1.example.com], hostmaster: a@example.com}",
+         "www.other.com", "record 'www.other.com' of listener 'g': name: 'www.other.com' is not "
+         "in the listener's zone gslb.example.com"),
+        ("{name: gslb.example.com, nameservers: [], hostmaster: a@example.com}",
+         "www.gslb.example.com", "zone.nameservers: give 1 to 8"),
+        ("{name: 'gslb..example.com', nameservers: [ns1.example.com], hostmaster: a@example.com}",
+         "www.gslb.example.com", "zone.name: 'gslb..example.com' is not a host name"),
+        ("{name: gslb.example.com, nameservers: [ns1.example.com], hostmaster: 'a.b@example.com'}",
+         "www.gslb.example.com", "zone.hostmaster: 'a.b@example.com' is not an address"),
+        ("{name: gslb.example.com, nameservers: [ns1.example.com]}",
+         "www.gslb.example.com", "missing required key 'zone.hostmaster'"),
+    ]
+    for zone, name, want in cases:
+        path.write_text("listeners:\n  - name: g\n    bind: 127.0.0.1:5300\n    mode: dns\n"
+                        f"    zone: {zone}\n    records:\n      - name: {name}\n"
+                        "        regions: [{name: r, pool: p, addresses: [192.0.2.1]}]\n"
+                        "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
+        r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1 and want in r.stderr, (want, r.stderr)

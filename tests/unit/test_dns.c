@@ -20,15 +20,7 @@ static size_t query(uint8_t *p, uint16_t id, uint16_t flags, const char *name, u
     p[3] = (uint8_t)flags;
     p[5] = 1;
     p[11] = udp_size ? 1 : 0;
-    for (const char *s = name; *s;) {
-        const char *dot = strchr(s, '.');
-        size_t len = dot ? (size_t)(dot - s) : strlen(s);
-        p[at++] = (uint8_t)len;
-        memcpy(p + at, s, len);
-        at += len;
-        s += len + (dot ? 1 : 0);
-    }
-    p[at++] = 0;
+    at += dns_put_name(p + at, name);
     p[at++] = (uint8_t)(type >> 8);
     p[at++] = (uint8_t)type;
     p[at++] = 0;
