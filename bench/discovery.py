@@ -97,7 +97,7 @@ pools:
 def haproxy_config(tmp, port, oport, dns):
     path = os.path.join(tmp, "haproxy.cfg")
     with open(path, "w") as f:
-        f.write("""global
+        f.write(paced.haproxy_cfg("""global
     nbthread 1
     maxconn 4000
 
@@ -114,15 +114,7 @@ resolvers dns
     hold refused 30s
     hold timeout 30s
 
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
-    timeout client 60s
-    timeout server 10s
-    timeout http-request 10s
-    timeout http-keep-alive 60s
-    retries 2
+@DEFAULTS@    retries 2
     option redispatch
     retry-on all-retryable-errors
     http-reuse always
@@ -135,7 +127,7 @@ backend app
     balance roundrobin
     option httpchk GET /health
     server-template s 1-6 app.test:%d resolvers dns init-addr none resolve-prefer ipv4 check inter 500 fall 2 rise 2
-""" % (dns.address, port, oport))
+""" % (dns.address, port, oport)))
     return path
 
 

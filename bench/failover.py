@@ -140,19 +140,11 @@ pools:
 def haproxy_config(tmp, port, origins, variant):
     path = os.path.join(tmp, "haproxy.cfg")
     with open(path, "w") as f:
-        f.write("""global
+        f.write(paced.haproxy_cfg("""global
     nbthread 1
     maxconn 4000
 
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 2s
-    timeout client 60s
-    timeout server 10s
-    timeout http-request 10s
-    timeout http-keep-alive 60s
-    retries 2
+@DEFAULTS@    retries 2
     option redispatch
     retry-on all-retryable-errors
 
@@ -166,7 +158,7 @@ backend app
     default-server check inter 500 fall 2 rise 2 observe layer7
 %s
 """ % (port, HAPROXY_SAFE_RETRY if variant != "replay" else "",
-       "\n".join("    server %s 127.0.0.1:%d" % o for o in origins)))
+       "\n".join("    server %s 127.0.0.1:%d" % o for o in origins))))
     return path
 
 

@@ -16,6 +16,23 @@ from benchlib import (BAL_CPU, CLIENT_CPU, HAPROXY, ORIGIN, SLUICE, die, free_po
 
 POST_BODY = b"x" * 128
 
+# The start of a haproxy.cfg `defaults` section the drivers share:
+# keep-alive on both sides, the timeouts of their sluice configs.
+HAPROXY_DEFAULTS = """defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 60s
+    timeout server 10s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+"""
+
+
+def haproxy_cfg(text):
+    """A haproxy.cfg with HAPROXY_DEFAULTS where text says @DEFAULTS@."""
+    return text.replace("@DEFAULTS@", HAPROXY_DEFAULTS)
+
 
 def nginx_conf(ntmp, http_body):
     """nginx.conf in ntmp, which holds every file nginx writes: one worker,

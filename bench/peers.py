@@ -74,22 +74,14 @@ pools:
 def haproxy_config(tmp, name, port, peers, origin, rate):
     path = os.path.join(tmp, name + ".cfg")
     with open(path, "w") as f:
-        f.write("""global
+        f.write(paced.haproxy_cfg("""global
     nbthread 1
     maxconn 4000
 
 peers mesh
 %s
 
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 2s
-    timeout client 60s
-    timeout server 10s
-    timeout http-request 10s
-    timeout http-keep-alive 60s
+@DEFAULTS@    http-reuse always
 
 frontend web
     bind 127.0.0.1:%d
@@ -101,7 +93,8 @@ frontend web
 
 backend app
     server o1 127.0.0.1:%d
-""" % ("\n".join("    peer %s 127.0.0.1:%d" % p for p in peers), port, rate, origin))
+""" % ("\n".join("    peer %s 127.0.0.1:%d" % p for p in peers), port, rate,
+                                  origin)))
     return path
 
 

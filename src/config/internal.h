@@ -231,6 +231,11 @@ struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, con
                                    const struct config_node *map);
 void config_free_auth(struct conf_auth *a);
 
+/* A numeric IP:PORT or [IPv6]:PORT (port 0 refused) into *out; 0, or -1
+ * reported at n as "OWNER: PATH: ...". */
+struct addr;
+int config_want_addr_port(struct config_diag *d, const char *owner, const char *path,
+                          const struct config_node *n, struct addr *out);
 /* A key file of 32 to 1000 bytes (trailing newlines are not key), read
  * into a new buffer (secret.c). 0, or -1 reported at n. */
 int config_read_secret_file(struct config_diag *d, const char *owner, const char *path,

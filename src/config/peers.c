@@ -7,22 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int read_addr(struct config_diag *d, const char *key, const struct config_node *n,
-                     struct addr *out)
-{
-    const char *s, *why = "";
-    char shown[96];
-
-    if (config_want_string(d, "peers", key, n, &s) < 0)
-        return -1;
-    if (addr_parse(s, out, &why) < 0 || addr_port(out) == 0) {
-        config_diag_error(d, n->line, n->col, "peers: %s: '%s' is not IP:PORT or [IPv6]:PORT%s%s",
-                          key, config_show(shown, sizeof(shown), s), *why ? ": " : "", why);
-        return -1;
-    }
-    return 0;
-}
-
 void config_read_peers(struct config_diag *d, struct config *cfg, const struct config_node *map)
 {
     struct conf_peers *p;
@@ -39,7 +23,7 @@ void config_read_peers(struct config_diag *d, struct config *cfg, const struct c
     p->interval_ms = 50;
     if (!(n = config_map_get(map, "listen")))
         config_missing(d, "peers", map, "listen");
-    else if (read_addr(d, "listen", n, &p->listen) == 0)
+    else if (config_want_addr_port(d, "peers", "listen", n, &p->listen) == 0)
         p->listen_text = config_strdup(d, n->text);
     if (!(n = config_map_get(map, "nodes"))) {
         config_missing(d, "peers", map, "nodes");
@@ -49,7 +33,8 @@ void config_read_peers(struct config_diag *d, struct config *cfg, const struct c
                               PEERS_MAX_NODES);
         } else if ((p->nodes = calloc(n->n, sizeof(*p->nodes)))) {
             for (size_t i = 0; i < n->n; i++)
-                if (read_addr(d, "nodes", n->items[i], &p->nodes[p->nnodes]) == 0)
+                if (config_want_addr_port(d, "peers", "nodes", n->items[i],
+                                          &p->nodes[p->nnodes]) == 0)
                     p->nnodes++;
         }
     }

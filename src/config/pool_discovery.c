@@ -54,18 +54,8 @@ static void config_read_resolvers(struct config_diag *d, const char *owner,
         return;
     }
     for (size_t i = 0; i < seq->n; i++) {
-        const struct config_node *n = seq->items[i];
-        const char *s, *why = "";
-        char shown[96];
-
-        if (config_want_string(d, owner, "discovery.resolvers", n, &s) < 0)
-            continue;
-        if (addr_parse(s, &dc->resolvers[dc->nresolvers], &why) < 0 ||
-            addr_port(&dc->resolvers[dc->nresolvers]) == 0)
-            config_diag_error(d, n->line, n->col, "%s: discovery.resolvers: '%s' is not "
-                              "IP:PORT or [IPv6]:PORT%s%s", owner,
-                              config_show(shown, sizeof(shown), s), *why ? ": " : "", why);
-        else
+        if (config_want_addr_port(d, owner, "discovery.resolvers", seq->items[i],
+                                  &dc->resolvers[dc->nresolvers]) == 0)
             dc->nresolvers++;
     }
 }

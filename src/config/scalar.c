@@ -89,3 +89,20 @@ const char *config_duration_text(char *buf, size_t size, uint64_t ms)
         snprintf(buf, size, "%" PRIu64 "ms", ms);
     return buf;
 }
+
+int config_want_addr_port(struct config_diag *d, const char *owner, const char *path,
+                          const struct config_node *n, struct addr *out)
+{
+    const char *s, *why = "";
+    char shown[96];
+
+    if (config_want_string(d, owner, path, n, &s) < 0)
+        return -1;
+    if (addr_parse(s, out, &why) < 0 || addr_port(out) == 0) {
+        config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not IP:PORT or [IPv6]:PORT%s%s",
+                          owner, path, config_show(shown, sizeof(shown), s), *why ? ": " : "",
+                          why);
+        return -1;
+    }
+    return 0;
+}
