@@ -381,6 +381,10 @@ struct conf_dns_zone {
     char *hostmaster;              /* the SOA's RNAME, "hostmaster.example.com" */
     uint32_t negative_ttl_s;       /* SOA minimum and TTL: how long NXDOMAIN is cached; default 60 */
     uint32_t serial;               /* the SOA serial: when the config was loaded (Unix time) */
+    char **between;                /* names between the apex and a record ("b.zone" for a
+                                      record "a.b.zone"), which exist without records of
+                                      their own: sorted, for bisection */
+    size_t nbetween;
 };
 
 /* Whether a name is the zone or below it (both lower case). */

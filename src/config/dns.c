@@ -300,6 +300,49 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
         read_region(d, cfg, l, owner, n->items[i], &rec->regions[i], i);
 }
 
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The zone's empty non-terminals, found once here so that a query for a
+ * name without a record is answered by bisection, not by a scan of every
+ * record. */
+static void collect_between(struct config_diag *d, struct conf_dns_zone *z,
+                            const struct conf_listener *l, const struct config_node *at)
+{
+    size_t cap = 0, n = 0;
+
+    for (size_t i = 0; i < l->ndns_records; i++) {
+        const char *name = l->dns_records[i].name;
+        if (!name || !config_dns_in_zone(name, z->name) || !strcmp(name, z->name))
+            continue;
+        for (const char *s = strchr(name, '.'); s && strcmp(s + 1, z->name) != 0;
+             s = strchr(s + 1, '.')) {
+            if (n == cap) {
+                char **more = realloc(z->between, (cap = cap ? cap * 2 : 16) * sizeof(*more));
+                if (!more) {
+                    config_diag_error(d, at->line, at->col, "out of memory");
+                    return;
+                }
+                z->between = more;
+            }
+            if (!(z->between[n] = config_strdup(d, s + 1)))
+                return;
+            z->nbetween = ++n;
+        }
+    }
+    if (n)
+        qsort(z->between, n, sizeof(*z->between), by_text);
+    z->nbetween = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (z->nbetween && strcmp(z->between[z->nbetween - 1], z->between[i]) == 0)
+            free(z->between[i]);
+        else
+            z->between[z->nbetween++] = z->between[i];
+    }
+}
+
 static int by_name(const void *a, const void *b)
 {
     const struct conf_dns_record *x = a, *y = b;
@@ -326,6 +369,8 @@ void config_read_dns_records(struct config_diag *d, struct config *cfg, struct c
     }
     /* Sorted by name: the responder finds a query's record by bisection. */
     qsort(l->dns_records, l->ndns_records, sizeof(*l->dns_records), by_name);
+    if (l->dns_zone && l->dns_zone->name)
+        collect_between(d, l->dns_zone, l, seq);
 }
 
 void config_free_dns_records(struct conf_listener *l)
@@ -350,6 +395,9 @@ void config_free_dns_records(struct conf_listener *l)
         for (size_t i = 0; i < l->dns_zone->nnameservers; i++)
             free(l->dns_zone->nameservers[i]);
         free(l->dns_zone->nameservers);
+        for (size_t i = 0; i < l->dns_zone->nbetween; i++)
+            free(l->dns_zone->between[i]);
+        free(l->dns_zone->between);
         free(l->dns_zone->name);
         free(l->dns_zone->hostmaster);
         free(l->dns_zone);

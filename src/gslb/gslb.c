@@ -66,13 +66,22 @@ static void zone_extra(const struct conf_dns_zone *z, const struct dns_query *q,
     x->authority_soa = !x->answer_soa && !x->nns;
 }
 
-/* Whether some record's name is below name (an empty non-terminal). */
-static bool has_records_below(const struct conf_listener *lc, const char *name)
+/* Whether name lies between the zone's apex and a record (an empty
+ * non-terminal: it exists, with no records of its own). */
+static bool is_between(const struct conf_dns_zone *z, const char *name)
 {
-    for (size_t i = 0; i < lc->ndns_records; i++)
-        if (strcmp(lc->dns_records[i].name, name) != 0 &&
-            config_dns_in_zone(lc->dns_records[i].name, name))
+    size_t lo = 0, hi = z->nbetween;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, z->between[mid]);
+        if (c == 0)
             return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
     return false;
 }
 
@@ -193,7 +202,7 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
              * when asked, else a negative answer with the SOA, NODATA for a
              * name that exists (the apex, or one with records below it),
              * NXDOMAIN for one that does not (RFC 2308). */
-            bool exists = !strcmp(q.name, lc->dns_zone->name) || has_records_below(lc, q.name);
+            bool exists = !strcmp(q.name, lc->dns_zone->name) || is_between(lc->dns_zone, q.name);
             return dns_write_response_ex(p, &q, exists ? DNS_NOERROR : DNS_NXDOMAIN, true, NULL,
                                          0, 0, 0, &x, out, cap);
         }
