@@ -98,7 +98,10 @@ int loop_add(struct loop *l, struct io *io, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.ptr = io};
 
-    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+        return -errno;
+    io->watched = true;
+    return 0;
 }
 
 int loop_mod(struct loop *l, struct io *io, uint32_t events)
@@ -110,8 +113,9 @@ int loop_mod(struct loop *l, struct io *io, uint32_t events)
 
 void loop_del(struct loop *l, struct io *io)
 {
-    if (io->fd >= 0)
+    if (io->fd >= 0 && io->watched)
         epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->watched = false;
 }
 
 void loop_task_queue(struct loop *l, struct loop_task *t)

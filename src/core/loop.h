@@ -27,6 +27,7 @@ typedef void (*io_cb)(struct io *io, uint32_t events);
 struct io {
     int fd;
     io_cb cb;
+    bool watched;        /* in the epoll set: loop_add succeeded, no loop_del since */
 };
 
 struct loop_task;
@@ -66,6 +67,7 @@ void loop_destroy(struct loop *l);
 /* Register io->fd for events (EPOLLIN, EPOLLOUT, EPOLLET, ...). */
 int loop_add(struct loop *l, struct io *io, uint32_t events);
 int loop_mod(struct loop *l, struct io *io, uint32_t events);
+/* Take io->fd out of the epoll set; nothing to do when it is not in it. */
 void loop_del(struct loop *l, struct io *io);
 
 static inline void loop_task_init(struct loop_task *t, loop_task_cb cb)

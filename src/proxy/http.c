@@ -1961,7 +1961,30 @@ static bool tls_handshake_done(struct http_conn *c)
     return r == 1;
 }
 
-static void conn_run(struct http_conn *c)
+/* A new client socket is not in the epoll set: sluice reads its request
+ * at once (the listener defers accept until it came) and, for a one-shot
+ * connection, sends the answer and closes it without ever waiting on it.
+ * That saves the EPOLL_CTL_ADD and the DEL of such a connection. It joins
+ * the set the first time sluice waits for it: to read, to write, or after
+ * CLIENT_WATCH_MS waiting on the upstream, so that a client that leaves a
+ * slow request is noticed. Edge-triggered registration reports what is
+ * already pending, so nothing is missed by joining late. */
+#define CLIENT_WATCH_MS 100
+
+static bool waits_on_upstream_only(struct http_conn *c)
+{
+    return c->state == HC_FORWARD && c->x && c->x->req_done && !client_output_pending(c);
+}
+
+static void client_watch(struct http_conn *c)
+{
+    if (c->cio.watched || c->cio.fd < 0)
+        return;
+    if (loop_add(&c->w->loop, &c->cio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
+        conn_close(c, END_NO_MEMORY);
+}
+
+static void conn_steps(struct http_conn *c)
 {
     if (c->tls && !c->tls_ready && !tls_handshake_done(c))
         return;
@@ -1995,6 +2018,13 @@ static void conn_run(struct http_conn *c)
     /* Still busy after many rounds (a long pipeline, a fast transfer):
      * let the worker's other connections run first. */
     loop_task_queue(&c->w->loop, &c->task);
+}
+
+static void conn_run(struct http_conn *c)
+{
+    conn_steps(c);
+    if (c->state != HC_CLOSED && !c->cio.watched && !waits_on_upstream_only(c))
+        client_watch(c);
 }
 
 /* ---- timers: one per connection, its meaning set by the state ---- */
@@ -2033,6 +2063,10 @@ static uint64_t next_deadline(struct http_conn *c)
             uint64_t s = c->last_active_ms + lc->client_idle_ms;
             d = s < d ? s : d;
         }
+        if (!c->cio.watched && c->cio.fd >= 0) {
+            uint64_t wt = c->last_active_ms + CLIENT_WATCH_MS;
+            d = wt < d ? wt : d;
+        }
         return d;
     }
     case HC_LOCAL:
@@ -2064,6 +2098,11 @@ static void timer_fired(struct timer *t)
     struct http_exchange *x = c->x;
     uint64_t now = clock_now_ms();
 
+    if (c->state == HC_FORWARD && !c->cio.watched) {
+        client_watch(c);   /* a slow upstream: notice the client leaving */
+        if (c->state == HC_CLOSED)
+            return;
+    }
     if (now < next_deadline(c)) {
         arm_timer(c);    /* activity since: lazily re-armed */
         return;
@@ -2217,10 +2256,6 @@ static void conn_start(struct worker_listener *wl, int fd, const struct addr *pe
     list_add(w, c);   /* TCP_NODELAY: inherited from the listening socket */
     atomic_fetch_add_explicit(&c->l->connections_total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->l->connections_active, 1, memory_order_relaxed);
-    if (loop_add(&w->loop, &c->cio, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-        conn_close(c, END_NO_MEMORY);
-        return;
-    }
     if (c->l->tls && !(c->tls = tls_new(c->l->tls, fd))) {
         conn_close(c, END_NO_MEMORY);
         return;
@@ -2229,8 +2264,8 @@ static void conn_start(struct worker_listener *wl, int fd, const struct addr *pe
     /* The listener defers accept until the client's first bytes arrived
      * (TCP_DEFER_ACCEPT): read them now rather than one epoll round later
      * (a new socket is writable too). Should nothing be there (the kernel
-     * gave up waiting), the recv says EAGAIN and the edge-triggered
-     * registration reports the data when it comes. */
+     * gave up waiting), the recv says EAGAIN and conn_run puts the socket
+     * in the epoll set (see client_watch). */
     c->c_readable = true;
     c->c_writable = true;
     conn_run(c);

@@ -395,6 +395,36 @@ def test_json_access_log(procs, origins):
     assert len(rec["request_id"]) == 32 and rec["total_ms"] >= rec["response_ms"]
 
 
+def test_client_reset_during_a_slow_answer_is_noticed(procs, origins):
+    """A one-shot client socket joins the epoll set only when sluice waits
+    on it, or after 100 ms waiting on the upstream: a client that resets
+    while the backend is slow is still noticed long before the answer."""
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]},
+                                 log_format="json"))
+    # One-shot requests, never registered; they leave an idle upstream
+    # connection, so the next request is sent at once and sluice waits on
+    # the upstream alone.
+    for _ in range(20):
+        assert get(port, "/", {"Connection": "close"})[0] == 200
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /delay/1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.4)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()   # RST
+    wait_for(lambda: '"target":"/delay/1500"' in s.stdout(), timeout=1.0,
+             what="the exchange ended by the reset, before the backend answered")
+    rec = json.loads([l for l in s.stdout().splitlines() if "/delay/1500" in l][0])
+    assert rec["end"] == "client_reset" and rec["total_ms"] < 1000
+    # Keep-alive requests: registered once sluice waits for the next one.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(5):
+        conn.request("GET", "/delay/150")
+        r = conn.getresponse()
+        assert r.status == 200 and r.read() == b"b1\n"
+    conn.close()
+
+
 def test_check_warns_about_shadowed_routes(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text(http_config(free_port(), {"app": [("b1", "127.0.0.1:9")]},
