@@ -182,7 +182,10 @@ struct conf_route {
     struct conf_pool *pool;      /* ROUTE_POOL, resolved */
     struct conf_split *split;
     size_t nsplit;
-    char *redirect_location;
+    char *redirect_location;     /* NULL: built from the request (below) */
+    char *redirect_scheme;       /* "http" | "https"; NULL = the listener's */
+    char *redirect_host;         /* NULL = the request's host, its port dropped */
+    int redirect_port;           /* 0 = none in the Location */
     int redirect_status;         /* 301, 302, 303, 307, 308; default 302 */
     int respond_status;          /* 100..599 (not 1xx), default 200 */
     char *respond_body;          /* may be NULL (empty) */

@@ -259,6 +259,55 @@ static void read_match(struct config_diag *d, struct config *cfg, const char *ow
         read_kv(d, cfg, owner, "match.query", n, false, false, &r->query, &r->nquery);
 }
 
+/* redirect: a fixed location, or the request's own URL with its scheme,
+ * host or port replaced (HAProxy's "redirect scheme https", NGINX's
+ * "return 301 https://$host$request_uri"). */
+static void read_redirect_target(struct config_diag *d, const char *owner,
+                                 const struct config_node *n, struct conf_route *r)
+{
+    const struct config_node *k, *loc = config_map_get(n, "location");
+    const char *s;
+    uint64_t v;
+    bool parts = false;
+
+    if ((k = config_map_get(n, "scheme")) &&
+        config_want_string(d, owner, "redirect.scheme", k, &s) == 0) {
+        parts = true;
+        if (strcmp(s, "http") != 0 && strcmp(s, "https") != 0)
+            config_diag_error(d, k->line, k->col, "%s: redirect.scheme: use http or https",
+                              owner);
+        else
+            r->redirect_scheme = config_strdup(d, s);
+    }
+    if ((k = config_map_get(n, "host")) &&
+        config_want_string(d, owner, "redirect.host", k, &s) == 0) {
+        struct h1_slice host;
+        int port;
+
+        parts = true;
+        h1_split_host((struct h1_slice){s, (uint32_t)strlen(s)}, &host, &port);
+        if (!h1_authority_valid(s, (uint32_t)strlen(s), false) || port >= 0)
+            config_diag_error(d, k->line, k->col, "%s: redirect.host: '%s' is not a host name "
+                              "or address (give a port with redirect.port)", owner, s);
+        else
+            r->redirect_host = config_strdup(d, s);
+    }
+    if ((k = config_map_get(n, "port")) &&
+        config_want_uint(d, owner, "redirect.port", k, 1, 65535, &v) == 0) {
+        parts = true;
+        r->redirect_port = (int)v;
+    }
+    if (loc && parts)
+        config_diag_error(d, loc->line, loc->col, "%s: redirect: give location, or any of "
+                          "scheme, host and port, not both", owner);
+    else if (!loc && !parts)
+        config_diag_error(d, n->line, n->col, "%s: redirect: give location, or any of scheme, "
+                          "host and port", owner);
+    else if (loc && config_want_string(d, owner, "redirect.location", loc, &s) == 0 &&
+             want_field_value(d, owner, "redirect.location", loc, &s) == 0)
+        r->redirect_location = config_strdup(d, s);
+}
+
 static void read_split(struct config_diag *d, struct config *cfg, const char *owner,
                        const struct config_node *seq, struct conf_route *r)
 {
@@ -345,11 +394,7 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
         r->redirect_status = 302;
         if (config_want_map(d, owner, "redirect", n) == 0) {
             config_schema_check_keys(d, n, "listeners[].routes[].redirect", owner);
-            if (!(k = config_map_get(n, "location")))
-                config_missing(d, owner, n, "location");
-            else if (config_want_string(d, owner, "redirect.location", k, &s) == 0 &&
-                     want_field_value(d, owner, "redirect.location", k, &s) == 0)
-                r->redirect_location = config_strdup(d, s);
+            read_redirect_target(d, owner, n, r);
             if ((k = config_map_get(n, "status")) &&
                 config_want_uint(d, owner, "redirect.status", k, 300, 308, &v) == 0) {
                 if (v != 301 && v != 302 && v != 303 && v != 307 && v != 308)
@@ -543,6 +588,8 @@ void config_free_routes(struct conf_listener *l)
         free_names(r->remove_headers, r->nremove_headers);
         free_kv(r->set_response_headers, r->nset_response_headers);
         free_names(r->remove_response_headers, r->nremove_response_headers);
+        free(r->redirect_scheme);
+        free(r->redirect_host);
         free(r->strip_prefix);
         free(r->rewrite_prefix);
         config_free_rate_limit(r->rate_limit);

@@ -259,6 +259,10 @@ bool h1_slice_eq_ci(struct h1_slice s, const char *lit);
  * (case-insensitive, surrounding SP/HTAB ignored)? */
 bool h1_has_token(struct h1_slice value, const char *token);
 
+/* Is p[0..len) a uri-host with an optional ":port"? need_port: the port is
+ * required (CONNECT's authority-form). Empty is invalid. */
+bool h1_authority_valid(const char *p, uint32_t len, bool need_port);
+
 /* Split a host[:port] authority (as in req->host) into the host, brackets
  * kept for IPv6 literals, and the port (-1 when absent). */
 void h1_split_host(struct h1_slice authority, struct h1_slice *host, int *port);

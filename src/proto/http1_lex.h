@@ -140,10 +140,6 @@ int h1_fields_parse(const char *p, const char *end, struct h1_header *slots, uin
 /* One pass over parsed fields for what framing and connection handling need. */
 void h1_fields_scan(const struct h1_header *h, uint32_t n, struct h1_fields_info *fi);
 
-/* Is p[0..len) a uri-host with an optional ":port"? need_port: the port is
- * required (CONNECT's authority-form). Empty is invalid. */
-bool h1_authority_valid(const char *p, uint32_t len, bool need_port);
-
 /* Parse a start line at buf (the head's first byte) up to end. Returns 1 with
  * *next after its CRLF, 0 when the bytes end first (the part seen is valid), or
  * a negative enum h1_result with *why set. */

@@ -927,6 +927,24 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
  * the first pool of the split (with a weight above 0, so that setting a
  * canary's weight to 0 moves its sessions out) whose sticky cookie names a
  * backend that may take it. NULL: split by weight as usual. */
+static void redirect(struct http_conn *c, const struct conf_route *route)
+{
+    char loc[16384];              /* a path up to 8 KiB (limits.max_request_line) and more */
+    int n;
+
+    if (route->redirect_location) {
+        respond_local(c, route->redirect_status, route->redirect_location, NULL, false, route);
+        return;
+    }
+    n = http_redirect_location(&c->x->req, route, c->l->tls != NULL, loc, sizeof(loc));
+    if (n > 0)
+        respond_local(c, route->redirect_status, loc, NULL, false, route);
+    else if (n == 0)
+        respond_local(c, 400, NULL, "no host to redirect to\n", true, route);
+    else
+        respond_local(c, 414, NULL, "URI too long to redirect\n", true, route);
+}
+
 static struct conf_pool *split_sticky_pool(struct http_conn *c, const struct conf_route *route)
 {
     for (size_t i = 0; i < route->nsplit; i++) {
@@ -1014,7 +1032,7 @@ static void start_exchange(struct http_conn *c)
             respond_local(c, route->respond_status, NULL, route->respond_body, false, route);
             return;
         case ROUTE_REDIRECT:
-            respond_local(c, route->redirect_status, route->redirect_location, NULL, false, route);
+            redirect(c, route);
             return;
         case ROUTE_POOL:
             cp = route->pool;

@@ -201,6 +201,40 @@ int http_rewrite_path(const struct h1_request *req, const struct conf_route *rou
     return (int)n;
 }
 
+int http_redirect_location(const struct h1_request *req, const struct conf_route *route,
+                           bool tls, char *out, size_t size)
+{
+    const char *scheme = route->redirect_scheme ? route->redirect_scheme : tls ? "https" : "http";
+    struct h1_slice host = {route->redirect_host, 0};
+    char port[8] = "";
+    int port_in, n, plen;
+
+    if (route->redirect_host)
+        host.len = (uint32_t)strlen(route->redirect_host);
+    else
+        h1_split_host(req->host, &host, &port_in);   /* the old port goes with the old URL */
+    if (!host.len)
+        return 0;
+    if (route->redirect_port)
+        snprintf(port, sizeof(port), ":%d", route->redirect_port);
+    n = snprintf(out, size, "%s://%.*s%s", scheme, (int)host.len, host.p, port);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    plen = http_rewrite_path(req, route, out + n, size - (size_t)n);
+    if (plen < 0)
+        return -1;
+    n += plen;
+    if (req->query.p) {
+        if ((size_t)n + 1 + req->query.len + 1 > size)
+            return -1;
+        out[n++] = '?';
+        memcpy(out + n, req->query.p, req->query.len);
+        n += (int)req->query.len;
+        out[n] = '\0';
+    }
+    return n;
+}
+
 int http_write_request_head(struct buf *b, const struct h1_request *req,
                             const struct conf_route *route, const struct http_forward *fwd)
 {

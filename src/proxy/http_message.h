@@ -65,6 +65,15 @@ bool http_request_replayable(const struct h1_request *req);
 int http_rewrite_path(const struct h1_request *req, const struct conf_route *route, char *out,
                       size_t size);
 
+/* The Location of a redirect route without a fixed location: the request's
+ * URL with the route's scheme (else tls ? https : http), host (else the
+ * request's, without its port) and port, and its path as the route's
+ * strip_prefix/rewrite_prefix leave it, query kept. Written to out
+ * (NUL-ended); returns its length, 0 when the request has no host and the
+ * route names none (the caller answers 400), -1 when it does not fit. */
+int http_redirect_location(const struct h1_request *req, const struct conf_route *route,
+                           bool tls, char *out, size_t size);
+
 /* Is the peer in one of the blocks? */
 bool http_peer_trusted(const struct addr *peer, const struct conf_cidr *cidrs, size_t n);
 

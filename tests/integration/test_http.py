@@ -425,6 +425,50 @@ def test_client_reset_during_a_slow_answer_is_noticed(procs, origins):
     conn.close()
 
 
+def test_redirects_built_from_the_request(procs, origins):
+    """redirect with scheme/host/port keeps the request's path and query
+    (HAProxy's `redirect scheme https`, NGINX's `return 301
+    https://$host$request_uri`), after the route's path rewrite."""
+    port = free_port()
+    routes = """\
+      - match: {host: old.example}
+        redirect: {host: new.example, scheme: https, status: 308}
+      - match: {path_prefix: /docs/}
+        redirect: {scheme: https, status: 301}
+        rewrite_prefix: /manual/
+      - match: {path_prefix: /alt/}
+        redirect: {port: 8443}
+      - match: {path_prefix: /}
+        redirect: {scheme: https}"""
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}, routes=routes))
+
+    def location(req):
+        out = raw(port, req)
+        head = out.split(b"\r\n\r\n", 1)[0].decode()
+        status = int(head.split(" ", 2)[1])
+        loc = [l.split(": ", 1)[1] for l in head.split("\r\n") if l.lower().startswith("location:")]
+        return status, loc[0] if loc else None
+
+    assert location(b"GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: www.example:8080\r\nConnection: close\r\n\r\n") == \
+        (302, "https://www.example/a/b?x=1&y=%20")
+    assert location(b"GET /q? HTTP/1.1\r\nHost: old.example\r\nConnection: close\r\n\r\n") == \
+        (308, "https://new.example/q?")
+    assert location(b"GET /docs/intro HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n") == \
+        (301, "https://[::1]/manual/intro")
+    assert location(b"GET /alt/x HTTP/1.1\r\nHost: h.example\r\nConnection: close\r\n\r\n") == \
+        (302, "http://h.example:8443/alt/x")
+    # An absolute-form request: its authority is the host.
+    assert location(b"GET http://abs.example:81/p HTTP/1.1\r\nHost: abs.example:81\r\nConnection: close\r\n\r\n") == \
+        (302, "https://abs.example/p")
+    # HTTP/1.0 without Host: nothing to redirect to.
+    assert location(b"GET /a HTTP/1.0\r\n\r\n") == (400, None)
+    # curl follows nothing here, but sees the same.
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                        f"http://127.0.0.1:{port}/docs/x?k=v"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.stdout == "301 https://127.0.0.1/manual/x?k=v"
+
+
 def test_check_warns_about_shadowed_routes(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text(http_config(free_port(), {"app": [("b1", "127.0.0.1:9")]},

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import SLUICE, WebSocketEcho, free_port, recv_all, wait_for, websocket_echo_roundtrip
+from harness import ROOT, SLUICE, WebSocketEcho, free_port, recv_all, wait_for, websocket_echo_roundtrip
 
 OPENSSL = "/usr/bin/openssl"
 CURL = "/usr/bin/curl"
@@ -655,3 +655,38 @@ def test_ocsp_errors_in_check(pki, tmp_path):
         assert r.returncode == 1, r.stderr
         assert re.search(rf"{path}:8:\d+: error: .*tls\.certificates\[\]\.ocsp: .*{re.escape(want)}",
                          r.stderr), (want, r.stderr)
+
+
+def test_the_tls_example_runs(procs, pki, tmp_path):
+    """examples/tls.yaml with the test's certificates, ports and origins in
+    place of /etc/sluice's, 443, 80 and 10.0.x.x: sluice check accepts it,
+    HTTPS is served by SNI, and plain HTTP is redirected to the same URL."""
+    text = open(os.path.join(ROOT, "examples", "tls.yaml")).read()
+    https_port, http_port, admin_port = free_port(), free_port(), free_port()
+    app = [procs.origin("app"), procs.origin("app")]
+    api = [procs.origin("api"), procs.origin("api")]
+    for old, new in (("/etc/sluice/example.com.pem", pki["a"][0]),
+                     ("/etc/sluice/example.com.key", pki["a"][1]),
+                     ("/etc/sluice/api.example.com.pem", pki["b"][0]),
+                     ("/etc/sluice/api.example.com.key", pki["b"][1]),
+                     ("0.0.0.0:443", f"127.0.0.1:{https_port}"),
+                     ("0.0.0.0:80", f"127.0.0.1:{http_port}"),
+                     ("127.0.0.1:9901", f"127.0.0.1:{admin_port}"),
+                     ("host: api.example.com", "host: x.b.test"),
+                     ("workers: auto", "workers: 1"),
+                     ("10.0.1.1:8080", app[0].address), ("10.0.1.2:8080", app[1].address),
+                     ("10.0.3.1:8080", api[0].address), ("10.0.3.2:8080", api[1].address)):
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg = tmp_path / "tls.yaml"
+    cfg.write_text(text)
+    r = subprocess.run([SLUICE, "check", "-c", str(cfg)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    procs.sluice(text)
+    wait_for(lambda: https(https_port, pki, host="a.test")[1] == b"app\n", what="the app pool up")
+    wait_for(lambda: https(https_port, pki, host="x.b.test")[1] == b"api\n", what="the api pool up")
+    r = subprocess.run([CURL, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                        "-H", "Host: a.test", f"http://127.0.0.1:{http_port}/p/q?r=1"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.stdout == "301 https://a.test/p/q?r=1", r.stdout + r.stderr
