@@ -371,6 +371,7 @@ struct conf_dns_region {
     size_t ncountries;
     uint16_t *continents;
     size_t ncontinents;
+    uint32_t weight;               /* policy weighted: share of the unclaimed clients */
 };
 
 /* A dns listener's zone: sluice is authoritative for every name under it
@@ -393,9 +394,15 @@ struct conf_dns_zone {
 /* Whether a name is the zone or below it (both lower case). */
 bool config_dns_in_zone(const char *name, const char *zone);
 
+enum dns_policy {
+    DNS_POLICY_FAILOVER,           /* unclaimed clients: the first healthy region */
+    DNS_POLICY_WEIGHTED,           /* unclaimed clients: spread by regions[].weight */
+};
+
 struct conf_dns_record {
     char *name;                    /* lower case, no final dot */
     uint32_t ttl_s;                /* default 30 */
+    enum dns_policy policy;
     struct conf_dns_region *regions;   /* in order of preference */
     size_t nregions;
 };

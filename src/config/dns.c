@@ -17,6 +17,7 @@
 
 #define DNS_MAX_RECORDS 1000
 #define DNS_MAX_REGIONS 32
+#define DNS_MAX_WEIGHT 1000
 #define DNS_MAX_ADDRESSES 16
 
 /* KEY of OWNER: a list of 1 to max entries; a zeroed array of seq->n
@@ -219,7 +220,7 @@ bool config_dns_in_zone(const char *name, const char *zone)
 
 static void read_region(struct config_diag *d, struct config *cfg, const struct conf_listener *l,
                         const char *record_owner, const struct config_node *map,
-                        struct conf_dns_region *r, size_t index)
+                        enum dns_policy policy, struct conf_dns_region *r, size_t index)
 {
     const struct config_node *n;
     char owner[400];
@@ -251,6 +252,16 @@ static void read_region(struct config_diag *d, struct config *cfg, const struct 
         read_geo_codes(d, l, owner, "countries", n, &r->countries, &r->ncountries);
     if ((n = config_map_get(map, "continents")))
         read_geo_codes(d, l, owner, "continents", n, &r->continents, &r->ncontinents);
+    r->weight = 1;
+    if ((n = config_map_get(map, "weight"))) {
+        uint64_t v;
+
+        if (policy != DNS_POLICY_WEIGHTED)
+            config_diag_error(d, n->line, n->col, "%s: weight: only with the record's "
+                              "policy: weighted", owner);
+        else if (config_want_uint(d, owner, "weight", n, 0, DNS_MAX_WEIGHT, &v) == 0)
+            r->weight = (uint32_t)v;
+    }
 }
 
 static void read_record(struct config_diag *d, struct config *cfg, const struct conf_listener *l,
@@ -289,6 +300,13 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
         else
             rec->ttl_s = (uint32_t)(ms / 1000);
     }
+    if ((n = config_map_get(map, "policy")) && config_want_string(d, owner, "policy", n, &s) == 0) {
+        if (!strcmp(s, "weighted"))
+            rec->policy = DNS_POLICY_WEIGHTED;
+        else if (strcmp(s, "failover") != 0)
+            config_diag_error(d, n->line, n->col, "%s: policy: '%s'; expected failover or "
+                              "weighted", owner, s);
+    }
     if (!(n = config_map_get(map, "regions"))) {
         config_missing(d, owner, map, "regions");
         return;
@@ -297,7 +315,7 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
         return;
     rec->nregions = n->n;
     for (size_t i = 0; i < n->n; i++)
-        read_region(d, cfg, l, owner, n->items[i], &rec->regions[i], i);
+        read_region(d, cfg, l, owner, n->items[i], rec->policy, &rec->regions[i], i);
 }
 
 static int by_text(const void *a, const void *b)

@@ -1,11 +1,13 @@
 /* The GSLB responder (see gslb.h). */
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include <stdlib.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "balance/balance.h"
 #include "gslb/internal.h"
@@ -103,15 +105,68 @@ static bool has_code(const uint16_t *codes, size_t n, uint16_t code)
     return false;
 }
 
+/* policy weighted: clients are told apart by network, a /24 or a /56 (what
+ * resolvers send as Client Subnet), so that every address of one network,
+ * and every sluice answering for the name, gets the same region. */
+#define WEIGHTED_PREFIX4 24
+#define WEIGHTED_PREFIX6 56
+
+/* Weighted rendezvous hashing over the healthy regions with a weight: each
+ * scores weight / -ln(u), u uniform in (0, 1) from a hash of the client's
+ * network and the region's name; the highest wins. A region's share is its
+ * weight over the sum, and when a region fails only its own clients move.
+ * NULL when no healthy region has a weight. */
+static const struct conf_dns_region *pick_weighted(const struct conf_dns_record *rec,
+                                                   const struct runtime *rt,
+                                                   const struct addr *client, uint8_t *prefix)
+{
+    uint8_t net[17] = {0};
+    const struct conf_dns_region *best = NULL;
+    double best_score = -1;
+    size_t len;
+
+    if (client->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&client->ss;
+        net[0] = 6;
+        memcpy(net + 1, &s6->sin6_addr, WEIGHTED_PREFIX6 / 8);
+        len = 1 + WEIGHTED_PREFIX6 / 8;
+        *prefix = WEIGHTED_PREFIX6;
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&client->ss;
+        net[0] = 4;
+        memcpy(net + 1, &s4->sin_addr, WEIGHTED_PREFIX4 / 8);
+        len = 1 + WEIGHTED_PREFIX4 / 8;
+        *prefix = WEIGHTED_PREFIX4;
+    }
+    for (size_t i = 0; i < rec->nregions; i++) {
+        const struct conf_dns_region *r = &rec->regions[i];
+        uint64_t h;
+        double u, score;
+
+        if (!r->weight || !region_healthy(rt, r))
+            continue;
+        h = XXH3_64bits_withSeed(net, len, XXH3_64bits(r->name, strlen(r->name)));
+        u = (double)((h >> 11) | 1) * 0x1.0p-53;      /* in (0, 1) */
+        score = (double)r->weight / -log(u);
+        if (score > best_score) {
+            best_score = score;
+            best = r;
+        }
+    }
+    return best;
+}
+
 /* The region for a client, among the healthy ones: the one whose client
  * networks hold it most closely; else, by the listener's GeoIP database,
  * the first that lists its country, else the first that lists its
- * continent; else the first. NULL when none is healthy. A choice made by
- * GeoIP holds for the database's network around the client: *geo_prefix
- * is set to its length (for the Client Subnet scope), else left alone. */
+ * continent; else, with policy weighted, one by weight (pick_weighted);
+ * else the first. NULL when none is healthy. A choice made by GeoIP holds
+ * for the database's network around the client, one made by weight for the
+ * client's /24 or /56: *prefix is set to that length (for the Client
+ * Subnet scope) and *by_weight says which, else both are left alone. */
 static const struct conf_dns_region *pick(const struct conf_dns_record *rec, const struct runtime *rt,
                                           const struct MMDB_s *db, const struct addr *client,
-                                          uint8_t *geo_prefix)
+                                          uint8_t *prefix, bool *by_weight)
 {
     const struct conf_dns_region *best = NULL, *first = NULL, *country = NULL, *continent = NULL;
     struct gslb_geo g;
@@ -146,8 +201,12 @@ static const struct conf_dns_region *pick(const struct conf_dns_record *rec, con
     if (best)
         return best;
     if (country || continent) {
-        *geo_prefix = g.prefix;
+        *prefix = g.prefix;
         return country ? country : continent;
+    }
+    if (first && rec->policy == DNS_POLICY_WEIGHTED && (best = pick_weighted(rec, rt, client, prefix))) {
+        *by_weight = true;
+        return best;
     }
     return first;
 }
@@ -226,12 +285,15 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
         client = &subnet;
         scope = q.ecs_source;
     }
-    uint8_t geo_prefix = 0;
-    if ((r = pick(rec, rt, lc->geoip, client, &geo_prefix))) {
-        /* RFC 7871: a database network narrower than the query's subnet
-         * makes the answer hold for that narrower network only. */
-        if (scope && geo_prefix > scope)
-            scope = geo_prefix;
+    uint8_t prefix = 0;
+    bool by_weight = false;
+    if ((r = pick(rec, rt, lc->geoip, client, &prefix, &by_weight))) {
+        /* RFC 7871: the answer holds for the network the choice was made
+         * for. A GeoIP network narrower than the query's subnet narrows the
+         * scope; a weighted choice, made for a /24 (or /56), holds for all
+         * of it when the subnet is longer. */
+        if (scope && ((!by_weight && prefix > scope) || (by_weight && prefix < scope)))
+            scope = prefix;
         *region = r->name;
         na = add_answers(r, q.qtype, answers, 0);
     } else {

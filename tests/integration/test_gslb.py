@@ -49,6 +49,14 @@ def config(port, near, far, checks=True, near_clients="127.0.0.0/8", admin=None)
     ]) + "\n"
 
 
+def check_fails(path, text):
+    """Write text to path; `sluice check` must refuse it. Returns its stderr."""
+    path.write_text(text)
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r.stdout + r.stderr
+    return r.stderr
+
+
 def post(origin, path):
     with socket.create_connection(("127.0.0.1", origin.port), timeout=5) as s:
         s.sendall(f"POST {path} HTTP/1.1\r\nHost: o\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
@@ -199,22 +207,20 @@ def test_malformed_packets_get_formerr_or_nothing(procs):
 
 def test_config_errors(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(
+    err = check_fails(
+        path,
         "listeners:\n"
         "  - name: g\n    bind: 127.0.0.1:5300\n    mode: dns\n    pool: p\n"
         "    records:\n"
         "      - name: 'bad name'\n        regions: [{name: r, pool: nope, addresses: [300.1.1.1]}]\n"
         "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
-    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
-    assert r.returncode == 1, r.stderr
-    assert f"{path}:5:5: error: listener 'g': pool does not apply to mode dns" in r.stderr
-    assert f"{path}:7:15: error:" in r.stderr and "is not a host name" in r.stderr
-    assert "pool 'nope' is not defined" in r.stderr
-    assert "'300.1.1.1' is not an IPv4 or IPv6 address" in r.stderr
-    path.write_text("listeners:\n  - {name: g, bind: 127.0.0.1:5300, mode: dns}\n"
-                    "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
-    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True, timeout=10)
-    assert r.returncode == 1 and "missing required key 'records'" in r.stderr, r.stderr
+    assert f"{path}:5:5: error: listener 'g': pool does not apply to mode dns" in err
+    assert f"{path}:7:15: error:" in err and "is not a host name" in err
+    assert "pool 'nope' is not defined" in err
+    assert "'300.1.1.1' is not an IPv4 or IPv6 address" in err
+    err = check_fails(path, "listeners:\n  - {name: g, bind: 127.0.0.1:5300, mode: dns}\n"
+                      "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
+    assert "missing required key 'records'" in err, err
 
 
 def test_reload_takes_new_records(procs):
@@ -401,3 +407,134 @@ def test_zone_config_errors(tmp_path):
         r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
                            timeout=10)
         assert r.returncode == 1 and want in r.stderr, (want, r.stderr)
+
+
+def ecs_query(qid, name, subnet, source=24):
+    """An A query with EDNS Client Subnet (RFC 7871) for subnet/source."""
+    q = query(qid, name)
+    q = q[:10] + struct.pack(">H", 1) + q[12:]               # ARCOUNT 1
+    addr = socket.inet_aton(subnet)[:(source + 7) // 8]
+    opt = struct.pack(">HBB", 1, source, 0) + addr
+    return q + b"\x00" + struct.pack(">HHIH", 41, 1232, 0, 4 + len(opt)) + \
+        struct.pack(">HH", 8, len(opt)) + opt
+
+
+def parse_answer(msg):
+    """(the A addresses, the Client Subnet scope or None) of a response."""
+    qd, an, _, ar = struct.unpack(">HHHH", msg[4:12])
+    i = 12
+    for _ in range(qd):
+        while msg[i]:
+            i += msg[i] + 1
+        i += 5
+    addrs, scope = [], None
+
+    def rr(i):
+        if msg[i] & 0xc0 == 0xc0:
+            i += 2
+        else:
+            while msg[i]:
+                i += msg[i] + 1
+            i += 1
+        t, _, _, rdlen = struct.unpack(">HHIH", msg[i:i + 10])
+        return t, msg[i + 10:i + 10 + rdlen], i + 10 + rdlen
+    for _ in range(an):
+        t, rdata, i = rr(i)
+        if t == 1:
+            addrs.append(socket.inet_ntoa(rdata))
+    for _ in range(ar):
+        t, rdata, i = rr(i)
+        if t == 41 and len(rdata) >= 8 and struct.unpack(">H", rdata[:2])[0] == 8:
+            scope = rdata[7]
+    return sorted(addrs), scope
+
+
+def ask_many(port, subnets, source=24):
+    """One query per subnet, in flight together; {subnet: (addrs, scope)}."""
+    out = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for k in range(0, len(subnets), 200):
+            batch = subnets[k:k + 200]
+            for j, net in enumerate(batch):
+                s.sendto(ecs_query(k + j, "www.example.com", net, source), ("127.0.0.1", port))
+            for _ in batch:
+                msg = s.recv(4096)
+                out[subnets[struct.unpack(">H", msg[:2])[0]]] = parse_answer(msg)
+    assert len(out) == len(subnets)
+    return out
+
+
+def weighted_config(port, origins, extra_c=""):
+    hc = ("    health_check: {type: http, path: /health, interval: 200ms, timeout: 200ms,"
+          " healthy_threshold: 1, unhealthy_threshold: 1}")
+    lines = ["workers: 2", "log: {level: info, access: off}", "listeners:", "  - name: gslb",
+             f"    bind: 127.0.0.1:{port}", "    mode: dns", "    records:",
+             "      - name: www.example.com", "        policy: weighted", "        regions:",
+             "          - {name: a, pool: a, addresses: [192.0.2.1], weight: 3}",
+             "          - {name: b, pool: b, addresses: [192.0.2.2]}",
+             f"          - {{name: c, pool: c, addresses: [192.0.2.3], weight: 0{extra_c}}}",
+             "pools:"]
+    for name, o in zip("abc", origins):
+        lines += [f"  - name: {name}", f"    backends: [{{name: {name}1, address: {o.address}}}]", hc]
+    return "\n".join(lines) + "\n"
+
+
+def test_weighted_regions(procs):
+    """policy: weighted spreads the clients no `clients` network claims over
+    the healthy regions by weight, the same region for every address of a
+    /24, and when a region fails only its clients move."""
+    origins = [procs.origin(n) for n in "abc"]
+    port = free_port(socket.SOCK_DGRAM)
+    procs.sluice(weighted_config(port, origins, extra_c=", clients: [10.9.0.0/16]"))
+    subnets = [f"{11 + k // 250}.{k % 250}.{(k * 7) % 256}.0" for k in range(4000)]
+    wait_for(lambda: ask_many(port, subnets[:1])[subnets[0]][0] != [], what="answers")
+    first = ask_many(port, subnets)
+    share = {ip: sum(1 for a, _ in first.values() if a == [ip])
+             for ip in ("192.0.2.1", "192.0.2.2", "192.0.2.3")}
+    assert sum(share.values()) == len(subnets), share
+    print("shares of 4000 /24s:", share)
+    assert 0.72 <= share["192.0.2.1"] / len(subnets) <= 0.78, share     # weight 3 of 4
+    assert share["192.0.2.3"] == 0, share                              # weight 0
+    assert {s for _, s in first.values()} == {24}
+    # Every address of a /24 gets its network's answer, scope 24 for a /32.
+    for net in subnets[:50]:
+        host = net.rsplit(".", 1)[0] + ".77"
+        assert ask_many(port, [host], source=32)[host] == (first[net][0], 24)
+    # The claimed network goes to c, weight 0 or not.
+    assert ask_many(port, ["10.9.3.0"])["10.9.3.0"][0] == ["192.0.2.3"]
+    # b fails: its clients go to a; a's clients stay where they are.
+    post(origins[1], "/health/fail")
+    wait_for(lambda: all(a == ["192.0.2.1"] for a, _ in ask_many(port, subnets).values()),
+             what="every client on a")
+    # b recovers: exactly the clients it had come back.
+    post(origins[1], "/health/ok")
+    wait_for(lambda: ask_many(port, subnets) == first, what="the first answers again")
+    # a and b fail: the weight-0 region c is the only healthy one left, and
+    # every client falls back to it (the first healthy region).
+    post(origins[0], "/health/fail")
+    post(origins[1], "/health/fail")
+    wait_for(lambda: all(a == ["192.0.2.3"] for a, _ in ask_many(port, subnets[:200]).values()),
+             what="every client on c")
+
+
+def test_weighted_config_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    err = check_fails(
+        path,
+        "listeners:\n"
+        "  - name: g\n    bind: 127.0.0.1:5300\n    mode: dns\n"
+        "    records:\n"
+        "      - name: a.example\n        policy: fastest\n"
+        "        regions: [{name: r, pool: p, addresses: [192.0.2.1]}]\n"
+        "      - name: b.example\n"
+        "        regions: [{name: r, pool: p, addresses: [192.0.2.1], weight: 2}]\n"
+        "      - name: c.example\n        policy: weighted\n"
+        "        regions: [{name: r, pool: p, addresses: [192.0.2.1], weight: 1001}]\n"
+        "pools:\n  - name: p\n    backends: [{address: 127.0.0.1:2}]\n")
+    assert f"{path}:7:17: error: record 'a.example' of listener 'g': policy: 'fastest'; " \
+        "expected failover or weighted" in err, err
+    assert f"{path}:10:70: error:" in err and \
+        "weight: only with the record's policy: weighted" in err, err
+    assert f"{path}:13:70: error:" in err and "weight: expected a whole number from 0 to 1000" \
+        in err, err
