@@ -424,6 +424,9 @@ static void metrics_listeners(struct admin_buf *o, const struct runtime *rt,
         {"sluice_dns_queries_total", "counter",
          "DNS queries answered, any rcode (dns listeners, the GSLB responder).",
          offsetof(struct listener, dns_queries)},
+        {"sluice_listener_full_total", "counter",
+         "Times a worker stopped accepting because the listener was at max_connections.",
+         offsetof(struct listener, full_pauses)},
     };
 
     for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {

@@ -429,6 +429,8 @@ struct conf_listener {
                                       http keep-alive wait between requests, default 60000 */
     uint64_t udp_idle_ms;          /* timeouts.udp_idle (udp), default 30000 */
     uint32_t max_flows;            /* udp: flows per worker, default 65536 */
+    uint32_t max_connections;      /* tcp, http: client connections open at once, all
+                                      workers together; 0 = no limit */
     /* mode: http */
     struct conf_route *routes;     /* first match wins */
     size_t nroutes;

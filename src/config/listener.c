@@ -232,6 +232,13 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         else if (config_want_uint(d, owner, "max_flows", p->value, 1, 10000000, &v) == 0)
             l->max_flows = (uint32_t)v;
     }
+    if ((p = config_map_pair(map, "max_connections"))) {
+        if (mode_ok && listener_datagram(l->mode))
+            config_diag_error(d, p->key->line, p->key->col, "%s: max_connections only applies "
+                              "to mode tcp and http", owner);
+        else if (config_want_uint(d, owner, "max_connections", p->value, 1, 10000000, &v) == 0)
+            l->max_connections = (uint32_t)v;
+    }
     if (!l->client_idle_ms)
         l->client_idle_ms = l->mode == LISTENER_HTTP ? 60000 : 600000;
 

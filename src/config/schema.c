@@ -39,6 +39,7 @@ const char *const config_known_keys[] = {
     "listeners[].timeouts.client_idle",
     "listeners[].timeouts.udp_idle",
     "listeners[].max_flows",
+    "listeners[].max_connections",
     "listeners[].timeouts.client_header",
     "listeners[].timeouts.client_body",
     "listeners[].timeouts.tunnel_idle",

@@ -50,8 +50,48 @@ static void resume_accept(struct timer *t)
 {
     struct worker_listener *wl = (void *)((char *)t - offsetof(struct worker_listener, pause_timer));
 
-    if (wl->io.fd >= 0 && !wl->w->draining)
+    if (wl->io.fd >= 0 && !wl->w->draining && !wl->full && !wl->io.watched)
         loop_add(&wl->w->loop, &wl->io, EPOLLIN);
+}
+
+/* max_connections: at the limit, a worker stops accepting on the listener
+ * (connections wait in the kernel's backlog, as with HAProxy's maxconn)
+ * until its count is below again. The count is the listener's, all
+ * workers together; each checks it before each accept, so N workers
+ * accepting at the same moment can pass the limit by N - 1. */
+static bool listener_full(struct worker_listener *wl)
+{
+    uint32_t max = wl->l->conf->max_connections;
+
+    return max && !wl->w->draining &&
+           atomic_load_explicit(&wl->l->connections_active, memory_order_relaxed) >= max;
+}
+
+static void pause_full(struct worker_listener *wl)
+{
+    loop_del(&wl->w->loop, &wl->io);
+    wl->full = true;
+    wl->w->nfull++;
+    atomic_fetch_add_explicit(&wl->l->full_pauses, 1, memory_order_relaxed);
+    log_info("event=listener_full listener=%s max_connections=%u", wl->l->conf->name,
+             wl->l->conf->max_connections);
+}
+
+/* A connection ended (here, or on another worker: the sweep calls this
+ * too): take up accepting where the count is below the limit again. */
+static void resume_full(struct worker *w)
+{
+    for (size_t i = 0; w->nfull && i < w->nlisteners; i++) {
+        struct worker_listener *wl = &w->listeners[i];
+
+        if (!wl->full || (wl->io.fd >= 0 && listener_full(wl)))
+            continue;
+        wl->full = false;
+        w->nfull--;
+        if (wl->io.fd >= 0 && !w->draining && !wl->io.watched &&
+            !timer_armed(&wl->pause_timer))
+            loop_add(&w->loop, &wl->io, EPOLLIN);
+    }
 }
 
 static int listener_accept(struct worker_listener *wl)
@@ -92,6 +132,7 @@ static void sweep_cb(struct timer *t)
 
     tcp_sweep(w);
     http_sweep(w);
+    resume_full(w);
     atomic_fetch_add_explicit(&w->sweeps, 1, memory_order_release);
     timer_arm(&w->loop.timers, &w->sweep, clock_now_ms() + SWEEP_MS);
 }
@@ -116,6 +157,10 @@ int worker_accept(struct worker_listener *wl,
         struct addr peer;
         int fd;
 
+        if (listener_full(wl)) {
+            pause_full(wl);
+            return 0;
+        }
         peer.len = sizeof(peer.ss);
         fd = accept4(wl->io.fd, (struct sockaddr *)&peer.ss, &peer.len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -155,6 +200,8 @@ static void maybe_finish(struct worker *w)
 
 void worker_connection_ended(struct worker *w)
 {
+    if (w->nfull)
+        resume_full(w);
     maybe_finish(w);
 }
 

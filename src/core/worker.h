@@ -35,6 +35,7 @@ struct worker_listener {
     struct worker *w;
     struct listener *l;
     struct timer pause_timer;        /* accept paused after EMFILE */
+    bool full;                       /* accept paused at max_connections */
     struct udp_flow_table *flows;    /* udp listeners only */
     _Atomic int handed_over;         /* set by main before DRAIN on a reload: the new
                                         process took this very socket */
@@ -59,6 +60,7 @@ struct worker {
     struct buf_pool bufs;
     struct worker_listener *listeners;   /* one per rt->listeners */
     size_t nlisteners;
+    uint32_t nfull;                      /* listeners paused at max_connections */
     struct balancer *balancers;          /* one per rt->pools */
     struct worker_pipe *free_pipes;
     uint32_t nfree_pipes;

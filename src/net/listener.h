@@ -29,6 +29,7 @@ struct listener {
     _Atomic uint64_t tls_handshake_errors;
     _Atomic uint64_t auth_failures;       /* http: wrong user or password (not missing ones) */
     _Atomic uint64_t dns_queries;         /* dns: queries answered (any rcode) */
+    _Atomic uint64_t full_pauses;         /* accepting paused at max_connections */
 };
 
 /* Create, bind (SO_REUSEPORT, one per worker) and, for tcp, listen.

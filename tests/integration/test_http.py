@@ -6,11 +6,13 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -467,6 +469,62 @@ def test_redirects_built_from_the_request(procs, origins):
                         f"http://127.0.0.1:{port}/docs/x?k=v"], capture_output=True, text=True,
                        timeout=10)
     assert r.stdout == "301 https://127.0.0.1/manual/x?k=v"
+
+
+def test_max_connections_holds_the_rest_in_the_backlog(procs, origins):
+    """listeners[].max_connections: at the limit sluice stops accepting, so
+    a further client waits in the kernel's backlog (not refused, not reset)
+    and is served as soon as an open connection closes; two workers share
+    the one count."""
+    port, admin = free_port(), free_port()
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}, workers=2,
+                                 listener_extra="    max_connections: 2")
+                     + f"admin: {{listen: 127.0.0.1:{admin}}}\n")
+
+    def open_keepalive():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/")
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b"b1\n"
+        return c
+
+    def answered(socks, wait):
+        """The sockets of socks that got a response head within wait s."""
+        got, deadline = [], time.monotonic() + wait
+        while time.monotonic() < deadline:
+            for w in socks:
+                if w in got:
+                    continue
+                w.settimeout(0.02)
+                try:
+                    data = w.recv(100)
+                except socket.timeout:
+                    continue
+                assert data.startswith(b"HTTP/1.1 200"), data
+                got.append(w)
+        return got
+
+    held = [open_keepalive(), open_keepalive()]
+    waiting = []
+    for _ in range(3):     # keep-alive: served, each keeps its slot
+        w = socket.create_connection(("127.0.0.1", port), timeout=5)
+        w.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        waiting.append(w)
+    assert answered(waiting, 0.8) == []          # connected (backlog), not accepted
+    held.pop().close()                           # one slot frees: one is served
+    first = answered(waiting, 1.5)
+    assert len(first) == 1, first
+    held.pop().close()
+    second = answered([w for w in waiting if w not in first], 1.5)
+    assert len(second) == 1, second
+    first[0].close()
+    assert len(answered([w for w in waiting if w not in first + second], 1.5)) == 1
+    for w in waiting:
+        w.close()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    m = re.search(r'^sluice_listener_full_total\{listener="web"\} (\d+)$', metrics, re.M)
+    assert m and int(m.group(1)) >= 1, metrics
+    assert "event=listener_full listener=web max_connections=2" in s.stdout() + s.stderr()
 
 
 def test_check_warns_about_shadowed_routes(tmp_path):

@@ -263,3 +263,27 @@ def test_no_backend_closes_client(procs):
         pass
     c.close()
     wait_for(lambda: "end=connect_failed" in s.stdout(), what="connect_failed logged")
+
+
+def test_max_connections_on_a_tcp_listener(procs):
+    """At max_connections the next client's connection waits, unaccepted,
+    and is served once the open one closes."""
+    echo = procs.origin("e1", mode="tcp-echo")
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)],
+                            extra_listener="    max_connections: 1"), [port])
+    a = socket.create_connection(("127.0.0.1", port), timeout=5)
+    a.sendall(b"a")
+    assert a.recv(10) == b"a"
+    b = socket.create_connection(("127.0.0.1", port), timeout=5)
+    b.sendall(b"b")
+    b.settimeout(0.8)
+    try:
+        got = b.recv(10)
+    except socket.timeout:
+        got = None
+    assert got is None, "the second connection was served past max_connections"
+    a.close()
+    b.settimeout(3)
+    assert b.recv(10) == b"b"
+    b.close()

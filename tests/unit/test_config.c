@@ -395,6 +395,12 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {path: /a}, pool: app, rewrite_prefix: /b}]}]\n" POOL,
       "2:59", "rewrite_prefix needs match.path_prefix" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app,\n"
+      "  max_connections: 10}]\n" POOL,
+      "2:3", "max_connections only applies to mode tcp and http" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
+      "  max_connections: 0}]\n" POOL,
+      "2:20", "max_connections: expected a whole number from 1 to 10000000" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {path: /a}, redirect: {scheme: ftp}}]}]\n" POOL,
       "2:51", "redirect.scheme: use http or https" },
