@@ -372,6 +372,7 @@ struct conf_dns_region {
     uint16_t *continents;
     size_t ncontinents;
     uint32_t weight;               /* policy weighted: share of the unclaimed clients */
+    uint64_t name_hash;            /* XXH3 of name: pick_weighted's seed */
 };
 
 /* A dns listener's zone: sluice is authoritative for every name under it

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
@@ -233,6 +234,7 @@ static void read_region(struct config_diag *d, struct config *cfg, const struct 
         config_missing(d, owner, map, "name");
     } else if (config_want_name(d, owner, "name", n, &s) == 0) {
         r->name = config_strdup(d, s);
+        r->name_hash = XXH3_64bits(s, strlen(s));
         snprintf(owner, sizeof(owner), "region '%s' of %s", s, record_owner);
     }
     config_schema_check_keys(d, map, "listeners[].records[].regions[]", owner);

@@ -145,7 +145,7 @@ static const struct conf_dns_region *pick_weighted(const struct conf_dns_record 
 
         if (!r->weight || !region_healthy(rt, r))
             continue;
-        h = XXH3_64bits_withSeed(net, len, XXH3_64bits(r->name, strlen(r->name)));
+        h = XXH3_64bits_withSeed(net, len, r->name_hash);
         u = (double)((h >> 11) | 1) * 0x1.0p-53;      /* in (0, 1) */
         score = (double)r->weight / -log(u);
         if (score > best_score) {

@@ -923,10 +923,7 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
 
 /* ---- routing and starting the exchange ---- */
 
-/* A split between pools with sticky sessions keeps a session in its pool:
- * the first pool of the split (with a weight above 0, so that setting a
- * canary's weight to 0 moves its sessions out) whose sticky cookie names a
- * backend that may take it. NULL: split by weight as usual. */
+/* A redirect route: its fixed location, or one built from the request. */
 static void redirect(struct http_conn *c, const struct conf_route *route)
 {
     char loc[16384];              /* a path up to 8 KiB (limits.max_request_line) and more */
@@ -945,6 +942,10 @@ static void redirect(struct http_conn *c, const struct conf_route *route)
         respond_local(c, 414, NULL, "URI too long to redirect\n", true, route);
 }
 
+/* A split between pools with sticky sessions keeps a session in its pool:
+ * the first pool of the split (with a weight above 0, so that setting a
+ * canary's weight to 0 moves its sessions out) whose sticky cookie names a
+ * backend that may take it. NULL: split by weight as usual. */
 static struct conf_pool *split_sticky_pool(struct http_conn *c, const struct conf_route *route)
 {
     for (size_t i = 0; i < route->nsplit; i++) {
@@ -2041,7 +2042,7 @@ static void conn_steps(struct http_conn *c)
 static void conn_run(struct http_conn *c)
 {
     conn_steps(c);
-    if (c->state != HC_CLOSED && !c->cio.watched && !waits_on_upstream_only(c))
+    if (c->state != HC_CLOSED && !waits_on_upstream_only(c))
         client_watch(c);
 }
 
