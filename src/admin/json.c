@@ -82,9 +82,34 @@ static size_t json_utf8(char *out, unsigned cp)
     return 4;
 }
 
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t json_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0], cp;
+    size_t need;
+
+    if (c >= 0xC2 && c <= 0xDF) { need = 1; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; cp = c & 0x07; }
+    else return 0;
+    if ((size_t)(end - p) <= need)
+        return 0;
+    for (size_t i = 1; i <= need; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((need == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return need + 1;
+}
+
 /* At the opening quote. Returns a malloc'd decoded string, or NULL. The
  * decoded form is never longer than the escaped one. A NUL (\u0000) is
- * refused: every string here ends up as a C string. */
+ * refused: every string here ends up as a C string. Raw bytes must be UTF-8
+ * (RFC 8259 section 8.1), so names and values that reach logs are text. */
 static char *json_string(struct json_parser *jp)
 {
     const char *p = jp->p + 1;
@@ -101,6 +126,17 @@ static char *json_string(struct json_parser *jp)
         if (c < 0x20) {
             jp->err = "control character in a string";
             goto fail;
+        }
+        if (c >= 0x80) {
+            size_t n = json_utf8_len((const unsigned char *)p, (const unsigned char *)jp->end);
+            if (!n) {
+                jp->err = "a string is not UTF-8";
+                goto fail;
+            }
+            memcpy(o, p, n);
+            o += n;
+            p += n;
+            continue;
         }
         if (c != '\\') {
             *o++ = (char)c;

@@ -45,6 +45,9 @@ static void test_json_bad(void)
         "\"\\udc00\"", "\"\\u0000\"", "\"tab\there\"", "{a:1}", "{'a':1}", "1 2", "[]]",
         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
         "NaN", "Infinity", "{\"weight\": 5} x",
+        /* not UTF-8: a stray continuation byte, an overlong '/', a cut
+         * sequence, an encoded surrogate, a code point above U+10FFFF */
+        "\"\x80\"", "\"\xc0\xaf\"", "\"\xc3\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
