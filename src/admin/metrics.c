@@ -592,6 +592,27 @@ static void metrics_pools(struct admin_buf *o, const struct runtime *rt,
                          "Requests answered 503 at once because the pool was over a "
                          "circuit_breaker limit.", offsetof(struct pool, breaker_rejected));
 
+    metrics_family(o, "sluice_mirror_requests_total", "counter",
+                   "Copies of requests sent to the pool as a route's mirror, by result: ok (an "
+                   "answer was read to its end and dropped), failed (connect failure, reset, "
+                   "timeout, bad answer) or skipped (not sent: too many in flight, no backend, "
+                   "a body not kept whole).");
+    for (size_t p = 0; p < rt->npools; p++) {
+        static const char *const result[] = {"ok", "failed", "skipped"};
+        const struct pool *pl = &rt->pools[p];
+        const _Atomic uint64_t *v[] = {&pl->mirror_ok, &pl->mirror_failed, &pl->mirror_skipped};
+
+        if (!pl->conf->mirror_target)
+            continue;
+        for (int r = 0; r < 3; r++) {
+            admin_buf_puts(o, "sluice_mirror_requests_total{");
+            metrics_label(o, "pool", pl->conf->name);
+            admin_buf_printf(o, ",result=\"%s\"} ", result[r]);
+            admin_buf_u64(o, metrics_get(v[r]));
+            admin_buf_add(o, "\n", 1);
+        }
+    }
+
     metrics_family(o, "sluice_discovery_resolutions_total", "counter",
                    "DNS resolutions of a discovery pool's name, by result: ok (the answer was "
                    "applied) or failed (the last answer was kept).");

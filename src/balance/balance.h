@@ -89,6 +89,9 @@ struct pool {
     _Atomic uint64_t retries_total;
     _Atomic uint64_t retry_budget_exhausted;  /* retries refused by the budget */
     _Atomic uint64_t breaker_rejected;        /* requests answered 503 by the breaker */
+    _Atomic uint64_t mirror_ok;               /* as a route's mirror: copies answered */
+    _Atomic uint64_t mirror_failed;           /* ... failed (connect, reset, timeout) */
+    _Atomic uint64_t mirror_skipped;          /* ... not sent (limit, body not kept) */
     struct tls_client *tls;                   /* with `tls`: built by the runtime, read-only */
     struct conf_backend *slots;               /* discovery: each backend's conf; NULL otherwise */
     _Atomic uint64_t discovery_resolutions;   /* discovery: answers applied */

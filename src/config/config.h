@@ -203,6 +203,11 @@ struct conf_route {
     struct conf_rate_limit *rate_limit;     /* NULL = none */
     struct conf_auth *auth;      /* NULL = the listener's */
     bool auth_off;               /* `auth: off`: none, whatever the listener says */
+    /* mirror: a copy of a share of the requests goes to this pool too, and
+     * its answer is thrown away (proxy/mirror.c) */
+    char *mirror_pool_name;
+    struct conf_pool *mirror_pool;          /* NULL = no mirror */
+    uint32_t mirror_percent;                /* 0..100, default 100 */
 };
 
 enum access_format {
@@ -326,6 +331,7 @@ struct conf_pool {
                                       received, and between body reads; default 30000 → 504 */
     uint64_t upstream_idle_ms;     /* timeouts.upstream_idle: idle keep-alive lifetime, default 60000 */
     uint32_t max_idle_connections; /* keep-alive connections kept per worker per backend, default 64 */
+    bool mirror_target;            /* some route's mirror.pool (for its metrics) */
     bool http2;                    /* speak HTTP/2 to the backends (cleartext, prior knowledge):
                                       one multiplexed session per worker and backend */
     struct conf_retries retries;   /* http: retries (attempts 0 = only connect failures) */

@@ -353,6 +353,43 @@ static void read_split(struct config_diag *d, struct config *cfg, const char *ow
                           "pool must get traffic", owner);
 }
 
+/* mirror: {pool, percent}. The copy is sent by proxy/mirror.c, which
+ * speaks plain HTTP/1.1 only. */
+static void read_mirror(struct config_diag *d, struct config *cfg, const char *owner,
+                        const struct config_node *map, struct conf_route *r)
+{
+    const struct config_node *n;
+    const char *s;
+    uint64_t v;
+
+    if (config_want_map(d, owner, "mirror", map) < 0)
+        return;
+    config_schema_check_keys(d, map, "listeners[].routes[].mirror", owner);
+    if (r->action != ROUTE_POOL && r->action != ROUTE_SPLIT)
+        config_diag_error(d, map->line, map->col, "%s: mirror needs a route that forwards "
+                          "(pool or split)", owner);
+    r->mirror_percent = 100;
+    if ((n = config_map_get(map, "percent")) &&
+        config_want_uint(d, owner, "mirror.percent", n, 0, 100, &v) == 0)
+        r->mirror_percent = (uint32_t)v;
+    if (!(n = config_map_get(map, "pool"))) {
+        config_missing(d, owner, map, "mirror.pool");
+        return;
+    }
+    if (config_want_name(d, owner, "mirror.pool", n, &s) < 0)
+        return;
+    r->mirror_pool_name = config_strdup(d, s);
+    if (!(r->mirror_pool = config_find_pool(cfg, s)))
+        config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' is not defined",
+                          owner, s);
+    else if (r->mirror_pool->http2 || r->mirror_pool->tls)
+        config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' has %s; a mirror "
+                          "speaks plain HTTP/1.1 to its backends", owner, s,
+                          r->mirror_pool->http2 ? "http2: true" : "tls");
+    else
+        r->mirror_pool->mirror_target = true;
+}
+
 static void read_route(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                        size_t index, const struct config_node *map)
 {
@@ -461,6 +498,8 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
         else
             r->auth = config_read_auth(d, owner, "listeners[].routes[]", n);
     }
+    if ((n = config_map_get(map, "mirror")))
+        read_mirror(d, cfg, owner, n, r);
     if ((n = config_map_get(map, "rate_limit"))) {
         char label[32];
 
@@ -579,6 +618,7 @@ void config_free_routes(struct conf_listener *l)
         free_kv(r->cookies, r->ncookies);
         free_kv(r->query, r->nquery);
         free(r->pool_name);
+        free(r->mirror_pool_name);
         for (size_t k = 0; k < r->nsplit; k++)
             free(r->split[k].pool_name);
         free(r->split);

@@ -68,6 +68,8 @@ struct worker {
     void *http_conns;                    /* proxy/http.c: list of client connections */
     void *h2_conns;                      /* proxy/h2.c: list of HTTP/2 client connections */
     void *h2_sessions;                   /* proxy/h2_upstream.c: HTTP/2 sessions to backends */
+    void *mirrors;                       /* proxy/mirror.c: request copies in flight */
+    uint32_t nmirrors;
     void *dns_conns;                     /* gslb/gslb.c: DNS-over-TCP client connections */
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */

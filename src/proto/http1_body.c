@@ -38,7 +38,7 @@ ssize_t h1_body_take(struct h1_body *b, const char *p, size_t n, struct bytes *d
         default:
             return (ssize_t)used;
         }
-        if (d.len && !bytes_put(data, d.p, d.len))
+        if (d.len && data && !bytes_put(data, d.p, d.len))
             return -1;
         used += (size_t)r;
         if (r == 0 && !b->done)

@@ -21,8 +21,9 @@ struct h1_body {
 
 void h1_body_init(struct h1_body *b, enum h1_body_kind kind, uint64_t content_length);
 
-/* Take body bytes as framed from the n at p: the data goes to data, a
- * chunked body's trailer section (as received) to trailers when given.
+/* Take body bytes as framed from the n at p: the data goes to data (NULL:
+ * dropped), a chunked body's trailer section (as received) to trailers
+ * when given.
  * Returns the bytes used, which stop where the body ends (H1_BODY_NONE:
  * none; H1_BODY_CLOSE: all, its end is the caller's to know), or -1 when
  * the framing is malformed or memory ran out. */

@@ -45,6 +45,7 @@
 #include "proxy/h2.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/http_message.h"
+#include "proxy/mirror.h"
 #include "proxy/proxy.h"
 #include "proxy/pump.h"
 #include "proxy/upstream.h"
@@ -86,6 +87,7 @@ struct http_exchange {
     bool counted;                       /* in pool->requests_active */
     bool pending;                       /* in pool->pending (connecting) */
     bool body_lost;                     /* body bytes were dropped after sending: no replay */
+    bool mirror_due;                    /* the route's mirror gets a copy once it is sent */
     uint8_t retries;                    /* tries sent again under the retry policy */
     uint32_t replay_pos;                /* offset in conn->in where the body starts */
     uint64_t try_start_ms;              /* the current try began (per_try_timeout) */
@@ -161,6 +163,7 @@ static void exchange_connect(struct http_conn *c);
 static void arm_timer(struct http_conn *c);
 static bool breaker_admit(struct http_conn *c);
 static bool keep_body_for_replay(struct http_conn *c);
+static void mirror_cancel(struct http_conn *c);
 static void auth_detach(struct http_conn *c);
 
 /* ---- list of connections ---- */
@@ -1078,6 +1081,8 @@ static void forward_start(struct http_conn *c)
     x->balancer = &c->w->balancers[runtime_pool_index(c->w->rt, x->pool)];
     if (!breaker_admit(c))
         return;
+    x->mirror_due = route && route->mirror_pool && !x->req.upgrade &&
+                    balance_rand(&c->w->rng) % 100 < route->mirror_percent;
     if (!keep_body_for_replay(c))
         return;
     x->req_left = x->req.body == H1_BODY_LENGTH ? x->req.content_length : 0;
@@ -1172,16 +1177,19 @@ static bool breaker_allows_connect(struct http_conn *c)
 }
 
 /* With retries on, a Content-Length body that fits retry_buffer is kept
- * whole in the client buffer so it can be sent again. The buffer may have
- * to grow, and then the head is parsed again in its new place (the parsed
- * fields point into the buffer). */
+ * whole in the client buffer so it can be sent again; for a mirror's copy,
+ * one up to MIRROR_MAX_BODY. The buffer may have to grow, and then the head
+ * is parsed again in its new place (the parsed fields point into the
+ * buffer). */
 static bool keep_body_for_replay(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
     const struct conf_retries *r = &x->pool->conf->retries;
-    uint64_t need;
+    uint64_t keep = r->attempts ? r->retry_buffer : 0, need;
 
-    if (!r->attempts || x->req.body != H1_BODY_LENGTH || x->req.content_length > r->retry_buffer)
+    if (x->mirror_due && keep < MIRROR_MAX_BODY)
+        keep = MIRROR_MAX_BODY;
+    if (!keep || x->req.body != H1_BODY_LENGTH || x->req.content_length > keep)
         return true;
     need = (uint64_t)x->req.head_len + x->req.content_length;
     if (need <= c->in->size - c->in->head)
@@ -1532,6 +1540,8 @@ static bool forward_request(struct http_conn *c, bool *progress)
                     conn_close(c, END_NO_MEMORY);
                     return false;
                 }
+                if (x->mirror_due)
+                    mirror_cancel(c);   /* the head it would copy is overwritten */
                 x->to_up->head = x->to_up->tail = 0;
                 buf_append(x->to_up, c->in->data + x->body_pos + n, take - (uint32_t)n);
                 u->writable = false;
@@ -1886,6 +1896,37 @@ static void step_tunnel(struct http_conn *c)
 
 /* ---- the engine ---- */
 
+/* The request's copy will not be sent after all. */
+static void mirror_cancel(struct http_conn *c)
+{
+    c->x->mirror_due = false;
+    mirror_skipped(runtime_pool(c->w->rt, c->x->route->mirror_pool));
+}
+
+/* The whole request went to the route's backend: the mirror's copy now,
+ * from the same bytes: the head as sent (x->to_up from its start) and the
+ * body as it still lies in the client buffer, chunked framing included. A
+ * body that did not stay whole there (too big for the buffer) is not
+ * copied. */
+static void mirror_copy(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct pool *mp = runtime_pool(c->w->rt, x->route->mirror_pool);
+    struct balance_req req = {0};
+    size_t body_len = x->req.body == H1_BODY_NONE ? 0 : x->body_pos - x->replay_pos;
+
+    if (x->req.body != H1_BODY_NONE &&
+        (x->body_lost || !c->in || body_len > MIRROR_MAX_BODY ||
+         (x->req.body == H1_BODY_LENGTH && body_len != x->req.content_length))) {
+        mirror_cancel(c);
+        return;
+    }
+    x->mirror_due = false;
+    req.has_hash = balance_hash_http(mp->conf, &c->peer, &x->req, &req.hash);
+    mirror_send(c->w, mp, &req, x->to_up->data, x->to_up->tail,
+                body_len ? c->in->data + x->replay_pos : NULL, body_len, x->req.method_id);
+}
+
 static bool step_forward(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1904,6 +1945,8 @@ static bool step_forward(struct http_conn *c)
         return c->x == x && c->state != HC_FORWARD && c->state != HC_CLOSED;
     if (!forward_request(c, &progress) || c->x != x || c->state != HC_FORWARD)
         return c->state != HC_CLOSED;
+    if (x->mirror_due && x->req_done)
+        mirror_copy(c);
     if (!read_upstream(c, &progress) || c->x != x || c->state != HC_FORWARD)
         return c->state != HC_CLOSED;
     if (!frame_response(c) || c->x != x || c->state != HC_FORWARD)
@@ -2340,6 +2383,7 @@ void http_sweep(struct worker *w)
             conn_close(c, END_DRAINED);
         }
     }
+    mirror_sweep(w);
     upstream_sweep(w);
 }
 
@@ -2398,6 +2442,7 @@ void http_stream_abort(struct http_conn *c, bool complete)
 
 void http_close_all(struct worker *w)
 {
+    mirror_close_all(w);
     h2_close_all(w);
     while (w->http_conns)
         conn_close(w->http_conns, END_SHUTDOWN);

@@ -1,0 +1,335 @@
+/* Request mirroring: one copy of a request, its own upstream connection
+ * (taken from the pool's idle list or newly connected, and given back when
+ * the answer ended cleanly), and the answer read to its end by its framing
+ * and dropped. See mirror.h for what is copied and when. */
+#include "proxy/mirror.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "core/list.h"
+#include "core/log.h"
+#include "proto/http1_body.h"
+#include "proxy/upstream.h"
+
+#define MIRROR_MAX_HEADERS 100
+
+enum mirror_result { MIRROR_OK, MIRROR_FAILED };
+
+/* Owner: its worker (linked in w->mirrors). */
+struct mirror {
+    struct worker *w;
+    struct pool *pool;
+    struct backend *b;                  /* counted in b->active */
+    struct upstream_conn *up;
+    bool reused;                        /* up came from the idle list */
+    bool fresh_retry_done;              /* a stale idle connection was replaced once */
+    enum h1_method method;
+    char *req;                          /* the copy: head and body */
+    size_t req_len, req_sent;
+    struct buf *in;                     /* the answer, dropped as it is framed */
+    uint64_t got;                       /* answer bytes read */
+    struct h1_response resp;
+    bool head_done;
+    struct h1_body body;                /* the answer's body, read and dropped */
+    uint64_t start_us;
+    uint64_t active_ms;                 /* last progress, for the timeout */
+    struct timer timer;
+    struct mirror *prev, *next;
+    struct h1_header slots[MIRROR_MAX_HEADERS];
+};
+
+static void mirror_event(struct upstream_conn *u, uint32_t events);
+static void mirror_connect(struct mirror *m);
+
+static void count(struct pool *p, enum mirror_result r)
+{
+    atomic_fetch_add_explicit(r == MIRROR_OK ? &p->mirror_ok : &p->mirror_failed, 1,
+                              memory_order_relaxed);
+}
+
+void mirror_skipped(struct pool *pool)
+{
+    atomic_fetch_add_explicit(&pool->mirror_skipped, 1, memory_order_relaxed);
+}
+
+static void mirror_free(struct mirror *m)
+{
+    struct worker *w = m->w;
+    struct mirror *head = w->mirrors;
+
+    timer_cancel(&w->loop.timers, &m->timer);
+    if (m->b)
+        atomic_fetch_sub_explicit(&m->b->active, 1, memory_order_relaxed);
+    DLIST_REMOVE(head, m);
+    w->mirrors = head;
+    w->nmirrors--;
+    if (m->in)
+        buf_put(&w->bufs, m->in);
+    free(m->req);
+    free(m);
+}
+
+/* The copy is over: its connection goes back to the idle list only after
+ * an answer that ended cleanly with the whole request sent. */
+static void mirror_end(struct mirror *m, enum mirror_result r, bool reusable, const char *why)
+{
+    if (r != MIRROR_OK) {
+        atomic_fetch_add_explicit(&m->b->failures, 1, memory_order_relaxed);
+        backend_report(m->b, false);
+        log_debug("event=mirror_failed pool=%s backend=%s why=\"%s\"", m->pool->conf->name,
+                  m->b->conf->name, why);
+    }
+    count(m->pool, r);
+    if (m->up)
+        upstream_release(m->up, reusable && m->req_sent == m->req_len &&
+                                    (!m->in || buf_len(m->in) == 0));
+    m->up = NULL;
+    mirror_free(m);
+}
+
+/* A failure before any answer byte on a connection from the idle list is
+ * the backend having closed it as we took it: once, on a fresh one. */
+static void mirror_fail(struct mirror *m, const char *why)
+{
+    if (m->reused && m->got == 0 && !m->fresh_retry_done) {
+        m->fresh_retry_done = true;
+        upstream_release(m->up, false);
+        m->up = NULL;
+        m->req_sent = 0;
+        mirror_connect(m);
+        return;
+    }
+    mirror_end(m, MIRROR_FAILED, false, why);
+}
+
+static void arm(struct mirror *m)
+{
+    const struct conf_pool *pc = m->pool->conf;
+    uint64_t limit = m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
+
+    timer_arm(&m->w->loop.timers, &m->timer, m->active_ms + limit);
+}
+
+static void timer_fired(struct timer *t)
+{
+    struct mirror *m = (void *)((char *)t - offsetof(struct mirror, timer));
+    const struct conf_pool *pc = m->pool->conf;
+    uint64_t limit = m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
+
+    if (clock_now_ms() < m->active_ms + limit) {
+        arm(m);
+        return;
+    }
+    mirror_end(m, MIRROR_FAILED, false, m->up && m->up->connected ? "timeout" : "connect timeout");
+}
+
+/* Read the answer's framing from m->in and drop it. false: the copy ended
+ * (m is freed). */
+static bool frame(struct mirror *m)
+{
+    for (;;) {
+        struct buf *b = m->in;
+        uint32_t len = buf_len(b);
+
+        if (!m->head_done) {
+            int r = h1_parse_response(b->data + b->head, len, m->method, NULL, &m->resp);
+            if (r == 0) {
+                if (buf_room(b) == 0) {
+                    buf_compact(b);
+                    if (buf_room(b) == 0) {
+                        mirror_end(m, MIRROR_FAILED, false, "response head too large");
+                        return false;
+                    }
+                }
+                return true;
+            }
+            if (r < 0) {
+                mirror_end(m, MIRROR_FAILED, false, m->resp.error ? m->resp.error : "bad response");
+                return false;
+            }
+            buf_consume(b, (uint32_t)r);
+            if (m->resp.status < 200 && m->resp.status != 101) {
+                /* 100 Continue and the like: the real answer follows. */
+                h1_response_init(&m->resp, m->slots, MIRROR_MAX_HEADERS);
+                continue;
+            }
+            m->head_done = true;
+            backend_observe_latency(m->b, clock_now_us() - m->start_us, clock_now_us());
+            backend_report(m->b, m->resp.status < 500);
+            if (m->resp.status == 101 || m->resp.tunnel) {
+                /* The copy asked for nothing to be upgraded; whatever this
+                 * is, it is not an answer to read to its end. */
+                mirror_end(m, MIRROR_OK, false, NULL);
+                return false;
+            }
+            h1_body_init(&m->body, m->resp.body, m->resp.content_length);
+            len = buf_len(b);
+        }
+        ssize_t k = h1_body_take(&m->body, b->data + b->head, len, NULL, NULL);
+        if (k < 0) {
+            mirror_end(m, MIRROR_FAILED, false, "chunked answer malformed");
+            return false;
+        }
+        buf_consume(b, (uint32_t)k);
+        if (m->body.done) {
+            /* A close-delimited body is never done here: EOF ends it. */
+            mirror_end(m, MIRROR_OK, m->resp.keep_alive, NULL);
+            return false;
+        }
+        return true;
+    }
+}
+
+static void mirror_run(struct mirror *m)
+{
+    struct upstream_conn *u = m->up;
+
+    while (u->writable && m->req_sent < m->req_len) {
+        ssize_t n = send(u->io.fd, m->req + m->req_sent, m->req_len - m->req_sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                u->writable = false;
+                break;
+            }
+            mirror_fail(m, "reset while sending");
+            return;
+        }
+        m->req_sent += (size_t)n;
+        m->active_ms = clock_now_ms();
+    }
+    while (u->readable) {
+        ssize_t n;
+
+        if (!m->in && !(m->in = buf_get(&m->w->bufs))) {
+            mirror_end(m, MIRROR_FAILED, false, "out of memory");
+            return;
+        }
+        n = recv(u->io.fd, m->in->data + m->in->tail, buf_room(m->in), 0);
+        if (n > 0) {
+            m->in->tail += (uint32_t)n;
+            m->got += (uint64_t)n;
+            m->active_ms = clock_now_ms();
+            if (!frame(m))
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            u->readable = false;
+            break;
+        }
+        if (n == 0 && m->head_done && m->resp.body == H1_BODY_CLOSE) {
+            mirror_end(m, MIRROR_OK, false, NULL);
+            return;
+        }
+        mirror_fail(m, n == 0 ? "closed before the answer ended" : "reset");
+        return;
+    }
+    arm(m);
+}
+
+static void mirror_event(struct upstream_conn *u, uint32_t events)
+{
+    struct mirror *m = u->owner;
+
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        u->writable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->hup = true;
+    if (!u->connected) {
+        if (upstream_socket_error(u) || !(events & EPOLLOUT)) {
+            mirror_end(m, MIRROR_FAILED, false, "connect failed");
+            return;
+        }
+        u->connected = true;
+        m->active_ms = clock_now_ms();
+    }
+    mirror_run(m);
+}
+
+/* An idle connection to the picked backend, or a new one. */
+static void mirror_connect(struct mirror *m)
+{
+    int err = 0;
+
+    m->active_ms = clock_now_ms();
+    m->up = m->fresh_retry_done ? NULL : upstream_take_idle(m->w, m->b);
+    if (m->up) {
+        m->reused = true;
+        upstream_attach(m->up, mirror_event, m);
+        m->up->writable = true;
+        mirror_run(m);
+        return;
+    }
+    m->reused = false;
+    if (!(m->up = upstream_connect(m->w, m->b, mirror_event, m, &err))) {
+        mirror_end(m, MIRROR_FAILED, false, "connect failed");
+        return;
+    }
+    arm(m);
+}
+
+void mirror_send(struct worker *w, struct pool *pool, const struct balance_req *req,
+                 const char *head, size_t head_len, const char *body, size_t body_len,
+                 enum h1_method method)
+{
+    const struct conf_breaker *br = &pool->conf->breaker;
+    struct balancer *bl = &w->balancers[runtime_pool_index(w->rt, pool)];
+    struct mirror *m, *list;
+    struct backend *b;
+
+    if (w->nmirrors >= MIRROR_MAX_IN_FLIGHT || w->draining ||
+        (br->max_connections &&
+         atomic_load_explicit(&pool->connections, memory_order_relaxed) >= br->max_connections) ||
+        !(b = balancer_pick(bl, req))) {
+        mirror_skipped(pool);
+        return;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m || !(m->req = malloc(head_len + body_len))) {
+        free(m);
+        mirror_skipped(pool);
+        return;
+    }
+    memcpy(m->req, head, head_len);
+    if (body_len)
+        memcpy(m->req + head_len, body, body_len);
+    m->req_len = head_len + body_len;
+    m->w = w;
+    m->pool = pool;
+    m->b = b;
+    m->method = method;
+    m->start_us = clock_now_us();
+    h1_response_init(&m->resp, m->slots, MIRROR_MAX_HEADERS);
+    timer_init(&m->timer, timer_fired);
+    list = w->mirrors;
+    DLIST_PUSH(list, m);
+    w->mirrors = list;
+    w->nmirrors++;
+    atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
+    mirror_connect(m);
+}
+
+void mirror_sweep(struct worker *w)
+{
+    struct mirror *m = w->mirrors, *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        if (atomic_load_explicit(&m->b->drain_expired, memory_order_relaxed))
+            mirror_end(m, MIRROR_FAILED, false, "backend drained");
+    }
+}
+
+void mirror_close_all(struct worker *w)
+{
+    while (w->mirrors)
+        mirror_end(w->mirrors, MIRROR_FAILED, false, "sluice stops");
+}

@@ -1,0 +1,293 @@
+"""Request mirroring through the real binary: a route's `mirror` sends a copy
+of a share of its requests to another pool and drops that pool's answers.
+The copies are checked at a recording origin this file starts; the clients'
+answers must come from the route's own pool, whatever the mirror does."""
+import hashlib
+import http.client
+import http.server
+import json
+import re
+import socket
+import socketserver
+import threading
+import time
+import urllib.request
+
+from harness import free_port, wait_for
+
+
+class Recorder:
+    """An HTTP/1.1 keep-alive origin that records every request it gets:
+    method, target, headers (lowercased names) and the body's SHA-256."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(n) if n else b""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                with rec.lock:
+                    rec.requests.append({
+                        "method": self.command, "target": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "sha": hashlib.sha256(body).hexdigest(), "len": len(body)})
+                out = b"shadow answer that nobody should see\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = handle_one
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Silent:
+    """Accepts connections, reads what comes and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stopped = False
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def config(port, admin, app_addr, shadow_addr, mirror="{pool: shadow}", route_extra="",
+           shadow_timeouts="{connect: 500ms, upstream_response: 1s}"):
+    return f"""workers: 1
+drain_timeout: 2s
+admin: {{listen: 127.0.0.1:{admin}}}
+log: {{level: debug, access: stdout}}
+listeners:
+  - name: web
+    bind: 127.0.0.1:{port}
+    mode: http
+    routes:
+      - match: {{path_prefix: /api/}}
+        pool: app
+        strip_prefix: /api
+        mirror: {mirror}
+{route_extra}      - match: {{path_prefix: /}}
+        pool: app
+pools:
+  - name: app
+    timeouts: {{connect: 1s, upstream_response: 5s}}
+    backends: [{{name: a1, address: {app_addr}}}]
+  - name: shadow
+    timeouts: {shadow_timeouts}
+    backends: [{{name: s1, address: {shadow_addr}}}]
+"""
+
+
+def mirror_counts(admin):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    out = {}
+    for m in re.finditer(r'^sluice_mirror_requests_total\{pool="shadow",result="(\w+)"\} (\d+)$',
+                         text, re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def request(conn, method, path, body=None, headers=None):
+    headers = headers or {}
+    conn.request(method, path, body=body, headers=headers,
+                 encode_chunked="Transfer-Encoding" in headers)
+    r = conn.getresponse()
+    return r.status, r.getheader("X-Request-Id"), r.read()
+
+
+def test_mirror_copies_the_request_as_forwarded_and_drops_the_answer(procs):
+    app = procs.origin("a1")
+    shadow = Recorder()
+    port, admin = free_port(), free_port()
+    try:
+        procs.sluice(config(port, admin, app.address, f"127.0.0.1:{shadow.port}"),
+                     wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        sent = []
+        for i in range(20):
+            st, rid, body = request(c, "GET", f"/api/echo/{i}?q={i}",
+                                    headers={"X-Tag": f"t{i}"})
+            assert st == 200
+            # The client's answer is the route's backend's, never the mirror's.
+            assert json.loads(body)["name"] == "a1"
+            sent.append((f"/echo/{i}?q={i}", rid, f"t{i}"))
+        payload = bytes(range(256)) * 40          # 10 KB, Content-Length
+        st, rid_post, body = request(c, "POST", "/api/upload", body=payload,
+                                     headers={"Content-Type": "application/octet-stream"})
+        assert st == 200
+        chunks = iter([b"hello ", b"chunked ", b"world"])
+        st, rid_chunked, _ = request(c, "PUT", "/api/chunked", body=chunks,
+                                     headers={"Transfer-Encoding": "chunked"})
+        assert st == 200
+        # The recording origin answers 100 Continue first: the copy reads on
+        # to the real answer.
+        st, rid_expect, _ = request(c, "POST", "/api/expect", body=b"e" * 1000,
+                                    headers={"Expect": "100-continue"})
+        assert st == 200
+        # Not under the mirrored route: no copy.
+        assert request(c, "GET", "/echo")[0] == 200
+        c.close()
+
+        wait_for(lambda: shadow.count() == 23, what="23 copies at the mirror")
+        time.sleep(0.3)
+        assert shadow.count() == 23
+        got = {r["headers"]["x-request-id"]: r for r in shadow.requests}
+        for target, rid, tag in sent:
+            r = got[rid]                           # the same request id as the real one
+            assert r["method"] == "GET"
+            assert r["target"] == target           # strip_prefix applied, as for a1
+            assert r["headers"]["x-tag"] == tag
+            assert r["headers"]["x-forwarded-for"] == "127.0.0.1"
+        post = got[rid_post]
+        assert post["method"] == "POST" and post["target"] == "/upload"
+        assert post["len"] == len(payload)
+        assert post["sha"] == hashlib.sha256(payload).hexdigest()
+        put = got[rid_chunked]
+        assert put["sha"] == hashlib.sha256(b"hello chunked world").hexdigest()
+        assert got[rid_expect]["len"] == 1000
+        wait_for(lambda: mirror_counts(admin).get("ok") == 23, what="23 ok in the metrics")
+        assert mirror_counts(admin) == {"ok": 23, "failed": 0, "skipped": 0}
+    finally:
+        shadow.stop()
+
+
+def test_mirror_percent_sends_that_share(procs):
+    app = procs.origin("a1")
+    shadow = procs.origin("s1")
+    port, admin = free_port(), free_port()
+    procs.sluice(config(port, admin, app.address, shadow.address, mirror="{pool: shadow, percent: 25}"),
+                 wait_ports=[port, admin])
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    n = 1000
+    for _ in range(n):
+        assert request(c, "GET", "/api/")[0] == 200
+    c.close()
+    wait_for(lambda: sum(mirror_counts(admin).values()) > 0, what="mirror metrics")
+    time.sleep(0.5)
+    counts = mirror_counts(admin)
+    # Binomial(1000, 0.25): mean 250, sd 13.7; 6 sd either side.
+    assert 168 <= counts["ok"] <= 332, counts
+    assert counts["failed"] == 0 and counts["skipped"] == 0
+    stats = json.loads(urllib.request.urlopen(f"http://{shadow.address}/stats", timeout=5).read())
+    assert stats["requests"] - 1 == counts["ok"]
+
+
+def test_a_silent_or_dead_mirror_costs_the_client_nothing(procs):
+    app = procs.origin("a1")
+    silent = Silent()
+    port, admin = free_port(), free_port()
+    dead = free_port()
+    try:
+        # Route 1 mirrors to a backend that never answers (1 s timeout); route
+        # 2 to a port where nothing listens.
+        extra = ("      - match: {path_prefix: /dead/}\n        pool: app\n"
+                 "        mirror: {pool: nobody}\n")
+        cfg = config(port, admin, app.address, f"127.0.0.1:{silent.port}", route_extra=extra)
+        cfg += f"  - name: nobody\n    backends: [{{name: d1, address: 127.0.0.1:{dead}}}]\n"
+        procs.sluice(cfg, wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(10):
+            t0 = time.monotonic()
+            st, _, body = request(c, "GET", "/api/x")
+            assert st == 200 and body == b"a1\n"
+            # Well under the mirror's 1 s timeout: nobody waited for it.
+            assert time.monotonic() - t0 < 0.5
+            assert request(c, "POST", "/dead/y", body=b"z" * 100)[0] == 200
+        c.close()
+        wait_for(lambda: mirror_counts(admin).get("failed") == 10, timeout=5,
+                 what="10 silent copies timed out")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        assert 'sluice_mirror_requests_total{pool="nobody",result="failed"} 10' in text
+    finally:
+        silent.stop()
+
+
+def test_mirror_skips_what_it_cannot_copy(procs):
+    app = procs.origin("a1")
+    shadow = procs.origin("s1")
+    port, admin = free_port(), free_port()
+    procs.sluice(config(port, admin, app.address, shadow.address), wait_ports=[port, admin])
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    big = b"x" * (200 * 1024)                     # above the 64 KB kept for a copy
+    st, _, body = request(c, "POST", "/api/upload", body=big)
+    assert st == 200
+    assert request(c, "GET", "/api/")[0] == 200
+    c.close()
+    wait_for(lambda: mirror_counts(admin) == {"ok": 1, "failed": 0, "skipped": 1},
+             what="one copy sent, the big one skipped")
+
+
+def test_mirror_config_errors(tmp_path):
+    import subprocess
+    from harness import SLUICE
+    base = config(1, 2, "127.0.0.1:3", "127.0.0.1:4")
+    cases = [
+        (base.replace("mirror: {pool: shadow}", "mirror: {pool: missing}"),
+         "mirror.pool: pool 'missing' is not defined"),
+        (base.replace("mirror: {pool: shadow}", "mirror: {pool: shadow, percent: 101}"),
+         "mirror.percent"),
+        (base.replace("mirror: {pool: shadow}", "mirror: {percent: 5}"), "mirror.pool"),
+        (base.replace("        pool: app\n        strip_prefix: /api\n",
+                      "        respond: {status: 200}\n"),
+         "mirror needs a route that forwards"),
+        (base.replace("  - name: shadow\n", "  - name: shadow\n    http2: true\n"),
+         "a mirror speaks plain HTTP/1.1"),
+    ]
+    for i, (text, want) in enumerate(cases):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(text)
+        r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 1, (want, r.stdout, r.stderr)
+        assert want in r.stdout + r.stderr, (want, r.stdout + r.stderr)
+        assert re.search(rf"{re.escape(str(path))}:\d+:\d+: ", r.stdout + r.stderr)
