@@ -356,12 +356,7 @@ static void session_event(struct upstream_conn *c, uint32_t events)
 
     if (s->dead)
         return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        c->readable = true;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        c->writable = true;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        c->hup = true;
+    upstream_note_events(c, events);
     if (!s->tcp_up) {
         int err = upstream_socket_error(c);
 

@@ -2239,12 +2239,7 @@ static void up_event(struct upstream_conn *u, uint32_t events)
 
     if (c->state == HC_CLOSED || !x || x->up != u)
         return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        u->readable = true;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        u->writable = true;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        u->hup = true;
+    upstream_note_events(u, events);
     if (!u->connected && !x->up_reused) {
         int err = upstream_socket_error(u);
         if (err || !(events & EPOLLOUT)) {

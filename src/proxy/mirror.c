@@ -236,12 +236,7 @@ static void mirror_event(struct upstream_conn *u, uint32_t events)
 {
     struct mirror *m = u->owner;
 
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        u->readable = true;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        u->writable = true;
-    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        u->hup = true;
+    upstream_note_events(u, events);
     if (!u->connected) {
         if (upstream_socket_error(u) || !(events & EPOLLOUT)) {
             mirror_end(m, MIRROR_FAILED, false, "connect failed");

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include "balance/balance.h"
 #include "core/loop.h"
@@ -68,6 +69,19 @@ void upstream_close_idle_ineligible(struct worker *w, struct pool *p);
 /* Close idle connections to backends that stopped being eligible (drained,
  * disabled, down, ejected) since the last sweep. */
 void upstream_sweep(struct worker *w);
+
+/* What an epoll event says of u, for its owner's callback: readable on
+ * input or a hang-up (to read the EOF or error), writable on EPOLLOUT or a
+ * hang-up (a send reports the error), hup once the peer is gone. */
+static inline void upstream_note_events(struct upstream_conn *u, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        u->writable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->hup = true;
+}
 
 /* Pending socket error of u (SO_ERROR), 0 if none. */
 int upstream_socket_error(struct upstream_conn *u);

@@ -201,12 +201,19 @@ def test_mirror_copies_the_request_as_forwarded_and_drops_the_answer(procs):
         shadow.stop()
 
 
-def test_mirror_percent_sends_that_share(procs):
+def start_with_origins(procs, mirror="{pool: shadow}"):
+    """sluice in front of sluice-origin a1 (the route's pool) and s1 (the
+    mirror); returns (listener port, admin port, s1)."""
     app = procs.origin("a1")
     shadow = procs.origin("s1")
     port, admin = free_port(), free_port()
-    procs.sluice(config(port, admin, app.address, shadow.address, mirror="{pool: shadow, percent: 25}"),
+    procs.sluice(config(port, admin, app.address, shadow.address, mirror=mirror),
                  wait_ports=[port, admin])
+    return port, admin, shadow
+
+
+def test_mirror_percent_sends_that_share(procs):
+    port, admin, shadow = start_with_origins(procs, mirror="{pool: shadow, percent: 25}")
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     n = 1000
     for _ in range(n):
@@ -253,10 +260,7 @@ def test_a_silent_or_dead_mirror_costs_the_client_nothing(procs):
 
 
 def test_mirror_skips_what_it_cannot_copy(procs):
-    app = procs.origin("a1")
-    shadow = procs.origin("s1")
-    port, admin = free_port(), free_port()
-    procs.sluice(config(port, admin, app.address, shadow.address), wait_ports=[port, admin])
+    port, admin, _ = start_with_origins(procs)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     big = b"x" * (200 * 1024)                     # above the 64 KB kept for a copy
     st, _, body = request(c, "POST", "/api/upload", body=big)
