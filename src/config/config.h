@@ -176,6 +176,8 @@ struct conf_route {
     size_t ncookies;
     struct conf_kv *query;
     size_t nquery;
+    struct conf_cidr *sources;   /* the client's address is in one; none = any */
+    size_t nsources;
     /* action: exactly one */
     enum route_action action;
     char *pool_name;

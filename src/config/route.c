@@ -257,6 +257,8 @@ static void read_match(struct config_diag *d, struct config *cfg, const char *ow
         read_kv(d, cfg, owner, "match.cookies", n, false, false, &r->cookies, &r->ncookies);
     if ((n = config_map_get(m, "query")))
         read_kv(d, cfg, owner, "match.query", n, false, false, &r->query, &r->nquery);
+    if ((n = config_map_get(m, "source")))
+        config_read_cidrs(d, owner, "match.source", n, &r->sources, &r->nsources);
 }
 
 /* redirect: a fixed location, or the request's own URL with its scheme,
@@ -616,6 +618,7 @@ void config_free_routes(struct conf_listener *l)
         free_names(r->other_methods, r->nother_methods);
         free_kv(r->headers, r->nheaders);
         free_kv(r->cookies, r->ncookies);
+        free(r->sources);
         free_kv(r->query, r->nquery);
         free(r->pool_name);
         free(r->mirror_pool_name);

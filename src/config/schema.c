@@ -100,6 +100,7 @@ const char *const config_known_keys[] = {
     "listeners[].routes[].match.headers",
     "listeners[].routes[].match.cookies",
     "listeners[].routes[].match.query",
+    "listeners[].routes[].match.source",
     "listeners[].routes[].pool",
     "listeners[].routes[].split",
     "listeners[].routes[].split[].pool",

@@ -1027,6 +1027,7 @@ static void start_exchange(struct http_conn *c)
     rr.method_name = x->req.method;
     rr.headers = x->req.headers;
     rr.nheaders = x->req.nheaders;
+    rr.peer = &c->peer;
     if (c->l->routes)
         route = route_match(c->l->routes, &rr);
     x->route = route;

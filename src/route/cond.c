@@ -1,7 +1,10 @@
-/* The conditions of a rule that the table does not index: method, headers,
- * cookies and query parameters, read straight from the request's slices
- * (nothing is copied or allocated).
+/* The conditions of a rule that the table does not index: source, method,
+ * headers, cookies and query parameters, read straight from the request's
+ * slices (nothing is copied or allocated).
  *
+ *  - source: the client connection's address (the TCP peer, not
+ *    X-Forwarded-For) is in one of the blocks; an IPv4-mapped IPv6
+ *    address counts as its IPv4 address.
  *  - method: the bitmask of 1 << enum h1_method; an H1_OTHER method is
  *    compared, case and all, with other_methods (the config sets the
  *    H1_OTHER bit too). No method condition = any method.
@@ -15,6 +18,7 @@
  *    ("a=1&&b=2") are skipped. */
 #include <string.h>
 
+#include "net/addr.h"
 #include "route/internal.h"
 
 static bool is_any(const char *v)
@@ -43,6 +47,11 @@ static bool eq_ci(const char *a, const char *b, size_t n)
 static bool slice_is(const char *p, size_t n, const char *lit, size_t litn)
 {
     return n == litn && (n == 0 || memcmp(p, lit, n) == 0);
+}
+
+bool route_source_ok(const struct conf_route *c, const struct route_request *r)
+{
+    return !c->nsources || (r->peer && addr_cidr_match(r->peer, c->sources, c->nsources) >= 0);
 }
 
 bool route_method_ok(const struct conf_route *c, const struct route_request *r)

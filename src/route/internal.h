@@ -78,5 +78,6 @@ bool route_method_ok(const struct conf_route *c, const struct route_request *r);
 bool route_headers_ok(const struct conf_route *c, const struct route_request *r);
 bool route_cookies_ok(const struct conf_route *c, const struct route_request *r);
 bool route_query_ok(const struct conf_route *c, const struct route_request *r);
+bool route_source_ok(const struct conf_route *c, const struct route_request *r);
 
 #endif

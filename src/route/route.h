@@ -33,6 +33,8 @@ struct route_request {
     struct h1_slice method_name; /* for H1_OTHER */
     const struct h1_header *headers;   /* Cookie is read from here too */
     uint32_t nheaders;
+    const struct addr *peer;     /* the client connection's address; NULL = unknown
+                                    (a rule with match.source does not match) */
 };
 
 struct route_table;

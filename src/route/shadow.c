@@ -13,6 +13,7 @@
  *    tokens).
  *  - headers, cookies, query: each of i's conditions is also one of j's,
  *    with the same value or with i's value "*".
+ *  - source: i has none; or every block of j lies inside a block of i.
  * An identical rule so covers. Actions do not matter. This is sound (no
  * false warnings), not complete: a rule shadowed only by several earlier
  * rules together, or through a regex, is not reported.
@@ -117,9 +118,34 @@ static bool kv_covers(const struct conf_kv *ci, size_t ni, const struct conf_kv 
     return true;
 }
 
+/* Does block a hold all of block b? */
+static bool cidr_holds(const struct conf_cidr *a, const struct conf_cidr *b)
+{
+    unsigned full = a->prefix / 8, rest = a->prefix % 8;
+
+    return a->family == b->family && a->prefix <= b->prefix &&
+           memcmp(a->addr, b->addr, full) == 0 &&
+           (!rest || !((a->addr[full] ^ b->addr[full]) & (uint8_t)(0xff << (8 - rest))));
+}
+
+static bool source_covers(const struct conf_route *ri, const struct conf_route *rj)
+{
+    if (!ri->nsources)
+        return true;
+    for (size_t b = 0; b < rj->nsources; b++) {
+        bool held = false;
+        for (size_t a = 0; a < ri->nsources && !held; a++)
+            held = cidr_holds(&ri->sources[a], &rj->sources[b]);
+        if (!held)
+            return false;
+    }
+    return rj->nsources > 0;
+}
+
 static bool covers(const struct conf_route *ri, const struct conf_route *rj)
 {
     return host_covers(ri, rj) && path_covers(ri, rj) && method_covers(ri, rj) &&
+           source_covers(ri, rj) &&
            kv_covers(ri->headers, ri->nheaders, rj->headers, rj->nheaders, true) &&
            kv_covers(ri->cookies, ri->ncookies, rj->cookies, rj->ncookies, false) &&
            kv_covers(ri->query, ri->nquery, rj->query, rj->nquery, false);

@@ -438,7 +438,8 @@ struct lookup {
 static bool rule_holds(const struct lookup *k, uint32_t i)
 {
     const struct conf_route *c = &k->t->routes[i];
-    return route_method_ok(c, k->r) && route_headers_ok(c, k->r) && route_query_ok(c, k->r) &&
+    return route_source_ok(c, k->r) && route_method_ok(c, k->r) && route_headers_ok(c, k->r) &&
+           route_query_ok(c, k->r) &&
            route_cookies_ok(c, k->r) &&
            (c->path_kind != ROUTE_PATH_REGEX || route_regex_match(k->t->re[i], k->r->path));
 }

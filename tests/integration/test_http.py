@@ -129,6 +129,33 @@ def test_routing_on_every_condition(procs, origins):
     assert get(port, "/x", {"X-Canary": "false"})[0] == 404
 
 
+def test_routing_on_the_client_address(procs, origins):
+    # An allow list: /admin/ for 127.0.0.2 and 127.0.1.0/24 only, 403 for
+    # anyone else. (IPv6 blocks: tests/unit/test_route.c.)
+    port = free_port()
+    routes = ("      - match: {path_prefix: /admin/, source: [127.0.0.2/32, 127.0.1.0/24]}\n"
+              "        pool: p2\n"
+              "      - match: {path_prefix: /admin/}\n"
+              "        respond: {status: 403, body: \"forbidden\\n\"}\n")
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)],
+                                    "p2": [("b2", origins[1].address)]}, routes=routes))
+
+    def get_from(source, path):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    assert get_from("127.0.0.2", "/admin/x") == (200, b"b2\n")
+    assert get_from("127.0.0.1", "/admin/x") == (403, b"forbidden\n")
+    assert get_from("127.0.0.3", "/admin/x")[0] == 403
+    assert get_from("127.0.1.77", "/admin/x") == (200, b"b2\n")
+    assert get_from("127.0.0.1", "/other") == (200, b"b1\n")
+
+
 def test_rewrites(procs, origins):
     port = free_port()
     procs.sluice(routed_config(port, origins))

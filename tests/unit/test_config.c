@@ -419,6 +419,9 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  trusted_proxies: [10.0.0.0/33]}]\n" POOL,
       "2:21", "bad prefix length" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {source: [10.0.0.0/8, 'office']}, pool: app}]}]\n" POOL,
+      "2:42", "match.source: 'office' is not an address or ADDRESS/BITS block" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "  routes: [{match: {path: /a}, pool: app}]}]\n" POOL,
       "2:3", "routes only applies to mode http" },

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "route/internal.h"   /* route_shadow_plain, to compare with */
 #include "route/route.h"
@@ -45,6 +48,7 @@ static void reset(void)
             free(lists[a]);
         }
         free(r->split);
+        free(r->sources);
     }
     free(L.routes);
     memset(&L, 0, sizeof(L));
@@ -80,6 +84,41 @@ static void kv(struct conf_kv **arr, size_t *n, const char *name, const char *va
 static void header(struct conf_route *r, const char *n, const char *v) { kv(&r->headers, &r->nheaders, n, v); }
 static void cookie(struct conf_route *r, const char *n, const char *v) { kv(&r->cookies, &r->ncookies, n, v); }
 static void query(struct conf_route *r, const char *n, const char *v) { kv(&r->query, &r->nquery, n, v); }
+
+/* "10.0.0.0/8", "::1/128": as config_read_cidrs stores it (host bits zero). */
+static void source(struct conf_route *r, const char *block)
+{
+    char host[64];
+    struct conf_cidr *c;
+    const char *slash = strchr(block, '/');
+
+    snprintf(host, sizeof(host), "%.*s", (int)(slash - block), block);
+    r->sources = realloc(r->sources, (r->nsources + 1) * sizeof(*r->sources));
+    c = &r->sources[r->nsources++];
+    memset(c, 0, sizeof(*c));
+    c->family = strchr(host, ':') ? AF_INET6 : AF_INET;
+    CHECK(inet_pton(c->family, host, c->addr) == 1);
+    c->prefix = (uint8_t)atoi(slash + 1);
+}
+
+static struct addr peer_addr;
+
+/* The request r from client address ip ("10.1.2.3", "::1"). */
+static struct route_request from(struct route_request r, const char *ip)
+{
+    memset(&peer_addr, 0, sizeof(peer_addr));
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&peer_addr.ss;
+        s6->sin6_family = AF_INET6;
+        CHECK(inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&peer_addr.ss;
+        s4->sin_family = AF_INET;
+        CHECK(inet_pton(AF_INET, ip, &s4->sin_addr) == 1);
+    }
+    r.peer = &peer_addr;
+    return r;
+}
 
 #define M(x) (1u << (x))
 
@@ -367,6 +406,27 @@ static void test_headers(void)
     CHECK_EQ_INT(GET("h", "/", "X-Debug", ""), 1);          /* "*": present, even empty */
     CHECK_EQ_INT(GET("h", "/", "x-debug", "1", "x-canary", "true"), 0);
     CHECK_EQ_INT(GET("h", "/"), -1);
+    done();
+}
+
+static void test_source(void)
+{
+    struct conf_route *r = add(NULL, ROUTE_PATH_PREFIX, "/admin/");
+    source(r, "10.0.0.0/8");
+    source(r, "fd00::/8");
+    r = add(NULL, ROUTE_PATH_PREFIX, "/admin/");      /* everyone else: 403, say */
+    r = add(NULL, ROUTE_PATH_EXACT, "/one");
+    source(r, "192.168.1.7/32");
+    build();
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/admin/x", NULL), "10.200.1.1")), 0);
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/admin/x", NULL), "11.0.0.1")), 1);
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/admin/x", NULL), "fd12::1")), 0);
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/admin/x", NULL), "fe80::1")), 1);
+    /* an IPv4 client on a dual-stack listener */
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/admin/x", NULL), "::ffff:10.9.9.9")), 0);
+    CHECK_EQ_INT(idx(mkreq("GET", "h", "/admin/x", NULL)), 1);   /* no address known */
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/one", NULL), "192.168.1.7")), 2);
+    CHECK_EQ_INT(idx(from(mkreq("GET", "h", "/one", NULL), "192.168.1.8")), -1);
     done();
 }
 
@@ -744,6 +804,24 @@ static void test_shadow(void)
     r = add(NULL, ROUTE_PATH_ANY, NULL);
     header(r, "x-other", "true");
     shadow_case("header *", 1, "routes.yaml:11:7: warning: route #2 can never match: route #1 (line 10)");
+
+    r = add(NULL, ROUTE_PATH_ANY, NULL);
+    source(r, "10.0.0.0/8");
+    r = add(NULL, ROUTE_PATH_ANY, NULL);
+    source(r, "10.1.0.0/16");                       /* inside #1: shadowed */
+    source(r, "10.2.3.4/32");
+    r = add(NULL, ROUTE_PATH_ANY, NULL);
+    source(r, "10.1.0.0/16");
+    source(r, "11.0.0.0/8");                        /* partly outside #1 */
+    r = add(NULL, ROUTE_PATH_ANY, NULL);
+    source(r, "::/0");                              /* another family */
+    r = add(NULL, ROUTE_PATH_ANY, NULL);            /* no source: wider than all */
+    r = add(NULL, ROUTE_PATH_ANY, NULL);
+    source(r, "0.0.0.0/0");                         /* shadowed by #5 */
+    shadow_case("sources", 2, "routes.yaml:11:7: warning: route #2 can never match: route #1 (line 10) "
+                "matches every request it would\n"
+                "routes.yaml:15:7: warning: route #6 can never match: route #5 (line 14) "
+                "matches every request it would\n");
 
     r = add(NULL, ROUTE_PATH_ANY, NULL);
     header(r, "x-canary", "true");
@@ -1183,6 +1261,7 @@ int main(void)
     test_regex();
     test_method();
     test_headers();
+    test_source();
     test_cookies();
     test_query();
     test_combined();
