@@ -3,7 +3,10 @@
  * read past the packet; an answer never exceeds what the client can take
  * (512 bytes, or its EDNS size up to 1232), echoes the query's id, and
  * holds the question exactly as it was asked; likewise with a zone's SOA
- * and NS records added. */
+ * and NS records added. The same bytes also go, as a resolver's reply, to
+ * dns_answer_min_ttl (discovery's respect_ttl): -1 or a TTL below 2^31;
+ * and when the bytes cut by one already hold a whole answer section, the
+ * last byte changes nothing (bytes after the answers are not read). */
 #include <string.h>
 
 #include "fuzz.h"
@@ -16,7 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t out[DNS_UDP_MAX];
     int rc = dns_parse_query(data, size, &q);
     size_t n, limit;
+    int64_t ttl = dns_answer_min_ttl(data, size, DNS_TYPE_SRV);
 
+    FUZZ_CHECK(ttl >= -1 && ttl < 0x80000000LL);
+    if (size) {
+        int64_t cut = dns_answer_min_ttl(data, size - 1, DNS_TYPE_SRV);
+        FUZZ_CHECK(cut < 0 || cut == ttl);
+    }
     if (rc < 0)
         return 0;
     for (int i = 0; i < 40; i++) {

@@ -245,6 +245,7 @@ struct conf_discovery {
     uint64_t interval_ms;          /* between resolutions; default 5000 */
     uint64_t timeout_ms;           /* a query's wait for a server, default 1000 */
     uint32_t max_backends;         /* backend slots; default 32 */
+    bool respect_ttl;              /* resolve again when the answer's TTL runs out */
     struct conf_pos pos;
 };
 

@@ -115,6 +115,8 @@ void config_read_pool_discovery(struct config_diag *d, struct conf_pool *p, cons
         config_diag_error(d, n->line, n->col, "%s: discovery.timeout: give 10ms to 30s", owner);
     config_read_u32(d, owner, map, "max_backends", "discovery.max_backends", 1,
                     DISCOVERY_MAX_BACKENDS, &dc->max_backends);
+    if ((n = config_map_get(map, "respect_ttl")))
+        config_want_bool(d, owner, "discovery.respect_ttl", n, &dc->respect_ttl);
 }
 
 void config_free_discovery(struct conf_pool *p)

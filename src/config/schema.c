@@ -189,6 +189,7 @@ const char *const config_known_keys[] = {
     "pools[].discovery.interval",
     "pools[].discovery.timeout",
     "pools[].discovery.max_backends",
+    "pools[].discovery.respect_ttl",
     "pools[].backends",
     "pools[].backends[].name",
     "pools[].backends[].address",

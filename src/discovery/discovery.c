@@ -13,13 +13,12 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "health/health.h"
+#include "proto/dns.h"
 
 #define DISCOVERY_TICK_MS 250
 #define DISCOVERY_TRIES 2         /* per server, as c-ares counts them */
 
-/* c-ares's old names for the record class and type. */
 #define DNS_CLASS_IN 1
-#define DNS_TYPE_SRV 33
 
 /* What discovery knows of a slot (main thread only). */
 enum slot_phase {
@@ -75,6 +74,7 @@ struct discovery_pool {
     uint32_t pending;                /* lookups not answered yet */
     struct found *found;
     size_t nfound, capfound;
+    int64_t min_ttl;                 /* smallest TTL of its records, s; -1 = none seen */
     bool last_failed;                /* the previous one failed: log only changes */
     bool seedable;                   /* the first resolution failed (discovery_seed) */
 };
@@ -303,9 +303,33 @@ static void apply(struct discovery_pool *dp)
 
 /* ---- a resolution ---- */
 
+/* With respect_ttl, an answer is good for its smallest TTL, and the next
+ * resolution comes when that runs out: at least 1 s later (a TTL of 0 must
+ * not make sluice resolve in a loop), at most an hour. A failure or an
+ * answer without records comes back after the interval. */
+#define DISCOVERY_TTL_MIN_MS 1000
+#define DISCOVERY_TTL_MAX_MS 3600000
+
+static void note_ttl(struct discovery_pool *dp, int64_t ttl)
+{
+    if (ttl >= 0 && (dp->min_ttl < 0 || ttl < dp->min_ttl))
+        dp->min_ttl = ttl;
+}
+
 static void schedule(struct discovery_pool *dp)
 {
-    timer_arm(&dp->d->loop->timers, &dp->next, clock_now_ms() + dp->conf->interval_ms);
+    uint64_t delay = dp->conf->interval_ms;
+
+    if (dp->conf->respect_ttl && !dp->failed && dp->min_ttl >= 0) {
+        delay = (uint64_t)dp->min_ttl * 1000;
+        if (delay < DISCOVERY_TTL_MIN_MS)
+            delay = DISCOVERY_TTL_MIN_MS;
+        if (delay > DISCOVERY_TTL_MAX_MS)
+            delay = DISCOVERY_TTL_MAX_MS;
+    }
+    log_debug("event=discovery_next pool=%s dns=%s in_ms=%llu", dp->pool->conf->name,
+              dp->conf->dns, (unsigned long long)delay);
+    timer_arm(&dp->d->loop->timers, &dp->next, clock_now_ms() + delay);
 }
 
 static void lookup_done(struct discovery_pool *dp)
@@ -352,8 +376,10 @@ static void addrinfo_cb(void *arg, int status, int timeouts, struct ares_addrinf
         return;
     }
     if (status == ARES_SUCCESS) {
-        for (struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next)
+        for (struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next) {
             found_add(dp, n->ai_addr, lk->port, lk->weight);
+            note_ttl(dp, n->ai_ttl);
+        }
     } else if (status != ARES_ENOTFOUND && status != ARES_ENODATA) {
         /* No such name, or no address of the type: an answer, and empty. */
         lookup_failed(dp, status, dp->conf->dns);
@@ -396,8 +422,10 @@ static void srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int
 
     if (status == ARES_EDESTRUCTION)
         return;
-    if (status == ARES_SUCCESS)
+    if (status == ARES_SUCCESS) {
         status = ares_parse_srv_reply(abuf, alen, &srv);
+        note_ttl(dp, dns_answer_min_ttl(abuf, (size_t)alen, DNS_TYPE_SRV));
+    }
     if (status != ARES_SUCCESS) {
         if (status != ARES_ENOTFOUND && status != ARES_ENODATA)
             lookup_failed(dp, status, dp->conf->dns);
@@ -425,6 +453,7 @@ static void resolve(struct discovery_pool *dp)
     dp->running = true;
     dp->failed = false;
     dp->nfound = 0;
+    dp->min_ttl = -1;
     dp->pending = 1;         /* this function's own, so that a lookup answered at
                                 once (from /etc/hosts) cannot end the round */
     if (c->record == DISCOVERY_SRV) {

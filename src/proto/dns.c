@@ -357,6 +357,40 @@ size_t dns_write_response_ex(const uint8_t *p, const struct dns_query *q, int rc
     return at;
 }
 
+int64_t dns_answer_min_ttl(const uint8_t *p, size_t n, uint16_t rtype)
+{
+    size_t at = DNS_HEADER_LEN;
+    uint16_t qd, an;
+    int64_t best = -1;
+
+    if (n < DNS_HEADER_LEN || !(get16(p + 2) & DNS_QR))
+        return -1;
+    qd = get16(p + 4);
+    an = get16(p + 6);
+    for (uint16_t i = 0; i < qd; i++) {
+        if (!(at = skip_name(p, n, at)) || at + 4 > n)
+            return -1;
+        at += 4;
+    }
+    for (uint16_t i = 0; i < an; i++) {
+        uint32_t ttl;
+        size_t rd;
+
+        if (!(at = skip_name(p, n, at)) || at + 10 > n)
+            return -1;
+        rd = get16(p + at + 8);
+        if (at + 10 + rd > n)
+            return -1;
+        ttl = (uint32_t)get16(p + at + 4) << 16 | get16(p + at + 6);
+        if (ttl & 0x80000000u)
+            ttl = 0;
+        if (get16(p + at) == rtype && (best < 0 || ttl < best))
+            best = ttl;
+        at += 10 + rd;
+    }
+    return best;
+}
+
 bool dns_name_valid(const char *text)
 {
     size_t label = 0, total = 0;

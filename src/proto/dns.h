@@ -23,6 +23,7 @@ enum dns_type {
     DNS_TYPE_NS = 2,
     DNS_TYPE_SOA = 6,
     DNS_TYPE_AAAA = 28,
+    DNS_TYPE_SRV = 33,
     DNS_TYPE_OPT = 41,
     DNS_TYPE_ANY = 255,
 };
@@ -110,5 +111,12 @@ size_t dns_put_name(uint8_t *out, const char *text);
 /* Is text a host name sluice can answer for ("www.example.com", any case,
  * no final dot, labels of 1..63 letters, digits, '-', '_')? */
 bool dns_name_valid(const char *text);
+
+/* A response's answer section (a resolver's reply, for discovery): the
+ * smallest TTL among its records of type rtype, in seconds (a TTL with the
+ * top bit set counts as 0, RFC 2181 section 8). -1 when the message is cut
+ * short or malformed, or has no such record. Compressed names are stepped
+ * over, never followed. */
+int64_t dns_answer_min_ttl(const uint8_t *p, size_t n, uint16_t rtype);
 
 #endif

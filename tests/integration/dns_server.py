@@ -45,6 +45,7 @@ class DnsServer:
         self.records = {}        # (name, type) -> list of record values
         self.names = set()       # names that exist (else NXDOMAIN)
         self.mode = "answer"     # answer | servfail | silent
+        self.ttl = 5             # of every record in an answer, seconds
         self.queries = 0
         self.query_times = []    # time.monotonic() of each query, for the bench
         self.stopping = False
@@ -113,6 +114,7 @@ class DnsServer:
             mode = self.mode
             known = name in self.names
             values = list(self.records.get((name, qtype), []))
+            ttl = self.ttl
         if mode == "silent":
             return None
         rd = flags & 0x0100
@@ -128,7 +130,7 @@ class DnsServer:
                 else:
                     prio, weight, port, target = v
                     rdata = struct.pack("!HHH", prio, weight, port) + _encode_name(target)
-                answers += _encode_name(name) + struct.pack("!HHIH", qtype, 1, 5, len(rdata)) + rdata
+                answers += _encode_name(name) + struct.pack("!HHIH", qtype, 1, ttl, len(rdata)) + rdata
                 count += 1
         # QR, AA, the query's RD; RA clear: an authority, not a recursor.
         rflags = 0x8000 | 0x0400 | rd | rcode

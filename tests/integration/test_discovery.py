@@ -389,3 +389,52 @@ def test_flapping_answers_under_load(procs, dns):
     last = answers[i % len(answers)]
     wait_for(lambda: sorted(status(aport)) == sorted(f"{h}:{oport}" for h in last), timeout=5,
              what="the last answer to apply")
+
+
+def query_times_since(dns, t0):
+    with dns.lock:
+        return [t for t in dns.query_times if t >= t0]
+
+
+def test_respect_ttl_resolves_when_the_answer_expires(procs, dns):
+    oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3"])
+    dns.set_a("app.test", ["127.0.0.2"])
+    # A 1 s TTL against a 1 h interval: the change is followed within about
+    # a TTL, which the interval alone would never do in this test.
+    dns.ttl = 1
+    _, port, aport = start(procs, dns, oport, discovery_extra=", respect_ttl: true",
+                           interval="1h")
+    assert served_by(port, 2) == {"o2": 2}
+    dns.set_a("app.test", ["127.0.0.3"])
+    t0 = time.monotonic()
+    wait_for(lambda: served_by(port, 1) == {"o3": 1}, timeout=4,
+             what="the new address within about a TTL")
+    assert time.monotonic() - t0 < 3.0
+
+    # A 3 s TTL against a 200 ms interval: about one resolution per 3 s,
+    # where the interval alone makes fifteen.
+    dns.ttl = 3
+    time.sleep(1.5)                          # the 1 s answers run out first
+    t1 = time.monotonic()
+    time.sleep(6.5)
+    n = len(query_times_since(dns, t1))
+    assert 2 <= n <= 4, n                    # one query per resolution (A records)
+
+
+def test_respect_ttl_srv(procs, dns):
+    oport, _ = origins_on(procs, ["127.0.0.2"])
+    dns.set_srv("_http._tcp.app.test", [(10, 1, oport, "a.app.test")])
+    dns.set_a("a.app.test", ["127.0.0.2"])
+    dns.ttl = 2
+    port, aport = free_port(), free_port()
+    procs.sluice(config(port, aport, "{dns: _http._tcp.app.test, type: srv, "
+                                     f"resolvers: ['{dns.address}'], interval: 100ms, "
+                                     "respect_ttl: true}"), wait_ports=[port])
+    assert served_by(port, 1) == {"o2": 1}
+    t0 = time.monotonic()
+    time.sleep(5)
+    # Each resolution asks for the SRV records and the target's addresses:
+    # two queries per 2 s TTL, where the 100 ms interval makes about 100.
+    n = len(query_times_since(dns, t0))
+    assert 2 <= n <= 8, n
+

@@ -70,11 +70,61 @@ static uint16_t g16(const uint8_t *p)
     return (uint16_t)(p[0] << 8 | p[1]);
 }
 
+/* One answer record: owner a pointer to the question (0xc00c), type,
+ * class IN, ttl, rdlen bytes of rdata (zeros). */
+static size_t rr(uint8_t *p, size_t n, uint16_t type, uint32_t ttl, uint16_t rdlen)
+{
+    static const uint8_t ptr[2] = {0xc0, 0x0c};
+
+    memcpy(p + n, ptr, 2);
+    n += 2;
+    p[n++] = (uint8_t)(type >> 8);
+    p[n++] = (uint8_t)type;
+    p[n++] = 0;
+    p[n++] = 1;
+    for (int s = 24; s >= 0; s -= 8)
+        p[n++] = (uint8_t)(ttl >> s);
+    p[n++] = (uint8_t)(rdlen >> 8);
+    p[n++] = (uint8_t)rdlen;
+    memset(p + n, 0, rdlen);
+    return n + rdlen;
+}
+
+/* A resolver's reply, as discovery reads it for the TTL to follow. */
+static void test_answer_ttl(void)
+{
+    uint8_t p[512];
+    size_t n = query(p, 7, 0x8180, "_http._tcp.example.com", DNS_TYPE_SRV, 0, 0);
+
+    p[7] = 4;                                   /* ANCOUNT */
+    n = rr(p, n, DNS_TYPE_SRV, 300, 20);
+    n = rr(p, n, DNS_TYPE_SRV, 30, 20);
+    n = rr(p, n, DNS_TYPE_A, 5, 4);             /* another type: not counted for SRV */
+    n = rr(p, n, DNS_TYPE_SRV, 0x80000001u, 20);   /* top bit set: counts as 0 */
+    CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_SRV), 0);
+    CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_A), 5);
+    CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_AAAA), -1);
+    p[7] = 2;                                   /* only the first two */
+    CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_SRV), 30);
+    p[7] = 4;
+    /* Cut anywhere inside the records: malformed, never read past. */
+    for (size_t cut = 12; cut < n; cut++) {
+        uint8_t *c = malloc(cut);
+        memcpy(c, p, cut);
+        CHECK_EQ_INT(dns_answer_min_ttl(c, cut, DNS_TYPE_SRV), -1);
+        free(c);
+    }
+    p[2] &= 0x7f;                               /* a query, not a reply */
+    CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_SRV), -1);
+}
+
 int main(void)
 {
     uint8_t p[2048], out[DNS_UDP_MAX];
     struct dns_query q;
     size_t n;
+
+    test_answer_ttl();
 
     /* A plain query, case folded. */
     n = query(p, 0x1234, 0x0100, "WWW.Example.COM", DNS_TYPE_A, 0, 0);
