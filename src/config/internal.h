@@ -181,6 +181,8 @@ void config_free_admin(struct config *cfg);
 struct conf_listener;
 void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                         const char *owner, const struct config_node *seq);
+/* tcp listeners: only what a connection has (server name, source) and a pool. */
+void config_check_tcp_routes(struct config_diag *d, const struct conf_listener *l);
 struct conf_cidr;
 /* A list of addresses and ADDRESS/BITS blocks (host bits zeroed) into a
  * new array *out of *nout; bad entries are reported at `key` and left out. */

@@ -56,7 +56,10 @@ static void config_read_timeouts(struct config_diag *d, struct conf_listener *l,
         snprintf(path, sizeof(path), "timeouts.%s", http_timeouts[i].key);
         if (!(p = config_map_pair(map, http_timeouts[i].key)))
             continue;
-        if (mode_ok && l->mode != LISTENER_HTTP)
+        /* tcp: how long routes wait for a TLS ClientHello */
+        if (mode_ok && l->mode == LISTENER_TCP && i == 0)
+            config_want_timeout(d, owner, path, p->value, &l->client_header_ms);
+        else if (mode_ok && l->mode != LISTENER_HTTP)
             config_mode_only(d, owner, p, path, LISTENER_HTTP);
         else
             config_want_timeout(d, owner, path, p->value,
@@ -242,12 +245,16 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
     if (!l->client_idle_ms)
         l->client_idle_ms = l->mode == LISTENER_HTTP ? 60000 : 600000;
 
-    /* mode: http */
+    /* mode: http (tcp: routes on the TLS server name, see config_check_tcp_routes) */
     if ((p = config_map_pair(map, "routes"))) {
-        if (mode_ok && l->mode != LISTENER_HTTP)
-            config_mode_only(d, owner, p, "routes", LISTENER_HTTP);
-        else
+        if (mode_ok && l->mode != LISTENER_HTTP && l->mode != LISTENER_TCP) {
+            config_diag_error(d, p->key->line, p->key->col, "%s: routes only applies to mode "
+                              "http and tcp", owner);
+        } else {
             config_read_routes(d, cfg, l, owner, p->value);
+            if (mode_ok && l->mode == LISTENER_TCP)
+                config_check_tcp_routes(d, l);
+        }
     }
     if ((p = config_map_pair(map, "trusted_proxies"))) {
         if (mode_ok && l->mode != LISTENER_HTTP)

@@ -511,6 +511,30 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
     }
 }
 
+/* A tcp listener's routes see a connection, not a request: the TLS server
+ * name (match.host) and the client's address (match.source), and forward
+ * to a pool or a split. */
+void config_check_tcp_routes(struct config_diag *d, const struct conf_listener *l)
+{
+    for (size_t i = 0; i < l->nroutes; i++) {
+        const struct conf_route *r = &l->routes[i];
+        const char *what = NULL;
+
+        if (r->path_kind != ROUTE_PATH_ANY || r->methods || r->nother_methods ||
+            r->nheaders || r->ncookies || r->nquery)
+            what = "match only on host (the TLS server name) and source";
+        else if (r->action == ROUTE_REDIRECT || r->action == ROUTE_RESPOND)
+            what = "forward to a pool or a split";
+        else if (r->nset_headers || r->nremove_headers || r->nset_response_headers ||
+                 r->nremove_response_headers || r->strip_prefix || r->rewrite_prefix ||
+                 r->auth || r->auth_off || r->rate_limit || r->mirror_pool)
+            what = "have no header, path, auth, rate_limit or mirror settings";
+        if (what)
+            config_diag_error(d, r->pos.line, r->pos.col, "listener '%s' route #%zu: a tcp "
+                              "listener's routes %s", l->name ? l->name : "?", i + 1, what);
+    }
+}
+
 void config_read_routes(struct config_diag *d, struct config *cfg, struct conf_listener *l,
                         const char *owner, const struct config_node *seq)
 {

@@ -44,7 +44,7 @@ int runtime_init(struct runtime *rt, const struct config *cfg)
         const struct conf_listener *cl = &cfg->listeners[i];
         rt->listeners[i].conf = cl;
         rt->listeners[i].pool = cl->pool ? runtime_pool(rt, cl->pool) : NULL;
-        if (cl->mode == LISTENER_HTTP && cl->nroutes &&
+        if ((cl->mode == LISTENER_HTTP || cl->mode == LISTENER_TCP) && cl->nroutes &&
             !(rt->listeners[i].routes = route_table_build(cl)))
             goto fail;
         if (cl->tls) {

@@ -24,7 +24,7 @@ struct listener {
     _Atomic uint64_t proxy_header_errors;
     _Atomic uint64_t no_backend;          /* connections refused for lack of a backend */
     _Atomic uint64_t requests_total;      /* http: requests answered (any status) */
-    struct route_table *routes;           /* http: built at startup, read-only after */
+    struct route_table *routes;           /* http, tcp: built at startup, read-only after */
     struct tls_ctx *tls;                  /* with `tls`: built at startup, read-only after */
     _Atomic uint64_t tls_handshake_errors;
     _Atomic uint64_t auth_failures;       /* http: wrong user or password (not missing ones) */

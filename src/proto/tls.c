@@ -337,6 +337,11 @@ ssize_t tls_write(SSL *s, const void *buf, size_t len)
     return result(s, 0);
 }
 
+const char *tls_server_name(SSL *s)
+{
+    return SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+}
+
 int tls_peer_subject(SSL *s, char *out, size_t size)
 {
     X509 *peer = SSL_get0_peer_certificate(s);

@@ -110,6 +110,9 @@ const char *tls_error(char *buf, size_t len);
 /* The subject of the certificate the peer showed (mTLS), RFC 2253
  * ("CN=ann,O=Example"), into out; its length, or -1 when there is none. */
 int tls_peer_subject(SSL *s, char *out, size_t size);
+
+/* The server name the client asked for in its handshake (SNI), or NULL. */
+const char *tls_server_name(SSL *s);
 /* JWT signatures (route/jwt.c). A PEM public key: its algorithm (2 RS256
  * for RSA, 3 ES256 for EC P-256) and the key, or NULL with why in err. */
 void *tls_public_key_load(const char *path, int *alg, char *err, size_t errlen);

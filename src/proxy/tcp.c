@@ -1,6 +1,7 @@
 /* L4 TCP: one session per client connection, read top to bottom:
  *
- *   accept ─▶ [PROXY_IN: read the PROXY header] ─▶ CONNECTING (pick a backend,
+ *   accept ─▶ [PROXY_IN: read the PROXY header] ─▶ [HELLO: with routes, read the
+ *   TLS ClientHello's server name and pick the pool] ─▶ CONNECTING (pick a backend,
  *   non-blocking connect; on refusal or timeout, the next backend, bounded)
  *   ─▶ FORWARDING (both directions pumped independently; EOF on one side is
  *   passed on as shutdown(SHUT_WR) of the other) ─▶ closed, counted, logged.
@@ -9,8 +10,8 @@
  * writable flags per socket and clears them only on EAGAIN. Bytes move with
  * splice(2) through a pipe per direction (taken from the worker's pipe pool
  * when the direction first carries data), or through a buffer for bytes
- * sluice itself had to read (the PROXY header's trailing bytes) and when no
- * pipe can be had.
+ * sluice itself had to read (the PROXY header's trailing bytes, the
+ * ClientHello routes looked at) and when no pipe can be had.
  *
  * A session pumps at most PUMP_BUDGET bytes per event, then re-queues itself
  * as a loop task, so one bulk transfer cannot starve the other connections
@@ -37,6 +38,7 @@
 #include "proxy/pump.h"
 #include "peers/peers.h"
 #include "proto/tls.h"
+#include "proto/tls_hello.h"
 #include "route/route.h"
 
 #define TCP_MAX_TRIES 4
@@ -44,6 +46,7 @@
 
 enum tcp_state {
     TCP_PROXY_IN,        /* waiting for the client's PROXY header */
+    TCP_HELLO,           /* routes: reading the client's TLS ClientHello */
     TCP_TLS_HANDSHAKE,   /* a tls listener: the client's handshake */
     TCP_CONNECTING,      /* connect() to a backend in progress */
     TCP_UP_TLS,          /* a pool with tls: the handshake with the backend */
@@ -84,6 +87,7 @@ struct tcp_session {
 
 static void session_end(struct tcp_session *s, enum end_reason why);
 static void connect_next(struct tcp_session *s);
+static void route_connection(struct tcp_session *s, const char *server_name);
 static void pump(struct tcp_session *s);
 static bool rate_limit_admit(struct tcp_session *s);
 static void backend_drop(struct tcp_session *s);
@@ -256,6 +260,11 @@ static void timer_fired(struct timer *t)
     case TCP_PROXY_IN:
     case TCP_TLS_HANDSHAKE:
         session_end(s, END_IDLE_TIMEOUT);
+        break;
+    case TCP_HELLO:
+        /* No whole ClientHello in time (a client that waits for the server
+         * to speak first, say): the routes decide without a server name. */
+        route_connection(s, "");
         break;
     case TCP_CONNECTING:
     case TCP_UP_TLS:
@@ -549,8 +558,95 @@ static void tls_step(struct tcp_session *s)
         session_end(s, END_CLIENT_RESET);
     } else if (r == 1) {
         timer_cancel(&s->w->loop.timers, &s->timer);
-        connect_next(s);
+        if (s->l->routes)
+            route_connection(s, tls_server_name(s->tls));
+        else
+            connect_next(s);
     }
+}
+
+/* The listener's routes pick the pool from what the connection shows: the
+ * server name the client asked for ("" or NULL: none) and its address.
+ * Without a match, the listener's own pool. */
+static void route_connection(struct tcp_session *s, const char *server_name)
+{
+    struct route_request rr = {0};
+    const struct conf_route *route;
+    struct conf_pool *cp = NULL;
+
+    timer_cancel(&s->w->loop.timers, &s->timer);
+    if (s->up.buf && buf_len(s->up.buf) == 0) {
+        buf_put(&s->w->bufs, s->up.buf);   /* the pump holds a buffer only with bytes in it */
+        s->up.buf = NULL;
+    }
+    rr.host.p = server_name ? server_name : "";
+    rr.host.len = (uint32_t)strlen(rr.host.p);
+    rr.path.p = "/";
+    rr.path.len = 1;
+    rr.method = H1_OTHER;
+    rr.peer = &s->client;
+    route = route_match(s->l->routes, &rr);
+    if (route)
+        cp = route->action == ROUTE_SPLIT ? route_split_pick(route, balance_rand(&s->w->rng))
+                                          : route->pool;
+    if (cp) {
+        s->pool = runtime_pool(s->w->rt, cp);
+        s->balancer = &s->w->balancers[runtime_pool_index(s->w->rt, s->pool)];
+    }
+    log_debug("event=tcp_route listener=%s server_name=\"%s\" route=%d pool=%s",
+              s->l->conf->name, rr.host.p, route ? (int)route->index + 1 : 0,
+              s->pool->conf->name);
+    connect_next(s);
+}
+
+/* Read what the client sent into b (flags: 0 or MSG_PEEK). true: bytes
+ * came. false: wait for more (c_readable cleared), or the session ended
+ * because the client closed or failed. */
+static bool client_read_into(struct tcp_session *s, struct buf *b, int flags)
+{
+    ssize_t n = recv(s->cio.fd, b->data + b->tail, buf_room(b), flags);
+
+    if (n > 0) {
+        b->tail += (uint32_t)n;
+        return true;
+    }
+    if (n < 0 && errno == EAGAIN)
+        s->c_readable = false;
+    else
+        session_end(s, n == 0 ? END_CLIENT_CLOSE : END_CLIENT_RESET);
+    return false;
+}
+
+/* Routes without tls: read the ClientHello into up.buf (which may hold the
+ * bytes after a PROXY header already), where it stays to go to the backend
+ * first, and route on its server name. Not TLS, or a hello too long for
+ * the buffer: routed without a name. */
+static void read_hello(struct tcp_session *s)
+{
+    char name[TLS_HELLO_NAME_MAX + 1];
+    struct buf *b;
+    int r = TLS_HELLO_NEED_MORE;
+
+    if (!s->up.buf && !(s->up.buf = buf_get(&s->w->bufs))) {
+        session_end(s, END_NO_MEMORY);
+        return;
+    }
+    b = s->up.buf;
+    for (;;) {
+        if (buf_len(b)) {
+            r = tls_hello_sni((const uint8_t *)b->data + b->head, buf_len(b), name);
+            if (r != TLS_HELLO_NEED_MORE)
+                break;
+        }
+        if (buf_room(b) == 0) {
+            if (b->head == 0)
+                break;                  /* a hello longer than the buffer */
+            buf_compact(b);
+        }
+        if (!client_read_into(s, b, 0))
+            return;
+    }
+    route_connection(s, r == TLS_HELLO_OK ? name : "");
 }
 
 /* The client is admitted (PROXY header read, rate limit passed): a TLS
@@ -560,6 +656,13 @@ static void client_ready(struct tcp_session *s)
 {
     uint64_t t = s->l->conf->client_idle_ms;
 
+    if (!s->tls && s->l->routes) {
+        s->state = TCP_HELLO;
+        timer_arm(&s->w->loop.timers, &s->timer, clock_now_ms() + s->l->conf->client_header_ms);
+        s->c_readable = true;
+        read_hello(s);
+        return;
+    }
     if (!s->tls) {
         connect_next(s);
         return;
@@ -576,7 +679,6 @@ static void read_proxy_header(struct tcp_session *s)
 {
     struct proxy_proto_info info;
     struct buf *b;
-    ssize_t n;
     int r;
 
     if (!s->up.buf && !(s->up.buf = buf_get(&s->w->bufs))) {
@@ -590,20 +692,8 @@ static void read_proxy_header(struct tcp_session *s)
          * take exactly the header once it is whole. */
         if (s->tls)
             b->head = b->tail = 0;
-        n = recv(s->cio.fd, b->data + b->tail, buf_room(b), s->tls ? MSG_PEEK : 0);
-        if (n == 0) {
-            session_end(s, END_CLIENT_CLOSE);
+        if (!client_read_into(s, b, s->tls ? MSG_PEEK : 0))
             return;
-        }
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                s->c_readable = false;
-                return;
-            }
-            session_end(s, END_CLIENT_RESET);
-            return;
-        }
-        b->tail += (uint32_t)n;
         r = proxy_proto_parse((const uint8_t *)b->data + b->head, buf_len(b), &info);
         if (r == PROXY_PROTO_BAD) {
             log_info("event=proxy_header_bad listener=%s", s->l->conf->name);
@@ -661,6 +751,8 @@ static void client_cb(struct io *io, uint32_t events)
     }
     if (s->state == TCP_PROXY_IN && s->c_readable)
         read_proxy_header(s);
+    else if (s->state == TCP_HELLO && s->c_readable)
+        read_hello(s);
     else if (s->state == TCP_TLS_HANDSHAKE)
         tls_step(s);
     else if (s->state == TCP_FORWARDING)

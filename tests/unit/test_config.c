@@ -424,7 +424,10 @@ static const struct bad_case bad_cases[] = {
       "2:42", "match.source: 'office' is not an address or ADDRESS/BITS block" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "  routes: [{match: {path: /a}, pool: app}]}]\n" POOL,
-      "2:3", "routes only applies to mode http" },
+      "2:12", "a tcp listener's routes match only on host (the TLS server name) and source" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app,\n"
+      "  routes: [{match: {host: a.test}, pool: app}]}]\n" POOL,
+      "2:3", "routes only applies to mode http and tcp" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: sctp, pool: app}]\n" POOL,
       "1:53", "unknown mode 'sctp'; expected one of: tcp, udp" },
     { LST "pools: [{name: app, balance: maglv, backends: [{address: 127.0.0.1:1}]}]\n",
