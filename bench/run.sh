@@ -3,7 +3,8 @@
 # the rate-limit benchmark (BENCH_RATE_LIMIT_ARGS), one limit across two
 # instances (BENCH_PEERS_ARGS), the TLS one (BENCH_TLS_ARGS),
 # the Basic-auth one (BENCH_AUTH_ARGS), the JWT one (BENCH_JWT_ARGS), request
-# mirroring (BENCH_MIRROR_ARGS), the HTTP/2 one (BENCH_HTTP2_ARGS), the
+# mirroring (BENCH_MIRROR_ARGS), TLS routed by server name (BENCH_SNI_ARGS),
+# the HTTP/2 one (BENCH_HTTP2_ARGS), the
 # multi-core scaling one where there are 6 CPUs or more (BENCH_SCALING_ARGS),
 # then the L4 benchmark (arguments are passed on, e.g. `bench/run.sh
 # --duration 5`), each sluice vs HAProxy vs NGINX. See docs/benchmarks.md.
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/auth.py ${BENCH_AUTH_ARGS:-}
 /usr/bin/python3 bench/jwt.py ${BENCH_JWT_ARGS:-}
 /usr/bin/python3 bench/mirror.py ${BENCH_MIRROR_ARGS:-}
+/usr/bin/python3 bench/sni.py ${BENCH_SNI_ARGS:-}
 /usr/bin/python3 bench/http2.py ${BENCH_HTTP2_ARGS:-}
 if [ "$(nproc)" -ge 6 ]; then
     /usr/bin/python3 bench/scaling.py ${BENCH_SCALING_ARGS:-}
