@@ -19,17 +19,15 @@ Usage: bench/auth.py [--duration S] [--rounds N] [--cost N] [--only a,b]
 Results: printed, and written to bench/results/auth-<date>.txt.
 """
 import base64
-import datetime
 import os
 import sys
 import tempfile
-import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, start_balancer, stop_all  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -80,19 +78,10 @@ def main():
     head, rows = benchlib.peer_table(res, only, (("good", "right password"), ("wrong", "wrong password (all 401)")),
                                      (("rps", "req/s", "%.0f"), ("per_cpu", "requests per CPU-s", "%.0f"),
                                      ("cpu_us", "CPU us per request", "%.1f")))
-    notes = [
-        "sluice auth bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("auth", "auth", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); wrk -t1 -c50 keep-alive and 1 sluice-origin on CPU 1",
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/auth/*.in (the HTTP bench's plus Basic auth); one user, bcrypt cost %d" % args.cost,
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\nper window:\n" + \
-        "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "auth", datetime.datetime.now())
+    ], head, rows, lines)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ drivers change these lists and sets in place and never rebind them.
 Stdlib only. Only PIDs the driver started are ever signalled.
 """
 import argparse
+import datetime
 import os
 import platform
 import re
@@ -640,6 +641,22 @@ def peer_table(res, only, sections, metrics):
             rows.append(["%s: %s" % (label, what)] + [fmt % vals[p] for p in only] +
                         ["%.2f" % (vals["sluice"] / vals[o]) if vals[o] else "-" for o in peers])
     return head, rows
+
+
+def peer_report(stem, title, t_run, bg, args, setup, head, rows, lines, extra=""):
+    """Print and save a feature driver's results: the run's notes (title,
+    host, versions, setup lines, background load, rounds), the table, extra
+    text, and the per-window lines, to bench/results/STEM-<date>.txt."""
+    notes = ["sluice %s bench, %s (run took %.0fs)" % (
+                 title, datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+                 time.monotonic() - t_run),
+             host_note(), versions_note()] + list(setup[:1]) + \
+        ["background load before the run: %s" % fmt_load(bg)] + list(setup[1:]) + \
+        ["median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration)]
+    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\n" + extra + \
+        "per window:\n" + "\n".join(lines) + "\n"
+    print(text)
+    write_results(text, args.out, stem, datetime.datetime.now())
 
 
 def peer_rounds(bals, only, rounds, secs, windows):

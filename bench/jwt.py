@@ -17,7 +17,6 @@ Usage: bench/jwt.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/jwt-<date>.txt.
 """
 import base64
-import datetime
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "jwt")
 OPENSSL = "/usr/bin/openssl"
@@ -84,20 +83,11 @@ def main():
                                                  ("bad", "bad signature (all 401)")),
                                      (("rps", "req/s", "%.0f"), ("per_cpu", "requests per CPU-s", "%.0f"),
                                       ("cpu_us", "CPU us per request", "%.1f")))
-    notes = [
-        "sluice JWT bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("jwt", "JWT", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); wrk -t1 -c50 keep-alive and 1 sluice-origin on CPU 1",
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/jwt/*.in (the HTTP bench's plus an RS256 check of alg, signature and iss); "
         "NGINX OSS has no JWT check",
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\nper window:\n" + \
-        "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "jwt", datetime.datetime.now())
+    ], head, rows, lines)
 
 
 if __name__ == "__main__":

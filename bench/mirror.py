@@ -19,7 +19,6 @@ watchdog.
 Usage: bench/mirror.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/mirror-<date>.txt.
 """
-import datetime
 import json
 import os
 import statistics
@@ -30,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, log, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, log, start_balancer, stop_all  # noqa: E402
 import urllib.request  # noqa: E402  (after the path fix: bench/http/ is not the http package)
 
 TPL = os.path.join(HERE, "mirror")
@@ -100,19 +99,10 @@ def main():
     rows.append(["CPU us a copy adds per request"] + ["%.1f" % added[p] for p in only] + ratio)
     rows.append(["copies at the shadow per request"] + ["%.2f" % copies[p] for p in only] +
                 (["-"] if ratio else []))
-    notes = [
-        "sluice mirror bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("mirror", "mirror", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); wrk -t1 -c50 keep-alive, the origin and the shadow origin on CPU 1",
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/mirror/*.in (the HTTP bench's plus a shadow pool; 'mirror' copies every request)",
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\nper window:\n" + \
-        "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "mirror", datetime.datetime.now())
+    ], head, rows, lines)
 
 
 if __name__ == "__main__":

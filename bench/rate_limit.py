@@ -22,17 +22,15 @@ Every load loop is bounded in time, the whole run has a watchdog.
 Stdlib only. Usage: bench/rate_limit.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/rate-limit-<date>.txt.
 """
-import datetime
 import os
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import die, log, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import die, log, start_balancer, stop_all  # noqa: E402
 
 TPL_OFF = os.path.join(HERE, "http")
 TPL_ON = os.path.join(HERE, "rate_limit")
@@ -109,24 +107,16 @@ def main():
     row("over the limit: let through per second", None, None, "%.0f", ratios=False,
         fn=lambda p: statistics.median(r["passed"] / r["secs"] for r in res[p]["over"]))
     expect = OVER_RATE
-    notes = [
-        "sluice rate-limit bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("rate-limit", "rate-limit", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); wrk -t1 -c50 keep-alive and 1 sluice-origin on CPU 1",
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/rate_limit/*.in (the HTTP bench's plus a per-address limit); 'no limit' = bench/http/*.in",
         "limit never reached: %d/s burst 100; over the limit: %d/s burst %d, all 50 connections from 127.0.0.1"
         % (HIGH_RATE, OVER_RATE, OVER_BURST),
         "haproxy: stick table, gpc0_rate(1s) of the requests let through, deny 429 at >= rate (no burst)",
         "nginx: limit_req burst=N nodelay, status 429, refusals not logged",
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\n" + \
-        "over the limit, the promise: %d per second (+ burst %d once for sluice and nginx)\n\n" % (
-            expect, OVER_BURST) + "per window:\n" + "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "rate-limit", datetime.datetime.now())
+    ], head, rows, lines,
+        extra="over the limit, the promise: %d per second (+ burst %d once for sluice and nginx)\n\n" % (
+            expect, OVER_BURST))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ per connection, and the ratios. Every load loop is bounded in time, the
 whole run has a watchdog. Usage: bench/sni.py [--duration S] [--rounds N]
 [--only a,b]. Results: printed, and written to bench/results/sni-<date>.txt.
 """
-import datetime
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import (CLIENT_CPU, NGINX, Window, die, log, noisy, render_table,  # noqa: E402
+from benchlib import (CLIENT_CPU, Window, die, log, noisy,  # noqa: E402
                       start_balancer, stop_all)
 
 TPL = os.path.join(HERE, "sni")
@@ -139,20 +137,11 @@ def main():
                                      (("cps", "connections/s", "%.0f"),
                                       ("per_cpu", "connections per CPU-s", "%.0f"),
                                       ("cpu_us", "CPU us per connection", "%.1f")))
-    notes = [
-        "sluice SNI bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("sni", "SNI", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); h2load --h1 (%d new TLS connections per run, "
         "one request each), this script and the NGINX TLS origins on CPU 1" % CLIENTS,
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/sni/*.in; TLS is terminated by the origins only",
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\nper window:\n" + \
-        "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "sni", datetime.datetime.now())
+    ], head, rows, lines)
 
 
 if __name__ == "__main__":

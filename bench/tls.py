@@ -19,17 +19,15 @@ Every load loop is bounded in time, the whole run has a watchdog.
 Stdlib only. Usage: bench/tls.py [--duration S] [--rounds N] [--only a,b]
 Results: printed, and written to bench/results/tls-<date>.txt.
 """
-import datetime
 import os
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 import benchlib  # noqa: E402
-from benchlib import CURL, die, log, render_table, start_balancer, stop_all  # noqa: E402
+from benchlib import CURL, die, log, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "tls")
 OPENSSL = "/usr/bin/openssl"
@@ -94,19 +92,10 @@ def main():
     head, rows = benchlib.peer_table(res, only, (("keepalive", "HTTPS keep-alive"), ("close", "HTTPS, a TLS connection per request")),
                                      (("per_cpu", "requests per CPU-s", "%.0f"), ("rps", "req/s", "%.0f"),
                                      ("cpu_us", "CPU us per request", "%.1f")))
-    notes = [
-        "sluice TLS bench, %s (run took %.0fs)" % (
-            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), time.monotonic() - t_run),
-        benchlib.host_note(), benchlib.versions_note(),
+    benchlib.peer_report("tls", "TLS", t_run, bg, args, [
         "balancers pinned to CPU 0 (one worker each); wrk -t1 -c50 over HTTPS and 1 sluice-origin on CPU 1",
-        "background load before the run: %s" % benchlib.fmt_load(bg),
         "configs: bench/tls/*.in (the HTTP bench's plus TLS, one ECDSA P-256 certificate)",
-        "median of %d rounds, %ds windows, order rotated per round" % (args.rounds, args.duration),
-    ]
-    text = "\n".join(notes) + "\n\n" + render_table(head, rows) + "\n\nper window:\n" + \
-        "\n".join(lines) + "\n"
-    print(text)
-    benchlib.write_results(text, args.out, "tls", datetime.datetime.now())
+    ], head, rows, lines)
 
 
 if __name__ == "__main__":
