@@ -49,6 +49,23 @@ const struct balance_ops *balance_ops_for(enum balance_kind kind)
     return &balance_p2c;
 }
 
+void pool_listed_init(struct pool *p)
+{
+    const struct conf_pool *conf = p->conf;
+
+    p->nlisted = (uint32_t)conf->nbackends;
+    for (uint32_t i = 0; i < p->nlisted; i++) {
+        struct backend *b = &p->backends[i];
+        b->conf = &conf->backends[i];
+        b->pool = p;
+        b->index = i;
+        atomic_init(&b->state, BACKEND_UP);
+        atomic_init(&b->weight, conf->backends[i].weight);
+        atomic_init(&b->ramp_permille, 1000);
+        b->sticky_id = sticky_id_for(conf->name, conf->backends[i].name);
+    }
+}
+
 int pool_init(struct pool *p, const struct conf_pool *conf)
 {
     memset(p, 0, sizeof(*p));
@@ -61,16 +78,7 @@ int pool_init(struct pool *p, const struct conf_pool *conf)
     p->backends = calloc(p->nbackends, sizeof(*p->backends));
     if (!p->backends)
         return -1;
-    for (uint32_t i = 0; i < p->nbackends; i++) {
-        struct backend *b = &p->backends[i];
-        b->conf = &conf->backends[i];
-        b->pool = p;
-        b->index = i;
-        atomic_init(&b->state, BACKEND_UP);
-        atomic_init(&b->weight, conf->backends[i].weight);
-        atomic_init(&b->ramp_permille, 1000);
-        b->sticky_id = sticky_id_for(conf->name, conf->backends[i].name);
-    }
+    pool_listed_init(p);
     return 0;
 }
 

@@ -94,6 +94,8 @@ struct pool {
     _Atomic uint64_t mirror_skipped;          /* ... not sent (limit, body not kept) */
     struct tls_client *tls;                   /* with `tls`: built by the runtime, read-only */
     struct conf_backend *slots;               /* discovery: each backend's conf; NULL otherwise */
+    uint32_t nlisted;                         /* backends[0..nlisted) are the config's own;
+                                                 discovery slots follow them */
     _Atomic uint64_t discovery_resolutions;   /* discovery: answers applied */
     _Atomic uint64_t discovery_failures;      /* ... and resolutions that failed */
 };

@@ -21,6 +21,8 @@
  * A discovery pool's backends are conf->discovery.max_backends slots, all
  * vacant at first. */
 int pool_slots_init(struct pool *p);
+/* backends[0..conf->nbackends): the config's own, UP at their weights. */
+void pool_listed_init(struct pool *p);
 void pool_slots_free(struct pool *p);
 
 /* ---- weighted draws (draw.c) ----

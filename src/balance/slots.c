@@ -2,7 +2,8 @@
  * (src/discovery/ decides what goes in and out). The backend array never
  * moves or grows, because workers index their balancers, idle connection
  * lists and counters by backend; a slot is filled with a backend when an
- * address appears and vacated when it has gone and nothing uses it. */
+ * address appears and vacated when it has gone and nothing uses it. The
+ * pool's listed backends, if it has any, come first and are never slots. */
 #include "balance/balance.h"
 #include "balance/internal.h"
 
@@ -17,7 +18,7 @@ static char slot_no_name[] = "";
 
 int pool_slots_init(struct pool *p)
 {
-    uint32_t n = p->conf->discovery.max_backends;
+    uint32_t n = (uint32_t)p->conf->nbackends + p->conf->discovery.max_backends;
 
     p->backends = calloc(n, sizeof(*p->backends));
     p->slots = calloc(n, sizeof(*p->slots));
@@ -29,10 +30,13 @@ int pool_slots_init(struct pool *p)
         return -1;
     }
     p->nbackends = n;
+    pool_listed_init(p);          /* the config's own backends come first */
     for (uint32_t i = 0; i < n; i++) {
         struct backend *b = &p->backends[i];
         p->slots[i].name = slot_no_name;
         p->slots[i].address_text = slot_no_name;
+        if (i < p->nlisted)
+            continue;
         b->conf = &p->slots[i];
         b->pool = p;
         b->index = i;

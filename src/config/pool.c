@@ -328,12 +328,11 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
                               owner);
     }
     if ((n = config_map_get(map, "discovery"))) {
-        const struct config_node *k = config_map_get(map, "backends");
         config_read_pool_discovery(d, p, owner, n);
-        if (k)
-            config_diag_error(d, k->line, k->col, "%s: a pool takes backends or discovery, "
-                              "not both", owner);
-        else if (p->discovery.max_backends > CONFIG_MAX_BACKENDS - *total_backends)
+        /* Listed backends stay whatever DNS says; discovered ones join them. */
+        if (config_map_get(map, "backends"))
+            config_read_backends(d, cfg, p, owner, map, total_backends);
+        if (p->discovery.max_backends > CONFIG_MAX_BACKENDS - *total_backends)
             config_diag_error(d, n->line, n->col, "%s: discovery.max_backends: more than %d "
                               "backends in all pools together are not supported", owner,
                               CONFIG_MAX_BACKENDS);

@@ -244,6 +244,25 @@ static void slot_remove(struct backend *b, struct slot_info *si)
     }
 }
 
+/* A pool may list backends besides its discovered ones: an address DNS
+ * gives that one of them has already (or whose text names one) is not a
+ * second backend, and the listed one stays as the config has it. Keeps
+ * found[0..n) in order; returns how many remain. */
+static size_t drop_listed(const struct pool *p, struct found *found, size_t n)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (uint32_t k = 0; k < p->nlisted && !listed; k++)
+            listed = addr_equal(&p->backends[k].conf->address, &found[i].addr) ||
+                     strcmp(p->backends[k].conf->name, found[i].text) == 0;
+        if (!listed)
+            found[kept++] = found[i];
+    }
+    return kept;
+}
+
 static void apply(struct discovery_pool *dp)
 {
     struct pool *p = dp->pool;
@@ -254,10 +273,11 @@ static void apply(struct discovery_pool *dp)
     for (size_t i = 0; i < dp->nfound; i++)      /* the same address twice is one */
         if (n == 0 || strcmp(dp->found[n - 1].text, dp->found[i].text) != 0)
             dp->found[n++] = dp->found[i];
-    if (n > p->nbackends) {
+    n = drop_listed(p, dp->found, n);
+    if (n > p->nbackends - p->nlisted) {
         log_warn("event=discovery_truncated pool=%s dns=%s addresses=%zu max_backends=%u",
-                 p->conf->name, dp->conf->dns, n, p->nbackends);
-        n = p->nbackends;
+                 p->conf->name, dp->conf->dns, n, p->nbackends - p->nlisted);
+        n = p->nbackends - p->nlisted;
     }
     for (uint32_t i = 0; i < p->nbackends; i++)
         dp->slots[i].seen = false;

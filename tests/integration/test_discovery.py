@@ -438,3 +438,28 @@ def test_respect_ttl_srv(procs, dns):
     n = len(query_times_since(dns, t0))
     assert 2 <= n <= 8, n
 
+
+
+def test_listed_and_discovered_backends_in_one_pool(procs, dns):
+    # A fixed backend (o2, listed) and the ones DNS gives (o3, o4). The
+    # listed one serves whatever DNS says, an empty answer included; an
+    # address of it in DNS is not a second backend.
+    oport, _ = origins_on(procs, ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    dns.set_a("app.test", ["127.0.0.3"])
+    pool_extra = f"    backends: [{{name: fixed, address: '127.0.0.2:{oport}'}}]\n"
+    _, port, aport = start(procs, dns, oport, pool_extra=pool_extra)
+    assert served_by(port, 10) == {"o2": 5, "o3": 5}
+    assert sorted(status(aport)) == [f"127.0.0.3:{oport}", "fixed"]
+
+    dns.set_a("app.test", ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+    wait_for(lambda: sorted(status(aport)) == [f"127.0.0.3:{oport}", f"127.0.0.4:{oport}", "fixed"],
+             timeout=5, what="o4 to join, and o2 not to come twice")
+    time.sleep(0.5)
+    assert sorted(status(aport)) == [f"127.0.0.3:{oport}", f"127.0.0.4:{oport}", "fixed"]
+    assert served_by(port, 12) == {"o2": 4, "o3": 4, "o4": 4}
+
+    dns.remove("app.test")                       # NXDOMAIN: the discovered ones drain
+    wait_for(lambda: sorted(status(aport)) == ["fixed"], timeout=5,
+             what="the discovered backends to leave")
+    assert status(aport)["fixed"]["state"] == "UP"
+    assert served_by(port, 4) == {"o2": 4}

@@ -543,8 +543,8 @@ static const struct bad_case bad_cases[] = {
       "set health_check.timeout too" },
 
     /* discovery */
-    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80}, backends: [{address: 127.0.0.1:1}]}]\n",
-      "2:69", "a pool takes backends or discovery, not both" },
+    { LST "pools: [{name: app, discovery: {dns: app.test, port: 80}, backends: []}]\n",
+      "2:69", "backends: must list at least one backend" },
     { LST "pools: [{name: app, discovery: {dns: app.test}}]\n",
       "2:32", "missing required key 'discovery.port'" },
     { LST "pools: [{name: app, discovery: {port: 80}}]\n",
