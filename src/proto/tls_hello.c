@@ -18,34 +18,33 @@ static size_t get16(const uint8_t *p)
     return (size_t)p[0] << 8 | p[1];
 }
 
-/* A host_name as a DNS name: letters, digits, '-', '_' and dots between
- * labels of 1..63 bytes. Copied in lower case; name is left "" when it is
- * not one. */
-static void take_name(const uint8_t *p, size_t n, char *name)
+bool tls_hello_name(const uint8_t *p, size_t n, char *name)
 {
     size_t label = 0;
 
+    name[0] = '\0';
     if (n == 0 || n > TLS_HELLO_NAME_MAX)
-        return;
+        return false;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
         if (c == '.') {
             if (label == 0)
-                return;
+                return false;
             label = 0;
         } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                    c == '-' || c == '_') {
             if (++label > 63)
-                return;
+                return false;
         } else {
-            return;
+            return false;
         }
     }
     if (label == 0)
-        return;            /* a final dot, or an empty last label */
+        return false;      /* a final dot, or an empty last label */
     for (size_t i = 0; i < n; i++)
         name[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
     name[n] = '\0';
+    return true;
 }
 
 /* The server_name extension's body. */
@@ -64,7 +63,7 @@ static int read_server_name(const uint8_t *p, size_t n, char *name)
         if (len > n - at - 3)
             return TLS_HELLO_NOT_TLS;
         if (p[at] == NAME_TYPE_HOST && name[0] == '\0')
-            take_name(p + at + 3, len, name);   /* not a DNS name: as if no SNI */
+            tls_hello_name(p + at + 3, len, name);   /* not a DNS name: as if no SNI */
         at += 3 + len;
     }
     return TLS_HELLO_OK;

@@ -11,6 +11,7 @@
 #ifndef SLUICE_PROTO_TLS_HELLO_H
 #define SLUICE_PROTO_TLS_HELLO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,11 @@ enum tls_hello_result {
     TLS_HELLO_OK = 1,             /* a whole ClientHello; name set ("" without SNI) */
     TLS_HELLO_NOT_TLS = -1,       /* not a TLS handshake, or a malformed or too long one */
 };
+
+/* Copy the n bytes at p to name (of TLS_HELLO_NAME_MAX + 1 bytes) in lower
+ * case if they are a DNS name: letters, digits, '-' and '_' in labels of
+ * 1..63 bytes between single dots. false, and name "", when they are not. */
+bool tls_hello_name(const uint8_t *p, size_t n, char *name);
 
 /* Read the ClientHello at p[0..n). On TLS_HELLO_OK, name (of
  * TLS_HELLO_NAME_MAX + 1 bytes) holds the host_name of the server_name

@@ -32,27 +32,32 @@ void access_log_l4(const struct access_l4 *r)
         baddr[1] = '\0';
     }
     /* Names come from the config, which refuses quotes and control bytes in
-     * them, so they need no escaping here. */
+     * them, and a server name is a checked DNS name (tls_hello_name), so
+     * they need no escaping here. */
     if (format == ACCESS_FORMAT_JSON) {
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"proto\":\"%s\",\"listener\":\"%s\",\"client\":\"%s\","
                      "\"pool\":\"%s\",\"backend\":%s%s%s,\"backend_address\":%s%s%s,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_ms\":%.3f,"
-                     "\"duration_ms\":%.3f,\"tries\":%u,\"end\":\"%s\"}\n",
+                     "\"duration_ms\":%.3f,\"tries\":%u,\"end\":\"%s\"%s%s%s%s}\n",
                      when, r->proto, r->listener, client, r->pool,
                      r->backend ? "\"" : "", r->backend ? bname : "null", r->backend ? "\"" : "",
                      r->backend ? "\"" : "", r->backend ? baddr : "null", r->backend ? "\"" : "",
                      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
                      (double)r->connect_us / 1000.0, (double)r->duration_us / 1000.0, r->tries,
-                     end_reason_name(r->end));
+                     end_reason_name(r->end), r->routed ? ",\"server_name\":" : "",
+                     r->routed && r->server_name ? "\"" : "",
+                     r->routed ? (r->server_name ? r->server_name : "null") : "",
+                     r->routed && r->server_name ? "\"" : "");
     } else {
         n = snprintf(line, sizeof(line),
                      "%s %s %s %s %s/%s %s in=%llu out=%llu connect_ms=%.3f duration_ms=%.3f "
-                     "tries=%u end=%s\n",
+                     "tries=%u end=%s%s%s\n",
                      when, r->proto, r->listener, client, r->pool, bname, baddr,
                      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
                      (double)r->connect_us / 1000.0, (double)r->duration_us / 1000.0, r->tries,
-                     end_reason_name(r->end));
+                     end_reason_name(r->end), r->routed ? " sni=" : "",
+                     r->routed ? (r->server_name ? r->server_name : "-") : "");
     }
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);

@@ -27,6 +27,8 @@ struct access_l4 {
     uint64_t connect_us;
     unsigned tries;
     enum end_reason end;
+    bool routed;                 /* a tcp listener with routes: server_name is logged */
+    const char *server_name;     /* the TLS server name routes saw; NULL = none */
 };
 
 /* One line per HTTP exchange:

@@ -82,6 +82,7 @@ struct tcp_session {
     int tls_want;               /* handshake: TLS_WANT_READ/WRITE it waits for */
     SSL *btls;                  /* a pool with tls: the backend side; NULL = plain */
     int btls_want;
+    char *server_name;          /* routes: the TLS server name they saw (a DNS name) */
     struct tcp_session *prev, *next;
 };
 
@@ -181,6 +182,8 @@ static void log_session(struct tcp_session *s, enum end_reason why)
         .connect_us = s->connect_us,
         .tries = s->tries,
         .end = why,
+        .routed = s->l->routes != NULL,
+        .server_name = s->server_name,
     };
 
     if (s->tries == 0)
@@ -229,6 +232,7 @@ static void session_end(struct tcp_session *s, enum end_reason why)
 
 static void session_free(struct tcp_session *s)
 {
+    free(s->server_name);
     free(s);
 }
 
@@ -573,13 +577,19 @@ static void route_connection(struct tcp_session *s, const char *server_name)
     struct route_request rr = {0};
     const struct conf_route *route;
     struct conf_pool *cp = NULL;
+    char name[TLS_HELLO_NAME_MAX + 1];
 
     timer_cancel(&s->w->loop.timers, &s->timer);
+    /* What the client sent as its name is logged and matched only as a
+     * lower-case DNS name (a terminating listener's comes from OpenSSL
+     * unchecked); anything else counts as no name. */
+    if (server_name && tls_hello_name((const uint8_t *)server_name, strlen(server_name), name))
+        s->server_name = strdup(name);
     if (s->up.buf && buf_len(s->up.buf) == 0) {
         buf_put(&s->w->bufs, s->up.buf);   /* the pump holds a buffer only with bytes in it */
         s->up.buf = NULL;
     }
-    rr.host.p = server_name ? server_name : "";
+    rr.host.p = s->server_name ? s->server_name : "";
     rr.host.len = (uint32_t)strlen(rr.host.p);
     rr.path.p = "/";
     rr.path.len = 1;

@@ -105,6 +105,11 @@ def test_routes_pick_the_pool_by_server_name(procs, pki, origins):
     assert "a.test" in origins["api"].asked
     s.stop()
     assert any('server_name="x.b.test" route=2 pool=web' in l for l in s.log_lines("tcp_route"))
+    # The access log names the server name each connection was routed on.
+    log = s.stdout().splitlines()
+    assert any(" web/web1 " in l and l.endswith(" sni=x.b.test") for l in log), log
+    assert any(" api/api1 " in l and l.endswith(" sni=a.test") for l in log), log
+    assert any(" default/default1 " in l and l.endswith(" sni=-") for l in log), log
 
 
 def test_a_hello_in_pieces_and_after_a_proxy_header(procs, pki, origins):
