@@ -22,6 +22,7 @@
 #include "core/runtime.h"
 #include "core/version.h"
 #include "core/worker.h"
+#include "proto/tls.h"
 #include "discovery/discovery.h"
 #include "peers/peers.h"
 #include "health/health.h"
@@ -424,6 +425,10 @@ static int run(const char *path)
         fprintf(stderr, "sluice: cannot start helper threads: %s\n", strerror(-err));
         abort();
     }
+    if ((err = tls_ocsp_fetcher_start()) < 0) {
+        fprintf(stderr, "sluice: cannot start the OCSP fetcher thread: %s\n", strerror(-err));
+        abort();
+    }
     for (uint32_t i = 0; i < m.nworkers; i++) {
         if ((err = worker_start(&m.workers[i])) < 0) {
             fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));
@@ -453,6 +458,7 @@ static int run(const char *path)
 out_workers:
     free(m.workers);
 out_rt:
+    tls_ocsp_fetcher_stop();      /* before the contexts it fetches for go */
     loop_destroy(&m.loop);
     runtime_destroy(&m.rt);
 out_cfg:

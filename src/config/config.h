@@ -352,6 +352,7 @@ struct conf_tls_cert {
     char *cert;                  /* PEM: the certificate, then its chain */
     char *key;                   /* PEM private key */
     char *ocsp;                  /* DER OCSP response to staple; NULL = none */
+    bool ocsp_auto;              /* `ocsp: auto`: fetched from the responder */
 };
 
 struct conf_tls {

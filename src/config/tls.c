@@ -69,8 +69,14 @@ static void read_cert(struct config_diag *d, const char *owner, const struct con
     }
     c->cert = config_strdup(d, cert);
     c->key = config_strdup(d, key);
-    if ((on = config_map_get(map, "ocsp")) &&
-        config_want_string(d, owner, "tls.certificates[].ocsp", on, &ocsp) == 0) {
+    if ((on = config_map_get(map, "ocsp")) && on->kind == CONFIG_NODE_SCALAR && on->plain &&
+        on->text && strcmp(on->text, "auto") == 0) {
+        if (tls_ocsp_auto_usable(cert, err, sizeof(err)) < 0)
+            config_diag_error(d, on->line, on->col, "%s: tls.certificates[].ocsp: auto: %s",
+                              owner, err);
+        else
+            c->ocsp_auto = true;
+    } else if (on && config_want_string(d, owner, "tls.certificates[].ocsp", on, &ocsp) == 0) {
         struct tls_ocsp *o = NULL;
         int rc = tls_ocsp_load(cert, ocsp, &o, err, sizeof(err));
 

@@ -178,7 +178,18 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, enum tls_alpn alpn, cha
         t->certs[t->n].ctx = ctx;
         t->certs[t->n].leaf = SSL_CTX_get0_certificate(ctx);
         t->n++;
-        if (conf->certs[i].ocsp) {
+        if (conf->certs[i].ocsp_auto) {
+            char why[512];
+            struct tls_ocsp *o = tls_ocsp_auto_new(conf->certs[i].cert, why, sizeof(why));
+
+            if (!o) {
+                snprintf(err, errlen, "ocsp: auto: %s", why);
+                tls_ctx_free(t);
+                return NULL;
+            }
+            t->certs[t->n - 1].ocsp = o;
+            tls_ocsp_attach(ctx, o);
+        } else if (conf->certs[i].ocsp) {
             struct tls_ocsp *o;
             char why[512];
             int rc = tls_ocsp_load(conf->certs[i].cert, conf->certs[i].ocsp, &o, why, sizeof(why));

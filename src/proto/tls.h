@@ -40,6 +40,16 @@ struct tls_ocsp;
 int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp **out,
                   char *err, size_t errlen);
 void tls_ocsp_free(struct tls_ocsp *o);
+/* ocsp: auto: nothing stapled until the fetcher thread (tls_ocsp_fetch.c)
+ * has a good answer from the certificate's responder. NULL with why in err
+ * (no responder URL, not http://, no issuer in the chain). */
+struct tls_ocsp *tls_ocsp_auto_new(const char *cert_path, char *err, size_t errlen);
+/* The same checks for `sluice check`, without an entry. 0 or -1. */
+int tls_ocsp_auto_usable(const char *cert_path, char *err, size_t errlen);
+/* The fetcher thread: started once every context is built (a no-op
+ * without ocsp: auto), stopped before any is freed. 0 or -errno. */
+int tls_ocsp_fetcher_start(void);
+void tls_ocsp_fetcher_stop(void);
 /* Staple o on ctx's handshakes that ask for it, while it is current. */
 void tls_ocsp_attach(SSL_CTX *ctx, struct tls_ocsp *o);
 

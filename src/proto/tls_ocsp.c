@@ -2,10 +2,10 @@
  * for a certificate, fetched by the operator's job (`openssl ocsp`,
  * certbot, a cron script) and sent to clients that ask for it in the
  * handshake (status_request), as NGINX's ssl_stapling_file and HAProxy's
- * .ocsp files do. sluice itself never contacts the responder: a handshake
- * must not wait on a third party, and a process that only reads files is
- * dull to run. */
-#include "proto/tls.h"
+ * .ocsp files do; and the callback that staples, for those and for the
+ * responses tls_ocsp_fetch.c fetches (`ocsp: auto`). A handshake never
+ * waits on the responder. */
+#include "proto/tls_ocsp_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,15 +17,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define OCSP_MAX_BYTES (64 * 1024)
-#define OCSP_CLOCK_SKEW_S 300
-
-/* Owner: the listener's struct tls_ctx (one per certificate). */
-struct tls_ocsp {
-    unsigned char *der;
-    long len;
-    time_t next_update;          /* stapled until then; (time_t)-1: no nextUpdate given */
-};
+#define OCSP_MAX_BYTES TLS_OCSP_MAX_BYTES
+#define OCSP_CLOCK_SKEW_S TLS_OCSP_CLOCK_SKEW_S
 
 static unsigned char *read_file(const char *path, long *len, char *err, size_t errlen)
 {
@@ -49,10 +42,8 @@ static unsigned char *read_file(const char *path, long *len, char *err, size_t e
     return buf;
 }
 
-/* The certificate (first) and its issuer (the chain's certificate that
- * issued it) from a PEM file. */
-static int leaf_and_issuer(const char *cert_path, X509 **leaf, X509 **issuer, char *err,
-                           size_t errlen)
+int tls_ocsp_leaf_and_issuer(const char *cert_path, X509 **leaf, X509 **issuer, char *err,
+                             size_t errlen)
 {
     BIO *b = BIO_new_file(cert_path, "r");
     X509 *x;
@@ -80,7 +71,7 @@ static int leaf_and_issuer(const char *cert_path, X509 **leaf, X509 **issuer, ch
     return 0;
 }
 
-static time_t to_time(const ASN1_GENERALIZEDTIME *t)
+time_t tls_ocsp_time(const ASN1_GENERALIZEDTIME *t)
 {
     struct tm tm;
 
@@ -107,7 +98,7 @@ int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp 
     if (!(der = read_file(ocsp_path, &len, err, errlen)))
         return -1;
     p = der;
-    if (leaf_and_issuer(cert_path, &leaf, &issuer, err, errlen) < 0)
+    if (tls_ocsp_leaf_and_issuer(cert_path, &leaf, &issuer, err, errlen) < 0)
         goto out;
     if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, len)) || p != der + len) {
         snprintf(err, errlen, "'%s' is not an OCSP response (DER, as `openssl ocsp -respout` "
@@ -134,9 +125,10 @@ int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp 
         snprintf(err, errlen, "out of memory");
         goto out;
     }
+    pthread_mutex_init(&o->lock, NULL);
     o->der = der;
     o->len = len;
-    o->next_update = to_time(next_upd);
+    o->next_update = tls_ocsp_time(next_upd);
     der = NULL;
     *out = o;
     rc = 0;
@@ -155,10 +147,64 @@ out:
     return rc;
 }
 
+struct tls_ocsp *tls_ocsp_auto_new(const char *cert_path, char *err, size_t errlen)
+{
+    struct tls_ocsp *o = calloc(1, sizeof(*o));
+
+    if (!o || !(o->cert_path = strdup(cert_path))) {
+        free(o);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&o->lock, NULL);
+    o->is_auto = true;
+    o->next_update = (time_t)-1;
+    if (tls_ocsp_auto_check(cert_path, &o->url, &o->leaf, &o->issuer, err, errlen) < 0) {
+        tls_ocsp_free(o);
+        return NULL;
+    }
+    tls_ocsp_auto_register(o);
+    return o;
+}
+
+int tls_ocsp_auto_usable(const char *cert_path, char *err, size_t errlen)
+{
+    X509 *leaf, *issuer;
+    char *url;
+
+    if (tls_ocsp_auto_check(cert_path, &url, &leaf, &issuer, err, errlen) < 0)
+        return -1;
+    free(url);
+    X509_free(leaf);
+    X509_free(issuer);
+    return 0;
+}
+
+void tls_ocsp_set(struct tls_ocsp *o, unsigned char *der, long len, time_t next_update)
+{
+    unsigned char *old;
+
+    pthread_mutex_lock(&o->lock);
+    old = o->der;
+    o->der = der;
+    o->len = der ? len : 0;
+    o->next_update = next_update;
+    pthread_mutex_unlock(&o->lock);
+    free(old);
+}
+
 void tls_ocsp_free(struct tls_ocsp *o)
 {
-    if (o)
-        free(o->der);
+    if (!o)
+        return;
+    if (o->is_auto)
+        tls_ocsp_auto_unregister(o);
+    free(o->der);
+    free(o->cert_path);
+    free(o->url);
+    X509_free(o->leaf);
+    X509_free(o->issuer);
+    pthread_mutex_destroy(&o->lock);
     free(o);
 }
 
@@ -166,14 +212,22 @@ void tls_ocsp_free(struct tls_ocsp *o)
  * it is current. OpenSSL frees what it is given. */
 static int on_status(SSL *s, void *arg)
 {
-    const struct tls_ocsp *o = arg;
-    unsigned char *copy;
+    struct tls_ocsp *o = arg;
+    unsigned char *copy = NULL;
+    long len = 0;
 
-    if (!o || (o->next_update != (time_t)-1 && time(NULL) > o->next_update + OCSP_CLOCK_SKEW_S))
+    if (!o)
         return SSL_TLSEXT_ERR_NOACK;
-    if (!(copy = OPENSSL_memdup(o->der, (size_t)o->len)))
+    pthread_mutex_lock(&o->lock);
+    if (o->der && (o->next_update == (time_t)-1 ||
+                   time(NULL) <= o->next_update + OCSP_CLOCK_SKEW_S)) {
+        copy = OPENSSL_memdup(o->der, (size_t)o->len);
+        len = o->len;
+    }
+    pthread_mutex_unlock(&o->lock);
+    if (!copy)
         return SSL_TLSEXT_ERR_NOACK;
-    if (SSL_set_tlsext_status_ocsp_resp(s, copy, o->len) != 1) {
+    if (SSL_set_tlsext_status_ocsp_resp(s, copy, len) != 1) {
         OPENSSL_free(copy);
         return SSL_TLSEXT_ERR_NOACK;
     }

@@ -657,6 +657,157 @@ def test_ocsp_errors_in_check(pki, tmp_path):
                          r.stderr), (want, r.stderr)
 
 
+def ocsp_auto_cert(pki, tmp_path, responder_port, state="V"):
+    """A certificate for ocsp.test whose Authority Information Access names
+    an OCSP responder on responder_port, signed by the test CA; its chain
+    file (leaf then CA), key, and an `openssl ocsp` index saying state."""
+    d = tmp_path
+    key, csr, crt, ext = (str(d / f"ocsp.{x}") for x in ("key", "csr", "pem", "ext"))
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:ocsp.test\n"
+                f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{responder_port}/\n")
+    run(OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/O=Example/CN=ocsp.test")
+    run(OPENSSL, "x509", "-req", "-in", csr, "-CA", pki["ca"], "-CAkey", str(pki["dir"] / "ca.key"),
+        "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext)
+    serial = subprocess.run([OPENSSL, "x509", "-in", crt, "-noout", "-serial"], check=True,
+                            capture_output=True, text=True).stdout.strip().split("=")[1]
+    idx = d / "ocsp-index.txt"
+    revoked = "260101000000Z" if state == "R" else ""
+    idx.write_text(f"{state}\t301231000000Z\t{revoked}\t{serial}\tunknown\t/O=Example/CN=ocsp.test\n")
+    chain = d / "ocsp-chain.pem"
+    chain.write_text(open(crt).read() + open(pki["ca"]).read())
+    return str(chain), key, str(idx)
+
+
+class OcspResponder:
+    """The CA's OCSP responder on loopback: an HTTP server that hands each
+    POSTed request to `openssl ocsp` (with the index) and returns its DER
+    answer. Counts the requests it answered."""
+
+    def __init__(self, pki, idx, tmp_path, signer=None):
+        import http.server
+        import threading
+        answered = self.answered = []
+        signer = signer or (pki["ca"], str(pki["dir"] / "ca.key"))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                req = tmp_path / f"req-{len(answered)}.der"
+                out = tmp_path / f"resp-{len(answered)}.der"
+                req.write_bytes(self.rfile.read(int(self.headers["Content-Length"])))
+                run(OPENSSL, "ocsp", "-index", idx, "-rsigner", signer[0], "-rkey",
+                    signer[1], "-CA", pki["ca"], "-reqin", str(req),
+                    "-respout", str(out), "-ndays", "1")
+                body = out.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                answered.append(len(body))
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ocsp_auto_config(port, origin, chain, key):
+    return (f"workers: 1\nlog: {{level: info, access: stdout}}\nlisteners:\n"
+            f"  - name: web\n    bind: 127.0.0.1:{port}\n    mode: http\n    pool: app\n"
+            f"    tls: {{certificates: [{{cert: {chain}, key: {key}, ocsp: auto}}]}}\n"
+            f"pools:\n  - name: app\n    backends: [{{address: {origin}}}]\n")
+
+
+def test_ocsp_auto_fetches_from_the_responder(procs, pki, tmp_path):
+    o = procs.origin("b1")
+    port = free_port()
+    idx = str(tmp_path / "ocsp-index.txt")
+    responder = OcspResponder(pki, idx, tmp_path)
+    chain, key, _ = ocsp_auto_cert(pki, tmp_path, responder.port)
+    try:
+        s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+        wait_for(lambda: s.log_lines("tls_ocsp_fetched"), timeout=10, what="the first fetch")
+        out = s_client_status(port, "ocsp.test")
+        assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
+        r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
+                            f"ocsp.test:{port}:127.0.0.1", f"https://ocsp.test:{port}/"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and r.stdout.strip() == "b1", r.stderr
+        line = s.log_lines("tls_ocsp_fetched")[0]
+        # A one-day response is fetched again within the hour.
+        assert "refresh_in_s=3600" in line, line
+        assert len(responder.answered) == 1      # nothing more until the refresh
+    finally:
+        responder.stop()
+
+
+def test_ocsp_auto_without_a_responder_staples_nothing(procs, pki, tmp_path):
+    o = procs.origin("b1")
+    rport, port = free_port(), free_port()          # nothing listens on rport
+    chain, key, _ = ocsp_auto_cert(pki, tmp_path, rport)
+    s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+    wait_for(lambda: s.log_lines("tls_ocsp_fetch_failed"), timeout=10, what="a failed fetch")
+    assert "retry_in_s=60" in s.log_lines("tls_ocsp_fetch_failed")[0]
+    # Handshakes go on, without a staple.
+    out = s_client_status(port, "ocsp.test")
+    assert "OCSP response: no response sent" in out, out
+
+
+def test_ocsp_auto_refuses_a_revoked_certificate(procs, pki, tmp_path):
+    o = procs.origin("b1")
+    port = free_port()
+    idx = str(tmp_path / "ocsp-index.txt")
+    responder = OcspResponder(pki, idx, tmp_path)
+    chain, key, _ = ocsp_auto_cert(pki, tmp_path, responder.port, state="R")
+    try:
+        s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+        wait_for(lambda: s.log_lines("tls_ocsp_not_good"), timeout=10, what="the revoked answer")
+        assert "status=revoked" in s.log_lines("tls_ocsp_not_good")[0]
+        assert "OCSP response: no response sent" in s_client_status(port, "ocsp.test")
+    finally:
+        responder.stop()
+
+
+def test_ocsp_auto_refuses_an_answer_the_issuer_did_not_sign(procs, pki, tmp_path):
+    # Signed with b.test's key: a certificate of the same CA, but not one it
+    # made an OCSP responder.
+    o = procs.origin("b1")
+    port = free_port()
+    idx = str(tmp_path / "ocsp-index.txt")
+    responder = OcspResponder(pki, idx, tmp_path, signer=pki["b"])
+    chain, key, _ = ocsp_auto_cert(pki, tmp_path, responder.port)
+    try:
+        s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+        wait_for(lambda: s.log_lines("tls_ocsp_fetch_failed"), timeout=10, what="the refusal")
+        assert "does not verify" in s.log_lines("tls_ocsp_fetch_failed")[0]
+        assert responder.answered
+        assert "OCSP response: no response sent" in s_client_status(port, "ocsp.test")
+    finally:
+        responder.stop()
+
+
+def test_ocsp_auto_needs_a_responder_url(pki, tmp_path):
+    _, chain = ocsp_response(pki, tmp_path, "a")      # a.test's names no responder
+    path = tmp_path / "auto.yaml"
+    path.write_text("listeners:\n  - name: web\n    bind: 127.0.0.1:8443\n    mode: http\n"
+                    "    pool: app\n    tls:\n      certificates:\n"
+                    f"        - {{cert: {chain}, key: {pki['a'][1]}, ocsp: auto}}\n"
+                    "pools:\n  - name: app\n    backends: [{address: 127.0.0.1:1}]\n")
+    r = subprocess.run([SLUICE, "check", "-c", str(path)], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 1
+    assert re.search(rf"{path}:8:\d+: error: .*ocsp: auto: .*names no OCSP responder", r.stderr), \
+        r.stderr
+
+
 def test_the_tls_example_runs(procs, pki, tmp_path):
     """examples/tls.yaml with the test's certificates, ports and origins in
     place of /etc/sluice's, 443, 80 and 10.0.x.x: sluice check accepts it,

@@ -1,0 +1,425 @@
+/* OCSP stapling with responses sluice fetches itself (`ocsp: auto`), as
+ * NGINX's `ssl_stapling on` does: one helper thread asks the responder
+ * named in each certificate (its Authority Information Access, plain
+ * HTTP) and keeps the answer current. Handshakes never wait for it: until
+ * a first good answer arrives, and after the last one expires, nothing is
+ * stapled and clients ask the responder themselves.
+ *
+ * An answer is stapled only when it is a successful response about this
+ * certificate, signed by its issuer (or a responder the issuer delegated
+ * to), current, and "good". It is fetched again when half of its validity
+ * has passed (at most an hour later, at least a minute); a failed fetch is
+ * tried again after a minute, then up to every ten minutes, while the last
+ * good answer stays stapled until it expires.
+ *
+ * The thread owns nothing but its list of entries; each entry's response
+ * is swapped under the entry's lock, which the handshake callback takes to
+ * copy it (tls_ocsp.c). Entries are freed only after the thread stopped. */
+#include "proto/tls_ocsp_internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/ocsp.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+#include "proto/http1.h"
+
+#define FETCH_TIMEOUT_MS 5000
+#define REFRESH_MAX_S 3600
+#define REFRESH_MIN_S 60
+#define RETRY_FIRST_S 60
+#define RETRY_MAX_S 600
+
+static struct {
+    pthread_mutex_t lock;        /* the list, stop, and each entry's schedule */
+    pthread_cond_t wake;
+    struct tls_ocsp *list;
+    bool running, stop;
+    pthread_t thread;
+} fetcher = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, false, false, 0};
+
+static uint64_t now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+int tls_ocsp_auto_check(const char *cert_path, char **url, X509 **leaf, X509 **issuer,
+                        char *err, size_t errlen)
+{
+    STACK_OF(OPENSSL_STRING) *urls;
+    char *host = NULL, *port = NULL, *path = NULL;
+    int ssl = 0, rc = -1;
+
+    *url = NULL;
+    if (tls_ocsp_leaf_and_issuer(cert_path, leaf, issuer, err, errlen) < 0)
+        return -1;
+    urls = X509_get1_ocsp(*leaf);
+    if (!urls || sk_OPENSSL_STRING_num(urls) < 1) {
+        snprintf(err, errlen, "the certificate in '%s' names no OCSP responder (Authority "
+                 "Information Access): give a response file instead", cert_path);
+    } else if (!OCSP_parse_url(sk_OPENSSL_STRING_value(urls, 0), &host, &port, &path, &ssl) ||
+               ssl) {
+        snprintf(err, errlen, "the OCSP responder of '%s' is not a plain http:// URL "
+                 "('%s')", cert_path, sk_OPENSSL_STRING_value(urls, 0));
+    } else if (!(*url = strdup(sk_OPENSSL_STRING_value(urls, 0)))) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        rc = 0;
+    }
+    X509_email_free(urls);
+    OPENSSL_free(host);
+    OPENSSL_free(port);
+    OPENSSL_free(path);
+    if (rc < 0) {
+        X509_free(*leaf);
+        X509_free(*issuer);
+        *leaf = *issuer = NULL;
+    }
+    return rc;
+}
+
+/* ---- one HTTP POST, blocking, bounded by FETCH_TIMEOUT_MS ---- */
+
+static int wait_fd(int fd, short events, uint64_t deadline_ms)
+{
+    struct timespec ts;
+    struct pollfd p = {.fd = fd, .events = events};
+    int64_t left;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    left = (int64_t)deadline_ms - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    if (left <= 0)
+        return -1;
+    return poll(&p, 1, (int)left) == 1 ? 0 : -1;
+}
+
+static int connect_to(const char *host, const char *port, uint64_t deadline_ms)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+    int fd = -1;
+
+    if (getaddrinfo(host, port, &hints, &res) != 0)
+        return -1;
+    for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+        int e = 0;
+        socklen_t len = sizeof(e);
+
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if ((connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
+            wait_fd(fd, POLLOUT, deadline_ms) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* POST der to url; the answer's body (at most TLS_OCSP_MAX_BYTES) in
+ * *body. 0, or -1 with why. */
+static int http_post(const char *url, const unsigned char *der, int len, unsigned char **body,
+                     long *body_len, char *why, size_t whylen)
+{
+    struct timespec ts;
+    char *host = NULL, *port = NULL, *path = NULL, head[1024];
+    static const size_t cap = TLS_OCSP_MAX_BYTES + 4096;
+    char *in = NULL;
+    size_t have = 0;
+    uint64_t deadline;
+    int ssl = 0, fd = -1, rc = -1, n;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + FETCH_TIMEOUT_MS;
+    if (!OCSP_parse_url(url, &host, &port, &path, &ssl) || ssl) {
+        snprintf(why, whylen, "bad responder URL");
+        goto out;
+    }
+    if ((fd = connect_to(host, port, deadline)) < 0) {
+        snprintf(why, whylen, "cannot connect to %s:%s", host, port);
+        goto out;
+    }
+    n = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+                 "application/ocsp-request\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                 path, host, len);
+    if (n < 0 || (size_t)n >= sizeof(head) || !(in = malloc(cap))) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    for (int part = 0; part < 2; part++) {
+        const char *p = part ? (const char *)der : head;
+        size_t left = part ? (size_t)len : (size_t)n;
+        while (left) {
+            ssize_t w = send(fd, p, left, MSG_NOSIGNAL);
+            if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) == 0)
+                continue;
+            if (w <= 0) {
+                snprintf(why, whylen, "sending the request failed");
+                goto out;
+            }
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    for (;;) {
+        struct h1_header slots[64];
+        struct h1_response resp;
+        ssize_t r = recv(fd, in + have, cap - have, 0);
+        int hl;
+
+        if (r < 0 && errno == EAGAIN) {
+            if (wait_fd(fd, POLLIN, deadline) < 0) {
+                snprintf(why, whylen, "no answer within %d ms", FETCH_TIMEOUT_MS);
+                goto out;
+            }
+            continue;
+        }
+        if (r < 0) {
+            snprintf(why, whylen, "reading the answer failed");
+            goto out;
+        }
+        have += (size_t)r;
+        h1_response_init(&resp, slots, 64);
+        hl = h1_parse_response(in, have, H1_POST, NULL, &resp);
+        if (hl < 0 || (hl == 0 && (r == 0 || have == cap))) {
+            snprintf(why, whylen, "not an HTTP answer");
+            goto out;
+        }
+        if (hl == 0)
+            continue;
+        if (resp.status != 200) {
+            snprintf(why, whylen, "the responder answered %d", resp.status);
+            goto out;
+        }
+        if (resp.body == H1_BODY_LENGTH && resp.content_length > TLS_OCSP_MAX_BYTES) {
+            snprintf(why, whylen, "the answer is larger than 64k");
+            goto out;
+        }
+        if ((resp.body == H1_BODY_LENGTH && have - (size_t)hl >= resp.content_length) ||
+            (resp.body == H1_BODY_CLOSE && r == 0)) {
+            size_t blen = resp.body == H1_BODY_LENGTH ? resp.content_length : have - (size_t)hl;
+            if (!blen || blen > TLS_OCSP_MAX_BYTES || !(*body = malloc(blen))) {
+                snprintf(why, whylen, blen ? "out of memory" : "an empty answer");
+                goto out;
+            }
+            memcpy(*body, in + hl, blen);
+            *body_len = (long)blen;
+            rc = 0;
+            goto out;
+        }
+        if (resp.body != H1_BODY_LENGTH && resp.body != H1_BODY_CLOSE) {
+            snprintf(why, whylen, resp.body == H1_BODY_NONE ? "an empty answer"
+                                  : "an answer framed other than by Content-Length or close");
+            goto out;
+        }
+        if (r == 0 || have == cap) {
+            snprintf(why, whylen, "the answer was cut short");
+            goto out;
+        }
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    free(in);
+    OPENSSL_free(host);
+    OPENSSL_free(port);
+    OPENSSL_free(path);
+    return rc;
+}
+
+/* ---- one fetch ---- */
+
+/* Ask the responder about o's certificate and check the answer. Returns
+ * the seconds until the next fetch. */
+static uint64_t fetch(struct tls_ocsp *o)
+{
+    OCSP_REQUEST *req = OCSP_REQUEST_new();
+    OCSP_CERTID *id = OCSP_cert_to_id(NULL, o->leaf, o->issuer);
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    STACK_OF(X509) *signers = sk_X509_new_null();
+    X509_STORE *store = X509_STORE_new();
+    ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL;
+    unsigned char *der = NULL, *body = NULL;
+    const unsigned char *p;
+    char why[256] = "out of memory";
+    int len, status = -1, reason;
+    long blen = 0;
+    uint64_t next = 0;
+
+    if (!req || !id || !signers || !store || !OCSP_request_add0_id(req, OCSP_CERTID_dup(id)) ||
+        (len = i2d_OCSP_REQUEST(req, &der)) <= 0)
+        goto failed;
+    if (http_post(o->url, der, len, &body, &blen, why, sizeof(why)) < 0)
+        goto failed;
+    p = body;
+    if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, blen)) || p != body + blen) {
+        snprintf(why, sizeof(why), "the answer is not an OCSP response");
+        goto failed;
+    }
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
+        !(basic = OCSP_response_get1_basic(resp))) {
+        snprintf(why, sizeof(why), "the responder did not answer (%s)",
+                 OCSP_response_status_str(OCSP_response_status(resp)));
+        goto failed;
+    }
+    /* Signed by the issuer, or by a responder certificate it issued for
+     * OCSP signing: the issuer is the trust anchor. */
+    X509_STORE_add_cert(store, o->issuer);
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    sk_X509_push(signers, o->issuer);
+    if (OCSP_basic_verify(basic, signers, store, 0) != 1) {
+        snprintf(why, sizeof(why), "the response's signature does not verify against the issuer");
+        goto failed;
+    }
+    if (OCSP_resp_find_status(basic, id, &status, &reason, NULL, &this_upd, &next_upd) != 1) {
+        snprintf(why, sizeof(why), "the response is not about this certificate");
+        goto failed;
+    }
+    if (OCSP_check_validity(this_upd, next_upd, TLS_OCSP_CLOCK_SKEW_S, -1) != 1) {
+        snprintf(why, sizeof(why), "the response is out of date");
+        goto failed;
+    }
+    if (status != V_OCSP_CERTSTATUS_GOOD) {
+        /* Never staple a "revoked" or "unknown": drop what was stapled. */
+        log_error("event=tls_ocsp_not_good cert=%s status=%s", o->cert_path,
+                  OCSP_cert_status_str(status));
+        tls_ocsp_set(o, NULL, 0, (time_t)-1);
+        next = REFRESH_MIN_S;
+        goto out;
+    }
+    {
+        time_t nu = tls_ocsp_time(next_upd), tu = tls_ocsp_time(this_upd);
+        next = nu != (time_t)-1 && tu != (time_t)-1 && nu > tu ? (uint64_t)(nu - tu) / 2
+                                                               : REFRESH_MAX_S;
+        if (next > REFRESH_MAX_S)
+            next = REFRESH_MAX_S;
+        if (next < REFRESH_MIN_S)
+            next = REFRESH_MIN_S;
+        tls_ocsp_set(o, body, blen, nu);
+        body = NULL;
+        o->retry_s = 0;
+        log_info("event=tls_ocsp_fetched cert=%s bytes=%ld refresh_in_s=%llu", o->cert_path,
+                 blen, (unsigned long long)next);
+    }
+    goto out;
+failed:
+    o->retry_s = o->retry_s ? (o->retry_s * 2 > RETRY_MAX_S ? RETRY_MAX_S : o->retry_s * 2)
+                            : RETRY_FIRST_S;
+    next = o->retry_s;
+    log_warn("event=tls_ocsp_fetch_failed cert=%s url=%s why=\"%s\" retry_in_s=%llu",
+             o->cert_path, o->url, why, (unsigned long long)next);
+out:
+    OPENSSL_free(der);
+    free(body);
+    OCSP_REQUEST_free(req);
+    OCSP_CERTID_free(id);
+    OCSP_RESPONSE_free(resp);
+    OCSP_BASICRESP_free(basic);
+    sk_X509_free(signers);
+    X509_STORE_free(store);
+    return next;
+}
+
+/* ---- the thread ---- */
+
+static void *fetcher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&fetcher.lock);
+    while (!fetcher.stop) {
+        struct tls_ocsp *due = NULL;
+        uint64_t now = now_s(), soonest = UINT64_MAX;
+
+        for (struct tls_ocsp *o = fetcher.list; o; o = o->next_auto) {
+            if (o->due_s <= now && !due)
+                due = o;
+            if (o->due_s < soonest)
+                soonest = o->due_s;
+        }
+        if (due) {
+            uint64_t in;
+            /* The network part runs unlocked: stop waits at most one
+             * fetch (FETCH_TIMEOUT_MS), and entries are not freed while
+             * the thread runs. */
+            pthread_mutex_unlock(&fetcher.lock);
+            in = fetch(due);
+            pthread_mutex_lock(&fetcher.lock);
+            due->due_s = now_s() + in;
+            continue;
+        }
+        if (soonest == UINT64_MAX) {
+            pthread_cond_wait(&fetcher.wake, &fetcher.lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += (time_t)(soonest - now);
+            pthread_cond_timedwait(&fetcher.wake, &fetcher.lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&fetcher.lock);
+    return NULL;
+}
+
+void tls_ocsp_auto_register(struct tls_ocsp *o)
+{
+    pthread_mutex_lock(&fetcher.lock);
+    o->due_s = 0;                       /* at once */
+    o->next_auto = fetcher.list;
+    fetcher.list = o;
+    pthread_cond_signal(&fetcher.wake);
+    pthread_mutex_unlock(&fetcher.lock);
+}
+
+void tls_ocsp_auto_unregister(struct tls_ocsp *o)
+{
+    pthread_mutex_lock(&fetcher.lock);
+    for (struct tls_ocsp **pp = &fetcher.list; *pp; pp = &(*pp)->next_auto)
+        if (*pp == o) {
+            *pp = o->next_auto;
+            break;
+        }
+    pthread_mutex_unlock(&fetcher.lock);
+}
+
+int tls_ocsp_fetcher_start(void)
+{
+    int err = 0;
+
+    pthread_mutex_lock(&fetcher.lock);
+    if (fetcher.list && !fetcher.running) {
+        fetcher.stop = false;
+        if ((err = pthread_create(&fetcher.thread, NULL, fetcher_main, NULL)) == 0)
+            fetcher.running = true;
+    }
+    pthread_mutex_unlock(&fetcher.lock);
+    return -err;
+}
+
+void tls_ocsp_fetcher_stop(void)
+{
+    bool join;
+
+    pthread_mutex_lock(&fetcher.lock);
+    join = fetcher.running;
+    fetcher.stop = true;
+    fetcher.running = false;
+    pthread_cond_signal(&fetcher.wake);
+    pthread_mutex_unlock(&fetcher.lock);
+    if (join)
+        pthread_join(fetcher.thread, NULL);
+}
