@@ -356,7 +356,7 @@ static void read_split(struct config_diag *d, struct config *cfg, const char *ow
 }
 
 /* mirror: {pool, percent}. The copy is sent by proxy/mirror.c, which
- * speaks plain HTTP/1.1 only. */
+ * speaks HTTP/1.1 only (over TLS for a pool with tls). */
 static void read_mirror(struct config_diag *d, struct config *cfg, const char *owner,
                         const struct config_node *map, struct conf_route *r)
 {
@@ -384,10 +384,9 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
     if (!(r->mirror_pool = config_find_pool(cfg, s)))
         config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' is not defined",
                           owner, s);
-    else if (r->mirror_pool->http2 || r->mirror_pool->tls)
-        config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' has %s; a mirror "
-                          "speaks plain HTTP/1.1 to its backends", owner, s,
-                          r->mirror_pool->http2 ? "http2: true" : "tls");
+    else if (r->mirror_pool->http2)
+        config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' has http2: true; a "
+                          "mirror speaks HTTP/1.1 to its backends", owner, s);
     else
         r->mirror_pool->mirror_target = true;
 }

@@ -1447,29 +1447,11 @@ static ssize_t up_recv(struct upstream_conn *u, void *p, size_t n)
  * failure then: retried on another backend like a refused connect). */
 static bool upstream_tls_ready(struct http_conn *c)
 {
-    struct http_exchange *x = c->x;
-    struct upstream_conn *u = x->up;
-    char ip[ADDR_TEXT_MAX], who[320];
-    int r;
+    int r = upstream_tls_step(c->x->up);
 
-    if (!u->tls) {
-        addr_format_host(&u->b->conf->address, ip, sizeof(ip));
-        if (!(u->tls = tls_client_conn(x->pool->tls, u->io.fd, ip))) {
-            upstream_failed(c, END_NO_MEMORY, true);
-            return false;
-        }
-    }
-    r = tls_handshake_step(u->tls, &u->tls_want, &u->readable, &u->writable);
-    if (r == 1) {
-        u->tls_ready = true;
-        return true;
-    }
-    if (r < 0) {
-        snprintf(who, sizeof(who), "pool=%s backend=%s", x->pool->conf->name, u->b->conf->name);
-        tls_log_failure(who, &u->b->conf->address);
-        upstream_failed(c, END_CONNECT_FAILED, true);
-    }
-    return false;
+    if (r < 0)
+        upstream_failed(c, r == -2 ? END_NO_MEMORY : END_CONNECT_FAILED, true);
+    return r == 1;
 }
 
 static bool forward_request(struct http_conn *c, bool *progress)

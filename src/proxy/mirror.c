@@ -5,6 +5,7 @@
 #include "proxy/mirror.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,6 +15,7 @@
 #include "core/list.h"
 #include "core/log.h"
 #include "proto/http1_body.h"
+#include "proto/tls.h"
 #include "proxy/upstream.h"
 
 #define MIRROR_MAX_HEADERS 100
@@ -185,12 +187,29 @@ static bool frame(struct mirror *m)
     }
 }
 
+/* A mirror pool with tls: the handshake on a new connection (a reused one
+ * has it). true when done; false while it waits, or when it failed (the
+ * copy has ended then). */
+static bool tls_ready(struct mirror *m)
+{
+    int r = upstream_tls_step(m->up);
+
+    if (r < 0)
+        mirror_end(m, MIRROR_FAILED, false, r == -2 ? "out of memory" : "TLS handshake failed");
+    else if (r == 0)
+        arm(m);
+    return r == 1;
+}
+
 static void mirror_run(struct mirror *m)
 {
     struct upstream_conn *u = m->up;
 
+    if (m->pool->tls && !u->tls_ready && !tls_ready(m))
+        return;
     while (u->writable && m->req_sent < m->req_len) {
-        ssize_t n = send(u->io.fd, m->req + m->req_sent, m->req_len - m->req_sent, MSG_NOSIGNAL);
+        ssize_t n = tls_sock_send(u->tls, u->io.fd, m->req + m->req_sent,
+                                  m->req_len - m->req_sent);
         if (n < 0) {
             if (errno == EAGAIN) {
                 u->writable = false;
@@ -209,7 +228,7 @@ static void mirror_run(struct mirror *m)
             mirror_end(m, MIRROR_FAILED, false, "out of memory");
             return;
         }
-        n = recv(u->io.fd, m->in->data + m->in->tail, buf_room(m->in), 0);
+        n = tls_sock_recv(u->tls, u->io.fd, m->in->data + m->in->tail, buf_room(m->in));
         if (n > 0) {
             m->in->tail += (uint32_t)n;
             m->got += (uint64_t)n;

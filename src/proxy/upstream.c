@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -179,6 +180,30 @@ struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upst
         return NULL;
     }
     return u;
+}
+
+int upstream_tls_step(struct upstream_conn *u)
+{
+    char ip[ADDR_TEXT_MAX], who[320];
+    int r;
+
+    if (!u->tls) {
+        addr_format_host(&u->b->conf->address, ip, sizeof(ip));
+        if (!(u->tls = tls_client_conn(u->b->pool->tls, u->io.fd, ip)))
+            return -2;
+    }
+    r = tls_handshake_step(u->tls, &u->tls_want, &u->readable, &u->writable);
+    if (r == 1) {
+        u->tls_ready = true;
+        return 1;
+    }
+    if (r < 0) {
+        snprintf(who, sizeof(who), "pool=%s backend=%s", u->b->pool->conf->name,
+                 u->b->conf->name);
+        tls_log_failure(who, &u->b->conf->address);
+        return -1;
+    }
+    return 0;
 }
 
 void upstream_release(struct upstream_conn *u, bool reusable)

@@ -83,6 +83,11 @@ static inline void upstream_note_events(struct upstream_conn *u, uint32_t events
         u->hup = true;
 }
 
+/* A new connection to a pool with tls: one step of its handshake, run when
+ * the socket flag it waits for is set. 1: done (tls_ready). 0: waiting.
+ * -1: failed (logged as event=tls_handshake_failed). -2: out of memory. */
+int upstream_tls_step(struct upstream_conn *u);
+
 /* Pending socket error of u (SO_ERROR), 0 if none. */
 int upstream_socket_error(struct upstream_conn *u);
 

@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -294,12 +295,13 @@ class TLSOrigin:
         import http.server
         import threading
         origin = self
-        self.handshakes, self.sni = 0, []
+        self.handshakes, self.sni, self.requests = 0, [], 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
+                origin.requests += 1
                 body = (name + "\n").encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -370,6 +372,43 @@ def test_tls_to_backends(procs, pki):
         assert origin.handshakes == 1       # the upstream connection was reused
     finally:
         origin.stop()
+
+
+def test_mirror_to_an_https_pool(procs, pki):
+    # A route's mirror pool speaks TLS: copies go over verified, reused
+    # TLS connections, and the client's answers still come from its pool.
+    plain = procs.origin("b1")
+    shadow = TLSOrigin(*pki["a"], name="shadow")
+    try:
+        port, admin = free_port(), free_port()
+
+        def copies_done():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read()
+            m = re.search(rb'sluice_mirror_requests_total\{pool="shadow",result="ok"\} (\d+)', text)
+            return int(m.group(1)) if m else 0
+        cfg = "\n".join([
+            "workers: 1", "log: {level: info, access: off}", f"admin: {{listen: 127.0.0.1:{admin}}}",
+            "listeners:", f"  - name: web\n    bind: 127.0.0.1:{port}\n    mode: http",
+            "    routes:\n      - match: {path_prefix: /}\n        pool: app\n"
+            "        mirror: {pool: shadow}",
+            "pools:", f"  - name: app\n    backends: [{{address: {plain.address}}}]",
+            f"  - name: shadow\n    tls: {{ca_file: {pki['ca']}, server_name: a.test}}",
+            f"    backends: [{{address: 127.0.0.1:{shadow.port}}}]"]) + "\n"
+        procs.sluice(cfg, wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(20):
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"b1\n")
+            # One copy at a time (a copy in flight takes a connection of
+            # its own), so that the next can reuse its connection.
+            wait_for(lambda: copies_done() == i + 1, what=f"copy {i + 1} over TLS")
+        assert shadow.requests == 20
+        c.close()
+        assert shadow.sni[0] == "a.test"
+        assert shadow.handshakes == 1, shadow.handshakes   # kept alive and reused
+    finally:
+        shadow.stop()
 
 
 def test_tls_to_backends_checks_the_certificate(procs, pki):
