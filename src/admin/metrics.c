@@ -2,6 +2,7 @@
  * See metrics.h for the threading rules: one writer per counter (its
  * worker), relaxed loads and stores, summed by the scraper. */
 #include "admin/metrics.h"
+#include "proto/tls.h"
 #include "route/route.h"
 #include "peers/peers.h"
 
@@ -440,6 +441,23 @@ static void metrics_listeners(struct admin_buf *o, const struct runtime *rt,
             admin_buf_u64(o, metrics_get((const _Atomic uint64_t *)((const char *)l +
                                                                     fams[f].off)));
             admin_buf_add(o, "\n", 1);
+        }
+    }
+    metrics_family(o, "sluice_tls_ocsp_stapled", "gauge",
+                   "1 while the certificate has a current OCSP response to staple, 0 while it "
+                   "has none (certificates with ocsp set only).");
+    for (size_t i = 0; i < rt->nlisteners; i++) {
+        const struct listener *l = &rt->listeners[i];
+
+        for (size_t c = 0; l->tls && c < l->conf->tls->ncerts; c++) {
+            int v = tls_ctx_ocsp_stapled(l->tls, c);
+            if (v < 0)
+                continue;
+            admin_buf_puts(o, "sluice_tls_ocsp_stapled{");
+            metrics_label(o, "listener", l->conf->name);
+            admin_buf_add(o, ",", 1);
+            metrics_label(o, "certificate", l->conf->tls->certs[c].cert);
+            admin_buf_printf(o, "} %d\n", v);
         }
     }
     metrics_family(o, "sluice_bytes_total", "counter",

@@ -214,6 +214,13 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *conf, enum tls_alpn alpn, cha
     return t;
 }
 
+int tls_ctx_ocsp_stapled(struct tls_ctx *t, size_t i)
+{
+    if (!t || i >= t->n || !t->certs[i].ocsp)
+        return -1;
+    return tls_ocsp_current(t->certs[i].ocsp);
+}
+
 void tls_ctx_free(struct tls_ctx *t)
 {
     if (!t)

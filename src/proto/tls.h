@@ -50,6 +50,11 @@ int tls_ocsp_auto_usable(const char *cert_path, char *err, size_t errlen);
  * without ocsp: auto), stopped before any is freed. 0 or -errno. */
 int tls_ocsp_fetcher_start(void);
 void tls_ocsp_fetcher_stop(void);
+/* Is a current response there to staple? */
+bool tls_ocsp_current(struct tls_ocsp *o);
+/* Certificate i of t (config order): 1 while it has a current OCSP
+ * response to staple, 0 while it has none, -1 when it has no ocsp setting. */
+int tls_ctx_ocsp_stapled(struct tls_ctx *t, size_t i);
 /* Staple o on ctx's handshakes that ask for it, while it is current. */
 void tls_ocsp_attach(SSL_CTX *ctx, struct tls_ocsp *o);
 

@@ -208,6 +208,22 @@ void tls_ocsp_free(struct tls_ocsp *o)
     free(o);
 }
 
+static bool current(const struct tls_ocsp *o)
+{
+    return o->der && (o->next_update == (time_t)-1 ||
+                      time(NULL) <= o->next_update + OCSP_CLOCK_SKEW_S);
+}
+
+bool tls_ocsp_current(struct tls_ocsp *o)
+{
+    bool yes;
+
+    pthread_mutex_lock(&o->lock);
+    yes = current(o);
+    pthread_mutex_unlock(&o->lock);
+    return yes;
+}
+
 /* The client asked for the certificate's status: staple the response while
  * it is current. OpenSSL frees what it is given. */
 static int on_status(SSL *s, void *arg)
@@ -219,8 +235,7 @@ static int on_status(SSL *s, void *arg)
     if (!o)
         return SSL_TLSEXT_ERR_NOACK;
     pthread_mutex_lock(&o->lock);
-    if (o->der && (o->next_update == (time_t)-1 ||
-                   time(NULL) <= o->next_update + OCSP_CLOCK_SKEW_S)) {
+    if (current(o)) {
         copy = OPENSSL_memdup(o->der, (size_t)o->len);
         len = o->len;
     }

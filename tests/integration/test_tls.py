@@ -758,8 +758,9 @@ class OcspResponder:
         self.server.server_close()
 
 
-def ocsp_auto_config(port, origin, chain, key):
-    return (f"workers: 1\nlog: {{level: info, access: stdout}}\nlisteners:\n"
+def ocsp_auto_config(port, origin, chain, key, admin=None):
+    return (f"workers: 1\nlog: {{level: info, access: stdout}}\n" +
+            (f"admin: {{listen: 127.0.0.1:{admin}}}\n" if admin else "") + "listeners:\n"
             f"  - name: web\n    bind: 127.0.0.1:{port}\n    mode: http\n    pool: app\n"
             f"    tls: {{certificates: [{{cert: {chain}, key: {key}, ocsp: auto}}]}}\n"
             f"pools:\n  - name: app\n    backends: [{{address: {origin}}}]\n")
@@ -767,13 +768,17 @@ def ocsp_auto_config(port, origin, chain, key):
 
 def test_ocsp_auto_fetches_from_the_responder(procs, pki, tmp_path):
     o = procs.origin("b1")
-    port = free_port()
+    port, admin = free_port(), free_port()
     idx = str(tmp_path / "ocsp-index.txt")
     responder = OcspResponder(pki, idx, tmp_path)
     chain, key, _ = ocsp_auto_cert(pki, tmp_path, responder.port)
     try:
-        s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+        s = procs.sluice(ocsp_auto_config(port, o.address, chain, key, admin),
+                         wait_ports=[port, admin])
         wait_for(lambda: s.log_lines("tls_ocsp_fetched"), timeout=10, what="the first fetch")
+        metric = (f'sluice_tls_ocsp_stapled{{listener="web",certificate="{chain}"}} 1')
+        assert metric in urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics",
+                                                timeout=5).read().decode()
         out = s_client_status(port, "ocsp.test")
         assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
         r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
@@ -790,10 +795,13 @@ def test_ocsp_auto_fetches_from_the_responder(procs, pki, tmp_path):
 
 def test_ocsp_auto_without_a_responder_staples_nothing(procs, pki, tmp_path):
     o = procs.origin("b1")
-    rport, port = free_port(), free_port()          # nothing listens on rport
+    rport, port, admin = free_port(), free_port(), free_port()   # nothing listens on rport
     chain, key, _ = ocsp_auto_cert(pki, tmp_path, rport)
-    s = procs.sluice(ocsp_auto_config(port, o.address, chain, key), wait_ports=[port])
+    s = procs.sluice(ocsp_auto_config(port, o.address, chain, key, admin), wait_ports=[port, admin])
     wait_for(lambda: s.log_lines("tls_ocsp_fetch_failed"), timeout=10, what="a failed fetch")
+    metric = f'sluice_tls_ocsp_stapled{{listener="web",certificate="{chain}"}} 0'
+    assert metric in urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics",
+                                            timeout=5).read().decode()
     assert "retry_in_s=60" in s.log_lines("tls_ocsp_fetch_failed")[0]
     # Handshakes go on, without a staple.
     out = s_client_status(port, "ocsp.test")
