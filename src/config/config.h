@@ -410,10 +410,13 @@ enum dns_policy {
     DNS_POLICY_WEIGHTED,           /* unclaimed clients: spread by regions[].weight */
 };
 
+#define DNS_MAX_ANSWER_REGIONS 8
+
 struct conf_dns_record {
     char *name;                    /* lower case, no final dot */
     uint32_t ttl_s;                /* default 30 */
     enum dns_policy policy;
+    uint32_t answers;              /* regions whose addresses an answer holds, 1..8, default 1 */
     struct conf_dns_region *regions;   /* in order of preference */
     size_t nregions;
 };

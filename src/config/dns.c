@@ -309,6 +309,8 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
             config_diag_error(d, n->line, n->col, "%s: policy: '%s'; expected failover or "
                               "weighted", owner, s);
     }
+    rec->answers = 1;
+    config_read_u32(d, owner, map, "answers", "answers", 1, DNS_MAX_ANSWER_REGIONS, &rec->answers);
     if (!(n = config_map_get(map, "regions"))) {
         config_missing(d, owner, map, "regions");
         return;

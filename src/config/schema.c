@@ -83,6 +83,7 @@ const char *const config_known_keys[] = {
     "listeners[].records[].name",
     "listeners[].records[].ttl",
     "listeners[].records[].policy",
+    "listeners[].records[].answers",
     "listeners[].records[].regions",
     "listeners[].records[].regions[].name",
     "listeners[].records[].regions[].pool",

@@ -296,6 +296,16 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
             scope = prefix;
         *region = r->name;
         na = add_answers(r, q.qtype, answers, 0);
+        /* answers: N: the next healthy regions in the list follow, so a
+         * client whose first address fails has another without asking
+         * again (the chosen region's addresses stay first). */
+        for (size_t i = 0, more = rec->answers - 1; i < rec->nregions && more; i++) {
+            const struct conf_dns_region *o = &rec->regions[i];
+            if (o == r || !region_healthy(rt, o))
+                continue;
+            na = add_answers(o, q.qtype, answers, na);
+            more--;
+        }
     } else {
         /* Every region is down: answering nothing would take the name off
          * the internet; all addresses at least reach whatever recovers. */

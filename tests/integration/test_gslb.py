@@ -538,3 +538,40 @@ def test_weighted_config_errors(tmp_path):
         "weight: only with the record's policy: weighted" in err, err
     assert f"{path}:13:70: error:" in err and "weight: expected a whole number from 0 to 1000" \
         in err, err
+
+
+def test_answers_with_the_next_healthy_regions(procs):
+    # answers: 2: the nearest healthy region's addresses first, then the next
+    # healthy one's in the list; a region that goes down is left out.
+    near, far = procs.origin("near"), procs.origin("far")
+    port = free_port(socket.SOCK_DGRAM)
+    text = config(port, near, far).replace(
+        "      - name: www.example.com\n        ttl: 20s\n",
+        "      - name: www.example.com\n        ttl: 20s\n        answers: 2\n")
+    assert "answers: 2" in text
+    procs.sluice(text)
+
+    def in_order():
+        out = dig(port, "www.example.com", "A", "+short")
+        return out.split()
+
+    # From 127.0.0.1 the near region is chosen (its clients), then far.
+    wait_for(lambda: in_order() == ["198.51.100.7", "198.51.100.8", "192.0.2.10"],
+             what="near's addresses, then far's")
+    # AAAA: near has none, far's follows.
+    assert dig(port, "www.example.com", "AAAA", "+short").split() == ["2001:db8::10"]
+    # far goes down: only near is left to answer.
+    post(far, "/health/fail")
+    wait_for(lambda: in_order() == ["198.51.100.7", "198.51.100.8"], what="far left out")
+    post(far, "/health/ok")
+    wait_for(lambda: in_order() == ["198.51.100.7", "198.51.100.8", "192.0.2.10"],
+             what="far back")
+
+
+def test_answers_config_errors(tmp_path):
+    base = config(53, type("O", (), {"address": "127.0.0.1:1"})(),
+                  type("O", (), {"address": "127.0.0.1:2"})())
+    for bad in ("0", "9", "two"):
+        err = check_fails(tmp_path / f"a{bad}.yaml", base.replace(
+            "        ttl: 20s\n", f"        ttl: 20s\n        answers: {bad}\n"))
+        assert "answers" in err, err
