@@ -355,8 +355,8 @@ static void read_split(struct config_diag *d, struct config *cfg, const char *ow
                           "pool must get traffic", owner);
 }
 
-/* mirror: {pool, percent}. The copy is sent by proxy/mirror.c, which
- * speaks HTTP/1.1 only (over TLS for a pool with tls). */
+/* mirror: {pool, percent}. The copy is sent by proxy/mirror.c, in the
+ * mirror pool's own protocol (HTTP/1.1, TLS, HTTP/2). */
 static void read_mirror(struct config_diag *d, struct config *cfg, const char *owner,
                         const struct config_node *map, struct conf_route *r)
 {
@@ -384,9 +384,6 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
     if (!(r->mirror_pool = config_find_pool(cfg, s)))
         config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' is not defined",
                           owner, s);
-    else if (r->mirror_pool->http2)
-        config_diag_error(d, n->line, n->col, "%s: mirror.pool: pool '%s' has http2: true; a "
-                          "mirror speaks HTTP/1.1 to its backends", owner, s);
     else
         r->mirror_pool->mirror_target = true;
 }

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "proto/http1_body.h"
 #include "proto/tls.h"
+#include "proxy/h2_upstream.h"
 #include "proxy/upstream.h"
 
 #define MIRROR_MAX_HEADERS 100
@@ -208,8 +209,9 @@ static void mirror_run(struct mirror *m)
     if (m->pool->tls && !u->tls_ready && !tls_ready(m))
         return;
     while (u->writable && m->req_sent < m->req_len) {
-        ssize_t n = tls_sock_send(u->tls, u->io.fd, m->req + m->req_sent,
-                                  m->req_len - m->req_sent);
+        ssize_t n = u->h2 ? h2_upstream_send(u, m->req + m->req_sent, m->req_len - m->req_sent)
+                          : tls_sock_send(u->tls, u->io.fd, m->req + m->req_sent,
+                                          m->req_len - m->req_sent);
         if (n < 0) {
             if (errno == EAGAIN) {
                 u->writable = false;
@@ -228,7 +230,8 @@ static void mirror_run(struct mirror *m)
             mirror_end(m, MIRROR_FAILED, false, "out of memory");
             return;
         }
-        n = tls_sock_recv(u->tls, u->io.fd, m->in->data + m->in->tail, buf_room(m->in));
+        n = u->h2 ? h2_upstream_recv(u, m->in->data + m->in->tail, buf_room(m->in))
+                  : tls_sock_recv(u->tls, u->io.fd, m->in->data + m->in->tail, buf_room(m->in));
         if (n > 0) {
             m->in->tail += (uint32_t)n;
             m->got += (uint64_t)n;
@@ -267,12 +270,21 @@ static void mirror_event(struct upstream_conn *u, uint32_t events)
     mirror_run(m);
 }
 
-/* An idle connection to the picked backend, or a new one. */
+/* An idle connection to the picked backend, or a new one; for an http2
+ * pool, a stream on one of the worker's sessions to it. */
 static void mirror_connect(struct mirror *m)
 {
     int err = 0;
 
     m->active_ms = clock_now_ms();
+    if (m->pool->conf->http2) {
+        m->reused = false;
+        if (!(m->up = h2_upstream_open(m->w, m->b, mirror_event, m, &err)))
+            mirror_end(m, MIRROR_FAILED, false, "cannot open an HTTP/2 stream");
+        else
+            arm(m);
+        return;
+    }
     m->up = m->fresh_retry_done ? NULL : upstream_take_idle(m->w, m->b);
     if (m->up) {
         m->reused = true;

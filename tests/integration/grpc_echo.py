@@ -16,6 +16,7 @@ def main():
     port, name = int(sys.argv[1]), sys.argv[2]
 
     def echo(req, ctx):
+        print("echo %s" % req.decode(errors="replace"), flush=True)   # tests count these
         ctx.set_trailing_metadata((("x-served-by", name),))
         return name.encode() + b":" + req
 

@@ -179,3 +179,29 @@ def test_config_http2_pools(tmp_path):
     assert r.returncode == 1, r.stderr
     assert "pool 'p' speaks HTTP/2 to its backends, which only an http listener can use" in r.stderr
     assert "send_proxy does not apply to an http2 pool" in r.stderr
+
+
+def test_mirror_grpc_calls_to_an_http2_pool(procs, grpc_servers):
+    # Calls to g1 are copied to g2 over HTTP/2 (a mirror pool with http2):
+    # the client's answers are g1's, and g2 serves each call once.
+    g1, g2 = grpc_servers
+    port = free_port()
+    cfg = "\n".join([
+        "workers: 1", "log: {level: info, access: off}", "listeners:", "  - name: web",
+        f"    bind: 127.0.0.1:{port}", "    mode: http", "    http2: true",
+        "    routes:", "      - match: {path_prefix: /test.Echo/}", "        pool: grpc",
+        "        mirror: {pool: shadow}",
+        "pools:",
+        "  - name: grpc", "    http2: true", f"    backends: [{{address: {g1.address}}}]",
+        "  - name: shadow", "    http2: true", f"    backends: [{{address: {g2.address}}}]"]) + "\n"
+    procs.sluice(cfg, wait_ports=[port])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        echo = ch.unary_unary("/test.Echo/Echo")
+        for i in range(10):
+            reply, call = echo.with_call(b"m%d" % i, timeout=10)
+            assert reply == b"g1:m%d" % i
+            assert dict(call.trailing_metadata())["x-served-by"] == "g1"
+    wait_for(lambda: g2.stdout().count("echo m") == 10, what="10 copies at g2")
+    assert sorted(l for l in g2.stdout().splitlines() if l.startswith("echo")) == \
+        sorted("echo m%d" % i for i in range(10))
+

@@ -284,8 +284,6 @@ def test_mirror_config_errors(tmp_path):
         (base.replace("        pool: app\n        strip_prefix: /api\n",
                       "        respond: {status: 200}\n"),
          "mirror needs a route that forwards"),
-        (base.replace("  - name: shadow\n", "  - name: shadow\n    http2: true\n"),
-         "a mirror speaks HTTP/1.1 to its backends"),
     ]
     for i, (text, want) in enumerate(cases):
         path = tmp_path / f"c{i}.yaml"
