@@ -210,6 +210,8 @@ struct conf_route {
     char *mirror_pool_name;
     struct conf_pool *mirror_pool;          /* NULL = no mirror */
     uint32_t mirror_percent;                /* 0..100, default 100 */
+    struct conf_kv *mirror_set_headers;     /* on the copy only: replace or add */
+    size_t nmirror_set_headers;
 };
 
 enum access_format {

@@ -371,6 +371,9 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
         config_diag_error(d, map->line, map->col, "%s: mirror needs a route that forwards "
                           "(pool or split)", owner);
     r->mirror_percent = 100;
+    if ((n = config_map_get(map, "set_headers")))
+        read_kv(d, cfg, owner, "mirror.set_headers", n, true, false, &r->mirror_set_headers,
+                &r->nmirror_set_headers);
     if ((n = config_map_get(map, "percent")) &&
         config_want_uint(d, owner, "mirror.percent", n, 0, 100, &v) == 0)
         r->mirror_percent = (uint32_t)v;
@@ -648,6 +651,7 @@ void config_free_routes(struct conf_listener *l)
         free(r->redirect_location);
         free(r->respond_body);
         free_kv(r->set_headers, r->nset_headers);
+        free_kv(r->mirror_set_headers, r->nmirror_set_headers);
         free_names(r->remove_headers, r->nremove_headers);
         free_kv(r->set_response_headers, r->nset_response_headers);
         free_names(r->remove_response_headers, r->nremove_response_headers);

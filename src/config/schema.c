@@ -140,6 +140,7 @@ const char *const config_known_keys[] = {
     "listeners[].routes[].mirror",
     "listeners[].routes[].mirror.pool",
     "listeners[].routes[].mirror.percent",
+    "listeners[].routes[].mirror.set_headers",
     "pools",
     "pools[].name",
     "pools[].balance",

@@ -1906,8 +1906,9 @@ static void mirror_copy(struct http_conn *c)
     }
     x->mirror_due = false;
     req.has_hash = balance_hash_http(mp->conf, &c->peer, &x->req, &req.hash);
-    mirror_send(c->w, mp, &req, x->to_up->data, x->to_up->tail,
-                body_len ? c->in->data + x->replay_pos : NULL, body_len, x->req.method_id);
+    mirror_send(c->w, mp, &req, x->to_up->data, x->to_up->tail, x->route->mirror_set_headers,
+                x->route->nmirror_set_headers, body_len ? c->in->data + x->replay_pos : NULL,
+                body_len, x->req.method_id);
 }
 
 static bool step_forward(struct http_conn *c)

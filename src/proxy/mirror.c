@@ -301,9 +301,62 @@ static void mirror_connect(struct mirror *m)
     arm(m);
 }
 
+/* The copy's bytes: head without the fields set names, then set's fields,
+ * the blank line and body. The head is sluice's own, one "Name: value"
+ * per line; it is parsed again to find the lines to leave out. NULL when
+ * out of memory or the head does not parse. */
+static char *build_copy(const char *head, size_t head_len, const struct conf_kv *set,
+                        size_t nset, const char *body, size_t body_len, size_t *len)
+{
+    struct h1_header slots[MIRROR_MAX_HEADERS + 32];
+    struct h1_request req;
+    size_t cap = head_len + body_len, at;
+    const char *line;
+    char *out;
+
+    for (size_t i = 0; i < nset; i++)
+        cap += strlen(set[i].name) + strlen(set[i].value) + 4;
+    if (!(out = malloc(cap)))
+        return NULL;
+    if (!nset) {
+        memcpy(out, head, head_len);
+        at = head_len;
+        goto body;
+    }
+    h1_request_init(&req, slots, sizeof(slots) / sizeof(slots[0]));
+    if (h1_parse_request(head, head_len, NULL, &req) != (int)head_len) {
+        free(out);
+        return NULL;
+    }
+    /* The request line, then each field line not replaced. */
+    line = req.nheaders ? req.headers[0].name.p : head + head_len - 2;
+    memcpy(out, head, (size_t)(line - head));
+    at = (size_t)(line - head);
+    for (uint32_t h = 0; h < req.nheaders; h++) {
+        const struct h1_header *f = &req.headers[h];
+        const char *end = h + 1 < req.nheaders ? req.headers[h + 1].name.p : head + head_len - 2;
+        bool replaced = false;
+        for (size_t i = 0; i < nset && !replaced; i++)
+            replaced = h1_slice_eq_ci(f->name, set[i].name);
+        if (!replaced) {
+            memcpy(out + at, f->name.p, (size_t)(end - f->name.p));
+            at += (size_t)(end - f->name.p);
+        }
+    }
+    for (size_t i = 0; i < nset; i++)
+        at += (size_t)sprintf(out + at, "%s: %s\r\n", set[i].name, set[i].value);
+    memcpy(out + at, "\r\n", 2);
+    at += 2;
+body:
+    if (body_len)
+        memcpy(out + at, body, body_len);
+    *len = at + body_len;
+    return out;
+}
+
 void mirror_send(struct worker *w, struct pool *pool, const struct balance_req *req,
-                 const char *head, size_t head_len, const char *body, size_t body_len,
-                 enum h1_method method)
+                 const char *head, size_t head_len, const struct conf_kv *set, size_t nset,
+                 const char *body, size_t body_len, enum h1_method method)
 {
     const struct conf_breaker *br = &pool->conf->breaker;
     struct balancer *bl = &w->balancers[runtime_pool_index(w->rt, pool)];
@@ -318,15 +371,11 @@ void mirror_send(struct worker *w, struct pool *pool, const struct balance_req *
         return;
     }
     m = calloc(1, sizeof(*m));
-    if (!m || !(m->req = malloc(head_len + body_len))) {
+    if (!m || !(m->req = build_copy(head, head_len, set, nset, body, body_len, &m->req_len))) {
         free(m);
         mirror_skipped(pool);
         return;
     }
-    memcpy(m->req, head, head_len);
-    if (body_len)
-        memcpy(m->req + head_len, body, body_len);
-    m->req_len = head_len + body_len;
     m->w = w;
     m->pool = pool;
     m->b = b;

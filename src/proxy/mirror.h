@@ -24,12 +24,14 @@
 #define MIRROR_MAX_IN_FLIGHT 256       /* copies in flight per worker */
 #define MIRROR_MAX_BODY (64u * 1024u)  /* request bodies kept whole for a copy */
 
-/* Send a copy: head (the bytes the route's backend got) and body go to a
- * backend of pool picked with req. Everything is copied; the caller's bytes
- * may go away at once. */
+/* Send a copy: head (the bytes the route's backend got, a whole HTTP/1.1
+ * request head as sluice writes it) with the fields of set replacing or
+ * joining its own, then body, to a backend of pool picked with req.
+ * Everything is copied; the caller's bytes may go away at once. */
+struct conf_kv;
 void mirror_send(struct worker *w, struct pool *pool, const struct balance_req *req,
-                 const char *head, size_t head_len, const char *body, size_t body_len,
-                 enum h1_method method);
+                 const char *head, size_t head_len, const struct conf_kv *set, size_t nset,
+                 const char *body, size_t body_len, enum h1_method method);
 
 /* A copy that was due but is not sent (its body was not kept whole). */
 void mirror_skipped(struct pool *pool);

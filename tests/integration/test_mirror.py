@@ -47,6 +47,7 @@ class Recorder:
                     rec.requests.append({
                         "method": self.command, "target": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "fields": [(k.lower(), v) for k, v in self.headers.items()],
                         "sha": hashlib.sha256(body).hexdigest(), "len": len(body)})
                 out = b"shadow answer that nobody should see\n"
                 self.send_response(200)
@@ -210,6 +211,31 @@ def start_with_origins(procs, mirror="{pool: shadow}"):
     procs.sluice(config(port, admin, app.address, shadow.address, mirror=mirror),
                  wait_ports=[port, admin])
     return port, admin, shadow
+
+
+def test_mirror_set_headers_mark_the_copy_only(procs):
+    app = procs.origin("a1")
+    shadow = Recorder()
+    port, admin = free_port(), free_port()
+    try:
+        procs.sluice(config(port, admin, app.address, f"127.0.0.1:{shadow.port}",
+                            mirror="{pool: shadow, set_headers: {X-Shadow: '1', x-tag: copy}}"),
+                     wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        st, rid, body = request(c, "GET", "/api/echo", headers={"X-Tag": "real"})
+        c.close()
+        assert st == 200
+        # The route's own backend got the request as the client sent it.
+        seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        assert seen["x-tag"] == "real" and "x-shadow" not in seen
+        wait_for(lambda: shadow.count() == 1, what="the copy")
+        fields = shadow.requests[0]["fields"]
+        # The copy: x-tag replaced (not doubled), x-shadow added, the rest kept.
+        assert [v for k, v in fields if k == "x-tag"] == ["copy"]
+        assert [v for k, v in fields if k == "x-shadow"] == ["1"]
+        assert dict(fields)["x-request-id"] == rid
+    finally:
+        shadow.stop()
 
 
 def test_mirror_percent_sends_that_share(procs):
