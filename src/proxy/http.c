@@ -1424,24 +1424,6 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
 
 /* ---- forwarding ---- */
 
-/* Move request body bytes from conn->in to the backend. */
-/* send and recv to a backend, through TLS for a pool with tls: -1 with
- * errno EAGAIN when TLS must wait for the socket. A TLS read may leave
- * decrypted bytes in OpenSSL, so only EAGAIN says a TLS backend is drained. */
-static ssize_t up_send(struct upstream_conn *u, const void *p, size_t n)
-{
-    if (u->h2)
-        return h2_upstream_send(u, p, n);
-    return tls_sock_send(u->tls, u->io.fd, p, n);
-}
-
-static ssize_t up_recv(struct upstream_conn *u, void *p, size_t n)
-{
-    if (u->h2)
-        return h2_upstream_recv(u, p, n);
-    return tls_sock_recv(u->tls, u->io.fd, p, n);
-}
-
 /* A new connection to a pool with tls: the handshake, then the request.
  * true when done; false while it waits, or when it failed (a connect
  * failure then: retried on another backend like a refused connect). */
@@ -1465,7 +1447,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
 
         /* The head (and, on a retry, nothing else) first. */
         if (x->to_up && buf_len(x->to_up)) {
-            n = up_send(u, x->to_up->data + x->to_up->head, buf_len(x->to_up));
+            n = upstream_send(u, x->to_up->data + x->to_up->head, buf_len(x->to_up));
             if (n < 0) {
                 if (errno == EAGAIN) {
                     u->writable = false;
@@ -1506,7 +1488,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
             }
         }
         if (take) {
-            n = up_send(u, c->in->data + x->body_pos, take);
+            n = upstream_send(u, c->in->data + x->body_pos, take);
             if (n < 0) {
                 if (errno == EAGAIN) {
                     u->writable = false;
@@ -1770,7 +1752,7 @@ static bool read_upstream(struct http_conn *c, bool *progress)
             if (buf_room(b) == 0)
                 break;   /* wait for the client to take what is approved */
         }
-        n = up_recv(u, b->data + b->tail, buf_room(b));
+        n = upstream_recv(u, b->data + b->tail, buf_room(b));
         if (n > 0) {
             if ((uint32_t)n < buf_room(b) && !u->hup && !u->tls)
                 u->readable = false;   /* drained; see read_client */

@@ -15,7 +15,6 @@
 #include "core/list.h"
 #include "core/log.h"
 #include "proto/http1_body.h"
-#include "proto/tls.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/upstream.h"
 
@@ -110,21 +109,25 @@ static void mirror_fail(struct mirror *m, const char *why)
     mirror_end(m, MIRROR_FAILED, false, why);
 }
 
-static void arm(struct mirror *m)
+/* How long the copy may go without progress: the mirror pool's connect
+ * timeout until connected, then its upstream_response. */
+static uint64_t quiet_limit_ms(const struct mirror *m)
 {
     const struct conf_pool *pc = m->pool->conf;
-    uint64_t limit = m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
 
-    timer_arm(&m->w->loop.timers, &m->timer, m->active_ms + limit);
+    return m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
+}
+
+static void arm(struct mirror *m)
+{
+    timer_arm(&m->w->loop.timers, &m->timer, m->active_ms + quiet_limit_ms(m));
 }
 
 static void timer_fired(struct timer *t)
 {
     struct mirror *m = (void *)((char *)t - offsetof(struct mirror, timer));
-    const struct conf_pool *pc = m->pool->conf;
-    uint64_t limit = m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
 
-    if (clock_now_ms() < m->active_ms + limit) {
+    if (clock_now_ms() < m->active_ms + quiet_limit_ms(m)) {
         arm(m);
         return;
     }
@@ -209,9 +212,7 @@ static void mirror_run(struct mirror *m)
     if (m->pool->tls && !u->tls_ready && !tls_ready(m))
         return;
     while (u->writable && m->req_sent < m->req_len) {
-        ssize_t n = u->h2 ? h2_upstream_send(u, m->req + m->req_sent, m->req_len - m->req_sent)
-                          : tls_sock_send(u->tls, u->io.fd, m->req + m->req_sent,
-                                          m->req_len - m->req_sent);
+        ssize_t n = upstream_send(u, m->req + m->req_sent, m->req_len - m->req_sent);
         if (n < 0) {
             if (errno == EAGAIN) {
                 u->writable = false;
@@ -230,8 +231,7 @@ static void mirror_run(struct mirror *m)
             mirror_end(m, MIRROR_FAILED, false, "out of memory");
             return;
         }
-        n = u->h2 ? h2_upstream_recv(u, m->in->data + m->in->tail, buf_room(m->in))
-                  : tls_sock_recv(u->tls, u->io.fd, m->in->data + m->in->tail, buf_room(m->in));
+        n = upstream_recv(u, m->in->data + m->in->tail, buf_room(m->in));
         if (n > 0) {
             m->in->tail += (uint32_t)n;
             m->got += (uint64_t)n;

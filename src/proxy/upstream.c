@@ -182,6 +182,20 @@ struct upstream_conn *upstream_connect(struct worker *w, struct backend *b, upst
     return u;
 }
 
+ssize_t upstream_send(struct upstream_conn *u, const void *p, size_t n)
+{
+    if (u->h2)
+        return h2_upstream_send(u, p, n);
+    return tls_sock_send(u->tls, u->io.fd, p, n);
+}
+
+ssize_t upstream_recv(struct upstream_conn *u, void *p, size_t n)
+{
+    if (u->h2)
+        return h2_upstream_recv(u, p, n);
+    return tls_sock_recv(u->tls, u->io.fd, p, n);
+}
+
 int upstream_tls_step(struct upstream_conn *u)
 {
     char ip[ADDR_TEXT_MAX], who[320];

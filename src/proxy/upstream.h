@@ -88,6 +88,13 @@ static inline void upstream_note_events(struct upstream_conn *u, uint32_t events
  * -1: failed (logged as event=tls_handshake_failed). -2: out of memory. */
 int upstream_tls_step(struct upstream_conn *u);
 
+/* send and recv to a backend, whatever carries the connection: a plain
+ * socket, TLS for a pool with tls, or an HTTP/2 stream (u->h2). -1 with
+ * errno EAGAIN when it must wait. A TLS or HTTP/2 read may leave bytes
+ * inside: only EAGAIN says the connection is drained. */
+ssize_t upstream_send(struct upstream_conn *u, const void *p, size_t n);
+ssize_t upstream_recv(struct upstream_conn *u, void *p, size_t n);
+
 /* Pending socket error of u (SO_ERROR), 0 if none. */
 int upstream_socket_error(struct upstream_conn *u);
 
