@@ -643,6 +643,22 @@ def peer_table(res, only, sections, metrics):
     return head, rows
 
 
+OPENSSL = "/usr/bin/openssl"
+
+
+def make_cert(tmp, names):
+    """An ECDSA P-256 self-signed certificate for the DNS names (the first is
+    the CN), made by the openssl command: (cert, key, both in one file)."""
+    cert, key, both = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "both.pem"))
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + names[0],
+                    "-addext", "subjectAltName=" + ",".join("DNS:" + n for n in names)],
+                   check=True, capture_output=True, timeout=30)
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return cert, key, both
+
+
 def peer_report(stem, title, t_run, bg, args, setup, head, rows, lines, extra=""):
     """Print and save a feature driver's results: the run's notes (title,
     host, versions, setup lines, background load, rounds), the table, extra

@@ -30,7 +30,7 @@ import benchlib  # noqa: E402
 from benchlib import die, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "jwt")
-OPENSSL = "/usr/bin/openssl"
+OPENSSL = benchlib.OPENSSL
 WATCHDOG_S = 290
 
 

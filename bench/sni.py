@@ -38,20 +38,11 @@ from benchlib import (CLIENT_CPU, Window, die, log, noisy,  # noqa: E402
                       start_balancer, stop_all)
 
 TPL = os.path.join(HERE, "sni")
-OPENSSL = "/usr/bin/openssl"
+OPENSSL = benchlib.OPENSSL
 H2LOAD = shutil.which("h2load") or "/usr/bin/h2load"
 WATCHDOG_S = 290
 CLIENTS = 100
 NAMES = (("api", "api.test", "api"), ("other", "www.test", "web"))
-
-
-def make_cert(tmp):
-    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=api.test",
-                    "-addext", "subjectAltName=DNS:api.test,DNS:www.test"], check=True,
-                   capture_output=True, timeout=30)
-    return cert, key
 
 
 def h2load(port, host):
@@ -100,7 +91,7 @@ def main():
     res = {p: {t: [] for t, _, _ in NAMES} for p in only}
     lines = []
     try:
-        cert, key = make_cert(tmp)
+        cert, key, _ = benchlib.make_cert(tmp, ["api.test", "www.test"])
         api, web = "127.0.0.1:%d" % benchlib.free_port(), "127.0.0.1:%d" % benchlib.free_port()
         otmp = os.path.join(tmp, "origin")
         os.makedirs(otmp)

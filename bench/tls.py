@@ -30,20 +30,8 @@ import benchlib  # noqa: E402
 from benchlib import CURL, die, log, start_balancer, stop_all  # noqa: E402
 
 TPL = os.path.join(HERE, "tls")
-OPENSSL = "/usr/bin/openssl"
+OPENSSL = benchlib.OPENSSL
 WATCHDOG_S = 290
-
-
-def make_cert(tmp):
-    """An ECDSA P-256 self-signed certificate for bench.test: (cert, key, both)."""
-    cert, key, both = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "both.pem"))
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=bench.test",
-                    "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True,
-                   timeout=30)
-    with open(both, "w") as f:
-        f.write(open(cert).read() + open(key).read())
-    return cert, key, both
 
 
 def https_reaches(b, cert):
@@ -62,7 +50,7 @@ def main():
     res = {p: {"keepalive": [], "close": []} for p in only}
     lines = []
     try:
-        cert, key, both = make_cert(tmp)
+        cert, key, both = benchlib.make_cert(tmp, ["bench.test"])
         names, ports = benchlib.start_origins(1, tmp, ["--threads", "1", "--mode", "http"])
         bals = {p: start_balancer(p, TPL, os.path.join(tmp, p), ports, CERT=cert, KEY=key, PEM=both)
                 for p in only}
