@@ -104,6 +104,37 @@ class WebSocketEcho:
         self._thread.join(5)
 
 
+class AcceptLoop:
+    """A listening TCP socket on a free loopback port whose accepted
+    connections go to on_conn(sock), called on the loop's own thread;
+    stop() closes the socket and every connection accepted."""
+
+    def __init__(self, on_conn):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.conns = []
+        self._on_conn = on_conn
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            self._on_conn(c)
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.5):

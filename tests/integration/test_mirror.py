@@ -7,13 +7,12 @@ import http.client
 import http.server
 import json
 import re
-import socket
 import socketserver
 import threading
 import time
 import urllib.request
 
-from harness import free_port, wait_for
+from harness import AcceptLoop, free_port, wait_for
 
 
 class Recorder:
@@ -73,33 +72,6 @@ class Recorder:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-class Silent:
-    """Accepts connections, reads what comes and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.stopped = False
-        threading.Thread(target=self.run, daemon=True).start()
-
-    def run(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 def config(port, admin, app_addr, shadow_addr, mirror="{pool: shadow}", route_extra="",
@@ -257,7 +229,7 @@ def test_mirror_percent_sends_that_share(procs):
 
 def test_a_silent_or_dead_mirror_costs_the_client_nothing(procs):
     app = procs.origin("a1")
-    silent = Silent()
+    silent = AcceptLoop(lambda c: None)        # accepts, and never answers
     port, admin = free_port(), free_port()
     dead = free_port()
     try:

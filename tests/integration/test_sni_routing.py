@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness import SLUICE, free_port, recv_all
+from harness import SLUICE, AcceptLoop, free_port, recv_all, wait_for
 
 
 class TlsOrigin:
@@ -24,21 +24,9 @@ class TlsOrigin:
         self.asked = []
         ctx.sni_callback = lambda sock, sni, c: self.asked.append(sni) and None
         self.ctx = ctx
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.stopped = False
-        threading.Thread(target=self.run, daemon=True).start()
-
-    def run(self):
-        while not self.stopped:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+        self.loop = AcceptLoop(
+            lambda c: threading.Thread(target=self.serve, args=(c,), daemon=True).start())
+        self.port, self.address = self.loop.port, self.loop.address
 
     def serve(self, c):
         try:
@@ -55,8 +43,7 @@ class TlsOrigin:
             c.close()
 
     def stop(self):
-        self.stopped = True
-        self.sock.close()
+        self.loop.stop()
 
 
 @pytest.fixture
@@ -174,9 +161,14 @@ def test_a_silent_client_is_routed_after_client_header(procs, pki, origins):
     port = free_port()
     cfg = config(port, origins, listener_extra="    timeouts: {client_header: 300ms}\n")
     cfg = cfg.replace(f"address: {origins['default'].address}", f"address: {greeter.address}")
-    procs.sluice(cfg, wait_ports=[port])
+    s = procs.sluice(cfg, wait_ports=[port])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
-        time.sleep(0.6)
+        # Nothing sent: no decision before client_header runs out, then the
+        # listener's pool without a name, before the client says a word.
+        time.sleep(0.1)
+        assert not s.log_lines("tcp_route")
+        wait_for(lambda: s.log_lines("tcp_route"), timeout=2, what="the route after 300 ms")
+        assert 'server_name="" route=0 pool=default' in s.log_lines("tcp_route")[0]
         c.sendall(b"late\n")
         assert c.recv(100) == b"late\n"                  # echoed by the default pool
 

@@ -644,6 +644,14 @@ def s_client_status(port, host):
     return r.stdout
 
 
+def curl_cert_status(port, pki, host):
+    """curl over HTTPS to host on port, insisting on a stapled OCSP response
+    (--cert-status): the finished process."""
+    return subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
+                           f"{host}:{port}:127.0.0.1", f"https://{host}:{port}/"],
+                          capture_output=True, text=True, timeout=20)
+
+
 def test_ocsp_stapling(procs, pki, tmp_path):
     o = procs.origin("b1")
     ocsp, chain = ocsp_response(pki, tmp_path, "a")
@@ -658,15 +666,11 @@ def test_ocsp_stapling(procs, pki, tmp_path):
     out = s_client_status(port, "a.test")
     assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
     # curl checks the stapled response, and fails without one.
-    r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
-                        f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/"],
-                       capture_output=True, text=True, timeout=20)
+    r = curl_cert_status(port, pki, "a.test")
     assert r.returncode == 0 and r.stdout.strip() == "b1", r.stderr
     # The other certificate (SNI) has no response to staple.
     assert "OCSP response: no response sent" in s_client_status(port, "x.b.test")
-    r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
-                        f"x.b.test:{port}:127.0.0.1", f"https://x.b.test:{port}/"],
-                       capture_output=True, text=True, timeout=20)
+    r = curl_cert_status(port, pki, "x.b.test")
     assert r.returncode != 0
 
 
@@ -759,7 +763,7 @@ class OcspResponder:
 
 
 def ocsp_auto_config(port, origin, chain, key, admin=None):
-    return (f"workers: 1\nlog: {{level: info, access: stdout}}\n" +
+    return ("workers: 1\nlog: {level: info, access: stdout}\n" +
             (f"admin: {{listen: 127.0.0.1:{admin}}}\n" if admin else "") + "listeners:\n"
             f"  - name: web\n    bind: 127.0.0.1:{port}\n    mode: http\n    pool: app\n"
             f"    tls: {{certificates: [{{cert: {chain}, key: {key}, ocsp: auto}}]}}\n"
@@ -781,9 +785,7 @@ def test_ocsp_auto_fetches_from_the_responder(procs, pki, tmp_path):
                                                 timeout=5).read().decode()
         out = s_client_status(port, "ocsp.test")
         assert "OCSP Response Status: successful" in out and "Cert Status: good" in out, out
-        r = subprocess.run([CURL, "-sS", "--cert-status", "--cacert", pki["ca"], "--resolve",
-                            f"ocsp.test:{port}:127.0.0.1", f"https://ocsp.test:{port}/"],
-                           capture_output=True, text=True, timeout=20)
+        r = curl_cert_status(port, pki, "ocsp.test")
         assert r.returncode == 0 and r.stdout.strip() == "b1", r.stderr
         line = s.log_lines("tls_ocsp_fetched")[0]
         # A one-day response is fetched again within the hour.
