@@ -17,8 +17,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#define OCSP_MAX_BYTES TLS_OCSP_MAX_BYTES
-#define OCSP_CLOCK_SKEW_S TLS_OCSP_CLOCK_SKEW_S
 
 static unsigned char *read_file(const char *path, long *len, char *err, size_t errlen)
 {
@@ -30,9 +28,9 @@ static unsigned char *read_file(const char *path, long *len, char *err, size_t e
         snprintf(err, errlen, "cannot read '%s': %m", path);
         return NULL;
     }
-    if (!(buf = malloc(OCSP_MAX_BYTES + 1))) {
+    if (!(buf = malloc(TLS_OCSP_MAX_BYTES + 1))) {
         snprintf(err, errlen, "out of memory");
-    } else if ((n = fread(buf, 1, OCSP_MAX_BYTES + 1, f)) == 0 || n > OCSP_MAX_BYTES) {
+    } else if ((n = fread(buf, 1, TLS_OCSP_MAX_BYTES + 1, f)) == 0 || n > TLS_OCSP_MAX_BYTES) {
         snprintf(err, errlen, "'%s' is %s", path, n ? "larger than 64k" : "empty");
         free(buf);
         buf = NULL;
@@ -80,45 +78,93 @@ time_t tls_ocsp_time(const ASN1_GENERALIZEDTIME *t)
     return timegm(&tm);
 }
 
+enum tls_ocsp_read_result tls_ocsp_read(const unsigned char *der, long len, X509 *leaf,
+                                        X509 *issuer, bool verify, struct tls_ocsp_said *said)
+{
+    const unsigned char *p = der;
+    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, len);
+    OCSP_BASICRESP *basic = NULL;
+    OCSP_CERTID *id = NULL;
+    STACK_OF(X509) *signers = NULL;
+    X509_STORE *store = NULL;
+    ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL;
+    enum tls_ocsp_read_result rc;
+    int reason;
+
+    said->answer = "";
+    said->status = -1;
+    if (!resp || p != der + len) {
+        rc = TLS_OCSP_READ_NOT_OCSP;
+        goto out;
+    }
+    said->answer = OCSP_response_status_str(OCSP_response_status(resp));
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
+        !(basic = OCSP_response_get1_basic(resp))) {
+        rc = TLS_OCSP_READ_NO_ANSWER;
+        goto out;
+    }
+    if (verify) {
+        /* Signed by the issuer, or by a responder certificate it issued for
+         * OCSP signing: the issuer is the trust anchor. */
+        rc = TLS_OCSP_READ_BAD_SIGNATURE;
+        if (!(signers = sk_X509_new_null()) || !(store = X509_STORE_new()) ||
+            !X509_STORE_add_cert(store, issuer) || !sk_X509_push(signers, issuer))
+            goto out;
+        X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+        if (OCSP_basic_verify(basic, signers, store, 0) != 1)
+            goto out;
+    }
+    if (!(id = OCSP_cert_to_id(NULL, leaf, issuer)) ||
+        OCSP_resp_find_status(basic, id, &said->status, &reason, NULL, &this_upd,
+                              &next_upd) != 1) {
+        rc = TLS_OCSP_READ_NOT_ABOUT;
+        goto out;
+    }
+    said->this_update = tls_ocsp_time(this_upd);
+    said->next_update = tls_ocsp_time(next_upd);
+    said->current = OCSP_check_validity(this_upd, next_upd, TLS_OCSP_CLOCK_SKEW_S, -1) == 1;
+    rc = TLS_OCSP_READ_OK;
+out:
+    OCSP_CERTID_free(id);
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(resp);
+    sk_X509_free(signers);
+    X509_STORE_free(store);
+    return rc;
+}
+
 int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp **out,
                   char *err, size_t errlen)
 {
     X509 *leaf = NULL, *issuer = NULL;
-    OCSP_RESPONSE *resp = NULL;
-    OCSP_BASICRESP *basic = NULL;
-    OCSP_CERTID *id = NULL;
-    ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL;
+    struct tls_ocsp_said said;
     struct tls_ocsp *o = NULL;
-    const unsigned char *p;
     unsigned char *der;
-    int status = -1, reason, rc = -1;
+    int rc = -1;
     long len;
 
     *out = NULL;
     if (!(der = read_file(ocsp_path, &len, err, errlen)))
         return -1;
-    p = der;
     if (tls_ocsp_leaf_and_issuer(cert_path, &leaf, &issuer, err, errlen) < 0)
         goto out;
-    if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, len)) || p != der + len) {
+    switch (tls_ocsp_read(der, len, leaf, issuer, false, &said)) {
+    case TLS_OCSP_READ_OK:
+        break;
+    case TLS_OCSP_READ_NO_ANSWER:
+        snprintf(err, errlen, "'%s': the responder did not answer (%s)", ocsp_path, said.answer);
+        goto out;
+    case TLS_OCSP_READ_NOT_ABOUT:
+        snprintf(err, errlen, "'%s' is not about the certificate in '%s'", ocsp_path, cert_path);
+        goto out;
+    default:
         snprintf(err, errlen, "'%s' is not an OCSP response (DER, as `openssl ocsp -respout` "
                  "writes)", ocsp_path);
         goto out;
     }
-    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
-        !(basic = OCSP_response_get1_basic(resp))) {
-        snprintf(err, errlen, "'%s': the responder did not answer (%s)", ocsp_path,
-                 OCSP_response_status_str(OCSP_response_status(resp)));
-        goto out;
-    }
-    if (!(id = OCSP_cert_to_id(NULL, leaf, issuer)) ||
-        OCSP_resp_find_status(basic, id, &status, &reason, NULL, &this_upd, &next_upd) != 1) {
-        snprintf(err, errlen, "'%s' is not about the certificate in '%s'", ocsp_path, cert_path);
-        goto out;
-    }
-    if (status != V_OCSP_CERTSTATUS_GOOD) {
+    if (said.status != V_OCSP_CERTSTATUS_GOOD) {
         snprintf(err, errlen, "'%s' says the certificate in '%s' is %s", ocsp_path, cert_path,
-                 OCSP_cert_status_str(status));
+                 OCSP_cert_status_str(said.status));
         goto out;
     }
     if (!(o = calloc(1, sizeof(*o)))) {
@@ -128,19 +174,16 @@ int tls_ocsp_load(const char *cert_path, const char *ocsp_path, struct tls_ocsp 
     pthread_mutex_init(&o->lock, NULL);
     o->der = der;
     o->len = len;
-    o->next_update = tls_ocsp_time(next_upd);
+    o->next_update = said.next_update;
     der = NULL;
     *out = o;
     rc = 0;
-    if (OCSP_check_validity(this_upd, next_upd, OCSP_CLOCK_SKEW_S, -1) != 1) {
+    if (!said.current) {
         snprintf(err, errlen, "'%s' is out of date (or not valid yet): it is not stapled until "
                  "a current one is loaded", ocsp_path);
         rc = 1;
     }
 out:
-    OCSP_CERTID_free(id);
-    OCSP_BASICRESP_free(basic);
-    OCSP_RESPONSE_free(resp);
     X509_free(leaf);
     X509_free(issuer);
     free(der);
@@ -211,7 +254,7 @@ void tls_ocsp_free(struct tls_ocsp *o)
 static bool current(const struct tls_ocsp *o)
 {
     return o->der && (o->next_update == (time_t)-1 ||
-                      time(NULL) <= o->next_update + OCSP_CLOCK_SKEW_S);
+                      time(NULL) <= o->next_update + TLS_OCSP_CLOCK_SKEW_S);
 }
 
 bool tls_ocsp_current(struct tls_ocsp *o)

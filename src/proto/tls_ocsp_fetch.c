@@ -249,61 +249,50 @@ static uint64_t fetch(struct tls_ocsp *o)
 {
     OCSP_REQUEST *req = OCSP_REQUEST_new();
     OCSP_CERTID *id = OCSP_cert_to_id(NULL, o->leaf, o->issuer);
-    OCSP_RESPONSE *resp = NULL;
-    OCSP_BASICRESP *basic = NULL;
-    STACK_OF(X509) *signers = sk_X509_new_null();
-    X509_STORE *store = X509_STORE_new();
-    ASN1_GENERALIZEDTIME *this_upd = NULL, *next_upd = NULL;
+    struct tls_ocsp_said said;
     unsigned char *der = NULL, *body = NULL;
-    const unsigned char *p;
     char why[256] = "out of memory";
-    int len, status = -1, reason;
+    int len;
     long blen = 0;
     uint64_t next = 0;
 
-    if (!req || !id || !signers || !store || !OCSP_request_add0_id(req, OCSP_CERTID_dup(id)) ||
-        (len = i2d_OCSP_REQUEST(req, &der)) <= 0)
+    if (!req || !id || !OCSP_request_add0_id(req, id))
+        goto failed;
+    id = NULL;                          /* the request's now */
+    if ((len = i2d_OCSP_REQUEST(req, &der)) <= 0)
         goto failed;
     if (http_post(o->url, der, len, &body, &blen, why, sizeof(why)) < 0)
         goto failed;
-    p = body;
-    if (!(resp = d2i_OCSP_RESPONSE(NULL, &p, blen)) || p != body + blen) {
+    switch (tls_ocsp_read(body, blen, o->leaf, o->issuer, true, &said)) {
+    case TLS_OCSP_READ_OK:
+        break;
+    case TLS_OCSP_READ_NOT_OCSP:
         snprintf(why, sizeof(why), "the answer is not an OCSP response");
         goto failed;
-    }
-    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
-        !(basic = OCSP_response_get1_basic(resp))) {
-        snprintf(why, sizeof(why), "the responder did not answer (%s)",
-                 OCSP_response_status_str(OCSP_response_status(resp)));
+    case TLS_OCSP_READ_NO_ANSWER:
+        snprintf(why, sizeof(why), "the responder did not answer (%s)", said.answer);
         goto failed;
-    }
-    /* Signed by the issuer, or by a responder certificate it issued for
-     * OCSP signing: the issuer is the trust anchor. */
-    X509_STORE_add_cert(store, o->issuer);
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
-    sk_X509_push(signers, o->issuer);
-    if (OCSP_basic_verify(basic, signers, store, 0) != 1) {
+    case TLS_OCSP_READ_BAD_SIGNATURE:
         snprintf(why, sizeof(why), "the response's signature does not verify against the issuer");
         goto failed;
-    }
-    if (OCSP_resp_find_status(basic, id, &status, &reason, NULL, &this_upd, &next_upd) != 1) {
+    case TLS_OCSP_READ_NOT_ABOUT:
         snprintf(why, sizeof(why), "the response is not about this certificate");
         goto failed;
     }
-    if (OCSP_check_validity(this_upd, next_upd, TLS_OCSP_CLOCK_SKEW_S, -1) != 1) {
+    if (!said.current) {
         snprintf(why, sizeof(why), "the response is out of date");
         goto failed;
     }
-    if (status != V_OCSP_CERTSTATUS_GOOD) {
+    if (said.status != V_OCSP_CERTSTATUS_GOOD) {
         /* Never staple a "revoked" or "unknown": drop what was stapled. */
         log_error("event=tls_ocsp_not_good cert=%s status=%s", o->cert_path,
-                  OCSP_cert_status_str(status));
+                  OCSP_cert_status_str(said.status));
         tls_ocsp_set(o, NULL, 0, (time_t)-1);
         next = REFRESH_MIN_S;
         goto out;
     }
     {
-        time_t nu = tls_ocsp_time(next_upd), tu = tls_ocsp_time(this_upd);
+        time_t nu = said.next_update, tu = said.this_update;
         next = nu != (time_t)-1 && tu != (time_t)-1 && nu > tu ? (uint64_t)(nu - tu) / 2
                                                                : REFRESH_MAX_S;
         if (next > REFRESH_MAX_S)
@@ -328,10 +317,6 @@ out:
     free(body);
     OCSP_REQUEST_free(req);
     OCSP_CERTID_free(id);
-    OCSP_RESPONSE_free(resp);
-    OCSP_BASICRESP_free(basic);
-    sk_X509_free(signers);
-    X509_STORE_free(store);
     return next;
 }
 

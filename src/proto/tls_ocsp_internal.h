@@ -40,6 +40,25 @@ struct tls_ocsp {
 int tls_ocsp_leaf_and_issuer(const char *cert_path, X509 **leaf, X509 **issuer, char *err,
                              size_t errlen);
 time_t tls_ocsp_time(const ASN1_GENERALIZEDTIME *t);
+
+/* What a DER OCSP response says about leaf, which issuer issued. */
+enum tls_ocsp_read_result {
+    TLS_OCSP_READ_OK,
+    TLS_OCSP_READ_NOT_OCSP,           /* not a DER OCSP response */
+    TLS_OCSP_READ_NO_ANSWER,          /* the responder did not succeed (*answer says how) */
+    TLS_OCSP_READ_BAD_SIGNATURE,      /* verify: not signed by the issuer or its responder */
+    TLS_OCSP_READ_NOT_ABOUT,          /* about another certificate */
+};
+struct tls_ocsp_said {
+    const char *answer;               /* the responder's status, for messages */
+    int status;                       /* V_OCSP_CERTSTATUS_GOOD, _REVOKED, _UNKNOWN */
+    time_t this_update, next_update;  /* (time_t)-1: not given */
+    bool current;                     /* within its validity, clock skew allowed */
+};
+/* verify: check the signature against the issuer (fetched responses; a
+ * file is the operator's and its clients check it). */
+enum tls_ocsp_read_result tls_ocsp_read(const unsigned char *der, long len, X509 *leaf,
+                                        X509 *issuer, bool verify, struct tls_ocsp_said *said);
 /* Replace the stapled response (der may be NULL: none); takes der. */
 void tls_ocsp_set(struct tls_ocsp *o, unsigned char *der, long len, time_t next_update);
 
