@@ -46,6 +46,7 @@ started = []                 # Popen objects we started, in order
 extra_pids = []              # nginx worker pids (not our children, but ours)
 ours = set()                 # pids of the bench's own load processes (wrk, loadgen) while they run
 tmpdirs = []                 # removed by cleanup()
+cgroups = []                 # CpuQuota groups, removed by cleanup() once their processes are gone
 _name = ["bench"]            # prefix of die()'s message, set by setup()
 _cleanup_hooks = []          # run by cleanup() before the processes are stopped
 
@@ -166,9 +167,78 @@ def cleanup():
     for hook in _cleanup_hooks:
         hook()
     stop_all()
+    for q in list(cgroups):
+        q.remove()
     for d in tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
     tmpdirs.clear()
+
+
+CG_V1 = "/sys/fs/cgroup/cpu"
+CG_V2 = "/sys/fs/cgroup"
+
+
+def cgroup_cpu_root():
+    """(version, directory) where a CPU-limited group can be made, or None."""
+    if os.path.exists(os.path.join(CG_V1, "cpu.cfs_quota_us")) and os.access(CG_V1, os.W_OK):
+        return 1, CG_V1
+    try:
+        with open(os.path.join(CG_V2, "cgroup.subtree_control")) as f:
+            if "cpu" in f.read().split() and os.access(CG_V2, os.W_OK):
+                return 2, CG_V2
+    except OSError:
+        pass
+    return None
+
+
+class CpuQuota:
+    """A CPU cgroup holding one balancer's processes (every thread), whose
+    CPU time can be capped at a fraction of one CPU: set(0.5) limits them to
+    half a CPU, set(None) lifts the limit. With the same cap for every
+    balancer, each runs saturated, so requests per CPU-second compare them
+    at the same load state (a balancer that finishes early otherwise sleeps
+    and wakes more per request than one that is always busy)."""
+    PERIOD_US = 10000
+
+    def __init__(self, label, pids):
+        root = cgroup_cpu_root()
+        if not root:
+            die("no writable CPU cgroup (v1 %s or v2 %s with the cpu controller)" % (CG_V1, CG_V2))
+        self.v, base = root
+        self.dir = os.path.join(base, "sluice-bench-%s-%d" % (label, os.getpid()))
+        os.mkdir(self.dir)
+        cgroups.append(self)
+        for pid in pids:
+            if self.v == 1:
+                for tid in os.listdir("/proc/%d/task" % pid):
+                    self._write("tasks", tid)
+            else:
+                self._write("cgroup.procs", str(pid))
+
+    def _write(self, name, value):
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(value)
+
+    def set(self, fraction):
+        if self.v == 1:
+            self._write("cpu.cfs_period_us", str(self.PERIOD_US))
+            self._write("cpu.cfs_quota_us", str(int(self.PERIOD_US * fraction)) if fraction else "-1")
+        else:
+            self._write("cpu.max", "%d %d" % (self.PERIOD_US * fraction, self.PERIOD_US) if fraction
+                        else "max %d" % self.PERIOD_US)
+
+    def remove(self):
+        """After its processes ended: an empty group can be removed."""
+        for _ in range(50):
+            try:
+                os.rmdir(self.dir)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        if self in cgroups:
+            cgroups.remove(self)
 
 
 def run_client(p, timeout, what, window=None):

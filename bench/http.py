@@ -14,6 +14,19 @@ Tests (--tests, in this order)
   keepalive  wrk -t1 -c50 (keep-alive): req/s and requests per balancer CPU-s.
   close      the same with -H 'Connection: close' (a new client connection per
              request; the upstream side stays keep-alive).
+  floor      in each round, after the keep-alive windows: the same keep-alive
+             load through a blind TCP relay that does no HTTP work at all
+             (bench/micro/relay_io.c: one upstream connection per client,
+             bytes copied both ways, epoll + recv/send like the balancers).
+             Its requests per CPU-s are about the most a proxy making these
+             socket calls can reach here. --relays adds io_uring variants.
+  capped     the keep-alive and close windows again with every balancer
+             capped at the same share of a CPU (--cap, default 0.5; a CPU
+             cgroup per balancer, benchlib.CpuQuota), so that all three run
+             saturated. Uncapped, a balancer that keeps up with the client
+             idles part of the time and sleeps and wakes more per request
+             than one that is always busy, which the requests per CPU-s of
+             the first windows then count against it.
   latency    wrk -t1 -c4 --latency, direct to origin b1 and through a second
              instance of each balancer that has b1 as its only backend (so CPU 1
              runs the same processes in both cases): p50/p90/p99 and the added
@@ -63,9 +76,10 @@ from benchlib import (BAL_CPU, CC, CLIENT_CPU, CURL, HAPROXY, NGINX, ORIGIN, ROO
 TPL = os.path.join(ROOT, "bench", "http")
 PERF = "/usr/bin/perf"
 WRK_LUA = os.path.join(TPL, "latency.lua")
-WATCHDOG_S = 280             # with the quiet wait, the bench stays under 5 minutes
+WATCHDOG_S = 340             # with the quiet wait, the bench stays under 6 minutes
 PROXIES = ("sluice", "haproxy", "nginx")
-TESTS = ("idle", "keepalive", "close", "latency", "syscalls", "parser")
+TESTS = ("idle", "keepalive", "floor", "close", "capped", "latency", "syscalls", "parser")
+RELAYS = ["relay-epoll"]   # --relays changes it
 MAX_FORKS = 10               # a window is disturbed when more processes than this started during it
 
 sluice_built = "?"           # mtime of the sluice binary when the run started
@@ -298,7 +312,7 @@ def run_wrk(argv, name, bal, secs, pace_ms=0):
     return parse_wrk(out, name), win, out
 
 
-def load(b, close, args):
+def load(b, close, args, tag=""):
     """keepalive / close test: wrk -c50 for args.duration after a warm-up."""
     if args.warmup > 0:
         subprocess.run(wrk_args(b.port, args.conns, args.warmup, close), capture_output=True,
@@ -311,7 +325,7 @@ def load(b, close, args):
              errs=v["socket_errs"], non2xx=v["non2xx"], util=w.cpu / w.wall,
              cpu_us=1e6 * w.cpu / reqs if reqs else None,
              user_us=1e6 * w.user / reqs if reqs else None)
-    t = "close" if close else "keepalive"
+    t = ("close" if close else "keepalive") + (" " + tag if tag else "")
     line = "  %-9s %-8s %7.0f req/s  %7.0f req/CPU-s  %5.1f us CPU/req (user %4.1f)  %7.0f req/CPU0-busy-s  " \
            "balancer %3.0f%%  errors: socket %d, non-2xx %d  cpu0 %3.0f%% cpu1 %3.0f%% (others %3.0f%%)" % (
                t, b.name, r["rps"], r["per_cpu"] or 0, r["cpu_us"] or 0, r["user_us"] or 0,
@@ -419,6 +433,34 @@ def parser(tmp, iters):
     return best[0], best[1], outs, " ".join(cmd[:-2] + ["-o", "/tmp/http1_parse"])
 
 
+# ---- blind relays: the floor of the kernel's work ---------------------------
+
+def start_relays(tmp, origin_ports):
+    """Build bench/micro/relay_io.c and start it in both I/O models on
+    BAL_CPU in front of the origins; {name: Balancer}."""
+    exe = os.path.join(tmp, "relay_io")
+    cmd = [CC, "-O2", "-std=gnu11", "bench/micro/relay_io.c", "-o", exe, "-luring"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        die("building the relay (liburing-dev, from scripts/deps.sh) failed:\n%s" %
+            r.stderr.decode(errors="replace"))
+    out = {}
+    for name in RELAYS:
+        port = benchlib.free_port()
+        p = benchlib.start(name, [exe, name[len("relay-"):], str(port), ",".join(map(str, origin_ports))],
+                           BAL_CPU, tmp)
+        benchlib.wait_port(port, p)
+        b = benchlib.Balancer(name, port, p)
+        try:
+            st = [x[0] for x in http_get(port, n=3)]
+        except OSError as e:
+            die("%s: request through it failed: %s" % (name, e))
+        if st != [200] * 3:
+            die("%s: statuses %s through it" % (name, st))
+        out[name] = b
+    return out
+
+
 # ---- report ----------------------------------------------------------------
 
 def table(rows, order):
@@ -458,22 +500,31 @@ def targets(res, only):
         if not a or not b:
             return
         r = a / b
-        out.append("  %-9s requests per CPU-s sluice/%-7s = %.2f  (target >= %.2f%s): %s" % (
+        out.append("  %-16s requests per CPU-s sluice/%-7s = %.2f  (target >= %.2f%s): %s" % (
             test, other, r, target, ", aim %.2f" % aim if aim else "",
             ("met" if r >= target else "MISSED") + (", aim met" if aim and r >= aim else "")))
-    for t in ("keepalive", "close"):
+    for t in ("keepalive", "close", "capped_keepalive", "capped_close"):
         ratio_line(t, "haproxy", 1.0, 1.3)
         ratio_line(t, "nginx", 1.5)
     if "latency" in s and "latency" in res.get("haproxy", {}):
         a, b = s["latency"]["add_p99"], res["haproxy"]["latency"]["add_p99"]
         out.append("  p99 added latency sluice %d us vs haproxy %d us (target <= haproxy's): %s" % (
             a, b, "met" if a <= b else "MISSED"))
+    for relay in RELAYS:
+        a = res.get(relay, {}).get("keepalive", {}).get("per_cpu")
+        b = res.get("nginx", {}).get("keepalive", {}).get("per_cpu")
+        c = s.get("keepalive", {}).get("per_cpu")
+        if a and b and c:
+            out.append("  floor: a blind %-11s relay (no HTTP work) makes %.0f keep-alive requests per CPU-s"
+                       " (%.1f us/req, user %.1f) = %.2fx nginx; sluice reaches %.0f%% of it" % (
+                           relay[len("relay-"):], a, res[relay]["keepalive"]["cpu_us"],
+                           res[relay]["keepalive"]["user_us"], a / b, 100 * c / a))
     if "idle" in s:
         v = s["idle"]["rss_per_conn"]
         out.append("  RSS per idle keep-alive client connection %.2f KB (target <= 0.50 KB): %s" % (
             v, "met" if v <= 0.5 else "MISSED"))
     for p in only:
-        for t in ("keepalive", "close"):
+        for t in ("keepalive", "close", "capped_keepalive", "capped_close"):
             r = res.get(p, {}).get(t)
             if r and (r["errs"] or r["non2xx"]):
                 out.append("  WARNING: %s %s: %d socket errors, %d non-2xx responses" % (
@@ -501,6 +552,11 @@ def main():
     ap.add_argument("--parser-iters", type=int, default=3000000,
                     help="iterations of the parser microbenchmark (default 3000000)")
     ap.add_argument("--origins", type=int, default=3)
+    ap.add_argument("--cap", type=float, default=0.5,
+                    help="capped: the share of one CPU each balancer gets (default 0.5)")
+    ap.add_argument("--relays", default=",".join(r[len("relay-"):] for r in RELAYS),
+                    help="floor: relay_io I/O models (epoll, uring, uring-ssend, upoll, upoll-qsend;"
+                         " default epoll,uring)")
     ap.add_argument("--wait-quiet", type=float, default=20,
                     help="wait up to S seconds for an idle machine before starting (default 20)")
     ap.add_argument("--retries", type=int, default=2,
@@ -510,6 +566,7 @@ def main():
     ap.add_argument("--out", default=None, help="results file (default bench/results/http-<date>.txt)")
     args = ap.parse_args()
     only = [p for p in PROXIES if p in args.only.split(",")]
+    RELAYS[:] = ["relay-" + r for r in args.relays.split(",") if r]
     tests = [t for t in TESTS if t in args.tests.split(",")]
     if not only or not tests:
         die("nothing to do (--only %s --tests %s)" % (args.only, args.tests))
@@ -517,6 +574,9 @@ def main():
         die("needs 2 CPUs (balancer on CPU 0, client and origins on CPU 1)")
     benchlib.need_binaries([SLUICE, ORIGIN, WRK, CURL] + ([HAPROXY] if "haproxy" in only else []) +
                            ([NGINX] if "nginx" in only else []))
+    if "capped" in tests and not benchlib.cgroup_cpu_root():
+        log("http bench: no writable CPU cgroup here; skipping the capped test")
+        tests.remove("capped")
     if "syscalls" in tests and not perf_works():
         log("http bench: perf cannot count syscall tracepoints here; skipping the syscalls test")
         tests.remove("syscalls")
@@ -524,7 +584,10 @@ def main():
     per_load = args.warmup + args.duration + 1
     per_lat = args.warmup + args.lat_duration + 1
     budget = 15 + ("latency" in tests) * 5 + ("idle" in tests) * n * 6 + ("syscalls" in tests) * n * 9 + ("parser" in tests) * 15 + \
+        ("floor" in tests) * 5 + \
         args.rounds * (("keepalive" in tests) * n * per_load + ("close" in tests) * n * per_load +
+                       ("floor" in tests) * len(RELAYS) * per_load +
+                       ("capped" in tests) * 2 * n * per_load +
                        ("latency" in tests) * (n + 1) * per_lat)
     if budget > WATCHDOG_S - 40:
         die("this run would take about %.0fs (limit %ds): shorter windows or fewer tests" % (budget, WATCHDOG_S))
@@ -548,7 +611,7 @@ def main():
     sluice_built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(SLUICE).st_mtime))
     tmp = tempfile.mkdtemp(prefix="sluice-bench-http-")
     benchlib.tmpdirs.append(tmp)
-    res = {p: {} for p in only}
+    res = {p: {} for p in only + list(RELAYS)}
     res["direct"] = {}
     mlog = []
 
@@ -586,6 +649,8 @@ def main():
         bals = {p: start_balancer(p, TPL, tmp, ports) for p in only}
         lat_bals = {}
         check_forwarding(bals, names, ports)
+        relays = start_relays(tmp, ports) if "floor" in tests else {}
+        caps = {p: benchlib.CpuQuota(p, bals[p].pids) for p in only} if "capped" in tests else {}
 
         if "idle" in tests:      # first, while the balancers are fresh
             for p in only:
@@ -602,6 +667,18 @@ def main():
                     for p in order:
                         res[p].setdefault(t, []).append(
                             measured(lambda: load(bals[p], t == "close", args)))
+                if t == "keepalive" and "floor" in tests:
+                    for p in RELAYS:
+                        res[p].setdefault(t, []).append(measured(lambda: load(relays[p], False, args)))
+            if "capped" in tests:
+                for p in order:
+                    caps[p].set(args.cap)
+                for t in ("keepalive", "close"):
+                    for p in order:
+                        res[p].setdefault("capped_" + t, []).append(
+                            measured(lambda: load(bals[p], t == "close", args, "capped")))
+                for p in order:
+                    caps[p].set(None)
             if "latency" in tests:
                 if not lat_bals:
                     # One origin behind every balancer, as for direct: CPU 1
@@ -622,7 +699,7 @@ def main():
                     record(line)
                     res[p]["sys_" + t] = v
         # still alive and proxying after the load?
-        for b in list(bals.values()) + list(lat_bals.values()):
+        for b in list(bals.values()) + list(lat_bals.values()) + list(relays.values()):
             if b.proc.poll() is not None:
                 die("%s died during the bench:\n%s" % (b.name, tail(b.proc.bench_out)))
         check_forwarding(bals, names, ports)
@@ -638,8 +715,8 @@ def main():
     # Several rounds: the median of the undisturbed windows (of all, if every
     # one was disturbed); error counts add up.
     nwin = {p: 0 for p in only}
-    for p in list(only) + ["direct"]:
-        for t in ("keepalive", "close", "latency"):
+    for p in list(only) + list(RELAYS) + ["direct"]:
+        for t in ("keepalive", "close", "capped_keepalive", "capped_close", "latency"):
             rs = res[p].get(t)
             if not isinstance(rs, list):
                 continue
@@ -674,6 +751,14 @@ def main():
                      ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False),
                      ("%s errors (socket + non-2xx)" % label,
                       {p: res[p][t]["errs"] + res[p][t]["non2xx"] for p in only if t in res[p]}, 0, False)]
+    for t, label in (("capped_keepalive", "keep-alive"), ("capped_close", "Connection: close")):
+        if "capped" in tests:
+            label += ", capped at %.2g CPU" % args.cap
+            rows += [("%s req/s" % label, col(t, "rps"), 0, True),
+                     ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
+                     ("%s balancer user-space CPU us per request (diagnostic)" % label,
+                      col(t, "user_us"), 1, True),
+                     ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False)]
     if "latency" in tests:
         d = res["direct"]["latency"]
         rows += [("latency p50 through the balancer, us", col("latency", "p50"), 0, False),
@@ -711,6 +796,10 @@ def main():
         "nginx: worker_processes 1, upstream keepalive 64, proxy_http_version 1.1, Connection \"\","
         " keepalive_requests 1000000",
         "sluice: mode http, workers 1, max_idle_connections 64 (per backend)",
+        "capped: the keep-alive and close windows again, each balancer's processes in a CPU cgroup"
+        " limited to %.2g of a CPU (period 10 ms), so that every balancer runs saturated" % args.cap,
+        "floor: bench/micro/relay_io.c, a blind TCP relay (%s), one upstream connection"
+        " per client, same load as keep-alive" % ", ".join(r[len("relay-"):] for r in RELAYS),
         "keep-alive: wrk -t1 -c%d -d%ds (after a %ds warm-up); close: the same with -H 'Connection: close'"
         % (args.conns, args.duration, args.warmup),
         "latency: wrk -t1 -c%d -d%ds --latency, %s, through a second instance of"

@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libssl-dev libcrypt-dev libnghttp2-dev libfyaml-dev libpcre2-dev libxxhash-dev libc-ares-dev
 libsystemd-dev libmaxminddb-dev
 python3 python3-pytest python3-h2 python3-websockets python3-grpcio
-curl openssl wrk nghttp2-client dnsutils iproute2 procps keepalived
+curl openssl wrk nghttp2-client dnsutils iproute2 procps keepalived liburing-dev
 haproxy nginx-core libnginx-mod-stream"
 
 missing=""
