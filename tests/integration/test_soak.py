@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from harness import free_port, pid_running, wait_for
+from harness import free_port, pid_running, recv_all, wait_for
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "15"))
 WRK = shutil.which("wrk")
@@ -149,12 +149,7 @@ def bad_clients(load, port):
         try:
             s.sendall(msg)
             s.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
             m = re.match(rb"HTTP/1\.1 (\d{3})", data)
             load.count("bad_status_" + (m.group(1).decode() if m else "none"))
             if m and m.group(1) == b"200" and msg in BAD[:6]:
@@ -194,12 +189,7 @@ def raw_tcp(load, port):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: l4\r\nConnection: close\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = recv_all(s)
             load.count("l4_ok" if data.startswith(b"HTTP/1.1 200") else "l4_other")
         except OSError:
             load.count("l4_conn_error")
