@@ -1,5 +1,7 @@
-"""A bounded soak: every kind of traffic at once, while backends die and come
-back, the operator drains and re-enables them and the config is reloaded.
+"""A bounded soak: every kind of traffic at once (HTTP/1.1 and HTTP/2, in the
+clear and over TLS, WebSocket tunnels, uploads, malformed and slow clients,
+L4), while backends die and come back, the operator drains and re-enables
+them and the config is reloaded.
 
 The other tests each look at one thing; this one looks for what only shows
 when they happen together: a crash, a sanitizer report (make test runs it
@@ -16,23 +18,40 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
 
 import pytest
 
-from harness import free_port, pid_running, recv_all, wait_for
+from harness import WebSocketEcho, free_port, pid_running, recv_all, wait_for
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "15"))
 WRK = shutil.which("wrk")
 H2LOAD = shutil.which("h2load")
 
 
-def config(web, raw, admin, backends, variant):
-    """variant flips between reloads: a route's pool and weights change."""
+def config(web, raw, admin, backends, variant, tls=None, ws=None):
+    """variant flips between reloads: a route's pool and weights change.
+    tls: (port, cert, key) adds an HTTPS listener; ws: the address of a
+    WebSocket echo origin, routed at /ws."""
     addrs = "\n".join(f"      - {{name: {n}, address: '{a}', weight: {w}}}"
                       for (n, a), w in zip(backends, (1, 2, 1) if variant else (3, 1, 1)))
+    tls_listener = f"""
+  - name: secure
+    bind: 127.0.0.1:{tls[0]}
+    mode: http
+    http2: true
+    pool: app
+    tls: {{certificates: [{{cert: '{tls[1]}', key: '{tls[2]}'}}]}}""" if tls else ""
+    ws_route = """
+      - match: {path_prefix: /ws}
+        pool: ws""" if ws else ""
+    ws_pool = f"""
+  - name: ws
+    backends:
+      - {{name: echo, address: '{ws}'}}""" if ws else ""
     return f"""
 workers: 2
 log: {{level: info, access: off}}
@@ -49,7 +68,7 @@ listeners:
         pool: app
         strip_prefix: /v{1 if variant else 2}
       - match: {{path: /teapot}}
-        respond: {{status: 418, body: "short and stout"}}
+        respond: {{status: 418, body: "short and stout"}}{ws_route}{tls_listener}
   - name: raw
     bind: 127.0.0.1:{raw}
     mode: tcp
@@ -63,7 +82,7 @@ pools:
     drain_timeout: 2s
     timeouts: {{upstream_idle: 2s}}
     backends:
-{addrs}
+{addrs}{ws_pool}
 """
 
 
@@ -183,6 +202,52 @@ def slow_clients(load, port):
     load.count("slow_closed", closed)
 
 
+def tls_clients(load, port, ca):
+    """HTTPS with keep-alive (ALPN http/1.1), a new connection every 20 requests."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    while load.running():
+        try:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                 server_hostname="a.test") as s:
+                for _ in range(20):
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                    r = http.client.HTTPResponse(s)
+                    r.begin()
+                    body = r.read()
+                    load.count(f"tls_{r.status}")
+                    if r.status == 200 and body.strip() not in (b"b1", b"b2", b"b3"):
+                        load.fail(f"HTTPS answer from no origin: {body[:40]!r}")
+                    if r.will_close:
+                        break
+        except (OSError, http.client.HTTPException):
+            load.count("tls_conn_error")
+
+
+def ws_clients(load, port, websockets):
+    """WebSocket tunnels: what comes back is what was sent. A reload's drain
+    may end a tunnel (counted), never corrupt one."""
+    import asyncio
+
+    async def one():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/chat", open_timeout=5) as ws:
+            for i in range(50):
+                msg = os.urandom(random.choice((10, 1000, 100_000)))
+                await ws.send(msg)
+                if await asyncio.wait_for(ws.recv(), 5) != msg:
+                    load.fail("a WebSocket message came back changed")
+                    return
+        load.count("ws_ok")
+
+    while load.running():
+        try:
+            asyncio.run(one())
+        except websockets.exceptions.ConnectionClosed:
+            load.count("ws_cut")
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidStatusCode) as e:
+            load.count("ws_" + type(e).__name__)
+
+
 def raw_tcp(load, port):
     """The L4 listener in front of the same backends."""
     while load.running():
@@ -208,7 +273,7 @@ def flapper(load, procs, origins, ports):
         i += 1
 
 
-def operator(load, s, admin, web, raw, backends):
+def operator(load, s, admin, web, raw, backends, extra):
     """Drain / enable backends over the admin API; reload with a changed config."""
     variant = True
     names = [n for n, _ in backends]
@@ -226,20 +291,31 @@ def operator(load, s, admin, web, raw, backends):
         if i % 4 == 3:
             variant = not variant
             with open(s.config, "w") as f:
-                f.write(config(web, raw, admin, backends, variant))
+                f.write(config(web, raw, admin, backends, variant, **extra))
             s.reload()
             load.count("reloads")
         i += 1
 
 
 @pytest.mark.skipif(not WRK, reason="wrk not installed")
-def test_everything_at_once_while_backends_flap_and_config_reloads(procs):
+def test_everything_at_once_while_backends_flap_and_config_reloads(procs, pki):
+    websockets = pytest.importorskip("websockets")
+    import websockets.server  # noqa: F401
+    echo = WebSocketEcho(websockets)
     origins = [procs.origin(f"b{i + 1}") for i in range(3)]
     ports = [o.port for o in origins]
     backends = [(f"b{i + 1}", o.address) for i, o in enumerate(origins)]
-    web, raw, admin = free_port(), free_port(), free_port()
-    s = procs.sluice(config(web, raw, admin, backends, True), wait_ports=[web, raw, admin])
+    web, raw, admin, secure = free_port(), free_port(), free_port(), free_port()
+    extra = {"tls": (secure,) + pki["a"], "ws": f"127.0.0.1:{echo.port}"}
+    try:
+        s = procs.sluice(config(web, raw, admin, backends, True, **extra),
+                         wait_ports=[web, raw, admin, secure])
+        soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, pki["ca"], websockets)
+    finally:
+        echo.stop()
 
+
+def soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, ca, websockets):
     load = Load()
     load.stop_at = time.monotonic() + SECONDS
     secs = max(1, int(SECONDS))
@@ -250,13 +326,14 @@ def test_everything_at_once_while_backends_flap_and_config_reloads(procs):
                                  "-H", "Connection: close", f"http://127.0.0.1:{web}/teapot"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
     if H2LOAD:
-        clients.append(subprocess.Popen([H2LOAD, "-c2", "-m8", "-D", str(secs),
-                                         f"http://127.0.0.1:{web}/v2/"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        clients += [subprocess.Popen([H2LOAD, "-c2", "-m8", "-D", str(secs), url],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                    for url in (f"http://127.0.0.1:{web}/v2/", f"https://127.0.0.1:{secure}/")]
     for fn, args in ((uploads, (web,)), (uploads, (web,)), (bad_clients, (web,)),
-                     (slow_clients, (web,)), (raw_tcp, (raw,)),
+                     (slow_clients, (web,)), (raw_tcp, (raw,)), (tls_clients, (secure, ca)),
+                     (ws_clients, (web, websockets)),
                      (flapper, (procs, origins, ports)),
-                     (operator, (s, admin, web, raw, backends))):
+                     (operator, (s, admin, web, raw, backends, extra))):
         load.start(fn, load, *args)
     outs = [c.communicate(timeout=SECONDS + 60)[0].decode(errors="replace") for c in clients]
     for t in load.threads:
@@ -269,6 +346,7 @@ def test_everything_at_once_while_backends_flap_and_config_reloads(procs):
     c = load.counts
     assert c.get("flaps", 0) >= 2 and c.get("reloads", 0) >= 1, c
     assert c.get("upload_ok", 0) > 0 and c.get("l4_ok", 0) > 0, c
+    assert c.get("tls_200", 0) > 0 and c.get("ws_ok", 0) > 0, c
     assert c.get("admin_200", 0) > 0, c
 
     # keep-alive wrk: served throughout, retries hiding most of the flapping
@@ -281,9 +359,9 @@ def test_everything_at_once_while_backends_flap_and_config_reloads(procs):
     # close-mode wrk on a `respond` route: every answer is sluice's own 418
     m = re.search(r"(\d+) requests in", outs[1])
     assert m and int(m.group(1)) > 50, outs[1]
-    if H2LOAD:
-        m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", outs[2])
-        assert m and int(m.group(2)) > 0, outs[2]
+    for out in outs[2:]:         # h2load, in the clear and over TLS (ALPN h2)
+        m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+        assert m and int(m.group(2)) > 0, out
 
     # Quiet again: every backend back, served, and the serving process's
     # descriptors settle instead of growing with each burst.
