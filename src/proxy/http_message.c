@@ -366,8 +366,18 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
     request_id = extra->request_id;
 
     out_init(&o, b);
-    snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
-    puts_(&o, line);
+    if (resp->status >= 100 && resp->status <= 999) {
+        /* Every response: no printf (the parser takes three digits). */
+        memcpy(line, "HTTP/1.1 ", 9);
+        line[9] = (char)('0' + resp->status / 100);
+        line[10] = (char)('0' + resp->status / 10 % 10);
+        line[11] = (char)('0' + resp->status % 10);
+        line[12] = ' ';
+        put(&o, line, 13);
+    } else {
+        snprintf(line, sizeof(line), "HTTP/1.1 %d ", resp->status);
+        puts_(&o, line);
+    }
     put_slice(&o, resp->reason);
     put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < resp->nheaders; i++) {

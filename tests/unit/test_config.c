@@ -128,6 +128,35 @@ static const char full_config[] =
     "      - address: \"[::1]:53\"\n"                         /* 40 */
     "        name: ns1\n";
 
+/* addr_format_host formats IPv4 by hand (no inet_ntop): every octet width,
+ * and a buffer too small gets an empty string, not a cut address. */
+static void test_addr_format_host(void)
+{
+    static const char *cases[] = {"0.0.0.0", "255.255.255.255", "10.0.1.20", "127.0.0.1",
+                                  "1.22.133.4", "100.9.99.200", "[::1]", "[2001:db8::7]"};
+    char buf[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct addr a;
+        char text[64], want[64];
+        const char *why = NULL;
+        size_t n = strlen(cases[i]);
+
+        snprintf(text, sizeof(text), "%s:80", cases[i]);
+        CHECK_EQ_INT(addr_parse(text, &a, &why), 0);
+        snprintf(want, sizeof(want), "%.*s", cases[i][0] == '[' ? (int)n - 2 : (int)n,
+                 cases[i] + (cases[i][0] == '['));
+        CHECK_EQ_STR(addr_format_host(&a, buf, sizeof(buf)), want);
+    }
+    {
+        struct addr a;
+        const char *why = NULL;
+        CHECK_EQ_INT(addr_parse("255.255.255.255:1", &a, &why), 0);
+        CHECK_EQ_STR(addr_format_host(&a, buf, 16), "255.255.255.255");
+        CHECK_EQ_STR(addr_format_host(&a, buf, 15), "");
+    }
+}
+
 static void test_full(void)
 {
     char path[32];
@@ -1321,6 +1350,7 @@ static void test_examples(void)
 
 int main(void)
 {
+    test_addr_format_host();
     test_full();
     test_defaults();
     test_bad_cases();
