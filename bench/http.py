@@ -511,14 +511,15 @@ def targets(res, only):
         out.append("  p99 added latency sluice %d us vs haproxy %d us (target <= haproxy's): %s" % (
             a, b, "met" if a <= b else "MISSED"))
     for relay in RELAYS:
-        a = res.get(relay, {}).get("keepalive", {}).get("per_cpu")
-        b = res.get("nginx", {}).get("keepalive", {}).get("per_cpu")
-        c = s.get("keepalive", {}).get("per_cpu")
-        if a and b and c:
-            out.append("  floor: a blind %-11s relay (no HTTP work) makes %.0f keep-alive requests per CPU-s"
-                       " (%.1f us/req, user %.1f) = %.2fx nginx; sluice reaches %.0f%% of it" % (
-                           relay[len("relay-"):], a, res[relay]["keepalive"]["cpu_us"],
-                           res[relay]["keepalive"]["user_us"], a / b, 100 * c / a))
+        for t, how in (("keepalive", ""), ("capped_keepalive", ", capped")):
+            a = res.get(relay, {}).get(t, {}).get("per_cpu")
+            b = res.get("nginx", {}).get(t, {}).get("per_cpu")
+            c = s.get(t, {}).get("per_cpu")
+            if a and b and c:
+                out.append("  floor%s: a blind %s relay (no HTTP work) makes %.0f keep-alive requests per CPU-s"
+                           " (%.1f us/req, user %.1f) = %.2fx nginx; sluice reaches %.0f%% of it" % (
+                               how, relay[len("relay-"):], a, res[relay][t]["cpu_us"],
+                               res[relay][t]["user_us"], a / b, 100 * c / a))
     if "idle" in s:
         v = s["idle"]["rss_per_conn"]
         out.append("  RSS per idle keep-alive client connection %.2f KB (target <= 0.50 KB): %s" % (
@@ -587,7 +588,7 @@ def main():
         ("floor" in tests) * 5 + \
         args.rounds * (("keepalive" in tests) * n * per_load + ("close" in tests) * n * per_load +
                        ("floor" in tests) * len(RELAYS) * per_load +
-                       ("capped" in tests) * 2 * n * per_load +
+                       ("capped" in tests) * (2 * n + ("floor" in tests) * len(RELAYS)) * per_load +
                        ("latency" in tests) * (n + 1) * per_lat)
     if budget > WATCHDOG_S - 40:
         die("this run would take about %.0fs (limit %ds): shorter windows or fewer tests" % (budget, WATCHDOG_S))
@@ -650,7 +651,8 @@ def main():
         lat_bals = {}
         check_forwarding(bals, names, ports)
         relays = start_relays(tmp, ports) if "floor" in tests else {}
-        caps = {p: benchlib.CpuQuota(p, bals[p].pids) for p in only} if "capped" in tests else {}
+        caps = {p: benchlib.CpuQuota(p, b.pids) for p, b in list(bals.items()) + list(relays.items())} \
+            if "capped" in tests else {}
 
         if "idle" in tests:      # first, while the balancers are fresh
             for p in only:
@@ -671,14 +673,18 @@ def main():
                     for p in RELAYS:
                         res[p].setdefault(t, []).append(measured(lambda: load(relays[p], False, args)))
             if "capped" in tests:
-                for p in order:
-                    caps[p].set(args.cap)
+                for q in caps.values():
+                    q.set(args.cap)
                 for t in ("keepalive", "close"):
                     for p in order:
                         res[p].setdefault("capped_" + t, []).append(
                             measured(lambda: load(bals[p], t == "close", args, "capped")))
-                for p in order:
-                    caps[p].set(None)
+                    if t == "keepalive":     # with floor: the relays at the same cap
+                        for p in relays:
+                            res[p].setdefault("capped_" + t, []).append(
+                                measured(lambda: load(relays[p], False, args, "capped")))
+                for q in caps.values():
+                    q.set(None)
             if "latency" in tests:
                 if not lat_bals:
                     # One origin behind every balancer, as for direct: CPU 1
