@@ -164,7 +164,11 @@ def bad_clients(load, port):
     rng = random.Random(2)
     while load.running():
         msg = rng.choice(BAD) if rng.random() < 0.7 else rng.randbytes(rng.randint(1, 3000))
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            load.count("bad_conn_error")
+            continue
         try:
             s.sendall(msg)
             s.shutdown(socket.SHUT_WR)
@@ -185,9 +189,12 @@ def slow_clients(load, port):
     """Half-sent heads that stall: client_header must close them."""
     socks = []
     while load.running():
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: slow\r\n")
-        socks.append(s)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: slow\r\n")
+            socks.append(s)
+        except OSError:
+            load.count("slow_conn_error")
         time.sleep(0.2)
     closed = 0
     for s in socks:
@@ -244,7 +251,7 @@ def ws_clients(load, port, websockets):
             asyncio.run(one())
         except websockets.exceptions.ConnectionClosed:
             load.count("ws_cut")
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidStatusCode) as e:
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as e:
             load.count("ws_" + type(e).__name__)
 
 
@@ -283,11 +290,15 @@ def operator(load, s, admin, web, raw, backends, extra):
         name = names[i % len(names)]
         for action in ("drain", "enable"):
             c = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
-            c.request("POST", f"/api/v1/pools/app/backends/{name}/{action}")
-            r = c.getresponse()
-            r.read()
-            c.close()
-            load.count(f"admin_{r.status}")
+            try:
+                c.request("POST", f"/api/v1/pools/app/backends/{name}/{action}")
+                r = c.getresponse()
+                r.read()
+                load.count(f"admin_{r.status}")
+            except (OSError, http.client.HTTPException):
+                load.count("admin_conn_error")     # the admin socket changing hands
+            finally:
+                c.close()
         if i % 4 == 3:
             variant = not variant
             with open(s.config, "w") as f:
