@@ -1,6 +1,6 @@
 """A bounded soak: every kind of traffic at once (HTTP/1.1 and HTTP/2, in the
 clear and over TLS, WebSocket tunnels, uploads, malformed and slow clients,
-L4), while backends die and come back, the operator drains and re-enables
+L4 TCP and UDP), while backends die and come back, the operator drains and re-enables
 them and the config is reloaded.
 
 The other tests each look at one thing; this one looks for what only shows
@@ -32,10 +32,11 @@ WRK = shutil.which("wrk")
 H2LOAD = shutil.which("h2load")
 
 
-def config(web, raw, admin, backends, variant, tls=None, ws=None):
+def config(web, raw, admin, backends, variant, tls=None, ws=None, udp=None):
     """variant flips between reloads: a route's pool and weights change.
     tls: (port, cert, key) adds an HTTPS listener; ws: the address of a
-    WebSocket echo origin, routed at /ws."""
+    WebSocket echo origin, routed at /ws; udp: (port, [echo addresses]) adds
+    a UDP listener in front of them."""
     addrs = "\n".join(f"      - {{name: {n}, address: '{a}', weight: {w}}}"
                       for (n, a), w in zip(backends, (1, 2, 1) if variant else (3, 1, 1)))
     tls_listener = f"""
@@ -52,6 +53,16 @@ def config(web, raw, admin, backends, variant, tls=None, ws=None):
   - name: ws
     backends:
       - {{name: echo, address: '{ws}'}}""" if ws else ""
+    udp_listener = f"""
+  - name: datagrams
+    bind: 127.0.0.1:{udp[0]}
+    mode: udp
+    pool: echo
+    timeouts: {{udp_idle: 1s}}""" if udp else ""
+    udp_pool = """
+  - name: echo
+    backends:""" + "".join(f"""
+      - {{name: u{i + 1}, address: '{a}'}}""" for i, a in enumerate(udp[1])) if udp else ""
     return f"""
 workers: 2
 log: {{level: info, access: off}}
@@ -68,7 +79,7 @@ listeners:
         pool: app
         strip_prefix: /v{1 if variant else 2}
       - match: {{path: /teapot}}
-        respond: {{status: 418, body: "short and stout"}}{ws_route}{tls_listener}
+        respond: {{status: 418, body: "short and stout"}}{ws_route}{tls_listener}{udp_listener}
   - name: raw
     bind: 127.0.0.1:{raw}
     mode: tcp
@@ -82,7 +93,7 @@ pools:
     drain_timeout: 2s
     timeouts: {{upstream_idle: 2s}}
     backends:
-{addrs}{ws_pool}
+{addrs}{ws_pool}{udp_pool}
 """
 
 
@@ -255,6 +266,29 @@ def ws_clients(load, port, websockets):
             load.count("ws_" + type(e).__name__)
 
 
+def udp_clients(load, port):
+    """UDP flows through the datagram listener: an answer is the datagram
+    sent, tagged by the echo origin; a lost one is counted (UDP may drop,
+    and a reload moves flows to the new process)."""
+    rng = random.Random(3)
+    while load.running():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(1)
+            for i in range(20):
+                msg = b"%d:" % i + rng.randbytes(rng.choice((1, 100, 1400)))
+                u.sendto(msg, ("127.0.0.1", port))
+                try:
+                    data, _ = u.recvfrom(65536)
+                except socket.timeout:
+                    load.count("udp_lost")
+                    continue
+                tag, _, echoed = data.partition(b":")
+                if echoed != msg or tag not in (b"u1", b"u2"):
+                    load.fail(f"UDP answer {data[:30]!r} to {msg[:10]!r}")
+                    return
+                load.count("udp_ok")
+
+
 def raw_tcp(load, port):
     """The L4 listener in front of the same backends."""
     while load.running():
@@ -317,16 +351,20 @@ def test_everything_at_once_while_backends_flap_and_config_reloads(procs, pki):
     ports = [o.port for o in origins]
     backends = [(f"b{i + 1}", o.address) for i, o in enumerate(origins)]
     web, raw, admin, secure = free_port(), free_port(), free_port(), free_port()
-    extra = {"tls": (secure,) + pki["a"], "ws": f"127.0.0.1:{echo.port}"}
+    udp = free_port(socket.SOCK_DGRAM)
+    udp_echo = [procs.origin(f"u{i}", mode="udp-echo", extra=("--udp-tag",)) for i in (1, 2)]
+    extra = {"tls": (secure,) + pki["a"], "ws": f"127.0.0.1:{echo.port}",
+             "udp": (udp, [o.address for o in udp_echo])}
     try:
         s = procs.sluice(config(web, raw, admin, backends, True, **extra),
                          wait_ports=[web, raw, admin, secure])
-        soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, pki["ca"], websockets)
+        soak(procs, s, origins, ports, backends, web, raw, admin, secure, udp, extra, pki["ca"],
+             websockets)
     finally:
         echo.stop()
 
 
-def soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, ca, websockets):
+def soak(procs, s, origins, ports, backends, web, raw, admin, secure, udp, extra, ca, websockets):
     load = Load()
     load.stop_at = time.monotonic() + SECONDS
     secs = max(1, int(SECONDS))
@@ -342,7 +380,7 @@ def soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, ca,
                     for url in (f"http://127.0.0.1:{web}/v2/", f"https://127.0.0.1:{secure}/")]
     for fn, args in ((uploads, (web,)), (uploads, (web,)), (bad_clients, (web,)),
                      (slow_clients, (web,)), (raw_tcp, (raw,)), (tls_clients, (secure, ca)),
-                     (ws_clients, (web, websockets)),
+                     (ws_clients, (web, websockets)), (udp_clients, (udp,)),
                      (flapper, (procs, origins, ports)),
                      (operator, (s, admin, web, raw, backends, extra))):
         load.start(fn, load, *args)
@@ -358,6 +396,7 @@ def soak(procs, s, origins, ports, backends, web, raw, admin, secure, extra, ca,
     assert c.get("flaps", 0) >= 2 and c.get("reloads", 0) >= 1, c
     assert c.get("upload_ok", 0) > 0 and c.get("l4_ok", 0) > 0, c
     assert c.get("tls_200", 0) > 0 and c.get("ws_ok", 0) > 0, c
+    assert c.get("udp_ok", 0) > 10 * c.get("udp_lost", 0), c
     assert c.get("admin_200", 0) > 0, c
 
     # keep-alive wrk: served throughout, retries hiding most of the flapping
