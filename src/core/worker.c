@@ -103,6 +103,11 @@ static void listener_cb(struct io *io, uint32_t events)
 {
     struct worker_listener *wl = (struct worker_listener *)io;
 
+    /* Closed by an earlier event of this batch (a drain begun by the
+     * wake-up callback): this one is stale. A UDP listener's flow table is
+     * already freed then. */
+    if (wl->io.fd < 0)
+        return;
     if (wl->l->conf->mode == LISTENER_UDP) {
         udp_listener_readable(wl);
         return;

@@ -98,3 +98,48 @@ def test_udp_moves_off_dead_backend(procs):
     other = b"u2" if first == b"u1" else b"u1"
     assert roundtrip(c, port, b"2").partition(b":")[0] == other
     c.close()
+
+
+def test_datagrams_during_reloads_never_crash_the_old_process(procs):
+    """A reload makes the old process close its listeners from the worker's
+    wake-up callback; a datagram event later in the same batch must not
+    reach the closed listener (it did: the flow table was already freed).
+    Datagrams flood the listener while it reloads ten times; every old
+    process must then log its clean stop."""
+    import threading
+    o = procs.origin("u1", mode="udp-echo", extra=("--udp-tag",))
+    port = free_port(socket.SOCK_DGRAM)
+    cfg = udp_config(port, [("u1", o.address)]).replace("workers: 1", "workers: 2")
+    s = procs.sluice(cfg.replace("level: debug", "level: info"))
+    stop = threading.Event()
+
+    def flood():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.setblocking(False)
+            while not stop.is_set():
+                for _ in range(50):
+                    try:
+                        u.sendto(b"x" * 32, ("127.0.0.1", port))
+                    except BlockingIOError:
+                        pass
+                try:
+                    while u.recv(2048):
+                        pass
+                except BlockingIOError:
+                    pass
+
+    threads = [threading.Thread(target=flood) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(10):
+            s.reload()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    wait_for(lambda: len(s.log_lines("stopped")) >= 10, timeout=30,
+             what="every old process's clean stop")
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert roundtrip(c, port, b"after") == b"u1:after"
+    c.close()
