@@ -413,6 +413,10 @@ def soak(procs, s, origins, ports, backends, web, raw, admin, secure, udp, extra
         m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
         assert m and int(m.group(2)) > 0, out
 
+    # Every process a reload replaced stopped cleanly (a crash logs no stop).
+    wait_for(lambda: len(s.log_lines("stopped")) >= c["reloads"], timeout=40,
+             what=f"a clean stop of each of the {c['reloads']} replaced processes")
+
     # Quiet again: every backend back, served, and the serving process's
     # descriptors settle instead of growing with each burst.
     pid = s.serving_pid()
