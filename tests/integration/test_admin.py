@@ -274,6 +274,10 @@ def test_status_fields(procs):
     _, port, admin_port = start(procs, [b1, b2], workers=1)
     for _ in range(4):
         assert http_get(port)[0] == 200
+    # The last connection's close may reach the worker a moment after the
+    # answer reached the client.
+    wait_for(lambda: status(admin_port)["listeners"][0]["active_connections"] == 0,
+             what="the last client connection counted closed")
     st = status(admin_port)
     assert st["stopping"] is False
     (l,) = st["listeners"]
