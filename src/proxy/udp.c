@@ -291,8 +291,6 @@ void udp_listener_readable(struct worker_listener *wl)
 {
     struct udp_flow_table *t = wl->flows;
 
-    if (!t)
-        return;      /* closed: see listener_cb */
     for (int i = 0; i < UDP_BATCH; i++) {
         struct addr client;
         ssize_t n;
