@@ -94,15 +94,27 @@ static int pair_up(int c)
 
 /* ---- epoll: what sluice and NGINX do ---- */
 
+/* Close a client connection and its upstream one (epfd < 0: io_uring).
+ * shutdown() first: an io_uring request on the peer holds its file open,
+ * and shutdown ends that request and the connection at once. */
+static void (*before_close)(void);   /* io_uring: submit queued sends first */
+
 static void close_pair(int epfd, int fd)
 {
     int p = peer_of[fd];
-    if (epfd >= 0) {
-        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-        epoll_ctl(epfd, EPOLL_CTL_DEL, p, NULL);
+    if (before_close)
+        before_close();
+    if (p >= 0) {
+        if (epfd >= 0)
+            epoll_ctl(epfd, EPOLL_CTL_DEL, p, NULL);
+        peer_of[p] = -1;
+        shutdown(p, SHUT_RDWR);
+        close(p);
     }
+    if (epfd >= 0)
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+    peer_of[fd] = -1;
     close(fd);
-    close(p);
 }
 
 static int run_epoll(int lfd)
@@ -130,6 +142,8 @@ static int run_epoll(int lfd)
                 epoll_ctl(epfd, EPOLL_CTL_ADD, u, &ev);
                 continue;
             }
+            if (peer_of[fd] < 0)
+                continue;           /* closed by an earlier event of this batch */
             ssize_t r = recv(fd, buf, sizeof buf, 0);
             if (r <= 0) {
                 if (r < 0 && errno == EAGAIN)
@@ -196,6 +210,47 @@ static void buf_return(int bid)
     io_uring_buf_ring_advance(br, 1);
 }
 
+static void submit_queued(void)
+{
+    io_uring_submit(&ring);
+}
+
+/* Pass len bytes of buffer bid on to fd's peer: queued, or sent at once
+ * and the buffer given back. */
+static void forward(int fd, int bid, int len)
+{
+    char *b = bufs + (size_t)bid * BUF_SIZE;
+
+    if (queue_send) {
+        struct io_uring_sqe *s = sqe_get();
+        io_uring_prep_send(s, peer_of[fd], b, len, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(s, UD(OP_SEND, peer_of[fd], bid));
+        return;
+    }
+    send(peer_of[fd], b, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    buf_return(bid);
+}
+
+/* upoll variants: fd is readable; one recv() per readiness, as sluice does
+ * for small messages. */
+static void on_poll(int fd)
+{
+    ssize_t r;
+    int bid;
+
+    if (!n_free)
+        return;
+    bid = free_bids[--n_free];
+    r = recv(fd, bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, MSG_DONTWAIT);
+    if (r > 0) {
+        forward(fd, bid, (int)r);
+        return;
+    }
+    buf_return(bid);
+    if (r == 0 || (errno != EAGAIN && errno != EINTR))
+        close_pair(-1, fd);
+}
+
 static void arm_accept(int lfd)
 {
     struct io_uring_sqe *s = sqe_get();
@@ -257,63 +312,19 @@ static int run_uring(int lfd)
                     arm_accept(lfd);
             } else if (op == OP_RECV) {
                 if (res > 0) {
-                    int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-                    if (queue_send) {
-                        struct io_uring_sqe *s = sqe_get();
-                        io_uring_prep_send(s, peer_of[fd], bufs + (size_t)bid * BUF_SIZE, res,
-                                           MSG_NOSIGNAL);
-                        io_uring_sqe_set_data64(s, UD(OP_SEND, peer_of[fd], bid));
-                    } else {
-                        send(peer_of[fd], bufs + (size_t)bid * BUF_SIZE, res, MSG_NOSIGNAL | MSG_DONTWAIT);
-                        buf_return(bid);
-                    }
+                    forward(fd, cqe->flags >> IORING_CQE_BUFFER_SHIFT, res);
                     if (!(cqe->flags & IORING_CQE_F_MORE))
                         arm_recv(fd);
                 } else if (res == -ENOBUFS) {
                     arm_recv(fd);
-                } else if (!(cqe->flags & IORING_CQE_F_MORE)) {
+                } else if (!(cqe->flags & IORING_CQE_F_MORE) && peer_of[fd] >= 0) {
                     /* end of stream or error: close both; the peer's
-                     * multishot recv ends with an error CQE we ignore */
-                    if (peer_of[fd] >= 0) {
-                        int p2 = peer_of[fd];
-                        peer_of[p2] = -1;
-                        peer_of[fd] = -1;
-                        shutdown(p2, SHUT_RDWR);
-                        close(p2);
-                    }
-                    close(fd);
+                     * multishot recv then ends with an error we ignore */
+                    close_pair(-1, fd);
                 }
             } else if (op == OP_POLL) {
-                /* readiness: read what is there with a system call */
-                for (;;) {
-                    int bid = queue_send ? (n_free ? free_bids[--n_free] : -1) : 0;
-                    if (bid < 0)
-                        break;
-                    char *b = bufs + (size_t)bid * BUF_SIZE;
-                    ssize_t r = recv(fd, b, BUF_SIZE, MSG_DONTWAIT);
-                    if (r <= 0) {
-                        if (queue_send)
-                            free_bids[n_free++] = bid;
-                        if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-                            if (peer_of[fd] >= 0) {
-                                int p2 = peer_of[fd];
-                                peer_of[p2] = -1;
-                                peer_of[fd] = -1;
-                                close(p2);
-                            }
-                            close(fd);
-                        }
-                        break;
-                    }
-                    if (queue_send) {
-                        struct io_uring_sqe *s = sqe_get();
-                        io_uring_prep_send(s, peer_of[fd], b, r, MSG_NOSIGNAL);
-                        io_uring_sqe_set_data64(s, UD(OP_SEND, peer_of[fd], bid));
-                    } else if (send(peer_of[fd], b, r, MSG_NOSIGNAL | MSG_DONTWAIT) != r) {
-                        break;
-                    }
-                    break;      /* small messages: one read per readiness, as sluice */
-                }
+                if (peer_of[fd] >= 0)
+                    on_poll(fd);
                 if (!(cqe->flags & IORING_CQE_F_MORE) && peer_of[fd] >= 0)
                     arm_recv(fd);
             } else if (op == OP_SEND) {
@@ -338,6 +349,7 @@ int main(int argc, char **argv)
     int lfd = listen_on(atoi(argv[2]));
     if (!strcmp(argv[1], "epoll"))
         return run_epoll(lfd);
+    before_close = submit_queued;
     ring_recv = strncmp(argv[1], "upoll", 5) != 0;
     queue_send = strcmp(argv[1], "uring-ssend") && strcmp(argv[1], "upoll");
     return run_uring(lfd);
