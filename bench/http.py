@@ -80,6 +80,12 @@ WATCHDOG_S = 340             # with the quiet wait, the bench stays under 6 minu
 PROXIES = ("sluice", "haproxy", "nginx")
 TESTS = ("idle", "keepalive", "floor", "close", "capped", "latency", "syscalls", "parser")
 RELAYS = ["relay-epoll"]   # --relays changes it
+LOADS = ("keepalive", "close", "capped_keepalive", "capped_close")   # results measured by load()
+
+
+def relay_model(name):
+    """relay_io's I/O model of a relay's name: "relay-upoll" -> "upoll"."""
+    return name[len("relay-"):]
 MAX_FORKS = 10               # a window is disturbed when more processes than this started during it
 
 sluice_built = "?"           # mtime of the sluice binary when the run started
@@ -436,8 +442,8 @@ def parser(tmp, iters):
 # ---- blind relays: the floor of the kernel's work ---------------------------
 
 def start_relays(tmp, origin_ports):
-    """Build bench/micro/relay_io.c and start it in both I/O models on
-    BAL_CPU in front of the origins; {name: Balancer}."""
+    """Build bench/micro/relay_io.c and start one relay per entry of RELAYS
+    on BAL_CPU in front of the origins; {name: Balancer}."""
     exe = os.path.join(tmp, "relay_io")
     cmd = [CC, "-O2", "-std=gnu11", "bench/micro/relay_io.c", "-o", exe, "-luring"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
@@ -447,7 +453,7 @@ def start_relays(tmp, origin_ports):
     out = {}
     for name in RELAYS:
         port = benchlib.free_port()
-        p = benchlib.start(name, [exe, name[len("relay-"):], str(port), ",".join(map(str, origin_ports))],
+        p = benchlib.start(name, [exe, relay_model(name), str(port), ",".join(map(str, origin_ports))],
                            BAL_CPU, tmp)
         benchlib.wait_port(port, p)
         b = benchlib.Balancer(name, port, p)
@@ -503,7 +509,7 @@ def targets(res, only):
         out.append("  %-16s requests per CPU-s sluice/%-7s = %.2f  (target >= %.2f%s): %s" % (
             test, other, r, target, ", aim %.2f" % aim if aim else "",
             ("met" if r >= target else "MISSED") + (", aim met" if aim and r >= aim else "")))
-    for t in ("keepalive", "close", "capped_keepalive", "capped_close"):
+    for t in LOADS:
         ratio_line(t, "haproxy", 1.0, 1.3)
         ratio_line(t, "nginx", 1.5)
     if "latency" in s and "latency" in res.get("haproxy", {}):
@@ -518,14 +524,14 @@ def targets(res, only):
             if a and b and c:
                 out.append("  floor%s: a blind %s relay (no HTTP work) makes %.0f keep-alive requests per CPU-s"
                            " (%.1f us/req, user %.1f) = %.2fx nginx; sluice reaches %.0f%% of it" % (
-                               how, relay[len("relay-"):], a, res[relay][t]["cpu_us"],
+                               how, relay_model(relay), a, res[relay][t]["cpu_us"],
                                res[relay][t]["user_us"], a / b, 100 * c / a))
     if "idle" in s:
         v = s["idle"]["rss_per_conn"]
         out.append("  RSS per idle keep-alive client connection %.2f KB (target <= 0.50 KB): %s" % (
             v, "met" if v <= 0.5 else "MISSED"))
     for p in only:
-        for t in ("keepalive", "close", "capped_keepalive", "capped_close"):
+        for t in LOADS:
             r = res.get(p, {}).get(t)
             if r and (r["errs"] or r["non2xx"]):
                 out.append("  WARNING: %s %s: %d socket errors, %d non-2xx responses" % (
@@ -555,9 +561,9 @@ def main():
     ap.add_argument("--origins", type=int, default=3)
     ap.add_argument("--cap", type=float, default=0.5,
                     help="capped: the share of one CPU each balancer gets (default 0.5)")
-    ap.add_argument("--relays", default=",".join(r[len("relay-"):] for r in RELAYS),
+    ap.add_argument("--relays", default=",".join(map(relay_model, RELAYS)),
                     help="floor: relay_io I/O models (epoll, uring, uring-ssend, upoll, upoll-qsend;"
-                         " default epoll,uring)")
+                         " default epoll)")
     ap.add_argument("--wait-quiet", type=float, default=20,
                     help="wait up to S seconds for an idle machine before starting (default 20)")
     ap.add_argument("--retries", type=int, default=2,
@@ -722,7 +728,7 @@ def main():
     # one was disturbed); error counts add up.
     nwin = {p: 0 for p in only}
     for p in list(only) + list(RELAYS) + ["direct"]:
-        for t in ("keepalive", "close", "capped_keepalive", "capped_close", "latency"):
+        for t in LOADS + ("latency",):
             rs = res[p].get(t)
             if not isinstance(rs, list):
                 continue
@@ -747,24 +753,20 @@ def main():
         return {p: res[p][t][k] for p in only if t in res[p] and res[p][t].get(k) is not None}
 
     rows = []
-    for t, label in (("keepalive", "keep-alive"), ("close", "Connection: close")):
-        if t in tests:
-            rows += [("%s req/s (higher better)" % label, col(t, "rps"), 0, True),
-                     ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
-                     ("%s requests per CPU 0 busy-s, incl. softirq" % label, col(t, "per_core0"), 0, True),
-                     ("%s balancer user-space CPU us per request (diagnostic)" % label,
-                      col(t, "user_us"), 1, True),
-                     ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False),
-                     ("%s errors (socket + non-2xx)" % label,
-                      {p: res[p][t]["errs"] + res[p][t]["non2xx"] for p in only if t in res[p]}, 0, False)]
-    for t, label in (("capped_keepalive", "keep-alive"), ("capped_close", "Connection: close")):
-        if "capped" in tests:
-            label += ", capped at %.2g CPU" % args.cap
-            rows += [("%s req/s" % label, col(t, "rps"), 0, True),
-                     ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
-                     ("%s balancer user-space CPU us per request (diagnostic)" % label,
-                      col(t, "user_us"), 1, True),
-                     ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False)]
+    capped = ", capped at %.2g CPU" % args.cap
+    for t, label, shown in (("keepalive", "keep-alive", "keepalive" in tests),
+                            ("close", "Connection: close", "close" in tests),
+                            ("capped_keepalive", "keep-alive" + capped, "capped" in tests),
+                            ("capped_close", "Connection: close" + capped, "capped" in tests)):
+        if not shown:
+            continue
+        rows += [("%s req/s (higher better)" % label, col(t, "rps"), 0, True),
+                 ("%s requests per balancer CPU-s (higher better)" % label, col(t, "per_cpu"), 0, True),
+                 ("%s requests per CPU 0 busy-s, incl. softirq" % label, col(t, "per_core0"), 0, True),
+                 ("%s balancer user-space CPU us per request (diagnostic)" % label, col(t, "user_us"), 1, True),
+                 ("%s balancer CPU use %%" % label, {p: 100 * v for p, v in col(t, "util").items()}, 0, False),
+                 ("%s errors (socket + non-2xx)" % label,
+                  {p: res[p][t]["errs"] + res[p][t]["non2xx"] for p in only if t in res[p]}, 0, False)]
     if "latency" in tests:
         d = res["direct"]["latency"]
         rows += [("latency p50 through the balancer, us", col("latency", "p50"), 0, False),
@@ -805,7 +807,7 @@ def main():
         "capped: the keep-alive and close windows again, each balancer's processes in a CPU cgroup"
         " limited to %.2g of a CPU (period 10 ms), so that every balancer runs saturated" % args.cap,
         "floor: bench/micro/relay_io.c, a blind TCP relay (%s), one upstream connection"
-        " per client, same load as keep-alive" % ", ".join(r[len("relay-"):] for r in RELAYS),
+        " per client, same load as keep-alive" % ", ".join(map(relay_model, RELAYS)),
         "keep-alive: wrk -t1 -c%d -d%ds (after a %ds warm-up); close: the same with -H 'Connection: close'"
         % (args.conns, args.duration, args.warmup),
         "latency: wrk -t1 -c%d -d%ds --latency, %s, through a second instance of"
