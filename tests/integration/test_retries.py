@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from harness import free_port
+from harness import AcceptLoop, free_port
 
 RETRIES = ("    retries: {attempts: 2, retry_on: [connect_failure, reset, timeout, 502, 503, 504],"
            " backoff: 0s%s}\n")
@@ -78,41 +78,28 @@ def test_kill_one_origin_under_load_no_failed_gets(procs):
     assert results["ok"] > 100, results
 
 
-class ResettingOrigin:
+class ResettingOrigin(AcceptLoop):
     """Accepts, reads a request, then resets the connection; counts requests."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.seen = []
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
+        super().__init__(self._reset)
 
-    def run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            data = b""
-            c.settimeout(2)
-            try:
-                while b"\r\n\r\n" not in data:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    data += d
-            except OSError:
-                pass
-            if data:
-                self.seen.append(data.split(b"\r\n")[0])
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            c.close()
-
-    def close(self):
-        self.sock.close()
+    def _reset(self, c):
+        data = b""
+        c.settimeout(2)
+        try:
+            while b"\r\n\r\n" not in data:
+                d = c.recv(4096)
+                if not d:
+                    break
+                data += d
+        except OSError:
+            pass
+        if data:
+            self.seen.append(data.split(b"\r\n")[0])
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
 
 
 def test_post_without_idempotency_key_is_not_replayed(procs):
@@ -138,7 +125,7 @@ def test_post_without_idempotency_key_is_not_replayed(procs):
     assert origin_requests(good) == 3
     # A GET is retried.
     assert request(port, "/")[0] == 200
-    bad.close()
+    bad.stop()
 
 
 def test_all_503_retries_stay_within_budget(procs):
@@ -213,32 +200,9 @@ def test_backend_reset_while_client_streams_body(procs):
     bench/failover.py under ASan: a use-after-free in the event loop). Every
     client gets a 502 or a closed connection; sluice stays up and serves."""
     good = procs.origin("good")
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(512)
-    rst_port = lsock.getsockname()[1]
-    stop = threading.Event()
-
-    def resetter():
-        lsock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                s, _ = lsock.accept()
-            except OSError:
-                continue
-            try:
-                s.settimeout(2)
-                s.recv(4096)
-            except OSError:
-                pass
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            s.close()
-
-    t = threading.Thread(target=resetter, daemon=True)
-    t.start()
+    rst = ResettingOrigin()     # reads the head, then resets mid-body
     port = free_port()
-    cfg = config(port, [("rst", f"127.0.0.1:{rst_port}")], health=False)
+    cfg = config(port, [("rst", rst.address)], health=False)
     cfg = cfg.replace("    pool: app\n", "    pool: app\n    routes:\n"
                       "      - {match: {path: /good}, pool: good}\n", 1)
     cfg += ("  - name: good\n    backends:\n"
@@ -277,9 +241,7 @@ def test_backend_reset_while_client_streams_body(procs):
         th.start()
     for th in threads:
         th.join(30)
-    stop.set()
-    t.join(5)
-    lsock.close()
+    rst.stop()
     assert s.alive(), s.stderr()[-3000:]
     assert outcomes["other"] == 0 and outcomes["refused"] == 0, outcomes
     assert outcomes["502"] + outcomes["closed"] >= 50, outcomes
