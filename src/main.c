@@ -476,8 +476,10 @@ static int check(const char *path)
         return 1;
     errors = config_check_binds(cfg, stderr);
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (cfg->listeners[i].mode == LISTENER_HTTP)
+        if (cfg->listeners[i].mode == LISTENER_HTTP) {
+            route_check_paths(&cfg->listeners[i], stderr);
             route_check_shadowed(&cfg->listeners[i], stderr);
+        }
     config_free(cfg);
     if (errors)
         return 1;

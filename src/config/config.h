@@ -90,6 +90,21 @@ struct conf_cidr {
     uint8_t prefix;              /* 0..32 or 0..128 */
 };
 
+/* How an http listener cleans request paths before routing (and forwards
+ * them so): route/path.c. */
+enum path_escaped_slashes {
+    PATH_SLASHES_KEEP,           /* %2F and %5C stay as they are (the default) */
+    PATH_SLASHES_REJECT,         /* 400 */
+    PATH_SLASHES_DECODE,         /* to '/' and '\\' before the other steps */
+};
+
+struct conf_path_norm {
+    bool normalize;              /* normalize_path: %XX of unreserved characters
+                                    decoded, dot segments removed; default true */
+    bool merge_slashes;          /* merge_slashes: "//" → "/"; default true */
+    enum path_escaped_slashes escaped_slashes;  /* escaped_slashes; default keep */
+};
+
 enum route_action {
     ROUTE_POOL,                  /* pool: NAME */
     ROUTE_SPLIT,                 /* split: [{pool, weight}, ...] */
@@ -456,6 +471,7 @@ struct conf_listener {
     uint64_t client_body_ms;       /* timeouts.client_body: between body reads, default 30000 */
     uint64_t tunnel_idle_ms;       /* timeouts.tunnel_idle: WebSocket/CONNECT, default 3600000 */
     uint64_t max_body_size;        /* bytes, default 0 = unlimited; larger → 413 */
+    struct conf_path_norm paths;   /* normalize_path, merge_slashes, escaped_slashes */
     uint32_t max_request_line;     /* limits.max_request_line, default 8192 → 414 */
     uint32_t max_header_size;      /* limits.max_header_size, default 65536 → 431 */
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */

@@ -88,6 +88,30 @@ struct conf_pool *config_find_pool(struct config *cfg, const char *name)
     return NULL;
 }
 
+/* normalize_path, merge_slashes, escaped_slashes (http): how request paths
+ * are cleaned before routing; route/path.c. */
+static void config_read_paths(struct config_diag *d, struct conf_listener *l, const char *owner,
+                              const struct config_node *map, bool mode_ok)
+{
+    static const char *const slashes[] = {"keep", "reject", "decode", NULL};
+    static const char *const keys[] = {"normalize_path", "merge_slashes", "escaped_slashes"};
+    const struct config_pair *p;
+    int v;
+
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+        if ((p = config_map_pair(map, keys[k])) && mode_ok && l->mode != LISTENER_HTTP)
+            config_mode_only(d, owner, p, keys[k], LISTENER_HTTP);
+    if (mode_ok && l->mode != LISTENER_HTTP)
+        return;
+    if ((p = config_map_pair(map, "normalize_path")))
+        config_want_bool(d, owner, "normalize_path", p->value, &l->paths.normalize);
+    if ((p = config_map_pair(map, "merge_slashes")))
+        config_want_bool(d, owner, "merge_slashes", p->value, &l->paths.merge_slashes);
+    if ((p = config_map_pair(map, "escaped_slashes")) &&
+        config_want_enum(d, owner, "escaped_slashes", p->value, slashes, NULL, &v) == 0)
+        l->paths.escaped_slashes = (enum path_escaped_slashes)v;
+}
+
 static int config_mode_hint(const char *s)
 {
     for (size_t i = 0; i < sizeof(config_modes_hint) / sizeof(config_modes_hint[0]); i++)
@@ -117,6 +141,9 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
     l->max_request_line = 8192;
     l->max_header_size = 65536;
     l->max_headers = 100;
+    l->paths.normalize = true;
+    l->paths.merge_slashes = true;
+    l->paths.escaped_slashes = PATH_SLASHES_KEEP;
     l->udp_idle_ms = 30000;
     l->max_flows = 65536;
     config_pos_set(&l->pos, cfg, map);
@@ -271,6 +298,7 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
+    config_read_paths(d, l, owner, map, mode_ok);
     if ((p = config_map_pair(map, "http2"))) {
         if (mode_ok && l->mode != LISTENER_HTTP)
             config_mode_only(d, owner, p, "http2", LISTENER_HTTP);

@@ -122,6 +122,7 @@ struct http_exchange {
     uint64_t up_active_ms;              /* last progress on the upstream side */
     uint64_t connect_deadline_ms;
     char request_id[33];
+    char *norm_path;                    /* req.path's bytes when normalising changed them */
     struct h1_header req_slots[HTTP_MAX_HEADERS];
     struct h1_header resp_slots[HTTP_MAX_HEADERS];
 };
@@ -318,6 +319,8 @@ static void exchange_free(struct http_conn *c, bool up_reusable)
     if (x->counted)
         atomic_fetch_sub_explicit(&x->pool->requests_active, 1, memory_order_relaxed);
     timer_cancel(&c->w->loop.timers, &c->timer);
+    free(x->norm_path);
+    x->norm_path = NULL;
     buf_drop(c->w, &x->to_up);
     buf_drop(c->w, &x->from_up);
     pump_dir_release(c->w, &x->tun_up);
@@ -989,6 +992,31 @@ static bool rate_limit_admit(struct http_conn *c, const struct conf_rate_limit *
     return false;
 }
 
+/* Routing, the request's keys and the head sent upstream all take the path
+ * normalised as the listener says (route/path.c), so that the backend sees
+ * the path the rules saw; the access log keeps the target as received.
+ * false: answered (400), or out of memory (closed). */
+static bool normalize_path(struct http_conn *c, struct http_exchange *x)
+{
+    const struct conf_listener *lc = c->l->conf;
+    const char *why = NULL;
+    uint32_t n;
+
+    if (!route_path_needs_normalizing(x->req.path, &lc->paths))
+        return true;
+    if (!(x->norm_path = malloc(x->req.path.len))) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
+    }
+    if (route_path_normalize(x->req.path, &lc->paths, x->norm_path, &n, &why) < 0) {
+        log_info("event=bad_request listener=%s client_status=400 why=\"%s\"", lc->name, why);
+        respond_local(c, 400, NULL, "bad request\n", true, NULL);
+        return false;
+    }
+    x->req.path = (struct h1_slice){x->norm_path, n};
+    return true;
+}
+
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1015,6 +1043,8 @@ static void start_exchange(struct http_conn *c)
         respond_local(c, 405, NULL, "CONNECT is not supported\n", true, NULL);
         return;
     }
+    if (!normalize_path(c, x))
+        return;
     memset(&rr, 0, sizeof(rr));
     h1_split_host(x->req.host, &rr.host, &port);
     rr.path = x->req.path;

@@ -27,7 +27,8 @@ struct backend;
  * buffer (see proto/http1.h). */
 struct route_request {
     struct h1_slice host;        /* without the port; any case */
-    struct h1_slice path;        /* as received (no decoding); "/" when empty */
+    struct h1_slice path;        /* normalised as the listener says (route_path_normalize);
+                                    "/" when empty */
     struct h1_slice query;       /* after '?'; p == NULL when none */
     enum h1_method method;
     struct h1_slice method_name; /* for H1_OTHER */
@@ -38,6 +39,32 @@ struct route_request {
 };
 
 struct route_table;
+
+/* ---- path normalisation (route/path.c) ---- */
+
+/* Would route_path_normalize change path under opt? Cheap; false for most
+ * paths, which then need no copy. */
+bool route_path_needs_normalizing(struct h1_slice path, const struct conf_path_norm *opt);
+
+/* The normalised form of path into out (room for path.len bytes: it never
+ * grows), its length in *out_len; returns 0. Steps, as opt says:
+ *  - normalize: %XX of an unreserved character (RFC 3986 2.3) decoded, the
+ *    hex digits of the other encodings upper-cased, and "." and ".."
+ *    segments removed (RFC 3986 5.2.4). A '%' without two hex digits after
+ *    it, or a ".." above the root, is an error;
+ *  - escaped_slashes: %2F and %5C kept, refused (an error) or decoded;
+ *  - merge_slashes: empty segments removed ("//" → "/").
+ * A trailing dot segment leaves a trailing "/" ("/a/." → "/a/"). A path
+ * that does not start with '/' ("*") is copied as it is. Returns -1 for an
+ * error, *why saying which (static text); the proxy answers 400. */
+int route_path_normalize(struct h1_slice path, const struct conf_path_norm *opt, char *out,
+                         uint32_t *out_len, const char **why);
+
+/* `sluice check`: warn, at the rule's position, about every path or
+ * path_prefix rule that no normalised path can match ("/a/../b", "//x",
+ * "/%7Euser"; a prefix's last, partial segment may hold dots). Returns the
+ * number of warnings. */
+int route_check_paths(const struct conf_listener *l, FILE *diag);
 
 /* Build the table for a listener's routes. NULL on failure (out of memory or
  * a regex that does not compile — config_load already rejected those, with

@@ -171,6 +171,52 @@ def test_rewrites(procs, origins):
     assert echo["target"] == "/echo?z"
 
 
+
+def status_of(port, target):
+    """The status sluice answers a GET for target sent byte for byte."""
+    out = raw(port, b"GET " + target.encode() + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    return int(out.split(b" ", 2)[1])
+
+
+def test_paths_are_normalised_before_routing_and_forwarding(procs, origins):
+    """A rule on /admin/ cannot be walked around with dot segments, encoded
+    unreserved characters or doubled slashes, and the backend gets the path
+    the rule saw; the access log keeps the target as received."""
+    port = free_port()
+    deny = "      - match: {path_prefix: /admin/}\n        respond: {status: 403, body: \"no\\n\"}"
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}, routes=deny,
+                                 log_format="json"))
+    for target in ("/admin/x", "/x/../admin/x", "/./admin/x", "//admin/x", "/%61dmin/x",
+                   "/%61%64%6D%69%6E/x", "/x/%2e%2E/admin/x", "/admin//x", "/y/./../admin/"):
+        assert status_of(port, target) == 403, target
+    # Forwarded as normalised: dot segments gone, slashes merged, %7E
+    # decoded; an encoded slash and the query are left as they are.
+    echo = json.loads(raw(port, b"GET /x/../echo//y/%2e/z%7e/a%2fb?q=%61/../ HTTP/1.1\r\n"
+                               b"Host: t\r\nConnection: close\r\n\r\n").split(b"\r\n\r\n", 1)[1])
+    assert echo["target"] == "/echo/y/z~/a%2Fb?q=%61/../"
+    # Climbing above the root, or a broken %-encoding: 400, logged with why.
+    assert status_of(port, "/../echo") == 400
+    assert status_of(port, "/echo/%2e%2e/%2e%2e/x") == 400
+    assert status_of(port, "/echo%zz") == 400
+    wait_for(lambda: "the path climbs above the root" in s.stderr(), what="why in the log")
+    assert "bad percent-encoding in the path" in s.stderr()
+    wait_for(lambda: '"target":"/x/../admin/x"' in s.stdout(), what="raw target in the access log")
+
+
+def test_path_normalisation_options(procs, origins):
+    """escaped_slashes: reject refuses %2F; normalize_path and merge_slashes
+    false pass the path through byte for byte."""
+    strict, plain = free_port(), free_port()
+    pools = {"app": [("b1", origins[0].address)]}
+    procs.sluice(http_config(strict, pools, listener_extra="    escaped_slashes: reject"))
+    assert status_of(strict, "/echo/a%2fb") == 400
+    assert status_of(strict, "/echo/a%5Cb") == 400
+    assert status_of(strict, "/echo/a%2eb") == 200
+    procs.sluice(http_config(plain, pools, listener_extra="    normalize_path: false\n    merge_slashes: false"))
+    echo = json.loads(raw(plain, b"GET /echo/./a//b/../%7e%zz HTTP/1.1\r\nHost: t\r\n"
+                                 b"Connection: close\r\n\r\n").split(b"\r\n\r\n", 1)[1])
+    assert echo["target"] == "/echo/./a//b/../%7e%zz"
+
 def test_split_ratio(procs, origins):
     port = free_port()
     routes = "      - split: [{pool: stable, weight: 90}, {pool: canary, weight: 10}]\n"
@@ -563,6 +609,25 @@ def test_check_warns_about_shadowed_routes(tmp_path):
     assert r.returncode == 0
     assert f"{cfg}:" in r.stderr and "warning: route #2 can never match" in r.stderr, r.stderr
 
+
+
+def test_check_warns_about_paths_no_request_can_have(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    routes = ("      - match: {path: /a/../b}\n        pool: app\n"
+              "      - match: {path_prefix: //admin/}\n        pool: app\n"
+              "      - match: {path_prefix: /ok/}\n        pool: app\n")
+    cfg.write_text(http_config(free_port(), {"app": [("b1", "127.0.0.1:9")]}, routes=routes))
+    r = subprocess.run([SLUICE, "check", "-c", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert re.search(rf"{re.escape(str(cfg))}:\d+:\d+: warning: route #1 can never match: its path "
+                     r"'/a/\.\./b' is not normalised", r.stderr), r.stderr
+    assert "route #2 can never match: its path '//admin/'" in r.stderr
+    assert "route #3" not in r.stderr
+    # Paths passed through as they are: nothing to warn about.
+    cfg.write_text(http_config(free_port(), {"app": [("b1", "127.0.0.1:9")]}, routes=routes,
+                               listener_extra="    normalize_path: false\n    merge_slashes: false"))
+    r = subprocess.run([SLUICE, "check", "-c", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
 
 def test_http10_client(procs, origins):
     port = free_port()

@@ -295,6 +295,25 @@ def test_bad_heads_get_their_status(procs):
     c.close()
 
 
+
+def test_paths_are_normalised_as_for_http1(procs):
+    """:path goes through the listener's path normalisation: a rule on
+    /admin/ holds against dot segments and encoded letters, the backend gets
+    the normalised path, and a path climbing above the root gets 400."""
+    o = procs.origin("b1")
+    port = free_port()
+    deny = ("    routes:\n      - match: {path_prefix: /admin/}\n"
+            "        respond: {status: 403, body: \"no\\n\"}")
+    procs.sluice(config(port, [o], routes=deny), wait_ports=[port])
+    c = H2Client(port, validate=False)
+    for path in ("/x/../admin/", "/%61dmin/", "//admin/"):
+        assert c.get(path)["headers"][":status"] == "403", path
+    r = c.get("/a/./../echo//b%7e?q")
+    assert json.loads(r["body"])["target"] == "/echo/b~?q"
+    assert c.get("/../echo")["headers"][":status"] == "400"
+    assert c.get("/")["body"] == b"b1\n"     # only that stream ended
+    c.close()
+
 def test_reset_streams_and_backend_errors(procs):
     o = procs.origin("b1")
     port = free_port()

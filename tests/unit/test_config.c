@@ -727,6 +727,14 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, http2: on}]\n" POOL, "1:77",
       "listener 'web': http2: must be true or false" },
 
+    /* path normalisation */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, merge_slashes: false}]\n" POOL,
+      "1:69", "listener 'web': merge_slashes only applies to mode http" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, normalize_path: no}]\n" POOL,
+      "1:86", "listener 'web': normalize_path: must be true or false" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, escaped_slashes: drop}]\n" POOL,
+      "1:87", "listener 'web': unknown escaped_slashes 'drop'; expected one of: keep, reject, decode" },
+
     /* freebind */
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, freebind: 2}]\n" POOL, "1:79",
       "listener 'web': freebind: must be true or false" },

@@ -1253,6 +1253,136 @@ static void test_threads(void)
     done();
 }
 
+/* ---- path normalisation (route/path.c) ---- */
+
+/* in under opt → want ("!" = error). Also: needs_normalizing agrees with
+ * whether anything changed, and the result is a fixed point. */
+static void norm_case(const char *in, const struct conf_path_norm *opt, const char *want, int line)
+{
+    struct h1_slice p = {in, (uint32_t)strlen(in)};
+    char out[256], again[256], got[260];
+    const char *why = NULL;
+    uint32_t n, n2;
+    int r = route_path_normalize(p, opt, out, &n, &why);
+
+    if (r < 0) {
+        snprintf(got, sizeof(got), "!");
+        CHECK(why != NULL);
+    } else {
+        snprintf(got, sizeof(got), "%.*s", (int)n, out);
+        CHECK(n <= p.len);
+        /* nothing to do ⇔ unchanged (a '%' may need no change: "%2F") */
+        if (!route_path_needs_normalizing(p, opt))
+            CHECK(n == p.len && memcmp(out, in, n) == 0);
+        CHECK_EQ_INT(route_path_normalize((struct h1_slice){out, n}, opt, again, &n2, &why), 0);
+        CHECK(n2 == n && memcmp(again, out, n) == 0);
+    }
+    if (strcmp(got, want) != 0) {
+        test_failed++;
+        fprintf(stderr, "%s:%d: normalize \"%s\": got \"%s\", want \"%s\"\n", __FILE__, line, in,
+                got, want);
+    }
+    test_checks++;
+}
+
+static void test_path_normalize(void)
+{
+    const struct conf_path_norm std = {.normalize = true, .merge_slashes = true},
+                                nomerge = {.normalize = true},
+                                merge_only = {.merge_slashes = true},
+                                reject = {.normalize = true, .merge_slashes = true,
+                                          .escaped_slashes = PATH_SLASHES_REJECT},
+                                decode = {.normalize = true, .merge_slashes = true,
+                                          .escaped_slashes = PATH_SLASHES_DECODE},
+                                off = {0};
+#define N(in, opt, want) norm_case(in, &(opt), want, __LINE__)
+    N("/", std, "/");
+    N("/a/b/c", std, "/a/b/c");
+    N("/a/b/", std, "/a/b/");
+    /* RFC 3986 5.2.4 */
+    N("/a/b/c/./../../g", std, "/a/g");
+    N("/mid/content=5/../6", std, "/mid/6");
+    N("/x/../admin/", std, "/admin/");
+    N("/./admin", std, "/admin");
+    N("/a/.", std, "/a/");
+    N("/a/..", std, "/");
+    N("/a/b/..", std, "/a/");
+    N("/.", std, "/");
+    N("/..", std, "!");
+    N("/../admin", std, "!");
+    N("/a/../../b", std, "!");
+    N("/a/.../b", std, "/a/.../b");      /* "..." is a name */
+    N("/a/.b/..c/b.", std, "/a/.b/..c/b.");
+    /* percent-decoding of unreserved characters; hex case */
+    N("/%61dmin/", std, "/admin/");
+    N("/%2e%2E/admin", std, "!");
+    N("/x/%2e%2e/admin", std, "/admin");
+    N("/a%2fb", std, "/a%2Fb");           /* reserved: kept, upper-cased */
+    N("/a%3F%3d", std, "/a%3F%3D");
+    N("/a%7e%41%30%2D%5f", std, "/a~A0-_");
+    N("/%00", std, "/%00");
+    N("/%C3%A9t%c3%a9", std, "/%C3%A9t%C3%A9");
+    N("/a%", std, "!");
+    N("/a%2", std, "!");
+    N("/a%zz", std, "!");
+    N("/a%2g", std, "!");
+    /* slashes */
+    N("//admin", std, "/admin");
+    N("/a//b///c//", std, "/a/b/c/");
+    N("//", std, "/");
+    N("/a//..", std, "/");
+    N("/a//b", nomerge, "/a//b");
+    N("/a//..", nomerge, "/a/");         /* ".." takes the empty segment */
+    N("/a//b/./c", merge_only, "/a/b/./c");
+    N("/%61//b", merge_only, "/%61/b");
+    /* escaped slashes */
+    N("/a%2Fb", reject, "!");
+    N("/a%5cb", reject, "!");
+    N("/a%2Fb", decode, "/a/b");
+    N("/a%2F..%2Fb", decode, "/b");
+    N("/a%2F%2Fb", decode, "/a/b");
+    N("/a%5Cb", decode, "/a\\b");
+    /* off: every byte passes */
+    N("/x/../%61//", off, "/x/../%61//");
+    N("/a%zz", off, "/a%zz");
+    /* not a path */
+    N("*", std, "*");
+#undef N
+}
+
+/* route_check_paths: rules no normalised path can reach. */
+static void test_check_paths(void)
+{
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f;
+
+    L.paths = (struct conf_path_norm){.normalize = true, .merge_slashes = true};
+    add(NULL, ROUTE_PATH_EXACT, "/a/b");          /* fine */
+    add(NULL, ROUTE_PATH_EXACT, "/a/../b");       /* #2 */
+    add(NULL, ROUTE_PATH_PREFIX, "//admin/");     /* #3 */
+    add(NULL, ROUTE_PATH_PREFIX, "/api/.well");   /* fine: a partial last segment */
+    add(NULL, ROUTE_PATH_PREFIX, "/api/..");      /* fine: "/api/..x" reaches it */
+    add(NULL, ROUTE_PATH_PREFIX, "/%7Euser");     /* #6: "~" after normalising */
+    add(NULL, ROUTE_PATH_PREFIX, "/files/a%2F");  /* fine: an encoded slash is kept */
+    add(NULL, ROUTE_PATH_EXACT, "/x/%zz");        /* #8: a request like it gets 400 */
+    add(NULL, ROUTE_PATH_REGEX, "^//x");          /* regexes are not judged */
+    add(NULL, ROUTE_PATH_ANY, NULL);
+    f = open_memstream(&out, &outlen);
+    CHECK_EQ_INT(route_check_paths(&L, f), 4);
+    fclose(f);
+    CHECK(strstr(out, "routes.yaml:11:7: warning: route #2 can never match: its path '/a/../b' "
+                      "is not normalised") == out);
+    CHECK(strstr(out, "routes.yaml:12:7: warning: route #3 ") != NULL);
+    CHECK(strstr(out, "routes.yaml:15:7: warning: route #6 ") != NULL);
+    CHECK(strstr(out, "routes.yaml:17:7: warning: route #8 ") != NULL);
+    free(out);
+    /* With normalisation off, every path can be asked for as it is. */
+    L.paths = (struct conf_path_norm){0};
+    CHECK_EQ_INT(route_check_paths(&L, NULL), 0);
+    reset();
+}
+
 int main(void)
 {
     test_host();
@@ -1273,6 +1403,8 @@ int main(void)
     test_large();
     test_random();
     test_threads();
+    test_path_normalize();
+    test_check_paths();
     route_thread_done();
     TEST_END();
 }
