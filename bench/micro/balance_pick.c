@@ -2,14 +2,10 @@
  * 10,000 backends (equal weights; the hashing ones with a random key per
  * pick, and again with hash_balance_factor 1.25), and how long building a
  * Maglev table and a ring takes. Single thread, warm caches, no other load:
- * the cost of the choice itself, not of a proxy around it. Not part of
- * `make`; build and run from the repository root with:
+ * the cost of the choice itself, not of a proxy around it. `make test-unit`
+ * builds it (so it keeps building as the code moves) but does not run it:
  *
- *   cc -O2 -g -std=gnu11 -D_GNU_SOURCE -Isrc bench/micro/balance_pick.c \
- *       src/balance/[a-z]*.c src/core/log.c src/core/clock.c src/net/addr.c \
- *       src/route/[a-z]*.c src/proto/http1*.c \
- *       $(pkg-config --cflags --libs libxxhash libpcre2-8) -lpthread -lm \
- *       -o /tmp/balance_pick && /tmp/balance_pick
+ *   make build/micro/balance_pick && build/micro/balance_pick
  *
  * Each pick figure is the best of five runs of a batch sized to take at
  * least 50 ms; each build figure the best of five builds. Active counts

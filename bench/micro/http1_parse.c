@@ -1,10 +1,10 @@
 /* Microbenchmark: ns per parse of a typical browser request head (~500 bytes
  * of Chrome-like fields), of a small response head, of a request arriving in
- * three reads, and of scanning a chunked body. Not part of `make`; build and
- * run from the repository root with:
+ * three reads, and of scanning a chunked body. `make test-unit` builds it
+ * but does not run it (bench/http.py's `parser` test builds and runs its own
+ * copy, from src/proto/http1*.c alone):
  *
- *   cc -O2 -g -std=gnu11 -D_GNU_SOURCE -Isrc bench/micro/http1_parse.c \
- *       src/proto/http1*.c -o /tmp/http1_parse && /tmp/http1_parse [iterations]
+ *   make build/micro/http1_parse && build/micro/http1_parse [iterations]
  *
  * Each timed loop includes h1_*_init, as a connection does per message. */
 #include <stdio.h>

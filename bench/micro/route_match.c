@@ -3,16 +3,10 @@
  * (97 prefixes, an exact path, a regex, a wildcard) plus a global regex and
  * a catch-all; and 10,000 rules with paths but no host), for requests that hit a prefix, an exact path, a regex, a
  * wildcard host, and that fall through to the last rule. Each request has
- * nine browser-like header fields. Not part of `make`; build and run from
- * the repository root with:
+ * nine browser-like header fields. `make test-unit` builds it (so it keeps
+ * building as the code moves) but does not run it:
  *
- *   cc -O2 -g -std=gnu11 -D_GNU_SOURCE -Isrc bench/micro/route_match.c \
- *       $(find src -name '*.c' ! -name main.c) $(pkg-config --cflags --libs \
- *       libfyaml libxxhash libpcre2-8 openssl libnghttp2 libcares libmaxminddb) \
- *       -lcrypt -lpthread -lm -o /tmp/route_match && /tmp/route_match [iterations]
- *
- * (the route module reaches auth, JWT and address code, so the whole of src/
- * except main.c is linked, as the unit tests do)
+ *   make build/micro/route_match && build/micro/route_match [iterations]
  *
  * Each figure is the best of five runs of [iterations] (default 1,000,000)
  * matches. Also prints how long building each table and the shadow check
