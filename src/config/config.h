@@ -98,6 +98,16 @@ enum path_escaped_slashes {
     PATH_SLASHES_DECODE,         /* to '/' and '\\' before the other steps */
 };
 
+/* headers_with_underscores (http): what becomes of a request field whose
+ * name has an '_', which CGI-style backends cannot tell from the '-'
+ * spelling. The fields sluice writes or vouches for are dropped under an
+ * underscore spelling whatever this says (proxy/http_message.c). */
+enum underscore_headers {
+    UNDERSCORES_ALLOW,           /* forwarded (the default, as HAProxy and Envoy) */
+    UNDERSCORES_DROP,            /* not forwarded (as NGINX) */
+    UNDERSCORES_REJECT,          /* 400 */
+};
+
 struct conf_path_norm {
     bool normalize;              /* normalize_path: %XX of unreserved characters
                                     decoded, dot segments removed; default true */
@@ -472,6 +482,7 @@ struct conf_listener {
     uint64_t tunnel_idle_ms;       /* timeouts.tunnel_idle: WebSocket/CONNECT, default 3600000 */
     uint64_t max_body_size;        /* bytes, default 0 = unlimited; larger → 413 */
     struct conf_path_norm paths;   /* normalize_path, merge_slashes, escaped_slashes */
+    enum underscore_headers underscores;  /* headers_with_underscores; default allow */
     uint32_t max_request_line;     /* limits.max_request_line, default 8192 → 414 */
     uint32_t max_header_size;      /* limits.max_header_size, default 65536 → 431 */
     uint32_t max_headers;          /* limits.max_headers, default 100 → 431 */

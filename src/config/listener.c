@@ -89,12 +89,16 @@ struct conf_pool *config_find_pool(struct config *cfg, const char *name)
 }
 
 /* normalize_path, merge_slashes, escaped_slashes (http): how request paths
- * are cleaned before routing; route/path.c. */
-static void config_read_paths(struct config_diag *d, struct conf_listener *l, const char *owner,
+ * are cleaned before routing, route/path.c; and headers_with_underscores,
+ * the other reading of a request that the listener makes safe for what is
+ * behind it. */
+static void config_read_request_hygiene(struct config_diag *d, struct conf_listener *l, const char *owner,
                               const struct config_node *map, bool mode_ok)
 {
     static const char *const slashes[] = {"keep", "reject", "decode", NULL};
-    static const char *const keys[] = {"normalize_path", "merge_slashes", "escaped_slashes"};
+    static const char *const underscores[] = {"allow", "drop", "reject", NULL};
+    static const char *const keys[] = {"normalize_path", "merge_slashes", "escaped_slashes",
+                                       "headers_with_underscores"};
     const struct config_pair *p;
     int v;
 
@@ -110,6 +114,9 @@ static void config_read_paths(struct config_diag *d, struct conf_listener *l, co
     if ((p = config_map_pair(map, "escaped_slashes")) &&
         config_want_enum(d, owner, "escaped_slashes", p->value, slashes, NULL, &v) == 0)
         l->paths.escaped_slashes = (enum path_escaped_slashes)v;
+    if ((p = config_map_pair(map, "headers_with_underscores")) &&
+        config_want_enum(d, owner, "headers_with_underscores", p->value, underscores, NULL, &v) == 0)
+        l->underscores = (enum underscore_headers)v;
 }
 
 static int config_mode_hint(const char *s)
@@ -298,7 +305,7 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_diag_error(d, p->value->line, p->value->col, "%s: max_body_size: bad size "
                               "'%s': use a number with an optional k, m or g", owner, sz);
     }
-    config_read_paths(d, l, owner, map, mode_ok);
+    config_read_request_hygiene(d, l, owner, map, mode_ok);
     if ((p = config_map_pair(map, "http2"))) {
         if (mode_ok && l->mode != LISTENER_HTTP)
             config_mode_only(d, owner, p, "http2", LISTENER_HTTP);

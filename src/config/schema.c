@@ -48,6 +48,7 @@ const char *const config_known_keys[] = {
     "listeners[].normalize_path",
     "listeners[].merge_slashes",
     "listeners[].escaped_slashes",
+    "listeners[].headers_with_underscores",
     "listeners[].auth",
     "listeners[].auth.type",
     "listeners[].auth.realm",

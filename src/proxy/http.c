@@ -1017,6 +1017,22 @@ static bool normalize_path(struct http_conn *c, struct http_exchange *x)
     return true;
 }
 
+/* headers_with_underscores: reject. false: answered 400. */
+static bool underscores_allowed(struct http_conn *c, struct http_exchange *x)
+{
+    if (c->l->conf->underscores != UNDERSCORES_REJECT)
+        return true;
+    for (uint32_t i = 0; i < x->req.nheaders; i++) {
+        if (http_name_has_underscore(x->req.headers[i].name)) {
+            log_info("event=bad_request listener=%s client_status=400 why=\"underscore in header "
+                     "name (headers_with_underscores: reject)\"", c->l->conf->name);
+            respond_local(c, 400, NULL, "bad request\n", true, NULL);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1043,7 +1059,7 @@ static void start_exchange(struct http_conn *c)
         respond_local(c, 405, NULL, "CONNECT is not supported\n", true, NULL);
         return;
     }
-    if (!normalize_path(c, x))
+    if (!normalize_path(c, x) || !underscores_allowed(c, x))
         return;
     memset(&rr, 0, sizeof(rr));
     h1_split_host(x->req.host, &rr.host, &port);
@@ -1129,6 +1145,7 @@ static void forward_start(struct http_conn *c)
         .upstream_http10 = x->req.minor == 0,
         .tls = c->l->tls != NULL,
         .client_subject = c->client_subject,
+        .drop_underscores = c->l->conf->underscores == UNDERSCORES_DROP,
     };
     x->to_up = buf_get(&c->w->bufs);
     if (!x->to_up) {

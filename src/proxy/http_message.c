@@ -126,10 +126,36 @@ static bool hop_by_hop(struct h1_slice name, const struct h1_header *h, uint32_t
     return false;
 }
 
+/* Is name lit (ASCII, any case) when read the way CGI-style backends read
+ * field names (PHP, WSGI, Rack, CGI): case ignored and '_' the same as '-'?
+ * They turn X-Forwarded-For and X_Forwarded_For alike into
+ * HTTP_X_FORWARDED_FOR, so a field sluice writes or vouches for must not
+ * reach them under its underscore spelling from a client. */
+static bool name_cgi_eq(struct h1_slice name, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if (name.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)name.p[i], b = (unsigned char)lit[i];
+        a = a == '_' ? '-' : a >= 'A' && a <= 'Z' ? a + 32 : a;
+        b = b == '_' ? '-' : b >= 'A' && b <= 'Z' ? b + 32 : b;
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
+bool http_name_has_underscore(struct h1_slice name)
+{
+    return memchr(name.p, '_', name.len) != NULL;
+}
+
 static bool name_in_list(struct h1_slice name, char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (h1_slice_eq_ci(name, list[i]))
+        if (name_cgi_eq(name, list[i]))
             return true;
     return false;
 }
@@ -137,7 +163,7 @@ static bool name_in_list(struct h1_slice name, char *const *list, size_t n)
 static bool name_in_kv(struct h1_slice name, const struct conf_kv *kv, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (h1_slice_eq_ci(name, kv[i].name))
+        if (name_cgi_eq(name, kv[i].name))
             return true;
     return false;
 }
@@ -241,7 +267,7 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     struct out o;
     char path[8192], peer[ADDR_TEXT_MAX];
     const struct h1_header *xff = NULL, *xfp = NULL;
-    bool websocket = req->upgrade;
+    bool websocket = req->upgrade, under;
     int plen;
 
     out_init(&o, b);
@@ -279,27 +305,32 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         }
         if (hop_by_hop(h->name, req->headers, req->nheaders))
             continue;
-        if (h1_slice_eq_ci(h->name, "x-forwarded-for")) {
-            if (fwd->peer_trusted && !xff)
+        /* The fields below say who the client is. They are believed only
+         * from trusted peers, and only under their own spelling: an
+         * underscore spelling (X_Forwarded_For) is dropped from anyone, as
+         * no proxy sends it and CGI-style backends would read it as ours. */
+        under = http_name_has_underscore(h->name);
+        if (name_cgi_eq(h->name, "x-forwarded-for")) {
+            if (fwd->peer_trusted && !under && !xff)
                 xff = h;
             continue;
         }
-        if (h1_slice_eq_ci(h->name, "x-forwarded-proto")) {
-            if (fwd->peer_trusted && !xfp)
+        if (name_cgi_eq(h->name, "x-forwarded-proto")) {
+            if (fwd->peer_trusted && !under && !xfp)
                 xfp = h;
             continue;
         }
-        /* Anything else a client could use to pose as a proxy in front of
-         * us is believed only from trusted peers. */
-        if ((h1_slice_eq_ci(h->name, "x-real-ip") || h1_slice_eq_ci(h->name, "forwarded") ||
-             h1_slice_eq_ci(h->name, "x-forwarded-host")) && !fwd->peer_trusted)
+        if ((name_cgi_eq(h->name, "x-real-ip") || name_cgi_eq(h->name, "forwarded") ||
+             name_cgi_eq(h->name, "x-forwarded-host")) && (!fwd->peer_trusted || under))
             continue;
         /* Who the client is, by certificate, is ours to say (or a trusted
          * proxy's, when we checked none). */
-        if (h1_slice_eq_ci(h->name, "x-client-cert-subject") &&
-            (!fwd->peer_trusted || fwd->client_subject))
+        if (name_cgi_eq(h->name, "x-client-cert-subject") &&
+            (!fwd->peer_trusted || fwd->client_subject || under))
             continue;
-        if (h1_slice_eq_ci(h->name, "x-request-id"))
+        if (name_cgi_eq(h->name, "x-request-id"))
+            continue;
+        if (under && fwd->drop_underscores)
             continue;
         if (route && (name_in_list(h->name, route->remove_headers, route->nremove_headers) ||
                       name_in_kv(h->name, route->set_headers, route->nset_headers)))

@@ -21,12 +21,20 @@ struct http_forward {
     bool tls;                    /* the client reached us over TLS: X-Forwarded-Proto https */
     const char *client_subject;  /* mTLS: the client certificate's subject, sent as
                                     X-Client-Cert-Subject; NULL = none */
+    bool drop_underscores;       /* headers_with_underscores: drop */
 };
+
+/* Has the field name an '_' (headers_with_underscores)? */
+bool http_name_has_underscore(struct h1_slice name);
 
 /* Append the upstream request head for req to b. Hop-by-hop fields are
  * dropped (Upgrade kept for a WebSocket upgrade), X-Forwarded-For is
  * appended to (trusted peer) or replaced (anyone else), X-Forwarded-Proto
  * and X-Request-Id set, the route's path and header rewrites applied.
+ * The fields sluice writes or vouches for (those, X-Real-IP, Forwarded,
+ * X-Forwarded-Host, X-Client-Cert-Subject, a route's set_headers and
+ * remove_headers) are matched as CGI-style backends read names: a client's
+ * X_Forwarded_For is dropped like its X-Forwarded-For.
  * Returns 0, or -ENOSPC when b is too small. */
 int http_write_request_head(struct buf *b, const struct h1_request *req,
                             const struct conf_route *route, const struct http_forward *fwd);

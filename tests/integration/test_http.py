@@ -346,6 +346,46 @@ def test_forwarded_headers_untrusted_and_trusted(procs, origins):
     assert h["x-request-id"] == "abc123"
 
 
+
+UNDERSCORED = {"X_Forwarded_For": "6.6.6.6", "x_forwarded_proto": "https", "X_Real_IP": "6.6.6.6",
+               "X_Forwarded_Host": "evil.test", "X_Request_Id": "forged",
+               "X_Client_Cert_Subject": "CN=admin", "X_User": "mallory", "X_Other": "kept"}
+
+
+def echoed_headers(port, headers):
+    """The request's fields as the origin received them: [(name, value)]."""
+    return json.loads(get(port, "/echo", headers)[2])["headers"]
+
+
+def test_underscore_spellings_cannot_pose_as_forwarding_headers(procs, origins):
+    """CGI-style backends read X_Forwarded_For as X-Forwarded-For: the
+    underscore spellings of what sluice writes or vouches for never reach
+    the backend, from untrusted and trusted peers alike; other underscore
+    fields follow headers_with_underscores (allow, drop, reject)."""
+    pools = {"app": [("b1", origins[0].address)]}
+    route = "      - match: {path_prefix: /}\n        pool: app\n        set_headers: {X-User: alice}"
+    allow, trusted, drop, reject = free_port(), free_port(), free_port(), free_port()
+    procs.sluice(http_config(allow, pools, routes=route))
+    procs.sluice(http_config(trusted, pools, routes=route,
+                             listener_extra="    trusted_proxies: [127.0.0.0/8]"))
+    procs.sluice(http_config(drop, pools, listener_extra="    headers_with_underscores: drop"))
+    procs.sluice(http_config(reject, pools, listener_extra="    headers_with_underscores: reject"))
+    for port in (allow, trusted):
+        got = echoed_headers(port, UNDERSCORED)
+        names = {k for k, _ in got}
+        assert names & set(UNDERSCORED) == {"X_Other"}, got
+        h = {k.lower(): v for k, v in got}
+        assert h["x-forwarded-for"] == "127.0.0.1" and h["x-forwarded-proto"] == "http"
+        assert h["x-user"] == "alice" and h["x_other"] == "kept"
+    # The hyphen spelling from a trusted peer is still believed.
+    h = {k.lower(): v for k, v in echoed_headers(trusted, {"X-Forwarded-For": "203.0.113.9",
+                                                           "X_Forwarded_For": "6.6.6.6"})}
+    assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    got = echoed_headers(drop, {"X_Other": "x", "X-Fine": "y"})
+    assert [k for k, _ in got if k in ("X_Other", "X-Fine")] == ["X-Fine"], got
+    assert get(reject, "/echo", {"X_Other": "x"})[0] == 400
+    assert get(reject, "/echo", {"X-Other": "x"})[0] == 200
+
 def test_hop_by_hop_headers_not_forwarded(procs, origins):
     port = free_port()
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))

@@ -735,6 +735,11 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, escaped_slashes: drop}]\n" POOL,
       "1:87", "listener 'web': unknown escaped_slashes 'drop'; expected one of: keep, reject, decode" },
 
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app, headers_with_underscores: no}]\n" POOL,
+      "1:96", "listener 'web': unknown headers_with_underscores 'no'; expected one of: allow, drop, reject" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, headers_with_underscores: drop}]\n" POOL,
+      "1:69", "listener 'web': headers_with_underscores only applies to mode http" },
+
     /* freebind */
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app, freebind: 2}]\n" POOL, "1:79",
       "listener 'web': freebind: must be true or false" },
