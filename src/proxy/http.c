@@ -123,6 +123,7 @@ struct http_exchange {
     uint64_t connect_deadline_ms;
     char request_id[33];
     char *norm_path;                    /* req.path's bytes when normalising changed them */
+    uint32_t norm_path_len;
     struct h1_header req_slots[HTTP_MAX_HEADERS];
     struct h1_header resp_slots[HTTP_MAX_HEADERS];
 };
@@ -1013,6 +1014,7 @@ static bool normalize_path(struct http_conn *c, struct http_exchange *x)
         respond_local(c, 400, NULL, "bad request\n", true, NULL);
         return false;
     }
+    x->norm_path_len = n;
     x->req.path = (struct h1_slice){x->norm_path, n};
     return true;
 }
@@ -1249,6 +1251,8 @@ static bool keep_body_for_replay(struct http_conn *c)
         respond_local(c, 400, NULL, "bad request\n", true, NULL);
         return false;
     }
+    if (x->norm_path)    /* the normalised path routing saw, which did not move */
+        x->req.path = (struct h1_slice){x->norm_path, x->norm_path_len};
     x->body_pos = x->req.head_len;
     return true;
 }

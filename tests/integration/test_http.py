@@ -203,6 +203,23 @@ def test_paths_are_normalised_before_routing_and_forwarding(procs, origins):
     wait_for(lambda: '"target":"/x/../admin/x"' in s.stdout(), what="raw target in the access log")
 
 
+
+def test_normalised_path_survives_keeping_a_body_for_retries(procs, origins):
+    """A body kept for replay (retries) moves the request to a larger buffer
+    and parses its head again there; the backend must still get the
+    normalised path, not the one received."""
+    port = free_port()
+    cfg = http_config(port, {"app": [("b1", origins[0].address)]}).replace(
+        "    timeouts: {connect: 1s, upstream_response: 2s}",
+        "    timeouts: {connect: 1s, upstream_response: 2s}\n"
+        "    retries: {attempts: 2, retry_on: [reset, 502], retry_buffer: 64k}")
+    procs.sluice(cfg)
+    body = b"x" * 40000          # more than a 16 KiB pool buffer, less than retry_buffer
+    out = raw(port, b"PUT /x/../echo//a%%7e HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    echo = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    assert echo["target"] == "/echo/a~" and echo["body_length"] == len(body)
+
 def test_path_normalisation_options(procs, origins):
     """escaped_slashes: reject refuses %2F; normalize_path and merge_slashes
     false pass the path through byte for byte."""
