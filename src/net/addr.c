@@ -126,9 +126,6 @@ char *addr_format_host(const struct addr *a, char *buf, size_t size)
     if (a->ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
         inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)size);
-    } else if (a->ss.ss_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
-        inet_ntop(AF_INET, &s4->sin_addr, buf, (socklen_t)size);
     } else {
         snprintf(buf, size, "-");
     }

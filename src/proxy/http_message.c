@@ -261,12 +261,55 @@ int http_redirect_location(const struct h1_request *req, const struct conf_route
     return n;
 }
 
+/* RFC 7239 token characters (tchar): a value made only of them goes
+ * unquoted. */
+static bool forwarded_token(struct h1_slice v)
+{
+    for (uint32_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return v.len > 0;
+}
+
+/* Forwarded (RFC 7239): this hop's element, "for=PEER;host=HOST;proto=P",
+ * after a trusted peer's list, or alone. An IPv6 peer and a host with a
+ * port are quoted ("[2001:db8::1]", "example.com:8080"); the parser let no
+ * '"' or '\' into a Host. */
+static void put_forwarded(struct out *o, const struct h1_header *theirs,
+                          const struct http_forward *fwd, const char *peer, struct h1_slice host)
+{
+    bool v6 = strchr(peer, ':') != NULL;
+
+    if (!strcmp(peer, "-"))       /* no address (a PROXY header's LOCAL) */
+        peer = "unknown";
+    put(o, "Forwarded: ", 11);
+    if (theirs) {
+        put_slice(o, theirs->value);
+        put(o, ", ", 2);
+    }
+    puts_(o, v6 ? "for=\"[" : "for=");
+    puts_(o, peer);
+    if (v6)
+        put(o, "]\"", 2);
+    if (host.len) {
+        bool quote = !forwarded_token(host);
+        puts_(o, quote ? ";host=\"" : ";host=");
+        put_slice(o, host);
+        if (quote)
+            put(o, "\"", 1);
+    }
+    puts_(o, fwd->tls ? ";proto=https\r\n" : ";proto=http\r\n");
+}
+
 int http_write_request_head(struct buf *b, const struct h1_request *req,
                             const struct conf_route *route, const struct http_forward *fwd)
 {
     struct out o;
     char path[8192], peer[ADDR_TEXT_MAX];
-    const struct h1_header *xff = NULL, *xfp = NULL;
+    const struct h1_header *xff = NULL, *xfp = NULL, *xfh = NULL, *fwdd = NULL;
     bool websocket = req->upgrade, under;
     int plen;
 
@@ -320,8 +363,17 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
                 xfp = h;
             continue;
         }
-        if ((name_cgi_eq(h->name, "x-real-ip") || name_cgi_eq(h->name, "forwarded") ||
-             name_cgi_eq(h->name, "x-forwarded-host")) && (!fwd->peer_trusted || under))
+        if (name_cgi_eq(h->name, "forwarded")) {
+            if (fwd->peer_trusted && !under && !fwdd)
+                fwdd = h;
+            continue;
+        }
+        if (name_cgi_eq(h->name, "x-forwarded-host")) {
+            if (fwd->peer_trusted && !under && !xfh)
+                xfh = h;
+            continue;
+        }
+        if (name_cgi_eq(h->name, "x-real-ip") && (!fwd->peer_trusted || under))
             continue;
         /* Who the client is, by certificate, is ours to say (or a trusted
          * proxy's, when we checked none). */
@@ -352,6 +404,11 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         put_header(&o, "X-Forwarded-Proto", 17, xfp->value.p, xfp->value.len);
     else
         put_header(&o, "X-Forwarded-Proto", 17, fwd->tls ? "https" : "http", fwd->tls ? 5 : 4);
+    if (xfh)
+        put_header(&o, "X-Forwarded-Host", 16, xfh->value.p, xfh->value.len);
+    else if (req->host.len)
+        put_header(&o, "X-Forwarded-Host", 16, req->host.p, req->host.len);
+    put_forwarded(&o, fwdd, fwd, peer, req->host);
     put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
     if (fwd->client_subject)
         put_header(&o, "X-Client-Cert-Subject", 21, fwd->client_subject,

@@ -28,9 +28,11 @@ struct http_forward {
 bool http_name_has_underscore(struct h1_slice name);
 
 /* Append the upstream request head for req to b. Hop-by-hop fields are
- * dropped (Upgrade kept for a WebSocket upgrade), X-Forwarded-For is
- * appended to (trusted peer) or replaced (anyone else), X-Forwarded-Proto
- * and X-Request-Id set, the route's path and header rewrites applied.
+ * dropped (Upgrade kept for a WebSocket upgrade); X-Forwarded-For and
+ * Forwarded (RFC 7239) are appended to (trusted peer) or replaced (anyone
+ * else); X-Forwarded-Proto and X-Forwarded-Host are kept from a trusted
+ * peer and set otherwise; X-Request-Id is set; the route's path and header
+ * rewrites are applied.
  * The fields sluice writes or vouches for (those, X-Real-IP, Forwarded,
  * X-Forwarded-Host, X-Client-Cert-Subject, a route's set_headers and
  * remove_headers) are matched as CGI-style backends read names: a client's

@@ -346,23 +346,54 @@ def test_forwarded_headers_untrusted_and_trusted(procs, origins):
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
     echo = json.loads(get(port, "/echo", {"X-Forwarded-For": "6.6.6.6",
                                           "X-Real-IP": "6.6.6.6",
+                                          "X-Forwarded-Host": "evil.test",
+                                          "Forwarded": "for=6.6.6.6;host=evil.test",
                                           "X-Request-Id": "forged"})[2])
     h = {k.lower(): v for k, v in echo["headers"]}
     assert h["x-forwarded-for"] == "127.0.0.1"
     assert "x-real-ip" not in h
     assert h["x-request-id"] != "forged" and len(h["x-request-id"]) == 32
     assert h["x-forwarded-proto"] == "http"
+    # -Host and RFC 7239 Forwarded describe this hop; a host with a port is quoted.
+    assert h["x-forwarded-host"] == f"127.0.0.1:{port}"
+    assert h["forwarded"] == f'for=127.0.0.1;host="127.0.0.1:{port}";proto=http'
+    assert [k.lower() for k, _ in echo["headers"]].count("forwarded") == 1
+    echo = json.loads(raw(port, b"GET /echo HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+                      .split(b"\r\n\r\n", 1)[1])
+    h = {k.lower(): v for k, v in echo["headers"]}
+    assert h["forwarded"] == "for=127.0.0.1;host=www.example.com;proto=http"
 
     port2 = free_port()
     procs.sluice(http_config(port2, {"app": [("b1", origins[0].address)]},
                              listener_extra="    trusted_proxies: [127.0.0.0/8]"))
     echo = json.loads(get(port2, "/echo", {"X-Forwarded-For": "203.0.113.9",
+                                           "X-Forwarded-Host": "shop.example",
+                                           "Forwarded": 'for="[2001:db8::7]";proto=https',
                                            "X-Request-Id": "abc123"})[2])
     h = {k.lower(): v for k, v in echo["headers"]}
     assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert h["x-request-id"] == "abc123"
+    # From a trusted proxy: its Forwarded list gets this hop appended, and
+    # its X-Forwarded-Host (the host the client asked for) is kept.
+    assert h["forwarded"] == f'for="[2001:db8::7]";proto=https, for=127.0.0.1;host="127.0.0.1:{port2}";proto=http'
+    assert h["x-forwarded-host"] == "shop.example"
 
 
+
+
+def test_forwarded_for_an_ipv6_client_is_quoted(procs, origins):
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}).replace(
+        f"bind: 127.0.0.1:{port}", f"bind: '[::1]:{port}'"))
+    with socket.create_connection(("::1", port), timeout=5) as s:
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+        out = b""
+        while (d := s.recv(65536)):
+            out += d
+    h = {k.lower(): v for k, v in json.loads(out.split(b"\r\n\r\n", 1)[1])["headers"]}
+    assert h["x-forwarded-for"] == "::1"
+    assert h["forwarded"] == 'for="[::1]";host="[::1]";proto=http'
+    assert h["x-forwarded-host"] == "[::1]"
 
 UNDERSCORED = {"X_Forwarded_For": "6.6.6.6", "x_forwarded_proto": "https", "X_Real_IP": "6.6.6.6",
                "X_Forwarded_Host": "evil.test", "X_Request_Id": "forged",
