@@ -261,6 +261,12 @@ int http_redirect_location(const struct h1_request *req, const struct conf_route
     return n;
 }
 
+/* The forwarding fields sluice writes for every request: a trusted peer's
+ * are appended to (X-Forwarded-For, Forwarded) or kept (-Proto, -Host). */
+enum { FWD_XFF, FWD_XFP, FWD_XFH, FWD_FORWARDED, FWD_FIELDS };
+static const char *const fwd_names[FWD_FIELDS] = {"x-forwarded-for", "x-forwarded-proto",
+                                                  "x-forwarded-host", "forwarded"};
+
 /* RFC 7239 token characters (tchar): a value made only of them goes
  * unquoted. */
 static bool forwarded_token(struct h1_slice v)
@@ -309,8 +315,9 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
 {
     struct out o;
     char path[8192], peer[ADDR_TEXT_MAX];
-    const struct h1_header *xff = NULL, *xfp = NULL, *xfh = NULL, *fwdd = NULL;
+    const struct h1_header *kept[FWD_FIELDS] = {0}, *xff, *xfp, *xfh;
     bool websocket = req->upgrade, under;
+    int k;
     int plen;
 
     out_init(&o, b);
@@ -353,24 +360,11 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
          * underscore spelling (X_Forwarded_For) is dropped from anyone, as
          * no proxy sends it and CGI-style backends would read it as ours. */
         under = http_name_has_underscore(h->name);
-        if (name_cgi_eq(h->name, "x-forwarded-for")) {
-            if (fwd->peer_trusted && !under && !xff)
-                xff = h;
-            continue;
+        for (k = 0; k < FWD_FIELDS && !name_cgi_eq(h->name, fwd_names[k]); k++) {
         }
-        if (name_cgi_eq(h->name, "x-forwarded-proto")) {
-            if (fwd->peer_trusted && !under && !xfp)
-                xfp = h;
-            continue;
-        }
-        if (name_cgi_eq(h->name, "forwarded")) {
-            if (fwd->peer_trusted && !under && !fwdd)
-                fwdd = h;
-            continue;
-        }
-        if (name_cgi_eq(h->name, "x-forwarded-host")) {
-            if (fwd->peer_trusted && !under && !xfh)
-                xfh = h;
+        if (k < FWD_FIELDS) {      /* the first from a trusted peer is kept; written below */
+            if (fwd->peer_trusted && !under && !kept[k])
+                kept[k] = h;
             continue;
         }
         if (name_cgi_eq(h->name, "x-real-ip") && (!fwd->peer_trusted || under))
@@ -390,6 +384,9 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
     }
 
+    xff = kept[FWD_XFF];
+    xfp = kept[FWD_XFP];
+    xfh = kept[FWD_XFH];
     addr_format_host(fwd->peer, peer, sizeof(peer));
     if (xff) {
         put(&o, "X-Forwarded-For: ", 17);
@@ -408,7 +405,7 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         put_header(&o, "X-Forwarded-Host", 16, xfh->value.p, xfh->value.len);
     else if (req->host.len)
         put_header(&o, "X-Forwarded-Host", 16, req->host.p, req->host.len);
-    put_forwarded(&o, fwdd, fwd, peer, req->host);
+    put_forwarded(&o, kept[FWD_FORWARDED], fwd, peer, req->host);
     put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
     if (fwd->client_subject)
         put_header(&o, "X-Client-Cert-Subject", 21, fwd->client_subject,
