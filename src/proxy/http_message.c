@@ -98,15 +98,20 @@ const char *http_reason(int status)
 }
 
 /* Fields that describe one hop and must not be forwarded (RFC 9110 7.6.1),
- * plus those a connection's Connection header names. */
+ * plus those a connection's Connection header names. Proxy-* fields
+ * (Proxy-Authorization, Proxy-Authenticate, Proxy-Connection, ...) are for
+ * a proxy, never for the origin behind a gateway, and "Proxy" is the
+ * httpoxy field (a CGI backend would take it for HTTP_PROXY). */
 static bool hop_by_hop(struct h1_slice name, const struct h1_header *h, uint32_t n)
 {
-    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                        "trailer", "upgrade", NULL};
+    static const char *const fixed[] = {"connection", "keep-alive", "te", "trailer", "upgrade",
+                                        "proxy", NULL};
 
     for (int i = 0; fixed[i]; i++)
         if (h1_slice_eq_ci(name, fixed[i]))
             return true;
+    if (name.len > 6 && h1_slice_eq_ci((struct h1_slice){name.p, 6}, "proxy-"))
+        return true;
     for (uint32_t i = 0; i < n; i++) {
         if (!h1_slice_eq_ci(h[i].name, "connection"))
             continue;

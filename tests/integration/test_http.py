@@ -439,10 +439,16 @@ def test_hop_by_hop_headers_not_forwarded(procs, origins):
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
     echo = json.loads(get(port, "/echo", {"Connection": "keep-alive, x-drop",
                                           "X-Drop": "1", "Keep-Alive": "timeout=5",
-                                          "TE": "trailers", "X-Stay": "1"})[2])
+                                          "TE": "trailers", "X-Stay": "1",
+                                          "Proxy-Authorization": "Basic dTpw",
+                                          "Proxy-Connection": "keep-alive",
+                                          "Proxy": "http://evil.test:8080",
+                                          "Proxyish": "1"})[2])
     names = {k.lower() for k, _ in echo["headers"]}
     assert "x-drop" not in names and "keep-alive" not in names and "te" not in names
-    assert "x-stay" in names
+    # Proxy-* is for a proxy; "Proxy" is httpoxy (HTTP_PROXY in a CGI backend).
+    assert not {"proxy-authorization", "proxy-connection", "proxy"} & names
+    assert "x-stay" in names and "proxyish" in names
 
 
 def test_slowloris_clients_do_not_stop_a_normal_client(procs, origins):
