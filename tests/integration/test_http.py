@@ -434,6 +434,37 @@ def test_underscore_spellings_cannot_pose_as_forwarding_headers(procs, origins):
     assert get(reject, "/echo", {"X_Other": "x"})[0] == 400
     assert get(reject, "/echo", {"X-Other": "x"})[0] == 200
 
+
+def test_expect_100_continue(procs, origins):
+    """The client waits for 100 Continue before sending its body: the
+    backend's 100 comes through, then the final answer. A body sluice will
+    refuse (max_body_size) is refused at once, with no 100 and no wait."""
+    port = free_port()
+    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]},
+                             listener_extra="    max_body_size: 100k"))
+    body = os.urandom(50000)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            d = s.recv(4096)
+            assert d, "closed before 100 Continue"
+            interim += d
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        s.sendall(body + b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        rest = interim.split(b"\r\n\r\n", 1)[1]
+        while (d := s.recv(65536)):
+            rest += d
+    first, second = rest.split(b"HTTP/1.1 200", 2)[1:]
+    assert json.loads(first.split(b"\r\n\r\n", 1)[1])["body_length"] == len(body)
+    assert b'"method":"GET"' in second.replace(b" ", b"")
+    t0 = time.monotonic()
+    out = raw(port, b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                    b"Content-Length: 200000\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in out
+    assert time.monotonic() - t0 < 2
+
 def test_hop_by_hop_headers_not_forwarded(procs, origins):
     port = free_port()
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
