@@ -279,9 +279,18 @@ def test_pipelined_requests_answered_in_order(procs, origins):
     assert out.rfind(b'"target":"/echo"') > out.rfind(b"b1\n" * 1)
 
 
+def peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
 def test_1gb_download_and_upload_identical(procs, origins):
+    """Byte-identical both ways, with bounded memory: sluice's peak RSS
+    grows by less than 32 MB while 2 GB go through it."""
     port = free_port()
-    procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    s = procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
+    assert get(port, "/")[0] == 200
+    rss0 = peak_rss_kb(s.pid)
     n = 1000 * 1000 * 1000
     # Download: the origin's /bytes/N body is "abc...z" repeated.
     pattern = b"abcdefghijklmnopqrstuvwxyz"
@@ -311,6 +320,8 @@ def test_1gb_download_and_upload_identical(procs, origins):
     echo = json.loads(r.stdout)
     assert echo["body_length"] == 1000 * (1 << 20)
     assert echo["body_sha256"] == h.hexdigest()
+    grown = peak_rss_kb(s.pid) - rss0
+    assert grown < 32 * 1024, f"peak RSS grew by {grown} kB"
 
 
 def test_chunked_upload(procs, origins):
