@@ -124,6 +124,7 @@ struct http_exchange {
     char request_id[33];
     char *norm_path;                    /* req.path's bytes when normalising changed them */
     uint32_t norm_path_len;
+    char *log_fields;                   /* a tunnel's copy of what the access log reads */
     struct h1_header req_slots[HTTP_MAX_HEADERS];
     struct h1_header resp_slots[HTTP_MAX_HEADERS];
 };
@@ -270,6 +271,45 @@ static void log_exchange(struct http_conn *c, struct http_exchange *x)
     access_log_http(&rec);
 }
 
+/* A tunnel drops the client buffer its request head was parsed in, but the
+ * access line is written when the tunnel ends: what log_exchange reads of
+ * the head (method, target, host, Referer, User-Agent) is copied first, and
+ * nothing of the request points into the buffer afterwards. Out of memory:
+ * no line rather than one read from a reused buffer. */
+static void keep_log_fields(struct http_exchange *x)
+{
+    const struct h1_header *ref = h1_find_header(x->req.headers, x->req.nheaders, "referer");
+    const struct h1_header *ua = h1_find_header(x->req.headers, x->req.nheaders, "user-agent");
+    struct h1_slice *f[5] = {&x->req.method, &x->req.target, &x->req.host, NULL, NULL};
+    struct h1_header keep[2];
+    uint32_t nkeep = 0, size = 0;
+    char *p;
+
+    if (ref)
+        keep[nkeep++] = (struct h1_header){{"referer", 7}, ref->value};
+    if (ua)
+        keep[nkeep++] = (struct h1_header){{"user-agent", 10}, ua->value};
+    for (uint32_t i = 0; i < nkeep; i++)
+        f[3 + i] = &keep[i].value;
+    for (int i = 0; i < 5; i++)
+        size += f[i] ? f[i]->len : 0;
+    if (!(x->log_fields = p = malloc(size ? size : 1))) {
+        x->req.head_len = 0;
+        return;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!f[i] || !f[i]->p)
+            continue;
+        memcpy(p, f[i]->p, f[i]->len);
+        f[i]->p = p;
+        p += f[i]->len;
+    }
+    memcpy(x->req_slots, keep, nkeep * sizeof(keep[0]));
+    x->req.headers = x->req_slots;
+    x->req.nheaders = nkeep;
+    x->req.path = x->req.query = (struct h1_slice){0};
+}
+
 /* ---- exchange lifecycle ---- */
 
 /* Exchanges are large (header slots for request and response) and made per
@@ -321,7 +361,8 @@ static void exchange_free(struct http_conn *c, bool up_reusable)
         atomic_fetch_sub_explicit(&x->pool->requests_active, 1, memory_order_relaxed);
     timer_cancel(&c->w->loop.timers, &c->timer);
     free(x->norm_path);
-    x->norm_path = NULL;
+    free(x->log_fields);
+    x->norm_path = x->log_fields = NULL;
     buf_drop(c->w, &x->to_up);
     buf_drop(c->w, &x->from_up);
     pump_dir_release(c->w, &x->tun_up);
@@ -1858,6 +1899,7 @@ static void tunnel_start(struct http_conn *c)
             x->tun_up.buf = b;
         }
     }
+    keep_log_fields(x);
     buf_drop(c->w, &c->in);
     x->resp_started = true;
     c->state = HC_TUNNEL;

@@ -352,6 +352,37 @@ def test_websocket_echo(procs):
         origin.stop()
 
 
+
+def test_websocket_access_line_names_its_own_request(procs, origins):
+    """A tunnel drops the buffer its request head was read into, and its
+    access line is written when it ends: other requests meanwhile reuse that
+    buffer, and the line must still name the WebSocket's own request."""
+    websockets = pytest.importorskip("websockets")
+    origin = WebSocketEcho(websockets)
+    port = free_port()
+    s = procs.sluice(http_config(port, {"app": [("ws", f"127.0.0.1:{origin.port}")],
+                                        "o": [("b1", origins[0].address)]},
+                                 routes="      - match: {path_prefix: /o/}\n        pool: o",
+                                 log_format="json"))
+
+    async def session():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/chat?room=7",
+                                      user_agent_header="ws-tester") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            for i in range(100):     # each reads its head into a pool buffer
+                assert get(port, "/o/" + "z" * 300 + str(i), {"User-Agent": "churn"})[0] == 200
+            await ws.send("bye")
+            assert await ws.recv() == "bye"
+    try:
+        asyncio.run(asyncio.wait_for(session(), 30))
+    finally:
+        origin.stop()
+    wait_for(lambda: '"status":101' in s.stdout(), what="the WebSocket's access line")
+    line = json.loads([ln for ln in s.stdout().splitlines() if '"status":101' in ln][0])
+    assert line["target"] == "/chat?room=7" and line["method"] == "GET"
+    assert line["host"] == f"127.0.0.1:{port}" and line["user_agent"] == "ws-tester"
+
 def test_forwarded_headers_untrusted_and_trusted(procs, origins):
     port = free_port()
     procs.sluice(http_config(port, {"app": [("b1", origins[0].address)]}))
