@@ -59,6 +59,8 @@ struct h2_stream {
     struct bytes rq;                /* request bytes for http.c: head, then body */
     uint32_t unacked;               /* DATA bytes not yet given back to the windows */
     bool rq_end;                    /* END_STREAM seen */
+    uint32_t rq_trailers;           /* bytes of the request's trailer section so far
+                                       (written into rq after "0\r\n"); 0 = none */
     /* response: HTTP/1.1 from http.c, HTTP/2 to the client */
     struct bytes hd;                /* head bytes until parsed */
     bool head_sent;
@@ -322,13 +324,44 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     return 0;
 }
 
+/* A field of the request's trailers (a HEADERS frame after the DATA, which
+ * nghttp2 has checked like any field and which ends the stream). A body
+ * sent on chunked carries them as its trailer section: the last chunk goes
+ * before the first of them. Fields a trailer section must not hold
+ * (framing, routing) are dropped, as RFC 9110 6.5.1 allows; a body with a
+ * Content-Length has no place for trailers, so they are dropped there too. */
+static int request_trailer(struct h2_stream *s, const uint8_t *name, size_t namelen,
+                           const uint8_t *value, size_t valuelen)
+{
+    static const char *const refused[] = {"content-length", "transfer-encoding", "host", "te",
+                                          "trailer", NULL};
+
+    if (!s->req.chunked || s->detached || (namelen && name[0] == ':'))
+        return 0;
+    for (int i = 0; refused[i]; i++)
+        if (namelen == strlen(refused[i]) && !memcmp(name, refused[i], namelen))
+            return 0;
+    if (s->rq_trailers + namelen + valuelen + 4 > H1_TRAILERS_MAX - 2) {
+        stream_reset(s, NGHTTP2_ENHANCE_YOUR_CALM);
+        return 0;
+    }
+    if ((!s->rq_trailers && !bytes_put(&s->rq, "0\r\n", 3)) || !bytes_put(&s->rq, name, namelen) ||
+        !bytes_put(&s->rq, ": ", 2) || !bytes_put(&s->rq, value, valuelen) ||
+        !bytes_put(&s->rq, "\r\n", 2))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    s->rq_trailers += (uint32_t)(namelen + valuelen + 4);
+    return 0;
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     struct h2_stream *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
 
-    if (!s || s->started || s->req_error)
-        return 0;               /* trailers, or a head already refused */
+    if (!s || s->req_error)
+        return 0;               /* a head already refused */
+    if (s->started)
+        return f->hd.type == NGHTTP2_HEADERS ? request_trailer(s, name, namelen, value, valuelen) : 0;
     s->req_error = h2_request_field(&s->req, name, namelen, value, valuelen);
     return 0;
 }
@@ -350,8 +383,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     }
     if (end && !s->rq_end) {
         s->rq_end = true;
+        /* The last chunk (already written before trailers) and the end of
+         * the trailer section. */
         if (s->req.chunked && !s->detached &&
-            !bytes_put(&s->rq, "0\r\n\r\n", 5))
+            !(s->rq_trailers ? bytes_put(&s->rq, "\r\n", 2) : bytes_put(&s->rq, "0\r\n\r\n", 5)))
             stream_reset(s, NGHTTP2_INTERNAL_ERROR);
         if (s->c)
             http_stream_wake(s->c, true, false);

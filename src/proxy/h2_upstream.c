@@ -603,7 +603,9 @@ fail:
 }
 
 /* Request body bytes, framed as the head said, into tx. Bytes used, -1.
- * Request trailers are not forwarded (gRPC clients send none). */
+ * A chunked body's trailer section (an HTTP/2 client's request trailers,
+ * proxy/h2.c) is not forwarded to an HTTP/2 backend: gRPC clients send
+ * none. */
 static ssize_t take_body(struct h2_ustream *us, const char *p, size_t n)
 {
     return h1_body_take(&us->body, p, n, &us->tx, NULL);

@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import h2.config
@@ -18,7 +19,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from harness import SLUICE, free_port, http_get, recv_all, wait_for
+from harness import SLUICE, AcceptLoop, free_port, http_get, recv_all, wait_for
 
 CURL = "/usr/bin/curl"
 H2LOAD = "/usr/bin/h2load"
@@ -313,6 +314,66 @@ def test_paths_are_normalised_as_for_http1(procs):
     assert c.get("/../echo")["headers"][":status"] == "400"
     assert c.get("/")["body"] == b"b1\n"     # only that stream ended
     c.close()
+
+
+class RecordingOrigin:
+    """Reads one HTTP/1.1 request per connection up to the end of its
+    chunked body (or its head, without one), keeps the bytes, answers 200."""
+
+    def __init__(self):
+        self.requests = []
+        self.loop = AcceptLoop(self._serve)
+        self.address = self.loop.address
+
+    def _serve(self, conn):
+        def run():
+            data = b""
+            conn.settimeout(5)
+            try:
+                while not (data.endswith(b"\r\n\r\n") and
+                           (b"chunked" not in data.lower() or b"\r\n0\r\n" in data)):
+                    d = conn.recv(65536)
+                    if not d:
+                        return
+                    data += d
+                self.requests.append(data)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+            finally:
+                conn.close()
+        threading.Thread(target=run, daemon=True).start()
+
+
+def test_request_trailers_reach_an_http1_backend(procs):
+    """HTTP/2 request trailers become the chunked body's trailer section;
+    fields a trailer section must not hold are dropped there."""
+    o = RecordingOrigin()
+    port = free_port()
+    procs.sluice(config(port, []).replace("    backends:\n",
+                                          f"    backends:\n      - {{name: rec, address: {o.address}}}\n"),
+                 wait_ports=[port])
+    c = H2Client(port)
+    sid = c.request("/upload", method="POST", end=False)
+    c.send_body(sid, b"x" * 5000)
+    c.conn.send_headers(sid, [("x-checksum", "sha256=abc"), ("host", "elsewhere"),
+                              ("x-count", "2")], end_stream=True)
+    c.flush()
+    r = c.wait([sid])[0]
+    assert r["headers"] and r["headers"][":status"] == "200", r
+    wait_for(lambda: o.requests, what="the request at the origin")
+    head, body = o.requests[0].split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body.endswith(b"\r\n0\r\nx-checksum: sha256=abc\r\nx-count: 2\r\n\r\n"), body[-80:]
+    # A Content-Length among trailers (nghttp2 has checked it against the
+    # DATA) is framing, and stays out of the trailer section.
+    sid = c.request("/upload", method="POST", end=False)
+    c.send_body(sid, b"y" * 10)
+    c.conn.send_headers(sid, [("content-length", "10"), ("x-n", "1")], end_stream=True)
+    c.flush()
+    assert c.wait([sid])[0]["headers"][":status"] == "200"
+    wait_for(lambda: len(o.requests) == 2, what="the second request at the origin")
+    assert o.requests[1].endswith(b"\r\n0\r\nx-n: 1\r\n\r\n"), o.requests[1][-60:]
+    c.close()
+    o.loop.stop()
 
 def test_reset_streams_and_backend_errors(procs):
     o = procs.origin("b1")
