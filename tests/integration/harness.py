@@ -5,6 +5,7 @@ Every process a test starts is registered with a `Procs` object (the `procs`
 fixture) and stopped at teardown, whether the test passed or not.
 """
 import os
+import random
 import re
 import signal
 import socket
@@ -17,19 +18,41 @@ SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
 ORIGIN = os.environ.get("ORIGIN_BIN", os.path.join(ROOT, "sluice-origin"))
 
 
+def _test_port_range():
+    """Where free_port() draws from: the 12,000 ports just below the
+    kernel's ephemeral range. A port the kernel picks by itself (a bind to
+    port 0, the local end of an outgoing connection) is never one of them,
+    so none can take a port between free_port() and the bind it was for
+    (that race once failed an ASan run: "cannot bind ...: Address already
+    in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(1024, low - 12000), max(low, 2048)
+
+
+_PORTS = _test_port_range()
+_given = set()     # handed out in this run: never twice
+
+
 def free_port(kind=socket.SOCK_STREAM):
-    """A port that is free for both TCP and UDP right now."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+    """A port that is free for both TCP and UDP right now, outside the
+    ephemeral range and not handed out before in this run. (kind is
+    accepted for the callers that name it; both protocols are checked.)"""
+    for _ in range(1000):
+        port = random.randrange(*_PORTS)
+        if port in _given:
+            continue
         try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-            return port
+            for proto in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, proto) as s:
+                    s.bind(("127.0.0.1", port))
         except OSError:
             continue
+        _given.add(port)
+        return port
     raise RuntimeError("no free port")
 
 
