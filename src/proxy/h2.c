@@ -336,8 +336,8 @@ static int request_trailer(struct h2_stream *s, const uint8_t *name, size_t name
     static const char *const refused[] = {"content-length", "transfer-encoding", "host", "te",
                                           "trailer", NULL};
 
-    if (!s->req.chunked || s->detached || (namelen && name[0] == ':'))
-        return 0;
+    if (!s->req.chunked || s->detached || s->failed || (namelen && name[0] == ':'))
+        return 0;      /* nowhere to put it, or reset already */
     for (int i = 0; refused[i]; i++)
         if (namelen == strlen(refused[i]) && !memcmp(name, refused[i], namelen))
             return 0;

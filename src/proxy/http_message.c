@@ -320,7 +320,7 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
 {
     struct out o;
     char path[8192], peer[ADDR_TEXT_MAX];
-    const struct h1_header *kept[FWD_FIELDS] = {0}, *xff, *xfp, *xfh;
+    const struct h1_header *kept[FWD_FIELDS] = {0};
     bool websocket = req->upgrade, under;
     int k;
     int plen;
@@ -389,25 +389,22 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
         put_header(&o, h->name.p, h->name.len, h->value.p, h->value.len);
     }
 
-    xff = kept[FWD_XFF];
-    xfp = kept[FWD_XFP];
-    xfh = kept[FWD_XFH];
     addr_format_host(fwd->peer, peer, sizeof(peer));
-    if (xff) {
+    if (kept[FWD_XFF]) {
         put(&o, "X-Forwarded-For: ", 17);
-        put_slice(&o, xff->value);
+        put_slice(&o, kept[FWD_XFF]->value);
         put(&o, ", ", 2);
         puts_(&o, peer);
         put(&o, "\r\n", 2);
     } else {
         put_header(&o, "X-Forwarded-For", 15, peer, strlen(peer));
     }
-    if (xfp)
-        put_header(&o, "X-Forwarded-Proto", 17, xfp->value.p, xfp->value.len);
+    if (kept[FWD_XFP])
+        put_header(&o, "X-Forwarded-Proto", 17, kept[FWD_XFP]->value.p, kept[FWD_XFP]->value.len);
     else
         put_header(&o, "X-Forwarded-Proto", 17, fwd->tls ? "https" : "http", fwd->tls ? 5 : 4);
-    if (xfh)
-        put_header(&o, "X-Forwarded-Host", 16, xfh->value.p, xfh->value.len);
+    if (kept[FWD_XFH])
+        put_header(&o, "X-Forwarded-Host", 16, kept[FWD_XFH]->value.p, kept[FWD_XFH]->value.len);
     else if (req->host.len)
         put_header(&o, "X-Forwarded-Host", 16, req->host.p, req->host.len);
     put_forwarded(&o, kept[FWD_FORWARDED], fwd, peer, req->host);

@@ -37,10 +37,9 @@ _PORTS = _test_port_range()
 _given = set()     # handed out in this run: never twice
 
 
-def free_port(kind=socket.SOCK_STREAM):
+def free_port():
     """A port that is free for both TCP and UDP right now, outside the
-    ephemeral range and not handed out before in this run. (kind is
-    accepted for the callers that name it; both protocols are checked.)"""
+    ephemeral range and not handed out before in this run."""
     for _ in range(1000):
         port = random.randrange(*_PORTS)
         if port in _given:

@@ -65,7 +65,7 @@ def post(origin, path):
 
 def test_nearest_healthy_region_and_failover(procs):
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     procs.sluice(config(port, near, far))
     # The health checks pass first (backends start DOWN until they do).
     wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"],
@@ -93,7 +93,7 @@ def test_nearest_healthy_region_and_failover(procs):
 
 def test_region_by_client_network(procs):
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     # 127.0.0.1 is in neither region's networks: the first healthy region.
     procs.sluice(config(port, near, far, checks=False, near_clients="172.16.0.0/12"))
     wait_for(lambda: short(port, "www.example.com") == ["192.0.2.10"], what="the first region")
@@ -103,7 +103,7 @@ def test_client_subnet_from_a_resolver(procs):
     # A resolver at 127.0.0.1 asking for a client in 10.1.2.0/24 (RFC 7871):
     # that client's region answers, for that whole network.
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     procs.sluice(config(port, near, far, checks=False))
     wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
     out = dig(port, "www.example.com", "A", "+subnet=10.1.2.0/24")
@@ -120,7 +120,7 @@ def test_client_subnet_from_a_resolver(procs):
 
 def test_names_types_and_edns(procs):
     near, far = procs.origin("near"), procs.origin("far")
-    port, admin = free_port(socket.SOCK_DGRAM), free_port()
+    port, admin = free_port(), free_port()
     procs.sluice(config(port, near, far, checks=False, admin=admin), wait_ports=[admin])
     wait_for(lambda: short(port, "api.example.com", "AAAA") == ["2001:db8::1"], what="api AAAA")
     out = dig(port, "nope.example.com")
@@ -179,7 +179,7 @@ def test_dns_over_tcp(procs):
 
 def test_malformed_packets_get_formerr_or_nothing(procs):
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     s = procs.sluice(config(port, near, far, checks=False))
     wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -225,7 +225,7 @@ def test_config_errors(tmp_path):
 
 def test_reload_takes_new_records(procs):
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     s = procs.sluice(config(port, near, far, checks=False))
     wait_for(lambda: short(port, "www.example.com") == ["198.51.100.7", "198.51.100.8"], what="near")
     with open(s.config, "w") as f:
@@ -267,7 +267,7 @@ def test_region_by_country_and_continent(procs, tmp_path):
                            "10.3.0.0/16": ("KR", "AS"), "10.4.0.0/16": ("IT", "EU"),
                            "10.5.0.0/25": ("CA", "NA")})
     origins = [procs.origin(n) for n in ("eu", "us", "ap")]
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     procs.sluice(geo_config(port, db, origins))
     wait_for(lambda: short(port, "www.example.com") != [], what="an answer")
 
@@ -298,7 +298,7 @@ def test_client_networks_come_before_geoip(procs, tmp_path):
     db = str(tmp_path / "geo.mmdb")
     mmdb_writer.write(db, {"10.1.0.0/16": ("DE", "EU")})
     origins = [procs.origin(n) for n in ("eu", "us", "ap")]
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     # 10.1.7.0/24 is German, but the ap region claims that network.
     text = geo_config(port, db, origins).replace("countries: [JP]",
                                                  "countries: [JP], clients: [10.1.7.0/24]")
@@ -348,7 +348,7 @@ def test_zone_soa_ns_and_negative_answers(procs):
     (so resolvers cache the answer, RFC 2308), NODATA with the SOA for
     names that exist without that type, REFUSED outside the zone."""
     o = procs.origin("o")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     procs.sluice("\n".join([
         "log: {level: info, access: off}", "listeners:", "  - name: gslb",
         f"    bind: 127.0.0.1:{port}", "    mode: dns",
@@ -485,7 +485,7 @@ def test_weighted_regions(procs):
     the healthy regions by weight, the same region for every address of a
     /24, and when a region fails only its clients move."""
     origins = [procs.origin(n) for n in "abc"]
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     procs.sluice(weighted_config(port, origins, extra_c=", clients: [10.9.0.0/16]"))
     subnets = [f"{11 + k // 250}.{k % 250}.{(k * 7) % 256}.0" for k in range(4000)]
     wait_for(lambda: ask_many(port, subnets[:1])[subnets[0]][0] != [], what="answers")
@@ -544,7 +544,7 @@ def test_answers_with_the_next_healthy_regions(procs):
     # answers: 2: the nearest healthy region's addresses first, then the next
     # healthy one's in the list; a region that goes down is left out.
     near, far = procs.origin("near"), procs.origin("far")
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     text = config(port, near, far).replace(
         "      - name: www.example.com\n        ttl: 20s\n",
         "      - name: www.example.com\n        ttl: 20s\n        answers: 2\n")

@@ -108,7 +108,7 @@ def test_datagrams_during_reloads_never_crash_the_old_process(procs):
     process must then log its clean stop."""
     import threading
     o = procs.origin("u1", mode="udp-echo", extra=("--udp-tag",))
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port()
     cfg = udp_config(port, [("u1", o.address)]).replace("workers: 1", "workers: 2")
     s = procs.sluice(cfg.replace("level: debug", "level: info"))
     stop = threading.Event()

@@ -11,7 +11,7 @@ import struct
 import subprocess
 import time
 
-from harness import SLUICE, free_port, http_get, wait_for
+from harness import SLUICE, free_port, wait_for
 
 
 def secret(tmp_path, text="x" * 40):
@@ -58,7 +58,7 @@ def pair(procs, tmp_path, shared=True):
     o = procs.origin("b1")
     key = secret(tmp_path)
     p1, p2, a1, a2 = free_port(), free_port(), free_port(), free_port()
-    u1, u2 = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    u1, u2 = free_port(), free_port()
     s1 = procs.sluice(config(p1, a1, o, u1, u2, key, shared), wait_ports=[p1])
     s2 = procs.sluice(config(p2, a2, o, u2, u1, key, shared), wait_ports=[p2])
     return (p1, p2), (a1, a2), (u1, u2), (s1, s2)

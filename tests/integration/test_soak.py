@@ -352,7 +352,7 @@ def test_everything_at_once_while_backends_flap_and_config_reloads(procs, pki, r
     ports = [o.port for o in origins]
     backends = [(f"b{i + 1}", o.address) for i, o in enumerate(origins)]
     web, raw, admin, secure = free_port(), free_port(), free_port(), free_port()
-    udp = free_port(socket.SOCK_DGRAM)
+    udp = free_port()
     udp_echo = [procs.origin(f"u{i}", mode="udp-echo", extra=("--udp-tag",)) for i in (1, 2)]
     extra = {"tls": (secure,) + pki["a"], "ws": f"127.0.0.1:{echo.port}",
              "udp": (udp, [o.address for o in udp_echo])}
