@@ -365,6 +365,33 @@ def nginx_workers(p, count=1):
 
 # ---- config templates (bench/l4/, bench/http/) -------------------------------
 
+# What sluice does to every proxied HTTP request by default: Host kept,
+# X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and RFC 7239
+# Forwarded written, an X-Request-Id generated (and echoed on the response),
+# X-Real-IP removed. The HTTP templates ask NGINX (${NGINX_FORWARDING}, in a
+# location) and HAProxy (${HAPROXY_FORWARDING}, in a frontend, with `option
+# forwardfor` in defaults) for the same, so that the three do the same work
+# per request. HAProxy 2.6 has no `option forwarded`; uuid() is its request
+# id generator.
+NGINX_FORWARDING = "\n".join("            " + line for line in (
+    'proxy_set_header Host $http_host;',
+    'proxy_set_header X-Forwarded-For $remote_addr;',
+    'proxy_set_header X-Forwarded-Proto $scheme;',
+    'proxy_set_header X-Forwarded-Host $http_host;',
+    'proxy_set_header Forwarded "for=$remote_addr;host=\\"$http_host\\";proto=$scheme";',
+    'proxy_set_header X-Request-Id $request_id;',
+    'proxy_set_header X-Real-IP "";',
+    'add_header X-Request-Id $request_id always;'))
+NGINX_GRPC_FORWARDING = NGINX_FORWARDING.replace("proxy_set_header", "grpc_set_header")
+HAPROXY_FORWARDING = "\n".join("    " + line for line in (
+    'unique-id-format %[uuid()]',
+    'unique-id-header X-Request-Id',
+    'http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]',
+    'http-request set-header X-Forwarded-Host %[req.hdr(host)]',
+    'http-request set-header Forwarded "for=%[src];host=\\"%[req.hdr(host)]\\";proto=%[ssl_fc,iif(https,http)]"',
+    'http-request del-header X-Real-IP',
+    'http-response set-header X-Request-Id %[unique-id]'))
+
 def render(tpl_dir, name, tmp, **kw):
     """TPL_DIR/NAME.in with $TMPDIR and kw substituted, written to TMP/NAME."""
     with open(os.path.join(tpl_dir, name + ".in")) as f:
@@ -407,14 +434,16 @@ def start_balancer(name, tpl_dir, tmp, origins, label=None, cpus=BAL_CPU, haprox
         return Balancer("sluice", port, p)
     if name == "haproxy":
         cfg = render(tpl_dir, "haproxy.cfg", tmp, LISTEN=listen, HAPROXY_BACKENDS="\n".join(
-            "    server %s %s%s" % (b + (haproxy_server_opts,)) for b in be), **kw)
+            "    server %s %s%s" % (b + (haproxy_server_opts,)) for b in be),
+            HAPROXY_FORWARDING=HAPROXY_FORWARDING, **kw)
         p = start(label, [HAPROXY, "-f", cfg, "-db"], cpus, tmp)
         wait_port(port, p)
         return Balancer("haproxy", port, p)
     ntmp = os.path.join(tmp, "nginx")
     os.makedirs(ntmp, exist_ok=True)
     cfg = render(tpl_dir, "nginx.conf", ntmp, LISTEN=listen, NGINX_BACKENDS="\n".join(
-        "        server %s;" % b[1] for b in be), **kw)
+        "        server %s;" % b[1] for b in be), NGINX_FORWARDING=NGINX_FORWARDING,
+        NGINX_GRPC_FORWARDING=NGINX_GRPC_FORWARDING, **kw)
     p = start(label, nginx_argv(ntmp, cfg), cpus, tmp)
     wait_port(port, p)
     b = Balancer("nginx", port, p)

@@ -16,6 +16,7 @@ Variants (NAME=KIND[:ARG][:ENV=VALUE,...]):
   thp=sluice::GLIBC_TUNABLES=glibc.malloc.hugetlb=1
                                the same binary with its environment changed
   nginx=nginx, haproxy=haproxy the Debian packages, bench/http/ configs
+  oldnginx=nginx:DIR           NGINX with DIR/nginx.conf.in as its config
   relay=relay:epoll            bench/micro/relay_io.c (epoll, uring, upoll,
                                uring-ssend, upoll-qsend): the no-HTTP floor
 
@@ -78,7 +79,8 @@ def start_variant(name, kind, arg, env, tmp, ports):
             return benchlib.Balancer(name, port, p)
         if kind == "sluice" and arg:
             benchlib.SLUICE = os.path.abspath(arg)
-        b = benchlib.start_balancer(kind, TPL, os.path.join(tmp, name), ports, label=name)
+        tpl = os.path.abspath(arg) if kind != "sluice" and arg else TPL
+        b = benchlib.start_balancer(kind, tpl, os.path.join(tmp, name), ports, label=name)
         benchlib.SLUICE = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "sluice"))
         return b
     finally:
