@@ -799,7 +799,8 @@ def main():
         " (--threads 1) on CPU %d; loopback" % (BAL_CPU, args.origins, CLIENT_CPU),
         "background load before the run: %s" % benchlib.fmt_load(bg),
         "all: round-robin per request over the same origins, upstream keep-alive, access log off,"
-        " no health checks, X-Forwarded-For set",
+        " no health checks; Host kept, X-Forwarded-For/-Proto/-Host, Forwarded and X-Request-Id"
+        " (echoed on the response) written, X-Real-IP removed (benchlib.*_FORWARDING)",
         "haproxy: mode http, nbthread 1, option http-keep-alive, http-reuse always",
         "nginx: worker_processes 1, upstream keepalive 64, proxy_http_version 1.1, Connection \"\","
         " keepalive_requests 1000000",
