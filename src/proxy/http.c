@@ -583,6 +583,17 @@ static bool input_unread(const struct http_exchange *x)
     return x && (x->req.head_len == 0 || (x->req.body != H1_BODY_NONE && !x->req_body_read));
 }
 
+/* Bytes the client sent past x's request (a pipelined request that came
+ * during the exchange): read already, or announced by an edge not yet read.
+ * A close() with them unread sends a reset too. No system call, since this
+ * runs for every Connection: close request; as with NGINX's lingering
+ * close, a request that arrives after this look still meets a reset. */
+static bool client_sent_more(const struct http_conn *c, const struct http_exchange *x)
+{
+    return c->c_readable ||
+           (c->in && x && x->body_pos >= c->in->head && x->body_pos < c->in->tail);
+}
+
 /* Close after a response, gracefully when the client may still be sending:
  * a close() with unread bytes sends a reset, which can destroy the response
  * in the client's receive buffer before it reads it (a 413, a 502 to a POST
@@ -604,7 +615,7 @@ static void conn_close_after_response(struct http_conn *c, enum end_reason why)
         conn_close(c, why);
         return;
     }
-    if (!input_unread(x) || c->c_hup) {
+    if ((!input_unread(x) && !client_sent_more(c, x)) || c->c_hup) {
         if (c->tls)
             tls_shutdown(c->tls);
         shutdown(c->cio.fd, SHUT_WR);
@@ -655,9 +666,28 @@ static void exchange_done(struct http_conn *c)
         buf_drop(c->w, &x->from_up);
     reusable = x->up && x->resp_done && x->req_done && x->resp.keep_alive &&
                x->resp.body != H1_BODY_CLOSE && x->from_up == NULL;
+    /* Bytes the backend sent past its response that no read took yet (the
+     * last read filled the buffer, or they came after the response was
+     * complete): their edge is spent, so the idle list would never notice
+     * them, and the next request would read them as its answer. One read
+     * that finds the socket drained settles it. */
+    if (reusable && !x->up->h2 && x->up->readable) {
+        char extra;
+
+        if (upstream_recv(x->up, &extra, 1) >= 0 || errno != EAGAIN)
+            reusable = false;
+        else
+            x->up->readable = false;
+    }
     if (x->end == END_NONE)
         x->end = END_CLIENT_CLOSE;
     atomic_fetch_add_explicit(&c->l->requests_total, 1, memory_order_relaxed);
+    if ((c->close_after || c->w->draining) && (input_unread(x) || client_sent_more(c, x))) {
+        /* It logs and frees x: before c->in, which the log reads the
+         * request head from, is moved or dropped, and only there. */
+        conn_close_after_response(c, END_CLIENT_CLOSE);
+        return;
+    }
     log_exchange(c, x);
     c->requests++;
 
@@ -669,10 +699,6 @@ static void exchange_done(struct http_conn *c)
             buf_drop(c->w, &c->in);
         else
             buf_compact(c->in);
-    }
-    if ((c->close_after || c->w->draining) && input_unread(x)) {
-        conn_close_after_response(c, END_CLIENT_CLOSE);    /* logs and frees x */
-        return;
     }
     exchange_free(c, reusable);
     if (c->close_after || c->w->draining) {
@@ -1467,7 +1493,11 @@ static void exchange_connect(struct http_conn *c)
 static void upstream_failed(struct http_conn *c, enum end_reason why, bool connect_phase)
 {
     struct http_exchange *x = c->x;
-    bool stale = x->up_reused && !connect_phase && x->from_up == NULL;
+    /* A backend that closed the kept-alive connection under us, not one
+     * that took the request and stayed silent (a timeout): that is a
+     * failure of the backend, retried only as the policy says. */
+    bool stale = x->up_reused && !connect_phase && x->from_up == NULL &&
+                 why != END_IDLE_TIMEOUT;
 
     if (x->backend && !stale) {
         atomic_fetch_add_explicit(&x->backend->failures, 1, memory_order_relaxed);
@@ -1599,6 +1629,9 @@ static bool forward_request(struct http_conn *c, bool *progress)
                 }
                 if (x->mirror_due)
                     mirror_cancel(c);   /* the head it would copy is overwritten */
+                /* So is the head a retry would send again (rewind_request
+                 * sends to_up from its start): no replay of this try. */
+                x->body_lost = true;
                 x->to_up->head = x->to_up->tail = 0;
                 buf_append(x->to_up, c->in->data + x->body_pos + n, take - (uint32_t)n);
                 u->writable = false;
@@ -1610,9 +1643,10 @@ static bool forward_request(struct http_conn *c, bool *progress)
                 x->req_left -= (uint64_t)n;
             x->up_active_ms = clock_now_ms();
             *progress = true;
+            /* Only once the last byte went out: after a short send the
+             * rest of the body is still at body_pos, to be sent, not
+             * parsed as the next request. */
             if (done && (uint32_t)n == take)
-                x->req_body_read = true;
-            else if (done)
                 x->req_body_read = true;
             if (c->in->tail == x->body_pos && c->in->tail > c->in->head + x->req.head_len &&
                 buf_room(c->in) == 0) {
@@ -2011,6 +2045,19 @@ static bool step_forward(struct http_conn *c)
     if (!frame_response(c) || c->x != x || c->state != HC_FORWARD)
         return c->state != HC_CLOSED;
     if (x->resp_head_done && x->resp.status == 101 && x->resp_done) {
+        /* tunnel_start joins the 101 head and the backend's first tunnel
+         * bytes in one buffer; the rewritten head can be longer than the
+         * one read (a route's response headers), and then they do not fit:
+         * send them to the client first rather than drop the tail. */
+        if (c->out && x->from_up &&
+            buf_len(c->out) + buf_len(x->from_up) > c->out->size) {
+            x->approved = buf_len(x->from_up);
+            if (!flush_client(c, &progress))
+                return false;
+            if (c->out && x->from_up &&
+                buf_len(c->out) + buf_len(x->from_up) > c->out->size)
+                return progress;
+        }
         tunnel_start(c);
         return true;
     }
