@@ -132,8 +132,16 @@ int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
             r->connect = strcmp(r->method, "CONNECT") == 0;
             return 0;
         }
-        if (name_is(name, name_len, ":path"))
-            return keep(&r->path, value, value_len, r->limit);
+        if (name_is(name, name_len, ":path")) {
+            if ((e = keep(&r->path, value, value_len, r->limit)))
+                return e;
+            /* Origin-form, or "*" (OPTIONS; the HTTP/1.1 parser checks the
+             * method). nghttp2 checks this only when :scheme is http or
+             * https; an absolute URI would put its host above :authority. */
+            if (value_len && value[0] != '/' && !(value_len == 1 && value[0] == '*'))
+                return -400;
+            return 0;
+        }
         if (name_is(name, name_len, ":authority"))
             return keep(&r->authority, value, value_len, 1024);
         if (name_is(name, name_len, ":scheme"))

@@ -71,6 +71,8 @@ struct h2_stream {
     bool tx_end;                    /* the body is complete */
     bool deferred;                  /* the data source said DEFERRED: resume it */
     bool want_room;                 /* http.c was told EAGAIN */
+    bool lingering;                 /* detached with its response still going out (h->nlinger) */
+    uint64_t tx_active_ms;          /* lingering: when DATA last went out */
     struct h1_response resp;
     struct h1_header resp_slots[H2_RESP_SLOTS];
     struct h2_stream *prev, *next;
@@ -92,9 +94,11 @@ struct h2_conn {
     bool hup;                       /* epoll said the peer closed or failed */
     struct timer timer;
     uint64_t last_active_ms;
+    uint64_t blocked_ms;            /* since when frames wait on a full socket; 0 = they do not */
     struct h2_stream *streams;
     struct h2_stream *spare;        /* freed streams kept for the next ones (next-linked) */
     uint32_t nspare;
+    uint32_t nlinger;               /* streams lingering */
     struct h2_conn *prev, *next;
 };
 
@@ -151,6 +155,8 @@ static void stream_free(struct h2_stream *s)
     struct h2_conn *h = s->h;
 
     DLIST_REMOVE(h->streams, s);
+    if (s->lingering)
+        h->nlinger--;
     h2_request_free(&s->req);
     if (h->nspare < H2_SPARE_STREAMS && !h->closed) {
         bytes_clear(&s->rq);
@@ -179,6 +185,18 @@ static void stream_ack(struct h2_stream *s, uint32_t n)
     s->unacked -= n;
     nghttp2_session_consume(s->h->ng, s->id, n);
     schedule(s->h);
+}
+
+/* http.c is done with a stream whose response has bytes still to go: only
+ * the client's window moves them now, and no exchange timer watches it, so
+ * the connection's timer does (see deadline). */
+static void stream_linger(struct h2_stream *s)
+{
+    if (!s->lingering) {
+        s->lingering = true;
+        s->h->nlinger++;
+    }
+    s->tx_active_ms = clock_now_ms();
 }
 
 static void stream_reset(struct h2_stream *s, uint32_t code)
@@ -226,6 +244,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     struct h2_stream *s = src->ptr;
     size_t n = bytes_take(&s->tx, buf, len);
 
+    if (n)
+        s->tx_active_ms = clock_now_ms();
     if (bytes_len(&s->tx) == 0 && s->tx_end) {
         /* The body is over: END_STREAM goes on the trailers, if any. */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -279,6 +299,8 @@ static void stream_answer(struct h2_stream *s, int status)
              s->h->l->conf->name, status);
     if (nghttp2_submit_response(s->h->ng, s->id, nv, 3, &prd) != 0)
         stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+    else
+        stream_linger(s);
     schedule(s->h);
 }
 
@@ -610,10 +632,12 @@ void h2_stream_detach(struct h2_stream *s, bool complete)
     if (!s->failed) {
         if (complete && s->head_sent && s->body.kind == H1_BODY_CLOSE)
             s->tx_end = true;           /* close-delimited: the backend closed */
-        if (complete && s->head_sent && s->tx_end)
+        if (complete && s->head_sent && s->tx_end) {
+            stream_linger(s);
             stream_resume(s);
-        else
+        } else {
             stream_reset(s, NGHTTP2_INTERNAL_ERROR);
+        }
     }
     /* Request bytes nobody will read: back to the client's window. */
     bytes_clear(&s->rq);
@@ -629,12 +653,15 @@ static bool send_out(struct h2_conn *h)
 
         if (r < 0 && errno == EAGAIN) {
             h->writable = false;
+            if (!h->blocked_ms)
+                h->blocked_ms = clock_now_ms();
             return true;
         }
         if (r <= 0)
             return false;
         h->out.off += (uint32_t)r;
         h->last_active_ms = clock_now_ms();
+        h->blocked_ms = 0;
     }
     if (!bytes_len(&h->out))
         bytes_clear(&h->out);
@@ -685,7 +712,20 @@ static bool read_in(struct h2_conn *h)
 
 static uint64_t deadline(struct h2_conn *h)
 {
-    return h->last_active_ms + h->l->conf->client_idle_ms;
+    uint64_t idle = h->l->conf->client_idle_ms, d = h->last_active_ms + idle;
+
+    /* A lingering response that does not move for client_idle ends then,
+     * however busy the client keeps the connection (PINGs, other streams)
+     * while it keeps that stream's window shut. */
+    if (h->nlinger)
+        for (struct h2_stream *s = h->streams; s; s = s->next)
+            if (s->lingering && !s->failed && s->tx_active_ms + idle < d)
+                d = s->tx_active_ms + idle;
+    /* A client that reads nothing for client_idle is gone, whatever it
+     * still sends (PRIORITY, WINDOW_UPDATE frames cost it nothing). */
+    if (h->blocked_ms && h->blocked_ms + idle < d)
+        d = h->blocked_ms + idle;
+    return d;
 }
 
 static void conn_run(struct h2_conn *h)
@@ -738,6 +778,13 @@ static void conn_timer_fired(struct timer *t)
     struct h2_conn *h = (void *)((char *)t - offsetof(struct h2_conn, timer));
     bool busy = false;
 
+    if (h->nlinger)
+        for (struct h2_stream *s = h->streams; s; s = s->next)
+            if (s->lingering && !s->failed &&
+                clock_now_ms() >= s->tx_active_ms + h->l->conf->client_idle_ms) {
+                log_info("event=h2_stream_stalled listener=%s stream=%d", h->l->conf->name, s->id);
+                stream_reset(s, NGHTTP2_CANCEL);
+            }
     for (struct h2_stream *s = h->streams; s && !busy; s = s->next)
         busy = s->c != NULL;
     if (busy && !bytes_len(&h->out))
