@@ -43,6 +43,12 @@
 
 #define TCP_MAX_TRIES 4
 #define PROXY_IN_TIMEOUT_MS 10000
+/* The longest PROXY header sent to a backend (v1 with two IPv6 addresses
+ * is 104 bytes). Bytes read from the client before a backend is picked
+ * leave this much of their buffer free, so that the header still fits in
+ * front of them in one buffer: without it, a full buffer lost its last
+ * bytes to the header. */
+#define TCP_PROXY_OUT_MAX 128
 
 enum tcp_state {
     TCP_PROXY_IN,        /* waiting for the client's PROXY header */
@@ -303,7 +309,7 @@ static void pump(struct tcp_session *s)
 {
     enum pump_result r;
     bool more = false;
-
+    bool up_failed = false;
     bool moved = false;
 
     r = s->tls || s->btls ? pump_dir_ends(s->w, &s->up, s->tls, s->cio.fd, s->btls, s->bio.fd,
@@ -314,10 +320,14 @@ static void pump(struct tcp_session *s)
         session_end(s, END_CLIENT_RESET);
         return;
     }
-    if (r == PUMP_DST_ERROR) {
-        session_end(s, END_BACKEND_RESET);
-        return;
-    }
+    /* Writing to the backend failed: it is gone, typically reset because
+     * it answered and closed without reading all the client sent (an
+     * HTTP 413, say). Its answer may already wait in its socket or our
+     * pipe: pass it to the client below before ending, as a direct
+     * connection would have delivered it. */
+    up_failed = r == PUMP_DST_ERROR;
+    if (up_failed)
+        s->b_readable = true;   /* its answer may have come without an event yet */
     more |= r == PUMP_MORE;
     if (s->up.eof && s->first_close == END_NONE)
         s->first_close = END_CLIENT_CLOSE;
@@ -332,6 +342,10 @@ static void pump(struct tcp_session *s)
     }
     if (r == PUMP_DST_ERROR) {
         session_end(s, END_CLIENT_RESET);
+        return;
+    }
+    if (up_failed) {
+        session_end(s, END_BACKEND_RESET);
         return;
     }
     more |= r == PUMP_MORE;
@@ -370,6 +384,14 @@ static int pending_error(int fd)
 
 /* ---- the client side ---- */
 
+/* The PROXY header sent to the backend: its length in hdr, or -1. */
+static int proxy_header(const struct tcp_session *s, uint8_t *hdr, size_t size)
+{
+    int version = s->pool->conf->send_proxy == PROXY_SEND_V1 ? 1 : 2;
+
+    return proxy_proto_write(version, &s->client, &s->local, hdr, size);
+}
+
 static void start_forwarding(struct tcp_session *s)
 {
     s->state = TCP_FORWARDING;
@@ -378,12 +400,12 @@ static void start_forwarding(struct tcp_session *s)
     idle_touch(s);
     timer_arm(&s->w->loop.timers, &s->timer, clock_now_ms() + s->l->conf->client_idle_ms);
 
-    if (s->pool->conf->send_proxy != PROXY_SEND_NONE) {
+    if (s->pool->conf->send_proxy != PROXY_SEND_NONE && !s->pool->tls) {
         /* The header must precede every byte of the client's stream,
-         * including any already read along with an incoming header. */
-        uint8_t hdr[128];
-        int version = s->pool->conf->send_proxy == PROXY_SEND_V1 ? 1 : 2;
-        int n = proxy_proto_write(version, &s->client, &s->local, hdr, sizeof(hdr));
+         * including any already read along with an incoming header. (A
+         * TLS pool's went out in the clear before its handshake.) */
+        uint8_t hdr[TCP_PROXY_OUT_MAX];
+        int n = proxy_header(s, hdr, sizeof(hdr));
         struct buf *b = buf_get(&s->w->bufs);
 
         if (n < 0 || !b) {
@@ -392,6 +414,7 @@ static void start_forwarding(struct tcp_session *s)
             return;
         }
         buf_append(b, hdr, (uint32_t)n);
+        /* Fits whole: the readers left TCP_PROXY_OUT_MAX bytes free. */
         if (s->up.buf) {
             buf_append(b, s->up.buf->data + s->up.buf->head, buf_len(s->up.buf));
             buf_put(&s->w->bufs, s->up.buf);
@@ -409,6 +432,17 @@ static void backend_drop(struct tcp_session *s)
     s->btls_want = 0;
     io_close(s, &s->bio, false);
     backend_release(s);
+}
+
+/* The backend's connect, TLS handshake or PROXY header failed: it counts
+ * against the backend, and the next one is tried. */
+static void backend_failed(struct tcp_session *s)
+{
+    timer_cancel(&s->w->loop.timers, &s->timer);
+    atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
+    backend_report(s->backend, false);
+    backend_drop(s);
+    connect_next(s);
 }
 
 /* A pool with tls: the handshake with the backend, then forwarding. A
@@ -437,10 +471,29 @@ static void up_tls_step(struct tcp_session *s)
     }
     snprintf(who, sizeof(who), "pool=%s backend=%s", s->pool->conf->name, s->backend->conf->name);
     tls_log_failure(who, &s->backend->conf->address);
-    atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
-    backend_report(s->backend, false);
-    backend_drop(s);
-    connect_next(s);
+    backend_failed(s);
+}
+
+/* A TLS pool's PROXY header goes before the TLS handshake, in the clear, as
+ * HAProxy's send-proxy with ssl and NGINX's proxy_protocol with proxy_ssl
+ * send it, and as a backend's PROXY-then-TLS listener reads it. A socket
+ * just connected takes its hundred bytes at once; if not, or on an error,
+ * the backend counts as failed and the next is tried. false: so handled. */
+static bool send_proxy_in_clear(struct tcp_session *s)
+{
+    uint8_t hdr[TCP_PROXY_OUT_MAX];
+    int n = proxy_header(s, hdr, sizeof(hdr));
+
+    if (n > 0 && send(s->bio.fd, hdr, (size_t)n, MSG_NOSIGNAL) == n)
+        return true;
+    if (n < 0) {
+        session_end(s, END_NO_MEMORY);
+        return false;
+    }
+    log_debug("event=connect_failed pool=%s backend=%s error=\"the PROXY header could not be sent\"",
+              s->pool->conf->name, s->backend->conf->name);
+    backend_failed(s);
+    return false;
 }
 
 static void backend_cb(struct io *io, uint32_t events)
@@ -458,6 +511,8 @@ static void backend_cb(struct io *io, uint32_t events)
             s->b_writable = true;
             s->b_readable = (events & (EPOLLIN | EPOLLRDHUP)) != 0;
             if (s->pool->tls) {
+                if (s->pool->conf->send_proxy != PROXY_SEND_NONE && !send_proxy_in_clear(s))
+                    return;
                 s->state = TCP_UP_TLS;      /* the connect timer bounds it too */
                 up_tls_step(s);
                 return;
@@ -469,13 +524,9 @@ static void backend_cb(struct io *io, uint32_t events)
         }
         /* Refused or unreachable: this backend failed; the client does not
          * need to know while another one can take it. */
-        atomic_fetch_add_explicit(&s->backend->failures, 1, memory_order_relaxed);
-        backend_report(s->backend, false);
         log_debug("event=connect_failed pool=%s backend=%s error=\"%s\"", s->pool->conf->name,
                   s->backend->conf->name, strerror(err ? err : ECONNREFUSED));
-        timer_cancel(&s->w->loop.timers, &s->timer);
-        backend_drop(s);
-        connect_next(s);
+        backend_failed(s);
         return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -486,11 +537,13 @@ static void backend_cb(struct io *io, uint32_t events)
         up_tls_step(s);
         return;
     }
-    if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
-        session_end(s, END_BACKEND_RESET);
-        return;
-    }
+    /* An error (a reset) is acted on after pumping, not before: what the
+     * backend sent before it still waits in the socket and must reach the
+     * client (reading SO_ERROR first would also clear it, so that the
+     * pump would take the reset for a clean end). */
     pump(s);
+    if ((events & EPOLLERR) && s->state == TCP_FORWARDING && pending_error(io->fd) != 0)
+        session_end(s, END_BACKEND_RESET);
 }
 
 /* Pick the next backend not tried yet and start a non-blocking connect. */
@@ -609,12 +662,19 @@ static void route_connection(struct tcp_session *s, const char *server_name)
     connect_next(s);
 }
 
+/* Room for client bytes read before a backend is picked: the buffer's
+ * free space less what a PROXY header out needs in front of them. */
+static uint32_t early_room(const struct buf *b)
+{
+    return buf_room(b) > TCP_PROXY_OUT_MAX ? buf_room(b) - TCP_PROXY_OUT_MAX : 0;
+}
+
 /* Read what the client sent into b (flags: 0 or MSG_PEEK). true: bytes
  * came. false: wait for more (c_readable cleared), or the session ended
  * because the client closed or failed. */
 static bool client_read_into(struct tcp_session *s, struct buf *b, int flags)
 {
-    ssize_t n = recv(s->cio.fd, b->data + b->tail, buf_room(b), flags);
+    ssize_t n = recv(s->cio.fd, b->data + b->tail, early_room(b), flags);
 
     if (n > 0) {
         b->tail += (uint32_t)n;
@@ -622,6 +682,8 @@ static bool client_read_into(struct tcp_session *s, struct buf *b, int flags)
     }
     if (n < 0 && errno == EAGAIN)
         s->c_readable = false;
+    else if (n == 0 && s->state == TCP_HELLO && buf_len(b))
+        s->up.eof = true;   /* a half-close after bytes: read_hello routes them */
     else
         session_end(s, n == 0 ? END_CLIENT_CLOSE : END_CLIENT_RESET);
     return false;
@@ -648,13 +710,19 @@ static void read_hello(struct tcp_session *s)
             if (r != TLS_HELLO_NEED_MORE)
                 break;
         }
-        if (buf_room(b) == 0) {
+        if (early_room(b) == 0) {
             if (b->head == 0)
                 break;                  /* a hello longer than the buffer */
             buf_compact(b);
         }
-        if (!client_read_into(s, b, 0))
+        if (!client_read_into(s, b, 0) && !s->up.eof)
             return;
+        /* The client's FIN came after some bytes but before a whole
+         * ClientHello: they still go to a backend (routed without a name)
+         * instead of being dropped, and the pump passes the FIN on after
+         * them while the backend's answer flows back. */
+        if (s->up.eof)
+            break;
     }
     route_connection(s, r == TLS_HELLO_OK ? name : "");
 }
@@ -755,7 +823,10 @@ static void client_cb(struct io *io, uint32_t events)
         s->c_readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->c_writable = true;
-    if ((events & EPOLLERR) && (err = pending_error(io->fd)) != 0) {
+    /* Forwarding, an error is acted on after pumping (as in backend_cb):
+     * the bytes the client sent before its reset still go to the backend. */
+    if ((events & EPOLLERR) && s->state != TCP_FORWARDING &&
+        (err = pending_error(io->fd)) != 0) {
         session_end(s, END_CLIENT_RESET);
         return;
     }
@@ -765,8 +836,11 @@ static void client_cb(struct io *io, uint32_t events)
         read_hello(s);
     else if (s->state == TCP_TLS_HANDSHAKE)
         tls_step(s);
-    else if (s->state == TCP_FORWARDING)
+    else if (s->state == TCP_FORWARDING) {
         pump(s);
+        if ((events & EPOLLERR) && s->state == TCP_FORWARDING && pending_error(io->fd) != 0)
+            session_end(s, END_CLIENT_RESET);
+    }
     /* CONNECTING: the flags wait for the backend. */
 }
 

@@ -62,3 +62,50 @@ def test_malformed_proxy_header_is_closed_and_counted(procs):
     wait_for(lambda: s.stdout().count("end=proxy_header_bad") == 3, what="3 bad headers logged")
     # Nothing reached the backend.
     assert "proxy " not in echo.stdout()
+
+
+def test_send_proxy_to_a_tls_pool_goes_before_the_handshake(procs, pki):
+    """A pool with tls and send_proxy: the PROXY header goes in the clear,
+    before the TLS handshake (as HAProxy's send-proxy with ssl and NGINX's
+    proxy_protocol with proxy_ssl send it, and as a PROXY-then-TLS listener
+    reads it), not as the first bytes inside TLS."""
+    import ssl
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*pki["a"])
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", free_port()))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    got = {}
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            c.settimeout(5)
+            line = b""
+            while not line.endswith(b"\r\n") and len(line) < 108:
+                line += c.recv(1)          # the header, byte by byte, in the clear
+            got["header"] = line
+            t = ctx.wrap_socket(c, server_side=True)
+            got["inside"] = t.recv(100)
+            t.sendall(b"pong")
+            t.close()
+        except (OSError, ssl.SSLError) as e:
+            got["error"] = repr(e)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    port = free_port()
+    procs.sluice(tcp_config(port, [("t1", "127.0.0.1:%d" % lsock.getsockname()[1])],
+                            extra_pool="    send_proxy: v1\n    tls: {verify: false}"))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"ping")
+            reply = c.recv(100)
+        th.join(10)
+    finally:
+        lsock.close()
+    assert "error" not in got, got
+    assert got["header"].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), got
+    assert got["inside"] == b"ping" and reply == b"pong", (got, reply)

@@ -1,0 +1,142 @@
+"""Edge cases of the L4 proxy (src/proxy/tcp.c, pump.c, udp.c) through the
+real binary: bytes sluice itself read before connecting, half-close,
+accounting. Each test starts its own origin and sluice on free loopback
+ports and stops them (the procs fixture); every wait is bounded."""
+import socket
+import struct
+
+from harness import free_port, recv_all, tcp_config, wait_for
+
+ROUTES = ("    routes:\n"
+          "      - match: {host: a.test}\n"
+          "        pool: app")
+
+
+def long_hello_prefix():
+    """A TLS handshake record as long as TLS allows (16384 bytes of
+    plaintext) that begins a ClientHello longer than sluice's buffer: the
+    routes read a full buffer of it, find no name and pass it all on."""
+    body = bytes([1]) + (16380).to_bytes(3, "big") + bytes(range(256)) * 63 + bytes(252)
+    assert len(body) == 16384
+    return bytes([22, 3, 1]) + struct.pack("!H", len(body)) + body
+
+
+def echo_through(port, payload, timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        return recv_all(c)
+
+
+def test_send_proxy_after_full_hello_buffer_keeps_every_byte(procs):
+    """With routes (SNI) the listener reads the client's first bytes into a
+    buffer before a backend is picked; with send_proxy the PROXY header is
+    then put in front of them. When that buffer is full (a ClientHello as
+    long as the buffer), the header and the bytes together no longer fit in
+    one buffer: every byte the client sent must still reach the backend, in
+    order, after the header (a lost byte corrupts the client's stream)."""
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)], extra_listener=ROUTES,
+                            extra_pool="    send_proxy: v1"), [port])
+    payload = long_hello_prefix() + b"tail bytes after the hello"
+    got = echo_through(port, payload)
+    assert len(got) == len(payload), f"sent {len(payload)} bytes, backend got {len(got)}"
+    assert got == payload
+    wait_for(lambda: "proxy 127.0.0.1:" in echo.stdout(), what="origin to see the PROXY header")
+
+
+def test_send_proxy_after_full_proxy_in_buffer_keeps_every_byte(procs):
+    """A PROXY v2 header in (28 bytes) turned into a v1 header out (longer)
+    while the client's first read filled the buffer: the bytes that came
+    with the incoming header must all reach the backend after the new one."""
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)],
+                            extra_listener="    proxy_protocol: accept",
+                            extra_pool="    send_proxy: v1"), [port])
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = socket.inet_aton("203.0.113.5") + socket.inet_aton("10.1.2.3") + \
+        struct.pack("!HH", 55555, 8443)
+    hdr = sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+    data = bytes(range(256)) * 80       # more than the 16 KiB buffer
+    bad = 0
+    for _ in range(5):
+        got = echo_through(port, hdr + data)
+        bad += got != data
+    assert bad == 0, f"{bad} of 5 connections lost or reordered bytes"
+
+
+
+def test_client_fin_inside_hello_delivers_the_bytes_before_it(procs):
+    """With routes, a client whose first bytes look like the start of a TLS
+    record and who then half-closes (FIN) before a whole ClientHello came
+    must not lose those bytes: they are routed without a name and reach the
+    backend, the FIN passes on after them, and the backend's answer (here an
+    echo) still flows back through the open direction."""
+    echo = procs.origin("e1", mode="tcp-echo")
+    port = free_port()
+    procs.sluice(tcp_config(port, [("e1", echo.address)], extra_listener=ROUTES), [port])
+    partial = bytes([22, 3, 1, 0, 200]) + b"only part of a record"
+    assert echo_through(port, partial) == partial
+
+
+ANSWER = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def answer_then_reset(c):
+    """A backend that answers after 100 bytes and closes without reading
+    the rest of the upload: its kernel resets the connection (RST)."""
+    try:
+        c.settimeout(5)
+        c.recv(100)
+        c.sendall(ANSWER)
+    except OSError:
+        pass
+    c.close()
+
+
+def upload_and_read(port, size, timeout=10):
+    """Send size bytes (from a thread, it may block) and read what comes
+    back until the end or a reset."""
+    import threading
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        def up():
+            try:
+                c.sendall(b"x" * size)
+            except OSError:
+                pass
+        t = threading.Thread(target=up, daemon=True)
+        t.start()
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+        except OSError:
+            pass
+        t.join(timeout)
+    return got
+
+
+def test_backend_answer_before_its_reset_reaches_the_client(procs):
+    """A backend that answers and then resets (it closed with part of the
+    upload unread, like an HTTP server refusing a large body) must still
+    have its answer delivered: a direct client reads bytes that came before
+    a reset, so sluice must pass them on before it resets the client. Both
+    orders are tried: the reset found by the write of more upload bytes,
+    and the reset reported by the backend socket's own event (EPOLLERR)."""
+    from harness import AcceptLoop
+    origin = AcceptLoop(answer_then_reset)
+    try:
+        # Direct, the answer always arrives: the test's own premise.
+        assert upload_and_read(origin.port, 4 << 20) == ANSWER
+        port = free_port()
+        procs.sluice(tcp_config(port, [("b1", origin.address)]), [port])
+        for size in (4 << 20, 200 * 1024):
+            lost = sum(upload_and_read(port, size) != ANSWER for _ in range(10))
+            assert lost == 0, f"upload of {size} bytes: answer lost on {lost} of 10 connections"
+    finally:
+        origin.stop()
