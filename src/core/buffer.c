@@ -43,7 +43,11 @@ void buf_put(struct buf_pool *p, struct buf *b)
 {
     if (!b)
         return;
-    if (p->nfree >= p->max_free || b->size != p->size) {
+    if (b->size != p->size) {
+        free(b);            /* a grown one (proxy/http.c): never counted */
+        return;
+    }
+    if (p->nfree >= p->max_free) {
         free(b);
         p->allocated--;
         return;

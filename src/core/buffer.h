@@ -24,7 +24,7 @@ struct buf_pool {
     uint32_t nfree;
     uint32_t max_free;       /* beyond this, returned buffers go back to malloc */
     uint32_t size;           /* data bytes per buffer */
-    uint64_t allocated;      /* live buffers taken from malloc, for stats */
+    uint64_t allocated;      /* live pool-sized buffers taken from malloc, for stats */
 };
 
 void buf_pool_init(struct buf_pool *p, uint32_t size, uint32_t max_free);
@@ -32,6 +32,8 @@ void buf_pool_destroy(struct buf_pool *p);
 
 /* An empty buffer, or NULL when memory is exhausted. */
 struct buf *buf_get(struct buf_pool *p);
+/* Back to the pool, or freed. A buffer of another size (one grown past the
+ * pool's by its owner) is freed and was never counted in allocated. */
 void buf_put(struct buf_pool *p, struct buf *b);
 
 static inline uint32_t buf_len(const struct buf *b)

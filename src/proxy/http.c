@@ -207,12 +207,7 @@ static struct buf *buf_big(uint32_t size)
  * returned the same way. */
 static void buf_drop(struct worker *w, struct buf **b)
 {
-    if (*b) {
-        if ((*b)->size == w->bufs.size)
-            buf_put(&w->bufs, *b);
-        else
-            free(*b);
-    }
+    buf_put(&w->bufs, *b);
     *b = NULL;
 }
 
@@ -475,6 +470,17 @@ static ssize_t client_tls_write(struct http_conn *c, const struct iovec *iov, in
 
 /* Send c->out, then the approved bytes of from_up. Returns false when the
  * client failed (the connection is closed then). */
+/* The bytes being sent are the last of a connection that closes after them:
+ * a complete send is followed at once by exchange_done's close (or the
+ * shutdown of a lingering close), whose FIN then leaves in the same segment
+ * when the send says MSG_MORE. The client gets one packet and one wake-up,
+ * not two, per Connection: close request. After a short send, what is held
+ * goes out with the next ACK, as without MSG_MORE. */
+static bool last_bytes_before_close(const struct http_conn *c, const struct http_exchange *x)
+{
+    return x && x->resp_done && (c->close_after || c->w->draining) && c->state == HC_FORWARD;
+}
+
 static bool flush_client(struct http_conn *c, bool *progress)
 {
     struct http_exchange *x = c->x;
@@ -501,10 +507,16 @@ static bool flush_client(struct http_conn *c, bool *progress)
         n = c->is_stream ? (c->h2s ? h2_stream_write(c->h2s, iov, (int)msg.msg_iovlen)
                                    : (errno = EPIPE, -1))
             : c->tls ? client_tls_write(c, iov, (int)msg.msg_iovlen)
-                     : sendmsg(c->cio.fd, &msg, MSG_NOSIGNAL);
+                     : sendmsg(c->cio.fd, &msg, last_bytes_before_close(c, x) ?
+                                                       MSG_NOSIGNAL | MSG_MORE : MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
+                /* The client is not taking what we send: from now on it
+                 * has client_idle to read (see next_deadline). The timer
+                 * may be set for a later deadline (upstream_response), so
+                 * it is set again here; only a full socket pays for it. */
                 c->c_writable = false;
+                arm_timer(c);
                 break;
             }
             conn_close(c, END_CLIENT_RESET);
@@ -1746,8 +1758,11 @@ static bool frame_response(struct http_conn *c)
                 return false;
             }
             if (x->resp.status < 200 && x->resp.status != 101) {
-                /* 100 Continue and friends: pass on, then the real head. */
-                if (http_write_response_head(c->out, &x->resp, NULL, true, false, NULL) < 0) {
+                /* 100 Continue and friends: pass on, then the real head;
+                 * but never to an HTTP/1.0 client (RFC 9110 15.2), which
+                 * would take the 1xx for the final answer: dropped. */
+                if (x->req.minor != 0 &&
+                    http_write_response_head(c->out, &x->resp, NULL, true, false, NULL) < 0) {
                     upstream_failed(c, END_BACKEND_RESET, false);
                     return false;
                 }
@@ -1926,14 +1941,17 @@ static void tunnel_start(struct http_conn *c)
     }
     buf_drop(c->w, &x->from_up);
     x->approved = 0;
+    keep_log_fields(x);             /* before c->in goes: it reads the head there */
     if (c->in && c->in->tail > x->body_pos) {
-        struct buf *b = buf_get(&c->w->bufs);
-        if (b) {
-            buf_append(b, c->in->data + x->body_pos, c->in->tail - x->body_pos);
-            x->tun_up.buf = b;
-        }
+        /* The client buffer itself becomes the tunnel's first bytes: no
+         * copy, so none is lost when they are more than a pool buffer
+         * holds (a head that grew c->in) and no allocation that could
+         * fail. pump.c returns it with buf_put, which frees one of
+         * another size than the pool's. */
+        c->in->head = x->body_pos;
+        x->tun_up.buf = c->in;
+        c->in = NULL;
     }
-    keep_log_fields(x);
     buf_drop(c->w, &c->in);
     x->resp_started = true;
     c->state = HC_TUNNEL;
@@ -2217,14 +2235,25 @@ static uint64_t next_deadline(struct http_conn *c)
             d = x->retry_at_ms;
         else if (x && x->up && !x->up->connected && !x->up_reused)
             d = x->connect_deadline_ms;
-        else if (x && x->up)
+        else if (x && x->up && !client_output_pending(c))
+            /* Not while the client has output to take: sluice stops
+             * reading the backend then (its buffer is full), and that
+             * silence is the client's, which client_idle limits below. */
             d = x->up_active_ms + x->pool->conf->upstream_response_ms;
         if (x && x->up && !x->resp_head_done && x->pool->conf->retries.per_try_timeout_ms) {
             uint64_t t = x->try_start_ms + x->pool->conf->retries.per_try_timeout_ms;
             d = t < d ? t : d;
         }
-        if (x && !x->req_body_read && x->req.body != H1_BODY_NONE) {
-            uint64_t b = c->last_active_ms + lc->client_body_ms;
+        /* The client's body clock: not during a retry's backoff (nothing
+         * is read from the client then, and its body may be whole in
+         * c->in already), and restarted by each try, which rewinds the
+         * body and waits for the client only once it has sent what it
+         * holds. Else an earlier body deadline starts the retry before
+         * its backoff ends, or answers 408 to a client that owes nothing. */
+        if (x && !x->req_body_read && x->req.body != H1_BODY_NONE && !x->retry_at_ms) {
+            uint64_t since = c->last_active_ms > x->try_start_ms ? c->last_active_ms
+                                                                 : x->try_start_ms;
+            uint64_t b = since + lc->client_body_ms;
             d = b < d ? b : d;
         }
         if (client_output_pending(c)) {
@@ -2287,7 +2316,7 @@ static void timer_fired(struct timer *t)
         conn_run(c);
         return;
     case HC_FORWARD:
-        if (x->retry_at_ms && !x->up) {
+        if (x->retry_at_ms && !x->up && now >= x->retry_at_ms) {
             x->retry_at_ms = 0;
             exchange_connect(c);
         } else if (x->up && !x->up->connected && !x->up_reused && now >= x->connect_deadline_ms) {
@@ -2299,7 +2328,8 @@ static void timer_fired(struct timer *t)
             log_info("event=per_try_timeout pool=%s backend=%s", x->pool->conf->name,
                      x->tried[x->tries - 1]->conf->name);
             upstream_failed(c, END_IDLE_TIMEOUT, false);
-        } else if (x->up && now >= x->up_active_ms + x->pool->conf->upstream_response_ms) {
+        } else if (x->up && !client_output_pending(c) &&
+                   now >= x->up_active_ms + x->pool->conf->upstream_response_ms) {
             log_info("event=upstream_timeout pool=%s backend=%s", x->pool->conf->name,
                      x->tried[x->tries - 1]->conf->name);
             upstream_failed(c, END_IDLE_TIMEOUT, false);

@@ -433,3 +433,80 @@ def test_close_delimited_answer_survives_a_pipelined_request(procs):
         assert len(body) == size and body == b"z" * size, (len(body), body[-40:])
     finally:
         o.stop()
+
+
+# ---- the last bytes of a Connection: close answer ----
+
+def client_segments(port, request, seconds=2.0):
+    """Send request on a new connection to port and read to EOF, capturing
+    on lo (AF_PACKET; skip without CAP_NET_RAW) the TCP segments sent from
+    port: [(flags, payload length)], and the bytes read."""
+    try:
+        cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+    except PermissionError:
+        pytest.skip("capturing on lo needs CAP_NET_RAW")
+    cap.bind(("lo", 0))
+    cap.settimeout(0.2)
+    segs, got = [], b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        local = c.getsockname()[1]
+        c.sendall(request)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            pkt, addr = cap.recvfrom(65535)
+        except socket.timeout:
+            break
+        if addr[2] == socket.PACKET_OUTGOING or pkt[14 + 9] != 6:
+            continue                      # each loopback packet is seen twice; TCP only
+        ip = pkt[14:]
+        tcp = ip[(ip[0] & 15) * 4:]
+        if (int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")) == (port, local):
+            segs.append((tcp[13], len(ip) - (ip[0] & 15) * 4 - (tcp[12] >> 4) * 4))
+    cap.close()
+    return segs, got
+
+
+def test_a_close_answer_and_its_fin_leave_in_one_segment(procs):
+    """With Connection: close, the answer's last bytes and the FIN go to the
+    client in one TCP segment (MSG_MORE on the last send, the close right
+    after): one packet and one wake-up of the client less per request, and
+    the answer still complete."""
+    o = procs.origin("b")
+    port = free_port()
+    procs.sluice(config(port, [("b", o.address)]), wait_ports=[port])
+    segs, got = client_segments(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nb\n"), got
+    data = [(f, n) for f, n in segs if n > 0]
+    fins = [(f, n) for f, n in segs if f & 0x01]
+    assert len(fins) == 1 and fins[0][1] > 0 and fins[0] == data[-1], segs
+
+
+def test_a_large_close_answer_is_not_held_back(procs):
+    """MSG_MORE on a send that the socket takes only in part must not hold
+    the rest: an 8 MB answer with Connection: close arrives whole and
+    without stalls (a held segment would wait for a 200 ms timer or for
+    ever)."""
+    o = procs.origin("b")
+    port = free_port()
+    procs.sluice(config(port, [("b", o.address)]), wait_ports=[port])
+    size = 8 << 20
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET /bytes/%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % size)
+        time.sleep(0.5)        # sockets fill: sluice's last sends are short
+        t0 = time.monotonic()
+        got = bytearray()
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            got += d
+        took = time.monotonic() - t0
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and len(body) == size, (head, len(body))
+    assert took < 2.0, took

@@ -1,4 +1,6 @@
 /* Buffers: freelist reuse, bounds, consume/compact/append. */
+#include <stdlib.h>
+
 #include "core/buffer.h"
 #include "test.h"
 
@@ -45,6 +47,15 @@ int main(void)
     CHECK_EQ_INT(buf_len(d), 0);
     buf_put(&p, d);
     buf_put(&p, NULL);       /* harmless */
+    /* One of another size (grown by its owner, never counted): freed, and
+     * the count of pool buffers stays. */
+    struct buf *grown = malloc(sizeof(*grown) + 1000);
+    CHECK(grown != NULL);
+    grown->size = 1000;
+    grown->head = grown->tail = 0;
+    buf_put(&p, grown);
+    CHECK_EQ_INT(p.allocated, 2);
+    CHECK_EQ_INT(p.nfree, 2);
     buf_pool_destroy(&p);
     CHECK_EQ_INT(p.nfree, 0);
     TEST_END();
