@@ -223,10 +223,23 @@ static bool submit_trailers(nghttp2_session *ng, struct h2_stream *s)
             break;
         colon = memchr(p, ':', (size_t)(eol - p));
         if (colon && colon > p && (size_t)(colon - p) < sizeof(names[0])) {
+            struct h1_slice name = {p, (uint32_t)(colon - p)};
+
             for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
                 ;
             for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
                 ;
+            /* Connection-specific fields make an HTTP/2 message malformed
+             * (RFC 9113 8.2.2): the client would reset the stream. An
+             * HTTP/1.1 backend may send them in its trailers; drop them. */
+            if (h1_slice_eq_ci(name, "connection") || h1_slice_eq_ci(name, "keep-alive") ||
+                h1_slice_eq_ci(name, "proxy-connection") ||
+                h1_slice_eq_ci(name, "transfer-encoding") || h1_slice_eq_ci(name, "upgrade") ||
+                (h1_slice_eq_ci(name, "te") &&
+                 !h1_slice_eq_ci((struct h1_slice){v, (uint32_t)(ve - v)}, "trailers"))) {
+                p = eol + 2;
+                continue;
+            }
             for (const char *c = p; c < colon; c++)
                 names[n][c - p] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
             nv[n] = (nghttp2_nv){(uint8_t *)names[n], (uint8_t *)v, (size_t)(colon - p),

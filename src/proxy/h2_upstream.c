@@ -66,6 +66,7 @@ struct h2_ustream {
     uint32_t unacked;               /* DATA bytes not yet given back to the window */
     int status;                     /* of the head being received */
     bool rx_body, rx_end;
+    bool head_length;               /* a HEAD answer's content-length is in rx */
     struct h2_ustream *prev, *next;
 };
 
@@ -167,7 +168,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     struct h2_ustream *us = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
     bool ok = true;
 
-    if (!us || us->failed)
+    /* After the answer's end (a HEAD's head), nothing more joins rx. */
+    if (!us || us->failed || us->rx_end)
         return 0;
     /* A backend's head (or trailers) larger than any http.c takes: the
      * stream is reset rather than buffered. */
@@ -180,6 +182,14 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 
         us->status = status;
         ok = bytes_put(&us->rx, line, (size_t)n);
+    } else if (namelen == 14 && memcmp(name, "content-length", 14) == 0 &&
+               us->req.method_id == H1_HEAD && us->status >= 200 && !us->rx_body &&
+               !us->head_length) {
+        /* A HEAD answer has no body, and its content-length is the GET's
+         * body length: it is passed on as it is. */
+        ok = bytes_put(&us->rx, "content-length: ", 16) && bytes_put(&us->rx, value, valuelen) &&
+             bytes_put(&us->rx, "\r\n", 2);
+        us->head_length = ok;
     } else if (name[0] == ':' || (namelen == 14 && memcmp(name, "content-length", 14) == 0) ||
                (namelen == 17 && memcmp(name, "transfer-encoding", 17) == 0) ||
                (namelen == 10 && memcmp(name, "connection", 10) == 0)) {
@@ -209,7 +219,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
-        !(us = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)) || us->failed)
+        !(us = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)) || us->failed ||
+        us->rx_end)
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS && !us->rx_body) {
         /* The head is complete. A 1xx is followed by the real head; a
@@ -217,9 +228,12 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         if (us->status < 200) {
             if (!bytes_put(&us->rx, "\r\n", 2))
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        } else if (end) {
-            /* No body: 204 and 304 say so themselves. */
-            const char *tail = us->status == 204 || us->status == 304 ? "\r\n" : "content-length: 0\r\n\r\n";
+        } else if (end || us->req.method_id == H1_HEAD) {
+            /* No body: 204 and 304 say so themselves, and a HEAD answer
+             * with the backend's content-length. A HEAD answer ends here
+             * even without END_STREAM: what follows can only be empty. */
+            const char *tail = us->status == 204 || us->status == 304 || us->head_length
+                                   ? "\r\n" : "content-length: 0\r\n\r\n";
             if (!bytes_put(&us->rx, tail, strlen(tail)))
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
             us->rx_end = true;
@@ -245,7 +259,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 {
     struct h2_ustream *us = nghttp2_session_get_stream_user_data(ng, id);
 
-    if (!us || us->failed) {
+    if (!us || us->failed || us->rx_end) {
         nghttp2_session_consume(ng, id, len);
         return 0;
     }
@@ -466,8 +480,14 @@ static struct h2_session *session_new(struct worker *w, struct backend *b, int *
         return NULL;
     }
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* The connection's window as large as it goes: each stream's own
+     * window (UP_WINDOW) already bounds what waits here for its client. A
+     * connection window of one stream's size would let a single client that
+     * stops reading take all of it, and stall every other stream of the
+     * session until that client times out. */
     if (nghttp2_session_client_new2(&s->ng, cbs, s, opt) ||
-        nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, 2)) {
+        nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, 2) ||
+        nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_MAX_WINDOW_SIZE)) {
         nghttp2_session_callbacks_del(cbs);
         nghttp2_option_del(opt);
         if (s->ng)
@@ -680,8 +700,14 @@ ssize_t h2_upstream_recv(struct upstream_conn *u, void *p, size_t n)
 
     if (got) {
         if (us->s && us->id) {
-            /* Framing counted as DATA: the window opens early by a few bytes. */
-            uint32_t ack = got < us->unacked ? (uint32_t)got : us->unacked;
+            /* Give back to the window only DATA that has left rx: all that
+             * rx still holds stays counted. Acking the bytes read instead
+             * would count the chunked framing (and the head) as DATA: with
+             * one-byte DATA frames, 6 bytes in rx each, every byte read
+             * would let in 6 more and rx would grow without bound. Once rx
+             * is empty, everything received is given back. */
+            uint32_t left = bytes_len(&us->rx);
+            uint32_t ack = us->unacked > left ? us->unacked - left : 0;
             if (ack) {
                 us->unacked -= ack;
                 nghttp2_session_consume(us->s->ng, us->id, ack);
@@ -703,7 +729,13 @@ void h2_upstream_release(struct upstream_conn *u)
     us->released = true;
     u->cb = NULL;
     u->owner = NULL;
-    if (s && us->id && !us->rx_end)
+    /* A stream still attached is still open in nghttp2: the response has
+     * not ended, or it has but the request body has not (an early answer).
+     * Either way nghttp2 keeps the body's source, which points at us: reset
+     * the stream so that it never reads from us once freed (a late
+     * WINDOW_UPDATE would), and so the stream does not stay open forever,
+     * counted against the backend's concurrent streams. */
+    if (s && us->id)
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, us->id, NGHTTP2_CANCEL);
     stream_detach(us);
     if (s)
