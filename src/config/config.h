@@ -352,6 +352,7 @@ struct conf_pool {
                                       0 = off, else in (1, 10] */
     uint64_t connect_timeout_ms;   /* timeouts.connect, default 2000 */
     enum proxy_send send_proxy;    /* send_proxy: v1 | v2 */
+    struct conf_pos send_proxy_pos;  /* where send_proxy is, for messages */
     struct conf_backend *backends; /* at least one, or none with discovery */
     size_t nbackends;
     struct conf_discovery discovery;  /* dns != NULL: backends come from DNS */

@@ -400,6 +400,49 @@ static void config_listener_dups(struct config_diag *d, struct config *cfg,
     }
 }
 
+/* A pool with send_proxy used by an http or udp listener (as its pool, a
+ * route's, a split's or a mirror's): only tcp listeners send the header.
+ * An http pool's connections are shared by every client, so one header at
+ * a connection's start cannot name each request's client (X-Forwarded-For
+ * and Forwarded do, per request); a udp listener sends none. Refused
+ * rather than silently ignored. */
+static void check_send_proxy(struct config_diag *d, const struct config *cfg, bool *told,
+                             const struct conf_listener *l, const struct conf_pool *p)
+{
+    if (!p || p->send_proxy == PROXY_SEND_NONE || l->mode == LISTENER_TCP ||
+        l->mode == LISTENER_DNS || told[p - cfg->pools])
+        return;
+    told[p - cfg->pools] = true;   /* once per pool, however many use it */
+    config_diag_error(d, p->send_proxy_pos.line, p->send_proxy_pos.col,
+                      "pool '%s': send_proxy only applies to pools of tcp listeners, and the %s "
+                      "listener '%s' uses this pool%s", p->name,
+                      l->mode == LISTENER_HTTP ? "http" : "udp", l->name,
+                      l->mode == LISTENER_HTTP ?
+                      " (its connections are shared by clients: sluice sends X-Forwarded-For "
+                      "and Forwarded with each request instead)" : "");
+}
+
+static void check_send_proxy_users(struct config_diag *d, const struct config *cfg)
+{
+    bool *told = calloc(cfg->npools + 1, sizeof(*told));
+
+    if (!told)
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct conf_listener *l = &cfg->listeners[i];
+
+        check_send_proxy(d, cfg, told, l, l->pool);
+        for (size_t j = 0; j < l->nroutes; j++) {
+            const struct conf_route *r = &l->routes[j];
+            check_send_proxy(d, cfg, told, l, r->pool);
+            check_send_proxy(d, cfg, told, l, r->mirror_pool);
+            for (size_t k = 0; k < r->nsplit; k++)
+                check_send_proxy(d, cfg, told, l, r->split[k].pool);
+        }
+    }
+    free(told);
+}
+
 void config_read_listeners(struct config_diag *d, struct config *cfg,
                            const struct config_node *seq)
 {
@@ -424,6 +467,7 @@ void config_read_listeners(struct config_diag *d, struct config *cfg,
     for (size_t i = 0; i < seq->n; i++)
         config_read_listener(d, cfg, i, seq->items[i], &seen[i]);
     config_listener_dups(d, cfg, seen, dups);
+    check_send_proxy_users(d, cfg);
     free(seen);
     free(dups);
 }

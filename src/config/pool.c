@@ -313,8 +313,10 @@ static void config_read_pool(struct config_diag *d, struct config *cfg, size_t i
             p->max_idle_connections = (uint32_t)k;
     }
     if ((n = config_map_get(map, "send_proxy")) &&
-        config_want_enum(d, owner, "send_proxy", n, config_send_proxy, NULL, &v) == 0)
+        config_want_enum(d, owner, "send_proxy", n, config_send_proxy, NULL, &v) == 0) {
         p->send_proxy = (enum proxy_send)(PROXY_SEND_V1 + v);
+        p->send_proxy_pos = (struct conf_pos){d->file, n->line, n->col};
+    }
     config_read_pool_policies(d, p, owner, map);
     if ((n = config_map_get(map, "sticky")))
         config_read_pool_sticky(d, p, owner, n);

@@ -123,7 +123,7 @@ static const char full_config[] =
     "      unhealthy_threshold: 5\n"                          /* 35 */
     "  - name: dns\n"
     "    balance: round_robin\n"
-    "    send_proxy: v1\n"
+    "    timeouts: {connect: 3s}\n"
     "    backends:\n"
     "      - address: \"[::1]:53\"\n"                         /* 40 */
     "        name: ns1\n";
@@ -231,8 +231,8 @@ static void test_full(void)
 
         CHECK_EQ_STR(dns->name, "dns");
         CHECK_EQ_INT(dns->balance, BALANCE_ROUND_ROBIN);
-        CHECK_EQ_INT(dns->send_proxy, PROXY_SEND_V1);
-        CHECK_EQ_INT(dns->connect_timeout_ms, 2000);
+        CHECK_EQ_INT(dns->send_proxy, PROXY_SEND_NONE);
+        CHECK_EQ_INT(dns->connect_timeout_ms, 3000);
         CHECK_EQ_INT(dns->nbackends, 1);
         if (dns->nbackends == 1)
             CHECK_EQ_STR(dns->backends[0].name, "ns1");
@@ -483,6 +483,19 @@ static const struct bad_case bad_cases[] = {
       "2:62", "got '1e1'" },
     { LST "pools: [{name: app, send_proxy: v3, backends: [{address: 127.0.0.1:1}]}]\n",
       "2:33", "unknown send_proxy 'v3'; expected one of: v1, v2" },
+    /* Only tcp listeners send PROXY headers: refused, not ignored, for the
+     * pool of an http listener (its default pool or a route's) or a udp one. */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app}]\n"
+      "pools: [{name: app, send_proxy: v2, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:33", "pool 'app': send_proxy only applies to pools of tcp listeners, and the http listener 'web'" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http,\n"
+      "  routes: [{match: {path_prefix: /x/}, split: [{pool: a, weight: 1}, {pool: b, weight: 1}]}]}]\n"
+      "pools: [{name: a, backends: [{address: 127.0.0.1:1}]},\n"
+      "  {name: b, send_proxy: v1, backends: [{address: 127.0.0.1:1}]}]\n",
+      "4:25", "pool 'b': send_proxy only applies to pools of tcp listeners" },
+    { "listeners: [{name: dns, bind: 127.0.0.1:8080, mode: udp, pool: app}]\n"
+      "pools: [{name: app, send_proxy: v1, backends: [{address: 127.0.0.1:1}]}]\n",
+      "2:33", "and the udp listener 'dns' uses this pool" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: udp, pool: app, max_flows: 0}]\n"
       POOL, "1:80", "max_flows: expected a whole number from 1 to 10000000" },
     { "listeners: [{name: 'web 1', bind: 127.0.0.1:8080, mode: tcp, pool: app}]\n" POOL,
