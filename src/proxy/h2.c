@@ -492,11 +492,17 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
 {
     size_t n = bytes_take(&s->rq, dst, room);
+    size_t left = bytes_len(&s->rq);
 
     *eof = false;
-    /* Framing bytes are counted as DATA here: the window opens a few bytes
-     * early at worst, never late. */
-    stream_ack(s, (uint32_t)n);
+    /* Give back only DATA that has left rq: all that rq still holds stays
+     * counted (the chunked framing put around DATA too, so at worst late,
+     * never early; once rq is empty, everything is given back). Acking the
+     * bytes read instead would count that framing as DATA: with one-byte
+     * DATA frames, 6 bytes in rq each, every byte read would let in 6 more
+     * and rq would grow without bound. */
+    if (n && s->unacked > left)
+        stream_ack(s, (uint32_t)(s->unacked - left));
     return n;
 }
 
@@ -880,7 +886,12 @@ bool h2_conn_start(struct worker *w, struct listener *l, int fd, SSL *tls, const
     rv = nghttp2_session_server_new2(&h->ng, cbs, h, opt);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
-    if (rv || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])))
+    /* The connection's window as large as it goes (as NGINX sets it): each
+     * stream's own window (H2_WINDOW) bounds what waits here for it. With a
+     * connection window of one stream's size, one upload whose backend does
+     * not take it held all of it, and stopped every other stream's body. */
+    if (rv || nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+        nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_MAX_WINDOW_SIZE))
         goto fail;
     loop_task_init(&h->task, task_cb);
     h->w = w;

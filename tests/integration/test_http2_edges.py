@@ -2,6 +2,7 @@
 :path that is not origin-form, and clients that stop taking what they asked
 for. Each test is the regression test of a bug found there."""
 import socket
+import threading
 import time
 
 from harness import free_port
@@ -106,3 +107,139 @@ def test_a_client_that_reads_nothing_is_closed_after_client_idle(procs):
     c = H2Client(port)
     assert len(c.get("/bytes/3000000")["body"]) == 3000000
     c.close()
+
+
+class SlowReader:
+    """A backend that takes one connection and reads it at about 30 KB/s
+    through a small receive buffer and MSS (so that the kernel holds little
+    of what sluice sends it); counts what it read."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
+        self.sock.bind(("127.0.0.1", free_port()))
+        self.sock.listen(4)
+        self.sock.settimeout(10)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.origin_name = "slow"
+        self.read = 0
+        self.reading = True       # False: holds the connection, reads nothing
+        self.stop = False
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        c.settimeout(0.05)
+        while not self.stop:
+            if not self.reading:
+                time.sleep(0.05)
+                continue
+            try:
+                d = c.recv(512)
+                if not d:
+                    break
+                self.read += len(d)
+            except socket.timeout:
+                pass
+            time.sleep(0.015)
+        c.close()
+
+
+def test_tiny_data_frames_do_not_grow_what_waits_for_a_slow_backend(procs):
+    """What a request body may have waiting in sluice is bounded by the
+    stream's window (64 KiB of DATA): the window reopens only for DATA that
+    has left sluice's buffer. The chunked framing sluice puts around each
+    DATA frame of a body without content-length (6 bytes for a one-byte
+    frame) must not count as DATA taken: else each byte the backend reads
+    lets the client send another DATA byte, 6 bytes more in sluice's memory,
+    and what waits grows without bound. So once everything is full, the
+    backend reading N bytes may let in about N/6 DATA bytes, not N."""
+    be = SlowReader()
+    port = free_port()
+    procs.sluice(config(port, [be], extra_pool="    timeouts: {upstream_response: 30s}"),
+                 wait_ports=[port])
+    c = H2Client(port)
+    try:
+        sid = c.request("/up", method="POST", end=False)
+        c.sock.settimeout(0.05)
+        sent, marks = 0, []
+        end = time.monotonic() + 7
+        while time.monotonic() < end:
+            room = c.conn.local_flow_control_window(sid)
+            for _ in range(min(room, 2000)):       # one-byte DATA frames
+                c.conn.send_data(sid, b"x")
+            sent += min(room, 2000)
+            c.flush()
+            if room < 2000:
+                try:
+                    c.pump()                       # WINDOW_UPDATEs
+                except socket.timeout:
+                    pass
+            marks.append((time.monotonic(), sent, be.read))
+        # From 3 s on everything is full: compare what came in with what left.
+        t0 = next(m for m in marks if m[0] >= marks[0][0] + 3)
+        t1 = marks[-1]
+        let_in, read = t1[1] - t0[1], t1[2] - t0[2]
+        assert read > 30000, read
+        assert let_in < read / 3, (f"the backend reading {read} bytes let the client send "
+                                   f"{let_in} DATA bytes (about {read // 6} of them were DATA)")
+    finally:
+        be.stop = True
+        c.close()
+        be.sock.close()
+
+
+def test_one_stalled_upload_does_not_stall_the_others(procs):
+    """One stream's body that its backend does not take must not stop the
+    bodies of the other streams on the connection: each stream's own window
+    (64 KiB) bounds what waits in sluice for it, and the connection's window
+    is as large as HTTP/2 allows (as NGINX sets it). With a connection window
+    of one stream's size, the stalled stream held all of it, and a second
+    upload waited for the first one's timeout."""
+    stalled = SlowReader()
+    stalled.reading = False                   # accepts, then never reads
+    ok = procs.origin("ok")
+    port = free_port()
+    routes = ("    routes:\n"
+              "      - {match: {path_prefix: /stall}, pool: stall}\n"
+              "      - {match: {path_prefix: /upload}, pool: app}")
+    text = config(port, [ok], routes=routes, extra_pool="    timeouts: {upstream_response: 30s}")
+    text += ("  - name: stall\n    timeouts: {upstream_response: 30s}\n"
+             f"    backends: [{{address: {stalled.address}}}]\n")
+    procs.sluice(text, wait_ports=[port])
+    c = H2Client(port)
+    try:
+        a = c.request("/stall", method="POST", end=False)
+        c.sock.settimeout(0.05)
+        chunk, idle_since = b"s" * 16384, None
+        end = time.monotonic() + 10
+        while time.monotonic() < end:          # until A's windows stay shut for 1 s
+            room = min(c.conn.local_flow_control_window(a), c.conn.max_outbound_frame_size)
+            if room > 0:
+                c.conn.send_data(a, chunk[:room])
+                c.flush()
+                idle_since = None
+                continue
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 1.0:
+                break
+            try:
+                c.pump()
+            except socket.timeout:
+                pass
+        assert idle_since, "stream A never stalled"
+        c.sock.settimeout(5)
+        t0 = time.monotonic()
+        b = c.request("/upload", method="POST", body=b"u" * 20000)
+        r = c.wait([b], timeout=5)[0]
+        assert r["headers"] and r["headers"][":status"] == "200", r
+        assert b'"body_length":20000' in r["body"].replace(b" ", b""), r["body"]
+        assert time.monotonic() - t0 < 3, time.monotonic() - t0
+    finally:
+        stalled.stop = True
+        c.close()
+        stalled.sock.close()

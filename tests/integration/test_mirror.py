@@ -59,6 +59,10 @@ class Recorder:
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            # socketserver's backlog is 5: on a loaded machine the copies'
+            # connects overflowed it, were retried after a second by the
+            # kernel, and met the shadow pool's 500 ms connect timeout.
+            request_queue_size = 128
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
@@ -151,7 +155,8 @@ def test_mirror_copies_the_request_as_forwarded_and_drops_the_answer(procs):
         assert request(c, "GET", "/echo")[0] == 200
         c.close()
 
-        wait_for(lambda: shadow.count() == 23, what="23 copies at the mirror")
+        # Copies go out after their answers: a loaded machine may take a while.
+        wait_for(lambda: shadow.count() == 23, timeout=15, what="23 copies at the mirror")
         time.sleep(0.3)
         assert shadow.count() == 23
         got = {r["headers"]["x-request-id"]: r for r in shadow.requests}
