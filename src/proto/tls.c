@@ -276,8 +276,11 @@ static int result(SSL *s, int r)
         return TLS_CLOSED;
     case SSL_ERROR_SYSCALL:
         /* EOF without close_notify: a close like any other for HTTP/1.1,
-         * whose messages carry their own framing. */
-        if (ERR_peek_error() == 0 && (errno == 0 || r == 0))
+         * whose messages carry their own framing. Only with errno 0: the
+         * _ex calls give r == 0 for every failure, and a reset
+         * (ECONNRESET) read as a clean end would pass a cut stream on as a
+         * whole one (a close-delimited body, an L4 stream). */
+        if (ERR_peek_error() == 0 && errno == 0)
             return TLS_CLOSED;
         return TLS_FAILED;
     case SSL_ERROR_SSL:

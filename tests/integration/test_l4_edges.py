@@ -4,6 +4,7 @@ accounting. Each test starts its own origin and sluice on free loopback
 ports and stops them (the procs fixture); every wait is bounded."""
 import socket
 import struct
+import time
 
 from harness import free_port, recv_all, tcp_config, wait_for
 
@@ -140,3 +141,52 @@ def test_backend_answer_before_its_reset_reaches_the_client(procs):
             assert lost == 0, f"upload of {size} bytes: answer lost on {lost} of 10 connections"
     finally:
         origin.stop()
+
+
+def test_a_tls_backends_reset_reaches_the_client_as_a_reset(procs, pki):
+    """A pool with tls whose backend sends some bytes and then resets: the
+    client must see a reset after those bytes, never a clean end (FIN), or
+    a cut stream would pass for a whole one. A reset under TLS was read as
+    the TLS stream's end without close_notify, that is as a clean close."""
+    import ssl
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*pki["a"])
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", free_port()))
+    lsock.listen(4)
+    lsock.settimeout(10)
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            t = ctx.wrap_socket(c, server_side=True)
+            t.recv(100)
+            t.sendall(b"part of an answer")
+            time.sleep(0.3)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            t.close()                          # a reset, no close_notify
+        except (OSError, ssl.SSLError):
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = free_port()
+    procs.sluice(tcp_config(port, [("t1", "127.0.0.1:%d" % lsock.getsockname()[1])],
+                            extra_pool="    tls: {verify: false}"))
+    got, ending = b"", None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"hello")
+            while True:
+                try:
+                    d = c.recv(100)
+                except ConnectionResetError:
+                    ending = "reset"
+                    break
+                if not d:
+                    ending = "fin"
+                    break
+                got += d
+    finally:
+        lsock.close()
+    assert got == b"part of an answer" and ending == "reset", (got, ending)
