@@ -167,7 +167,7 @@ def test_tiny_data_frames_do_not_grow_what_waits_for_a_slow_backend(procs):
         sid = c.request("/up", method="POST", end=False)
         c.sock.settimeout(0.05)
         sent, marks = 0, []
-        end = time.monotonic() + 7
+        end = time.monotonic() + 8
         while time.monotonic() < end:
             room = c.conn.local_flow_control_window(sid)
             for _ in range(min(room, 2000)):       # one-byte DATA frames
@@ -180,12 +180,14 @@ def test_tiny_data_frames_do_not_grow_what_waits_for_a_slow_backend(procs):
                 except socket.timeout:
                     pass
             marks.append((time.monotonic(), sent, be.read))
-        # From 3 s on everything is full: compare what came in with what left.
-        t0 = next(m for m in marks if m[0] >= marks[0][0] + 3)
+        # From 4 s on everything is full (slower builds, ASan, take longer):
+        # compare what came in with what left. About read / 6 is right;
+        # counting the framing as DATA lets in about read.
+        t0 = next(m for m in marks if m[0] >= marks[0][0] + 4)
         t1 = marks[-1]
         let_in, read = t1[1] - t0[1], t1[2] - t0[2]
         assert read > 30000, read
-        assert let_in < read / 3, (f"the backend reading {read} bytes let the client send "
+        assert let_in < read / 2, (f"the backend reading {read} bytes let the client send "
                                    f"{let_in} DATA bytes (about {read // 6} of them were DATA)")
     finally:
         be.stop = True
