@@ -199,11 +199,26 @@ static void stream_linger(struct h2_stream *s)
     s->tx_active_ms = clock_now_ms();
 }
 
+/* When a lingering stream's response has not moved for client_idle (see
+ * stream_linger), or UINT64_MAX when it is not lingering. */
+static uint64_t linger_deadline(const struct h2_stream *s, uint64_t idle)
+{
+    return s->lingering && !s->failed ? s->tx_active_ms + idle : UINT64_MAX;
+}
+
 static void stream_reset(struct h2_stream *s, uint32_t code)
 {
     s->failed = true;
     nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id, code);
     schedule(s->h);
+}
+
+/* Fields an HTTP/2 message must not carry (RFC 9113 8.2.2). */
+static bool connection_specific(const struct h1_slice *name)
+{
+    return h1_slice_eq_ci(*name, "connection") || h1_slice_eq_ci(*name, "keep-alive") ||
+           h1_slice_eq_ci(*name, "proxy-connection") || h1_slice_eq_ci(*name, "transfer-encoding") ||
+           h1_slice_eq_ci(*name, "upgrade");
 }
 
 /* The trailer section of a chunked response (checked by the chunked scan:
@@ -229,12 +244,9 @@ static bool submit_trailers(nghttp2_session *ng, struct h2_stream *s)
                 ;
             for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
                 ;
-            /* Connection-specific fields make an HTTP/2 message malformed
-             * (RFC 9113 8.2.2): the client would reset the stream. An
-             * HTTP/1.1 backend may send them in its trailers; drop them. */
-            if (h1_slice_eq_ci(name, "connection") || h1_slice_eq_ci(name, "keep-alive") ||
-                h1_slice_eq_ci(name, "proxy-connection") ||
-                h1_slice_eq_ci(name, "transfer-encoding") || h1_slice_eq_ci(name, "upgrade") ||
+            /* An HTTP/1.1 backend may send them in its trailers; the
+             * client would reset the stream for them: dropped. */
+            if (connection_specific(&name) ||
                 (h1_slice_eq_ci(name, "te") &&
                  !h1_slice_eq_ci((struct h1_slice){v, (uint32_t)(ve - v)}, "trailers"))) {
                 p = eol + 2;
@@ -506,13 +518,6 @@ size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
     return n;
 }
 
-static bool connection_specific(const struct h1_slice *name)
-{
-    return h1_slice_eq_ci(*name, "connection") || h1_slice_eq_ci(*name, "keep-alive") ||
-           h1_slice_eq_ci(*name, "proxy-connection") || h1_slice_eq_ci(*name, "transfer-encoding") ||
-           h1_slice_eq_ci(*name, "upgrade");
-}
-
 /* Submit the parsed head: a 1xx as an informational HEADERS, the final one
  * with a data source unless it has no body. false: cannot be carried. */
 static bool submit_head(struct h2_stream *s)
@@ -738,8 +743,8 @@ static uint64_t deadline(struct h2_conn *h)
      * while it keeps that stream's window shut. */
     if (h->nlinger)
         for (struct h2_stream *s = h->streams; s; s = s->next)
-            if (s->lingering && !s->failed && s->tx_active_ms + idle < d)
-                d = s->tx_active_ms + idle;
+            if (linger_deadline(s, idle) < d)
+                d = linger_deadline(s, idle);
     /* A client that reads nothing for client_idle is gone, whatever it
      * still sends (PRIORITY, WINDOW_UPDATE frames cost it nothing). */
     if (h->blocked_ms && h->blocked_ms + idle < d)
@@ -799,8 +804,7 @@ static void conn_timer_fired(struct timer *t)
 
     if (h->nlinger)
         for (struct h2_stream *s = h->streams; s; s = s->next)
-            if (s->lingering && !s->failed &&
-                clock_now_ms() >= s->tx_active_ms + h->l->conf->client_idle_ms) {
+            if (clock_now_ms() >= linger_deadline(s, h->l->conf->client_idle_ms)) {
                 log_info("event=h2_stream_stalled listener=%s stream=%d", h->l->conf->name, s->id);
                 stream_reset(s, NGHTTP2_CANCEL);
             }

@@ -468,8 +468,6 @@ static ssize_t client_tls_write(struct http_conn *c, const struct iovec *iov, in
     return -1;
 }
 
-/* Send c->out, then the approved bytes of from_up. Returns false when the
- * client failed (the connection is closed then). */
 /* The bytes being sent are the last of a connection that closes after them:
  * a complete send is followed at once by exchange_done's close (or the
  * shutdown of a lingering close), whose FIN then leaves in the same segment
@@ -481,6 +479,8 @@ static bool last_bytes_before_close(const struct http_conn *c, const struct http
     return x && x->resp_done && (c->close_after || c->w->draining) && c->state == HC_FORWARD;
 }
 
+/* Send c->out, then the approved bytes of from_up. Returns false when the
+ * client failed (the connection is closed then). */
 static bool flush_client(struct http_conn *c, bool *progress)
 {
     struct http_exchange *x = c->x;
@@ -2038,6 +2038,13 @@ static void mirror_copy(struct http_conn *c)
                 body_len, x->req.method_id);
 }
 
+/* The 101 head still to send and the backend's tunnel bytes behind it are
+ * more than one buffer holds (see step_forward). */
+static bool tunnel_bytes_overflow(const struct http_conn *c, const struct http_exchange *x)
+{
+    return c->out && x->from_up && buf_len(c->out) + buf_len(x->from_up) > c->out->size;
+}
+
 static bool step_forward(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -2067,13 +2074,11 @@ static bool step_forward(struct http_conn *c)
          * bytes in one buffer; the rewritten head can be longer than the
          * one read (a route's response headers), and then they do not fit:
          * send them to the client first rather than drop the tail. */
-        if (c->out && x->from_up &&
-            buf_len(c->out) + buf_len(x->from_up) > c->out->size) {
+        if (tunnel_bytes_overflow(c, x)) {
             x->approved = buf_len(x->from_up);
             if (!flush_client(c, &progress))
                 return false;
-            if (c->out && x->from_up &&
-                buf_len(c->out) + buf_len(x->from_up) > c->out->size)
+            if (tunnel_bytes_overflow(c, x))
                 return progress;
         }
         tunnel_start(c);

@@ -308,8 +308,7 @@ static void timer_fired(struct timer *t)
 static void pump(struct tcp_session *s)
 {
     enum pump_result r;
-    bool more = false;
-    bool up_failed = false;
+    bool more = false, up_failed;
     bool moved = false;
 
     r = s->tls || s->btls ? pump_dir_ends(s->w, &s->up, s->tls, s->cio.fd, s->btls, s->bio.fd,

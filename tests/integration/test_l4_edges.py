@@ -6,7 +6,7 @@ import socket
 import struct
 import time
 
-from harness import free_port, recv_all, tcp_config, wait_for
+from harness import AcceptLoop, free_port, recv_all, tcp_config, wait_for
 
 ROUTES = ("    routes:\n"
           "      - match: {host: a.test}\n"
@@ -149,17 +149,11 @@ def test_a_tls_backends_reset_reaches_the_client_as_a_reset(procs, pki):
     a cut stream would pass for a whole one. A reset under TLS was read as
     the TLS stream's end without close_notify, that is as a clean close."""
     import ssl
-    import threading
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*pki["a"])
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", free_port()))
-    lsock.listen(4)
-    lsock.settimeout(10)
 
-    def serve():
+    def serve(c):
         try:
-            c, _ = lsock.accept()
             t = ctx.wrap_socket(c, server_side=True)
             t.recv(100)
             t.sendall(b"part of an answer")
@@ -169,10 +163,9 @@ def test_a_tls_backends_reset_reaches_the_client_as_a_reset(procs, pki):
         except (OSError, ssl.SSLError):
             pass
 
-    threading.Thread(target=serve, daemon=True).start()
+    backend = AcceptLoop(serve)
     port = free_port()
-    procs.sluice(tcp_config(port, [("t1", "127.0.0.1:%d" % lsock.getsockname()[1])],
-                            extra_pool="    tls: {verify: false}"))
+    procs.sluice(tcp_config(port, [("t1", backend.address)], extra_pool="    tls: {verify: false}"))
     got, ending = b"", None
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
@@ -188,5 +181,5 @@ def test_a_tls_backends_reset_reaches_the_client_as_a_reset(procs, pki):
                     break
                 got += d
     finally:
-        lsock.close()
+        backend.stop()
     assert got == b"part of an answer" and ending == "reset", (got, ending)

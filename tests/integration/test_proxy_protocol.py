@@ -2,7 +2,7 @@
 import socket
 import struct
 
-from harness import free_port, recv_all, tcp_config, wait_for
+from harness import AcceptLoop, free_port, recv_all, tcp_config, wait_for
 
 
 def v2_header(src, sport, dst, dport):
@@ -70,18 +70,12 @@ def test_send_proxy_to_a_tls_pool_goes_before_the_handshake(procs, pki):
     proxy_protocol with proxy_ssl send it, and as a PROXY-then-TLS listener
     reads it), not as the first bytes inside TLS."""
     import ssl
-    import threading
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*pki["a"])
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", free_port()))
-    lsock.listen(4)
-    lsock.settimeout(10)
     got = {}
 
-    def serve():
+    def serve(c):
         try:
-            c, _ = lsock.accept()
             c.settimeout(5)
             line = b""
             while not line.endswith(b"\r\n") and len(line) < 108:
@@ -94,18 +88,16 @@ def test_send_proxy_to_a_tls_pool_goes_before_the_handshake(procs, pki):
         except (OSError, ssl.SSLError) as e:
             got["error"] = repr(e)
 
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
+    backend = AcceptLoop(serve)
     port = free_port()
-    procs.sluice(tcp_config(port, [("t1", "127.0.0.1:%d" % lsock.getsockname()[1])],
+    procs.sluice(tcp_config(port, [("t1", backend.address)],
                             extra_pool="    send_proxy: v1\n    tls: {verify: false}"))
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
             c.sendall(b"ping")
             reply = c.recv(100)
-        th.join(10)
     finally:
-        lsock.close()
+        backend.stop()
     assert "error" not in got, got
     assert got["header"].startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), got
     assert got["inside"] == b"ping" and reply == b"pong", (got, reply)
