@@ -24,7 +24,7 @@ Variants (NAME=KIND[:ARG][:ENV=VALUE,...]):
 window (perf tracepoints; skipped when perf cannot count).
 
 Usage: bench/http_ab.py [--rounds N] [--duration S] [--close] [--cap F]
-                        [--syscalls] VARIANT VARIANT...
+                        [--syscalls] [--profile DIR] VARIANT VARIANT...
 Results: printed, and written to bench/results/http-ab-<date>.txt.
 """
 import argparse
@@ -96,6 +96,24 @@ def perf_start(b):
     return p
 
 
+def profile_start(b, path):
+    """perf record of the balancer's own CPU (call graphs) for one window."""
+    p = subprocess.Popen(["taskset", "-c", str(CLIENT_CPU), PERF, "record", "-q", "-e", "cpu-clock", "-g",
+                          "-o", path, "-p", ",".join(map(str, b.pids))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return p
+
+
+def profile_stop(p):
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def perf_stop(p, reqs):
     """'syscalls 4.55 (epoll_wait 0.54 recvfrom 2.00 ...)' per request."""
     p.send_signal(signal.SIGINT)
@@ -124,6 +142,8 @@ def main():
     ap.add_argument("--cap", type=float, default=0.5)
     ap.add_argument("--close", action="store_true", help="wrk with Connection: close")
     ap.add_argument("--syscalls", action="store_true")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="also perf record each window to DIR/NAME-rROUND.data (costs the balancer a little)")
     ap.add_argument("--out")
     args = ap.parse_args()
     variants = [parse_variant(v) for v in args.variants]
@@ -132,6 +152,10 @@ def main():
     benchlib.setup("http_ab bench")
     benchlib.install_signals(WATCHDOG_S)
     signal.alarm(WATCHDOG_S)
+    if args.profile:
+        if not os.access(PERF, os.X_OK):
+            die("--profile needs perf")
+        os.makedirs(args.profile, exist_ok=True)
     if args.syscalls and not os.access(PERF, os.X_OK):
         log("perf not found: no system call counts")
         args.syscalls = False
@@ -154,8 +178,12 @@ def main():
                 url = "http://127.0.0.1:%d/" % b.port
                 benchlib.wrk_window(url, 1, headers)           # warm-up, not counted
                 perf = perf_start(b) if args.syscalls else None
+                prof = profile_start(b, os.path.join(args.profile, "%s-r%d.data" % (n, r + 1))) \
+                    if args.profile else None
                 m = benchlib.measured_wrk(b, url, args.duration, headers, warmup=0)
                 sc = perf_stop(perf, m["reqs"]) if perf else ""
+                if prof:
+                    profile_stop(prof)
                 cost[n].append(m["cpu_us"])
                 line = "  [round %d] %-10s %6.1f us CPU/req  %7.0f req/s  errors %d%s  %s" % (
                     r + 1, n, m["cpu_us"], m["rps"], m["errors"] + m["refused"],
