@@ -53,6 +53,7 @@ static struct {
     enum mode mode;
     int threads;
     bool expect_proxy, udp_tag;
+    int udp_flood_ms;     /* --udp-flood: echo each datagram again and again this long */
     const char *name;
     size_t name_len;
     struct buf name_json; /* "NAME", JSON-escaped, quotes included */
@@ -1135,6 +1136,20 @@ static void tcp_loop(struct worker *w)
     }
 }
 
+/* --udp-flood: a backend that answers far faster than a proxy can relay
+ * (a datagram per sendmmsg slot, against the proxy's recv and send), for
+ * tests of fairness. Sends copies of msgs[0] for cfg.udp_flood_ms. */
+static void udp_flood(int fd, struct mmsghdr *msgs)
+{
+    static _Thread_local struct mmsghdr copies[UDP_BATCH];
+    uint64_t end = now_ms() + (uint64_t)cfg.udp_flood_ms;
+
+    for (int i = 0; i < UDP_BATCH; i++)
+        copies[i].msg_hdr = msgs[0].msg_hdr;
+    while (now_ms() < end)
+        sendmmsg(fd, copies, UDP_BATCH, MSG_DONTWAIT);
+}
+
 /* udp-echo: batches of datagrams in with recvmmsg, back out with sendmmsg. */
 static void udp_loop(struct worker *w)
 {
@@ -1170,6 +1185,10 @@ static void udp_loop(struct worker *w)
                     iov[i][0].iov_len = len;
                 }
             }
+            if (cfg.udp_flood_ms) {
+                udp_flood(w->lfd, msgs);
+                continue;
+            }
             /* UDP may drop: a datagram the kernel refuses (full buffer, too big) is skipped. */
             for (int k = 0; k < n;) {
                 int s = sendmmsg(w->lfd, msgs + k, (unsigned)(n - k), MSG_DONTWAIT);
@@ -1204,6 +1223,7 @@ static void usage(void)
 {
     fputs("usage: sluice-origin --listen HOST:PORT|[V6]:PORT [--name NAME] [--threads N]\n"
           "                     [--mode http|tcp-echo|udp-echo] [--expect-proxy] [--udp-tag]\n"
+          "                     [--udp-flood MS]\n"
           "Prints \"listening HOST:PORT\" once bound (port 0 picks a free one).\n"
           "HTTP paths: / (NAME), /delay/MS, /status/CODE, /bytes/N, /echo, /upload,\n"
           "/health, POST /health/fail, POST /health/ok, /stats. See docs/sluice-origin.md.\n",
@@ -1268,11 +1288,12 @@ int main(int argc, char **argv)
         { "listen", required_argument, NULL, 'l' }, { "name", required_argument, NULL, 'n' },
         { "threads", required_argument, NULL, 't' }, { "mode", required_argument, NULL, 'm' },
         { "expect-proxy", no_argument, NULL, 'p' }, { "udp-tag", no_argument, NULL, 'u' },
+        { "udp-flood", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
     const char *listen_at = "127.0.0.1:0";
     cfg.name = "origin";
     cfg.threads = 1;
-    for (int o; (o = getopt_long(argc, argv, "l:n:t:m:puh", opts, NULL)) != -1;) {
+    for (int o; (o = getopt_long(argc, argv, "l:n:t:m:puf:h", opts, NULL)) != -1;) {
         switch (o) {
         case 'l': listen_at = optarg; break;
         case 'n': cfg.name = optarg; break;
@@ -1289,6 +1310,11 @@ int main(int argc, char **argv)
             break;
         case 'p': cfg.expect_proxy = true; break;
         case 'u': cfg.udp_tag = true; break;
+        case 'f':
+            cfg.udp_flood_ms = atoi(optarg);
+            if (cfg.udp_flood_ms < 1 || cfg.udp_flood_ms > 60000)
+                die("--udp-flood wants 1..60000 (ms)", optarg);
+            break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
         }

@@ -24,7 +24,7 @@
 #include "proxy/proxy.h"
 
 #define UDP_DGRAM_MAX 65536
-#define UDP_BATCH 64
+#define UDP_BATCH 64      /* datagrams one socket may read per wake-up */
 
 struct udp_flow_table;
 
@@ -176,8 +176,10 @@ static void flow_readable(struct io *io, uint32_t events)
     struct udp_flow *f = (void *)((char *)io - offsetof(struct udp_flow, io));
     struct udp_flow_table *t = f->t;
 
-    /* Edge-triggered: read until EAGAIN. */
-    while (!f->closed) {
+    /* Level-triggered and at most UDP_BATCH per wake-up, as on the
+     * listener: a backend that sends faster than a recv and a sendto take
+     * must not keep the worker from every other flow it serves. */
+    for (int i = 0; i < UDP_BATCH && !f->closed; i++) {
         ssize_t n = recv(io->fd, t->dgram, UDP_DGRAM_MAX, 0);
         if (n < 0) {
             if (errno == EAGAIN)
@@ -234,7 +236,7 @@ static struct udp_flow *flow_open(struct udp_flow_table *t, const struct addr *c
     loop_task_init(&f->task, flow_task);
     f->io.fd = fd;
     f->io.cb = flow_readable;
-    if (loop_add(&w->loop, &f->io, EPOLLIN | EPOLLET) < 0) {
+    if (loop_add(&w->loop, &f->io, EPOLLIN) < 0) {
         close(fd);
         free(f);
         return NULL;

@@ -183,3 +183,42 @@ def test_a_tls_backends_reset_reaches_the_client_as_a_reset(procs, pki):
     finally:
         backend.stop()
     assert got == b"part of an answer" and ending == "reset", (got, ending)
+
+
+def test_a_flooding_udp_backend_does_not_starve_other_flows(procs):
+    # Each backend reply is relayed with a recv and a sendto; a backend that
+    # sends faster than that kept the worker reading its flow socket until
+    # the flood ended (edge-triggered, read until EAGAIN), and every other
+    # flow on the worker waited that long for its answer.
+    flood = procs.origin("flood", mode="udp-echo", extra=("--udp-flood", "6000"))
+    echo = procs.origin("e1", mode="udp-echo", extra=("--udp-tag",))
+    port = free_port()
+    procs.sluice("\n".join([
+        "workers: 1", "listeners:",
+        "  - name: u", f"    bind: 127.0.0.1:{port}", "    mode: udp", "    pool: app",
+        "pools:", "  - name: app", "    balance: round_robin", "    backends:",
+        f"      - {{name: flood, address: {flood.address}}}",
+        f"      - {{name: e1, address: {echo.address}}}"]) + "\n")
+    victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        victim.sendto(b"flood me", ("127.0.0.1", port))   # first flow: the flooder
+        # Wait until the flood reaches the first client through sluice.
+        victim.settimeout(5)
+        assert victim.recv(2048) == b"flood me"
+        time.sleep(0.5)
+        other.settimeout(0.2)
+        start = time.monotonic()
+        reply = None
+        while reply is None and time.monotonic() - start < 5:
+            other.sendto(b"hello", ("127.0.0.1", port))
+            try:
+                reply = other.recv(2048)
+            except socket.timeout:
+                pass
+        waited = time.monotonic() - start
+        assert reply == b"e1:hello"
+        assert waited < 2.5, "the other flow waited %.1f s behind the flood" % waited
+    finally:
+        victim.close()
+        other.close()
