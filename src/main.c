@@ -127,6 +127,12 @@ static void hand_over(struct main_state *m)
      * for connections already open: the service is not going away, and a
      * monitor on a kept-alive connection must not see it stopping. */
     admin_close_listener(&m->admin);
+    /* The peers' socket too: both processes are bound to peers.listen
+     * (SO_REUSEPORT), and the kernel would go on handing this one the
+     * updates of some peers for the whole drain, lost to the new process's
+     * shared limits. What the workers let through so far is sent first;
+     * draining, they take no new requests. */
+    peers_stop(&m->peers);
     m->drain_deadline_ms = clock_now_ms() + m->rt.cfg->drain_timeout_ms;
     m->drain_starts_ms = clock_now_ms();
     timer_arm(&m->loop.timers, &m->stop_timer, clock_now_ms());

@@ -126,6 +126,15 @@ int auth_base64_decode(const char *in, size_t len, char *out, size_t size)
     return (int)n;
 }
 
+const struct h1_header *route_auth_field(const struct h1_request *req, bool *twice)
+{
+    const struct h1_header *h = h1_find_header(req->headers, req->nheaders, "authorization");
+    uint32_t rest = h ? req->nheaders - (uint32_t)(h - req->headers) - 1 : 0;
+
+    *twice = h && h1_find_header(h + 1, rest, "authorization");
+    return h;
+}
+
 static int user_cmp(const void *key, const void *elem)
 {
     return strcmp(key, ((const struct conf_user *)elem)->name);
@@ -134,16 +143,18 @@ static int user_cmp(const void *key, const void *elem)
 enum auth_result auth_begin(struct auth_cache *cache, const struct conf_auth *a,
                             const struct h1_request *req, uint64_t now_ms, struct auth_request *r)
 {
-    const struct h1_header *h = h1_find_header(req->headers, req->nheaders, "authorization");
     char creds[sizeof(r->user) + sizeof(r->password)];
+    const struct h1_header *h;
     const struct conf_user *u;
     const char *v, *colon;
     size_t len;
+    bool twice;
     int n;
 
     memset(r, 0, sizeof(*r));
     r->conf = a;
-    if (!h || !h->value.p)
+    h = route_auth_field(req, &twice);
+    if (!h || twice || !h->value.p)
         return AUTH_DENIED;
     v = h->value.p;
     len = h->value.len;

@@ -24,6 +24,12 @@
  * -1 (auth.c; Basic credentials and JWTs). */
 int route_b64_digit(unsigned char ch, bool url);
 
+/* The request's Authorization field (auth.c), or NULL. *twice: it came more
+ * than once, and the request is refused whatever the first one holds:
+ * sluice would check one and the backend might read another (NGINX refuses
+ * a second one too). */
+const struct h1_header *route_auth_field(const struct h1_request *req, bool *twice);
+
 /* ---- hash map (hmap.c) ----
  * Byte string + 32-bit tag → uint32_t, open addressing, XXH3 with the tag as
  * seed. Keys are not copied: they must outlive the map. Built once, then

@@ -21,6 +21,11 @@
 
 #define JWT_MAX_TOKEN 8192
 #define JWT_MAX_DEPTH 16
+/* Seconds, some 30 million years: exp and nbf are held within it, and
+ * clock_skew within a quarter of it (every date or skew beyond means the
+ * same), so that jwt_check's sums and the cache's milliseconds cannot
+ * overflow. */
+#define JWT_MAX_DATE 1000000000000000ll
 
 int jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t size)
 {
@@ -81,7 +86,8 @@ static int hex4(const char *p)
 }
 
 /* A string; its UTF-8 bytes into out (NUL-ended, cut at size - 1) when out
- * is given. *cut is set when it did not fit. */
+ * is given. *cut is set when it did not fit, or holds a NUL ("\u0000"),
+ * which a C string cannot: "api\u0000x" must not read as "api". */
 static bool string(struct json *j, char *out, size_t size, bool *cut)
 {
     size_t n = 0;
@@ -131,7 +137,7 @@ static bool string(struct json *j, char *out, size_t size, bool *cut)
             buf[k++] = (char)c;
         }
         for (size_t i = 0; i < k; i++) {
-            if (out && n + 1 < size)
+            if (out && buf[i] && n + 1 < size)
                 out[n++] = buf[i];
             else if (out)
                 *cut = true;
@@ -320,11 +326,17 @@ static bool claim(struct json *j, const char *key, void *ctx)
         f->has_iss = true;
         return string(j, f->iss, sizeof(f->iss), &f->cut);
     }
-    if ((strcmp(key, "exp") == 0 || strcmp(key, "nbf") == 0) &&
-        (c == '-' || (c >= '0' && c <= '9'))) {
+    if (strcmp(key, "exp") == 0 || strcmp(key, "nbf") == 0) {
+        /* A NumericDate is a number (RFC 7519 2): "exp": "1" or null is no
+         * date, not a token without one. */
+        if (c != '-' && (c < '0' || c > '9')) {
+            f->bad_claim = true;
+            return value(j, 1);
+        }
         if (!number(j, &v, &ok))
             return false;
         f->bad_claim |= !ok;
+        v = v > JWT_MAX_DATE ? JWT_MAX_DATE : v < -JWT_MAX_DATE ? -JWT_MAX_DATE : v;
         if (key[0] == 'e') {
             f->exp = v;
             f->has_exp = true;
@@ -376,15 +388,21 @@ static const char *const alg_names[] = {"", "HS256", "RS256", "ES256"};
 enum auth_result jwt_check(struct auth_cache *cache, const struct conf_auth *a,
                            const struct h1_request *req, int64_t now_ms, const char **why)
 {
-    const struct h1_header *h = h1_find_header(req->headers, req->nheaders, "authorization");
+    bool twice;
+    const struct h1_header *h = route_auth_field(req, &twice);
     static __thread unsigned char buf[JWT_MAX_TOKEN];
     struct jwt_fields hf, f;
     XXH128_hash_t key;
     const char *tok, *dot1, *dot2, *end;
     unsigned char sig[512];
     int n, siglen;
-    int64_t skew = (int64_t)(a->clock_skew_ms / 1000), now = now_ms / 1000;
+    int64_t skew = a->clock_skew_ms / 1000 > JWT_MAX_DATE / 4
+                       ? JWT_MAX_DATE / 4 : (int64_t)(a->clock_skew_ms / 1000);
+    int64_t now = now_ms / 1000;
 
+    *why = "two Authorization fields";
+    if (twice)
+        return AUTH_DENIED;
     *why = "no bearer token";
     if (!h || !h->value.p || h->value.len < 7 || strncasecmp(h->value.p, "bearer ", 7) != 0)
         return AUTH_DENIED;

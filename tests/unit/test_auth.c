@@ -76,6 +76,9 @@ static void test_begin_verify_cache(void)
     auth_cache_put(c, &r, 1000);
     /* Remembered for this block until it expires; not for another block. */
     CHECK_EQ_INT(begin(c, &a, "basic  YW5uOnMzY3JldA==", 2000, &r), AUTH_OK);
+    /* A second field, even the same: sluice checks one, a backend may read the other. */
+    CHECK_EQ_INT(begin(c, &a, "Basic YW5uOnMzY3JldA==\r\nAuthorization: Basic YW5uOnMzY3JldA==",
+                       2000, &r), AUTH_DENIED);
     CHECK_EQ_INT(begin(c, &other, "Basic YW5uOnMzY3JldA==", 2000, &r), AUTH_VERIFY);
     CHECK_EQ_INT(begin(c, &a, "Basic YW5uOnMzY3JldA==", 1000 + 5 * 60 * 1000, &r), AUTH_VERIFY);
 
@@ -123,6 +126,8 @@ static void test_json(void)
         {"{\"aud\":[\"web\",\"api\"]}", true, true},
         {"{\"aud\":[\"web\",{\"x\":[1,2.5e3,true,null]}]}", true, false},
         {"{\"a\\u00e9\":\"\\\"\",\"exp\":-12}", true, false},
+        {"{\"aud\":\"api\\u0000x\"}", true, false},       /* a NUL does not end it */
+        {"{\"aud\":[\"api\\u0000\"]}", true, false},
         {"{\"aud\":\"api\"", false, false},              /* unclosed */
         {"{\"aud\":\"api\"} x", false, false},           /* trailing bytes */
         {"{\"a\":01}", false, false},                     /* leading zero */
