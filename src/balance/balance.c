@@ -105,8 +105,15 @@ enum backend_state backend_set_state(struct backend *b, enum backend_state s,
 
     if (old != s) {
         atomic_fetch_add(&b->pool->generation, 1);
-        if (s == BACKEND_UP && (old == BACKEND_DOWN || old == BACKEND_DISABLED))
+        /* Back from anything that took no new work: a drained backend is
+         * typically enabled again after a deploy, with cold caches. Its
+         * failures in a row are from before (the last resort tries DOWN
+         * backends): they must not eject it now that it is healthy. */
+        if (s == BACKEND_UP &&
+            (old == BACKEND_DOWN || old == BACKEND_DISABLED || old == BACKEND_DRAINING)) {
+            atomic_store(&b->consecutive_failures, 0);
             backend_ramp_start(b, clock_now_ms());
+        }
         if (s == BACKEND_DRAINING)
             b->draining_since_ms = clock_now_ms() ? clock_now_ms() : 1;
         else
@@ -142,6 +149,11 @@ void backend_ramp_start(struct backend *b, uint64_t now_ms)
         return;
     b->ramp_since_ms = now_ms ? now_ms : 1;
     atomic_store(&b->ramp_permille, 100);
+    /* SLOW_START is UP while the weight ramps, so that the status API and
+     * metrics show it; the ramp's end (health/outlier.c) puts UP back. The
+     * main thread is the only writer of states, so no CAS is needed. */
+    if (atomic_load(&b->state) == BACKEND_UP)
+        atomic_store(&b->state, BACKEND_SLOW_START);
     atomic_fetch_add(&b->pool->generation, 1);
 }
 

@@ -197,7 +197,8 @@ static inline void backend_report(struct backend *b, bool ok)
     }
 }
 
-/* Start b's slow-start ramp (main thread; no-op when the pool has none). */
+/* Start b's slow-start ramp (main thread; no-op when the pool has none).
+ * An UP backend is SLOW_START until the ramp ends. */
 void backend_ramp_start(struct backend *b, uint64_t now_ms);
 
 /* Peak EWMA of a backend's round trip (Finagle, Linkerd): a sample above

@@ -78,6 +78,8 @@ static void check_count(struct health_target *t, bool ok, const char *why)
     int state = atomic_load(&b->state);
 
     if (!t->first_done) {
+        bool at_start = t->initial;
+
         t->first_done = true;
         if (t->initial) {
             t->initial = false;
@@ -93,6 +95,10 @@ static void check_count(struct health_target *t, bool ok, const char *why)
             t->passes = 1;
             atomic_store(&b->state, BACKEND_UP);
             atomic_fetch_add(&b->pool->generation, 1);
+            /* A backend discovery added while serving is as cold as one
+             * that came back; at start, the whole pool starts together. */
+            if (!at_start)
+                backend_ramp_start(b, clock_now_ms());
             return;
         }
     }
@@ -157,6 +163,33 @@ static bool http_send(struct health_target *t)
     if (t->tls)
         return tls_write(t->tls, req, (size_t)n) == n;
     return send(t->io.fd, req, (size_t)n, MSG_NOSIGNAL) == n;
+}
+
+/* The data of a chunked body, without its framing, into out (len bytes:
+ * data is never longer than its framing). *last once the last chunk came;
+ * *bad if the framing is malformed. Returns the data's length. */
+static size_t dechunk(const char *p, size_t len, char *out, bool *last, bool *bad)
+{
+    struct h1_chunked ck;
+    size_t n = 0;
+
+    h1_chunked_init(&ck);
+    while (len && !*last) {
+        struct h1_slice data;
+        bool trailer;
+        ssize_t used = h1_chunked_decode(&ck, p, len, &data, &trailer, last);
+
+        if (used < 0)
+            *bad = true;
+        if (used <= 0)
+            break;
+        if (data.len)
+            memcpy(out + n, data.p, data.len);
+        n += data.len;
+        p += used;
+        len -= (size_t)used;
+    }
+    return n;
 }
 
 /* Read what the backend answered; finish the check once it decided. */
@@ -225,12 +258,32 @@ static void http_read(struct health_target *t)
         check_finish(t, true, NULL);
         return;
     }
-    /* Look for the expected text in what arrived of the body so far. */
-    if (memmem(t->resp + r, t->resp_len - (uint32_t)r, h->expect_body, strlen(h->expect_body))) {
+    /* Look for the expected text in what arrived of the body so far: for
+     * a chunked body, in its data, which a chunk boundary may split. */
+    const char *body = t->resp + r;
+    size_t body_len = t->resp_len - (uint32_t)r;
+    char *plain = NULL;
+    bool last = false, bad = false, found;
+
+    if (resp.body == H1_BODY_CHUNKED) {
+        if (!(plain = malloc(body_len + 1))) {
+            check_finish(t, false, "out of memory");
+            return;
+        }
+        body_len = dechunk(body, body_len, plain, &last, &bad);
+        body = plain;
+    }
+    found = memmem(body, body_len, h->expect_body, strlen(h->expect_body)) != NULL;
+    free(plain);
+    if (found) {
         check_finish(t, true, NULL);
         return;
     }
-    if (eof || t->resp_len == CHECK_RESPONSE_MAX ||
+    if (bad) {
+        check_finish(t, false, "malformed chunked body");
+        return;
+    }
+    if (eof || t->resp_len == CHECK_RESPONSE_MAX || last ||
         (resp.body == H1_BODY_LENGTH && t->resp_len - (uint32_t)r >= resp.content_length) ||
         resp.body == H1_BODY_NONE)
         check_finish(t, false, "expected body text not found");
@@ -407,11 +460,7 @@ void health_stop(struct health_checker *hc)
     for (size_t i = 0; i < hc->ntargets; i++) {
         struct health_target *t = &hc->targets[i];
         timer_cancel(&hc->loop->timers, &t->timer);
-        if (t->io.fd >= 0) {
-            loop_del(hc->loop, &t->io);
-            close(t->io.fd);
-        }
-        free(t->resp);
+        check_abandon(t);         /* a running check's TLS state too */
     }
     free(hc->targets);
     hc->targets = NULL;
@@ -442,7 +491,8 @@ void health_seed(struct health_checker *hc, struct backend *b, bool passing)
             t->passes = 0;
             atomic_store(&b->state, BACKEND_UP);
             atomic_fetch_add(&b->pool->generation, 1);
-        } else if (!passing && state == BACKEND_UP && t->conf->healthy_threshold > 1) {
+        } else if (!passing && (state == BACKEND_UP || state == BACKEND_SLOW_START) &&
+                   t->conf->healthy_threshold > 1) {
             t->passes = 1;         /* this pass counts towards bringing it back */
             t->fails = t->conf->unhealthy_threshold;
             atomic_store(&b->state, BACKEND_DOWN);

@@ -80,6 +80,8 @@ static void ramp_pool(struct pool *p, uint64_t now)
         if (next >= 1000) {
             next = 1000;
             b->ramp_since_ms = 0;
+            if (atomic_load(&b->state) == BACKEND_SLOW_START)
+                atomic_store(&b->state, BACKEND_UP);
         } else if (next < old + 50) {
             continue;     /* not worth a rebuild in every worker yet */
         }

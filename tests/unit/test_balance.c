@@ -451,9 +451,39 @@ static void test_sticky(void)
     pool_destroy(&p);
 }
 
+/* A backend back in rotation (from DOWN, DISABLED or DRAINING) is
+ * SLOW_START while its weight ramps, and its failures in a row from before
+ * are forgotten, so that outlier detection does not eject it for them. */
+static void test_back_in_rotation(void)
+{
+    static const enum backend_state from[] = {BACKEND_DOWN, BACKEND_DISABLED, BACKEND_DRAINING};
+    struct pool p;
+    uint32_t w[2] = {1, 1};
+
+    for (size_t i = 0; i < sizeof(from) / sizeof(from[0]); i++) {
+        make_pool(&p, BALANCE_ROUND_ROBIN, w, 2);
+        cp.slow_start_ms = 30000;
+        backend_set_state(&p.backends[0], from[i], "test");
+        atomic_store(&p.backends[0].consecutive_failures, 7);
+        backend_set_state(&p.backends[0], BACKEND_UP, "test");
+        CHECK_EQ_INT(atomic_load(&p.backends[0].state), BACKEND_SLOW_START);
+        CHECK_EQ_INT(atomic_load(&p.backends[0].ramp_permille), 100);
+        CHECK_EQ_INT(atomic_load(&p.backends[0].consecutive_failures), 0);
+        CHECK(backend_eligible(&p.backends[0]));
+        pool_destroy(&p);
+    }
+    /* Without slow_start, UP is UP. */
+    make_pool(&p, BALANCE_ROUND_ROBIN, w, 2);
+    backend_set_state(&p.backends[0], BACKEND_DRAINING, "test");
+    backend_set_state(&p.backends[0], BACKEND_UP, "test");
+    CHECK_EQ_INT(atomic_load(&p.backends[0].state), BACKEND_UP);
+    pool_destroy(&p);
+}
+
 int main(void)
 {
     test_round_robin();
+    test_back_in_rotation();
     test_least_conn();
     test_last_resort();
     test_sticky();
