@@ -52,6 +52,16 @@ static void resume_accept(struct timer *t)
 
     if (wl->io.fd >= 0 && !wl->w->draining && !wl->full && !wl->io.watched)
         loop_add(&wl->w->loop, &wl->io, EPOLLIN);
+    if (wl->tcp_io.fd >= 0 && !wl->w->draining && !wl->tcp_io.watched)
+        loop_add(&wl->w->loop, &wl->tcp_io, EPOLLIN);
+}
+
+void worker_pause_accept(struct worker_listener *wl, struct io *io)
+{
+    loop_del(&wl->w->loop, io);
+    timer_arm(&wl->w->loop.timers, &wl->pause_timer, clock_now_ms() + ACCEPT_PAUSE_MS);
+    log_warn("event=accept_paused listener=%s why=\"out of file descriptors\"",
+             wl->l->conf->name);
 }
 
 /* max_connections: at the limit, a worker stops accepting on the listener
@@ -116,14 +126,8 @@ static void listener_cb(struct io *io, uint32_t events)
         gslb_readable(wl);
         return;
     }
-    if (listener_accept(wl) == -EMFILE) {
-        /* Out of descriptors: level-triggered accept would spin. Pause this
-         * listener briefly; connections wait in the kernel's backlog. */
-        loop_del(&wl->w->loop, &wl->io);
-        timer_arm(&wl->w->loop.timers, &wl->pause_timer, clock_now_ms() + ACCEPT_PAUSE_MS);
-        log_warn("event=accept_paused listener=%s why=\"out of file descriptors\"",
-                 wl->l->conf->name);
-    }
+    if (listener_accept(wl) == -EMFILE)
+        worker_pause_accept(wl, &wl->io);
 }
 
 #define SWEEP_MS 250

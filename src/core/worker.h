@@ -113,6 +113,11 @@ struct addr;
 int worker_accept(struct worker_listener *wl,
                   void (*start)(struct worker_listener *wl, int fd, const struct addr *peer));
 
+/* Out of descriptors on io, a listening socket of wl (wl->io, or a dns
+ * listener's tcp_io): a level-triggered accept would spin, so io leaves the
+ * loop for a moment while connections wait in the kernel's backlog. */
+void worker_pause_accept(struct worker_listener *wl, struct io *io);
+
 /* Pipes for splice; NULL when none can be made (then buffers are used). */
 struct worker_pipe *worker_pipe_get(struct worker *w);
 void worker_pipe_put(struct worker *w, struct worker_pipe *p, int empty);

@@ -211,6 +211,34 @@ static const struct conf_dns_region *pick(const struct conf_dns_record *rec, con
     return first;
 }
 
+/* The Client Subnet scope for an answer chosen for the len bits around
+ * client: a healthy region's client network inside them, and longer, gets
+ * another answer than the rest, so the answer holds only for the longest
+ * such network around the client (RFC 7871 7.2.1: a scope longer than
+ * the source tells the resolver to ask with more bits). */
+static uint8_t narrow_scope(const struct conf_dns_record *rec, const struct runtime *rt,
+                            const struct addr *client, uint8_t len)
+{
+    uint8_t scope = len;
+
+    for (size_t i = 0; i < rec->nregions; i++) {
+        const struct conf_dns_region *r = &rec->regions[i];
+
+        if (!r->nclients || !region_healthy(rt, r))
+            continue;
+        for (size_t k = 0; k < r->nclients; k++) {
+            struct conf_cidr around = r->clients[k];
+
+            if (around.prefix <= scope)
+                continue;
+            around.prefix = len;
+            if (addr_cidr_match(client, &around, 1) >= 0)
+                scope = r->clients[k].prefix;
+        }
+    }
+    return scope;
+}
+
 static size_t add_answers(const struct conf_dns_region *r, uint16_t qtype, struct dns_answer *a,
                           size_t n)
 {
@@ -294,6 +322,8 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
          * of it when the subnet is longer. */
         if (scope && ((!by_weight && prefix > scope) || (by_weight && prefix < scope)))
             scope = prefix;
+        if (scope)
+            scope = narrow_scope(rec, rt, client, scope);
         *region = r->name;
         na = add_answers(r, q.qtype, answers, 0);
         /* answers: N: the next healthy regions in the list follow, so a
@@ -361,6 +391,7 @@ struct dns_tcp_conn {
     struct addr peer;
     uint8_t in[2 + GSLB_TCP_MSG_MAX];
     uint32_t in_len;
+    bool eof;                        /* the client half-closed: answer, then close */
     struct bytes out;
     struct timer idle;
     struct loop_task free_task;
@@ -423,6 +454,9 @@ static bool tcp_answer(struct dns_tcp_conn *c)
         c->in_len -= 2 + len;
         if (!n)
             return false;            /* not a query: this is no DNS client */
+        /* Idle counts from the last whole query: bytes that never make one
+         * (a trickle) must not hold the connection open. */
+        timer_arm(&c->w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
         atomic_fetch_add_explicit(&c->l->dns_queries, 1, memory_order_relaxed);
         out[0] = (uint8_t)(n >> 8);
         out[1] = (uint8_t)n;
@@ -435,20 +469,25 @@ static void tcp_event(struct io *io, uint32_t events)
 {
     struct dns_tcp_conn *c = (void *)((char *)io - offsetof(struct dns_tcp_conn, io));
 
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+    if (!c->eof && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
         for (;;) {
             ssize_t n = recv(c->io.fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
 
             if (n < 0 && errno == EAGAIN)
                 break;
-            if (n <= 0) {
-                tcp_close(c);        /* the client is done, or gone */
+            if (n < 0) {
+                tcp_close(c);        /* gone */
                 return;
+            }
+            if (n == 0) {
+                /* Done asking (a half-close, often in the same read as the
+                 * last query): what it asked is still answered. */
+                c->eof = true;
+                break;
             }
             c->in_len += (uint32_t)n;
             atomic_fetch_add_explicit(&c->l->bytes_in, (uint64_t)n,
                                       memory_order_relaxed);
-            timer_arm(&c->w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
             if (!tcp_answer(c)) {
                 tcp_flush(c);
                 tcp_close(c);
@@ -456,7 +495,7 @@ static void tcp_event(struct io *io, uint32_t events)
             }
         }
     }
-    if (!tcp_flush(c))
+    if (!tcp_flush(c) || (c->eof && !bytes_len(&c->out)))
         tcp_close(c);
 }
 
@@ -476,8 +515,11 @@ void gslb_tcp_accept(struct io *io, uint32_t events)
         int fd = accept4(wl->tcp_io.fd, (struct sockaddr *)&peer.ss, &peer.len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                worker_pause_accept(wl, &wl->tcp_io);
             return;                  /* EAGAIN, or out of descriptors: the backlog waits */
+        }
         if (!(c = calloc(1, sizeof(*c)))) {
             close(fd);
             continue;

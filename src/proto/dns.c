@@ -189,6 +189,13 @@ int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q)
         q->udp_size = get16(p + at + 2);
         if (q->udp_size < DNS_UDP_MIN)
             q->udp_size = DNS_UDP_MIN;
+        /* The TTL holds the extended rcode, then the VERSION: one we do
+         * not speak is answered BADVERS, its options left unread (their
+         * meaning is that version's). */
+        if (p[at + 5] != 0) {
+            q->error = "EDNS version other than 0";
+            return DNS_BADVERS;
+        }
         if (read_options(p, at + 10, at + 10 + rd, q) != DNS_NOERROR)
             return DNS_FORMERR;
         at += 10 + rd;
@@ -292,6 +299,10 @@ size_t dns_write_response_ex(const uint8_t *p, const struct dns_query *q, int rc
     put16(out, q->id);
     put16(out + 2, (uint16_t)(DNS_QR | (q->flags & (0x7800 | DNS_RD)) | (aa ? DNS_AA : 0) |
                               (rcode & 0xf)));
+    if (rcode == DNS_BADVERS) {
+        nanswers = 0;               /* an error: the question alone */
+        x = NULL;
+    }
     put16(out + 4, with_question ? 1 : 0);
     put16(out + 6, 0);
     put16(out + 8, 0);
@@ -339,7 +350,8 @@ size_t dns_write_response_ex(const uint8_t *p, const struct dns_query *q, int rc
         out[at] = 0;                                /* the root */
         put16(out + at + 1, DNS_TYPE_OPT);
         put16(out + at + 3, DNS_UDP_MAX);           /* our payload size */
-        put16(out + at + 5, 0);                     /* extended rcode, version 0 */
+        out[at + 5] = (uint8_t)(rcode >> 4);        /* extended rcode */
+        out[at + 6] = 0;                            /* version 0 */
         put16(out + at + 7, 0);                     /* no DO */
         put16(out + at + 9, (uint16_t)ecs_len);
         if (q->ecs) {

@@ -35,6 +35,7 @@ enum dns_rcode {
     DNS_NXDOMAIN = 3,
     DNS_NOTIMP = 4,
     DNS_REFUSED = 5,
+    DNS_BADVERS = 16,               /* EDNS: its upper 8 bits go in the OPT record */
 };
 
 /* One query. Owner: the caller (on its stack). */
@@ -58,8 +59,9 @@ struct dns_query {
 
 /* Parse a query. Returns DNS_NOERROR, or the rcode to answer with
  * (DNS_FORMERR, DNS_NOTIMP: the header was readable, so an answer with the
- * same id can go back), or -1: not worth an answer (shorter than a header,
- * or a response, which must never be answered: it would loop). */
+ * same id can go back; DNS_BADVERS: an EDNS version other than 0, RFC 6891
+ * 6.1.3), or -1: not worth an answer (shorter than a header, or a
+ * response, which must never be answered: it would loop). */
 int dns_parse_query(const uint8_t *p, size_t n, struct dns_query *q);
 
 /* One address to answer with. */
@@ -73,7 +75,8 @@ struct dns_answer {
  * size (a subset rather than a truncated answer: any of them will do), then
  * an OPT record if the query had one, with the client subnet option echoed
  * and ecs_scope as its scope prefix length when the query had one. With
- * rcode FORMERR or NOTIMP the question is left out. aa: authoritative.
+ * rcode FORMERR or NOTIMP the question is left out, with BADVERS the
+ * answers (an extended rcode needs the query's OPT record). aa: authoritative.
  * Returns the length (> 0). */
 size_t dns_write_response(const uint8_t *p, const struct dns_query *q, int rcode, bool aa,
                           const struct dns_answer *answers, size_t nanswers, uint32_t ttl,

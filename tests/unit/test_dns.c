@@ -118,6 +118,32 @@ static void test_answer_ttl(void)
     CHECK_EQ_INT(dns_answer_min_ttl(p, n, DNS_TYPE_SRV), -1);
 }
 
+/* An EDNS version sluice does not speak (RFC 6891 6.1.3): BADVERS, whose
+ * upper bits travel in the answer's OPT record, and no answer records. */
+static void test_edns_badvers(void)
+{
+    uint8_t p[512], out[DNS_UDP_MAX];
+    struct dns_query q;
+    struct dns_answer a = {DNS_TYPE_A, {192, 0, 2, 1}};
+    size_t n = query(p, 0x4242, 0x0100, "www.example.com", DNS_TYPE_A, 1232, 0), m;
+    size_t opt = n - 11;                        /* the OPT record, last */
+
+    p[opt + 6] = 1;                             /* VERSION 1 */
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_BADVERS);
+    CHECK(q.edns);
+    m = dns_write_response(p, &q, DNS_BADVERS, false, &a, 1, 30, 0, out, sizeof(out));
+    CHECK_EQ_INT(g16(out), 0x4242);
+    CHECK_EQ_INT(out[3] & 0xf, 0);              /* 16 = 1 << 4 | 0 */
+    CHECK_EQ_INT(g16(out + 6), 0);              /* no answers */
+    CHECK_EQ_INT(g16(out + 10), 1);             /* the OPT record */
+    CHECK_EQ_INT(out[m - 11 + 5], 1);           /* extended RCODE: BADVERS >> 4 */
+    CHECK_EQ_INT(out[m - 11 + 6], 0);           /* our VERSION */
+    p[opt + 6] = 0;
+    CHECK_EQ_INT(dns_parse_query(p, n, &q), DNS_NOERROR);
+    m = dns_write_response(p, &q, DNS_NOERROR, true, &a, 1, 30, 0, out, sizeof(out));
+    CHECK_EQ_INT(out[m - 11 + 5], 0);
+}
+
 int main(void)
 {
     uint8_t p[2048], out[DNS_UDP_MAX];
@@ -125,6 +151,7 @@ int main(void)
     size_t n;
 
     test_answer_ttl();
+    test_edns_badvers();
 
     /* A plain query, case folded. */
     n = query(p, 0x1234, 0x0100, "WWW.Example.COM", DNS_TYPE_A, 0, 0);
