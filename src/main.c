@@ -112,6 +112,7 @@ static void reload_end(struct main_state *m)
         close(m->reload_io.fd);
         m->reload_io.fd = -1;
     }
+    reload_child_close(&m->reload);
     m->reload.pid = 0;
 }
 
@@ -122,6 +123,7 @@ static void hand_over(struct main_state *m)
 {
     log_info("event=reload_handover new_pid=%d drain_timeout_ms=%llu", (int)m->reload.pid,
              (unsigned long long)m->rt.cfg->drain_timeout_ms);
+    reload_child_handover(&m->reload, &m->rt, &m->health);
     reload_end(m);
     /* New admin connections go to the new process. /healthz stays 200 here
      * for connections already open: the service is not going away, and a
@@ -192,6 +194,7 @@ static int reload_begin(struct main_state *m, FILE *err)
         m->reload_io.fd = -1;
         kill(m->reload.pid, SIGKILL);
         waitpid(m->reload.pid, NULL, 0);
+        reload_child_close(&m->reload);
         m->reload.pid = 0;
         return -ENOMEM;
     }
@@ -444,7 +447,7 @@ static int run(const char *path)
     log_info("event=started version=%s workers=%u listeners=%zu pools=%zu pid=%d%s",
              SLUICE_VERSION, m.nworkers, cfg->nlisteners, cfg->npools, (int)getpid(),
              reload_inherited() ? " reloaded=true" : "");
-    reload_notify_ready();
+    reload_notify_ready(&m.rt);
     admin_resume(&m.admin);
 
     loop_run(&m.loop);

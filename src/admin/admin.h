@@ -49,6 +49,8 @@ struct admin_server {
     uint64_t refused_log_ms;       /* when that was last logged (once a second at most) */
     bool stopping;                 /* a graceful stop began: /healthz says 503 */
     bool paused;                   /* listening socket out of the loop (admin_pause) */
+    bool handed_over;              /* a reload's new process serves: changes made here
+                                      would be lost (admin_close_listener) */
     /* POST /api/v1/reload (main.c): 0 and *new_pid, or -EINVAL with the
      * config's errors in errors (FILE:LINE:COL lines), or -errno. */
     int (*reload)(void *ctx, char **errors, int *new_pid);
@@ -68,7 +70,9 @@ int admin_start(struct admin_server *s, struct loop *loop, struct runtime *rt,
  * serving until admin_stop, so the drain can be watched. */
 void admin_set_stopping(struct admin_server *s);
 
-/* Stop accepting (a reload handed the socket over); open connections stay. */
+/* Stop accepting (a reload handed the socket over); open connections stay,
+ * each closed after its next reply, and changes are refused on them: the
+ * new process would never see them. */
 void admin_close_listener(struct admin_server *s);
 
 /* A reload's new process shares the old one's admin socket: it accepts on

@@ -74,6 +74,23 @@ static bool api_token_equal(const char *a, size_t alen, const char *b)
     return diff == 0;
 }
 
+/* A browser sends Origin with every cross-origin POST, and a page may
+ * POST a form anywhere without asking first: the admin port on loopback
+ * (no token needed there) is one click away from any web page the
+ * operator opens (CSRF). Only the admin's own origin, or none (curl,
+ * `sluice ctl`, scripts), may make a change. */
+static bool api_same_origin(const struct admin_request *r)
+{
+    const struct h1_header *o = h1_find_header(r->req->headers, r->req->nheaders, "origin");
+    struct h1_slice host = r->req->host;
+
+    if (!o)
+        return true;
+    return host.p && o->value.len == 7 + host.len &&
+           strncasecmp(o->value.p, "http://", 7) == 0 &&
+           strncasecmp(o->value.p + 7, host.p, host.len) == 0;
+}
+
 /* Mutating calls need the token whenever one is configured. */
 static bool api_authorized(struct admin_server *s, const struct admin_request *r,
                            struct admin_reply *out)
@@ -81,6 +98,11 @@ static bool api_authorized(struct admin_server *s, const struct admin_request *r
     const struct h1_header *h;
     struct h1_slice v;
 
+    if (!api_same_origin(r)) {
+        admin_reply_error(out, 403, "a change from a web page of another origin is refused");
+        log_warn("event=admin_denied why=\"cross-origin request\" peer=%s", r->peer);
+        return false;
+    }
     if (!s->token)
         return true;
     h = h1_find_header(r->req->headers, r->req->nheaders, "authorization");
@@ -105,6 +127,19 @@ static bool api_authorized(struct admin_server *s, const struct admin_request *r
     out->www_authenticate = true;
     admin_reply_error(out, 401, "bad token");
     log_warn("event=admin_denied why=\"bad token\" peer=%s", r->peer);
+    return false;
+}
+
+/* After a reload's handover this process only finishes its work: a
+ * change made here would never reach the process that serves, so the
+ * client is told to connect again rather than answered 200. */
+static bool api_serving(struct admin_server *s, struct admin_reply *out)
+{
+    if (!s->handed_over)
+        return true;
+    admin_reply_error(out, 503, "this process handed over to pid %d at a reload and is "
+                                "finishing its work; connect again to reach the new one",
+                      s->reload_info.new_pid);
     return false;
 }
 
@@ -315,7 +350,7 @@ static void api_backend_change(struct admin_server *s, const struct admin_reques
 
     if (!api_want(r, out, action == API_WEIGHT ? H1_PUT : H1_POST,
                   action == API_WEIGHT ? "PUT" : "POST") ||
-        !api_authorized(s, r, out))
+        !api_authorized(s, r, out) || !api_serving(s, out))
         return;
     for (size_t i = 0; i < s->rt->npools && !p; i++)
         if (strcmp(s->rt->pools[i].conf->name, pool_name) == 0)
@@ -458,7 +493,8 @@ void admin_api_handle(struct admin_server *s, const struct admin_request *r,
         return;
     }
     if (PATH_IS("/api/v1/reload")) {
-        if (api_want(r, out, H1_POST, "POST") && api_authorized(s, r, out))
+        if (api_want(r, out, H1_POST, "POST") && api_authorized(s, r, out) &&
+            api_serving(s, out))
             api_reload(s, r, out);
         return;
     }

@@ -94,17 +94,27 @@ void admin_buf_u64(struct admin_buf *b, uint64_t v)
 void admin_buf_json_str(struct admin_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *run = s;
+    const char *run = s, *end = s + strlen(s);
 
     admin_buf_add(b, "\"", 1);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         char esc[6];
+        size_t n;
 
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x80 && (n = admin_utf8_len((const unsigned char *)s,
+                                             (const unsigned char *)end))) {
+            s += n - 1;
+            continue;
+        }
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
             continue;
         admin_buf_add(b, run, (size_t)(s - run));
         run = s + 1;
+        if (c >= 0x80) {
+            admin_buf_add(b, "\\ufffd", 6);
+            continue;
+        }
         switch (c) {
         case '"': admin_buf_add(b, "\\\"", 2); break;
         case '\\': admin_buf_add(b, "\\\\", 2); break;

@@ -27,8 +27,14 @@ void admin_buf_puts(struct admin_buf *b, const char *s);
 void admin_buf_printf(struct admin_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void admin_buf_u64(struct admin_buf *b, uint64_t v);
-/* s as a JSON string, quotes included. */
+/* s as a JSON string, quotes included. A byte that is not part of UTF-8
+ * (a %-escape in a path decodes to any byte) is written as U+FFFD, so the
+ * reply stays JSON (RFC 8259 section 8.1). */
 void admin_buf_json_str(struct admin_buf *b, const char *s);
+/* The length of the UTF-8 sequence at p, a byte >= 0x80 (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0 when it is
+ * not one (json.c). */
+size_t admin_utf8_len(const unsigned char *p, const unsigned char *end);
 
 /* ---- JSON reader (json.c) ----
  * A strict RFC 8259 parser into a small tree, for request bodies and for

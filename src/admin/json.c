@@ -82,9 +82,7 @@ static size_t json_utf8(char *out, unsigned cp)
     return 4;
 }
 
-/* The length of the UTF-8 sequence at p (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when it is not one. */
-static size_t json_utf8_len(const unsigned char *p, const unsigned char *end)
+size_t admin_utf8_len(const unsigned char *p, const unsigned char *end)
 {
     unsigned c = p[0], cp;
     size_t need;
@@ -128,7 +126,7 @@ static char *json_string(struct json_parser *jp)
             goto fail;
         }
         if (c >= 0x80) {
-            size_t n = json_utf8_len((const unsigned char *)p, (const unsigned char *)jp->end);
+            size_t n = admin_utf8_len((const unsigned char *)p, (const unsigned char *)jp->end);
             if (!n) {
                 jp->err = "a string is not UTF-8";
                 goto fail;

@@ -20,7 +20,10 @@
 #include "net/addr.h"
 
 #define ADMIN_MAX_CONNS 64
-#define ADMIN_TIMEOUT_MS 15000        /* no progress for this long: close */
+/* A request must arrive whole within this long of the connection's
+ * accept or the end of the last reply, and a reply must not stall for
+ * this long: else the connection closes. */
+#define ADMIN_TIMEOUT_MS 15000
 #define ADMIN_MAX_HEADERS 32
 #define ADMIN_HEAD_MAX 8192
 #define ADMIN_BODY_MAX 4096
@@ -59,6 +62,7 @@ static const char *admin_reason(int status)
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -185,6 +189,7 @@ static void admin_conn_process(struct admin_conn *c)
     struct admin_request ar;
     struct admin_reply r = { 0 };
     uint32_t need;
+    bool head_only;
     int rc;
 
     if (c->closed || c->writing || c->in_len == 0)
@@ -219,17 +224,20 @@ static void admin_conn_process(struct admin_conn *c)
     ar.body = c->in + c->head_len;
     ar.body_len = (size_t)c->req.content_length;
     ar.peer = c->peer;
-    c->close_after = !c->req.keep_alive;
+    /* Handed over: the client's next request must reach the new process. */
+    c->close_after = !c->req.keep_alive || c->s->handed_over;
     admin_api_handle(c->s, &ar, &r);
     log_debug("event=admin_request method=%.*s path=%.*s status=%d peer=%s",
               (int)c->req.method.len, c->req.method.p, (int)c->req.path.len, c->req.path.p,
               r.status, c->peer);
-    /* The reply is built; the request bytes may go. */
+    /* The reply is built; the request bytes may go (ar.req is c->req:
+     * read what the reply needs of it before it is reset). */
+    head_only = c->req.method_id == H1_HEAD;
     memmove(c->in, c->in + need, c->in_len - need);
     c->in_len -= need;
     c->have_head = false;
     h1_request_init(&c->req, c->slots, ADMIN_MAX_HEADERS);
-    admin_conn_reply(c, &r, ar.req->method_id == H1_HEAD);
+    admin_conn_reply(c, &r, head_only);
 }
 
 static void admin_conn_read(struct admin_conn *c)
@@ -252,8 +260,9 @@ static void admin_conn_read(struct admin_conn *c)
             admin_conn_close(c);
             return;
         }
+        /* No touch here: bytes of a request do not buy it more time, or
+         * one byte now and then would hold a connection for ever. */
         c->in_len += (uint32_t)n;
-        admin_conn_touch(c);
         admin_conn_process(c);
         if (c->closed || c->writing)
             return;
@@ -400,6 +409,7 @@ void admin_stop(struct admin_server *s)
 
 void admin_close_listener(struct admin_server *s)
 {
+    s->handed_over = true;
     if (s->io.fd < 0)
         return;
     loop_del(s->loop, &s->io);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -96,22 +97,61 @@ static bool field_ok(const char *s)
     return s && !strpbrk(s, "\t\n\r");
 }
 
+/* A backend's counters as the state file first gave them, so that the
+ * handover can give what was counted since. Its file starts with
+ * STATE_SINCE: a file without it is the first one, whose counts are in. */
+#define STATE_COUNTERS 5
+#define STATE_SINCE "since\n"
+struct reload_count {
+    uint64_t v[STATE_COUNTERS];
+    uint32_t epoch;              /* a slot filled anew since counts from 0 */
+};
+
+static size_t state_nbackends(const struct runtime *rt)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < rt->npools; i++)
+        n += rt->pools[i].nbackends;
+    return n;
+}
+
 /* One line per backend: pool, name, address, its config weight, then the
  * runtime state. Written on the main thread, the only writer of the
- * main-thread-only fields it reads. */
-static int write_state(int fd, const struct runtime *rt, const struct health_checker *hc)
+ * main-thread-only fields it reads. The counters are recorded in counts;
+ * with since, they are what was counted after counts was recorded. */
+static int write_state(int fd, const struct runtime *rt, const struct health_checker *hc,
+                       struct reload_count *counts, bool since)
 {
-    FILE *f = fdopen(dup(fd), "w");
+    FILE *f;
     uint64_t now = clock_now_ms();
+    size_t k = 0;
 
-    if (!f)
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 || !(f = fdopen(dup(fd), "w")))
         return -errno;
+    if (since)
+        fputs(STATE_SINCE, f);
     for (size_t i = 0; i < rt->npools; i++) {
         const struct pool *p = &rt->pools[i];
         for (uint32_t j = 0; j < p->nbackends; j++) {
             const struct backend *b = &p->backends[j];
+            struct reload_count *c = &counts[k++];
             uint64_t left = atomic_load(&b->ejected) && b->ejected_until_ms > now
                                 ? b->ejected_until_ms - now : 0;
+            uint64_t v[STATE_COUNTERS] = {
+                atomic_load(&b->total), atomic_load(&b->failures), atomic_load(&b->checks_passed),
+                atomic_load(&b->checks_failed), atomic_load(&b->ejections_total),
+            };
+            uint32_t epoch = atomic_load(&b->epoch);
+
+            for (int n = 0; n < STATE_COUNTERS; n++) {
+                if (!since)
+                    c->v[n] = v[n];
+                else if (c->epoch == epoch)
+                    v[n] = v[n] >= c->v[n] ? v[n] - c->v[n] : 0;
+            }
+            if (!since)
+                c->epoch = epoch;
             if (backend_vacant(b) || !field_ok(p->conf->name) || !field_ok(b->conf->name) ||
                 !field_ok(b->conf->address_text))
                 continue;
@@ -119,11 +159,8 @@ static int write_state(int fd, const struct runtime *rt, const struct health_che
                     p->conf->name, b->conf->name, b->conf->address_text, b->conf->weight,
                     atomic_load(&b->state), atomic_load(&b->weight),
                     health_backend_passing(hc, b) ? 1 : 0, (unsigned long long)left,
-                    b->times_ejected, (unsigned long long)atomic_load(&b->total),
-                    (unsigned long long)atomic_load(&b->failures),
-                    (unsigned long long)atomic_load(&b->checks_passed),
-                    (unsigned long long)atomic_load(&b->checks_failed),
-                    (unsigned long long)atomic_load(&b->ejections_total));
+                    b->times_ejected, (unsigned long long)v[0], (unsigned long long)v[1],
+                    (unsigned long long)v[2], (unsigned long long)v[3], (unsigned long long)v[4]);
         }
     }
     if (fclose(f) != 0)
@@ -137,7 +174,7 @@ int reload_spawn(const struct runtime *rt, const struct worker *workers, uint32_
 {
     struct passed p = {0};
     struct config *cfg;
-    int ready[2] = {-1, -1}, state = -1, rc;
+    int ready[2] = {-1, -1}, final[2] = {-1, -1}, state = -1, rc;
     char *argv[4], **envp = NULL;
     size_t nenv = 0;
     pid_t pid;
@@ -150,14 +187,20 @@ int reload_spawn(const struct runtime *rt, const struct worker *workers, uint32_
     config_free(cfg);
 
     child->msg_len = 0;
-    if (pipe2(ready, O_CLOEXEC | O_NONBLOCK) < 0)
-        return -errno;
+    child->state_fd = child->final_fd = -1;
+    child->counts = calloc(state_nbackends(rt) + 1, sizeof(*child->counts));
+    if (!child->counts)
+        return -ENOMEM;
+    if (pipe2(ready, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(final, O_CLOEXEC) < 0) {
+        rc = -errno;
+        goto out;
+    }
     state = memfd_create("sluice-state", MFD_CLOEXEC);
     if (state < 0) {
         rc = -errno;
         goto out;
     }
-    if ((rc = write_state(state, rt, hc)) < 0)
+    if ((rc = write_state(state, rt, hc, child->counts, false)) < 0)
         goto out;
     for (uint32_t w = 0; w < nworkers; w++)
         for (size_t i = 0; i < workers[w].nlisteners; i++)
@@ -166,7 +209,7 @@ int reload_spawn(const struct runtime *rt, const struct worker *workers, uint32_
                  (rc = pass_fd(&p, 't', (int)w, (int)i, workers[w].listeners[i].tcp_io.fd)) < 0))
                 goto out;
     if ((rc = pass_fd(&p, 'a', 0, 0, admin_fd)) < 0 || (rc = pass_fd(&p, 's', 0, 0, state)) < 0 ||
-        (rc = pass_fd(&p, 'r', 0, 0, ready[1])) < 0)
+        (rc = pass_fd(&p, 'r', 0, 0, ready[1])) < 0 || (rc = pass_fd(&p, 'f', 0, 0, final[0])) < 0)
         goto out;
 
     for (char **e = environ; *e; e++)
@@ -200,18 +243,52 @@ int reload_spawn(const struct runtime *rt, const struct worker *workers, uint32_
     child->pid = pid;
     child->ready_fd = ready[0];
     child->started_ms = clock_now_ms();
-    ready[0] = -1;
+    child->state_fd = state;
+    child->final_fd = final[1];
+    ready[0] = state = final[1] = -1;
     rc = 0;
 out:
     free(envp);
     passed_close(&p);
     if (state >= 0)
         close(state);
-    if (ready[0] >= 0)
-        close(ready[0]);
-    if (ready[1] >= 0)
-        close(ready[1]);
+    for (int i = 0; i < 2; i++) {
+        if (ready[i] >= 0)
+            close(ready[i]);
+        if (final[i] >= 0)
+            close(final[i]);
+    }
+    if (rc < 0)
+        reload_child_close(child);
     return rc;
+}
+
+void reload_child_handover(struct reload_child *child, const struct runtime *rt,
+                           const struct health_checker *hc)
+{
+    int rc;
+
+    if (child->state_fd < 0 || !child->counts)
+        return;
+    if ((rc = write_state(child->state_fd, rt, hc, child->counts, true)) < 0) {
+        /* Nothing rather than part of it. */
+        if (ftruncate(child->state_fd, 0) < 0)
+            rc = -errno;
+        log_warn("event=reload_counts_unsent error=\"%s\"", strerror(-rc));
+    }
+    /* Closed either way: the new process waits for this. */
+    reload_child_close(child);
+}
+
+void reload_child_close(struct reload_child *child)
+{
+    if (child->final_fd >= 0)
+        close(child->final_fd);
+    if (child->state_fd >= 0)
+        close(child->state_fd);
+    child->final_fd = child->state_fd = -1;
+    free(child->counts);
+    child->counts = NULL;
 }
 
 int reload_child_read(struct reload_child *child)
@@ -413,7 +490,9 @@ static bool state_fields(char *line, char *f[STATE_FIELDS])
     return n == STATE_FIELDS;
 }
 
-static void apply_line(struct runtime *rt, struct health_checker *hc, char *line)
+/* A line of the state file; with counts_only (the handover's), only its
+ * counters, which are then what was counted since the first. */
+static void apply_line(struct runtime *rt, struct health_checker *hc, char *line, bool counts_only)
 {
     char *f[STATE_FIELDS];
     struct backend *b;
@@ -437,6 +516,8 @@ static void apply_line(struct runtime *rt, struct health_checker *hc, char *line
     atomic_fetch_add(&b->checks_passed, passed);
     atomic_fetch_add(&b->checks_failed, failed);
     atomic_fetch_add(&b->ejections_total, ejections);
+    if (counts_only)
+        return;
     /* An operator's weight stays, unless the file now says otherwise. */
     if (weight != conf_weight && b->conf->weight == conf_weight && weight <= BACKEND_WEIGHT_MAX)
         backend_set_weight(b, weight);
@@ -471,16 +552,55 @@ static char *state_read(void)
     return data;
 }
 
-void reload_apply_state(struct runtime *rt, struct health_checker *hc)
+static void apply_state(struct runtime *rt, struct health_checker *hc, bool counts_only)
 {
     char *data = state_read(), *line, *save = NULL;
 
-    if (data) {
+    if (data && (!counts_only || strncmp(data, STATE_SINCE, strlen(STATE_SINCE)) == 0)) {
         for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-            apply_line(rt, hc, line);
-        free(data);
+            apply_line(rt, hc, line, counts_only);
     }
-    release('s');
+    free(data);
+}
+
+void reload_apply_state(struct runtime *rt, struct health_checker *hc)
+{
+    /* The file stays open: the handover's counts come in it. */
+    apply_state(rt, hc, false);
+}
+
+/* How long a new process waits for the old one's handover counts. It
+ * writes them when it reads "ready", on its main loop: milliseconds. */
+#define FINAL_WAIT_MS 5000
+
+/* After "ready": the old process writes what it counted since the state
+ * file was written, then closes its end of the 'f' pipe. */
+static void apply_final(struct runtime *rt)
+{
+    struct pollfd pfd = {.fd = inherited_fd('f'), .events = POLLIN};
+    uint64_t deadline = clock_mono_us() / 1000 + FINAL_WAIT_MS;
+    char byte;
+    ssize_t n;
+
+    if (pfd.fd < 0)
+        return;
+    for (;;) {
+        int64_t left = (int64_t)(deadline - clock_mono_us() / 1000);
+        int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            log_warn("event=reload_counts_missing why=\"the old process did not send what it "
+                     "counted during the reload\"");
+            return;
+        }
+        n = read(pfd.fd, &byte, 1);
+        if (n == 0)
+            break;                    /* closed: the counts are written */
+        if (n < 0 && errno != EINTR)
+            return;
+    }
+    apply_state(rt, NULL, true);
 }
 
 void reload_seed_discovery(struct discovery *d)
@@ -522,7 +642,7 @@ void reload_sd_notify(const char *msg)
     close(fd);
 }
 
-void reload_notify_ready(void)
+void reload_notify_ready(struct runtime *rt)
 {
     int fd = inherited_fd('r');
     char msg[64];
@@ -549,7 +669,10 @@ void reload_notify_ready(void)
         for (size_t i = 0; i < ninh; i++)
             if (inh[i].kind == 'r')
                 inh[i].closed = true;
+        apply_final(rt);
     }
+    release('s');
+    release('f');
     free(inh);
     inh = NULL;
     ninh = 0;

@@ -44,12 +44,19 @@ struct health_checker;
 void reload_set_command(const char *config_path);
 
 /* A new process being started. Owner: main.c. */
+struct reload_count;
 struct reload_child {
     pid_t pid;                   /* 0: no reload in progress */
     int ready_fd;                /* read end of the child's "ready" pipe */
     uint64_t started_ms;
     char msg[16384];             /* what it wrote: "ready", then "took W I" lines */
     size_t msg_len;
+    /* The backends' counters go down twice: at the start, and at the
+     * handover what this process counted in between (see
+     * reload_child_handover). */
+    int state_fd;                /* the state file both processes share */
+    int final_fd;                /* closing this pipe says the counts are in it */
+    struct reload_count *counts; /* per backend, as written at the start */
 };
 
 /* Validate the config file (errors to err as FILE:LINE:COL lines), then
@@ -69,6 +76,16 @@ bool reload_child_ready(struct reload_child *child, struct worker *workers, uint
 /* After the child's pipe said nothing or hung up: reap it if it exited and
  * describe why it is gone ("exited with status 1", ...). */
 void reload_child_gone(struct reload_child *child, char *why, size_t len);
+
+/* It said "ready": write what the backends counted since the start into
+ * the state file and tell it so. Requests served while the new process
+ * started (its first health checks can take seconds) are counted there
+ * too, and a counter never reads less in the new process than it did here
+ * (Prometheus would take that for a reset). */
+void reload_child_handover(struct reload_child *child, const struct runtime *rt,
+                           const struct health_checker *hc);
+/* Free what reload_spawn kept for a child (the reload ended either way). */
+void reload_child_close(struct reload_child *child);
 
 /* ---- the new process ---- */
 
@@ -97,8 +114,10 @@ struct discovery;
 void reload_seed_discovery(struct discovery *d);
 
 /* Serving: tell the old process (and systemd, which learns the new main
- * PID) that it can hand over. */
-void reload_notify_ready(void);
+ * PID) that it can hand over, then add what its backends counted while
+ * this process started (waits for that a few seconds at most; before the
+ * admin API answers here, so no scrape sees the counters without it). */
+void reload_notify_ready(struct runtime *rt);
 
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. */
 void reload_sd_notify(const char *msg);

@@ -79,6 +79,11 @@ static void test_json_out(void)
     admin_buf_init(&b);
     admin_buf_json_str(&b, "a\"b\\c\n\x01z");
     CHECK_EQ_STR(b.p, "\"a\\\"b\\\\c\\n\\u0001z\"");
+    /* UTF-8 passes; a byte that is not part of it becomes U+FFFD. */
+    b.len = 0;
+    admin_buf_json_str(&b, "\xc3\xa9\xff.\xc3(\xed\xa0\x80\xf0\x9f\x98\x80\xe2\x82");
+    CHECK_EQ_STR(b.p, "\"\xc3\xa9\\ufffd.\\ufffd(\\ufffd\\ufffd\\ufffd\xf0\x9f\x98\x80"
+                      "\\ufffd\\ufffd\"");
     b.len = 0;
     admin_buf_u64(&b, 0);
     admin_buf_puts(&b, " ");
