@@ -44,6 +44,20 @@ const char *tls_error(char *buf, size_t len)
     return buf;
 }
 
+/* The passphrase of an encrypted key: sluice has none to give. Without
+ * this, OpenSSL prompts for one on the terminal or stdin and waits there,
+ * holding `sluice check`, a start or a reload's new process. *asked (when
+ * given) notes that the key wanted one. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    if (asked)
+        *(bool *)asked = true;
+    return -1;
+}
+
 int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen)
 {
     BIO *cb = NULL, *kb = NULL;
@@ -51,6 +65,7 @@ int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen)
     EVP_PKEY *k = NULL;
     SSL_CTX *ctx = NULL;
     char why[256];
+    bool encrypted = false;
     int rc = -1;
 
     ERR_clear_error();
@@ -58,10 +73,14 @@ int tls_check_pair(const char *cert, const char *key, char *err, size_t errlen)
         snprintf(err, errlen, "cannot load certificate '%s': %s", cert,
                  tls_error(why, sizeof(why)));
     else if (!(kb = BIO_new_file(key, "r")) ||
-             !(k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL)))
-        snprintf(err, errlen, "cannot load private key '%s': %s", key,
-                 tls_error(why, sizeof(why)));
-    else if (X509_check_private_key(x, k) != 1)
+             !(k = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, &encrypted))) {
+        if (encrypted)
+            snprintf(err, errlen, "private key '%s' is encrypted: give it without a passphrase "
+                     "(readable by sluice's user only)", key);
+        else
+            snprintf(err, errlen, "cannot load private key '%s': %s", key,
+                     tls_error(why, sizeof(why)));
+    } else if (X509_check_private_key(x, k) != 1)
         snprintf(err, errlen, "private key '%s' does not belong to certificate '%s'", key, cert);
     else if (!(ctx = SSL_CTX_new(TLS_server_method())) ||
              SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
@@ -132,6 +151,7 @@ static SSL_CTX *ctx_for(const struct conf_tls *conf, const struct conf_tls_cert 
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                              SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
@@ -249,7 +269,9 @@ SSL *tls_new(struct tls_ctx *t, int fd)
 
 void tls_shutdown(SSL *s)
 {
-    if (SSL_is_init_finished(s))
+    /* Once: a second SSL_shutdown would read from the socket, waiting for
+     * the peer's close_notify. */
+    if (SSL_is_init_finished(s) && !(SSL_get_shutdown(s) & SSL_SENT_SHUTDOWN))
         SSL_shutdown(s);
     ERR_clear_error();
 }
@@ -305,7 +327,13 @@ int tls_handshake(SSL *s)
     if (r == 1)
         return 1;
     r = result(s, r);
-    return r == TLS_CLOSED ? TLS_FAILED : r;
+    if (r == TLS_CLOSED) {
+        /* The peer left before the handshake finished: nothing in the
+         * error queue says so, and the log's why= reads it (tls_error). */
+        ERR_raise(ERR_LIB_SSL, SSL_R_UNEXPECTED_EOF_WHILE_READING);
+        return TLS_FAILED;
+    }
+    return r;
 }
 
 void tls_log_failure(const char *who, const struct addr *peer)
@@ -428,6 +456,7 @@ struct tls_client *tls_client_new(const struct conf_upstream_tls *conf, bool h2,
         tls_client_free(t);
         return NULL;
     }
+    SSL_CTX_set_default_passwd_cb(t->ctx, no_passphrase);
     if (conf->cert && (SSL_CTX_use_certificate_chain_file(t->ctx, conf->cert) != 1 ||
                        SSL_CTX_use_PrivateKey_file(t->ctx, conf->key, SSL_FILETYPE_PEM) != 1)) {
         snprintf(err, errlen, "client certificate '%s': %s", conf->cert, tls_error(why, sizeof(why)));

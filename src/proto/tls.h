@@ -88,7 +88,8 @@ void tls_ctx_free(struct tls_ctx *t);
 
 /* A server-side TLS connection on fd (non-blocking); NULL when out of memory. */
 SSL *tls_new(struct tls_ctx *t, int fd);
-/* Free it, after a best-effort close_notify when the handshake finished. */
+/* Free it without a close_notify: a connection that ends cleanly sends one
+ * first with tls_shutdown; one cut short must not look whole. */
 void tls_free(SSL *s);
 
 /* 1 when the handshake is done, else TLS_WANT_READ/WRITE or TLS_FAILED. */
@@ -116,7 +117,8 @@ ssize_t tls_write(SSL *s, const void *buf, size_t len);
 ssize_t tls_sock_send(SSL *s, int fd, const void *p, size_t n);
 ssize_t tls_sock_recv(SSL *s, int fd, void *p, size_t n);
 
-/* Send close_notify (no wait for the peer's). */
+/* Send close_notify (no wait for the peer's), once; not after a failure or
+ * before the handshake finished. */
 void tls_shutdown(SSL *s);
 
 /* Why the last call on this thread failed, for the log (OpenSSL's error

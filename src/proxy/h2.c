@@ -850,6 +850,10 @@ static void conn_close(struct h2_conn *h)
         free(s);
     }
     timer_cancel(&w->loop.timers, &h->timer);
+    /* close_notify before the FIN (RFC 9112 9.8, as from NGINX): HTTP/2
+     * frames its streams' ends, so a cut one never looks whole for it. */
+    if (h->tls)
+        tls_shutdown(h->tls);
     tls_free(h->tls);
     loop_del(&w->loop, &h->io);      /* first: see tcp.c's io_close */
     close(h->io.fd);

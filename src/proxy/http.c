@@ -168,6 +168,7 @@ static bool breaker_admit(struct http_conn *c);
 static bool keep_body_for_replay(struct http_conn *c);
 static void mirror_cancel(struct http_conn *c);
 static void auth_detach(struct http_conn *c);
+static bool client_output_pending(struct http_conn *c);
 
 /* ---- list of connections ---- */
 
@@ -390,6 +391,13 @@ static void conn_close(struct http_conn *c, enum end_reason why)
 {
     if (c->state == HC_CLOSED)
         return;
+    /* Between exchanges (idle, drained, after a whole answer) a TLS client
+     * gets close_notify before the FIN (RFC 9112 9.8), as from NGINX; in the
+     * middle of an answer, or on a reset, it does not, so that a cut body
+     * (a close-delimited one above all) never looks whole. */
+    bool clean_end = (!c->x || (c->x->resp_done && !client_output_pending(c))) &&
+                     why != END_CLIENT_RESET && why != END_BACKEND_RESET;
+
     if (c->h2s) {
         /* complete: x is gone (the exchange ended) or its response did. */
         h2_stream_detach(c->h2s, !c->x || c->x->resp_done);
@@ -412,6 +420,8 @@ static void conn_close(struct http_conn *c, enum end_reason why)
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             setsockopt(c->cio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         }
+        if (c->tls && clean_end)
+            tls_shutdown(c->tls);
         tls_free(c->tls);
         c->tls = NULL;
         close(c->cio.fd);
