@@ -335,6 +335,7 @@ static int run(const char *path)
     reload_set_command(path);
     if (config_load(path, stderr, &cfg) < 0)
         return 1;
+    log_init();
     log_set_level(cfg->log_level);
     access_log_set_format(cfg->access_format);
     if ((err = log_access_open(cfg->access_log)) < 0) {

@@ -12,6 +12,10 @@
 
 #include "config/config.h"
 
+/* Once at startup, before any other thread: on a pipe, the error log gets
+ * a non-blocking descriptor of its own (a stuck reader loses lines rather
+ * than stopping workers; the access log on stdout does the same). */
+void log_init(void);
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
 
@@ -40,7 +44,11 @@ void log_access_write(const char *line, size_t len);
 /* "2026-11-22T22:31:12.123Z" for the given wall time; buf >= 32 bytes. */
 void log_format_time(char *buf, size_t size, unsigned long long wall_us);
 
-/* Quote a string for key="value": escapes '"', '\\' and control bytes. */
+/* Quote a string for key="value": escapes '"', '\\', control bytes and
+ * bytes that are not well-formed UTF-8 (as \xHH), so the result is one line
+ * of UTF-8 whatever src holds. Cut to size at a character boundary. */
 size_t log_quote(char *dst, size_t size, const char *src);
+/* The same for the inside of a JSON string: \u00HH instead of \xHH. */
+size_t log_quote_json(char *dst, size_t size, const char *src);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -271,8 +272,26 @@ static size_t v2_addr_len(uint8_t fam)
     case 0x11: case 0x12: return 12;   /* IPv4: 4 + 4 + 2 + 2 */
     case 0x21: case 0x22: return 36;   /* IPv6: 16 + 16 + 2 + 2 */
     case 0x31: case 0x32: return 216;  /* UNIX: 108 + 108 */
-    default: return (size_t)-1;        /* unspecified: must be rejected */
+    default: return (size_t)-1;        /* unspecified: rejected, but for LOCAL */
     }
+}
+
+/* The TLVs in buf[off..end) must tile it exactly: a length that runs past
+ * the header means it is corrupt, whatever its addresses say (HAProxy
+ * refuses it too). Only the bytes at hand (len) are read, so such a length
+ * is refused as soon as it is seen. */
+static bool v2_tlvs_ok(const uint8_t *buf, size_t len, size_t off, size_t end)
+{
+    while (off < end) {
+        if (end - off < 3)
+            return false;
+        if (off + 3 > len)
+            return true;               /* the rest is still to come */
+        off += 3 + ((size_t)buf[off + 1] << 8 | buf[off + 2]);
+        if (off > end)
+            return false;
+    }
+    return true;
 }
 
 static void v2_fill(struct addr *a, int af, const uint8_t *ip, const uint8_t *port)
@@ -308,7 +327,9 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
         return PROXY_PROTO_NEED_MORE;
     uint8_t fam = buf[13];
     size_t need = v2_addr_len(fam);
-    if (need == (size_t)-1)
+    /* LOCAL (a health check from the proxy itself) discards the whole
+     * block, "including the family which is ignored". */
+    if (cmd == 1 && need == (size_t)-1)
         return PROXY_PROTO_BAD;
     if (len < V2_HDR)
         return PROXY_PROTO_NEED_MORE;
@@ -317,6 +338,10 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
         return PROXY_PROTO_BAD;
     /* LOCAL discards the address block, so its size is not held against it. */
     if (cmd == 1 && body < need)
+        return PROXY_PROTO_BAD;
+    /* TLVs are checked where the addresses are taken from the header. */
+    if (cmd == 1 && ((fam >> 4) == 1 || (fam >> 4) == 2) &&
+        !v2_tlvs_ok(buf, len, V2_HDR + need, V2_HDR + body))
         return PROXY_PROTO_BAD;
     if (len < V2_HDR + body)
         return PROXY_PROTO_NEED_MORE;
@@ -334,7 +359,7 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
         info->local = 0;
     }
     /* UNSPEC and UNIX under PROXY, and anything under LOCAL: keep the real
-     * peer. TLVs after the address block are skipped. */
+     * peer. TLVs are not used (their framing was checked above). */
     return (int)(V2_HDR + body);
 }
 

@@ -28,7 +28,9 @@ struct proxy_proto_info {
 /* Parse a header at the start of buf[0..len). Returns the header's total length
  * (> 0) with *info filled, PROXY_PROTO_NEED_MORE when buf is a valid prefix
  * that is still incomplete, or PROXY_PROTO_BAD. Never reads past len; any
- * byte string is safe input (this is a fuzz target). TLVs are skipped. */
+ * byte string is safe input (this is a fuzz target). TLVs after v2 IPv4 and
+ * IPv6 addresses must be well framed; their contents are skipped. A v2 LOCAL
+ * header is accepted whatever its family and block hold. */
 int proxy_proto_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *info);
 
 /* Write a header announcing a connection from src to dst. version is 1 or 2;

@@ -63,8 +63,9 @@ void access_log_l4(const struct access_l4 *r)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
-/* Copy a slice for a quoted log field: quotes, backslashes and control
- * bytes are escaped so a client cannot forge log lines. */
+/* Copy a slice for a quoted log field: quotes, backslashes, control bytes
+ * and bytes that are not UTF-8 are escaped, the way the format reads them,
+ * so a client can neither forge log lines nor make a json line invalid. */
 static void field(char *dst, size_t size, struct h1_slice s)
 {
     char tmp[1024];
@@ -76,7 +77,10 @@ static void field(char *dst, size_t size, struct h1_slice s)
     }
     memcpy(tmp, s.p, n);
     tmp[n] = '\0';
-    log_quote(dst, size, tmp);
+    if (format == ACCESS_FORMAT_JSON)
+        log_quote_json(dst, size, tmp);
+    else
+        log_quote(dst, size, tmp);
 }
 
 void access_log_http(const struct access_http *r)
@@ -95,6 +99,10 @@ void access_log_http(const struct access_http *r)
     field(ua, sizeof(ua), r->user_agent);
     field(host, sizeof(host), r->host);
     if (format == ACCESS_FORMAT_JSON) {
+        /* A trusted peer's X-Request-Id is kept as sent: it may hold '\\'. */
+        char rid[128];
+
+        log_quote_json(rid, sizeof(rid), r->request_id ? r->request_id : "");
         log_format_time(when, sizeof(when), clock_wall_us());
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"proto\":\"http\",\"listener\":\"%s\",\"client\":\"%s\","
@@ -108,8 +116,7 @@ void access_log_http(const struct access_http *r)
                      r->route, r->pool ? "\"" : "", r->pool ? r->pool : "null", r->pool ? "\"" : "",
                      r->backend ? "\"" : "", r->backend ? bname : "null", r->backend ? "\"" : "",
                      (double)r->connect_us / 1000.0, (double)r->response_us / 1000.0,
-                     (double)r->total_us / 1000.0, r->tries, r->request_id ? r->request_id : "",
-                     end_reason_name(r->end));
+                     (double)r->total_us / 1000.0, r->tries, rid, end_reason_name(r->end));
     } else {
         time_t secs = (time_t)(clock_wall_us() / 1000000u);
         struct tm tm;

@@ -257,6 +257,23 @@ static void test_local(void)
     unix_stream[13] = 0x32;
     CHECK_EQ_INT(parse(unix_stream, sizeof(unix_stream), &info), 232);
     CHECK_EQ_INT(info.local, 1);
+
+    /* LOCAL discards the whole block, the family byte included (the spec:
+     * "must accept this connection as valid ... discard the protocol block
+     * including the family which is ignored"): an unspecified family, or
+     * bytes that are not TLVs, do not make a health check fail. */
+    static const char local_fam40[] = SIG "\x20\x40\x00\x00";
+    static const char local_fam13[] = SIG "\x20\x13\x00\x05" "abcde";
+    static const char local_junk[] = SIG "\x20\x11\x00\x0e" "\x01\x02\x03\x04\x05\x06\x07\x08"
+        "\x00\x01\x00\x02" "\x04\x00";
+    CHECK_EQ_INT(parse(local_fam40, sizeof(local_fam40) - 1, &info), 16);
+    CHECK_EQ_INT(info.local, 1);
+    CHECK_EQ_INT(info.version, 2);
+    CHECK_EQ_INT(parse(local_fam40, 14, &info), PROXY_PROTO_NEED_MORE);
+    CHECK_EQ_INT(parse(local_fam13, sizeof(local_fam13) - 1, &info), 21);
+    CHECK_EQ_INT(info.local, 1);
+    CHECK_EQ_INT(parse(local_junk, sizeof(local_junk) - 1, &info), 30);
+    CHECK_EQ_INT(info.local, 1);
 }
 
 static const struct bytes bad[] = {
@@ -321,13 +338,23 @@ static const struct bytes bad[] = {
     B("v2 command F", SIG "\x2f\x11\x00\x0c" "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"),
     B("v2 family 0x13", SIG "\x21\x13\x00\x0c" "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"),
     B("v2 family 0x01, early", SIG "\x21\x01"),
-    B("v2 family 0x40", SIG "\x20\x40\x00\x00"),
     B("v2 ipv4 block truncated", SIG "\x21\x11\x00\x08" "\x01\x02\x03\x04\x05\x06\x07\x08"),
     B("v2 ipv4 length 0", SIG "\x21\x11\x00\x00"),
     B("v2 ipv6 with ipv4 length", SIG "\x21\x21\x00\x0c" "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"),
     B("v2 unix block truncated", SIG "\x21\x31\x00\x24"),
     B("v2 oversize length", SIG "\x21\x11\x02\x09"),   /* 16 + 521 = 537 */
     B("v2 oversize length 0xffff", SIG "\x21\x11\xff\xff"),
+    /* After the addresses, TLVs must tile the rest of the header exactly. */
+    B("v2 tlv longer than the header", SIG "\x21\x11\x00\x12" "\x01\x02\x03\x04\x05\x06\x07\x08"
+      "\x00\x01\x00\x02" "\x04\x00\x04" "abc"),
+    B("v2 tlv length 0xffff", SIG "\x21\x11\x00\x11" "\x01\x02\x03\x04\x05\x06\x07\x08"
+      "\x00\x01\x00\x02" "\x04\xff\xff" "ab"),
+    B("v2 tlv header cut", SIG "\x21\x11\x00\x0e" "\x01\x02\x03\x04\x05\x06\x07\x08"
+      "\x00\x01\x00\x02" "\x04\x00"),
+    B("v2 one stray byte after tlvs", SIG "\x21\x21\x00\x29"
+      "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+      "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02"
+      "\x01\xbb" "\xff\xff" "\x04\x00\x01" "a" "\x04"),
 };
 
 static void test_bad(void)
@@ -350,11 +377,15 @@ static void test_bad(void)
     CHECK_EQ_INT(parse_s("PROXY TCP4 1.2.3.4 5.6.7.8 65536", &info), PROXY_PROTO_BAD);
     CHECK_EQ_INT(parse_s("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r", &info), PROXY_PROTO_NEED_MORE);
 
-    /* The largest length we accept, and one more. */
+    /* The largest length we accept, and one more: the addresses, then one
+     * NOOP TLV over the rest. */
     static uint8_t big[PROXY_PROTO_MAX + 1];
     memcpy(big, SIG "\x21\x11", 14);
     big[14] = (uint8_t)((PROXY_PROTO_MAX - 16) >> 8);
     big[15] = (uint8_t)(PROXY_PROTO_MAX - 16);
+    big[28] = 0x04;
+    big[29] = (uint8_t)((PROXY_PROTO_MAX - 16 - 12 - 3) >> 8);
+    big[30] = (uint8_t)(PROXY_PROTO_MAX - 16 - 12 - 3);
     CHECK_EQ_INT(parse(big, 16, &info), PROXY_PROTO_NEED_MORE);
     CHECK_EQ_INT(parse(big, PROXY_PROTO_MAX - 1, &info), PROXY_PROTO_NEED_MORE);
     CHECK_EQ_INT(parse(big, PROXY_PROTO_MAX, &info), PROXY_PROTO_MAX);
@@ -362,6 +393,13 @@ static void test_bad(void)
     big[15]++;
     CHECK_EQ_INT(parse(big, 16, &info), PROXY_PROTO_BAD);
     CHECK_EQ_INT(parse(big, sizeof(big), &info), PROXY_PROTO_BAD);
+
+    /* A TLV that runs past the header is refused as soon as its length is
+     * seen, not after the rest of the header arrived. */
+    static const char tlv_long[] = SIG "\x21\x11\x00\x20" "\x01\x02\x03\x04\x05\x06\x07\x08"
+        "\x00\x01\x00\x02" "\x04\x00\x12";
+    CHECK_EQ_INT(parse(tlv_long, 30, &info), PROXY_PROTO_NEED_MORE);
+    CHECK_EQ_INT(parse(tlv_long, 31, &info), PROXY_PROTO_BAD);
 
     /* 107 bytes with no CRLF in them: too long, whatever follows. */
     static uint8_t line[200];

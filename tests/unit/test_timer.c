@@ -27,6 +27,83 @@ static void rearm(struct timer *t)
         timer_arm(rearm_heap, t, t->when + 10);
 }
 
+/* Every parent due no later than its children, and each slot right. */
+static int heap_ok(const struct timer_heap *h)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (h->a[i]->slot != i + 1)
+            return 0;
+        if (i > 0 && h->a[(i - 1) / 2]->when > h->a[i]->when)
+            return 0;
+    }
+    return 1;
+}
+
+/* Callbacks that change the heap under timer_run: cancel other due timers,
+ * move some later, arm new ones due now. */
+enum { EQ = 300 };
+static struct tt eq[EQ];
+static int eq_fired[EQ];
+static struct timer_heap *mess_heap;
+
+static void mess(struct timer *t)
+{
+    int id = ((struct tt *)t)->id;
+
+    eq_fired[id]++;
+    if (id % 3 == 0 && id + 1 < EQ)
+        timer_cancel(mess_heap, &eq[id + 1].t);         /* due too: never fires */
+    if (id % 3 == 1 && id + 1 < EQ)
+        timer_arm(mess_heap, &eq[id + 1].t, 5000);      /* moved past now */
+    if (id % 7 == 0 && id + 2 < EQ && !timer_armed(&eq[id + 2].t) && !eq_fired[id + 2])
+        timer_arm(mess_heap, &eq[id + 2].t, 100);       /* re-armed, due: fires now */
+}
+
+static void test_callbacks_change_the_heap(void)
+{
+    struct timer_heap h;
+    int moved = 0, cancelled = 0;
+
+    timer_heap_init(&h);
+    mess_heap = &h;
+    /* Many timers with one deadline: each fires once, whatever the
+     * callbacks do to the others. */
+    for (int i = 0; i < EQ; i++) {
+        eq[i].id = i;
+        timer_init(&eq[i].t, mess);
+        timer_arm(&h, &eq[i].t, 100);
+    }
+    CHECK(heap_ok(&h));
+    timer_run(&h, 100);
+    CHECK(heap_ok(&h));
+    /* Each fired at most once; one that did not was cancelled by its
+     * neighbour or moved (a neighbour may also move one that fired). */
+    for (int i = 0; i < EQ; i++) {
+        CHECK(eq_fired[i] <= 1);
+        if (timer_armed(&eq[i].t)) {
+            CHECK_EQ_INT(eq[i].t.when, 5000);
+            CHECK_EQ_INT((i - 1) % 3, 1);
+            moved++;
+        } else if (!eq_fired[i]) {
+            CHECK_EQ_INT((i - 1) % 3, 0);
+            cancelled++;
+        }
+    }
+    CHECK(cancelled > 0 && moved > 0);
+    CHECK_EQ_INT(timer_next(&h), moved ? 5000 : UINT64_MAX);
+    CHECK_EQ_INT(timer_run(&h, 4999), 0);
+    CHECK_EQ_INT(timer_run(&h, 5000), (unsigned)moved);
+    CHECK_EQ_INT(h.n, 0);
+
+    /* A destroyed heap leaves its timers unarmed: cancelling them later
+     * (their owner closing) touches nothing. */
+    timer_arm(&h, &eq[0].t, 1);
+    timer_arm(&h, &eq[1].t, 2);
+    timer_heap_destroy(&h);
+    CHECK(!timer_armed(&eq[0].t) && !timer_armed(&eq[1].t));
+    timer_cancel(&h, &eq[0].t);
+}
+
 int main(void)
 {
     struct timer_heap h;
@@ -99,5 +176,6 @@ int main(void)
     CHECK_EQ_INT(bad, 0);
     free(many);
     timer_heap_destroy(&h);
+    test_callbacks_change_the_heap();
     TEST_END();
 }
