@@ -497,16 +497,36 @@ static int check(const char *path)
     return 0;
 }
 
-/* The value of "-c FILE" / "--config FILE" / "--config=FILE" in argv. */
-static const char *config_arg(int argc, char **argv, int from)
+/* The value of "-c FILE" / "--config FILE" / "--config=FILE", which must be
+ * the only arguments from argv[from] on; else NULL, after saying why. An
+ * argument passed over would leave `sluice -c FILE -t` (nginx's "test the
+ * config") serving traffic, or `sluice check` passing a check it never ran. */
+static const char *config_arg(int argc, char **argv, int from, const char *cmd)
 {
+    const char *path = NULL;
+
     for (int i = from; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0)
-            return argv[i] + 9;
+        const char *v = NULL;
+
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "%s: %s needs a FILE\n", cmd, argv[i]);
+                return NULL;
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            v = argv[i] + 9;
+        }
+        if (!v || path) {
+            fprintf(stderr, "%s: %s '%s'\n", cmd, v ? "a second config file" : "unknown argument",
+                    v ? v : argv[i]);
+            return NULL;
+        }
+        path = v;
     }
-    return NULL;
+    if (!path)
+        fprintf(stderr, "%s: missing -c FILE\n", cmd);
+    return path;
 }
 
 int main(int argc, char **argv)
@@ -526,9 +546,9 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
         return ctl_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {
-        path = config_arg(argc, argv, 2);
+        path = config_arg(argc, argv, 2, "sluice check");
         if (!path) {
-            fputs("sluice check: missing -c FILE\n", stderr);
+            fputs(usage, stderr);
             return 2;
         }
         return check(path);
@@ -537,7 +557,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice: unknown command '%s'\n%s", argv[1], usage);
         return 2;
     }
-    path = config_arg(argc, argv, 1);
+    path = config_arg(argc, argv, 1, "sluice");
     if (!path) {
         fputs(usage, stderr);
         return 2;

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/reload.h"
 #include "net/addr.h"
+#include "proxy/http_message.h"
 
 #define ADMIN_MAX_CONNS 64
 /* A request must arrive whole within this long of the connection's
@@ -55,29 +56,6 @@ static const struct h1_limits admin_limits = {
 };
 
 static void admin_conn_process(struct admin_conn *c);
-
-static const char *admin_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    }
-    return "Unknown";
-}
 
 static void admin_conn_free_task(struct loop_task *t)
 {
@@ -151,7 +129,7 @@ static void admin_conn_reply(struct admin_conn *c, struct admin_reply *r, bool h
         admin_reply_error(r, 500, "out of memory");
     }
     admin_buf_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\n", r->status, admin_reason(r->status),
+                        "Cache-Control: no-store\r\n", r->status, http_reason(r->status),
                      r->content_type ? r->content_type : "application/json", r->body.len);
     if (r->allow)
         admin_buf_printf(o, "Allow: %s\r\n", r->allow);

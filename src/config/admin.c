@@ -41,7 +41,9 @@ static void config_read_token(struct config_diag *d, struct config *cfg,
     int fd;
 
     config_show(shown, sizeof(shown), path);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking: opening a FIFO would otherwise wait for a writer, before
+     * the check below can refuse it. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         config_diag_error(d, n->line, n->col, "admin.token_file: cannot read '%s': %s",
                           shown, strerror(errno));

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "proto/tls.h"
 
@@ -49,22 +48,18 @@ static int user_order(const void *x, const void *y)
 static void read_users(struct config_diag *d, const char *owner, const struct config_node *n,
                        const char *path, struct conf_auth *a)
 {
-    struct stat st;
     FILE *f;
     int errors = d->errors;
     char *line = NULL;
     size_t cap = 0, lineno = 0;
     ssize_t len;
 
-    if (stat(path, &st) < 0 || !(f = fopen(path, "r"))) {
+    if (config_want_regular_file(d, owner, "auth.users_file", n, path,
+                                 "a users file (a regular file up to 16m)", 16 << 20) < 0)
+        return;
+    if (!(f = fopen(path, "r"))) {
         config_diag_error(d, n->line, n->col, "%s: auth.users_file: cannot read '%s': %s", owner,
                           path, strerror(errno));
-        return;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > (16 << 20)) {
-        config_diag_error(d, n->line, n->col, "%s: auth.users_file: '%s' is not a users file "
-                          "(a regular file up to 16m)", owner, path);
-        fclose(f);
         return;
     }
     while ((len = getline(&line, &cap, f)) >= 0) {
@@ -141,7 +136,11 @@ static void read_jwt(struct config_diag *d, const char *owner, const struct conf
         config_diag_error(d, map->line, map->col, "%s: auth: type jwt needs key_file (RS256, "
                           "ES256) or secret_file (HS256), one of them", owner);
     } else if (kn && config_want_string(d, owner, "auth.key_file", kn, &s) == 0) {
-        if (!(a->jwt_key = tls_public_key_load(s, &a->jwt_alg, err, sizeof(err))))
+        /* A missing file is the loader's error, with OpenSSL's words. */
+        if (config_regular_file(s, 1 << 20) > 0)
+            config_diag_error(d, kn->line, kn->col, "%s: auth.key_file: '%s' is not a PEM file "
+                              "(a regular file up to 1m)", owner, s);
+        else if (!(a->jwt_key = tls_public_key_load(s, &a->jwt_alg, err, sizeof(err))))
             config_diag_error(d, kn->line, kn->col, "%s: auth.key_file: %s", owner, err);
     } else if (sn && config_read_secret_file(d, owner, "auth.secret_file", sn, &a->jwt_secret,
                                              &a->jwt_secret_len) == 0) {

@@ -518,6 +518,7 @@ struct conf_admin {
 struct conf_peers {
     struct addr listen;            /* UDP, where the peers' updates arrive */
     char *listen_text;
+    struct conf_pos listen_pos;    /* the `listen` value */
     struct addr *nodes;            /* where this instance sends its updates */
     size_t nnodes;
     unsigned char *secret;         /* HMAC-SHA256 key of every message */

@@ -119,12 +119,18 @@ void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const
         config_diag_error(d, n->line, n->col, "out of memory");
         return;
     }
-    if ((rc = MMDB_open(path, MMDB_MODE_MMAP, l->geoip)) != MMDB_SUCCESS) {
+    /* MMDB_open would wait on a FIFO for a writer; a missing file is its
+     * own error below. */
+    if (config_regular_file(path, 0) > 0)
+        config_diag_error(d, n->line, n->col, "%s: geoip: '%s' is not a MaxMind database (a "
+                          "regular file)", owner, path);
+    else if ((rc = MMDB_open(path, MMDB_MODE_MMAP, l->geoip)) == MMDB_SUCCESS)
+        return;
+    else
         config_diag_error(d, n->line, n->col, "%s: geoip: cannot open '%s': %s", owner, path,
                           MMDB_strerror(rc));
-        free(l->geoip);
-        l->geoip = NULL;
-    }
+    free(l->geoip);
+    l->geoip = NULL;
 }
 
 /* A host name of the zone block, lower-cased into a new string. */
@@ -204,7 +210,7 @@ void config_read_dns_zone(struct config_diag *d, struct conf_listener *l, const 
         config_want_duration(d, owner, "zone.negative_ttl", n, &ms) == 0) {
         if (ms % 1000 || ms > 86400000)
             config_diag_error(d, n->line, n->col, "%s: zone.negative_ttl: whole seconds from 0s "
-                              "to 1d", owner);
+                              "to 24h", owner);
         else
             z->negative_ttl_s = (uint32_t)(ms / 1000);
     }
@@ -298,7 +304,7 @@ static void read_record(struct config_diag *d, struct config *cfg, const struct 
     config_schema_check_keys(d, map, "listeners[].records[]", owner);
     if ((n = config_map_get(map, "ttl")) && config_want_duration(d, owner, "ttl", n, &ms) == 0) {
         if (ms % 1000 || ms > 86400000)
-            config_diag_error(d, n->line, n->col, "%s: ttl: whole seconds from 0s to 1d", owner);
+            config_diag_error(d, n->line, n->col, "%s: ttl: whole seconds from 0s to 24h", owner);
         else
             rec->ttl_s = (uint32_t)(ms / 1000);
     }

@@ -144,6 +144,16 @@ int config_want_timeout(struct config_diag *d, const char *owner, const char *pa
  * (names end up in metric labels, admin URLs and `ctl POOL/BACKEND`). */
 int config_want_name(struct config_diag *d, const char *owner, const char *path,
                      const struct config_node *n, const char **out);
+/* Files a config names are checked to be regular files before they are
+ * opened: opening a FIFO blocks the load until someone writes to it, and a
+ * device may never end. config_regular_file(): 0 when FILE is a regular file
+ * of at most MAX bytes (0: any size), 1 when it is not, -errno when stat()
+ * fails. config_want_regular_file(): 0 for a regular file, or -1 reported at
+ * n as "OWNER: PATH: cannot read 'FILE': why" or "...: 'FILE' is not WHAT". */
+int config_regular_file(const char *file, uint64_t max);
+int config_want_regular_file(struct config_diag *d, const char *owner, const char *path,
+                             const struct config_node *n, const char *file, const char *what,
+                             uint64_t max);
 /* "OWNER: missing required key 'KEY'" at the mapping that lacks it. */
 void config_missing(struct config_diag *d, const char *owner, const struct config_node *map,
                     const char *key);

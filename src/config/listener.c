@@ -203,9 +203,11 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
     seen->mode_ok = mode_ok;
     if (mode_ok && l->bind_text) {
         char text[ADDR_TEXT_MAX];
-        /* udp and dns share the datagram port space. */
+        /* Keyed by socket type, not mode: udp and dns share the datagram
+         * port space, tcp and http the stream one (an http and a tcp
+         * listener on one port would both bind and split the connections). */
         snprintf(seen->bind_key, sizeof(seen->bind_key), "%s %s",
-                 config_modes[l->mode == LISTENER_DNS ? LISTENER_UDP : l->mode],
+                 listener_datagram(l->mode) ? "udp" : "tcp",
                  addr_format(&l->bind, text, sizeof(text)));
     }
 
@@ -353,12 +355,13 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
     }
 }
 
-/* Names are unique; and with SO_REUSEPORT, two listeners of one mode on one
- * address would both bind and silently split the traffic. */
+/* Names are unique; and with SO_REUSEPORT, two listeners of one socket type
+ * on one address would both bind and silently split the traffic. */
 static void config_listener_dups(struct config_diag *d, struct config *cfg,
                                  const struct config_listener_seen *seen,
                                  struct config_dup *dups)
 {
+    char text[ADDR_TEXT_MAX], admin_key[ADDR_TEXT_MAX + 8], peers_key[ADDR_TEXT_MAX + 8];
     size_t n = 0;
 
     for (size_t i = 0; i < cfg->nlisteners; i++)
@@ -376,27 +379,50 @@ static void config_listener_dups(struct config_diag *d, struct config *cfg,
                           seen[dups[k].first].name_col);
     }
 
+    /* The admin API's socket (index 0; SO_REUSEADDR only, so sluice could
+     * not start) and the peers' (index 1; SO_REUSEPORT, so it would take a
+     * share of a udp listener's datagrams) count too; listener i is i + 2. */
     n = 0;
+    if (cfg->admin.listen_text) {
+        snprintf(admin_key, sizeof(admin_key), "tcp %s",
+                 addr_format(&cfg->admin.listen, text, sizeof(text)));
+        dups[n++] = (struct config_dup){ .key = admin_key, .index = 0 };
+    }
+    if (cfg->peers && cfg->peers->listen_text) {
+        snprintf(peers_key, sizeof(peers_key), "udp %s",
+                 addr_format(&cfg->peers->listen, text, sizeof(text)));
+        dups[n++] = (struct config_dup){ .key = peers_key, .index = 1 };
+    }
     for (size_t i = 0; i < cfg->nlisteners; i++)
         if (seen[i].bind_key[0])
-            dups[n++] = (struct config_dup){ .key = seen[i].bind_key, .index = i };
+            dups[n++] = (struct config_dup){ .key = seen[i].bind_key, .index = i + 2 };
     config_find_dups(dups, n);
     for (size_t k = 0; k < n; k++) {
-        const struct conf_listener *l, *first;
+        const struct conf_listener *l;
+        const struct conf_pos *first;
+        const char *what = "the listener";
         char owner[200];
 
         if (dups[k].first == CONFIG_NO_DUP)
             continue;
-        l = &cfg->listeners[dups[k].index];
-        first = &cfg->listeners[dups[k].first];
+        l = &cfg->listeners[dups[k].index - 2];
+        if (dups[k].first == 0) {
+            first = &cfg->admin.listen_pos;
+            what = "admin.listen";
+        } else if (dups[k].first == 1) {
+            first = &cfg->peers->listen_pos;
+            what = "peers.listen";
+        } else {
+            first = &cfg->listeners[dups[k].first - 2].pos;
+        }
         if (l->name)
             snprintf(owner, sizeof(owner), "listener '%s'", l->name);
         else
-            snprintf(owner, sizeof(owner), "listener #%zu", dups[k].index + 1);
+            snprintf(owner, sizeof(owner), "listener #%zu", dups[k].index - 1);
         config_diag_error(d, l->bind_pos.line, l->bind_pos.col,
-                          "%s: bind: %s %s is already used by the listener at %d:%d",
-                          owner, config_modes[l->mode], l->bind_text, first->pos.line,
-                          first->pos.col);
+                          "%s: bind: %s %s is already used by %s at %d:%d",
+                          owner, config_modes[l->mode], l->bind_text, what, first->line,
+                          first->col);
     }
 }
 
@@ -456,7 +482,7 @@ void config_read_listeners(struct config_diag *d, struct config *cfg,
     }
     cfg->listeners = calloc(seq->n, sizeof(*cfg->listeners));
     seen = calloc(seq->n, sizeof(*seen));
-    dups = calloc(seq->n, sizeof(*dups));
+    dups = calloc(seq->n + 2, sizeof(*dups));      /* + admin and peers */
     if (!cfg->listeners || !seen || !dups) {
         free(seen);
         free(dups);

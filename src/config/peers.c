@@ -23,8 +23,10 @@ void config_read_peers(struct config_diag *d, struct config *cfg, const struct c
     p->interval_ms = 50;
     if (!(n = config_map_get(map, "listen")))
         config_missing(d, "peers", map, "listen");
-    else if (config_want_addr_port(d, "peers", "listen", n, &p->listen) == 0)
+    else if (config_want_addr_port(d, "peers", "listen", n, &p->listen) == 0) {
         p->listen_text = config_strdup(d, n->text);
+        config_pos_set(&p->listen_pos, cfg, n);
+    }
     if (!(n = config_map_get(map, "nodes"))) {
         config_missing(d, "peers", map, "nodes");
     } else if (config_want_seq(d, "peers", "nodes", n) == 0) {

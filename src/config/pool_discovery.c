@@ -108,7 +108,7 @@ void config_read_pool_discovery(struct config_diag *d, struct conf_pool *p, cons
     if ((n = config_map_get(map, "interval")) &&
         config_want_timeout(d, owner, "discovery.interval", n, &dc->interval_ms) == 0 &&
         (dc->interval_ms < 100 || dc->interval_ms > 86400000))
-        config_diag_error(d, n->line, n->col, "%s: discovery.interval: give 100ms to 1d", owner);
+        config_diag_error(d, n->line, n->col, "%s: discovery.interval: give 100ms to 24h", owner);
     if ((n = config_map_get(map, "timeout")) &&
         config_want_timeout(d, owner, "discovery.timeout", n, &dc->timeout_ms) == 0 &&
         (dc->timeout_ms < 10 || dc->timeout_ms > 30000))

@@ -11,7 +11,9 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "core/buffer.h"
 #include "proto/http1.h"
 
 #define CONFIG_MAX_ROUTES 100000
@@ -80,10 +82,40 @@ static char *lower_dup(struct config_diag *d, const char *s)
     return c;
 }
 
+/* Fields sluice writes itself, from the message it forwards: Host, the
+ * framing and the connection fields. A route that set or removed one would
+ * send a head that says something else than the bytes that follow (a
+ * Content-Length beside a streamed body: the backend reads the rest as the
+ * next request), or no Host. The one exception, with host_settable: a
+ * route's set_headers may give Host, which then replaces the client's
+ * (NGINX's proxy_set_header Host; http_write_request_head). */
+static bool written_by_sluice(const char *name, bool host_settable)
+{
+    static const char *const names[] = {"host", "content-length", "transfer-encoding",
+                                        "connection", "keep-alive", "proxy-connection", "te",
+                                        "trailer", "upgrade", NULL};
+
+    for (size_t i = host_settable ? 1 : 0; names[i]; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static void refuse_written(struct config_diag *d, const char *owner, const char *path,
+                           int line, int col, const char *name)
+{
+    config_diag_error(d, line, col, "%s: %s: sluice writes '%s' itself, from the message it "
+                      "forwards; a route cannot set or remove it", owner, path, name);
+}
+
+/* What read_kv refuses among the names: nothing (matches), the fields
+ * sluice writes, or those but Host (a route's request set_headers). */
+enum kv_written { KV_ANY, KV_NOT_WRITTEN, KV_NOT_WRITTEN_BUT_HOST };
+
 /* A mapping of name → value (headers, cookies, query, set_headers). */
 static void read_kv(struct config_diag *d, struct config *cfg, const char *owner,
                     const char *path, const struct config_node *n, bool token_names,
-                    bool lower, struct conf_kv **out, size_t *nout)
+                    bool lower, enum kv_written written, struct conf_kv **out, size_t *nout)
 {
     char where[256];
 
@@ -104,6 +136,10 @@ static void read_kv(struct config_diag *d, struct config *cfg, const char *owner
                              : config_want_string(d, owner, where, k, &name);
         if (rc < 0 || want_field_value(d, owner, where, v, &value) < 0)
             continue;
+        if (written != KV_ANY && written_by_sluice(name, written == KV_NOT_WRITTEN_BUT_HOST)) {
+            refuse_written(d, owner, path, k->line, k->col, name);
+            continue;
+        }
         struct conf_kv *kv = &(*out)[(*nout)++];
         kv->name = lower ? lower_dup(d, name) : config_strdup(d, name);
         kv->value = config_strdup(d, value);
@@ -122,7 +158,11 @@ static void read_names(struct config_diag *d, const char *owner, const char *pat
         return;
     for (size_t i = 0; i < n->n; i++) {
         const char *name;
-        if (want_token(d, owner, path, n->items[i], &name) == 0)
+        if (want_token(d, owner, path, n->items[i], &name) < 0)
+            continue;
+        if (written_by_sluice(name, false))
+            refuse_written(d, owner, path, n->items[i]->line, n->items[i]->col, name);
+        else
             (*out)[(*nout)++] = lower_dup(d, name);
     }
 }
@@ -206,9 +246,18 @@ static void read_match(struct config_diag *d, struct config *cfg, const char *ow
         for (const char *p = h; *p && ok; p++)
             ok = isalnum((unsigned char)*p) || *p == '-' || *p == '.' || *p == '_' ||
                  *p == ':' || *p == '[' || *p == ']';
+        /* Requests are matched on their host without its port, IPv6 in
+         * brackets (and TLS server names have neither): a port, or a bare
+         * IPv6 address, here would never match. */
+        const char *rb = h[0] == '[' ? strchr(h, ']') : NULL;
+        bool port = h[0] == '[' ? !rb || rb[1] != '\0' : strchr(h, ':') != NULL;
         if (!ok)
             config_diag_error(d, n->line, n->col, "%s: match.host: '%s' is not a host name; use "
                               "an exact name or *.suffix", owner, s);
+        else if (port)
+            config_diag_error(d, n->line, n->col, "%s: match.host: '%s' can never match: hosts "
+                              "are matched without their port, IPv6 addresses in brackets "
+                              "('[::1]')", owner, s);
         else
             r->host = lower_dup(d, s);
     }
@@ -252,11 +301,12 @@ static void read_match(struct config_diag *d, struct config *cfg, const char *ow
     if ((n = config_map_get(m, "method")))
         read_methods(d, owner, n, r);
     if ((n = config_map_get(m, "headers")))
-        read_kv(d, cfg, owner, "match.headers", n, true, true, &r->headers, &r->nheaders);
+        read_kv(d, cfg, owner, "match.headers", n, true, true, KV_ANY, &r->headers, &r->nheaders);
     if ((n = config_map_get(m, "cookies")))
-        read_kv(d, cfg, owner, "match.cookies", n, false, false, &r->cookies, &r->ncookies);
+        read_kv(d, cfg, owner, "match.cookies", n, false, false, KV_ANY, &r->cookies,
+                &r->ncookies);
     if ((n = config_map_get(m, "query")))
-        read_kv(d, cfg, owner, "match.query", n, false, false, &r->query, &r->nquery);
+        read_kv(d, cfg, owner, "match.query", n, false, false, KV_ANY, &r->query, &r->nquery);
     if ((n = config_map_get(m, "source")))
         config_read_cidrs(d, owner, "match.source", n, &r->sources, &r->nsources);
 }
@@ -339,13 +389,13 @@ static void read_split(struct config_diag *d, struct config *cfg, const char *ow
         }
         if (config_want_name(d, owner, "split[].pool", n, &s) < 0)
             continue;
-        sp->pool_name = config_strdup(d, s);
-        sp->pool = config_find_pool(cfg, s);
-        if (!sp->pool)
+        if (!(sp->pool = config_find_pool(cfg, s)))
             config_diag_error(d, n->line, n->col, "%s: split: pool '%s' is not defined", owner, s);
+        /* Before the name is kept: an entry left out is not freed. */
         if ((n = config_map_get(it, "weight")) &&
             config_want_uint(d, owner, "split[].weight", n, 0, 1000000, &w) < 0)
             continue;
+        sp->pool_name = config_strdup(d, s);
         sp->weight = (uint32_t)w;
         total += w;
         r->nsplit++;
@@ -372,8 +422,8 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
                           "(pool or split)", owner);
     r->mirror_percent = 100;
     if ((n = config_map_get(map, "set_headers")))
-        read_kv(d, cfg, owner, "mirror.set_headers", n, true, false, &r->mirror_set_headers,
-                &r->nmirror_set_headers);
+        read_kv(d, cfg, owner, "mirror.set_headers", n, true, false, KV_NOT_WRITTEN,
+                &r->mirror_set_headers, &r->nmirror_set_headers);
     if ((n = config_map_get(map, "percent")) &&
         config_want_uint(d, owner, "mirror.percent", n, 0, 100, &v) == 0)
         r->mirror_percent = (uint32_t)v;
@@ -389,6 +439,24 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
                           owner, s);
     else
         r->mirror_pool->mirror_target = true;
+}
+
+/* A `respond` answer is written whole into one client buffer
+ * (core/buffer.h): one that cannot fit would be a 500 on every request. */
+static void check_respond_fits(struct config_diag *d, const char *owner,
+                               const struct config_node *body, const struct conf_route *r)
+{
+    /* the status line, Server, Content-Type, Content-Length, Retry-After,
+     * Connection and the blank line take well under this */
+    size_t head = 256, blen = strlen(r->respond_body);
+
+    for (size_t i = 0; i < r->nset_response_headers; i++)
+        head += strlen(r->set_response_headers[i].name) +
+                strlen(r->set_response_headers[i].value) + 4;
+    if (blen + head > BUF_SIZE_DEFAULT)
+        config_diag_error(d, body->line, body->col, "%s: respond.body: %zu bytes; with its head "
+                          "(%zu bytes) the answer must fit in %u bytes", owner, blen, head,
+                          BUF_SIZE_DEFAULT);
 }
 
 static void read_route(struct config_diag *d, struct config *cfg, struct conf_listener *l,
@@ -468,15 +536,18 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
                           "redirect and respond", owner);
 
     if ((n = config_map_get(map, "set_headers")))
-        read_kv(d, cfg, owner, "set_headers", n, true, false, &r->set_headers, &r->nset_headers);
+        read_kv(d, cfg, owner, "set_headers", n, true, false, KV_NOT_WRITTEN_BUT_HOST,
+                &r->set_headers, &r->nset_headers);
     if ((n = config_map_get(map, "remove_headers")))
         read_names(d, owner, "remove_headers", n, &r->remove_headers, &r->nremove_headers);
     if ((n = config_map_get(map, "set_response_headers")))
-        read_kv(d, cfg, owner, "set_response_headers", n, true, false, &r->set_response_headers,
-                &r->nset_response_headers);
+        read_kv(d, cfg, owner, "set_response_headers", n, true, false, KV_NOT_WRITTEN,
+                &r->set_response_headers, &r->nset_response_headers);
     if ((n = config_map_get(map, "remove_response_headers")))
         read_names(d, owner, "remove_response_headers", n, &r->remove_response_headers,
                    &r->nremove_response_headers);
+    if (r->respond_body)
+        check_respond_fits(d, owner, config_map_get(config_map_get(map, "respond"), "body"), r);
     if ((n = config_map_get(map, "strip_prefix")) &&
         want_path(d, owner, "strip_prefix", n, &s) == 0)
         r->strip_prefix = config_strdup(d, s);
@@ -575,17 +646,21 @@ void config_read_cidrs(struct config_diag *d, const char *owner, const char *key
         char host[64], *slash;
         const char *s;
         long bits;
+        bool fits;
 
         if (config_want_string(d, owner, key, n, &s) < 0)
             continue;
+        /* Longer is no address, and cut short its prefix length would read
+         * as another one ("/000...016" as /0: every address). */
+        fits = strlen(s) < sizeof(host);
         snprintf(host, sizeof(host), "%s", s);
         slash = strchr(host, '/');
         if (slash)
             *slash = '\0';
-        if (inet_pton(AF_INET, host, c->addr) == 1) {
+        if (fits && inet_pton(AF_INET, host, c->addr) == 1) {
             c->family = AF_INET;
             bits = 32;
-        } else if (inet_pton(AF_INET6, host, c->addr) == 1) {
+        } else if (fits && inet_pton(AF_INET6, host, c->addr) == 1) {
             c->family = AF_INET6;
             bits = 128;
         } else {
@@ -594,9 +669,10 @@ void config_read_cidrs(struct config_diag *d, const char *owner, const char *key
             continue;
         }
         if (slash) {
-            char *end;
-            long b = strtol(slash + 1, &end, 10);
-            if (*end || end == slash + 1 || b < 0 || b > bits) {
+            /* Digits only: strtol would also take a sign or spaces. */
+            size_t digits = strspn(slash + 1, "0123456789");
+            long b = digits && digits <= 3 ? strtol(slash + 1, NULL, 10) : -1;
+            if (slash[1 + digits] || b < 0 || b > bits) {
                 config_diag_error(d, n->line, n->col, "%s: %s: bad prefix length "
                                   "in '%s' (0 to %ld)", owner, key, s, bits);
                 continue;

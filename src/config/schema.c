@@ -3,10 +3,12 @@
 #include "config/config.h"
 #include "config/internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The one list of accepted keys. The parser checks every mapping against it
  * and docs/configuration.md must list exactly these, so adding a key here is
@@ -386,21 +388,36 @@ int config_want_bool(struct config_diag *d, const char *owner, const char *path,
     return -1;
 }
 
+/* Deadlines are now + a duration in 64-bit milliseconds, and some durations
+ * are multiplied (backoff, ejection time): one near 2^64 ms would wrap into
+ * the past and time out at once. Ten years is past any real timeout or
+ * cookie lifetime. */
+#define CONFIG_MAX_DURATION_MS ((uint64_t)87600 * 3600000)
+
 int config_want_duration(struct config_diag *d, const char *owner, const char *path,
                          const struct config_node *n, uint64_t *ms)
 {
     char where[256], shown[96];
     const char *s;
+    uint64_t v;
 
     if (config_want_string(d, owner, path, n, &s) < 0)
         return -1;
-    if (config_parse_duration(s, ms) == 0)
-        return 0;
-    config_diag_error(d, n->line, n->col,
-                      "%sbad duration '%s': use a number followed by ms, s, m or h",
-                      config_where(where, sizeof(where), owner, path),
-                      config_show(shown, sizeof(shown), s));
-    return -1;
+    if (config_parse_duration(s, &v) < 0) {
+        config_diag_error(d, n->line, n->col,
+                          "%sbad duration '%s': use a number followed by ms, s, m or h",
+                          config_where(where, sizeof(where), owner, path),
+                          config_show(shown, sizeof(shown), s));
+        return -1;
+    }
+    if (v > CONFIG_MAX_DURATION_MS) {
+        config_diag_error(d, n->line, n->col, "%sduration '%s' is too long; at most %" PRIu64
+                          "h (10 years)", config_where(where, sizeof(where), owner, path),
+                          config_show(shown, sizeof(shown), s), CONFIG_MAX_DURATION_MS / 3600000);
+        return -1;
+    }
+    *ms = v;
+    return 0;
 }
 
 int config_want_uint(struct config_diag *d, const char *owner, const char *path,
@@ -514,6 +531,31 @@ int config_want_name(struct config_diag *d, const char *owner, const char *path,
                       config_where(where, sizeof(where), owner, path),
                       config_show(shown, sizeof(shown), s));
     return -1;
+}
+
+int config_regular_file(const char *file, uint64_t max)
+{
+    struct stat st;
+
+    if (stat(file, &st) < 0)
+        return -errno;
+    return !S_ISREG(st.st_mode) || (max && (uint64_t)st.st_size > max);
+}
+
+int config_want_regular_file(struct config_diag *d, const char *owner, const char *path,
+                             const struct config_node *n, const char *file, const char *what,
+                             uint64_t max)
+{
+    char where[256];
+    int rc = config_regular_file(file, max);
+
+    config_where(where, sizeof(where), owner, path);
+    if (rc < 0)
+        config_diag_error(d, n->line, n->col, "%scannot read '%s': %s", where, file,
+                          strerror(-rc));
+    else if (rc > 0)
+        config_diag_error(d, n->line, n->col, "%s'%s' is not %s", where, file, what);
+    return rc ? -1 : 0;
 }
 
 void config_missing(struct config_diag *d, const char *owner, const struct config_node *map,

@@ -17,7 +17,8 @@ int config_read_secret_file(struct config_diag *d, const char *owner, const char
     FILE *f;
     int rc = -1;
 
-    if (config_want_string(d, owner, path, n, &s) < 0)
+    if (config_want_string(d, owner, path, n, &s) < 0 ||
+        config_want_regular_file(d, owner, path, n, s, "a key file (a regular file)", 0) < 0)
         return -1;
     if (!(f = fopen(s, "r"))) {
         config_diag_error(d, n->line, n->col, "%s: %s: cannot read '%s': %s", owner, path, s,

@@ -5,33 +5,22 @@
 #include "config/config.h"
 #include "config/internal.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "proto/tls.h"
 
-/* A readable regular file (not a FIFO or a device, which could block or
- * never end), of a sane size for PEM. */
+/* A regular file of a sane size for PEM. */
 static int want_pem_file(struct config_diag *d, const char *owner, const char *path,
                          const struct config_node *n, const char **out)
 {
-    struct stat st;
     const char *s;
 
-    if (config_want_string(d, owner, path, n, &s) < 0)
+    if (config_want_string(d, owner, path, n, &s) < 0 ||
+        config_want_regular_file(d, owner, path, n, s, "a PEM file (a regular file up to 1m)",
+                                 1 << 20) < 0)
         return -1;
-    if (stat(s, &st) < 0) {
-        config_diag_error(d, n->line, n->col, "%s: %s: cannot read '%s': %s", owner, path, s,
-                          strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
-        config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not a PEM file (a regular file "
-                          "up to 1m)", owner, path, s);
-        return -1;
-    }
     *out = s;
     return 0;
 }
@@ -76,7 +65,9 @@ static void read_cert(struct config_diag *d, const char *owner, const struct con
                               owner, err);
         else
             c->ocsp_auto = true;
-    } else if (on && config_want_string(d, owner, "tls.certificates[].ocsp", on, &ocsp) == 0) {
+    } else if (on && config_want_string(d, owner, "tls.certificates[].ocsp", on, &ocsp) == 0 &&
+               config_want_regular_file(d, owner, "tls.certificates[].ocsp", on, ocsp,
+                                        "an OCSP response (a regular file)", 0) == 0) {
         struct tls_ocsp *o = NULL;
         int rc = tls_ocsp_load(cert, ocsp, &o, err, sizeof(err));
 

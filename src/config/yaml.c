@@ -4,12 +4,16 @@
  * exact start of every node, mappings and lists included, and 0.7's document
  * API has no public way to get that. The events carry it. Anchors, aliases and
  * merge keys ("<<") are resolved here; an alias shares the anchored node, so
- * nothing is ever copied and memory stays linear in the input. */
+ * nothing is ever copied, and what merges copy is bounded: memory stays
+ * linear in the input. */
 #include "config/internal.h"
 
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Keys that merge keys ("<<") may copy in one file, all merges together. */
+#define CONFIG_YAML_MAX_MERGED 1000000
 
 struct config_yaml_anchor {
     char *name;
@@ -31,7 +35,8 @@ struct config_yaml_builder {
     struct config_yaml_anchor *anchors;
     size_t nanchors, anchors_cap;
     int line, col;                 /* the last known position */
-    bool failed;                   /* out of memory or a broken stream */
+    size_t merged;                 /* keys copied by merge keys so far */
+    bool failed;                   /* out of memory, a broken stream, a limit */
 };
 
 static bool config_yaml_grow(void **arr, size_t *cap, size_t need, size_t elem)
@@ -171,59 +176,102 @@ static bool config_yaml_is_merge(const struct config_node *k)
     return k->kind == CONFIG_NODE_SCALAR && k->plain && strcmp(k->text, "<<") == 0;
 }
 
-static bool config_yaml_has_key(const struct config_pair *pairs, size_t n,
-                                const struct config_node *key)
+/* A key and where it stands among its mapping's keys. Repeats are found by
+ * sorting these, not by comparing each key with every earlier one: a file
+ * of one big mapping (or many merges of one) would keep the loader busy for
+ * minutes. */
+struct config_yaml_key {
+    const struct config_node *key;
+    size_t index;
+};
+
+/* By text; equal keys in the order they stand, so a run's first is the
+ * one that counts. */
+static int config_yaml_key_cmp(const void *a, const void *b)
 {
-    for (size_t i = 0; i < n; i++)
-        if (config_yaml_same_key(pairs[i].key, key))
-            return true;
-    return false;
+    const struct config_yaml_key *x = a, *y = b;
+    size_t len = x->key->len < y->key->len ? x->key->len : y->key->len;
+    int c = memcmp(x->key->text, y->key->text, len);
+
+    if (c == 0 && x->key->len != y->key->len)
+        c = x->key->len < y->key->len ? -1 : 1;
+    return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
-/* Appends the pairs of SRC whose keys MAP does not have yet: keys written in
- * the mapping itself win over merged ones, earlier merge sources over later. */
-static void config_yaml_merge_from(struct config_yaml_builder *b, struct config_pair **out,
-                                   size_t *n, size_t *cap, const struct config_node *src)
+/* The scalar keys of pairs[0..n), merge keys left out, sorted into a new
+ * array (*m of them). NULL when out of memory (reported). */
+static struct config_yaml_key *config_yaml_sort_keys(struct config_yaml_builder *b,
+                                                     const struct config_pair *pairs, size_t n,
+                                                     size_t *m)
 {
-    for (size_t i = 0; i < src->n; i++) {
-        if (config_yaml_has_key(*out, *n, src->pairs[i].key))
-            continue;
-        if (!config_yaml_grow((void **)out, cap, *n + 1, sizeof(**out))) {
-            config_yaml_oom(b);
-            return;
-        }
-        (*out)[(*n)++] = src->pairs[i];
+    struct config_yaml_key *keys = malloc((n ? n : 1) * sizeof(*keys));
+
+    *m = 0;
+    if (!keys) {
+        config_yaml_oom(b);
+        return NULL;
     }
+    for (size_t i = 0; i < n; i++)
+        if (pairs[i].key->kind == CONFIG_NODE_SCALAR && !config_yaml_is_merge(pairs[i].key))
+            keys[(*m)++] = (struct config_yaml_key){ .key = pairs[i].key, .index = i };
+    qsort(keys, *m, sizeof(*keys), config_yaml_key_cmp);
+    return keys;
 }
 
-/* A mapping just closed: report duplicate keys, then apply merge keys.
- * Quadratic in the keys of one mapping, which is fine for config files. */
+/* Appends the pairs of SRC, merged by the merge key AT, to out. A merge
+ * copies its source's keys where an alias shares a node, so their total is
+ * bounded, like the counts of listeners and backends. */
+static void config_yaml_merge_from(struct config_yaml_builder *b, struct config_pair **out,
+                                   size_t *n, size_t *cap, const struct config_node *src,
+                                   const struct config_node *at)
+{
+    if (b->failed || src->n == 0)
+        return;
+    if (src->n > CONFIG_YAML_MAX_MERGED - b->merged) {
+        config_diag_error(b->d, at->line, at->col, "merge keys ('<<') copy more than %d keys "
+                          "in all; the file is refused", CONFIG_YAML_MAX_MERGED);
+        b->failed = true;
+        return;
+    }
+    b->merged += src->n;
+    if (!config_yaml_grow((void **)out, cap, *n + src->n, sizeof(**out))) {
+        config_yaml_oom(b);
+        return;
+    }
+    memcpy(*out + *n, src->pairs, src->n * sizeof(**out));
+    *n += src->n;
+}
+
+/* A mapping just closed: report duplicate keys, then apply merge keys. */
 static void config_yaml_finish_map(struct config_yaml_builder *b, struct config_node *map)
 {
+    struct config_yaml_key *keys;
     struct config_pair *out = NULL;
-    size_t n = 0, cap = 0;
-    bool merges = false;
+    size_t n = 0, cap = 0, m;
+    bool merges = false, *drop;
 
-    for (size_t i = 0; i < map->n; i++) {
-        const struct config_node *k = map->pairs[i].key;
+    keys = config_yaml_sort_keys(b, map->pairs, map->n, &m);
+    if (!keys)
+        return;
+    for (size_t i = 1, run = 0; i < m; i++) {
+        const struct config_node *k = keys[i].key, *first = keys[run].key;
 
-        if (config_yaml_is_merge(k)) {
-            merges = true;
+        if (!config_yaml_same_key(first, k)) {
+            run = i;
             continue;
         }
-        for (size_t j = 0; j < i; j++) {
-            const struct config_node *first = map->pairs[j].key;
-            if (config_yaml_same_key(first, k)) {
-                config_diag_error(b->d, k->line, k->col,
-                                  "duplicate key '%s' (first at %d:%d)",
-                                  k->text, first->line, first->col);
-                break;
-            }
-        }
+        config_diag_error(b->d, k->line, k->col, "duplicate key '%s' (first at %d:%d)",
+                          k->text, first->line, first->col);
     }
+    free(keys);
+    for (size_t i = 0; i < map->n; i++)
+        merges |= config_yaml_is_merge(map->pairs[i].key);
     if (!merges)
         return;
 
+    /* Keys written in the mapping itself first, then each merge source's
+     * in order; of a repeated key only the first stays, so written keys win
+     * over merged ones and earlier merge sources over later. */
     for (size_t i = 0; i < map->n; i++) {
         if (config_yaml_is_merge(map->pairs[i].key))
             continue;
@@ -235,12 +283,12 @@ static void config_yaml_finish_map(struct config_yaml_builder *b, struct config_
         out[n++] = map->pairs[i];
     }
     for (size_t i = 0; i < map->n; i++) {
-        const struct config_node *v = map->pairs[i].value;
+        const struct config_node *k = map->pairs[i].key, *v = map->pairs[i].value;
 
-        if (!config_yaml_is_merge(map->pairs[i].key))
+        if (!config_yaml_is_merge(k))
             continue;
         if (v->kind == CONFIG_NODE_MAP) {
-            config_yaml_merge_from(b, &out, &n, &cap, v);
+            config_yaml_merge_from(b, &out, &n, &cap, v, k);
             continue;
         }
         if (v->kind != CONFIG_NODE_SEQ) {
@@ -256,12 +304,33 @@ static void config_yaml_finish_map(struct config_yaml_builder *b, struct config_
                                   "merge key '<<' needs a mapping or a list of mappings, got %s",
                                   config_node_kind_name(s));
             else
-                config_yaml_merge_from(b, &out, &n, &cap, s);
+                config_yaml_merge_from(b, &out, &n, &cap, s, k);
         }
     }
+    keys = b->failed ? NULL : config_yaml_sort_keys(b, out, n, &m);
+    drop = keys ? calloc(n ? n : 1, sizeof(*drop)) : NULL;
+    if (!drop) {
+        if (keys)
+            config_yaml_oom(b);
+        free(keys);
+        free(out);
+        return;
+    }
+    for (size_t i = 1, run = 0; i < m; i++) {
+        if (config_yaml_same_key(keys[run].key, keys[i].key))
+            drop[keys[i].index] = true;
+        else
+            run = i;
+    }
+    m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!drop[i])
+            out[m++] = out[i];
+    free(drop);
+    free(keys);
     free(map->pairs);
     map->pairs = out;
-    map->n = n;
+    map->n = m;
     map->cap = cap;
 }
 

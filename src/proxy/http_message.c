@@ -61,38 +61,64 @@ static void out_init(struct out *o, struct buf *b)
     o->full = false;
 }
 
+/* The IANA status code registry (RFC 9110 15, 6585, 7725, 8297, 8470): a
+ * `respond` route may answer any status 200..599, and an HTTP/2 backend's
+ * :status becomes an HTTP/1.1 status line, so every registered code needs
+ * its phrase. */
 const char *http_reason(int status)
 {
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
     case 200: return "OK";
     case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
     case 204: return "No Content";
+    case 205: return "Reset Content";
     case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 303: return "See Other";
     case 304: return "Not Modified";
+    case 305: return "Use Proxy";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 402: return "Payment Required";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 511: return "Network Authentication Required";
     }
     return "Unknown";
 }
@@ -165,12 +191,33 @@ static bool name_in_list(struct h1_slice name, char *const *list, size_t n)
     return false;
 }
 
-static bool name_in_kv(struct h1_slice name, const struct conf_kv *kv, size_t n)
+static const struct conf_kv *kv_find_slice(const struct conf_kv *kv, size_t n,
+                                           struct h1_slice name)
 {
     for (size_t i = 0; i < n; i++)
         if (name_cgi_eq(name, kv[i].name))
-            return true;
-    return false;
+            return &kv[i];
+    return NULL;
+}
+
+static bool name_in_kv(struct h1_slice name, const struct conf_kv *kv, size_t n)
+{
+    return kv_find_slice(kv, n, name) != NULL;
+}
+
+static const struct conf_kv *kv_find(const struct conf_kv *kv, size_t n, const char *name)
+{
+    return kv_find_slice(kv, n, (struct h1_slice){name, (uint32_t)strlen(name)});
+}
+
+/* Does the route's set_headers give this field? Then it takes the place of
+ * the one sluice would write (X-Forwarded-*, Forwarded, X-Request-Id, ...),
+ * as HAProxy's set-header and NGINX's proxy_set_header do, rather than
+ * following it as a second field (of two X-Forwarded-Proto, backends read
+ * the first: sluice's own). */
+static bool route_sets(const struct conf_route *route, const char *name)
+{
+    return route && kv_find(route->set_headers, route->nset_headers, name);
 }
 
 bool http_peer_trusted(const struct addr *peer, const struct conf_cidr *cidrs, size_t n)
@@ -344,11 +391,16 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     }
     puts_(&o, fwd->upstream_http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
-    /* Host first: from the absolute-form authority when there was one
-     * (RFC 9112 3.2.2), else as received. */
-    if (req->host.p) {
+    /* Host first: the route's when it sets one (NGINX's proxy_set_header
+     * Host, HAProxy's set-header Host: routing and X-Forwarded-Host still
+     * go by the client's), else from the absolute-form authority when there
+     * was one (RFC 9112 3.2.2), else as received. */
+    const struct conf_kv *host = route ? kv_find(route->set_headers, route->nset_headers, "host")
+                                       : NULL;
+    if (host)
+        put_header(&o, "Host", 4, host->value, strlen(host->value));
+    else if (req->host.p)
         put_header(&o, "Host", 4, req->host.p, req->host.len);
-    }
     for (uint32_t i = 0; i < req->nheaders; i++) {
         const struct h1_header *h = &req->headers[i];
 
@@ -390,7 +442,9 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     }
 
     addr_format_host(fwd->peer, peer, sizeof(peer));
-    if (kept[FWD_XFF]) {
+    if (route_sets(route, "x-forwarded-for")) {
+        /* the route's, below */
+    } else if (kept[FWD_XFF]) {
         put(&o, "X-Forwarded-For: ", 17);
         put_slice(&o, kept[FWD_XFF]->value);
         put(&o, ", ", 2);
@@ -399,23 +453,26 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     } else {
         put_header(&o, "X-Forwarded-For", 15, peer, strlen(peer));
     }
-    if (kept[FWD_XFP])
+    if (kept[FWD_XFP] && !route_sets(route, "x-forwarded-proto"))
         put_header(&o, "X-Forwarded-Proto", 17, kept[FWD_XFP]->value.p, kept[FWD_XFP]->value.len);
-    else
+    else if (!route_sets(route, "x-forwarded-proto"))
         put_header(&o, "X-Forwarded-Proto", 17, fwd->tls ? "https" : "http", fwd->tls ? 5 : 4);
-    if (kept[FWD_XFH])
+    if (kept[FWD_XFH] && !route_sets(route, "x-forwarded-host"))
         put_header(&o, "X-Forwarded-Host", 16, kept[FWD_XFH]->value.p, kept[FWD_XFH]->value.len);
-    else if (req->host.len)
+    else if (req->host.len && !route_sets(route, "x-forwarded-host"))
         put_header(&o, "X-Forwarded-Host", 16, req->host.p, req->host.len);
-    put_forwarded(&o, kept[FWD_FORWARDED], fwd, peer, req->host);
-    put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
-    if (fwd->client_subject)
+    if (!route_sets(route, "forwarded"))
+        put_forwarded(&o, kept[FWD_FORWARDED], fwd, peer, req->host);
+    if (!route_sets(route, "x-request-id"))
+        put_header(&o, "X-Request-Id", 12, fwd->request_id, strlen(fwd->request_id));
+    if (fwd->client_subject && !route_sets(route, "x-client-cert-subject"))
         put_header(&o, "X-Client-Cert-Subject", 21, fwd->client_subject,
                    strlen(fwd->client_subject));
     if (route) {
         for (size_t i = 0; i < route->nset_headers; i++)
-            put_header(&o, route->set_headers[i].name, strlen(route->set_headers[i].name),
-                       route->set_headers[i].value, strlen(route->set_headers[i].value));
+            if (&route->set_headers[i] != host)   /* written first, above */
+                put_header(&o, route->set_headers[i].name, strlen(route->set_headers[i].name),
+                           route->set_headers[i].value, strlen(route->set_headers[i].value));
     }
     if (websocket)
         puts_(&o, "Connection: upgrade\r\n");
@@ -490,7 +547,9 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
                        strlen(route->set_response_headers[i].value));
     }
     if (request_id && resp->status >= 200 &&
-        !h1_find_header(resp->headers, resp->nheaders, "x-request-id"))
+        !h1_find_header(resp->headers, resp->nheaders, "x-request-id") &&
+        !(route && name_in_kv((struct h1_slice){"x-request-id", 12}, route->set_response_headers,
+                              route->nset_response_headers)))
         put_header(&o, "X-Request-Id", 12, request_id, strlen(request_id));
     if (extra->set_cookie && resp->status >= 200)
         put_header(&o, "Set-Cookie", 10, extra->set_cookie, strlen(extra->set_cookie));
@@ -511,7 +570,11 @@ int http_write_local_response(struct buf *b, int status, const char *location,
 {
     struct out o;
     char line[128];
-    size_t blen = body ? strlen(body) : 0;
+    /* 204 and 304 end at their head (RFC 9110 6.4.1), and may not say a
+     * Content-Length: a body written after one would be read as the start
+     * of the next response. A `respond` route may still give one. */
+    bool no_content = status == 204 || status == 304;
+    size_t blen = body && !no_content ? strlen(body) : 0;
 
     out_init(&o, b);
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_reason(status));
@@ -536,8 +599,10 @@ int http_write_local_response(struct buf *b, int status, const char *location,
         snprintf(line, sizeof(line), "Retry-After: %u\r\n", retry_after_s ? retry_after_s : 1);
         puts_(&o, line);
     }
-    snprintf(line, sizeof(line), "Content-Length: %zu\r\n", blen);
-    puts_(&o, line);
+    if (!no_content) {
+        snprintf(line, sizeof(line), "Content-Length: %zu\r\n", blen);
+        puts_(&o, line);
+    }
     if (!keep_alive)
         puts_(&o, "Connection: close\r\n");
     put(&o, "\r\n", 2);

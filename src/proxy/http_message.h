@@ -64,6 +64,8 @@ int http_write_local_response(struct buf *b, int status, const char *location,
                               const struct conf_route *route, unsigned retry_after_s,
                               const char *www_authenticate);
 
+/* The reason phrase of a status line (also the admin API's); "Unknown" for
+ * a code the registry does not name. */
 const char *http_reason(int status);
 
 /* May this request be sent again after a failure (idempotent method, or an

@@ -379,6 +379,10 @@ static const struct bad_case bad_cases[] = {
     { "drain_timeout: 5x\n" LST POOL, "1:16",
       "drain_timeout: bad duration '5x': use a number followed by ms, s, m or h" },
     { "drain_timeout: 30\n" LST POOL, "1:16", "bad duration '30'" },
+    /* fits in 64 bits, but now + it would wrap a deadline into the past */
+    { "drain_timeout: 18446744073709551615ms\n" LST POOL, "1:16",
+      "drain_timeout: duration '18446744073709551615ms' is too long; at most 87600h" },
+    { "drain_timeout: 87601h\n" LST POOL, "1:16", "is too long" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: tcp, pool: app,\n"
       "              timeouts: {client_idle: -1s}}]\n" POOL, "2:39",
       "listener 'web': timeouts.client_idle: bad duration '-1s'" },
@@ -421,6 +425,13 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {path: /a}, pool: app, set_headers: {\"x-a\": \"b\\r\\nevil: 1\"}}]}]\n" POOL,
       "2:64", "control characters" },
+    /* the head sluice writes must say what the bytes after it are */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app, set_headers: {x-a: b, Content-Length: '0'}}]}]\n"
+      POOL, "2:65", "set_headers: sluice writes 'Content-Length' itself" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, pool: app, remove_response_headers: [transfer-encoding]}]}]\n"
+      POOL, "2:69", "remove_response_headers: sluice writes 'transfer-encoding' itself" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {path: /a}, pool: app, rewrite_prefix: /b}]}]\n" POOL,
       "2:59", "rewrite_prefix needs match.path_prefix" },
@@ -448,6 +459,17 @@ static const struct bad_case bad_cases[] = {
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  trusted_proxies: [10.0.0.0/33]}]\n" POOL,
       "2:21", "bad prefix length" },
+    /* a split entry with a bad weight: its pool name was kept, never freed */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  routes: [{match: {path: /a}, split: [{pool: app, weight: x}]}]}]\n" POOL,
+      "2:60", "split[].weight: expected a whole number" },
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  trusted_proxies: [10.0.0.0/+8]}]\n" POOL,
+      "2:21", "bad prefix length in '10.0.0.0/+8'" },
+    /* cut at 63 bytes it read as 192.168.0.0/0 */
+    { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
+      "  trusted_proxies: ['192.168.0.0/00000000000000000000000000000000000000000000000000000016']}]\n"
+      POOL, "2:21", "is not an address or ADDRESS/BITS block" },
     { "listeners: [{name: web, bind: 127.0.0.1:8080, mode: http, pool: app,\n"
       "  routes: [{match: {source: [10.0.0.0/8, 'office']}, pool: app}]}]\n" POOL,
       "2:42", "match.source: 'office' is not an address or ADDRESS/BITS block" },
@@ -529,6 +551,13 @@ static const struct bad_case bad_cases[] = {
     { "listeners:\n  - {name: a, bind: 127.0.0.1:8080, mode: udp, pool: app}\n"
       "  - {name: b, bind: 127.0.0.1:8080, mode: udp, pool: app}\n" POOL,
       "3:21", "listener 'b': bind: udp 127.0.0.1:8080 is already used by the listener at 2:5" },
+    /* the admin API cannot share its port (sluice would not start) */
+    { LST POOL "admin: {listen: 127.0.0.1:8080}\n", "1:31",
+      "listener 'web': bind: tcp 127.0.0.1:8080 is already used by admin.listen at 3:17" },
+    /* http and tcp are both stream sockets: SO_REUSEPORT would split the port */
+    { "listeners:\n  - {name: a, bind: 127.0.0.1:8080, mode: tcp, pool: app}\n"
+      "  - {name: b, bind: 127.0.0.1:8080, mode: http, pool: app}\n" POOL,
+      "3:21", "listener 'b': bind: http 127.0.0.1:8080 is already used by the listener at 2:5" },
     { LST POOL "log: {level: info, level: debug}\n", "3:20", "duplicate key 'level' (first at 3:7)" },
 
     /* references and required keys */
@@ -608,7 +637,7 @@ static const struct bad_case bad_cases[] = {
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, resolvers: []}}]\n",
       "2:69", "discovery.resolvers: give 1 to 8 addresses" },
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, interval: 10ms}}]\n",
-      "2:68", "discovery.interval: give 100ms to 1d" },
+      "2:68", "discovery.interval: give 100ms to 24h" },
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, max_backends: 2000}}]\n",
       "2:72", "discovery.max_backends" },
     { LST "pools: [{name: app, discovery: {dns: app.test, port: 80, ttl: 5s}}]\n",
@@ -666,8 +695,9 @@ static const struct bad_case bad_cases[] = {
       "auth.key_file: cannot load a PEM public key from '/nonexistent'" },
     { AUTH_HTTP "{type: jwt, secret_file: /nonexistent}}]\n" POOL, "2:34",
       "auth.secret_file: cannot read '/nonexistent'" },
+    /* a device or a FIFO could block the load or never end */
     { AUTH_HTTP "{type: jwt, secret_file: /dev/null}}]\n" POOL, "2:34",
-      "auth.secret_file: '/dev/null' must hold 32 to 1000 bytes" },
+      "auth.secret_file: '/dev/null' is not a key file (a regular file)" },
     { AUTH_HTTP "{type: basic, users_file: /nonexistent, issuer: x}}]\n" POOL, "2:57",
       "auth.issuer only applies to type jwt" },
     { AUTH_HTTP "{type: basic, users_file: /nonexistent}}]\n" POOL, "2:35",
@@ -766,6 +796,12 @@ static const struct bad_case bad_cases[] = {
     { "listeners: *nowhere\n" POOL, "1:12", "alias '*nowhere' does not name an anchor" },
     { LST POOL "---\nworkers: 2\n", "3:1", "one YAML document" },
     { LST POOL "x-a: &a 5\nlog: {<<: *a}\n", "3:9", "merge key '<<' needs a mapping" },
+    /* the earlier merge source wins; a repeat among written keys is still one */
+    { LST POOL "x-a: &a {level: nope}\nx-b: &b {level: info}\nlog: {<<: [*a, *b]}\n", "3:17",
+      "unknown log.level 'nope'" },
+    { LST POOL "x-a: &a {level: info}\nlog: {<<: *a, format: json, format: json}\n", "4:29",
+      "duplicate key 'format' (first at 4:15)" },
+    { LST POOL "x-a: &a {}\nlog: {<<: [*a, *a], level: nope}\n", "4:28", "unknown log.level 'nope'" },
     { LST POOL "log: {level: \xc3\x28}\n", "3:14", "not valid UTF-8" },
     { "%\xf2\n", "1:2", "not valid UTF-8" },     /* used to hang libfyaml 0.7 */
     { "", "1:1", "the config is empty" },
@@ -961,7 +997,7 @@ static void test_freebind(void)
     static const char text[] =
         "listeners:\n"
         "  - {name: web, bind: 192.0.2.1:8080, freebind: true, mode: http, pool: app}\n"
-        "  - {name: l4, bind: 192.0.2.1:8080, freebind: true, mode: tcp, pool: app}\n"
+        "  - {name: l4, bind: 192.0.2.1:8084, freebind: true, mode: tcp, pool: app}\n"
         "  - {name: u, bind: 192.0.2.1:8080, freebind: true, mode: udp, pool: app}\n"
         "  - {name: v6, bind: \"[2001:db8::1]:8081\", freebind: true, mode: tcp, pool: app}\n"
         "  - {name: off, bind: 192.0.2.1:8082, freebind: false, mode: tcp, pool: app}\n"

@@ -935,11 +935,15 @@ static bool ref_rule(const struct conf_route *c, pcre2_code *re, const struct ro
         h[n] = '\0';
         if (n && h[n - 1] == '.')
             h[--n] = '\0';
-        if (strncmp(c->host, "*.", 2) == 0) {
-            size_t s = strlen(c->host + 1);   /* ".suffix" */
-            if (n <= s || strcmp(h + n - s, c->host + 1) != 0)
+        char ch[1024];
+        snprintf(ch, sizeof(ch), "%s", c->host);
+        if (ch[0] && ch[strlen(ch) - 1] == '.')
+            ch[strlen(ch) - 1] = '\0';
+        if (strncmp(ch, "*.", 2) == 0) {
+            size_t s = strlen(ch + 1);   /* ".suffix" */
+            if (n <= s || strcmp(h + n - s, ch + 1) != 0)
                 return false;
-        } else if (strcmp(h, c->host) != 0) {
+        } else if (strcmp(h, ch) != 0) {
             return false;
         }
     }
@@ -1218,6 +1222,77 @@ static void test_random(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* Random tables over a small alphabet, so that hosts share labels and
+ * suffixes and paths share prefixes: long hosts (past the lookup's 256-byte
+ * stack copy), trailing dots and upper case on both sides, many nested
+ * prefixes (past the 32 candidate lists a lookup gathers at once), rules
+ * that fail on a header. Against the plain reference, with the rule's host
+ * read as the config leaves it (lowercased; a trailing dot is no part of
+ * the name). */
+static void rand_host(char *out, size_t size, bool rule)
+{
+    static const char *const labels[] = { "a", "b", "ab", "A", "x-1" };
+    char long_label[300];
+    size_t n = 0;
+    int nl = 1 + (int)(rnd() % 4);
+
+    memset(long_label, 'a', 250);
+    long_label[250] = '\0';
+    out[0] = '\0';
+    if (rule && rnd() % 3 == 0)
+        n += (size_t)snprintf(out + n, size - n, "*.");
+    for (int i = 0; i < nl && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? "." : "",
+                              rnd() % 8 == 0 ? long_label : labels[rnd() % 5]);
+    if (rnd() % 5 == 0 && n < size)
+        snprintf(out + n, size - n, ".");
+    if (rule)
+        for (char *c = out; *c; c++)
+            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+}
+
+static void rand_path(char *out, size_t len_max)
+{
+    size_t n = 1 + rnd() % len_max;
+    out[0] = '/';
+    for (size_t i = 1; i < n; i++)
+        out[i] = "/ab"[rnd() % 3];
+    out[n] = '\0';
+}
+
+static void test_random_hosts_and_prefixes(void)
+{
+    int bad = 0;
+    for (int round = 0; round < 30; round++) {
+        int n = 1 + (int)(rnd() % 120);
+        for (int i = 0; i < n; i++) {
+            char host[1200], path[64];
+            enum route_path_kind k = (enum route_path_kind)(rnd() % 3);   /* no regex */
+            rand_host(host, sizeof(host), true);
+            rand_path(path, 12);
+            struct conf_route *r = add(rnd() % 4 ? host : NULL, k, k ? path : NULL);
+            if (rnd() % 3 == 0)
+                header(r, "x", rnd() % 2 ? "1" : "2");
+        }
+        build();
+        pcre2_code **re = ref_compile();
+        for (int q = 0; q < 400; q++) {
+            char host[1200], path[64];
+            rand_host(host, sizeof(host), false);
+            rand_path(path, 14);
+            struct route_request rq = rnd() % 2 ? mkreq("GET", host, path, "x", "1", NULL)
+                                                : mkreq("GET", host, path, NULL);
+            int want = ref_match(re, &rq), got = idx(rq);
+            if (want != got && bad++ < 5)
+                fprintf(stderr, "hosts round %d: %.60s %s: got %d, want %d\n", round, host, path,
+                        got, want);
+        }
+        ref_free(re);
+        done();
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 /* ---- threads share one table ---- */
 
 static void *thread_main(void *arg)
@@ -1402,6 +1477,7 @@ int main(void)
     test_shadow();
     test_large();
     test_random();
+    test_random_hosts_and_prefixes();
     test_threads();
     test_path_normalize();
     test_check_paths();
