@@ -122,8 +122,8 @@ static double build_ms(const struct balance_ops *ops, uint32_t n)
     set.weight = malloc(n * sizeof(*set.weight));
     for (uint32_t i = 0; i < n; i++) {
         set.b[i] = &bp.p.backends[i];
-        set.weight[i] = 1;
-        set.total_weight++;
+        set.weight[i] = 100;            /* weight 1, scaled as balance.c does */
+        set.total_weight += 100;
     }
     for (int r = 0; r < 5; r++) {
         double t0 = now_s(), t;

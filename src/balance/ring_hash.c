@@ -139,26 +139,54 @@ static void ring_destroy(void *state)
     free(st);
 }
 
+/* Points per backend: its rounded share of target points, at least one,
+ * where a share is its weight over ref_weight. Returns the sum. */
+static uint64_t ring_counts(const struct balance_set *set, uint64_t target,
+                            uint64_t ref_weight, uint32_t *count)
+{
+    uint64_t total = 0;
+
+    for (uint32_t i = 0; i < set->n; i++) {
+        uint64_t c = (target * set->weight[i] + ref_weight / 2) / ref_weight;
+        count[i] = c ? (uint32_t)c : 1;
+        total += count[i];
+    }
+    return total;
+}
+
 static void *ring_build(const struct balance_set *set)
 {
     struct ring_state *st = calloc(1, sizeof(*st));
-    uint64_t target = (uint64_t)RING_POINTS_EACH * set->n;
+    const struct pool *p = set->b[0]->pool;
     uint32_t *count = calloc(set->n, sizeof(*count));
     struct ring_point *pts = NULL, *tmp = NULL;
-    uint64_t total = 0;
+    uint64_t target, total, ref_n = 0, ref_weight = 0;
 
     if (!st || !count)
         goto fail;
+    /* The point counts are relative to the pool as configured (every
+     * backend it lists, at its configured weight, scaled as the set's are),
+     * not to the eligible set: a backend that goes DOWN, drains, or whose
+     * weight changes (operator, slow start) then keeps every other
+     * backend's points, so only its own keys move. Relative to the set,
+     * every other backend's count changed with the total weight, and their
+     * lost or gained last points moved keys between them. */
+    for (uint32_t i = 0; i < p->nbackends; i++) {
+        if (backend_vacant(&p->backends[i]))
+            continue;
+        ref_n++;
+        ref_weight += (uint64_t)p->backends[i].conf->weight * 100u;
+    }
+    target = (uint64_t)RING_POINTS_EACH * ref_n;
     if (target < RING_POINTS_MIN)
         target = RING_POINTS_MIN;
     if (target > RING_POINTS_MAX)
         target = RING_POINTS_MAX;
-    for (uint32_t i = 0; i < set->n; i++) {
-        /* Rounded share of the target, at least one point. */
-        uint64_t c = (target * set->weight[i] + set->total_weight / 2) / set->total_weight;
-        count[i] = c ? (uint32_t)c : 1;
-        total += count[i];
-    }
+    /* Weights raised far above the configured ones would pass the size
+     * cap: share the cap by the set's weights then. */
+    total = ref_weight ? ring_counts(set, target, ref_weight, count) : 0;
+    if (!total || total > RING_POINTS_MAX)
+        total = ring_counts(set, target, set->total_weight, count);
     st->npoints = (uint32_t)total;
     for (st->bits = 1; (2ull << st->bits) <= total; st->bits++)
         ;

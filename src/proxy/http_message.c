@@ -551,7 +551,9 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
         !(route && name_in_kv((struct h1_slice){"x-request-id", 12}, route->set_response_headers,
                               route->nset_response_headers)))
         put_header(&o, "X-Request-Id", 12, request_id, strlen(request_id));
-    if (extra->set_cookie && resp->status >= 200)
+    /* A 101 is the final answer to an upgrade, and browsers keep cookies
+     * from a WebSocket handshake: a WebSocket session is pinned too. */
+    if (extra->set_cookie && (resp->status >= 200 || upgrade))
         put_header(&o, "Set-Cookie", 10, extra->set_cookie, strlen(extra->set_cookie));
     if (upgrade)
         puts_(&o, "Connection: upgrade\r\n");

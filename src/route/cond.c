@@ -188,15 +188,23 @@ bool route_query_param(struct h1_slice query, const char *name, struct h1_slice 
     return false;
 }
 
-bool route_cookie(const struct h1_header *headers, uint32_t nheaders, const char *name,
-                  struct h1_slice *value)
+bool route_cookie_next(const struct h1_header *headers, uint32_t nheaders, const char *name,
+                       struct h1_slice *value)
 {
     size_t nlen = strlen(name);
+    const char *after = value->p ? value->p + value->len : NULL;
     for (uint32_t i = 0; i < nheaders; i++) {
         const struct h1_header *h = &headers[i];
         if (h->name.len != 6 || !eq_ci(h->name.p, "cookie", 6) || !h->value.p)
             continue;
         const char *p = h->value.p, *end = h->value.p + h->value.len;
+        if (after) {
+            /* Resume in the header that holds the last value found. */
+            if (after < p || after > end)
+                continue;
+            p = after;
+            after = NULL;
+        }
         struct h1_slice n, v;
         while (next_pair(&p, end, ';', true, &n, &v))
             if (slice_is(n.p, n.len, name, nlen)) {
@@ -205,4 +213,15 @@ bool route_cookie(const struct h1_header *headers, uint32_t nheaders, const char
             }
     }
     return false;
+}
+
+bool route_cookie(const struct h1_header *headers, uint32_t nheaders, const char *name,
+                  struct h1_slice *value)
+{
+    struct h1_slice v = {0};
+
+    if (!route_cookie_next(headers, nheaders, name, &v))
+        return false;
+    *value = v;
+    return true;
 }

@@ -96,6 +96,11 @@ bool route_query_param(struct h1_slice query, const char *name, struct h1_slice 
  * an empty value. The reading routes use; for hash keys "cookie:NAME". */
 bool route_cookie(const struct h1_header *headers, uint32_t nheaders, const char *name,
                   struct h1_slice *value);
+/* The next cookie named name after *value, one found by route_cookie or an
+ * earlier call; from the first when value->p is NULL. A client may send a
+ * name twice (cookies of different Paths or Domains): this visits each. */
+bool route_cookie_next(const struct h1_header *headers, uint32_t nheaders, const char *name,
+                       struct h1_slice *value);
 
 /* Compile pattern the way route_table_build does (PCRE2, no options: bytes,
  * not UTF-8; unanchored). 0 when it compiles; otherwise -1 with PCRE2's

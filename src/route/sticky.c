@@ -11,6 +11,7 @@
 #include "route/route.h"
 
 #define STICKY_ID_DIGITS 16
+#define STICKY_MAX_COOKIES 8     /* occurrences of the name looked at */
 /* Fixed, like the balancers' seeds: every sluice must compute the same id. */
 #define STICKY_SEED 0x736c756963655354ULL
 
@@ -52,18 +53,26 @@ static bool parse_id(struct h1_slice v, uint64_t *id)
 
 struct backend *sticky_lookup(struct pool *p, const struct h1_request *req)
 {
-    struct h1_slice v;
+    struct h1_slice v = {0};
     uint64_t id;
 
-    if (!p->conf->sticky.cookie ||
-        !route_cookie(req->headers, req->nheaders, p->conf->sticky.cookie, &v) ||
-        !parse_id(v, &id))
+    if (!p->conf->sticky.cookie)
         return NULL;
-    /* A linear scan of integers: pools have tens of backends, and this
-     * costs less than the cookie parse before it. */
-    for (uint32_t i = 0; i < p->nbackends; i++)
-        if (!backend_vacant(&p->backends[i]) && p->backends[i].sticky_id == id)
-            return &p->backends[i];
+    /* Every cookie of the name, the first that names a backend winning: a
+     * browser sends one per Path and Domain (most specific first), and a
+     * stale one, or one set by another pool or application, must not hide
+     * the session's. A handful at most, so that a head stuffed with
+     * thousands of them does not cost a scan of the pool each. */
+    for (int seen = 0; seen < STICKY_MAX_COOKIES &&
+         route_cookie_next(req->headers, req->nheaders, p->conf->sticky.cookie, &v); seen++) {
+        if (!parse_id(v, &id))
+            continue;
+        /* A linear scan of integers: pools have tens of backends, and this
+         * costs less than the cookie parse before it. */
+        for (uint32_t i = 0; i < p->nbackends; i++)
+            if (!backend_vacant(&p->backends[i]) && p->backends[i].sticky_id == id)
+                return &p->backends[i];
+    }
     return NULL;
 }
 

@@ -418,6 +418,15 @@ static void test_sticky(void)
     CHECK(sticky_of(&p, cookie) == NULL);         /* upper case: not ours */
     snprintf(cookie, sizeof(cookie), "SLUICE=%016llx0", (unsigned long long)p.backends[1].sticky_id);
     CHECK(sticky_of(&p, cookie) == NULL);         /* 17 digits */
+    /* Sent twice (one per Path or Domain): the first that names a backend
+     * of the pool, after a stale or malformed one. */
+    snprintf(cookie, sizeof(cookie), "SLUICE=0123456789abcdef; SLUICE=%016llx",
+             (unsigned long long)p.backends[1].sticky_id);
+    CHECK(sticky_of(&p, cookie) == &p.backends[1]);
+    snprintf(cookie, sizeof(cookie), "SLUICE=zz; a=1; SLUICE=%016llx; SLUICE=%016llx",
+             (unsigned long long)p.backends[2].sticky_id,
+             (unsigned long long)p.backends[1].sticky_id);
+    CHECK(sticky_of(&p, cookie) == &p.backends[2]);
 
     /* Usable: UP whatever the weight (b2 has 0), slow start, draining until
      * drain_timeout; not DOWN, DISABLED or ejected. */

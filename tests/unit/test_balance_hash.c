@@ -148,6 +148,50 @@ static void test_join_leave(enum balance_kind kind)
     free(f);
 }
 
+/* Weighted pools: a backend that leaves (DOWN), or whose weight changes (an
+ * operator, a slow-start ramp), moves only keys to or from itself on a
+ * ring; on Maglev few others move. */
+static void test_weighted_stability(enum balance_kind kind)
+{
+    static const uint32_t w[10] = {1, 1, 1, 1, 2, 2, 2, 3, 3, 4};
+    struct fixture *f = malloc(sizeof(*f));
+    int *before = malloc(KEYS * sizeof(int)), *after = malloc(KEYS * sizeof(int));
+    struct balancer bl;
+    int others = 0, moved_leave = 0, moved_weight = 0;
+
+    fixture_init(f, kind, w, 10, NULL);
+    balancer_init(&bl, &f->p, 1);
+    key_map(&bl, &f->p, before);
+    backend_set_state(&f->p.backends[9], BACKEND_DOWN, "test: leaves");
+    key_map(&bl, &f->p, after);
+    for (int k = 0; k < KEYS; k++) {
+        if (before[k] == 9)
+            continue;
+        others++;
+        moved_leave += after[k] != before[k];
+    }
+    backend_set_state(&f->p.backends[9], BACKEND_UP, "test: back");
+    backend_set_weight(&f->p.backends[0], 3);
+    key_map(&bl, &f->p, after);
+    for (int k = 0; k < KEYS; k++)
+        moved_weight += after[k] != before[k] && after[k] != 0 && before[k] != 0;
+    fprintf(stderr, "  %s weighted: leave moved %.3f%% of the others' keys, "
+            "a weight change moved %.3f%% between the others\n", balance_ops_for(kind)->name,
+            100.0 * moved_leave / others, 100.0 * moved_weight / KEYS);
+    if (kind == BALANCE_RING_HASH) {
+        CHECK_EQ_INT(moved_leave, 0);
+        CHECK_EQ_INT(moved_weight, 0);
+    } else {
+        CHECK(moved_leave * 100 < others);
+        CHECK(moved_weight * 100 < KEYS);
+    }
+    balancer_destroy(&bl);
+    pool_destroy(&f->p);
+    free(before);
+    free(after);
+    free(f);
+}
+
 /* Two independent builds, from configs that list the backends in different
  * orders, give the same tables and the same key → backend names. */
 static void test_identical_builds(enum balance_kind kind)
@@ -538,6 +582,8 @@ int main(void)
     test_shares(BALANCE_RING_HASH, 0.12);
     test_join_leave(BALANCE_RING_HASH);
     test_join_leave(BALANCE_MAGLEV);
+    test_weighted_stability(BALANCE_RING_HASH);
+    test_weighted_stability(BALANCE_MAGLEV);
     test_identical_builds(BALANCE_RING_HASH);
     test_identical_builds(BALANCE_MAGLEV);
     test_pinned();

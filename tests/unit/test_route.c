@@ -476,6 +476,23 @@ static void test_cookies(void)
     CHECK(route_cookie(h, 2, "c", &v));
     CHECK_EQ_INT(v.len, 0);
     CHECK(!route_cookie(h, 2, "d", &v));
+
+    /* Every occurrence in turn, across headers; empty values included. */
+    struct h1_header dup[3] = {
+        { { "Cookie", 6 }, { "s=1; x=0; s=2", 13 } },
+        { { "X-Cookie", 8 }, { "s=9", 3 } },
+        { { "cookie", 6 }, { "s; s=3", 6 } },
+    };
+    static const char *const want[] = { "1", "2", "", "3" };
+    struct h1_slice it = {0};
+    int k = 0;
+    while (route_cookie_next(dup, 3, "s", &it)) {
+        CHECK(k < 4 && it.len == strlen(want[k]) && memcmp(it.p, want[k], it.len) == 0);
+        k++;
+    }
+    CHECK_EQ_INT(k, 4);
+    it = (struct h1_slice){0};
+    CHECK(!route_cookie_next(dup, 3, "x-none", &it));
 }
 
 static void test_query(void)
