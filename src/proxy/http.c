@@ -815,15 +815,22 @@ static void hand_to_h2(struct http_conn *c)
     conn_close(c, END_CLIENT_CLOSE);
 }
 
-/* Read and parse until a head is complete. Returns true on progress. */
-static bool step_head(struct http_conn *c)
+/* The listener's bounds on a request head: the first parse and any parse
+ * again of the same head (keep_body_for_replay) must judge it alike. */
+static struct h1_limits request_limits(const struct conf_listener *lc)
 {
-    const struct conf_listener *lc = c->l->conf;
-    struct h1_limits lim = {
+    return (struct h1_limits){
         .max_request_line = lc->max_request_line,
         .max_head = lc->max_header_size,
         .max_headers = lc->max_headers < HTTP_MAX_HEADERS ? lc->max_headers : HTTP_MAX_HEADERS,
     };
+}
+
+/* Read and parse until a head is complete. Returns true on progress. */
+static bool step_head(struct http_conn *c)
+{
+    const struct conf_listener *lc = c->l->conf;
+    struct h1_limits lim = request_limits(lc);
     bool progress = false, eof = false;
     int r;
 
@@ -1325,6 +1332,7 @@ static bool keep_body_for_replay(struct http_conn *c)
     struct http_exchange *x = c->x;
     const struct conf_retries *r = &x->pool->conf->retries;
     uint64_t keep = r->attempts ? r->retry_buffer : 0, need;
+    struct h1_limits lim = request_limits(c->l->conf);
 
     if (x->mirror_due && keep < MIRROR_MAX_BODY)
         keep = MIRROR_MAX_BODY;
@@ -1336,7 +1344,7 @@ static bool keep_body_for_replay(struct http_conn *c)
     if (!grow_client_buffer(c, (uint32_t)need + 1024))
         return false;
     h1_request_init(&x->req, x->req_slots, HTTP_MAX_HEADERS);
-    if (h1_parse_request(c->in->data, buf_len(c->in), NULL, &x->req) <= 0) {
+    if (h1_parse_request(c->in->data, buf_len(c->in), &lim, &x->req) <= 0) {
         respond_local(c, 400, NULL, "bad request\n", true, NULL);
         return false;
     }

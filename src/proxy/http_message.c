@@ -366,16 +366,13 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
                             const struct conf_route *route, const struct http_forward *fwd)
 {
     struct out o;
-    char path[8192], peer[ADDR_TEXT_MAX];
+    char peer[ADDR_TEXT_MAX];
     const struct h1_header *kept[FWD_FIELDS] = {0};
     bool websocket = req->upgrade, under;
     int k;
     int plen;
 
     out_init(&o, b);
-    plen = http_rewrite_path(req, route, path, sizeof(path));
-    if (plen < 0)
-        return -ENOSPC;
 
     /* Request line, always in origin-form towards the backend. */
     put_slice(&o, req->method);
@@ -383,7 +380,15 @@ int http_write_request_head(struct buf *b, const struct h1_request *req,
     if (req->form == H1_TARGET_ASTERISK) {
         put(&o, "*", 1);
     } else {
-        put(&o, path, (size_t)plen);
+        /* The path is rewritten straight into the buffer: it is as long as
+         * limits.max_request_line lets it be (64 KiB), more than any fixed
+         * scratch array here should hold. Too long for the room left: full,
+         * and the caller tries again with a bigger buffer. */
+        plen = o.full ? -1 : http_rewrite_path(req, route, b->data + b->tail, buf_room(b));
+        if (plen < 0)
+            o.full = true;
+        else
+            b->tail += (uint32_t)plen;
         if (req->query.p) {
             put(&o, "?", 1);
             put_slice(&o, req->query);
@@ -528,6 +533,14 @@ int http_write_response_head(struct buf *b, const struct h1_response *resp,
             continue;
         }
         if (hop_by_hop(h->name, resp->headers, resp->nheaders))
+            continue;
+        /* A 1xx or a 204 has no body whatever a backend says, and must not
+         * say otherwise (RFC 9110 8.6, RFC 9112 6.1): a client, or a proxy
+         * in front, that believed these would wait for a body or take the
+         * next response for one. A 304's describe the body it stands for. */
+        if ((resp->status < 200 || resp->status == 204) &&
+            (h1_slice_eq_ci(h->name, "content-length") ||
+             h1_slice_eq_ci(h->name, "transfer-encoding")))
             continue;
         if (extra->sticky_cookie && h1_slice_eq_ci(h->name, "set-cookie") &&
             sets_cookie(h->value, extra->sticky_cookie))

@@ -101,6 +101,9 @@ static const struct msg requests[] = {
     M("GET / HTTP/1.1\r\nHost: a\r\nHost2: b\r\nContent-Length2: 5\r\nX: Content-Length: 5\r\n\r\n", OK),
     M("GET / HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n", OK),
     M("GET / HTTP/1.1\r\nHost: a%41b\r\n\r\n", OK),
+    M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\t\r\n\r\n", OK),
+    M("GET http://a/ HTTP/1.1\r\nHost: \r\n\r\n", OK),   /* the authority is the host */
+    M("get / HTTP/1.1\r\nHost: a\r\n\r\n", OK),            /* some method, not GET */
 
     /* request smuggling: framing ambiguity */
     M("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
@@ -130,6 +133,7 @@ static const struct msg requests[] = {
     M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", -400),
     M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", -400),
     M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", -400),
+    M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", -400),
     M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n", -501),
     M("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n", -501),
     M("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
