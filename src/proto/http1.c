@@ -244,8 +244,11 @@ void h1_fields_scan(const struct h1_header *h, uint32_t n, struct h1_fields_info
                 fi->expect_continue = true;
             break;
         case 7:
-            if (h1_name_is(p, len, "upgrade", 7))
+            if (h1_name_is(p, len, "upgrade", 7)) {
                 fi->upgrade_field = true;
+                if (h1_has_token(h[i].value, "h2c"))
+                    fi->upgrade_h2c = true;
+            }
             break;
         case 10:
             if (h1_name_is(p, len, "connection", 10))

@@ -156,7 +156,7 @@ struct h1_request {
     bool keep_alive;          /* 1.1: unless "Connection: close";
                                  1.0: only with "Connection: keep-alive" */
     bool upgrade;             /* 1.1, Connection has "upgrade" and an Upgrade
-                                 field is present (WebSocket) */
+                                 field is present (WebSocket), not offering h2c */
     bool expect_continue;     /* 1.1 and "Expect: 100-continue" */
     struct h1_header *headers;  /* caller's slots, in order of arrival */
     uint32_t nheaders;

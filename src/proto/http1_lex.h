@@ -125,6 +125,7 @@ struct h1_fields_info {
     const struct h1_header *host;
     bool conn_close, conn_keep_alive, conn_upgrade;
     bool upgrade_field;       /* an Upgrade field line */
+    bool upgrade_h2c;         /* an Upgrade field names h2c */
     bool expect_continue;
     const char *cl_why, *te_why;  /* what was wrong, for the error field */
 };

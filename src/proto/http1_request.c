@@ -305,8 +305,13 @@ int h1_parse_request(const char *buf, size_t len, const struct h1_limits *lim,
 
     if (req->minor == 1) {
         req->keep_alive = !fi.conn_close;
-        /* RFC 9110 7.8 and 10.1.1: 1.0 requests' Upgrade and Expect are ignored. */
-        req->upgrade = fi.conn_upgrade && fi.upgrade_field;
+        /* RFC 9110 7.8 and 10.1.1: 1.0 requests' Upgrade and Expect are ignored.
+         * An offer of h2c is no upgrade either: sluice does not offer it
+         * (docs/http2.md), and forwarded, a backend's 101 would open a
+         * tunnel in which the client's HTTP/2 requests pass no route, auth
+         * or rate limit ("h2c smuggling"); as Envoy, the request is served
+         * as plain HTTP/1.1, its Upgrade fields dropped as hop-by-hop. */
+        req->upgrade = fi.conn_upgrade && fi.upgrade_field && !fi.upgrade_h2c;
         req->expect_continue = fi.expect_continue;
     } else {
         req->keep_alive = fi.conn_keep_alive && !fi.conn_close;

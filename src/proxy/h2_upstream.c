@@ -53,6 +53,8 @@ struct h2_ustream {
     uint32_t events;                /* for u.cb, gathered until the task runs */
     bool released;
     bool failed;                    /* reset, or the session died */
+    bool refused;                   /* reset unprocessed, before any answer: REFUSED_STREAM,
+                                       or past a GOAWAY's last stream (RFC 9113 8.7) */
     /* request: HTTP/1.1 from http.c → HEADERS + DATA */
     struct bytes hd;
     struct h1_request req;
@@ -66,6 +68,8 @@ struct h2_ustream {
     uint32_t unacked;               /* DATA bytes not yet given back to the window */
     int status;                     /* of the head being received */
     bool rx_body, rx_end;
+    bool rx_close;                  /* an HTTP/1.0 request: the body goes unframed,
+                                       ended by EOF (chunked is HTTP/1.1 only) */
     bool head_length;               /* a HEAD answer's content-length is in rx */
     struct h2_ustream *prev, *next;
 };
@@ -168,8 +172,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     struct h2_ustream *us = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
     bool ok = true;
 
-    /* After the answer's end (a HEAD's head), nothing more joins rx. */
-    if (!us || us->failed || us->rx_end)
+    /* After the answer's end (a HEAD's head), nothing more joins rx; nor
+     * do trailers where there is no chunked trailer section for them. */
+    if (!us || us->failed || us->rx_end || (us->rx_close && us->rx_body))
         return 0;
     /* A backend's head (or trailers) larger than any http.c takes: the
      * stream is reset rather than buffered. */
@@ -208,7 +213,8 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     struct h2_ustream *us = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
 
     /* Trailers: the chunked body's last chunk, then the fields. */
-    if (us && f->headers.cat == NGHTTP2_HCAT_HEADERS && us->rx_body && !bytes_put(&us->rx, "0\r\n", 3))
+    if (us && f->headers.cat == NGHTTP2_HCAT_HEADERS && us->rx_body && !us->rx_close &&
+        !bytes_put(&us->rx, "0\r\n", 3))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
@@ -238,19 +244,26 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
             us->rx_end = true;
         } else {
-            if (!bytes_put(&us->rx, "transfer-encoding: chunked\r\n\r\n", 30))
+            /* An HTTP/1.0 client must not get chunked (RFC 9112 6.1), and
+             * http.c passes the framing on as it is: its body ends with
+             * the stream, as an EOF (h2_upstream_recv). */
+            us->rx_close = us->req.minor == 0;
+            if (!bytes_put(&us->rx, us->rx_close ? "\r\n" : "transfer-encoding: chunked\r\n\r\n",
+                           us->rx_close ? 2 : 30))
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
             us->rx_body = true;
         }
     } else if (end && us->rx_body && !us->rx_end) {
         /* The end of the body: after trailers, their empty line; else the
-         * last chunk too. */
-        const char *tail = f->hd.type == NGHTTP2_HEADERS ? "\r\n" : "0\r\n\r\n";
+         * last chunk too; unframed, nothing. */
+        const char *tail = us->rx_close ? "" : f->hd.type == NGHTTP2_HEADERS ? "\r\n" : "0\r\n\r\n";
         if (!bytes_put(&us->rx, tail, strlen(tail)))
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         us->rx_end = true;
     }
-    stream_notify(us, EPOLLIN);
+    /* An unframed body's end is an EOF to read, as a socket's would be:
+     * RDHUP keeps http.c reading past a short read until it gets it. */
+    stream_notify(us, us->rx_close && us->rx_end ? EPOLLIN | EPOLLRDHUP : EPOLLIN);
     return 0;
 }
 
@@ -265,7 +278,7 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
     }
     us->unacked += (uint32_t)len;
     /* An empty DATA frame must not become the last chunk. */
-    if (len && !h2_put_chunk(&us->rx, data, len))
+    if (len && !(us->rx_close ? bytes_put(&us->rx, data, len) : h2_put_chunk(&us->rx, data, len)))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     stream_notify(us, EPOLLIN);
     return 0;
@@ -281,6 +294,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
         /* Reset before the response ended: http.c sees a reset backend
          * (and may retry a refused stream elsewhere). */
         us->failed = true;
+        us->refused = code == NGHTTP2_REFUSED_STREAM && !us->status;
         log_debug("event=h2_upstream_reset pool=%s backend=%s code=%u", us->u.b->pool->conf->name,
                   us->u.b->conf->name, code);
     }
@@ -637,7 +651,7 @@ ssize_t h2_upstream_send(struct upstream_conn *u, const void *p, size_t n)
     size_t used = 0;
 
     if (us->failed || !us->s) {
-        errno = EPIPE;
+        errno = us->refused ? ECONNREFUSED : EPIPE;
         return -1;
     }
     if (!us->head_sent) {
@@ -716,8 +730,13 @@ ssize_t h2_upstream_recv(struct upstream_conn *u, void *p, size_t n)
         }
         return (ssize_t)got;
     }
-    /* Never an EOF: the chunked framing says where the response ends. */
-    errno = us->failed ? ECONNRESET : EAGAIN;
+    /* An EOF only where it ends an unframed body; else the chunked
+     * framing says where the response ends. */
+    if (us->rx_close && us->rx_end && !us->failed)
+        return 0;
+    /* ECONNREFUSED: http.c may send the request elsewhere, as after a
+     * refused connect. */
+    errno = !us->failed ? EAGAIN : us->refused ? ECONNREFUSED : ECONNRESET;
     return -1;
 }
 

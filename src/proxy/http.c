@@ -1574,6 +1574,23 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
     conn_close(c, why);
 }
 
+/* A send or receive on the upstream failed (errno says why). An HTTP/2
+ * stream the backend refused unprocessed (ECONNREFUSED: REFUSED_STREAM, or
+ * past a GOAWAY's last stream; RFC 9113 8.7 makes it safe to send again)
+ * fails like a refused connect: to the next backend, whatever the method,
+ * while the body can still be sent again. */
+static void upstream_io_failed(struct http_conn *c, enum end_reason why)
+{
+    struct http_exchange *x = c->x;
+
+    if (errno == ECONNREFUSED && x->up && x->up->h2 && !x->resp_head_done && !x->body_lost) {
+        rewind_request(c);
+        upstream_failed(c, END_CONNECT_FAILED, true);
+        return;
+    }
+    upstream_failed(c, why, false);
+}
+
 /* ---- forwarding ---- */
 
 /* A new connection to a pool with tls: the handshake, then the request.
@@ -1605,7 +1622,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
                     u->writable = false;
                     break;
                 }
-                upstream_failed(c, END_BACKEND_RESET, false);
+                upstream_io_failed(c, END_BACKEND_RESET);
                 return false;
             }
             x->to_up->head += (uint32_t)n;
@@ -1646,7 +1663,7 @@ static bool forward_request(struct http_conn *c, bool *progress)
                     u->writable = false;
                     break;
                 }
-                upstream_failed(c, END_BACKEND_RESET, false);
+                upstream_io_failed(c, END_BACKEND_RESET);
                 return false;
             }
             /* A chunked scan consumed `take`; if send took less, the rest
@@ -1932,7 +1949,10 @@ static bool read_upstream(struct http_conn *c, bool *progress)
             *progress = true;
             break;
         }
-        upstream_failed(c, n == 0 ? END_BACKEND_CLOSE : END_BACKEND_RESET, false);
+        if (n == 0)
+            upstream_failed(c, END_BACKEND_CLOSE, false);
+        else
+            upstream_io_failed(c, END_BACKEND_RESET);
         return false;
     }
     return true;

@@ -442,6 +442,16 @@ static void test_request_fields(void)
     r = preq(s, strlen(s), NULL, &req);
     CHECK(r > 0);
     CHECK(!req.upgrade);
+    /* h2c is not offered: such a request is plain HTTP/1.1 (no tunnel). */
+    s = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: H2C\r\n"
+        "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    r = preq(s, strlen(s), NULL, &req);
+    CHECK(r > 0);
+    CHECK(!req.upgrade);
+    s = "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n\r\n";
+    r = preq(s, strlen(s), NULL, &req);
+    CHECK(r > 0);
+    CHECK(!req.upgrade);
 
     /* expect */
     s = "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 10\r\n\r\n";
