@@ -1547,8 +1547,15 @@ static void upstream_failed(struct http_conn *c, enum end_reason why, bool conne
     if (!x->resp_started && !x->resp_head_done) {
         /* Nothing of the request body consumed yet means it can be sent again. */
         bool body_intact = x->req.body == H1_BODY_NONE;
+        if (connect_phase && x->pool->conf->retries.on_connect_failure) {
+            exchange_connect(c);     /* the next backend; none is sent twice */
+            return;
+        }
         if (connect_phase) {
-            exchange_connect(c);
+            /* retry_on without connect_failure: the operator wants none
+             * (NGINX's proxy_next_upstream without `error`). */
+            x->end = why;
+            respond_local(c, 502, NULL, "bad gateway\n", true, x->route);
             return;
         }
         if (stale && body_intact && !x->fresh_retry_done && http_request_replayable(&x->req)) {

@@ -247,3 +247,24 @@ def test_backend_reset_while_client_streams_body(procs):
     assert outcomes["502"] + outcomes["closed"] >= 50, outcomes
     status, body = request(port, "/good")
     assert status == 200, body
+
+
+def test_retry_on_without_connect_failure_does_not_fail_over(procs):
+    # retry_on lists what may be tried again; a pool whose list leaves out
+    # connect_failure (NGINX: proxy_next_upstream without `error`) answers a
+    # refused connect with 502 instead of moving on. sluice ignored the
+    # list for connect failures and always moved on. Without a retries
+    # block, and with connect_failure listed, a refused connect still moves
+    # on (the default, unchanged).
+    o = procs.origin("b1")
+    dead = free_port()          # nothing listens: every connect is refused
+    backends = [("dead", f"127.0.0.1:{dead}"), ("b1", o.address)]
+    for extra, want in (("    retries: {attempts: 2, retry_on: [503], backoff: 0s}", {200, 502}),
+                        ("    retries: {attempts: 2, retry_on: [connect_failure], backoff: 0s}",
+                         {200}),
+                        ("", {200})):
+        port = free_port()
+        s = procs.sluice(config(port, backends, extra, health=False))
+        got = {request(port)[0] for _ in range(6)}
+        assert got == want, (extra, got)
+        s.stop()
