@@ -308,7 +308,7 @@ static void mirror_connect(struct mirror *m)
 static char *build_copy(const char *head, size_t head_len, const struct conf_kv *set,
                         size_t nset, const char *body, size_t body_len, size_t *len)
 {
-    struct h1_header slots[MIRROR_MAX_HEADERS + 32];
+    struct h1_header slots[MIRROR_MAX_HEADERS + 64];   /* a client's 128 fields and ours */
     struct h1_request req;
     size_t cap = head_len + body_len, at;
     const char *line;
@@ -323,8 +323,14 @@ static char *build_copy(const char *head, size_t head_len, const struct conf_kv 
         at = head_len;
         goto body;
     }
+    /* Bounded by the head itself, not by the parser's defaults: the
+     * listener let the client's through (max_request_line up to 64 KiB). */
+    const struct h1_limits lim = {.max_request_line = (uint32_t)head_len,
+                                  .max_head = (uint32_t)head_len,
+                                  .max_headers = sizeof(slots) / sizeof(slots[0])};
+
     h1_request_init(&req, slots, sizeof(slots) / sizeof(slots[0]));
-    if (h1_parse_request(head, head_len, NULL, &req) != (int)head_len) {
+    if (h1_parse_request(head, head_len, &lim, &req) != (int)head_len) {
         free(out);
         return NULL;
     }

@@ -79,7 +79,7 @@ class Recorder:
 
 
 def config(port, admin, app_addr, shadow_addr, mirror="{pool: shadow}", route_extra="",
-           shadow_timeouts="{connect: 500ms, upstream_response: 1s}"):
+           shadow_timeouts="{connect: 500ms, upstream_response: 1s}", listener_extra=""):
     return f"""workers: 1
 drain_timeout: 2s
 admin: {{listen: 127.0.0.1:{admin}}}
@@ -88,7 +88,7 @@ listeners:
   - name: web
     bind: 127.0.0.1:{port}
     mode: http
-    routes:
+{listener_extra}    routes:
       - match: {{path_prefix: /api/}}
         pool: app
         strip_prefix: /api
@@ -211,6 +211,31 @@ def test_mirror_set_headers_mark_the_copy_only(procs):
         assert [v for k, v in fields if k == "x-tag"] == ["copy"]
         assert [v for k, v in fields if k == "x-shadow"] == ["1"]
         assert dict(fields)["x-request-id"] == rid
+    finally:
+        shadow.stop()
+
+
+def test_mirror_set_headers_copy_a_long_request_line(procs):
+    """A request line the listener allows (max_request_line up to 64 KiB)
+    is copied with the mirror's set_headers too: the copy's head was parsed
+    again with the parser's default limits (8 KiB request line, 100
+    fields), and a longer one was dropped as unparsable."""
+    app = procs.origin("a1")
+    shadow = Recorder()
+    port, admin = free_port(), free_port()
+    try:
+        procs.sluice(config(port, admin, app.address, f"127.0.0.1:{shadow.port}",
+                            mirror="{pool: shadow, set_headers: {X-Shadow: '1'}}",
+                            listener_extra="    limits: {max_request_line: 32768}\n"),
+                     wait_ports=[port, admin])
+        path = "/api/" + "a" * 12000
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        st, _, _ = request(c, "GET", path)
+        c.close()
+        assert st == 200
+        wait_for(lambda: shadow.count() == 1, what="the copy")
+        assert shadow.requests[0]["target"] == "/" + "a" * 12000
+        assert shadow.requests[0]["headers"]["x-shadow"] == "1"
     finally:
         shadow.stop()
 
