@@ -6,19 +6,10 @@ import os
 import resource
 import socket
 import struct
-import subprocess
 import time
 
 from harness import free_port, wait_for
-
-DIG = "/usr/bin/dig"
-
-
-def dig(port, name, qtype="A", *opts):
-    r = subprocess.run([DIG, "@127.0.0.1", "-p", str(port), name, qtype, "+tries=1", "+time=2", *opts],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
+from test_gslb import dig
 
 
 def status(out):

@@ -7,6 +7,7 @@ import socket
 import time
 
 from harness import free_port, http_get, wait_for
+from test_health import names
 
 
 def pool_config(port, backends, pool_extra, admin_port=None, balance="round_robin", top=""):
@@ -32,16 +33,6 @@ def admin(port, method, path, body=None):
 def post(port, path):
     st, _ = admin(port, "POST", path)
     assert st == 200
-
-
-def names(port, n):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    seen = []
-    for _ in range(n):
-        c.request("GET", "/")
-        seen.append(c.getresponse().read().strip().decode())
-    c.close()
-    return seen
 
 
 def test_tls_check_running_at_stop_is_freed(procs):
