@@ -3,6 +3,7 @@
  * backend's state and weight (atomics, with a generation bump that every
  * worker's next pick sees). A request that fails changes nothing: every
  * check happens before the one store. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,6 +92,31 @@ static bool api_same_origin(const struct admin_request *r)
            strncasecmp(o->value.p + 7, host.p, host.len) == 0;
 }
 
+/* Does the request name the admin by an address or localhost? A page
+ * whose own name was rebound to 127.0.0.1 (DNS rebinding) is the admin's
+ * origin to the browser and passes api_same_origin, but its Host is that
+ * name. No Host (HTTP/1.0) is no browser. */
+static bool api_host_is_address(const struct admin_request *r)
+{
+    struct h1_slice host;
+    char text[INET_ADDRSTRLEN];
+    struct in_addr a4;
+    int port;
+
+    if (!r->req->host.p)
+        return true;
+    h1_split_host(r->req->host, &host, &port);
+    if (host.len && host.p[0] == '[')
+        return true;                 /* an IPv6 literal: the parser checked it */
+    if (host.len == 9 && strncasecmp(host.p, "localhost", 9) == 0)
+        return true;
+    if (host.len >= sizeof(text))
+        return false;
+    memcpy(text, host.p, host.len);
+    text[host.len] = '\0';
+    return inet_pton(AF_INET, text, &a4) == 1;
+}
+
 /* Mutating calls need the token whenever one is configured. */
 static bool api_authorized(struct admin_server *s, const struct admin_request *r,
                            struct admin_reply *out)
@@ -101,6 +127,12 @@ static bool api_authorized(struct admin_server *s, const struct admin_request *r
     if (!api_same_origin(r)) {
         admin_reply_error(out, 403, "a change from a web page of another origin is refused");
         log_warn("event=admin_denied why=\"cross-origin request\" peer=%s", r->peer);
+        return false;
+    }
+    if (!s->token && !api_host_is_address(r)) {
+        admin_reply_error(out, 403, "without admin.token_file, a change must name the admin by "
+                                    "its address or localhost in Host");
+        log_warn("event=admin_denied why=\"host is a name\" peer=%s", r->peer);
         return false;
     }
     if (!s->token)

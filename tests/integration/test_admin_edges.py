@@ -93,14 +93,14 @@ def test_error_json_is_utf8_for_any_escaped_name(procs):
     for name in ("%FF", "a%C3", "%C3%28", "%ED%A0%80", "%F4%90%80%80", "%E2%82",
                  "%22%5C%0A%01", "%C3%A9t%C3%A9"):
         out = raw(admin_port, f"POST /api/v1/pools/{name}/backends/b1/drain HTTP/1.1\r\n"
-                              "Host: x\r\nConnection: close\r\n\r\n".encode())
+                              "Host: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         head, _, body = out.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 404 "), out
         j = json.loads(body.decode("utf-8"))          # strict: raises on bad UTF-8
         assert j["error"].startswith("no pool named"), j
     # Valid UTF-8 and escapes come back as they were.
     out = raw(admin_port, b"POST /api/v1/pools/%C3%A9t%C3%A9%22/backends/b1/drain HTTP/1.1\r\n"
-                          b"Host: x\r\nConnection: close\r\n\r\n")
+                          b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert json.loads(out.partition(b"\r\n\r\n")[2])["error"] == "no pool named '\u00e9t\u00e9\"'"
 
 
@@ -260,3 +260,25 @@ def test_cross_site_browser_post_cannot_change_backends(procs):
     code, _, data = api(admin_port, "POST", "/api/v1/pools/app/backends/b1/drain",
                         headers={"Origin": f"http://127.0.0.1:{admin_port}"})
     assert code == 200 and json.loads(data)["state"] == "DRAINING"
+
+
+def test_dns_rebound_page_cannot_change_backends(procs):
+    """DNS rebinding: a page at http://evil.example:ADMIN whose name then
+    resolves to 127.0.0.1 is the admin's own origin to the browser, so the
+    Origin check lets its POSTs through. Without a token, a change must
+    name the admin by an address or localhost in Host, which such a page
+    cannot send."""
+    b1 = procs.origin("b1")
+    _, _, admin_port = start(procs, [("b1", b1.address)])
+    drain = "/api/v1/pools/app/backends/b1/drain"
+    for host in (f"evil.example:{admin_port}", "evil.example", f"127.0.0.1.evil.example:{admin_port}"):
+        code, _, data = api(admin_port, "POST", drain,
+                            headers={"Host": host, "Origin": f"http://{host}"})
+        assert code == 403, (host, code, data)
+    assert backend(status(admin_port), "app", "b1")["state"] == "UP"
+    # Reads stay open whatever the name; addresses and localhost may change.
+    assert api(admin_port, "GET", "/api/v1/status", headers={"Host": "evil.example"})[0] == 200
+    for host in (f"localhost:{admin_port}", f"127.0.0.1:{admin_port}", "[::1]", "LOCALHOST"):
+        code, _, data = api(admin_port, "POST", "/api/v1/pools/app/backends/b1/enable",
+                            headers={"Host": host})
+        assert code == 200, (host, code, data)

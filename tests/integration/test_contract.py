@@ -332,7 +332,7 @@ pools: [{{name: app, backends: [{{address: 127.0.0.1:1}}]}}]
 
 def status_line(port, method, path):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                   "Content-Length: 0\r\n\r\n".encode())
         data = b""
         while b"\r\n" not in data:
