@@ -70,7 +70,9 @@ struct worker {
     void *h2_sessions;                   /* proxy/h2_upstream.c: HTTP/2 sessions to backends */
     void *mirrors;                       /* proxy/mirror.c: request copies in flight */
     uint32_t nmirrors;
-    void *dns_conns;                     /* gslb/gslb.c: DNS-over-TCP client connections */
+    void *dns_conns;                     /* gslb/gslb.c: DNS-over-TCP client connections,
+                                            most recently active first */
+    uint32_t dns_nconns;                 /* how many */
     uint32_t nsessions;                  /* live tcp sessions + http connections */
     void *upstream_idle;                 /* proxy/upstream.c: idle keep-alive lists */
     void *free_exchanges;                /* proxy/http.c: exchanges kept for reuse */

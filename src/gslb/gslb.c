@@ -382,6 +382,11 @@ void gslb_readable(struct worker_listener *wl)
 #define GSLB_TCP_IDLE_MS 10000      /* a connection without a query this long is closed */
 #define GSLB_TCP_MSG_MAX 4096       /* a query longer than this is no query of ours */
 #define GSLB_TCP_OUT_MAX 65536      /* answers waiting for a slow reader, then it is closed */
+/* DNS-over-TCP connections per worker. Past it the least recently active
+ * one is closed for each new one (RFC 7766 6.2.3: close idle connections
+ * under pressure), so idle clients cannot take every descriptor of the
+ * process, which its other listeners share. */
+#define GSLB_TCP_MAX_CONNS 256
 
 /* Owner: its worker (w->dns_conns). */
 struct dns_tcp_conn {
@@ -413,6 +418,7 @@ static void tcp_close(struct dns_tcp_conn *c)
     bytes_free(&c->out);
     DLIST_REMOVE(head, c);
     c->w->dns_conns = head;
+    c->w->dns_nconns--;
     loop_task_queue(&c->w->loop, &c->free_task);
 }
 
@@ -457,6 +463,12 @@ static bool tcp_answer(struct dns_tcp_conn *c)
         /* Idle counts from the last whole query: bytes that never make one
          * (a trickle) must not hold the connection open. */
         timer_arm(&c->w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
+        if (c->prev) {               /* the most recently active goes first */
+            struct dns_tcp_conn *head = c->w->dns_conns;
+            DLIST_REMOVE(head, c);
+            DLIST_PUSH(head, c);
+            c->w->dns_conns = head;
+        }
         atomic_fetch_add_explicit(&c->l->dns_queries, 1, memory_order_relaxed);
         out[0] = (uint8_t)(n >> 8);
         out[1] = (uint8_t)n;
@@ -520,6 +532,12 @@ void gslb_tcp_accept(struct io *io, uint32_t events)
                 worker_pause_accept(wl, &wl->tcp_io);
             return;                  /* EAGAIN, or out of descriptors: the backlog waits */
         }
+        if (w->dns_nconns >= GSLB_TCP_MAX_CONNS) {
+            struct dns_tcp_conn *oldest = w->dns_conns;
+            while (oldest->next)
+                oldest = oldest->next;
+            tcp_close(oldest);
+        }
         if (!(c = calloc(1, sizeof(*c)))) {
             close(fd);
             continue;
@@ -539,6 +557,7 @@ void gslb_tcp_accept(struct io *io, uint32_t events)
         head = w->dns_conns;
         DLIST_PUSH(head, c);
         w->dns_conns = head;
+        w->dns_nconns++;
         timer_arm(&w->loop.timers, &c->idle, clock_now_ms() + GSLB_TCP_IDLE_MS);
     }
 }

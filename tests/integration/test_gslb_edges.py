@@ -213,3 +213,37 @@ def test_client_subnet_scope_narrowed_by_a_client_network_inside_it(procs):
     assert "\tA\t192.0.2.10" in out and "CLIENT-SUBNET: 10.9.0.0/16/16" in out, out
     out = dig(port, "www.example.com", "A", "+subnet=10.1.2.200/32")
     assert "\tA\t198.51.100.7" in out and "CLIENT-SUBNET: 10.1.2.200/32/32" in out, out
+
+
+def test_idle_tcp_clients_cannot_take_every_descriptor(procs):
+    # Each DNS-over-TCP connection holds a descriptor for up to 10 s idle,
+    # and there was no bound: enough idle clients used up the process's
+    # descriptors, which every listener shares. A worker now keeps at most
+    # 256 and closes the least recently active for each new one (RFC 7766
+    # 6.2.3), so a new client is still answered.
+    port, s = start(procs)
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        active = idle[-1]                      # one of them asks: it is kept
+        active.sendall(framed(query(7)))
+        assert len(read_answers(active, 1)) == 1
+        wait_for(lambda: len(os.listdir(f"/proc/{s.pid}/fd")) < 300, timeout=10,
+                 what="sluice to close connections past its bound")
+        closed = 0
+        for sk in idle[:40]:                   # the oldest: closed by sluice
+            sk.settimeout(5)
+            try:
+                closed += sk.recv(1) == b""
+            except (ConnectionResetError, socket.timeout):
+                closed += 1
+        assert closed == 40, closed
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as fresh:
+            fresh.sendall(framed(query(8)))
+            assert len(read_answers(fresh, 1)) == 1
+        active.sendall(framed(query(9)))
+        assert len(read_answers(active, 1)) == 1
+    finally:
+        for sk in idle:
+            sk.close()
