@@ -2,6 +2,7 @@
  * See metrics.h for the threading rules: one writer per counter (its
  * worker), relaxed loads and stores, summed by the scraper. */
 #include "admin/metrics.h"
+#include "core/log.h"
 #include "proto/tls.h"
 #include "route/route.h"
 #include "peers/peers.h"
@@ -739,6 +740,12 @@ void metrics_render(struct admin_buf *o, const struct runtime *rt,
                    "When this sluice started, seconds since the Unix epoch.");
     admin_buf_printf(o, "sluice_start_time_seconds %llu\n",
                      (unsigned long long)(start_wall_us / 1000000));
+    metrics_family(o, "sluice_log_lines_dropped_total", "counter",
+                   "Log lines lost because the log could not take them (full disk or pipe).");
+    admin_buf_printf(o, "sluice_log_lines_dropped_total{log=\"error\"} %llu\n"
+                        "sluice_log_lines_dropped_total{log=\"access\"} %llu\n",
+                     (unsigned long long)log_lines_dropped(LOG_ERROR_LOG),
+                     (unsigned long long)log_lines_dropped(LOG_ACCESS_LOG));
     metrics_requests(o, rt, workers, nworkers);
     metrics_histograms(o, rt, workers, nworkers);
     metrics_listeners(o, rt, workers, nworkers);

@@ -14,6 +14,7 @@
 
 static _Atomic int log_level = LOG_LEVEL_INFO;
 static int access_fd = -1;            /* set at startup, before workers run */
+static _Atomic uint64_t lines_dropped[2];   /* by enum log_which */
 static int error_fd = STDERR_FILENO;  /* log_init: our own, on a pipe */
 static char access_path[4096];        /* empty unless the access log is a file */
 
@@ -88,7 +89,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     line[n++] = '\n';
     /* One write per line: concurrent workers' lines never interleave. */
     if (write(error_fd, line, n) < 0) {
-        /* Nowhere left to report a failing error log. */
+        /* Nowhere left to report it but the count. */
+        atomic_fetch_add_explicit(&lines_dropped[LOG_ERROR_LOG], 1, memory_order_relaxed);
     }
 }
 
@@ -211,6 +213,12 @@ void log_access_write(const char *line, size_t len)
     if (access_fd < 0)
         return;
     if (write(access_fd, line, len) < 0) {
-        /* A full disk must not stop traffic; the line is lost. */
+        /* A full disk or pipe must not stop traffic; the line is lost. */
+        atomic_fetch_add_explicit(&lines_dropped[LOG_ACCESS_LOG], 1, memory_order_relaxed);
     }
+}
+
+uint64_t log_lines_dropped(enum log_which which)
+{
+    return atomic_load_explicit(&lines_dropped[which], memory_order_relaxed);
 }

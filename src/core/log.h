@@ -41,6 +41,11 @@ bool log_access_enabled(void);
 /* Write one access-log line (line must end with '\n'). */
 void log_access_write(const char *line, size_t len);
 
+/* Lines lost because their log could not take them (a full disk, a pipe
+ * whose reader stopped): never waited for, counted here. */
+enum log_which { LOG_ERROR_LOG, LOG_ACCESS_LOG };
+uint64_t log_lines_dropped(enum log_which which);
+
 /* "2026-11-22T22:31:12.123Z" for the given wall time; buf >= 32 bytes. */
 void log_format_time(char *buf, size_t size, unsigned long long wall_us);
 

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import warnings
 
 from harness import (SLUICE, Sluice, free_port, port_open, recv_all, tcp_config,
@@ -207,14 +208,19 @@ def test_access_log_reader_that_stops_reading_does_not_stop_traffic(procs):
     write(2) once the pipe is full. When the reader comes back, lines flow
     again, each of them whole."""
     origin = procs.origin("b1")
-    port = free_port()
-    s = PipedSluice(http_config(port, origin), wait_ports=[port])
+    port, admin = free_port(), free_port()
+    s = PipedSluice(http_config(port, origin).replace(
+        "log:", f"admin: {{listen: 127.0.0.1:{admin}}}\nlog:", 1), wait_ports=[port, admin])
     procs.all.append(s)
     s.out.pause()
     served = 0
     while served < 200 and serve_one(port, served):   # ~200 bytes a line: 10 pipes full
         served += 1
     assert served == 200, f"only {served} of 200 requests served with the log pipe full"
+    # The lost lines are counted where an operator looks.
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read()
+    dropped = re.search(rb'^sluice_log_lines_dropped_total\{log="access"\} (\d+)$', metrics, re.M)
+    assert dropped and int(dropped.group(1)) > 0, metrics
     s.out.resume()
 
     def later_line_arrives():      # once the reader has made room again
