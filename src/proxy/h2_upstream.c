@@ -39,7 +39,10 @@
 #define UP_WINDOW 65535             /* per stream: response bytes we let wait */
 #define UP_OUT_BATCH 32768
 #define UP_HEAD_MAX 131072          /* a request head as http.c writes it */
-#define UP_SLOTS 128
+/* Field lines of a head as http.c writes it: a client's up to 128
+ * (limits.max_headers), the ones sluice adds (X-Forwarded-*, Forwarded,
+ * X-Request-Id, ...) and a route's set_headers. */
+#define UP_SLOTS (128 + 64)
 
 struct h2_session;
 

@@ -423,3 +423,33 @@ def test_head_response_keeps_the_backends_content_length(procs):
         assert not be.errors, be.errors
     finally:
         be.stop()
+
+
+def test_a_head_at_the_listeners_field_limit_reaches_an_http2_backend(procs):
+    """A client may send up to limits.max_headers (128) fields; sluice adds
+    its own (X-Forwarded-*, Forwarded, X-Request-Id) before the head is
+    turned into HTTP/2. The HTTP/2 side parsed that head into 128 slots, so
+    such a request failed with 502 towards http2 pools only."""
+    seen = []
+
+    def serve(conn, sock, events):
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                seen.append(len([n for n, _ in ev.headers if n.startswith("x-h")]))
+                conn.send_headers(ev.stream_id, [(":status", "200"), ("content-length", "0")],
+                                  end_stream=True)
+                send(conn, sock)
+
+    be = H2Backend(serve)
+    port = free_port()
+    procs.sluice(h2_pool_config(port, be.address).replace(
+        "    pool: app", "    limits: {max_headers: 128}\n    pool: app", 1), wait_ports=[port])
+    try:
+        fields = "".join(f"X-H{i}: {i}\r\n" for i in range(126))
+        got = http1_exchange(port, f"GET / HTTP/1.1\r\nHost: t\r\n{fields}Connection: close\r\n\r\n"
+                             .encode())
+        assert got.startswith(b"HTTP/1.1 200"), got[:200]
+        assert seen == [126], seen
+        assert not be.errors, be.errors
+    finally:
+        be.stop()
