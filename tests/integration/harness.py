@@ -194,8 +194,8 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        """Stop by PID; returns the exit status."""
+    def end(self, sig=signal.SIGTERM, timeout=10):
+        """Signal by PID and wait (SIGKILL after timeout); the exit status."""
         if self.alive():
             os.kill(self.pid, sig)
             try:
@@ -203,9 +203,14 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.p.wait()
+        return self.p.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stop by PID; returns the exit status."""
+        rc = self.end(sig, timeout)
         self._out.close()
         self._err.close()
-        return self.p.returncode
+        return rc
 
 
 class Origin(Proc):

@@ -179,17 +179,11 @@ class PipedSluice(Sluice):
     def stop(self, sig=signal.SIGTERM, timeout=10):
         self.out.resume()
         self.err.resume()
-        if self.alive():
-            os.kill(self.pid, sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.p.wait()
+        rc = self.end(sig, timeout)
         for r in (self.out, self.err):
             r.t.join(10)           # to the end of what sluice wrote
             r.f.close()
-        return self.p.returncode
+        return rc
 
 
 def serve_one(port, i):

@@ -7,20 +7,11 @@ import socket
 import threading
 
 from harness import AcceptLoop, free_port, wait_for
+from test_http_exchange_edges import config as exchange_config
 
 
 def config(port, backend, listener_extra="", pool_extra=""):
-    lines = ["workers: 1", "drain_timeout: 5s", "log: {level: debug, access: stdout}",
-             "listeners:", "  - name: web", f"    bind: 127.0.0.1:{port}", "    mode: http",
-             "    pool: app"]
-    if listener_extra:
-        lines.append(listener_extra.rstrip("\n"))
-    lines += ["pools:", "  - name: app", "    balance: round_robin",
-              "    timeouts: {connect: 1s, upstream_response: 5s}"]
-    if pool_extra:
-        lines.append(pool_extra.rstrip("\n"))
-    lines += ["    backends:", f"      - {{name: b1, address: {backend}}}"]
-    return "\n".join(lines) + "\n"
+    return exchange_config(port, [("b1", backend)], pool_extra, listener_extra)
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
