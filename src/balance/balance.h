@@ -49,7 +49,11 @@ struct backend {
     _Atomic uint32_t consecutive_failures;
     _Atomic int ejected;              /* out of rotation until ejected_until_ms */
     uint64_t ejected_until_ms;        /* main thread only */
-    uint32_t times_ejected;           /* main thread only */
+    /* The ejection multiplier (main thread only): raised by each ejection,
+     * lowered by one for each outlier_detection.interval without one,
+     * which runs from ejection_decay_ms (0 = from the next tick). */
+    uint32_t times_ejected;
+    uint64_t ejection_decay_ms;
     _Atomic uint64_t ejections_total;
     /* Slow start: share of the weight while ramping up, 1..1000 (1000 = all). */
     _Atomic uint32_t ramp_permille;

@@ -102,6 +102,7 @@ struct backend *pool_slot_fill(struct pool *p, const char *name, const struct ad
     atomic_store(&b->ejected, 0);
     b->ejected_until_ms = 0;
     b->times_ejected = 0;
+    b->ejection_decay_ms = 0;
     atomic_store(&b->ejections_total, 0);
     atomic_store(&b->ramp_permille, 1000);
     b->ramp_since_ms = 0;

@@ -312,7 +312,10 @@ struct conf_retries {
 /* outlier_detection: passive ejection of backends that fail real traffic. */
 struct conf_outlier {
     uint32_t consecutive_failures; /* failures in a row that eject; 0 = off */
-    uint64_t ejection_time_ms;     /* × times ejected so far (capped at 10), default 30000 */
+    uint64_t ejection_time_ms;     /* × the backend's ejection multiplier, default 30000 */
+    uint64_t max_ejection_time_ms; /* no ejection lasts longer; default max(300 s, ejection_time) */
+    uint64_t interval_ms;          /* each one without an ejection lowers the multiplier
+                                      by one, default 10000 */
     uint32_t max_ejection_percent; /* never eject more of the pool than this, default 50 */
 };
 

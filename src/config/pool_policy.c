@@ -1,5 +1,6 @@
-/* The failure policies of a pool: `retries` and `circuit_breaker`. They only
- * mean something for pools that http listeners use. */
+/* The failure policies of a pool: `retries` and `circuit_breaker`, which
+ * only mean something for pools that http listeners use, and
+ * `outlier_detection`. */
 #include "config/config.h"
 #include "config/internal.h"
 
@@ -87,10 +88,16 @@ static void read_breaker(struct config_diag *d, const char *owner, const struct 
                     1, 10000000, &b->max_requests);
 }
 
+/* Envoy's defaults: a cap of 300 s, or ejection_time where that is longer;
+ * the multiplier drops by one every 10 s without an ejection. */
+#define OUTLIER_MAX_EJECTION_DEFAULT_MS 300000
+#define OUTLIER_INTERVAL_DEFAULT_MS 10000
+
 static void read_outlier(struct config_diag *d, const char *owner, const struct config_node *map,
                          struct conf_outlier *o)
 {
-    const struct config_node *n;
+    const struct config_node *n, *max_node;
+    char a[32], b[32];
 
     if (config_want_map(d, owner, "outlier_detection", map) < 0)
         return;
@@ -100,8 +107,26 @@ static void read_outlier(struct config_diag *d, const char *owner, const struct 
                     1, 1000, &o->consecutive_failures);
     if ((n = config_map_get(map, "ejection_time")))
         config_want_timeout(d, owner, "outlier_detection.ejection_time", n, &o->ejection_time_ms);
+    if ((n = config_map_get(map, "interval")))
+        config_want_timeout(d, owner, "outlier_detection.interval", n, &o->interval_ms);
     config_read_u32(d, owner, map, "max_ejection_percent", "outlier_detection.max_ejection_percent",
                     0, 100, &o->max_ejection_percent);
+    if (!(max_node = config_map_get(map, "max_ejection_time"))) {
+        if (o->max_ejection_time_ms < o->ejection_time_ms)
+            o->max_ejection_time_ms = o->ejection_time_ms;
+        return;
+    }
+    if (config_want_timeout(d, owner, "outlier_detection.max_ejection_time", max_node,
+                            &o->max_ejection_time_ms) < 0)
+        return;
+    /* A cap below the base would make every ejection shorter than the
+     * ejection_time the operator wrote: one of the two is a mistake. */
+    if (o->max_ejection_time_ms < o->ejection_time_ms)
+        config_diag_error(d, max_node->line, max_node->col,
+                          "%s: outlier_detection.max_ejection_time %s is shorter than "
+                          "outlier_detection.ejection_time %s", owner,
+                          config_duration_text(a, sizeof(a), o->max_ejection_time_ms),
+                          config_duration_text(b, sizeof(b), o->ejection_time_ms));
 }
 
 void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const char *owner,
@@ -115,7 +140,9 @@ void config_read_pool_policies(struct config_diag *d, struct conf_pool *p, const
     };
     memset(&p->breaker, 0, sizeof(p->breaker));
     p->outlier = (struct conf_outlier){
-        .consecutive_failures = 0, .ejection_time_ms = 30000, .max_ejection_percent = 50,
+        .consecutive_failures = 0, .ejection_time_ms = 30000,
+        .max_ejection_time_ms = OUTLIER_MAX_EJECTION_DEFAULT_MS,
+        .interval_ms = OUTLIER_INTERVAL_DEFAULT_MS, .max_ejection_percent = 50,
     };
     if ((n = config_map_get(map, "retries")))
         read_retries(d, owner, n, &p->retries);

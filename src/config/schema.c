@@ -172,6 +172,8 @@ const char *const config_known_keys[] = {
     "pools[].outlier_detection",
     "pools[].outlier_detection.consecutive_failures",
     "pools[].outlier_detection.ejection_time",
+    "pools[].outlier_detection.max_ejection_time",
+    "pools[].outlier_detection.interval",
     "pools[].outlier_detection.max_ejection_percent",
     "pools[].slow_start",
     "pools[].tls",

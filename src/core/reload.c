@@ -524,8 +524,10 @@ static void apply_line(struct runtime *rt, struct health_checker *hc, char *line
     health_seed(hc, b, passing != 0);
     if (state == BACKEND_DRAINING || state == BACKEND_DISABLED)
         backend_set_state(b, (enum backend_state)state, "kept across reload");
+    /* The ejection multiplier, ejected now or not: a reload must not
+     * forgive a backend that keeps failing. Its decay interval starts anew. */
+    b->times_ejected = times;
     if (left) {
-        b->times_ejected = times;
         b->ejected_until_ms = clock_now_ms() + left;
         atomic_store(&b->ejected, 1);
         atomic_fetch_add(&b->pool->generation, 1);

@@ -303,6 +303,12 @@ static void apply(struct discovery_pool *dp)
         }
         dp->slots[b->index] = (struct slot_info){.phase = SLOT_LIVE, .seen = true};
         slot_changed(dp, b);
+        /* A new backend is as cold as one that came back, so with
+         * slow_start it ramps. One with checks ramps after its first pass
+         * (health/check.c); one without takes traffic now, so it ramps now.
+         * Not the first answer's: at start the whole pool starts together. */
+        if (!discovery_checked(p) && !dp->initial)
+            backend_ramp_start(b, clock_now_ms());
         added++;
     }
     for (uint32_t i = 0; i < p->nbackends; i++) {

@@ -5,7 +5,9 @@
  * - An address that appears fills a vacant backend slot (balance/slots.c),
  *   named by its address ("10.0.0.5:8080"), so two sluice instances, and a
  *   reloaded one, hash keys to the same backends and keep the same sticky
- *   cookies. With a health check it starts DOWN until a check passes.
+ *   cookies. With a health check it starts DOWN until a check passes. With
+ *   slow_start it ramps (SLOW_START) from its first pass, or, without a
+ *   check, from when it is added; not in the first answer at start.
  * - An address that disappears is DRAINING: it takes no new work, and what
  *   it has finishes (up to the pool's drain_timeout). Once nothing uses it
  *   and every worker has swept since (a grace period, so that no worker

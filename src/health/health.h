@@ -31,6 +31,9 @@ int health_start(struct health_checker *hc, struct loop *loop, struct runtime *r
  * when their time is up, and move slow-start ramps along. Runs from the
  * checker's tick on the main thread. */
 void health_tick(struct health_checker *hc, uint64_t now_ms);
+/* How long an ejection at this multiplier lasts: ejection_time × it (0
+ * counts as 1), at most max_ejection_time. */
+uint64_t outlier_ejection_ms(const struct conf_outlier *o, uint32_t multiplier);
 void health_stop(struct health_checker *hc);
 
 /* Would the checker let b take traffic? False only while b's last

@@ -2,9 +2,15 @@
  *
  *  - Outlier detection. Workers count each backend's failures in a row on
  *    real traffic (backend_report). A backend at consecutive_failures is
- *    ejected for ejection_time × the times it was ejected so far (at most
- *    10×), unless that would take out more than max_ejection_percent of the
- *    pool. It returns on its own when the time is up, with its count reset.
+ *    ejected, unless that would take out more than max_ejection_percent of
+ *    the pool, for ejection_time × its ejection multiplier, at most
+ *    max_ejection_time. Each ejection raises the multiplier by one (until
+ *    the product reaches the cap); each `interval` the backend then spends
+ *    without an ejection lowers it by one, down to 0, as Envoy does: a
+ *    backend that keeps failing is kept out longer and longer, and one that
+ *    behaved for a while is back to the base time, so a bad hour last week
+ *    does not lengthen today's ejection. It returns on its own when the time
+ *    is up, with its count of failures reset.
  *  - Slow start. A backend that came back ramps its share of the weight from
  *    10% to all of it over slow_start, in steps of at least 5%, each a
  *    generation bump so workers rebuild their tables.
@@ -15,7 +21,48 @@
 #include "core/log.h"
 #include "health/health.h"
 
-#define EJECTION_MULTIPLIER_MAX 10
+/* The multiplier at which ejection_time × multiplier reaches
+ * max_ejection_time: raising it further would change nothing but the time
+ * it takes to decay. */
+static uint32_t multiplier_cap(const struct conf_outlier *o)
+{
+    uint64_t base = o->ejection_time_ms ? o->ejection_time_ms : 1;
+    uint64_t cap = (o->max_ejection_time_ms + base - 1) / base;
+
+    return cap < 1 ? 1 : cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
+}
+
+uint64_t outlier_ejection_ms(const struct conf_outlier *o, uint32_t multiplier)
+{
+    uint64_t base = o->ejection_time_ms ? o->ejection_time_ms : 1;
+
+    if (!multiplier)
+        multiplier = 1;
+    /* Compared before multiplying: a multiplier from a reload under another
+     * config may be far past this one's cap. */
+    if (multiplier > o->max_ejection_time_ms / base)
+        return o->max_ejection_time_ms > base ? o->max_ejection_time_ms : base;
+    return base * multiplier;
+}
+
+/* b is not ejected: every `interval` of that lowers its multiplier by one.
+ * The interval runs from the end of its last ejection, or from the last
+ * step down; a backend whose multiplier came across a reload starts its
+ * interval now. */
+static void decay_multiplier(struct pool *p, struct backend *b, uint64_t now)
+{
+    if (!b->ejection_decay_ms) {
+        b->ejection_decay_ms = now ? now : 1;
+        return;
+    }
+    if (now - b->ejection_decay_ms < p->conf->outlier.interval_ms)
+        return;
+    b->times_ejected--;
+    b->ejection_decay_ms = now ? now : 1;
+    log_info("event=outlier_multiplier pool=%s backend=%s multiplier=%u next_ejection_ms=%llu",
+             p->conf->name, b->conf->name, b->times_ejected,
+             (unsigned long long)outlier_ejection_ms(&p->conf->outlier, b->times_ejected + 1));
+}
 
 static void outlier_pool(struct pool *p, uint64_t now)
 {
@@ -25,14 +72,19 @@ static void outlier_pool(struct pool *p, uint64_t now)
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
         present += !backend_vacant(b);
-        if (!atomic_load(&b->ejected))
+        if (!atomic_load(&b->ejected)) {
+            if (b->times_ejected)
+                decay_multiplier(p, b, now);
             continue;
+        }
         if (now >= b->ejected_until_ms) {
             atomic_store(&b->consecutive_failures, 0);
             atomic_store(&b->ejected, 0);
+            b->ejection_decay_ms = now ? now : 1;
             atomic_fetch_add(&p->generation, 1);
             backend_ramp_start(b, now);
-            log_info("event=outlier_returned pool=%s backend=%s", p->conf->name, b->conf->name);
+            log_info("event=outlier_returned pool=%s backend=%s multiplier=%u",
+                     p->conf->name, b->conf->name, b->times_ejected);
         } else {
             ejected++;
         }
@@ -42,7 +94,7 @@ static void outlier_pool(struct pool *p, uint64_t now)
     for (uint32_t i = 0; i < p->nbackends; i++) {
         struct backend *b = &p->backends[i];
         uint32_t fails = atomic_load_explicit(&b->consecutive_failures, memory_order_relaxed);
-        uint32_t mult;
+        uint64_t ms;
 
         if (fails < o->consecutive_failures || atomic_load(&b->ejected) || !backend_eligible(b))
             continue;
@@ -51,17 +103,21 @@ static void outlier_pool(struct pool *p, uint64_t now)
                       p->conf->name, b->conf->name);
             continue;
         }
-        b->times_ejected++;
-        mult = b->times_ejected < EJECTION_MULTIPLIER_MAX ? b->times_ejected
-                                                          : EJECTION_MULTIPLIER_MAX;
-        b->ejected_until_ms = now + o->ejection_time_ms * mult;
+        /* Past the cap only when it came across a reload from a config
+         * with a higher one: it would take longer to decay for nothing. */
+        if (b->times_ejected < multiplier_cap(o))
+            b->times_ejected++;
+        else
+            b->times_ejected = multiplier_cap(o);
+        ms = outlier_ejection_ms(o, b->times_ejected);
+        b->ejected_until_ms = now + ms;
         atomic_store(&b->ejected, 1);
         atomic_fetch_add(&b->ejections_total, 1);
         atomic_fetch_add(&p->generation, 1);
         ejected++;
         log_warn("event=outlier_ejected pool=%s backend=%s consecutive_failures=%u "
-                 "ejection_ms=%llu times=%u", p->conf->name, b->conf->name, fails,
-                 (unsigned long long)(o->ejection_time_ms * mult), b->times_ejected);
+                 "ejection_ms=%llu multiplier=%u", p->conf->name, b->conf->name, fails,
+                 (unsigned long long)ms, b->times_ejected);
     }
 }
 
