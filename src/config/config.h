@@ -412,6 +412,15 @@ struct conf_dns_region {
     size_t ncountries;
     uint16_t *continents;
     size_t ncontinents;
+    /* With the listener's geoip_asn database: the clients' autonomous
+     * systems it is nearest to, sorted (for bisection). */
+    uint32_t *asns;
+    size_t nasns;
+    /* location: where the region is, for clients that the geoip database
+     * places (the nearest healthy region by great-circle distance). In
+     * radians, with the latitude's cosine, as the haversine takes them. */
+    bool located;
+    double latitude_rad, longitude_rad, cos_latitude;
     uint32_t weight;               /* policy weighted: share of the unclaimed clients */
     uint64_t name_hash;            /* XXH3 of name: pick_weighted's seed */
 };
@@ -442,6 +451,7 @@ enum dns_policy {
 };
 
 #define DNS_MAX_ANSWER_REGIONS 8
+#define DNS_MAX_REGIONS 32          /* per record */
 
 struct conf_dns_record {
     char *name;                    /* lower case, no final dot */
@@ -500,6 +510,9 @@ struct conf_listener {
     struct conf_dns_zone *dns_zone; /* dns: the zone it is authoritative for; NULL = names only */
     char *geoip_path;              /* dns: a MaxMind DB (GeoLite2/GeoIP2 Country or City) */
     struct MMDB_s *geoip;          /* ... opened at load (read-only, shared by the workers) */
+    char *geoip_asn_path;          /* dns: a MaxMind DB with autonomous_system_number
+                                      (GeoLite2-ASN, GeoIP2-ISP) */
+    struct MMDB_s *geoip_asn;      /* ... opened at load (read-only, shared by the workers) */
 };
 
 /* admin: the admin API, metrics and dashboard (src/admin/). */

@@ -4,6 +4,7 @@
  * addresses and the client networks it is nearest to. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <math.h>
 #include <maxminddb.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -17,9 +18,10 @@
 #include "proto/dns.h"
 
 #define DNS_MAX_RECORDS 1000
-#define DNS_MAX_REGIONS 32
 #define DNS_MAX_WEIGHT 1000
 #define DNS_MAX_ADDRESSES 16
+#define DNS_MAX_ASNS 4096           /* per region: an ISP's or a country's networks */
+#define DNS_ASN_MAX 4294967294u     /* 0 and 4294967295 are reserved (RFC 7607, 7300) */
 
 /* KEY of OWNER: a list of 1 to max entries; a zeroed array of seq->n
  * items of size bytes for it, or NULL (reported, or out of memory). */
@@ -107,30 +109,140 @@ static void read_geo_codes(struct config_diag *d, const struct conf_listener *l,
     }
 }
 
-void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const char *owner,
-                           const struct config_node *n)
+/* A MaxMind DB named at KEY of a dns listener, opened at load so that a
+ * missing or broken file is a config error at the key. */
+static void open_mmdb(struct config_diag *d, const char *owner, const char *key,
+                      const struct config_node *n, char **path_out, struct MMDB_s **db_out)
 {
     const char *path;
     int rc;
 
-    if (config_want_string(d, owner, "geoip", n, &path) < 0)
+    if (config_want_string(d, owner, key, n, &path) < 0)
         return;
-    if (!(l->geoip = calloc(1, sizeof(*l->geoip))) || !(l->geoip_path = config_strdup(d, path))) {
+    if (!(*db_out = calloc(1, sizeof(**db_out))) || !(*path_out = config_strdup(d, path))) {
         config_diag_error(d, n->line, n->col, "out of memory");
+        free(*db_out);
+        *db_out = NULL;
         return;
     }
     /* MMDB_open would wait on a FIFO for a writer; a missing file is its
      * own error below. */
     if (config_regular_file(path, 0) > 0)
-        config_diag_error(d, n->line, n->col, "%s: geoip: '%s' is not a MaxMind database (a "
-                          "regular file)", owner, path);
-    else if ((rc = MMDB_open(path, MMDB_MODE_MMAP, l->geoip)) == MMDB_SUCCESS)
+        config_diag_error(d, n->line, n->col, "%s: %s: '%s' is not a MaxMind database (a "
+                          "regular file)", owner, key, path);
+    else if ((rc = MMDB_open(path, MMDB_MODE_MMAP, *db_out)) == MMDB_SUCCESS)
         return;
     else
-        config_diag_error(d, n->line, n->col, "%s: geoip: cannot open '%s': %s", owner, path,
+        config_diag_error(d, n->line, n->col, "%s: %s: cannot open '%s': %s", owner, key, path,
                           MMDB_strerror(rc));
-    free(l->geoip);
-    l->geoip = NULL;
+    free(*db_out);
+    *db_out = NULL;
+}
+
+void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const char *owner,
+                           const struct config_node *n)
+{
+    open_mmdb(d, owner, "geoip", n, &l->geoip_path, &l->geoip);
+}
+
+void config_read_dns_geoip_asn(struct config_diag *d, struct conf_listener *l, const char *owner,
+                               const struct config_node *n)
+{
+    open_mmdb(d, owner, "geoip_asn", n, &l->geoip_asn_path, &l->geoip_asn);
+}
+
+static int by_number(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* asns: autonomous system numbers, 1 to 4294967294, sorted for the
+ * responder's bisection. */
+static void read_asns(struct config_diag *d, const struct conf_listener *l, const char *owner,
+                      const struct config_node *seq, struct conf_dns_region *r)
+{
+    if (!l->geoip_asn_path) {
+        config_diag_error(d, seq->line, seq->col, "%s: asns: needs the listener's geoip_asn "
+                          "database (listeners[].geoip_asn)", owner);
+        return;
+    }
+    if (!(r->asns = want_list(d, owner, "asns", seq, DNS_MAX_ASNS, sizeof(*r->asns))))
+        return;
+    for (size_t i = 0; i < seq->n; i++) {
+        uint64_t v;
+
+        if (config_want_uint(d, owner, "asns", seq->items[i], 1, DNS_ASN_MAX, &v) == 0)
+            r->asns[r->nasns++] = (uint32_t)v;
+    }
+    qsort(r->asns, r->nasns, sizeof(*r->asns), by_number);
+}
+
+/* A coordinate in degrees: an optional sign, digits, an optional fraction
+ * (no exponent, no inf or nan), from -limit to limit. */
+static int want_degrees(struct config_diag *d, const char *owner, const char *key,
+                        const struct config_node *n, double limit, const char *example,
+                        double *out)
+{
+    char shown[96];
+    const char *s, *p;
+    size_t int_digits, frac_digits = 0;
+
+    if (config_want_string(d, owner, key, n, &s) < 0)
+        return -1;
+    p = s + (*s == '-' || *s == '+');
+    int_digits = strspn(p, "0123456789");
+    if (p[int_digits] == '.')
+        frac_digits = strspn(p + int_digits + 1, "0123456789");
+    if (int_digits > 0 && int_digits <= 3 && frac_digits <= 12 &&
+        p[int_digits + (p[int_digits] == '.' ? 1 + frac_digits : 0)] == '\0') {
+        *out = strtod(s, NULL);
+        if (*out >= -limit && *out <= limit)
+            return 0;
+    }
+    config_diag_error(d, n->line, n->col, "%s: %s: expected degrees from %g to %g (%s), got '%s'",
+                      owner, key, -limit, limit, example, config_show(shown, sizeof(shown), s));
+    return -1;
+}
+
+/* location: {latitude, longitude} in degrees, as GeoIP databases give a
+ * client's (WGS 84); kept in radians for the haversine. */
+static void read_location(struct config_diag *d, const struct conf_listener *l, const char *owner,
+                          const struct config_node *map, struct conf_dns_region *r)
+{
+    const struct config_node *n;
+    double lat = 0, lon = 0;
+    bool ok = true;
+
+    if (config_want_block(d, owner, "listeners[].records[].regions[]", "location", map) < 0)
+        return;
+    if (!l->geoip_path) {
+        config_diag_error(d, map->line, map->col, "%s: location: needs the listener's geoip "
+                          "database (listeners[].geoip), one with locations (a City database)",
+                          owner);
+        return;
+    }
+    if (!(n = config_map_get(map, "latitude"))) {
+        config_missing(d, owner, map, "location.latitude");
+        ok = false;
+    } else if (want_degrees(d, owner, "location.latitude", n, 90,
+                            "north of the equator; 50.11 for Frankfurt", &lat) < 0) {
+        ok = false;
+    }
+    if (!(n = config_map_get(map, "longitude"))) {
+        config_missing(d, owner, map, "location.longitude");
+        ok = false;
+    } else if (want_degrees(d, owner, "location.longitude", n, 180,
+                            "east of Greenwich; -77.04 for Washington", &lon) < 0) {
+        ok = false;
+    }
+    if (!ok)
+        return;
+    r->located = true;
+    r->latitude_rad = lat * (M_PI / 180);
+    r->longitude_rad = lon * (M_PI / 180);
+    r->cos_latitude = cos(r->latitude_rad);
 }
 
 /* A host name of the zone block, lower-cased into a new string. */
@@ -260,6 +372,10 @@ static void read_region(struct config_diag *d, struct config *cfg, const struct 
         read_geo_codes(d, l, owner, "countries", n, &r->countries, &r->ncountries);
     if ((n = config_map_get(map, "continents")))
         read_geo_codes(d, l, owner, "continents", n, &r->continents, &r->ncontinents);
+    if ((n = config_map_get(map, "asns")))
+        read_asns(d, l, owner, n, r);
+    if ((n = config_map_get(map, "location")))
+        read_location(d, l, owner, n, r);
     r->weight = 1;
     if ((n = config_map_get(map, "weight"))) {
         uint64_t v;
@@ -412,6 +528,7 @@ void config_free_dns_records(struct conf_listener *l)
             free(rec->regions[k].clients);
             free(rec->regions[k].countries);
             free(rec->regions[k].continents);
+            free(rec->regions[k].asns);
         }
         free(rec->regions);
         free(rec->name);
@@ -438,4 +555,11 @@ void config_free_dns_records(struct conf_listener *l)
     }
     free(l->geoip_path);
     l->geoip_path = NULL;
+    if (l->geoip_asn) {
+        MMDB_close(l->geoip_asn);
+        free(l->geoip_asn);
+        l->geoip_asn = NULL;
+    }
+    free(l->geoip_asn_path);
+    l->geoip_asn_path = NULL;
 }

@@ -205,6 +205,10 @@ void config_read_dns_records(struct config_diag *d, struct config *cfg, struct c
  * error; before its records, whose regions may name countries. */
 void config_read_dns_geoip(struct config_diag *d, struct conf_listener *l, const char *owner,
                            const struct config_node *n);
+/* Its geoip_asn database (autonomous system numbers), the same way;
+ * before its records, whose regions may name ASNs. */
+void config_read_dns_geoip_asn(struct config_diag *d, struct conf_listener *l, const char *owner,
+                               const struct config_node *n);
 /* A dns listener's zone; before its records, which must lie in it. */
 void config_read_dns_zone(struct config_diag *d, struct conf_listener *l, const char *owner,
                           const struct config_node *map);

@@ -226,6 +226,8 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
                               "(each region of a record names its pool)", owner);
         if ((n = config_map_get(map, "geoip")))
             config_read_dns_geoip(d, l, owner, n);
+        if ((n = config_map_get(map, "geoip_asn")))
+            config_read_dns_geoip_asn(d, l, owner, n);
         if ((n = config_map_get(map, "zone")))
             config_read_dns_zone(d, l, owner, n);
         if (!(n = config_map_get(map, "records")))
@@ -240,6 +242,8 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
             config_mode_only(d, owner, p, "records", LISTENER_DNS);
         if ((p = config_map_pair(map, "geoip")) && mode_ok)
             config_mode_only(d, owner, p, "geoip", LISTENER_DNS);
+        if ((p = config_map_pair(map, "geoip_asn")) && mode_ok)
+            config_mode_only(d, owner, p, "geoip_asn", LISTENER_DNS);
         if ((p = config_map_pair(map, "zone")) && mode_ok)
             config_mode_only(d, owner, p, "zone", LISTENER_DNS);
     }

@@ -117,7 +117,7 @@ static bool has_code(const uint16_t *codes, size_t n, uint16_t code)
  * weight over the sum, and when a region fails only its own clients move.
  * NULL when no healthy region has a weight. */
 static const struct conf_dns_region *pick_weighted(const struct conf_dns_record *rec,
-                                                   const struct runtime *rt,
+                                                   uint32_t healthy,
                                                    const struct addr *client, uint8_t *prefix)
 {
     uint8_t net[17] = {0};
@@ -143,7 +143,7 @@ static const struct conf_dns_region *pick_weighted(const struct conf_dns_record 
         uint64_t h;
         double u, score;
 
-        if (!r->weight || !region_healthy(rt, r))
+        if (!r->weight || !(healthy & (UINT32_C(1) << i)))
             continue;
         h = XXH3_64bits_withSeed(net, len, r->name_hash);
         u = (double)((h >> 11) | 1) * 0x1.0p-53;      /* in (0, 1) */
@@ -156,21 +156,83 @@ static const struct conf_dns_region *pick_weighted(const struct conf_dns_record 
     return best;
 }
 
-/* The region for a client, among the healthy ones: the one whose client
- * networks hold it most closely; else, by the listener's GeoIP database,
- * the first that lists its country, else the first that lists its
- * continent; else, with policy weighted, one by weight (pick_weighted);
- * else the first. NULL when none is healthy. A choice made by GeoIP holds
- * for the database's network around the client, one made by weight for the
- * client's /24 or /56: *prefix is set to that length (for the Client
- * Subnet scope) and *by_weight says which, else both are left alone. */
+/* pick() keeps the healthy regions of a record as bits of a uint32_t. */
+_Static_assert(DNS_MAX_REGIONS <= 32, "a record's regions fit a 32-bit mask");
+
+static bool has_asn(const struct conf_dns_region *r, uint32_t asn)
+{
+    size_t lo = 0, hi = r->nasns;            /* sorted by config/dns.c */
+
+    while (asn && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (r->asns[mid] == asn)
+            return true;
+        if (r->asns[mid] < asn)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* By the listener's geoip database: the first healthy region that lists
+ * the client's country, else its continent, else the healthy region with
+ * a location nearest to the client's (great-circle distance, the first in
+ * the list on a tie). NULL when none of these says. */
+static const struct conf_dns_region *pick_by_place(const struct conf_dns_record *rec,
+                                                   uint32_t healthy, const struct gslb_geo *g)
+{
+    const struct conf_dns_region *continent = NULL, *nearest = NULL;
+    double nearest_h = 2;                     /* above any haversine (at most 1) */
+
+    for (size_t i = 0; i < rec->nregions; i++) {
+        const struct conf_dns_region *r = &rec->regions[i];
+
+        if (!(healthy & (UINT32_C(1) << i)))
+            continue;
+        if (has_code(r->countries, r->ncountries, g->country))
+            return r;
+        if (!continent && has_code(r->continents, r->ncontinents, g->continent))
+            continent = r;
+        if (!continent && g->located && r->located) {
+            double h = gslb_geo_haversine(r->latitude_rad, r->longitude_rad, r->cos_latitude,
+                                          g->latitude_rad, g->longitude_rad, g->cos_latitude);
+            if (h < nearest_h) {
+                nearest_h = h;
+                nearest = r;
+            }
+        }
+    }
+    return continent ? continent : nearest;
+}
+
+/* The region for a client, among the healthy ones, by the first of these
+ * rules that names one (docs/gslb.md, "How a query is answered"):
+ *   1. the one whose `clients` networks hold it most closely;
+ *   2. by the listener's geoip_asn database, the first that lists its
+ *      autonomous system in `asns`;
+ *   3. by its geoip database, the first that lists its country, else the
+ *      first that lists its continent, else the one nearest to where the
+ *      database places it (pick_by_place);
+ *   4. with policy weighted, one by weight (pick_weighted);
+ *   5. the first.
+ * NULL when none is healthy. A database is only asked when a healthy
+ * region has a rule for it, and at most once per query.
+ * The choice holds for the addresses where every rule that was asked
+ * answers alike: the networks the databases gave around the client (the
+ * longest of them, as they all hold it) and, for a weighted choice, its
+ * /24 or /56. *prefix is set to that length (0: no database was asked
+ * and no weight used; rule 1 leaves it alone, narrow_scope handles it),
+ * and *by_weight says whether the choice was weighted. */
 static const struct conf_dns_region *pick(const struct conf_dns_record *rec, const struct runtime *rt,
-                                          const struct MMDB_s *db, const struct addr *client,
+                                          const struct conf_listener *lc, const struct addr *client,
                                           uint8_t *prefix, bool *by_weight)
 {
-    const struct conf_dns_region *best = NULL, *first = NULL, *country = NULL, *continent = NULL;
-    struct gslb_geo g;
-    bool located = false, looked = false;
+    const struct conf_dns_region *best = NULL, *first = NULL;
+    uint32_t healthy = 0;                    /* bit i: regions[i] */
+    bool want_asn = false, want_place = false;
+    uint8_t asked = 0;                       /* the longest network a database gave */
     int best_len = -1;
 
     for (size_t i = 0; i < rec->nregions; i++) {
@@ -179,35 +241,52 @@ static const struct conf_dns_region *pick(const struct conf_dns_record *rec, con
 
         if (!region_healthy(rt, r))
             continue;
+        healthy |= UINT32_C(1) << i;
         if (!first)
             first = r;
         if ((m = addr_cidr_match(client, r->clients, r->nclients)) > best_len) {
             best = r;
             best_len = m;
         }
-        if (best || !db || !(r->ncountries || r->ncontinents))
-            continue;
-        if (!looked) {           /* one lookup per query, and only if a region asks */
-            looked = true;
-            located = gslb_geo_lookup(db, client, &g);
-        }
-        if (!located)
-            continue;
-        if (!country && has_code(r->countries, r->ncountries, g.country))
-            country = r;
-        if (!continent && has_code(r->continents, r->ncontinents, g.continent))
-            continent = r;
+        want_asn |= r->nasns > 0;
+        want_place |= r->ncountries || r->ncontinents || r->located;
     }
     if (best)
         return best;
-    if (country || continent) {
-        *prefix = g.prefix;
-        return country ? country : continent;
+    if (want_asn && lc->geoip_asn) {
+        uint32_t asn;
+        uint8_t p = 0;
+
+        if (gslb_geo_asn(lc->geoip_asn, client, &asn, &p)) {
+            asked = p;
+            for (size_t i = 0; asn && i < rec->nregions; i++) {
+                if ((healthy & (UINT32_C(1) << i)) && has_asn(&rec->regions[i], asn)) {
+                    *prefix = asked;
+                    return &rec->regions[i];
+                }
+            }
+        }
     }
-    if (first && rec->policy == DNS_POLICY_WEIGHTED && (best = pick_weighted(rec, rt, client, prefix))) {
+    if (want_place && lc->geoip) {
+        struct gslb_geo g;
+
+        if (gslb_geo_lookup(lc->geoip, client, &g)) {
+            if (g.prefix > asked)
+                asked = g.prefix;
+            if ((best = pick_by_place(rec, healthy, &g))) {
+                *prefix = asked;
+                return best;
+            }
+        }
+    }
+    if (first && rec->policy == DNS_POLICY_WEIGHTED &&
+        (best = pick_weighted(rec, healthy, client, prefix))) {
+        if (asked > *prefix)
+            *prefix = asked;
         *by_weight = true;
         return best;
     }
+    *prefix = asked;
     return first;
 }
 
@@ -315,12 +394,13 @@ size_t gslb_answer(const struct conf_listener *lc, const struct runtime *rt,
     }
     uint8_t prefix = 0;
     bool by_weight = false;
-    if ((r = pick(rec, rt, lc->geoip, client, &prefix, &by_weight))) {
+    if ((r = pick(rec, rt, lc, client, &prefix, &by_weight))) {
         /* RFC 7871: the answer holds for the network the choice was made
          * for. A GeoIP network narrower than the query's subnet narrows the
-         * scope; a weighted choice, made for a /24 (or /56), holds for all
-         * of it when the subnet is longer. */
-        if (scope && ((!by_weight && prefix > scope) || (by_weight && prefix < scope)))
+         * scope (a longer scope than the source asks the resolver for more
+         * bits); a weighted choice, made for a /24 (or /56), holds for all
+         * of it and only for it, longer or shorter than the subnet. */
+        if (scope && prefix && (prefix > scope || by_weight))
             scope = prefix;
         if (scope)
             scope = narrow_scope(rec, rt, client, scope);

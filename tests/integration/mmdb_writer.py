@@ -1,6 +1,10 @@
 """Writes a small MaxMind DB (format 2.0) for the GeoIP tests: IPv4 networks,
 each with a country and a continent, as GeoLite2-Country has them
-(country.iso_code, continent.code). No real GeoIP data is needed or shipped.
+(country.iso_code, continent.code), or with any record given as a dict:
+a location as GeoLite2-City has it ({"location": {"latitude": 50.11,
+"longitude": 8.68}}, doubles), an autonomous system as GeoLite2-ASN has it
+({"autonomous_system_number": 64500}, a uint32). No real GeoIP data is
+needed or shipped.
 
 The format (https://maxmind.github.io/MaxMind-DB/): a binary search tree
 over the address bits (24-bit records here), 16 zero bytes, the data section
@@ -15,8 +19,8 @@ import time
 METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 # Data section type numbers.
-T_UTF8, T_UINT16, T_UINT32, T_MAP = 2, 5, 6, 7
-T_UINT64, T_ARRAY = 9, 11
+T_UTF8, T_DOUBLE, T_UINT16, T_UINT32, T_MAP = 2, 3, 5, 6, 7
+T_INT32, T_UINT64, T_ARRAY, T_FLOAT = 8, 9, 11, 15
 
 
 def _control(t, size):
@@ -37,8 +41,13 @@ def _control(t, size):
 
 def encode(v, kind=None):
     """A Python value in the data section's encoding. kind picks the
-    integer type ("uint16", "uint32", "uint64"); str, dict and list map to
+    integer type ("uint16", "uint32", "uint64", "int32") or the size of a
+    float ("double", the default, or "float"); str, dict and list map to
     utf8_string, map and array."""
+    if isinstance(v, float):
+        if kind == "float":
+            return _control(T_FLOAT, 4) + struct.pack(">f", v)
+        return _control(T_DOUBLE, 8) + struct.pack(">d", v)
     if isinstance(v, str):
         b = v.encode()
         return _control(T_UTF8, len(b)) + b
@@ -53,6 +62,8 @@ def encode(v, kind=None):
         return out
     if isinstance(v, list):
         return _control(T_ARRAY, len(v)) + b"".join(encode(x) for x in v)
+    if isinstance(v, int) and kind == "int32":
+        return _control(T_INT32, 4) + struct.pack(">i", v)
     if isinstance(v, int):
         t = {"uint16": T_UINT16, "uint32": T_UINT32, "uint64": T_UINT64}[kind or "uint32"]
         b = v.to_bytes((v.bit_length() + 7) // 8, "big") if v else b""
@@ -60,14 +71,20 @@ def encode(v, kind=None):
     raise TypeError(type(v))
 
 
-def write(path, networks):
-    """networks: {"10.1.0.0/16": ("DE", "EU"), ...}, none inside another."""
+def write(path, networks, database_type="sluice-test-Country"):
+    """networks: {"10.1.0.0/16": ("DE", "EU"), "10.2.0.0/16": {...}, ...},
+    none inside another; a (country, continent) pair, or the record as a
+    dict for encode()."""
     data = b""
     root = [None, None]      # a node: [left, right]; a child is a node, an int (data offset) or None
-    for net, (country, continent) in networks.items():
+    for net, value in networks.items():
         n = ipaddress.ip_network(net)
         offset = len(data)
-        data += encode({"continent": {"code": continent}, "country": {"iso_code": country}})
+        if isinstance(value, dict):
+            data += encode(value)
+        else:
+            country, continent = value
+            data += encode({"continent": {"code": continent}, "country": {"iso_code": country}})
         bits = [0] * 96 + [int(b) for b in format(int(n.network_address), "032b")]
         depth = 96 + n.prefixlen
         node = root
@@ -100,7 +117,7 @@ def write(path, networks):
         "binary_format_major_version": (2, "uint16"),
         "binary_format_minor_version": (0, "uint16"),
         "build_epoch": (int(time.time()), "uint64"),
-        "database_type": "sluice-test-Country",
+        "database_type": database_type,
         "description": {"en": "sluice test data"},
         "ip_version": (6, "uint16"),
         "languages": ["en"],
