@@ -2,8 +2,10 @@
  * key=value format:
  *     2026-11-22T22:31:12.123Z level=warn event=backend_down pool=app ...
  * The access log is a separate stream (stdout, a file, or off) that
- * SIGUSR1 reopens. Lines are written with a single write(2), so lines from
- * different workers never interleave. */
+ * SIGUSR1 reopens. A line is written whole with one write(2) or send(2), so
+ * lines from different workers never interleave, and never waited for: a
+ * log that cannot take a line now (a full disk, a pipe or socket whose
+ * reader stalled) loses it, and the loss is counted (log_lines_dropped). */
 #ifndef SLUICE_CORE_LOG_H
 #define SLUICE_CORE_LOG_H
 
@@ -13,8 +15,10 @@
 #include "config/config.h"
 
 /* Once at startup, before any other thread: on a pipe, the error log gets
- * a non-blocking descriptor of its own (a stuck reader loses lines rather
- * than stopping workers; the access log on stdout does the same). */
+ * a non-blocking descriptor of its own; on a socket (journald's stream) it
+ * is written with MSG_DONTWAIT, the descriptor's shared flags untouched.
+ * Either way a stuck reader loses lines rather than stopping workers; the
+ * access log on stdout does the same. */
 void log_init(void);
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
@@ -38,7 +42,8 @@ int log_access_reopen(void);
 
 bool log_access_enabled(void);
 
-/* Write one access-log line (line must end with '\n'). */
+/* Write one access-log line (it should end with '\n'; one that does not, or
+ * is longer than PIPE_BUF, is cut there and given one). */
 void log_access_write(const char *line, size_t len);
 
 /* Lines lost because their log could not take them (a full disk, a pipe

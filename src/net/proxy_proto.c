@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/crc32c.h"
+
 #define V1_MAX 107                 /* longest v1 line, CRLF included */
 #define V2_HDR 16                  /* signature + ver_cmd + fam + len */
 
@@ -276,18 +278,55 @@ static size_t v2_addr_len(uint8_t fam)
     }
 }
 
+#define PP2_TYPE_CRC32C 0x03      /* its value: CRC32C of the header, 4 bytes */
+
+/* True when the CRC32C TLV whose 4-byte value sits at buf[val] holds the
+ * CRC32C of the whole header buf[0..end) with those 4 bytes read as zeroes
+ * (proxy-protocol.txt 2.2.5; big-endian, as HAProxy writes and reads it).
+ * The zeroes are fed in place of the value: buf is the caller's, read-only. */
+static bool v2_crc32c_ok(const uint8_t *buf, size_t val, size_t end)
+{
+    static const uint8_t zero[4];
+    uint32_t sent = (uint32_t)buf[val] << 24 | (uint32_t)buf[val + 1] << 16 |
+                    (uint32_t)buf[val + 2] << 8 | buf[val + 3];
+    uint32_t crc = crc32c(0, buf, val);
+
+    crc = crc32c(crc, zero, sizeof(zero));
+    crc = crc32c(crc, buf + val + 4, end - val - 4);
+    return crc == sent;
+}
+
 /* The TLVs in buf[off..end) must tile it exactly: a length that runs past
  * the header means it is corrupt, whatever its addresses say (HAProxy
  * refuses it too). Only the bytes at hand (len) are read, so such a length
- * is refused as soon as it is seen. */
-static bool v2_tlvs_ok(const uint8_t *buf, size_t len, size_t off, size_t end)
+ * is refused as soon as it is seen. A CRC32C TLV must be 4 bytes long and
+ * come at most once, and once the whole header is at hand its checksum
+ * must match: a header that was damaged or altered on its way is not
+ * believed, and the connection is closed as for any bad header. Whether
+ * one was checked goes to *crc_checked. */
+static bool v2_tlvs_ok(const uint8_t *buf, size_t len, size_t off, size_t end,
+                       bool *crc_checked)
 {
+    bool crc_seen = false;
+
+    *crc_checked = false;
     while (off < end) {
         if (end - off < 3)
             return false;
         if (off + 3 > len)
             return true;               /* the rest is still to come */
-        off += 3 + ((size_t)buf[off + 1] << 8 | buf[off + 2]);
+        size_t vlen = (size_t)buf[off + 1] << 8 | buf[off + 2];
+        if (buf[off] == PP2_TYPE_CRC32C) {
+            if (vlen != 4 || crc_seen)
+                return false;
+            crc_seen = true;
+            if (off + 3 + vlen <= end && len >= end) {
+                if (!v2_crc32c_ok(buf, off + 3, end))
+                    return false;
+                *crc_checked = true;
+            }
+        }
+        off += 3 + vlen;
         if (off > end)
             return false;
     }
@@ -339,9 +378,11 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
     /* LOCAL discards the address block, so its size is not held against it. */
     if (cmd == 1 && body < need)
         return PROXY_PROTO_BAD;
-    /* TLVs are checked where the addresses are taken from the header. */
+    /* TLVs are checked where the addresses are taken from the header, as
+     * HAProxy checks them: elsewhere nothing in the header is believed. */
+    bool crc_checked = false;
     if (cmd == 1 && ((fam >> 4) == 1 || (fam >> 4) == 2) &&
-        !v2_tlvs_ok(buf, len, V2_HDR + need, V2_HDR + body))
+        !v2_tlvs_ok(buf, len, V2_HDR + need, V2_HDR + body, &crc_checked))
         return PROXY_PROTO_BAD;
     if (len < V2_HDR + body)
         return PROXY_PROTO_NEED_MORE;
@@ -349,6 +390,7 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
     const uint8_t *a = buf + V2_HDR;
     info->version = 2;
     info->local = 1;
+    info->crc32c = crc_checked;
     if (cmd == 1 && (fam >> 4) == 1) {
         v2_fill(&info->src, AF_INET, a, a + 8);
         v2_fill(&info->dst, AF_INET, a + 4, a + 10);
@@ -359,7 +401,8 @@ static int v2_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *inf
         info->local = 0;
     }
     /* UNSPEC and UNIX under PROXY, and anything under LOCAL: keep the real
-     * peer. TLVs are not used (their framing was checked above). */
+     * peer. TLVs are not used otherwise (after IPv4 and IPv6 addresses,
+     * their framing and checksum were checked above). */
     return (int)(V2_HDR + body);
 }
 

@@ -4,6 +4,7 @@
 #ifndef SLUICE_NET_PROXY_PROTO_H
 #define SLUICE_NET_PROXY_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,14 +24,16 @@ struct proxy_proto_info {
     int local;             /* 1: v2 LOCAL command or v1 UNKNOWN: keep the real peer */
     struct addr src;       /* the client as the proxy in front saw it */
     struct addr dst;       /* the address it connected to */
+    bool crc32c;           /* v2: a PP2_TYPE_CRC32C TLV was there and matched */
 };
 
 /* Parse a header at the start of buf[0..len). Returns the header's total length
  * (> 0) with *info filled, PROXY_PROTO_NEED_MORE when buf is a valid prefix
  * that is still incomplete, or PROXY_PROTO_BAD. Never reads past len; any
  * byte string is safe input (this is a fuzz target). TLVs after v2 IPv4 and
- * IPv6 addresses must be well framed; their contents are skipped. A v2 LOCAL
- * header is accepted whatever its family and block hold. */
+ * IPv6 addresses must be well framed, and a PP2_TYPE_CRC32C TLV among them
+ * must match the header (BAD otherwise); other TLVs' contents are skipped.
+ * A v2 LOCAL header is accepted whatever its family and block hold. */
 int proxy_proto_parse(const uint8_t *buf, size_t len, struct proxy_proto_info *info);
 
 /* Write a header announcing a connection from src to dst. version is 1 or 2;

@@ -1,6 +1,8 @@
 """PROXY protocol v1/v2 accepted from the L4 in front and sent to backends."""
 import socket
 import struct
+import time
+import urllib.request
 
 from harness import AcceptLoop, free_port, recv_all, tcp_config, wait_for
 
@@ -9,6 +11,33 @@ def v2_header(src, sport, dst, dport):
     sig = b"\r\n\r\n\x00\r\nQUIT\n"
     addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
     return sig + bytes([0x21, 0x11]) + struct.pack("!H", len(addrs)) + addrs
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli), bit by bit: written apart from sluice's table."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def v2_header_with_crc(src, sport, dst, dport, corrupt=False):
+    """A v2 TCP4 header whose PP2_TYPE_CRC32C TLV (proxy-protocol.txt 2.2.5)
+    sums the whole header with the checksum's own bytes as zeroes, after an
+    AUTHORITY TLV that the sum covers too; corrupt: the checksum is off by
+    one bit."""
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    tlvs = b"\x02\x00\x05a.com" + b"\x03\x00\x04" + b"\x00" * 4
+    hdr = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) +
+           struct.pack("!H", len(addrs) + len(tlvs)) + addrs + tlvs)
+    crc = crc32c(hdr) ^ (1 if corrupt else 0)
+    return hdr[:-4] + struct.pack("!I", crc)
+
+
+def test_crc32c_helper_matches_the_standard_check_value():
+    assert crc32c(b"123456789") == 0xE3069283
 
 
 def echo_roundtrip(port, payload):
@@ -62,6 +91,40 @@ def test_malformed_proxy_header_is_closed_and_counted(procs):
     wait_for(lambda: s.stdout().count("end=proxy_header_bad") == 3, what="3 bad headers logged")
     # Nothing reached the backend.
     assert "proxy " not in echo.stdout()
+
+
+def test_proxy_v2_crc32c_is_checked(procs):
+    """A v2 header carrying a CRC32C TLV: with the right checksum its
+    addresses are believed and the bytes after it reach the backend (also
+    when the header comes in two pieces, the sum known only at its end);
+    with a wrong one the connection is closed before any backend sees a
+    byte, and it is logged and counted as a bad header (HAProxy closes such
+    connections too)."""
+    echo = procs.origin("e1", mode="tcp-echo", extra=("--expect-proxy",))
+    port, admin = free_port(), free_port()
+    s = procs.sluice(tcp_config(port, [("e1", echo.address)],
+                                top=f"admin: {{listen: 127.0.0.1:{admin}}}",
+                                extra_listener="    proxy_protocol: accept",
+                                extra_pool="    send_proxy: v1"), wait_ports=[port])
+    good = v2_header_with_crc("203.0.113.5", 5555, "10.1.2.3", 8443)
+    assert echo_roundtrip(port, good + b"checked") == b"checked"
+    wait_for(lambda: "proxy 203.0.113.5:5555 10.1.2.3:8443 v1" in echo.stdout(),
+             what="origin to see the client from the checksummed header")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(good[:20])
+        time.sleep(0.2)                    # sluice has read the first piece
+        c.sendall(good[20:] + b"in two")
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == b"in two"
+
+    bad = v2_header_with_crc("198.51.100.66", 6666, "10.1.2.3", 8443, corrupt=True)
+    assert echo_roundtrip(port, bad + b"smuggled") == b""
+    wait_for(lambda: s.stdout().count("end=proxy_header_bad") == 1, what="the bad header logged")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read()
+    assert b'sluice_proxy_header_errors_total{listener="l4"} 1' in metrics, metrics
+    assert "198.51.100.66" not in echo.stdout()
+    assert echo.stdout().count("proxy ") == 2
 
 
 def test_send_proxy_to_a_tls_pool_goes_before_the_handshake(procs, pki):

@@ -125,6 +125,18 @@ static void test_write_text(void)
     CHECK_EQ_INT(proxy_proto_write(0, &s4, &d4, out, sizeof(out)), -1);
 }
 
+/* Bodies (after the 16 bytes up to the length) of v2 headers that carry a
+ * CRC32C TLV; CRC32C over the whole header, the value read as zeroes:
+ * 0x65a60e1e and 0x8285f236. */
+#define V2_TCP4_CRC_BODY "\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02" \
+    "\x03\x00\x04" "\x65\xa6\x0e\x1e"
+#define V2_TCP4_CRC_AT 31                  /* offset of the CRC value */
+#define V2_TCP6_CRC_BODY \
+    "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01" \
+    "\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02" \
+    "\x01\xbb" "\xff\xff" "\x02\x00\x05" "a.com" "\x03\x00\x04" "\x82\x85\xf2\x36" \
+    "\x04\x00\x03" "abc"
+
 /* Valid headers: every strict prefix wants more, the whole is its length,
  * and whatever follows is not consumed. */
 static const struct bytes valid[] = {
@@ -146,6 +158,10 @@ static const struct bytes valid[] = {
     B("v2 tcp4 + tlvs", SIG "\x21\x11\x00\x1a" "\x01\x02\x03\x04" "\x05\x06\x07\x08" "\x00\x01" "\x00\x02"
       "\x04\x00\x03" "abc"             /* PP2_TYPE_NOOP */
       "\x02\x00\x05" "a.com"),         /* PP2_TYPE_AUTHORITY */
+    /* With a PP2_TYPE_CRC32C TLV whose value matches (computed apart from
+     * sluice's code, with a bit-at-a-time CRC32C). */
+    B("v2 tcp4 + crc32c", SIG "\x21\x11\x00\x13" V2_TCP4_CRC_BODY),
+    B("v2 tcp6 + authority, crc32c, noop", SIG "\x21\x21\x00\x39" V2_TCP6_CRC_BODY),
 };
 
 static void test_prefixes(void)
@@ -413,6 +429,115 @@ static void test_bad(void)
     CHECK_EQ_INT(parse(line, sizeof(line), &info), 107);
 }
 
+/* PP2_TYPE_CRC32C (proxy-protocol.txt 2.2.5): the checksum of the whole
+ * header with its own 4 bytes read as zeroes. A match is noted; a mismatch,
+ * or a CRC32C TLV that is not 4 bytes or comes twice, makes the header BAD,
+ * and the connection is closed (as HAProxy does). */
+static void test_crc32c(void)
+{
+    static const char tcp4[] = SIG "\x21\x11\x00\x13" V2_TCP4_CRC_BODY;
+    static const char tcp6[] = SIG "\x21\x21\x00\x39" V2_TCP6_CRC_BODY;
+    static const char plain[] = SIG "\x21\x11\x00\x0c" "\x01\x02\x03\x04\x05\x06\x07\x08"
+        "\x00\x01\x00\x02";
+    struct proxy_proto_info info;
+    uint8_t h[sizeof(tcp6)];
+    char b[ADDR_TEXT_MAX];
+    int refused;
+
+    CHECK_EQ_INT(parse(tcp4, sizeof(tcp4) - 1, &info), 35);
+    CHECK_EQ_INT(info.crc32c, 1);
+    CHECK_EQ_INT(info.local, 0);
+    CHECK_EQ_STR(fmt(&info.src, b), "1.2.3.4:1");
+    CHECK_EQ_INT(parse(tcp6, sizeof(tcp6) - 1, &info), 73);
+    CHECK_EQ_INT(info.crc32c, 1);
+    CHECK_EQ_STR(fmt(&info.dst, b), "[2001:db8::2]:65535");
+    CHECK_EQ_INT(parse(plain, sizeof(plain) - 1, &info), 28);
+    CHECK_EQ_INT(info.crc32c, 0);
+
+    /* One bit changed anywhere in the header, the checksum included: never
+     * believed (BAD; or, where the length grew, still incomplete). */
+    refused = 0;
+    int tries = 0;
+    for (size_t i = 0; i < sizeof(tcp4) - 1; i++) {
+        if (i >= 28 && i < V2_TCP4_CRC_AT)
+            continue;              /* the TLV's type and length: other checks */
+        for (int bit = 0; bit < 8; bit++) {
+            if (i == 12 && bit == 0)
+                continue;          /* PROXY turned LOCAL: its block is not read */
+            memcpy(h, tcp4, sizeof(tcp4) - 1);
+            h[i] ^= (uint8_t)(1u << bit);
+            tries++;
+            if (parse(h, sizeof(tcp4) - 1, &info) <= 0)
+                refused++;
+            else
+                fprintf(stderr, "  crc32c: byte %zu bit %d changed, still accepted\n", i, bit);
+        }
+    }
+    CHECK_EQ_INT(refused, tries);
+
+    /* ... and in the tcp6 header's other TLVs, which the sum covers too. */
+    refused = 0;
+    tries = 0;
+    for (size_t i = 52; i < sizeof(tcp6) - 1; i++) {
+        memcpy(h, tcp6, sizeof(tcp6) - 1);
+        h[i] ^= 0x20;
+        if (i == 52 || i == 60 || i == 67)
+            continue;              /* a TLV type: may turn into another TLV */
+        tries++;
+        if (parse(h, sizeof(tcp6) - 1, &info) == PROXY_PROTO_BAD)
+            refused++;
+    }
+    CHECK_EQ_INT(refused, tries);
+
+    /* The value written little-endian is not the value. */
+    memcpy(h, tcp4, sizeof(tcp4) - 1);
+    h[V2_TCP4_CRC_AT] = 0x1e;
+    h[V2_TCP4_CRC_AT + 1] = 0x0e;
+    h[V2_TCP4_CRC_AT + 2] = 0xa6;
+    h[V2_TCP4_CRC_AT + 3] = 0x65;
+    CHECK_EQ_INT(parse(h, sizeof(tcp4) - 1, &info), PROXY_PROTO_BAD);
+    /* All zeroes (a sender that forgot to fill it in): refused. */
+    memset(h + V2_TCP4_CRC_AT, 0, 4);
+    CHECK_EQ_INT(parse(h, sizeof(tcp4) - 1, &info), PROXY_PROTO_BAD);
+
+    /* A wrong checksum is only known once the header is whole: before
+     * that, more is wanted; then BAD, whatever follows. */
+    memcpy(h, tcp4, sizeof(tcp4) - 1);
+    h[V2_TCP4_CRC_AT + 3] ^= 1;
+    for (size_t k = 0; k < sizeof(tcp4) - 1; k++)
+        CHECK_EQ_INT(parse(h, k, &info), PROXY_PROTO_NEED_MORE);
+    CHECK_EQ_INT(parse(h, sizeof(tcp4) - 1, &info), PROXY_PROTO_BAD);
+    memcpy(h + sizeof(tcp4) - 1, "GET /", 5);
+    CHECK_EQ_INT(parse(h, sizeof(tcp4) - 1 + 5, &info), PROXY_PROTO_BAD);
+
+    /* The TLV must be exactly 4 bytes (HAProxy refuses other lengths),
+     * which is known as soon as its length is seen. */
+    static const char crc3[] = SIG "\x21\x11\x00\x12" "\x01\x02\x03\x04\x05\x06\x07\x08"
+        "\x00\x01\x00\x02" "\x03\x00\x03" "\x65\xa6\x0e";
+    static const char crc5[] = SIG "\x21\x11\x00\x14" "\x01\x02\x03\x04\x05\x06\x07\x08"
+        "\x00\x01\x00\x02" "\x03\x00\x05" "\x65\xa6\x0e\x1e\x00";
+    CHECK_EQ_INT(parse(crc3, sizeof(crc3) - 1, &info), PROXY_PROTO_BAD);
+    CHECK_EQ_INT(parse(crc3, 31, &info), PROXY_PROTO_BAD);
+    CHECK_EQ_INT(parse(crc3, 30, &info), PROXY_PROTO_NEED_MORE);
+    CHECK_EQ_INT(parse(crc5, sizeof(crc5) - 1, &info), PROXY_PROTO_BAD);
+
+    /* A second checksum TLV: one header has one checksum. */
+    static const char crc_twice[] = SIG "\x21\x11\x00\x1a" V2_TCP4_CRC_BODY
+        "\x03\x00\x04" "\x65\xa6\x0e\x1e";
+    CHECK_EQ_INT(parse(crc_twice, sizeof(crc_twice) - 1, &info), PROXY_PROTO_BAD);
+    CHECK_EQ_INT(parse(crc_twice, 38, &info), PROXY_PROTO_BAD);
+
+    /* LOCAL (the proxy's own health check) discards its block unread, as
+     * HAProxy does: nothing in it is believed, so a checksum there is not
+     * checked, and the real peer is kept. */
+    memcpy(h, tcp4, sizeof(tcp4) - 1);
+    h[12] = 0x20;
+    h[V2_TCP4_CRC_AT] ^= 0xff;
+    CHECK_EQ_INT(parse(h, sizeof(tcp4) - 1, &info), 35);
+    CHECK_EQ_INT(info.local, 1);
+    CHECK_EQ_INT(info.crc32c, 0);
+}
+
 int main(void)
 {
     test_round_trips();
@@ -421,5 +546,6 @@ int main(void)
     test_fields();
     test_local();
     test_bad();
+    test_crc32c();
     TEST_END();
 }
