@@ -86,7 +86,7 @@ static void field(char *dst, size_t size, struct h1_slice s)
 void access_log_http(const struct access_http *r)
 {
     char line[4096], client[ADDR_TEXT_MAX], when[64], method[64], target[2048], referer[512],
-        ua[512], host[256];
+        ua[512], host[256], grpc[32] = "";
     const char *bname = r->backend ? r->backend->conf->name : "-";
     int n;
 
@@ -103,6 +103,8 @@ void access_log_http(const struct access_http *r)
         char rid[128];
 
         log_quote_json(rid, sizeof(rid), r->request_id ? r->request_id : "");
+        if (r->grpc_status)
+            snprintf(grpc, sizeof(grpc), ",\"grpc_status\":%d", r->grpc_status);
         log_format_time(when, sizeof(when), clock_wall_us());
         n = snprintf(line, sizeof(line),
                      "{\"time\":\"%s\",\"proto\":\"http\",\"listener\":\"%s\",\"client\":\"%s\","
@@ -110,27 +112,29 @@ void access_log_http(const struct access_http *r)
                      "\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"referer\":\"%s\","
                      "\"user_agent\":\"%s\",\"route\":%d,\"pool\":%s%s%s,\"backend\":%s%s%s,"
                      "\"connect_ms\":%.3f,\"response_ms\":%.3f,\"total_ms\":%.3f,\"tries\":%u,"
-                     "\"request_id\":\"%s\",\"end\":\"%s\"}\n",
+                     "\"request_id\":\"%s\",\"end\":\"%s\"%s}\n",
                      when, r->listener, client, method, target, r->version, host, r->status,
                      (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, referer, ua,
                      r->route, r->pool ? "\"" : "", r->pool ? r->pool : "null", r->pool ? "\"" : "",
                      r->backend ? "\"" : "", r->backend ? bname : "null", r->backend ? "\"" : "",
                      (double)r->connect_us / 1000.0, (double)r->response_us / 1000.0,
-                     (double)r->total_us / 1000.0, r->tries, rid, end_reason_name(r->end));
+                     (double)r->total_us / 1000.0, r->tries, rid, end_reason_name(r->end), grpc);
     } else {
         time_t secs = (time_t)(clock_wall_us() / 1000000u);
         struct tm tm;
         gmtime_r(&secs, &tm);
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+        if (r->grpc_status)
+            snprintf(grpc, sizeof(grpc), " grpc_status=%d", r->grpc_status);
         n = snprintf(line, sizeof(line),
                      "%s - - [%s] \"%s %s %s\" %d %llu \"%s\" \"%s\" listener=%s route=%d "
                      "pool=%s backend=%s connect_ms=%.3f response_ms=%.3f total_ms=%.3f tries=%u "
-                     "request_id=%s end=%s\n",
+                     "request_id=%s end=%s%s\n",
                      client, when, method, target, r->version, r->status,
                      (unsigned long long)r->bytes_out, referer, ua, r->listener, r->route,
                      r->pool ? r->pool : "-", bname, (double)r->connect_us / 1000.0,
                      (double)r->response_us / 1000.0, (double)r->total_us / 1000.0, r->tries,
-                     r->request_id ? r->request_id : "-", end_reason_name(r->end));
+                     r->request_id ? r->request_id : "-", end_reason_name(r->end), grpc);
     }
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);

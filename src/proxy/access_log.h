@@ -36,7 +36,9 @@ struct access_l4 {
  *     10.0.0.1 - - [22/Nov/2026:22:31:12 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/7.88"
  *     route=0 pool=app backend=b1 connect_ms=0.2 response_ms=1.3 total_ms=1.6 tries=1
  *     request_id=... end=client_close
- *   json: the same fields as one object. */
+ *   and, for a gRPC call sluice gave its status itself, grpc_status=N last
+ *   (the status field says what was sent: 200);
+ *   json: the same fields as one object ("grpc_status" only then too). */
 struct access_http {
     const char *listener;
     const struct addr *client;
@@ -52,6 +54,9 @@ struct access_http {
     unsigned tries;
     const char *request_id;
     enum end_reason end;
+    int grpc_status;             /* a gRPC status sluice gave the call itself (an error
+                                    it answered, a grpc-timeout that ran out): logged
+                                    as grpc_status=N; 0 = none */
 };
 
 void access_log_set_format(enum access_format f);

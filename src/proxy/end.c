@@ -16,6 +16,7 @@ static const char *const names[] = {
     [END_FLOW_EVICTED] = "flow_evicted",
     [END_DRAINED] = "drain_timeout",
     [END_RATE_LIMITED] = "rate_limited",
+    [END_GRPC_DEADLINE] = "grpc_deadline",
 };
 
 const char *end_reason_name(enum end_reason r)

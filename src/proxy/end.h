@@ -19,6 +19,7 @@ enum end_reason {
     END_FLOW_EVICTED,      /* udp: the flow table was full; least recent flow dropped */
     END_DRAINED,           /* its backend was drained and drain_timeout ran out */
     END_RATE_LIMITED,      /* over a rate_limit: 429/503, or a tcp connection closed */
+    END_GRPC_DEADLINE,     /* a gRPC call's grpc-timeout ran out: DEADLINE_EXCEEDED */
 };
 
 const char *end_reason_name(enum end_reason r);

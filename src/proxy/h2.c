@@ -649,6 +649,21 @@ fail:
     return -1;
 }
 
+bool h2_stream_end_with_trailers(struct h2_stream *s, const char *section, size_t len)
+{
+    if (s->failed || !s->head_sent || s->tx_end)
+        return false;
+    /* The call is over: body bytes still queued would only hold the
+     * trailers behind the client's window. */
+    bytes_clear(&s->tx);
+    bytes_clear(&s->trailers);
+    if (!bytes_put(&s->trailers, section, len))
+        return false;
+    s->tx_end = true;
+    stream_resume(s);
+    return true;
+}
+
 void h2_stream_detach(struct h2_stream *s, bool complete)
 {
     s->c = NULL;

@@ -66,6 +66,15 @@ ssize_t h2_stream_write(struct h2_stream *s, const struct iovec *iov, int cnt);
  * otherwise the stream is reset. */
 void h2_stream_detach(struct h2_stream *s, bool complete);
 
+/* End the response now, before its body did: what of the body still waits
+ * here is dropped, and the trailer section (HTTP/1.1 "name: value\r\n"
+ * lines, then an empty one) goes out as a HEADERS frame with END_STREAM,
+ * as soon as the stream's window lets the end of its DATA go (a client
+ * that keeps it shut meets the lingering rule: reset after client_idle).
+ * For a gRPC call's deadline. false: no head was sent yet, the body is
+ * over already, or the stream failed; nothing changed. */
+bool h2_stream_end_with_trailers(struct h2_stream *s, const char *section, size_t len);
+
 /* Provided by proxy/http.c. */
 struct http_conn *http_stream_start(struct worker *w, struct listener *l, struct h2_stream *s,
                                     const struct addr *peer, bool trusted,

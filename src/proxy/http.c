@@ -42,6 +42,7 @@
 #include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
+#include "proxy/grpc.h"
 #include "proxy/h2.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/http_message.h"
@@ -113,6 +114,10 @@ struct http_exchange {
     uint64_t resp_bytes;                /* bytes sent to the client, head included */
     int status;
     enum end_reason end;
+    /* gRPC (proxy/grpc.h) */
+    bool grpc;                          /* a gRPC call: sluice's own errors take gRPC's shape */
+    int grpc_status;                    /* the grpc-status sluice answered itself; 0 = none */
+    uint64_t grpc_deadline_ms;          /* from grpc-timeout: the call ends then; 0 = none */
     /* tunnel */
     struct pump_dir tun_up, tun_down;
     /* times */
@@ -254,6 +259,7 @@ static void log_exchange(struct http_conn *c, struct http_exchange *x)
         .tries = x->tries,
         .request_id = x->request_id,
         .end = x->end,
+        .grpc_status = x->grpc_status,
     };
     const struct h1_header *h;
 
@@ -562,14 +568,18 @@ static bool client_output_pending(struct http_conn *c)
 /* ---- local responses ---- */
 
 /* Answer the current request ourselves. The connection closes afterwards
- * when asked, when the request's body is not consumed, or when draining. */
-static void respond_local(struct http_conn *c, int status, const char *location,
-                          const char *body, bool close, const struct conf_route *route)
+ * when asked, when the request's body is not consumed, or when draining.
+ * grpc_status: a gRPC call's answer in gRPC's shape (see respond_local),
+ * with body as its grpc-message; 0 = a plain HTTP answer. */
+static void reply_local(struct http_conn *c, int status, int grpc_status, const char *location,
+                        const char *body, bool close, const struct conf_route *route)
 {
     struct http_exchange *x = c->x;
     bool head_only = x && x->req.head_len && x->req.method_id == H1_HEAD;
     bool keep = !close && !c->w->draining && x && x->req.head_len && x->req.keep_alive &&
                 x->req.body == H1_BODY_NONE;
+    const char *challenge = x && status == 401 ? x->www_authenticate : NULL;
+    int r;
 
     if (!c->out)
         c->out = buf_get(&c->w->bufs);
@@ -577,11 +587,28 @@ static void respond_local(struct http_conn *c, int status, const char *location,
         conn_close(c, END_NO_MEMORY);
         return;
     }
-    if (http_write_local_response(c->out, status, location, body, keep, head_only, route,
-                                  x ? x->retry_after_s : 0, x ? x->www_authenticate : NULL) < 0)
+    if (grpc_status) {
+        /* Its text is the client's only clue to what went wrong: what the
+         * log says too, at debug. */
+        log_debug("event=grpc_local_reply listener=%s request_id=%s http_status=%d "
+                  "grpc_status=%d end=%s", c->l->conf->name, x->request_id, status, grpc_status,
+                  end_reason_name(x->end));
+        r = http_write_grpc_local_response(c->out, grpc_status, body, keep, route, challenge);
+        if (r < 0)      /* a route's headers that leave no room: without them */
+            r = http_write_grpc_local_response(c->out, grpc_status, NULL, keep, NULL, NULL);
+        status = 200;
+    } else {
+        r = http_write_local_response(c->out, status, location, body, keep, head_only, route,
+                                      x ? x->retry_after_s : 0, challenge);
+    }
+    if (r < 0) {
+        grpc_status = 0;
+        status = 500;
         http_write_local_response(c->out, 500, NULL, NULL, false, false, NULL, 0, NULL);
+    }
     if (x) {
         x->status = status;
+        x->grpc_status = grpc_status;
         if (x->up) {
             upstream_release(x->up, false);
             x->up = NULL;
@@ -594,6 +621,23 @@ static void respond_local(struct http_conn *c, int status, const char *location,
     c->close_after = !keep;
     c->state = HC_LOCAL;
     arm_timer(c);
+}
+
+/* Answer the current request ourselves (see reply_local). To a gRPC call,
+ * an error (400 and above, a `respond` route's too) goes in gRPC's
+ * "trailers-only" shape, as Envoy sends it: HTTP 200 with grpc-status
+ * (gRPC's mapping of the HTTP status) and the text as grpc-message. A
+ * gRPC client reads an HTTP error status only as a guess (grpcio's
+ * "Received http2 header with status: 404"); this it reads as the call's
+ * status. Answers below 400 (redirects, a `respond` of 200) are the
+ * operator's and go as written. */
+static void respond_local(struct http_conn *c, int status, const char *location,
+                          const char *body, bool close, const struct conf_route *route)
+{
+    struct http_exchange *x = c->x;
+    int grpc_status = x && x->grpc && status >= 400 ? (int)grpc_status_from_http(status) : 0;
+
+    reply_local(c, status, grpc_status, location, body, close, route);
 }
 
 /* ---- finishing an exchange ---- */
@@ -1131,6 +1175,24 @@ static bool underscores_allowed(struct http_conn *c, struct http_exchange *x)
     return true;
 }
 
+/* Is the request a gRPC call, and has it a deadline? Read once its head is
+ * parsed: from here on sluice's answers to it are gRPC's (respond_local).
+ * grpc-timeout is still forwarded as sent, like any field; sluice only
+ * keeps the deadline too (see grpc_deadline_passed). */
+static void grpc_call_start(struct http_exchange *x)
+{
+    const struct h1_header *ct = h1_find_header(x->req.headers, x->req.nheaders, "content-type");
+    const struct h1_header *to;
+    uint64_t ms;
+
+    if (!ct || !grpc_content_type(ct->value.p, ct->value.len))
+        return;
+    x->grpc = true;
+    if ((to = h1_find_header(x->req.headers, x->req.nheaders, "grpc-timeout")) &&
+        (ms = grpc_timeout_ms(to->value.p, to->value.len)))
+        x->grpc_deadline_ms = clock_now_ms() + ms;
+}
+
 static void start_exchange(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1153,6 +1215,7 @@ static void start_exchange(struct http_conn *c)
             }
         }
     }
+    grpc_call_start(x);
     if (x->req.method_id == H1_CONNECT) {
         respond_local(c, 405, NULL, "CONNECT is not supported\n", true, NULL);
         return;
@@ -2310,6 +2373,10 @@ static uint64_t next_deadline(struct http_conn *c)
             uint64_t s = c->last_active_ms + lc->client_idle_ms;
             d = s < d ? s : d;
         }
+        /* A gRPC call's deadline, until its response is all in hand: it
+         * never lengthens the others, which stay due when they come first. */
+        if (x && x->grpc_deadline_ms && !x->resp_done && x->grpc_deadline_ms < d)
+            d = x->grpc_deadline_ms;
         if (!c->cio.watched && c->cio.fd >= 0) {
             uint64_t wt = c->last_active_ms + CLIENT_WATCH_MS;
             d = wt < d ? wt : d;
@@ -2336,6 +2403,42 @@ static void arm_timer(struct http_conn *c)
         timer_cancel(&c->w->loop.timers, &c->timer);
     else
         timer_arm(&c->w->loop.timers, &c->timer, d);
+}
+
+/* The grpc-message of a call whose deadline ran out. */
+#define GRPC_DEADLINE_MESSAGE "deadline exceeded"
+
+/* A gRPC call's deadline (grpc-timeout) came before its response ended.
+ * Without a response head yet, sluice answers DEADLINE_EXCEEDED itself
+ * (trailers-only). With the response going, an HTTP/2 stream ends with
+ * trailers saying DEADLINE_EXCEEDED, even in the middle of a message (the
+ * client drops a cut message; Envoy does the same); an HTTP/1.1 client,
+ * whose body cannot take a trailer section at any byte, has its connection
+ * closed. Either way the backend's side is given up as for
+ * upstream_response (an http2 pool's stream reset with CANCEL, an HTTP/1.1
+ * connection closed), but the backend is not blamed: the deadline is the
+ * client's, not a sign of a sick backend. true: it acted. */
+static bool grpc_deadline_passed(struct http_conn *c, uint64_t now)
+{
+    static const char trailers[] = "grpc-status: 4\r\ngrpc-message: " GRPC_DEADLINE_MESSAGE
+                                   "\r\n\r\n";
+    struct http_exchange *x = c->x;
+
+    if (!x->grpc_deadline_ms || x->resp_done || now < x->grpc_deadline_ms)
+        return false;
+    log_debug("event=grpc_deadline listener=%s request_id=%s response_started=%s",
+              c->l->conf->name, x->request_id, x->resp_head_done ? "true" : "false");
+    x->end = END_GRPC_DEADLINE;
+    x->retry_at_ms = 0;
+    if (!x->resp_head_done) {
+        reply_local(c, 504, GRPC_DEADLINE_EXCEEDED, NULL, GRPC_DEADLINE_MESSAGE, false, x->route);
+        return true;
+    }
+    x->grpc_status = GRPC_DEADLINE_EXCEEDED;
+    if (c->h2s && h2_stream_end_with_trailers(c->h2s, trailers, sizeof(trailers) - 1))
+        x->resp_done = true;        /* so the stream is detached as complete */
+    conn_close(c, END_GRPC_DEADLINE);
+    return true;
 }
 
 static void timer_fired(struct timer *t)
@@ -2366,6 +2469,11 @@ static void timer_fired(struct timer *t)
         conn_run(c);
         return;
     case HC_FORWARD:
+        if (grpc_deadline_passed(c, now)) {
+            if (c->state != HC_CLOSED)
+                conn_run(c);
+            return;
+        }
         if (x->retry_at_ms && !x->up && now >= x->retry_at_ms) {
             x->retry_at_ms = 0;
             exchange_connect(c);

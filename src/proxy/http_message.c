@@ -7,6 +7,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "proxy/grpc.h"
+
 /* An appender over a buffer's free space that remembers overflow, so the
  * writers below can append freely and check once at the end. */
 struct out {
@@ -623,5 +625,42 @@ int http_write_local_response(struct buf *b, int status, const char *location,
     put(&o, "\r\n", 2);
     if (!head_only && blen)
         put(&o, body, blen);
+    return finish(&o);
+}
+
+int http_write_grpc_local_response(struct buf *b, int grpc_status, const char *message,
+                                   bool keep_alive, const struct conf_route *route,
+                                   const char *www_authenticate)
+{
+    /* Fields a route may not set on this answer: they are what makes it a
+     * gRPC status, or its framing. */
+    static const char *const own[] = {"content-type", "content-length", "grpc-status",
+                                      "grpc-message", "transfer-encoding", "connection", NULL};
+    struct out o;
+    char line[64], text[GRPC_MESSAGE_MAX + 1];
+    size_t tlen = message ? grpc_message_encode(text, sizeof(text), message, strlen(message)) : 0;
+
+    out_init(&o, b);
+    puts_(&o, "HTTP/1.1 200 OK\r\nServer: sluice\r\nContent-Type: application/grpc\r\n");
+    snprintf(line, sizeof(line), "grpc-status: %d\r\n", grpc_status);
+    puts_(&o, line);
+    if (tlen)
+        put_header(&o, "grpc-message", 12, text, tlen);
+    if (www_authenticate)
+        put_header(&o, "WWW-Authenticate", 16, www_authenticate, strlen(www_authenticate));
+    for (size_t i = 0; route && i < route->nset_response_headers; i++) {
+        const struct conf_kv *kv = &route->set_response_headers[i];
+        struct h1_slice name = {kv->name, (uint32_t)strlen(kv->name)};
+        bool skip = false;
+
+        for (int k = 0; own[k] && !skip; k++)
+            skip = h1_slice_eq_ci(name, own[k]);
+        if (!skip)
+            put_header(&o, kv->name, name.len, kv->value, strlen(kv->value));
+    }
+    puts_(&o, "Content-Length: 0\r\n");
+    if (!keep_alive)
+        puts_(&o, "Connection: close\r\n");
+    put(&o, "\r\n", 2);
     return finish(&o);
 }

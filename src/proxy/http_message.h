@@ -64,6 +64,17 @@ int http_write_local_response(struct buf *b, int status, const char *location,
                               const struct conf_route *route, unsigned retry_after_s,
                               const char *www_authenticate);
 
+/* Append sluice's answer to a gRPC call (proxy/grpc.h) in gRPC's
+ * "trailers-only" shape: 200, content-type application/grpc, grpc-status
+ * and grpc-message (message: plain text, percent-encoded here; NULL or ""
+ * for none) in the head, Content-Length: 0, so that over HTTP/2 it leaves
+ * as one HEADERS frame with END_STREAM. The route's response headers are
+ * added, but never in place of those fields. www_authenticate: the
+ * challenge of the 401 this stands for (NULL otherwise). */
+int http_write_grpc_local_response(struct buf *b, int grpc_status, const char *message,
+                                   bool keep_alive, const struct conf_route *route,
+                                   const char *www_authenticate);
+
 /* The reason phrase of a status line (also the admin API's); "Unknown" for
  * a code the registry does not name. */
 const char *http_reason(int status);
