@@ -237,6 +237,7 @@ struct conf_route {
     uint32_t mirror_percent;                /* 0..100, default 100 */
     struct conf_kv *mirror_set_headers;     /* on the copy only: replace or add */
     size_t nmirror_set_headers;
+    uint64_t mirror_max_body;               /* bodies copied up to this; 1 MiB unless set */
 };
 
 enum access_format {

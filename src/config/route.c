@@ -405,8 +405,8 @@ static void read_split(struct config_diag *d, struct config *cfg, const char *ow
                           "pool must get traffic", owner);
 }
 
-/* mirror: {pool, percent}. The copy is sent by proxy/mirror.c, in the
- * mirror pool's own protocol (HTTP/1.1, TLS, HTTP/2). */
+/* mirror: {pool, percent, set_headers, max_body_size}. The copy is sent by
+ * proxy/mirror.c, in the mirror pool's own protocol (HTTP/1.1, TLS, HTTP/2). */
 static void read_mirror(struct config_diag *d, struct config *cfg, const char *owner,
                         const struct config_node *map, struct conf_route *r)
 {
@@ -427,6 +427,20 @@ static void read_mirror(struct config_diag *d, struct config *cfg, const char *o
     if ((n = config_map_get(map, "percent")) &&
         config_want_uint(d, owner, "mirror.percent", n, 0, 100, &v) == 0)
         r->mirror_percent = (uint32_t)v;
+    /* Bodies are held whole for the copy (proxy/mirror.c); the largest
+     * one allowed is half the worker's bound on held copies (64 MiB). */
+    r->mirror_max_body = 1024 * 1024;
+    if ((n = config_map_get(map, "max_body_size")) &&
+        config_want_string(d, owner, "mirror.max_body_size", n, &s) == 0) {
+        if (config_parse_size(s, &v) < 0)
+            config_diag_error(d, n->line, n->col, "%s: mirror.max_body_size: bad size '%s': "
+                              "use a number with an optional k, m or g", owner, s);
+        else if (v > 32 * 1024 * 1024)
+            config_diag_error(d, n->line, n->col, "%s: mirror.max_body_size: use a size up to "
+                              "32m", owner);
+        else
+            r->mirror_max_body = v;
+    }
     if (!(n = config_map_get(map, "pool"))) {
         config_missing(d, owner, map, "mirror.pool");
         return;

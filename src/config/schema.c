@@ -152,6 +152,7 @@ const char *const config_known_keys[] = {
     "listeners[].routes[].mirror.pool",
     "listeners[].routes[].mirror.percent",
     "listeners[].routes[].mirror.set_headers",
+    "listeners[].routes[].mirror.max_body_size",
     "pools",
     "pools[].name",
     "pools[].balance",

@@ -70,6 +70,8 @@ struct worker {
     void *h2_sessions;                   /* proxy/h2_upstream.c: HTTP/2 sessions to backends */
     void *mirrors;                       /* proxy/mirror.c: request copies in flight */
     uint32_t nmirrors;
+    uint64_t mirror_held;                /* proxy/mirror.c: bytes of copies held, building
+                                            or in flight (bounded by MIRROR_MAX_HELD) */
     void *dns_conns;                     /* gslb/gslb.c: DNS-over-TCP client connections,
                                             most recently active first */
     uint32_t dns_nconns;                 /* how many */

@@ -219,6 +219,7 @@ int h1_parse_response(const char *buf, size_t len, enum h1_method request_method
 struct h1_chunked {
     uint64_t remain;      /* data bytes left in the current chunk */
     uint64_t size;        /* size of the current chunk */
+    uint64_t data;        /* data bytes of all chunks so far (a body's size) */
     uint32_t line_len;    /* bytes of the current chunk-size line so far */
     uint32_t trailer_len; /* bytes of the trailer section so far */
     uint8_t state;

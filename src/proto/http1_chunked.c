@@ -86,6 +86,7 @@ ssize_t h1_chunked_scan(struct h1_chunked *c, const char *p, size_t len, bool *d
                 n = (size_t)c->remain;
             q += n;
             c->remain -= n;
+            c->data += n;
             if (c->remain == 0)
                 st = CH_DATA_CR;
             continue;

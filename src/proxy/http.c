@@ -89,6 +89,7 @@ struct http_exchange {
     bool pending;                       /* in pool->pending (connecting) */
     bool body_lost;                     /* body bytes were dropped after sending: no replay */
     bool mirror_due;                    /* the route's mirror gets a copy once it is sent */
+    struct mirror_hold mirror;          /* that copy, built as the request is sent */
     uint8_t retries;                    /* tries sent again under the retry policy */
     uint32_t replay_pos;                /* offset in conn->in where the body starts */
     uint64_t try_start_ms;              /* the current try began (per_try_timeout) */
@@ -367,6 +368,7 @@ static void exchange_free(struct http_conn *c, bool up_reusable)
     x->norm_path = x->log_fields = NULL;
     buf_drop(c->w, &x->to_up);
     buf_drop(c->w, &x->from_up);
+    mirror_hold_drop(c->w, &x->mirror);
     pump_dir_release(c->w, &x->tun_up);
     pump_dir_release(c->w, &x->tun_down);
     if (c->w->nfree_exchanges < HTTP_FREE_EXCHANGES) {
@@ -1321,6 +1323,11 @@ static void forward_start(struct http_conn *c)
             return;
         }
     }
+    if (x->mirror_due && mirror_hold_start(c->w, &x->mirror, x->to_up->data, x->to_up->tail,
+                                           route->mirror_set_headers, route->nmirror_set_headers,
+                                           x->req.body, x->req.content_length,
+                                           route->mirror_max_body) < 0)
+        mirror_cancel(c);
     if (!c->x->req.keep_alive)
         c->close_after = true;
     c->state = HC_FORWARD;
@@ -1386,10 +1393,10 @@ static bool breaker_allows_connect(struct http_conn *c)
 }
 
 /* With retries on, a Content-Length body that fits retry_buffer is kept
- * whole in the client buffer so it can be sent again; for a mirror's copy,
- * one up to MIRROR_MAX_BODY. The buffer may have to grow, and then the head
- * is parsed again in its new place (the parsed fields point into the
- * buffer). */
+ * whole in the client buffer so it can be sent again. (A mirror's copy
+ * holds its own, see mirror_copy.) The buffer may have to grow, and then
+ * the head is parsed again in its new place (the parsed fields point into
+ * the buffer). */
 static bool keep_body_for_replay(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
@@ -1397,8 +1404,6 @@ static bool keep_body_for_replay(struct http_conn *c)
     uint64_t keep = r->attempts ? r->retry_buffer : 0, need;
     struct h1_limits lim = request_limits(c->l->conf);
 
-    if (x->mirror_due && keep < MIRROR_MAX_BODY)
-        keep = MIRROR_MAX_BODY;
     if (!keep || x->req.body != H1_BODY_LENGTH || x->req.content_length > keep)
         return true;
     need = (uint64_t)x->req.head_len + x->req.content_length;
@@ -1477,6 +1482,7 @@ static void rewind_request(struct http_conn *c)
     x->req_done = false;
     x->req_body_read = x->req.body == H1_BODY_NONE;
     x->req_bytes = 0;
+    mirror_hold_rewind(&x->mirror);
     h1_response_init(&x->resp, x->resp_slots, HTTP_MAX_HEADERS);
     x->resp_head_done = false;
     x->resp_done = false;
@@ -1744,16 +1750,21 @@ static bool forward_request(struct http_conn *c, bool *progress)
                     conn_close(c, END_NO_MEMORY);
                     return false;
                 }
-                if (x->mirror_due)
-                    mirror_cancel(c);   /* the head it would copy is overwritten */
-                /* So is the head a retry would send again (rewind_request
-                 * sends to_up from its start): no replay of this try. */
+                /* The head a retry would send again is overwritten
+                 * (rewind_request sends to_up from its start): no replay
+                 * of this try. */
                 x->body_lost = true;
                 x->to_up->head = x->to_up->tail = 0;
                 buf_append(x->to_up, c->in->data + x->body_pos + n, take - (uint32_t)n);
                 u->writable = false;
                 n = take;
             }
+            if (x->mirror_due &&
+                !mirror_hold_append(c->w, &x->mirror, c->in->data + x->body_pos, (size_t)n,
+                                    x->req.body == H1_BODY_CHUNKED
+                                        ? x->req_chunk.data
+                                        : x->req_bytes + (uint64_t)n))
+                mirror_cancel(c);   /* past its max_body_size or the worker's bound */
             x->body_pos += (uint32_t)n;
             x->req_bytes += (uint64_t)n;
             if (x->req.body == H1_BODY_LENGTH)
@@ -2118,32 +2129,28 @@ static void step_tunnel(struct http_conn *c)
 static void mirror_cancel(struct http_conn *c)
 {
     c->x->mirror_due = false;
+    mirror_hold_drop(c->w, &c->x->mirror);
     mirror_skipped(runtime_pool(c->w->rt, c->x->route->mirror_pool));
 }
 
-/* The whole request went to the route's backend: the mirror's copy now,
- * from the same bytes: the head as sent (x->to_up from its start) and the
- * body as it still lies in the client buffer, chunked framing included. A
- * body that did not stay whole there (too big for the buffer) is not
- * copied. */
+/* The whole request went to the route's backend: the mirror's copy now.
+ * x->mirror holds it: the head as sent, with the mirror's set_headers, and
+ * every body byte appended as forward_request sent it (chunked framing
+ * included), so the copy's body is the backend's byte for byte. */
 static void mirror_copy(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
     struct pool *mp = runtime_pool(c->w->rt, x->route->mirror_pool);
     struct balance_req req = {0};
-    size_t body_len = x->req.body == H1_BODY_NONE ? 0 : x->body_pos - x->replay_pos;
 
-    if (x->req.body != H1_BODY_NONE &&
-        (x->body_lost || !c->in || body_len > MIRROR_MAX_BODY ||
-         (x->req.body == H1_BODY_LENGTH && body_len != x->req.content_length))) {
-        mirror_cancel(c);
+    if (x->req.body == H1_BODY_LENGTH &&
+        x->mirror.len - x->mirror.head_len != x->req.content_length) {
+        mirror_cancel(c);   /* cannot happen: the framing sends exactly that */
         return;
     }
     x->mirror_due = false;
     req.has_hash = balance_hash_http(mp->conf, &c->peer, &x->req, &req.hash);
-    mirror_send(c->w, mp, &req, x->to_up->data, x->to_up->tail, x->route->mirror_set_headers,
-                x->route->nmirror_set_headers, body_len ? c->in->data + x->replay_pos : NULL,
-                body_len, x->req.method_id);
+    mirror_send_held(c->w, mp, &req, &x->mirror, x->req.method_id);
 }
 
 /* The 101 head still to send and the backend's tunnel bytes behind it are

@@ -31,8 +31,10 @@ struct mirror {
     bool reused;                        /* up came from the idle list */
     bool fresh_retry_done;              /* a stale idle connection was replaced once */
     enum h1_method method;
-    char *req;                          /* the copy: head and body */
+    char *req;                          /* the copy: head and body (a mirror_hold's bytes) */
     size_t req_len, req_sent;
+    size_t head_len;                    /* the head's bytes at the start of req */
+    size_t held;                        /* req's capacity, counted in w->mirror_held */
     struct buf *in;                     /* the answer, dropped as it is framed */
     uint64_t got;                       /* answer bytes read */
     struct h1_response resp;
@@ -72,6 +74,7 @@ static void mirror_free(struct mirror *m)
     w->nmirrors--;
     if (m->in)
         buf_put(&w->bufs, m->in);
+    w->mirror_held -= m->held;
     free(m->req);
     free(m);
 }
@@ -212,7 +215,11 @@ static void mirror_run(struct mirror *m)
     if (m->pool->tls && !u->tls_ready && !tls_ready(m))
         return;
     while (u->writable && m->req_sent < m->req_len) {
-        ssize_t n = upstream_send(u, m->req + m->req_sent, m->req_len - m->req_sent);
+        /* An HTTP/2 stream takes the head alone first: given more in that
+         * call, it would keep the whole body with the head, past its own
+         * bound on buffered body bytes. */
+        size_t end = u->h2 && m->req_sent < m->head_len ? m->head_len : m->req_len;
+        ssize_t n = upstream_send(u, m->req + m->req_sent, end - m->req_sent);
         if (n < 0) {
             if (errno == EAGAIN) {
                 u->writable = false;
@@ -301,27 +308,29 @@ static void mirror_connect(struct mirror *m)
     arm(m);
 }
 
-/* The copy's bytes: head without the fields set names, then set's fields,
- * the blank line and body. The head is sluice's own, one "Name: value"
- * per line; it is parsed again to find the lines to leave out. NULL when
- * out of memory or the head does not parse. */
-static char *build_copy(const char *head, size_t head_len, const struct conf_kv *set,
-                        size_t nset, const char *body, size_t body_len, size_t *len)
+/* The most bytes write_head writes for a head of head_len bytes. */
+static size_t head_size(size_t head_len, const struct conf_kv *set, size_t nset)
+{
+    for (size_t i = 0; i < nset; i++)
+        head_len += strlen(set[i].name) + strlen(set[i].value) + 4;
+    return head_len;
+}
+
+/* Write the copy's head into out: head without the fields set names, then
+ * set's fields and the blank line. The head is sluice's own, one "Name:
+ * value" per line; it is parsed again to find the lines to leave out. The
+ * bytes written, or -1 when the head does not parse. */
+static ssize_t write_head(char *out, const char *head, size_t head_len, const struct conf_kv *set,
+                          size_t nset)
 {
     struct h1_header slots[MIRROR_MAX_HEADERS + 64];   /* a client's 128 fields and ours */
     struct h1_request req;
-    size_t cap = head_len + body_len, at;
     const char *line;
-    char *out;
+    size_t at;
 
-    for (size_t i = 0; i < nset; i++)
-        cap += strlen(set[i].name) + strlen(set[i].value) + 4;
-    if (!(out = malloc(cap)))
-        return NULL;
     if (!nset) {
         memcpy(out, head, head_len);
-        at = head_len;
-        goto body;
+        return (ssize_t)head_len;
     }
     /* Bounded by the head itself, not by the parser's defaults: the
      * listener let the client's through (max_request_line up to 64 KiB). */
@@ -330,10 +339,8 @@ static char *build_copy(const char *head, size_t head_len, const struct conf_kv 
                                   .max_headers = sizeof(slots) / sizeof(slots[0])};
 
     h1_request_init(&req, slots, sizeof(slots) / sizeof(slots[0]));
-    if (h1_parse_request(head, head_len, &lim, &req) != (int)head_len) {
-        free(out);
-        return NULL;
-    }
+    if (h1_parse_request(head, head_len, &lim, &req) != (int)head_len)
+        return -1;
     /* The request line, then each field line not replaced. */
     line = req.nheaders ? req.headers[0].name.p : head + head_len - 2;
     memcpy(out, head, (size_t)(line - head));
@@ -352,36 +359,107 @@ static char *build_copy(const char *head, size_t head_len, const struct conf_kv 
     for (size_t i = 0; i < nset; i++)
         at += (size_t)sprintf(out + at, "%s: %s\r\n", set[i].name, set[i].value);
     memcpy(out + at, "\r\n", 2);
-    at += 2;
-body:
-    if (body_len)
-        memcpy(out + at, body, body_len);
-    *len = at + body_len;
-    return out;
+    return (ssize_t)(at + 2);
 }
 
-void mirror_send(struct worker *w, struct pool *pool, const struct balance_req *req,
-                 const char *head, size_t head_len, const struct conf_kv *set, size_t nset,
-                 const char *body, size_t body_len, enum h1_method method)
+/* The first room for a chunked body; it doubles from there as the body
+ * comes, within the worker's bound. */
+#define MIRROR_CHUNKED_FIRST (64u * 1024u)
+
+int mirror_hold_start(struct worker *w, struct mirror_hold *h, const char *head, size_t head_len,
+                      const struct conf_kv *set, size_t nset, enum h1_body_kind body,
+                      uint64_t content_length, uint64_t max_body)
+{
+    size_t hs = head_size(head_len, set, nset), room;
+    ssize_t n;
+
+    memset(h, 0, sizeof(*h));
+    if (body == H1_BODY_LENGTH && content_length > max_body)
+        return -EFBIG;
+    room = body == H1_BODY_LENGTH ? (size_t)content_length
+         : body == H1_BODY_CHUNKED ? (max_body < MIRROR_CHUNKED_FIRST ? (size_t)max_body
+                                                                      : MIRROR_CHUNKED_FIRST)
+         : 0;
+    if (w->mirror_held + hs + room > MIRROR_MAX_HELD)
+        return -ENOBUFS;
+    if (!(h->p = malloc(hs + room)))
+        return -ENOMEM;
+    if ((n = write_head(h->p, head, head_len, set, nset)) < 0) {
+        free(h->p);
+        h->p = NULL;
+        return -EINVAL;
+    }
+    h->len = h->head_len = (size_t)n;
+    h->cap = hs + room;
+    h->max_body = body == H1_BODY_NONE ? 0 : max_body;
+    w->mirror_held += h->cap;
+    return 0;
+}
+
+bool mirror_hold_append(struct worker *w, struct mirror_hold *h, const char *p, size_t n,
+                        uint64_t body_size)
+{
+    if (!h->p || body_size > h->max_body)
+        return false;
+    if (n > h->cap - h->len) {
+        /* Doubling: a body of any size is moved O(1) times per byte, and
+         * never one allocation per chunk; the last step takes only what
+         * the worker's bound has left. */
+        size_t most = (size_t)(MIRROR_MAX_HELD - (w->mirror_held - h->cap));
+        size_t cap = h->cap, grow;
+        char *q;
+
+        while (cap - h->len < n && cap < most)
+            cap = cap > most / 2 ? most : cap * 2;
+        if (cap - h->len < n || !(q = realloc(h->p, cap)))
+            return false;
+        grow = cap - h->cap;
+        h->p = q;
+        h->cap = cap;
+        w->mirror_held += grow;
+    }
+    memcpy(h->p + h->len, p, n);
+    h->len += n;
+    return true;
+}
+
+void mirror_hold_rewind(struct mirror_hold *h)
+{
+    h->len = h->head_len;
+}
+
+void mirror_hold_drop(struct worker *w, struct mirror_hold *h)
+{
+    if (h->p) {
+        w->mirror_held -= h->cap;
+        free(h->p);
+    }
+    memset(h, 0, sizeof(*h));
+}
+
+void mirror_send_held(struct worker *w, struct pool *pool, const struct balance_req *req,
+                      struct mirror_hold *h, enum h1_method method)
 {
     const struct conf_breaker *br = &pool->conf->breaker;
     struct balancer *bl = &w->balancers[runtime_pool_index(w->rt, pool)];
     struct mirror *m, *list;
     struct backend *b;
 
-    if (w->nmirrors >= MIRROR_MAX_IN_FLIGHT || w->draining ||
+    if (!h->p || w->nmirrors >= MIRROR_MAX_IN_FLIGHT || w->draining ||
         (br->max_connections &&
          atomic_load_explicit(&pool->connections, memory_order_relaxed) >= br->max_connections) ||
-        !(b = balancer_pick(bl, req))) {
+        !(b = balancer_pick(bl, req)) || !(m = calloc(1, sizeof(*m)))) {
+        mirror_hold_drop(w, h);
         mirror_skipped(pool);
         return;
     }
-    m = calloc(1, sizeof(*m));
-    if (!m || !(m->req = build_copy(head, head_len, set, nset, body, body_len, &m->req_len))) {
-        free(m);
-        mirror_skipped(pool);
-        return;
-    }
+    /* The held bytes become the copy's, still counted in mirror_held
+     * until mirror_free. */
+    m->req = h->p;
+    m->req_len = h->len;
+    m->head_len = h->head_len;
+    m->held = h->cap;
+    memset(h, 0, sizeof(*h));
     m->w = w;
     m->pool = pool;
     m->b = b;

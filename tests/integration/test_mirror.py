@@ -290,7 +290,7 @@ def test_a_silent_or_dead_mirror_costs_the_client_nothing(procs):
 def test_mirror_skips_what_it_cannot_copy(procs):
     port, admin, _ = start_with_origins(procs)
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    big = b"x" * (200 * 1024)                     # above the 64 KB kept for a copy
+    big = b"x" * (1024 * 1024 + 1)                # above the default max_body_size, 1m
     st, _, body = request(c, "POST", "/api/upload", body=big)
     assert st == 200
     assert request(c, "GET", "/api/")[0] == 200
