@@ -3,8 +3,9 @@
  * \n), then whether DATA follows (the input's first byte, odd = yes).
  * Invariants: no crash, no leak; when the builder accepts the fields, the
  * HTTP/1.1 parser either refuses the head or reads exactly all of it (a
- * field can never end the head early or add a line of its own), and a
- * request that gets a body gets exactly one framing for it. */
+ * field can never end the head early or add a line of its own), a request
+ * that gets a body gets exactly one framing for it, and a WebSocket's
+ * extended CONNECT is an upgrade without one (its DATA is the tunnel's). */
 #include <string.h>
 
 #include "fuzz.h"
@@ -35,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         e = h2_request_field(&r, line, (size_t)(nul - line), nul + 1, len - (size_t)(nul - line) - 1);
     }
     if (!e)
-        e = h2_request_end(&r, has_body);
+        e = h2_request_end(&r, has_body, r.websocket ? "AAAAAAAAAAAAAAAAAAAAAA==" : NULL);
     if (!e) {
         int n;
 
@@ -44,7 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         n = h1_parse_request(r.head, r.len, NULL, &req);
         FUZZ_CHECK(n != 0);                       /* complete: never "need more" */
         FUZZ_CHECK(n < 0 || (uint32_t)n == r.len);
-        if (n > 0 && has_body)
+        if (n > 0 && r.websocket)
+            FUZZ_CHECK(req.upgrade && req.body == H1_BODY_NONE && req.method_id == H1_GET);
+        else if (n > 0 && has_body)
             FUZZ_CHECK(req.body != H1_BODY_NONE || (r.has_length && req.content_length == 0));
     }
     h2_request_free(&r);

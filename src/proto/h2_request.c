@@ -1,6 +1,7 @@
 /* HTTP/2 request head → HTTP/1.1 request head (see h2_request.h). */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/h2_request.h"
 
@@ -19,6 +20,7 @@ void h2_request_free(struct h2_request *r)
     free(r->method);
     free(r->path);
     free(r->authority);
+    free(r->protocol);
     memset(r, 0, sizeof(*r));
 }
 
@@ -76,11 +78,15 @@ static int write_line(struct h2_request *r)
     r->line_done = true;
     if (!r->method)
         return -400;
-    if (r->connect)
-        return -501;
+    if (r->protocol && !r->connect)
+        return -400;            /* :protocol belongs to CONNECT (RFC 8441 4) */
+    if (r->connect && !r->websocket)
+        return -501;            /* a plain CONNECT, or a protocol sluice does not tunnel */
     if (!r->path || !r->path[0])
         return -400;
-    if ((e = append(r, r->method, strlen(r->method))) || (e = append(r, " ", 1)) ||
+    /* A WebSocket's CONNECT is the GET of an HTTP/1.1 upgrade (RFC 8441 5). */
+    if ((e = r->websocket ? append(r, "GET", 3) : append(r, r->method, strlen(r->method))) ||
+        (e = append(r, " ", 1)) ||
         (e = append(r, r->path, strlen(r->path))) || (e = append(r, " HTTP/1.1\r\n", 11)))
         return e;
     if (r->authority && (e = append_field(r, "Host", 4, r->authority, strlen(r->authority))))
@@ -93,6 +99,23 @@ static bool is_tchar(uint8_t ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
            (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool is_token(const uint8_t *p, size_t n)
+{
+    if (!n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar(p[i]))
+            return false;
+    return true;
+}
+
+/* :method and :protocol together say whether this is a WebSocket's
+ * extended CONNECT (the upgrade token is case-insensitive, RFC 6455 4.1). */
+static void note_websocket(struct h2_request *r)
+{
+    r->websocket = r->connect && r->protocol && strcasecmp(r->protocol, "websocket") == 0;
 }
 
 /* What the HTTP/1.1 text must never get from a field: bytes that end a
@@ -122,14 +145,22 @@ int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
         if (r->line_done)
             return -400;        /* a pseudo-header field after a regular one */
         if (name_is(name, name_len, ":method")) {
-            if (!value_len)
+            if (!is_token(value, value_len))
                 return -400;
-            for (size_t i = 0; i < value_len; i++)
-                if (!is_tchar(value[i]))
-                    return -400;
             if ((e = keep(&r->method, value, value_len, 64)))
                 return e;
             r->connect = strcmp(r->method, "CONNECT") == 0;
+            note_websocket(r);
+            return 0;
+        }
+        if (name_is(name, name_len, ":protocol")) {
+            /* nghttp2 passes it only once SETTINGS_ENABLE_CONNECT_PROTOCOL
+             * was sent (proxy/h2.c does); an upgrade token either way. */
+            if (!is_token(value, value_len))
+                return -400;
+            if ((e = keep(&r->protocol, value, value_len, 64)))
+                return e;
+            note_websocket(r);
             return 0;
         }
         if (name_is(name, name_len, ":path")) {
@@ -178,13 +209,22 @@ int h2_request_field(struct h2_request *r, const uint8_t *name, size_t name_len,
         r->has_host = true;
     } else if (name_is(name, name_len, "content-length")) {
         r->has_length = true;
-    } else if (name_is(name, name_len, "transfer-encoding") || name_is(name, name_len, "connection")) {
+    } else if (name_is(name, name_len, "transfer-encoding") || name_is(name, name_len, "connection") ||
+               name_is(name, name_len, "upgrade")) {
         return -400;            /* connection-specific: nghttp2 refuses them too */
+    }
+    if (r->websocket) {
+        /* The tunnel's bytes have no length, and the key is sluice's to
+         * make (h2_request_end): an HTTP/2 client sends none (RFC 8441 5). */
+        if (r->has_length)
+            return -400;
+        if (name_is(name, name_len, "sec-websocket-key"))
+            return 0;
     }
     return append_field(r, (const char *)name, name_len, value, value_len);
 }
 
-int h2_request_end(struct h2_request *r, bool has_body)
+int h2_request_end(struct h2_request *r, bool has_body, const char *ws_key)
 {
     int e;
 
@@ -192,6 +232,17 @@ int h2_request_end(struct h2_request *r, bool has_body)
         return e;
     if (r->cookie_len && (e = append_field(r, "Cookie", 6, r->cookie, r->cookie_len)))
         return e;
+    if (r->websocket) {
+        /* The upgrade (RFC 6455 4.1); the DATA that follows is the tunnel's,
+         * without framing. */
+        if (!ws_key || strlen(ws_key) != WS_KEY_LEN)
+            return -500;
+        memcpy(r->ws_key, ws_key, WS_KEY_LEN + 1);
+        if ((e = append(r, "Upgrade: websocket\r\nConnection: Upgrade\r\n", 41)) ||
+            (e = append_field(r, "Sec-WebSocket-Key", 17, r->ws_key, WS_KEY_LEN)))
+            return e;
+        return append(r, "\r\n", 2);
+    }
     if (has_body && !r->has_length) {
         if ((e = append(r, "Transfer-Encoding: chunked\r\n", 28)))
             return e;

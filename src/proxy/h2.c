@@ -10,7 +10,16 @@
  * response as HTTP/1.1 into h2_stream_write, which submits the head as
  * HEADERS and queues the decoded body for DATA frames → the body ends
  * (END_STREAM), or the exchange failed (RST_STREAM) → nghttp2 closes the
- * stream and it is freed. */
+ * stream and it is freed.
+ *
+ * WebSockets (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL lets a client
+ * send an extended CONNECT (:protocol websocket), which proto/h2_request
+ * writes as the HTTP/1.1 upgrade with a key made here; http.c routes and
+ * forwards it like any upgrade. The backend's 101 (its accept checked
+ * against that key) goes out as :status 200, and from then on the stream
+ * is a tunnel: DATA in is raw bytes for http.c, what http.c writes is DATA
+ * out, END_STREAM is a half-close either way, and the tunnel's end (the
+ * backend closed, tunnel_idle) ends the stream. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +78,8 @@ struct h2_stream {
     struct bytes tx;                /* decoded body bytes for DATA frames */
     struct bytes trailers;          /* the chunked body's trailer section, as received */
     bool tx_end;                    /* the body is complete */
+    bool tunnel;                    /* a WebSocket's 200 went out: DATA both ways is the
+                                       tunnel's (RFC 8441), END_STREAM its half-close */
     bool deferred;                  /* the data source said DEFERRED: resume it */
     bool want_room;                 /* http.c was told EAGAIN */
     bool lingering;                 /* detached with its response still going out (h->nlinger) */
@@ -213,56 +224,6 @@ static void stream_reset(struct h2_stream *s, uint32_t code)
     schedule(s->h);
 }
 
-/* Fields an HTTP/2 message must not carry (RFC 9113 8.2.2). */
-static bool connection_specific(const struct h1_slice *name)
-{
-    return h1_slice_eq_ci(*name, "connection") || h1_slice_eq_ci(*name, "keep-alive") ||
-           h1_slice_eq_ci(*name, "proxy-connection") || h1_slice_eq_ci(*name, "transfer-encoding") ||
-           h1_slice_eq_ci(*name, "upgrade");
-}
-
-/* The trailer section of a chunked response (checked by the chunked scan:
- * "name: value" lines, then an empty one) as a trailing HEADERS frame.
- * false when it has no fields. */
-static bool submit_trailers(nghttp2_session *ng, struct h2_stream *s)
-{
-    nghttp2_nv nv[64];
-    char names[64][64];
-    size_t n = 0;
-    const char *p = bytes_data(&s->trailers), *end = p + bytes_len(&s->trailers);
-
-    while (p < end && n < 64) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v, *ve;
-
-        if (!eol || eol == p)
-            break;
-        colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon && colon > p && (size_t)(colon - p) < sizeof(names[0])) {
-            struct h1_slice name = {p, (uint32_t)(colon - p)};
-
-            for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
-                ;
-            for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-                ;
-            /* An HTTP/1.1 backend may send them in its trailers; the
-             * client would reset the stream for them: dropped. */
-            if (connection_specific(&name) ||
-                (h1_slice_eq_ci(name, "te") &&
-                 !h1_slice_eq_ci((struct h1_slice){v, (uint32_t)(ve - v)}, "trailers"))) {
-                p = eol + 2;
-                continue;
-            }
-            for (const char *c = p; c < colon; c++)
-                names[n][c - p] = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-            nv[n] = (nghttp2_nv){(uint8_t *)names[n], (uint8_t *)v, (size_t)(colon - p),
-                                 (size_t)(ve - v), NGHTTP2_NV_FLAG_NONE};
-            n++;
-        }
-        p = eol + 2;
-    }
-    return n && nghttp2_submit_trailer(ng, s->id, nv, n) == 0;
-}
-
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
@@ -274,7 +235,7 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     if (bytes_len(&s->tx) == 0 && s->tx_end) {
         /* The body is over: END_STREAM goes on the trailers, if any. */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (bytes_len(&s->trailers) && submit_trailers(ng, s))
+        if (bytes_len(&s->trailers) && h2_submit_trailer_section(ng, s->id, &s->trailers))
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     } else if (n == 0) {
         s->deferred = true;
@@ -333,11 +294,16 @@ static void stream_answer(struct h2_stream *s, int status)
 static void stream_start(struct h2_stream *s, bool end_stream)
 {
     struct h2_conn *h = s->h;
+    char key[WS_KEY_LEN + 1];
     int e = s->req_error;
 
     s->started = true;
+    /* A WebSocket's extended CONNECT becomes an HTTP/1.1 upgrade, whose
+     * key the HTTP/2 client does not send: sluice makes one. */
+    if (!e && s->req.websocket && ws_key_new(key) < 0)
+        e = -500;
     if (!e)
-        e = h2_request_end(&s->req, !end_stream);
+        e = h2_request_end(&s->req, !end_stream, s->req.websocket ? key : NULL);
     if (!e && !bytes_put(&s->rq, s->req.head, s->req.len))
         e = -500;
     if (e) {
@@ -506,7 +472,10 @@ size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
     size_t n = bytes_take(&s->rq, dst, room);
     size_t left = bytes_len(&s->rq);
 
-    *eof = false;
+    /* A tunnel's END_STREAM is its client's half-close, read as an EOF
+     * once every byte before it was; an exchange's body ends by its
+     * framing instead. */
+    *eof = s->tunnel && s->rq_end && !left;
     /* Give back only DATA that has left rq: all that rq still holds stays
      * counted (the chunked framing put around DATA too, so at worst late,
      * never early; once rq is empty, everything is given back). Acking the
@@ -519,26 +488,36 @@ size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof)
 }
 
 /* Submit the parsed head: a 1xx as an informational HEADERS, the final one
- * with a data source unless it has no body. false: cannot be carried. */
+ * with a data source unless it has no body. A WebSocket's 101 (http.c has
+ * checked its Sec-WebSocket-Accept, h2_stream_upgrade_accepted) is the
+ * extended CONNECT's 200, the tunnel's bytes its DATA (RFC 8441 5). false:
+ * cannot be carried. */
 static bool submit_head(struct h2_stream *s)
 {
     nghttp2_nv nv[H2_RESP_SLOTS + 1];
     char names[H2_RESP_SLOTS][64], code[8];
     size_t n = 0;
-    bool final = s->resp.status >= 200;
+    bool upgrade = s->resp.status == 101 && s->req.websocket;
+    bool final = s->resp.status >= 200 || upgrade;
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = read_body};
     int rv;
 
-    if (s->resp.status == 101)
+    if (s->resp.status == 101 && !upgrade)
         return false;
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7,
-                           (size_t)snprintf(code, sizeof(code), "%d", s->resp.status),
+                           (size_t)snprintf(code, sizeof(code), "%d",
+                                            upgrade ? 200 : s->resp.status),
                            NGHTTP2_NV_FLAG_NONE};
     for (uint32_t i = 0; i < s->resp.nheaders; i++) {
         const struct h1_header *f = &s->resp.headers[i];
         uint8_t *lower;
 
-        if (connection_specific(&f->name))
+        if (h2_connection_specific(f->name, f->value))
+            continue;
+        /* A WebSocket's 200 (RFC 8441 5): no accept (the key was sluice's)
+         * and no length (the tunnel has none). */
+        if (upgrade && (h1_slice_eq_ci(f->name, "sec-websocket-accept") ||
+                        h1_slice_eq_ci(f->name, "content-length")))
             continue;
         /* HTTP/2 field names are lower case; long ones are rare enough to
          * allocate for (the copy nghttp2 makes is what it keeps). */
@@ -551,7 +530,7 @@ static bool submit_head(struct h2_stream *s)
         rv = nghttp2_submit_headers(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NULL, nv, n, NULL);
     else
         rv = nghttp2_submit_response(s->h->ng, s->id, nv, n,
-                                     s->resp.body == H1_BODY_NONE ? NULL : &prd);
+                                     s->resp.body == H1_BODY_NONE && !upgrade ? NULL : &prd);
     for (size_t i = 1; i < n; i++)
         if (nv[i].name != (uint8_t *)names[i - 1])
             free(nv[i].name);
@@ -586,13 +565,20 @@ static bool take_head(struct h2_stream *s)
             return bytes_len(&s->hd) < H2_RESP_HEAD_MAX;
         if (r < 0 || !submit_head(s))
             return false;
-        if (s->resp.status < 200) {
+        if (s->resp.status < 200 && !(s->resp.status == 101 && s->req.websocket)) {
             s->hd.off += (uint32_t)r;      /* the next head follows */
             h1_response_init(&s->resp, s->resp_slots, H2_RESP_SLOTS);
             continue;
         }
         s->head_sent = true;
-        h1_body_init(&s->body, s->resp.body, s->resp.content_length);
+        /* A WebSocket's tunnel: every byte after the 101 is DATA, until
+         * http.c detaches (the backend closed, or the tunnel ended). */
+        s->tunnel = s->resp.status == 101;
+        /* A half-close that came before the tunnel opened is its EOF now:
+         * no new frame will wake http.c for it. */
+        if (s->tunnel && s->rq_end && s->c)
+            http_stream_wake(s->c, true, false);
+        h1_body_init(&s->body, s->tunnel ? H1_BODY_CLOSE : s->resp.body, s->resp.content_length);
         s->tx_end = s->body.done;
         if ((uint32_t)r < bytes_len(&s->hd) &&
             take_body(s, bytes_data(&s->hd) + r, bytes_len(&s->hd) - (uint32_t)r) < 0)
@@ -662,6 +648,20 @@ bool h2_stream_end_with_trailers(struct h2_stream *s, const char *section, size_
     s->tx_end = true;
     stream_resume(s);
     return true;
+}
+
+bool h2_stream_upgrade_accepted(const struct h2_stream *s, const struct h1_response *resp)
+{
+    const struct h1_header *a;
+
+    if (!s->req.websocket)
+        return true;
+    a = h1_find_header(resp->headers, resp->nheaders, "sec-websocket-accept");
+    if (a && ws_accept_matches(s->req.ws_key, WS_KEY_LEN, a->value.p, a->value.len))
+        return true;
+    log_warn("event=bad_response listener=%s stream=%d why=\"a 101 whose Sec-WebSocket-Accept "
+             "does not answer the key sent\"", s->h->l->conf->name, s->id);
+    return false;
 }
 
 void h2_stream_detach(struct h2_stream *s, bool complete)
@@ -892,6 +892,10 @@ bool h2_conn_start(struct worker *w, struct listener *l, int fd, SSL *tls, const
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, l->conf->max_header_size},
+        /* WebSockets over HTTP/2 (RFC 8441): offered on every http2
+         * listener, as any route may lead to a WebSocket backend; a route
+         * or pool that cannot take one answers the request itself. */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     int rv = -1;
 

@@ -30,6 +30,7 @@ struct listener;
 struct addr;
 struct h2_stream;
 struct http_conn;
+struct h1_response;
 
 #define H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2_PREFACE_LEN 24
@@ -52,7 +53,10 @@ void h2_close_all(struct worker *w);
 /* For http.c, on a stream's http_conn. */
 
 /* Copy request bytes (head, then body framed as the head says) into dst.
- * Returns the count; 0 with *eof false when none are waiting yet. */
+ * Returns the count; 0 with *eof false when none are waiting yet. *eof
+ * true: a WebSocket tunnel's client sent END_STREAM and every byte before
+ * it was read (the tunnel's half-close); never for other streams, whose
+ * body ends where its framing says. */
 size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof);
 
 /* Take response bytes (an HTTP/1.1 head, then its body as framed). Returns
@@ -60,6 +64,13 @@ size_t h2_stream_read(struct h2_stream *s, char *dst, size_t room, bool *eof);
  * already (http_stream_wake says when to come back), or EPIPE when the
  * stream is gone or the response cannot be carried over HTTP/2. */
 ssize_t h2_stream_write(struct h2_stream *s, const struct iovec *iov, int cnt);
+
+/* May the 101 in resp open the stream's tunnel? For a WebSocket's
+ * extended CONNECT (RFC 8441), whose Sec-WebSocket-Key sluice made, only
+ * when its Sec-WebSocket-Accept answers that key (RFC 6455 4.1: else the
+ * handshake failed; the client cannot check it, having sent no key).
+ * true for any other stream (http.c's own checks apply). */
+bool h2_stream_upgrade_accepted(const struct h2_stream *s, const struct h1_response *resp);
 
 /* The http_conn is done with the stream: complete says the response
  * ended as its framing said (or, close-delimited, when the backend closed);

@@ -49,6 +49,59 @@ static inline nghttp2_nv h2_field(const struct h1_header *f, uint8_t *lower)
                         unique ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE};
 }
 
+/* A field no HTTP/2 message may carry (RFC 9113 8.2.2), and a TE that says
+ * more than "trailers". */
+static inline bool h2_connection_specific(struct h1_slice name, struct h1_slice value)
+{
+    return h1_slice_eq_ci(name, "connection") || h1_slice_eq_ci(name, "keep-alive") ||
+           h1_slice_eq_ci(name, "proxy-connection") || h1_slice_eq_ci(name, "transfer-encoding") ||
+           h1_slice_eq_ci(name, "upgrade") ||
+           (h1_slice_eq_ci(name, "te") && !h1_slice_eq_ci(value, "trailers"));
+}
+
+#define H2_TRAILER_FIELDS 128       /* fields of a trailer section sent on; more are dropped */
+
+/* A chunked body's trailer section (as the chunked scan checked it:
+ * "name: value" lines, then an empty one; at most H1_TRAILERS_MAX bytes)
+ * as a trailing HEADERS frame with END_STREAM on stream id, for either
+ * side of the proxy. Names are lower-cased in place. Dropped: what an
+ * HTTP/2 peer would reset the stream for (connection-specific fields, a
+ * TE other than "trailers"), and what a trailer section must not carry
+ * (RFC 9110 6.5.1: framing and routing; the chunked scan refuses most of
+ * them already). false when no field is left, or nghttp2 refused. */
+static inline bool h2_submit_trailer_section(nghttp2_session *ng, int32_t id, struct bytes *section)
+{
+    nghttp2_nv nv[H2_TRAILER_FIELDS];
+    size_t n = 0;
+    char *p = section->p + section->off, *end = p + bytes_len(section);
+
+    while (p < end && n < H2_TRAILER_FIELDS) {
+        char *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v, *ve;
+
+        if (!eol || eol == p)
+            break;
+        colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon && colon > p) {
+            struct h1_slice name = {p, (uint32_t)(colon - p)};
+
+            for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+                ;
+            for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
+                ;
+            if (!h2_connection_specific(name, (struct h1_slice){v, (uint32_t)(ve - v)}) &&
+                !h1_slice_eq_ci(name, "content-length") && !h1_slice_eq_ci(name, "host") &&
+                !h1_slice_eq_ci(name, "trailer")) {
+                for (char *c = p; c < colon; c++)
+                    *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+                nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, (size_t)(colon - p),
+                                       (size_t)(ve - v), NGHTTP2_NV_FLAG_NONE};
+            }
+        }
+        p = eol + 2;
+    }
+    return n && nghttp2_submit_trailer(ng, id, nv, n) == 0;
+}
+
 /* DATA as an HTTP/1.1 chunk ("size CRLF data CRLF") for the HTTP/1.1 side
  * of the proxy. false: out of memory. */
 static inline bool h2_put_chunk(struct bytes *q, const uint8_t *data, size_t len)

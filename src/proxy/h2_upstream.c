@@ -6,7 +6,8 @@
  * SETTINGS_MAX_CONCURRENT_STREAMS is reached). To proxy/http.c each stream
  * is an upstream_conn like any other, with no socket: the HTTP/1.1 request
  * it sends (http_write_request_head's head, then the body as framed) is
- * turned into HEADERS and DATA here, and the response comes back to it as
+ * turned into HEADERS and DATA here (a chunked body's trailer section into
+ * trailing HEADERS), and the response comes back to it as
  * HTTP/1.1: the head, then the body chunked, with the HTTP/2 trailers as
  * the chunked trailer section (gRPC's grpc-status rides there). So http.c's
  * balancing, retries, timeouts and logs apply per stream unchanged.
@@ -65,6 +66,7 @@ struct h2_ustream {
     bool head_sent;
     struct h1_body body;            /* the request body, out of its framing */
     struct bytes tx;
+    struct bytes trailers;          /* a chunked body's trailer section, as received */
     bool deferred, want_room;       /* the body's end: body.done */
     /* response: HEADERS + DATA → HTTP/1.1 for http.c */
     struct bytes rx;
@@ -118,6 +120,7 @@ static void stream_task(struct loop_task *t)
     if (us->released) {
         bytes_free(&us->hd);
         bytes_free(&us->tx);
+        bytes_free(&us->trailers);
         bytes_free(&us->rx);
         free(us);
         return;
@@ -157,7 +160,10 @@ static ssize_t read_request_body(nghttp2_session *ng, int32_t id, uint8_t *buf, 
     size_t n = bytes_take(&us->tx, buf, len);
 
     if (!bytes_len(&us->tx) && us->body.done) {
+        /* The body is over: END_STREAM goes on its trailers, if any. */
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (bytes_len(&us->trailers) && h2_submit_trailer_section(ng, id, &us->trailers))
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     } else if (!n) {
         us->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
@@ -640,12 +646,13 @@ fail:
 }
 
 /* Request body bytes, framed as the head said, into tx. Bytes used, -1.
- * A chunked body's trailer section (an HTTP/2 client's request trailers,
- * proxy/h2.c) is not forwarded to an HTTP/2 backend: gRPC clients send
- * none. */
+ * A chunked body's trailer section (an HTTP/1.1 client's, or an HTTP/2
+ * client's request trailers as proxy/h2.c wrote them) goes to trailers,
+ * bounded by the chunked scan (H1_TRAILERS_MAX), and leaves as a trailing
+ * HEADERS frame once the DATA has (read_request_body). */
 static ssize_t take_body(struct h2_ustream *us, const char *p, size_t n)
 {
-    return h1_body_take(&us->body, p, n, &us->tx, NULL);
+    return h1_body_take(&us->body, p, n, &us->tx, &us->trailers);
 }
 
 ssize_t h2_upstream_send(struct upstream_conn *u, const void *p, size_t n)

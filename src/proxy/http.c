@@ -407,8 +407,11 @@ static void conn_close(struct http_conn *c, enum end_reason why)
                      why != END_CLIENT_RESET && why != END_BACKEND_RESET;
 
     if (c->h2s) {
-        /* complete: x is gone (the exchange ended) or its response did. */
-        h2_stream_detach(c->h2s, !c->x || c->x->resp_done);
+        /* complete: x is gone (the exchange ended) or its response did; a
+         * tunnel's, unless one side reset it (then so is the stream). */
+        h2_stream_detach(c->h2s, (!c->x || c->x->resp_done) &&
+                                     !(c->state == HC_TUNNEL && (why == END_CLIENT_RESET ||
+                                                                 why == END_BACKEND_RESET)));
         c->h2s = NULL;
     }
     if (c->x) {
@@ -1287,6 +1290,13 @@ static void forward_start(struct http_conn *c)
         respond_local(c, 413, NULL, "request body too large\n", true, route);
         return;
     }
+    if (x->req.upgrade && cp->http2) {
+        /* An upgrade cannot cross an HTTP/2 backend connection (and RFC
+         * 8441 towards backends is not offered): said plainly, rather than
+         * forwarded as a GET whose answer opens no tunnel. */
+        respond_local(c, 501, NULL, "WebSocket to an http2 pool is not supported\n", true, route);
+        return;
+    }
     x->pool = runtime_pool(c->w->rt, cp);
     x->balancer = &c->w->balancers[runtime_pool_index(c->w->rt, x->pool)];
     if (!breaker_admit(c))
@@ -1890,7 +1900,10 @@ static bool frame_response(struct http_conn *c)
                 }
                 continue;
             }
-            if (x->resp.status == 101 && !x->req.upgrade) {
+            /* An HTTP/2 client's WebSocket: sluice sent the key, so sluice
+             * checks the accept (proxy/h2.c). */
+            if (x->resp.status == 101 &&
+                (!x->req.upgrade || (c->h2s && !h2_stream_upgrade_accepted(c->h2s, &x->resp)))) {
                 upstream_failed(c, END_BACKEND_RESET, false);
                 return false;
             }
@@ -2078,12 +2091,132 @@ static void tunnel_start(struct http_conn *c)
     arm_timer(c);
 }
 
+/* An HTTP/2 stream's tunnel (a WebSocket, RFC 8441): the client side has
+ * no socket, so bytes go through the tunnel's buffers, from proxy/h2.c
+ * (the client's DATA, h2_stream_read) to the backend, and from the backend
+ * to h2.c (its DATA, h2_stream_write). Flow control bounds both: h2.c
+ * holds at most a stream window of the client's bytes, and takes the
+ * backend's only while its queue has room (EAGAIN, then a wake). The
+ * client's END_STREAM is a FIN to the backend; the backend's FIN ends the
+ * stream (END_STREAM once h2.c sent what it holds); a reset either way
+ * resets the other side. */
+static void step_stream_tunnel(struct http_conn *c)
+{
+    struct http_exchange *x = c->x;
+    struct upstream_conn *u = x->up;
+    struct pump_dir *up = &x->tun_up, *down = &x->tun_down;
+    bool moved = false, eof = false;
+    ssize_t n;
+
+    /* client → backend */
+    for (;;) {
+        if (up->buf && buf_len(up->buf)) {
+            if (!u->writable)
+                break;
+            if ((n = upstream_send(u, up->buf->data + up->buf->head, buf_len(up->buf))) < 0) {
+                if (errno == EAGAIN) {
+                    u->writable = false;
+                    break;
+                }
+                x->end = END_BACKEND_RESET;
+                conn_close(c, END_BACKEND_RESET);
+                return;
+            }
+            buf_consume(up->buf, (uint32_t)n);
+            up->bytes += (uint64_t)n;
+            moved = true;
+            continue;
+        }
+        if (up->eof || !c->c_readable || !c->h2s)
+            break;
+        if (!up->buf && !(up->buf = buf_get(&c->w->bufs))) {
+            conn_close(c, END_NO_MEMORY);
+            return;
+        }
+        up->buf->head = up->buf->tail = 0;
+        up->buf->tail = (uint32_t)h2_stream_read(c->h2s, up->buf->data, up->buf->size, &eof);
+        if (buf_len(up->buf) < up->buf->size)
+            c->c_readable = false;      /* http_stream_wake says when more came */
+        up->eof = eof;
+        if (!buf_len(up->buf) && !eof)
+            break;
+        moved = true;
+    }
+    if (up->buf && !buf_len(up->buf))
+        buf_drop(c->w, &up->buf);
+    if (up->eof && !up->shut && !up->buf) {
+        if (u->tls)
+            tls_shutdown(u->tls);
+        shutdown(u->io.fd, SHUT_WR);
+        up->shut = true;
+    }
+    /* backend → client */
+    for (;;) {
+        if (down->buf && buf_len(down->buf)) {
+            struct iovec iov = {down->buf->data + down->buf->head, buf_len(down->buf)};
+
+            if (!c->c_writable || !c->h2s)
+                break;
+            if ((n = h2_stream_write(c->h2s, &iov, 1)) < 0) {
+                if (errno == EAGAIN) {
+                    c->c_writable = false;
+                    break;
+                }
+                x->end = END_CLIENT_RESET;
+                conn_close(c, END_CLIENT_RESET);
+                return;
+            }
+            buf_consume(down->buf, (uint32_t)n);
+            down->bytes += (uint64_t)n;
+            moved = true;
+            continue;
+        }
+        if (down->eof || !u->readable)
+            break;
+        if (!down->buf && !(down->buf = buf_get(&c->w->bufs))) {
+            conn_close(c, END_NO_MEMORY);
+            return;
+        }
+        down->buf->head = down->buf->tail = 0;
+        if ((n = upstream_recv(u, down->buf->data, down->buf->size)) > 0) {
+            if ((uint32_t)n < down->buf->size && !u->hup && !u->tls)
+                u->readable = false;    /* drained; see read_client */
+            down->buf->tail = (uint32_t)n;
+            moved = true;
+        } else if (n == 0) {
+            down->eof = true;
+        } else if (errno == EAGAIN) {
+            u->readable = false;
+        } else {
+            x->end = END_BACKEND_RESET;
+            conn_close(c, END_BACKEND_RESET);
+            return;
+        }
+    }
+    if (down->buf && !buf_len(down->buf))
+        buf_drop(c->w, &down->buf);
+    if (moved)
+        c->last_active_ms = clock_now_ms();
+    x->req_bytes = up->bytes;
+    x->resp_bytes = down->bytes;
+    if (down->eof && !down->buf) {
+        /* The backend closed: the stream ends once h2.c sent the rest. */
+        x->end = END_BACKEND_CLOSE;
+        conn_close(c, END_BACKEND_CLOSE);
+    }
+}
+
 static void step_tunnel(struct http_conn *c)
 {
     struct http_exchange *x = c->x;
     struct upstream_conn *u = x->up;
     bool moved = false;
     enum pump_result r;
+
+    if (c->is_stream) {
+        step_stream_tunnel(c);
+        return;
+    }
 
     /* splice where both sides are plain; through a buffer when either
      * speaks TLS. */

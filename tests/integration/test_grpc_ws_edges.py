@@ -271,11 +271,11 @@ def test_websocket_large_frames_close_code_and_pings_under_tunnel_idle(procs):
         th.join(5)
 
 
-def test_websocket_over_http2_extended_connect_is_refused_cleanly(procs):
-    """RFC 8441 (WebSockets over HTTP/2) is not offered: the server never
-    sends SETTINGS_ENABLE_CONNECT_PROTOCOL, and an extended CONNECT gets a
-    stream error or 501, never a tunnel; the connection serves the next
-    stream."""
+def test_extended_connect_other_than_websocket_is_refused_cleanly(procs):
+    """RFC 8441's extended CONNECT is offered (SETTINGS_ENABLE_CONNECT_PROTOCOL)
+    for WebSockets only (tests/integration/test_h2_websocket.py): another
+    protocol gets a stream error or 501, never a tunnel; the connection
+    serves the next stream."""
     import h2.connection
     import h2.config
     import h2.events
@@ -308,8 +308,8 @@ def test_websocket_over_http2_extended_connect_is_refused_cleanly(procs):
                 s.sendall(conn.data_to_send())
 
         pump(lambda: remote)
-        assert remote.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL, 0) == 0, remote
-        conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+        assert remote.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL, 0) == 1, remote
+        conn.send_headers(1, [(":method", "CONNECT"), (":protocol", "connect-udp"), (":scheme", "http"),
                               (":path", "/chat"), (":authority", "t"),
                               ("sec-websocket-version", "13")])
         s.sendall(conn.data_to_send())
