@@ -29,6 +29,7 @@
 #include "net/listener.h"
 #include "proxy/access_log.h"
 #include "route/route.h"
+#include "route/jwks.h"
 
 #define STOP_POLL_MS 20
 /* A new process that is not serving by then is given up on (it runs its
@@ -439,6 +440,12 @@ static int run(const char *path)
         fprintf(stderr, "sluice: cannot start the OCSP fetcher thread: %s\n", strerror(-err));
         abort();
     }
+    if ((err = jwks_fetcher_start(cfg)) < 0) {     /* jwks_url: first fetches, off the loop */
+        fprintf(stderr, "sluice: cannot start the JWKS fetcher thread: %s\n", strerror(-err));
+        abort();
+    }
+    if (reload_inherited())       /* the old process serves while this one fetches its keys */
+        jwks_fetcher_wait_first(JWKS_FETCH_TIMEOUT_MS + 1000);
     for (uint32_t i = 0; i < m.nworkers; i++) {
         if ((err = worker_start(&m.workers[i])) < 0) {
             fprintf(stderr, "sluice: cannot start worker thread: %s\n", strerror(-err));
@@ -469,6 +476,7 @@ out_workers:
     free(m.workers);
 out_rt:
     tls_ocsp_fetcher_stop();      /* before the contexts it fetches for go */
+    jwks_fetcher_stop();          /* before the config's key sources go */
     loop_destroy(&m.loop);
     runtime_destroy(&m.rt);
 out_cfg:

@@ -161,9 +161,30 @@ struct conf_user {
 
 enum auth_type {
     AUTH_BASIC,                  /* users_file */
-    AUTH_JWT,                    /* Bearer tokens: key_file (RS256/ES256) or secret_file (HS256) */
+    AUTH_JWT,                    /* Bearer tokens: key_file (RS256/ES256), secret_file (HS256),
+                                    jwks_file or jwks_url */
+    AUTH_EXTERNAL,               /* ask an auth service (a pool): conf_ext_auth */
 };
 
+/* type external: each request is first sent, without its body, to a
+ * backend of `pool` (proxy/ext_auth.c). Field names are lowercased. */
+struct conf_ext_auth {
+    char *pool_name;
+    struct conf_pool *pool;
+    char *path;                  /* the check's request target, e.g. /oauth2/auth */
+    uint64_t timeout_ms;         /* the whole check; default 1s */
+    bool failure_allow;          /* failure: allow (the service cannot answer: let it in) */
+    char **request_headers;      /* client fields copied onto the check */
+    size_t nrequest_headers;
+    char **upstream_headers;     /* fields of a 2xx answer sent on to the backend; the
+                                    client's fields of these names are always removed */
+    size_t nupstream_headers;
+    char **client_headers;       /* fields of a denial relayed to the client */
+    size_t nclient_headers;
+    bool client_headers_all;     /* client_headers not given: every end-to-end field */
+};
+
+struct jwks_source;
 struct conf_auth {
     enum auth_type type;
     char *realm;
@@ -176,9 +197,11 @@ struct conf_auth {
     int jwt_alg;                 /* the one algorithm accepted: JWT_HS256/RS256/ES256 */
     unsigned char *jwt_secret;
     size_t jwt_secret_len;
+    struct jwks_source *jwks;    /* jwks_file or jwks_url (route/jwks.h); NULL with one key */
     char *issuer;                /* iss must equal it; NULL = any */
     char *audience;              /* aud must be or contain it; NULL = any */
     uint64_t clock_skew_ms;      /* exp/nbf leeway, default 60000 */
+    struct conf_ext_auth *ext;   /* type external; NULL otherwise */
 };
 
 #define JWT_HS256 1

@@ -241,10 +241,10 @@ struct conf_upstream_tls *config_read_upstream_tls(struct config_diag *d, const 
 void config_free_upstream_tls(struct conf_upstream_tls *t);
 
 /* auth (auth.c): a listener's or a route's block (prefix "listeners[]" or
- * "listeners[].routes[]"); the users file is read and every hash checked.
- * NULL after errors. */
-struct conf_auth *config_read_auth(struct config_diag *d, const char *owner, const char *prefix,
-                                   const struct config_node *map);
+ * "listeners[].routes[]"); the users file is read and every hash checked,
+ * type external's pool found in cfg's pools. NULL after errors. */
+struct conf_auth *config_read_auth(struct config_diag *d, struct config *cfg, const char *owner,
+                                   const char *prefix, const struct config_node *map);
 void config_free_auth(struct conf_auth *a);
 
 /* A numeric IP:PORT or [IPv6]:PORT (port 0 refused) into *out; 0, or -1

@@ -322,7 +322,7 @@ static void config_read_listener(struct config_diag *d, struct config *cfg, size
         if (mode_ok && l->mode != LISTENER_HTTP)
             config_mode_only(d, owner, p, "auth", LISTENER_HTTP);
         else
-            l->auth = config_read_auth(d, owner, "listeners[]", p->value);
+            l->auth = config_read_auth(d, cfg, owner, "listeners[]", p->value);
     }
     if ((p = config_map_pair(map, "tls"))) {
         if (mode_ok && (l->mode == LISTENER_UDP || l->mode == LISTENER_DNS))

@@ -582,7 +582,7 @@ static void read_route(struct config_diag *d, struct config *cfg, struct conf_li
         else if (n->kind == CONFIG_NODE_SCALAR)
             config_diag_error(d, n->line, n->col, "%s: auth: expected a mapping or off", owner);
         else
-            r->auth = config_read_auth(d, owner, "listeners[].routes[]", n);
+            r->auth = config_read_auth(d, cfg, owner, "listeners[].routes[]", n);
     }
     if ((n = config_map_get(map, "mirror")))
         read_mirror(d, cfg, owner, n, r);

@@ -42,6 +42,7 @@
 #include "admin/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/end.h"
+#include "proxy/ext_auth.h"
 #include "proxy/grpc.h"
 #include "proxy/h2.h"
 #include "proxy/h2_upstream.h"
@@ -155,6 +156,7 @@ struct http_conn {
     uint64_t head_start_ms;             /* first byte of the current head */
     uint64_t requests;
     struct auth_job *auth_job;          /* HC_AUTH: the verification in flight */
+    struct subrequest *ext_auth;        /* HC_AUTH: the external check in flight */
     SSL *tls;                           /* with a tls listener; NULL = plain */
     int tls_want;                       /* handshake: TLS_WANT_READ/WRITE it waits for */
     bool tls_ready;                     /* the handshake is done */
@@ -963,6 +965,10 @@ static void auth_detach(struct http_conn *c)
         c->auth_job->c = NULL;
         c->auth_job = NULL;
     }
+    if (c->ext_auth) {
+        subrequest_cancel(c->ext_auth);     /* its callback will not come */
+        c->ext_auth = NULL;
+    }
 }
 
 static void auth_run(struct offload_job *j)
@@ -1011,6 +1017,224 @@ static void auth_done(struct offload_job *j)
     free(a);
 }
 
+/* ---- external authentication (proxy/ext_auth.h) ---- */
+
+/* The auth block the current exchange is under (as start_exchange chose). */
+static const struct conf_auth *exchange_auth(const struct http_conn *c)
+{
+    const struct conf_route *route = c->x->route;
+
+    return route && route->auth_off ? NULL : route && route->auth ? route->auth : c->l->conf->auth;
+}
+
+/* HC_AUTH with the client's socket reporting trouble: a reset client is
+ * let go at once (its check is cancelled) rather than when the check
+ * ends. A FIN alone is not an end: HTTP/1.1 lets a client half-close
+ * after its request, and the answer may still be read. */
+static void auth_wait(struct http_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (c->is_stream || !c->c_hup || c->cio.fd < 0)
+        return;
+    getsockopt(c->cio.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+        c->x->end = END_CLIENT_RESET;
+        conn_close(c, END_CLIENT_RESET);
+    }
+}
+
+/* The request goes on: its head rewritten when upstream_headers asks
+ * (answer: the 2xx whose fields join it; NULL for a failure let through,
+ * which only removes the client's fields of those names). The head is
+ * built anew in a buffer of its own, the body bytes already read follow
+ * it, and it is parsed again: everything of x->req points there after.
+ * false: answered (431) or closed (out of memory). */
+static bool ext_auth_pass(struct http_conn *c, const struct conf_ext_auth *ea,
+                          const struct h1_response *answer)
+{
+    struct http_exchange *x = c->x;
+    struct h1_header slots[HTTP_MAX_HEADERS];
+    struct h1_limits lim = request_limits(c->l->conf);
+    struct h1_request req;
+    const char *head = c->in->data + x->body_pos - x->req.head_len;
+    uint32_t rest = c->in->tail - x->body_pos;
+    size_t need;
+    struct buf *nb;
+    int n;
+
+    if (!ext_auth_head_changes(ea, &x->req, answer))
+        return true;
+    need = ext_auth_head_size(ea, x->req.head_len, answer) + rest;
+    nb = need <= c->w->bufs.size ? buf_get(&c->w->bufs) : buf_big((uint32_t)need + 1024);
+    if (!nb) {
+        conn_close(c, END_NO_MEMORY);
+        return false;
+    }
+    n = ext_auth_head_rewrite(ea, &x->req, head, x->req.head_len, answer, nb->data, nb->size);
+    if (n > 0 && (size_t)n + rest <= nb->size) {
+        memcpy(nb->data + n, c->in->data + x->body_pos, rest);
+        nb->tail = (uint32_t)n + rest;
+        /* The service's fields may take the head past the client's
+         * limits: those bound what a client sends, not what sluice adds. */
+        lim.max_head = (uint32_t)n > lim.max_head ? (uint32_t)n : lim.max_head;
+        lim.max_headers = HTTP_MAX_HEADERS;
+        h1_request_init(&req, slots, HTTP_MAX_HEADERS);
+        if (h1_parse_request(nb->data, nb->tail, &lim, &req) != n)
+            n = -1;
+    } else {
+        n = -1;
+    }
+    if (n < 0) {
+        buf_drop(c->w, &nb);
+        log_info("event=auth_error listener=%s why=\"the auth service's fields do not fit the "
+                 "request\"", c->l->conf->name);
+        respond_local(c, 431, NULL, "request header fields too large\n", true, x->route);
+        return false;
+    }
+    memcpy(x->req_slots, slots, req.nheaders * sizeof(slots[0]));
+    req.headers = x->req_slots;
+    req.max_headers = HTTP_MAX_HEADERS;
+    x->req = req;
+    if (x->norm_path)    /* the normalised path routing saw, which did not move */
+        x->req.path = (struct h1_slice){x->norm_path, x->norm_path_len};
+    buf_drop(c->w, &c->in);
+    c->in = nb;
+    x->body_pos = (uint32_t)n;
+    return true;
+}
+
+/* A denial: the service's answer goes to the client in place of the
+ * backend's. The connection stays open when nothing of the request is
+ * left unread: no body, or a Content-Length body already whole in c->in
+ * (dropped with the head); else it closes after the answer, lingering. */
+static void ext_auth_relay(struct http_conn *c, const struct conf_ext_auth *ea,
+                           const struct subrequest_answer *ans)
+{
+    struct http_exchange *x = c->x;
+    int status = ans->head->status;
+    const char *body = ans->body;
+    size_t body_len = ans->body_len;
+    bool keep;
+    int r;
+
+    if (x->grpc) {
+        /* A gRPC client reads grpc-status, not an HTTP status or a page,
+         * and follows no redirect to a login page: a 3xx is a 401 to it. */
+        respond_local(c, status >= 400 ? status : 401, NULL, "denied by the auth service", false,
+                      x->route);
+        return;
+    }
+    if (ans->body_cut) {
+        log_warn("event=auth_denial_body_dropped listener=%s status=%d why=\"body over %u "
+                 "bytes\"", c->l->conf->name, status, EXT_AUTH_MAX_BODY);
+        body_len = 0;
+    }
+    if (x->req.body == H1_BODY_LENGTH && c->in &&
+        c->in->tail - x->body_pos >= x->req.content_length) {
+        x->body_pos += (uint32_t)x->req.content_length;
+        x->req_body_read = true;
+    }
+    keep = !c->w->draining && x->req.keep_alive &&
+           (x->req.body == H1_BODY_NONE || x->req_body_read);
+    if (!c->out && !(c->out = buf_get(&c->w->bufs))) {
+        conn_close(c, END_NO_MEMORY);
+        return;
+    }
+    r = ext_auth_write_denial(c->out, ea, ans->head, body, body_len, x->route, keep,
+                              x->req.method_id == H1_HEAD, x->req.minor == 0, x->request_id);
+    if (r < 0) {
+        /* Larger than a pool buffer: one of its own size. */
+        buf_drop(c->w, &c->out);
+        c->out = buf_big((uint32_t)ext_auth_denial_size(ans->head, body_len, x->route));
+        if (!c->out || ext_auth_write_denial(c->out, ea, ans->head, body, body_len, x->route,
+                                             keep, x->req.method_id == H1_HEAD,
+                                             x->req.minor == 0, x->request_id) < 0) {
+            buf_drop(c->w, &c->out);
+            respond_local(c, 500, NULL, NULL, true, x->route);
+            return;
+        }
+    }
+    x->status = status;
+    x->resp_done = true;
+    x->req_done = true;
+    if (!keep)
+        c->close_after = true;     /* an HTTP/2 stream's is set already: one exchange */
+    c->state = HC_LOCAL;
+    arm_timer(c);
+}
+
+/* The service could not say: `failure` decides. true: allow, and the
+ * request may go on; false: answered 503 (or closed). */
+static bool ext_auth_failed(struct http_conn *c, const struct conf_ext_auth *ea,
+                            const char *why, const struct backend *b)
+{
+    char peer[ADDR_TEXT_MAX];
+
+    log_warn("event=auth_error listener=%s client=%s pool=%s backend=%s why=\"%s\" "
+             "failure=%s request_id=%s", c->l->conf->name,
+             addr_format(&c->peer, peer, sizeof(peer)), ea->pool->name,
+             b ? b->conf->name : "-", why, ea->failure_allow ? "allow" : "deny",
+             c->x->request_id);
+    if (ea->failure_allow)
+        return ext_auth_pass(c, ea, NULL);
+    respond_local(c, 503, NULL, "authentication service unavailable\n", false, c->x->route);
+    return false;
+}
+
+static void ext_auth_answered(void *arg, const struct subrequest_answer *ans)
+{
+    struct http_conn *c = arg;
+    const struct conf_auth *a;
+    const char *why = NULL;
+    char peer[ADDR_TEXT_MAX];
+
+    c->ext_auth = NULL;
+    if (c->state != HC_AUTH || !c->x || !(a = exchange_auth(c)) || !a->ext)
+        return;              /* cannot be: leaving HC_AUTH cancels the check */
+    switch (ext_auth_verdict(ans, &why)) {
+    case EXT_AUTH_ALLOW:
+        if (ext_auth_pass(c, a->ext, ans->head))
+            forward_start(c);
+        break;
+    case EXT_AUTH_DENY:
+        log_info("event=auth_denied listener=%s client=%s status=%d request_id=%s",
+                 c->l->conf->name, addr_format(&c->peer, peer, sizeof(peer)), ans->head->status,
+                 c->x->request_id);
+        ext_auth_relay(c, a->ext, ans);
+        break;
+    case EXT_AUTH_ERROR:
+        if (ext_auth_failed(c, a->ext, why, ans->backend))
+            forward_start(c);
+        break;
+    }
+    if (c->state != HC_CLOSED)
+        conn_run(c);
+}
+
+/* Send the check and wait in HC_AUTH for its answer. true only when the
+ * check could not start and failure: allow lets the request through. */
+static bool ext_auth_admit(struct http_conn *c, const struct conf_auth *a)
+{
+    struct http_exchange *x = c->x;
+    const struct ext_auth_client cl = {
+        .peer = &c->peer,
+        .peer_trusted = c->trusted,
+        .tls = c->l->tls != NULL,
+        .request_id = x->request_id,
+    };
+    const char *why = NULL;
+
+    c->ext_auth = ext_auth_start(c->w, a->ext, &x->req, &cl, ext_auth_answered, c, &why);
+    if (c->ext_auth) {
+        c->state = HC_AUTH;
+        arm_timer(c);
+        return false;
+    }
+    return ext_auth_failed(c, a->ext, why, NULL);
+}
+
 /* true: no auth here, or the worker's cache knows these credentials. Else
  * the request was answered (401, or 503 when the helpers are swamped) or
  * waits in HC_AUTH for a helper thread to hash the password. */
@@ -1022,6 +1246,8 @@ static bool auth_admit(struct http_conn *c, const struct conf_auth *a)
 
     if (!a)
         return true;
+    if (a->type == AUTH_EXTERNAL)
+        return ext_auth_admit(c, a);
     if (!c->w->auth_cache)
         c->w->auth_cache = auth_cache_new();
     if (a->type == AUTH_JWT) {
@@ -2447,7 +2673,9 @@ static void conn_steps(struct http_conn *c)
         case HC_LINGER:
             step_linger(c);
             return;
-        case HC_AUTH:               /* the helper's answer resumes it */
+        case HC_AUTH:               /* the check's answer resumes it */
+            auth_wait(c);
+            return;
         case HC_CLOSED:
             return;
         }

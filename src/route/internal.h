@@ -30,6 +30,36 @@ int route_b64_digit(unsigned char ch, bool url);
  * a second one too). */
 const struct h1_header *route_auth_field(const struct h1_request *req, bool *twice);
 
+/* ---- the JSON reader (json.c): JWTs and JSON Web Key Sets ----
+ * Strict RFC 8259 over start..end, nothing built: an object's members and
+ * an array's elements go to a callback (none: walked over). Containers
+ * nest up to JSON_MAX_DEPTH. On failure why says what was wrong (static
+ * text) and p points at it. */
+#define JSON_MAX_DEPTH 16
+struct jread {
+    const char *start, *p, *end;
+    const char *why;             /* the first problem met; NULL while none */
+};
+typedef bool (*jread_elem_fn)(struct jread *r, void *ctx);
+/* key: the member's name, "" when longer than 15 bytes (no name sluice
+ * reads is). */
+typedef bool (*jread_member_fn)(struct jread *r, const char *key, void *ctx);
+void jread_ws(struct jread *r);
+/* A string; its UTF-8 into out (NUL-ended, cut at size - 1) when out is
+ * given. *cut is set when it did not fit, or holds a NUL ("\u0000"), which
+ * a C string cannot: "api\u0000x" must not read as "api". */
+bool jread_string(struct jread *r, char *out, size_t size, bool *cut);
+/* A number; into *v its integer part when it is a plain integer or decimal
+ * that fits (an exponent or a huge value leaves *ok false). */
+bool jread_number(struct jread *r, int64_t *v, bool *ok);
+/* Any value, at depth (the number of containers around it). */
+bool jread_value(struct jread *r, int depth);
+/* At '[' or '{': the container whose contents are at depth. */
+bool jread_array(struct jread *r, int depth, jread_elem_fn fn, void *ctx);
+bool jread_object(struct jread *r, int depth, jread_member_fn fn, void *ctx);
+/* 1-based line and column (in characters) of at, for messages. */
+void jread_position(const struct jread *r, const char *at, int *line, int *col);
+
 /* ---- hash map (hmap.c) ----
  * Byte string + 32-bit tag → uint32_t, open addressing, XXH3 with the tag as
  * seed. Keys are not copied: they must outlive the map. Built once, then
