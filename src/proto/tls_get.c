@@ -22,55 +22,12 @@
 #include <openssl/x509v3.h>
 
 #include "core/bytes.h"
+#include "net/dial.h"
 #include "proto/http1.h"
 #include "proto/http1_body.h"
 #include "proto/tls.h"
 
 #define GET_MAX_HEAD 16384
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait for events on fd until deadline: 0 ready, -1 timed out. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    struct pollfd p = {.fd = fd, .events = events};
-    int64_t left = deadline - mono_ms();
-
-    if (left <= 0)
-        return -1;
-    return poll(&p, 1, (int)left) == 1 ? 0 : -1;
-}
-
-static int connect_to(const char *host, const char *port, int64_t deadline)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
-    int fd = -1;
-
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return -1;
-    for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-        int e = 0;
-        socklen_t len = sizeof(e);
-
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        if ((connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
-            wait_fd(fd, POLLOUT, deadline) < 0 ||
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    return fd;
-}
 
 void *tls_get_client_new(const char *ca_file, char *err, size_t errlen)
 {
@@ -119,7 +76,7 @@ static int ssl_step(SSL *s, int fd, enum get_op op, void *buf, int len, int64_t 
             return r;
         e = SSL_get_error(s, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            if (wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) < 0) {
+            if (dial_wait(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) < 0) {
                 *error = 0;
                 return -1;
             }
@@ -149,7 +106,7 @@ static void handshake_why(SSL *s, int error, char *why, size_t whylen)
 int tls_get(void *client, const char *host, const char *port, const char *path, size_t max_body,
             uint64_t timeout_ms, char **body, size_t *len, char *why, size_t whylen)
 {
-    int64_t deadline = mono_ms() + (int64_t)timeout_ms;
+    int64_t deadline = dial_now_ms() + (int64_t)timeout_ms;
     unsigned char addr[16];
     bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
     bool v6 = strchr(host, ':') != NULL;
@@ -162,7 +119,7 @@ int tls_get(void *client, const char *host, const char *port, const char *path, 
 
     *body = NULL;
     *len = 0;
-    if ((fd = connect_to(host, port, deadline)) < 0) {
+    if ((fd = dial_tcp(host, port, deadline)) < 0) {
         snprintf(why, whylen, "cannot connect to %s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "",
                  port);
         goto out;

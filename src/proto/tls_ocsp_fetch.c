@@ -31,6 +31,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "net/dial.h"
 #include "proto/http1.h"
 
 #define FETCH_TIMEOUT_MS 5000
@@ -92,64 +93,23 @@ int tls_ocsp_auto_check(const char *cert_path, char **url, X509 **leaf, X509 **i
 
 /* ---- one HTTP POST, blocking, bounded by FETCH_TIMEOUT_MS ---- */
 
-static int wait_fd(int fd, short events, uint64_t deadline_ms)
-{
-    struct timespec ts;
-    struct pollfd p = {.fd = fd, .events = events};
-    int64_t left;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    left = (int64_t)deadline_ms - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    if (left <= 0)
-        return -1;
-    return poll(&p, 1, (int)left) == 1 ? 0 : -1;
-}
-
-static int connect_to(const char *host, const char *port, uint64_t deadline_ms)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
-    int fd = -1;
-
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return -1;
-    for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-        int e = 0;
-        socklen_t len = sizeof(e);
-
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        if ((connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
-            wait_fd(fd, POLLOUT, deadline_ms) < 0 ||
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
 /* POST der to url; the answer's body (at most TLS_OCSP_MAX_BYTES) in
  * *body. 0, or -1 with why. */
 static int http_post(const char *url, const unsigned char *der, int len, unsigned char **body,
                      long *body_len, char *why, size_t whylen)
 {
-    struct timespec ts;
     char *host = NULL, *port = NULL, *path = NULL, head[1024];
     static const size_t cap = TLS_OCSP_MAX_BYTES + 4096;
     char *in = NULL;
     size_t have = 0;
-    uint64_t deadline;
+    int64_t deadline = dial_now_ms() + FETCH_TIMEOUT_MS;
     int ssl = 0, fd = -1, rc = -1, n;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + FETCH_TIMEOUT_MS;
     if (!OCSP_parse_url(url, &host, &port, &path, &ssl) || ssl) {
         snprintf(why, whylen, "bad responder URL");
         goto out;
     }
-    if ((fd = connect_to(host, port, deadline)) < 0) {
+    if ((fd = dial_tcp(host, port, deadline)) < 0) {
         snprintf(why, whylen, "cannot connect to %s:%s", host, port);
         goto out;
     }
@@ -165,7 +125,7 @@ static int http_post(const char *url, const unsigned char *der, int len, unsigne
         size_t left = part ? (size_t)len : (size_t)n;
         while (left) {
             ssize_t w = send(fd, p, left, MSG_NOSIGNAL);
-            if (w < 0 && errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) == 0)
+            if (w < 0 && errno == EAGAIN && dial_wait(fd, POLLOUT, deadline) == 0)
                 continue;
             if (w <= 0) {
                 snprintf(why, whylen, "sending the request failed");
@@ -182,7 +142,7 @@ static int http_post(const char *url, const unsigned char *der, int len, unsigne
         int hl;
 
         if (r < 0 && errno == EAGAIN) {
-            if (wait_fd(fd, POLLIN, deadline) < 0) {
+            if (dial_wait(fd, POLLIN, deadline) < 0) {
                 snprintf(why, whylen, "no answer within %d ms", FETCH_TIMEOUT_MS);
                 goto out;
             }
