@@ -113,8 +113,8 @@ def test_combined_access_log_escapes_client_bytes(procs):
 
 
 class PausableReader:
-    """Reads a pipe in a thread, and stops reading while paused: a log
-    reader that got stuck."""
+    """Reads a pipe or a socket in a thread, and stops reading while
+    paused: a log reader (a pipe's, journald) that got stuck."""
 
     def __init__(self, f):
         self.f = f
@@ -122,8 +122,6 @@ class PausableReader:
         self.lock = threading.Lock()
         self.go = threading.Event()
         self.go.set()
-        # The smallest pipe the kernel allows: a few lines fill it.
-        fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, 4096)
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
@@ -163,6 +161,9 @@ class PipedSluice(Sluice):
         self.p = subprocess.Popen([SLUICE, "-c", self.config], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.pid = self.p.pid
+        for f in (self.p.stdout, self.p.stderr):
+            # The smallest pipe the kernel allows: a few lines fill it.
+            fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, 4096)
         self.out, self.err = PausableReader(self.p.stdout), PausableReader(self.p.stderr)
         wait_for(lambda: "event=started" in self.stderr() or not self.alive(),
                  what="sluice to start")

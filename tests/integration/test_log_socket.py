@@ -6,53 +6,15 @@ flags are left alone. Lines that do go out are whole, even where the socket
 took only the start of a long one."""
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 
 from harness import SLUICE, Sluice, free_port, port_open, recv_all, wait_for
-
-
-class SocketReader:
-    """Reads a socket in a thread, and stops reading while paused: a
-    journald that got stuck."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.data = bytearray()
-        self.lock = threading.Lock()
-        self.go = threading.Event()
-        self.go.set()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        fd = self.sock.fileno()
-        while True:
-            self.go.wait()
-            if not select.select([fd], [], [], 0.1)[0]:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return
-            with self.lock:
-                self.data += chunk
-
-    def pause(self):
-        self.go.clear()
-        time.sleep(0.5)            # a read under way when paused ends
-
-    def resume(self):
-        self.go.set()
-
-    def text(self):
-        with self.lock:
-            return bytes(self.data)
+from test_core_edges import PausableReader
 
 
 class JournalSluice(Sluice):
@@ -74,7 +36,7 @@ class JournalSluice(Sluice):
         finally:
             theirs.close()         # sluice holds the only writer now
         self.pid = self.p.pid
-        self.journal = SocketReader(ours)
+        self.journal = PausableReader(ours)
         wait_for(lambda: "event=started" in self.stderr() or not self.alive(),
                  what="sluice to start")
         assert self.alive(), f"sluice exited at start:\n{self.stderr()}"
@@ -90,7 +52,7 @@ class JournalSluice(Sluice):
         self.journal.resume()
         rc = self.end(sig, timeout)
         self.journal.t.join(10)    # to the end of what sluice wrote
-        self.journal.sock.close()
+        self.journal.f.close()
         return rc
 
 
