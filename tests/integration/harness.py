@@ -351,6 +351,23 @@ async def websocket_echo_roundtrip(websockets, uri, **connect):
         assert await ws.recv() == big
 
 
+def read_request_body(h):
+    """The body of the request an http.server handler h is reading, of
+    either framing: Content-Length, or chunked (its trailers skipped)."""
+    n = int(h.headers.get("Content-Length", 0) or 0)
+    body = h.rfile.read(n) if n else b""
+    if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        while True:
+            size = int(h.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while h.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            body += h.rfile.read(size)
+            h.rfile.readline()
+    return body
+
+
 def http_get(port, path="/", timeout=5.0):
     """One HTTP/1.1 GET on a fresh connection; returns (status, headers, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

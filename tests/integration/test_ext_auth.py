@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from harness import SLUICE, WebSocketEcho, free_port, wait_for
+from harness import SLUICE, WebSocketEcho, free_port, read_request_body, wait_for
 
 CURL = "/usr/bin/curl"
 
@@ -41,17 +41,7 @@ class Service:
                 pass
 
             def handle_one(self):
-                n = int(self.headers.get("Content-Length", 0) or 0)
-                body = self.rfile.read(n) if n else b""
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0], 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            break
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
+                body = read_request_body(self)
                 req = {"method": self.command, "path": self.path,
                        "headers": [(k.lower(), v) for k, v in self.headers.items()],
                        "body": body, "port": self.client_address[1]}

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 
-from harness import AcceptLoop, free_port, wait_for
+from harness import AcceptLoop, free_port, read_request_body, wait_for
 
 
 class Recorder:
@@ -31,17 +31,7 @@ class Recorder:
                 pass
 
             def handle_one(self):
-                n = int(self.headers.get("Content-Length", 0) or 0)
-                body = self.rfile.read(n) if n else b""
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0], 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            break
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
+                body = read_request_body(self)
                 with rec.lock:
                     rec.requests.append({
                         "method": self.command, "target": self.path,
