@@ -93,16 +93,21 @@ def stop_pid(pid, sig=signal.SIGTERM, timeout=10):
 
 class WebSocketEcho:
     """A WebSocket echo origin (python3-websockets) on a free port, served
-    by a thread of the test, over TLS with an ssl context; stop() ends it."""
+    by a thread of the test, over TLS with an ssl context; more options go
+    to websockets.serve. It records each handshake's path and headers in
+    handshakes; stop() ends it."""
 
-    def __init__(self, websockets, ssl=None):
+    def __init__(self, websockets, ssl=None, **serve_options):
         import asyncio
         import threading
         self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.handshakes = []
         ready = threading.Event()
         self._stop = {}
 
         async def echo(ws, *args):
+            self.handshakes.append((ws.path, ws.request_headers))
             try:
                 async for msg in ws:
                     await ws.send(msg)
@@ -113,7 +118,7 @@ class WebSocketEcho:
             loop = asyncio.get_running_loop()
             self._stop["future"] = loop.create_future()
             self._stop["loop"] = loop
-            async with websockets.serve(echo, "127.0.0.1", self.port, ssl=ssl):
+            async with websockets.serve(echo, "127.0.0.1", self.port, ssl=ssl, **serve_options):
                 ready.set()
                 await self._stop["future"]
 

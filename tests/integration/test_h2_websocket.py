@@ -5,14 +5,12 @@ WebSocket upgrade with a key of its own; the backend's 101 becomes the
 stream's 200 and the stream carries the tunnel. WebSocket frames are
 written here by hand (masked from the client, RFC 6455 5.3). Backends: a
 python3-websockets echo server, and raw sockets scripted per test."""
-import asyncio
 import base64
 import crypt
 import hashlib
 import os
 import re
 import socket
-import threading
 import time
 
 import h2.config
@@ -22,7 +20,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from harness import free_port, wait_for
+from harness import WebSocketEcho, free_port, wait_for
 from test_http_exchange_edges import ScriptedOrigin, read_head
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -151,40 +149,11 @@ class H2Client:
         self.s.close()
 
 
-class WsServer:
-    """A python3-websockets echo server (subprotocol "chat" offered) run by a
-    thread of the test; it records each handshake's path and headers."""
-
-    def __init__(self, websockets):
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.handshakes = []
-        ready = threading.Event()
-        self._stop = {}
-
-        async def echo(ws, *args):
-            self.handshakes.append((ws.path, ws.request_headers))
-            try:
-                async for msg in ws:
-                    await ws.send(msg)
-            except websockets.exceptions.ConnectionClosed:
-                pass
-
-        async def main():
-            loop = asyncio.get_running_loop()
-            self._stop["loop"], self._stop["future"] = loop, loop.create_future()
-            async with websockets.serve(echo, "127.0.0.1", self.port, subprotocols=["chat"],
-                                        ping_interval=None, max_size=None, compression=None):
-                ready.set()
-                await self._stop["future"]
-
-        self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-        self._thread.start()
-        assert ready.wait(5), "the WebSocket server did not start"
-
-    def stop(self):
-        self._stop["loop"].call_soon_threadsafe(self._stop["future"].set_result, None)
-        self._thread.join(5)
+def WsServer(websockets):
+    """A python3-websockets echo server offering the subprotocol "chat",
+    recording each handshake's path and headers."""
+    return WebSocketEcho(websockets, subprotocols=["chat"], ping_interval=None, max_size=None,
+                         compression=None)
 
 
 class RawWsBackend(ScriptedOrigin):
