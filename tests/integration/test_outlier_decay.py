@@ -24,6 +24,7 @@ import pytest
 
 from dns_server import DnsServer
 from harness import SLUICE, free_port, http_get, wait_for
+from test_health import names
 
 EJECTED = re.compile(r"event=outlier_ejected pool=app backend=(\S+) consecutive_failures=\d+ "
                      r"ejection_ms=(\d+) multiplier=(\d+)")
@@ -57,17 +58,6 @@ def drive_until(port, pred, timeout=10, what="condition"):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         assert http_get(port)[0] == 200
     return pred()
-
-
-def names(port, n):
-    """Who answered n requests on one keep-alive connection."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    seen = []
-    for _ in range(n):
-        c.request("GET", "/")
-        seen.append(c.getresponse().read().strip().decode())
-    c.close()
-    return seen
 
 
 def admin(port, method, path):
