@@ -224,6 +224,11 @@ enum ext_auth_verdict ext_auth_verdict(const struct subrequest_answer *a, const 
         *why = a->error;
         return EXT_AUTH_ERROR;
     }
+    if (a->head->status < 200) {
+        /* A 101 the check never asked for: no verdict in it. */
+        *why = "an upgrade answer";
+        return EXT_AUTH_ERROR;
+    }
     if (a->head->status >= 200 && a->head->status < 300)
         return EXT_AUTH_ALLOW;
     if (a->head->status >= 500) {

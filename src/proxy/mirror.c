@@ -1,311 +1,58 @@
-/* Request mirroring: one copy of a request, its own upstream connection
- * (taken from the pool's idle list or newly connected, and given back when
- * the answer ended cleanly), and the answer read to its end by its framing
- * and dropped. See mirror.h for what is copied and when. */
+/* Request mirroring: the copy held while its request is sent (struct
+ * mirror_hold), then sent once as a subrequest (proxy/subrequest.h: a
+ * backend picked, an idle connection or a new one, the answer read to its
+ * end by its framing and dropped, the connection given back when it ended
+ * cleanly). What is mirroring's own: the copy's head, the bytes held and
+ * their per-worker bound, the copies in flight (w->mirrors, at most
+ * MIRROR_MAX_IN_FLIGHT), and the counting. See mirror.h for what is copied
+ * and when. */
 #include "proxy/mirror.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 
-#include "core/clock.h"
 #include "core/list.h"
 #include "core/log.h"
-#include "proto/http1_body.h"
-#include "proxy/h2_upstream.h"
-#include "proxy/upstream.h"
+#include "proxy/subrequest.h"
 
 #define MIRROR_MAX_HEADERS 100
 
-enum mirror_result { MIRROR_OK, MIRROR_FAILED };
-
-/* Owner: its worker (linked in w->mirrors). */
+/* A copy in flight. Owner: its worker (linked in w->mirrors), until the
+ * subrequest's callback, which frees it. */
 struct mirror {
     struct worker *w;
     struct pool *pool;
-    struct backend *b;                  /* counted in b->active */
-    struct upstream_conn *up;
-    bool reused;                        /* up came from the idle list */
-    bool fresh_retry_done;              /* a stale idle connection was replaced once */
-    enum h1_method method;
-    char *req;                          /* the copy: head and body (a mirror_hold's bytes) */
-    size_t req_len, req_sent;
-    size_t head_len;                    /* the head's bytes at the start of req */
+    struct subrequest *s;
+    char *req;                          /* the copy: a mirror_hold's bytes, lent to s */
     size_t held;                        /* req's capacity, counted in w->mirror_held */
-    struct buf *in;                     /* the answer, dropped as it is framed */
-    uint64_t got;                       /* answer bytes read */
-    struct h1_response resp;
-    bool head_done;
-    struct h1_body body;                /* the answer's body, read and dropped */
-    uint64_t start_us;
-    uint64_t active_ms;                 /* last progress, for the timeout */
-    struct timer timer;
     struct mirror *prev, *next;
-    struct h1_header slots[MIRROR_MAX_HEADERS];
 };
-
-static void mirror_event(struct upstream_conn *u, uint32_t events);
-static void mirror_connect(struct mirror *m);
-
-static void count(struct pool *p, enum mirror_result r)
-{
-    atomic_fetch_add_explicit(r == MIRROR_OK ? &p->mirror_ok : &p->mirror_failed, 1,
-                              memory_order_relaxed);
-}
 
 void mirror_skipped(struct pool *pool)
 {
     atomic_fetch_add_explicit(&pool->mirror_skipped, 1, memory_order_relaxed);
 }
 
-static void mirror_free(struct mirror *m)
+/* The copy ended. Any whole answer counts ok, whatever its status: the
+ * mirror pool's 5xx are its own business, told to outlier detection by
+ * the subrequest. */
+static void copy_ended(void *arg, const struct subrequest_answer *a)
 {
-    struct worker *w = m->w;
-    struct mirror *head = w->mirrors;
+    struct mirror *m = arg, *head = m->w->mirrors;
 
-    timer_cancel(&w->loop.timers, &m->timer);
-    if (m->b)
-        atomic_fetch_sub_explicit(&m->b->active, 1, memory_order_relaxed);
+    if (a->error)
+        log_debug("event=mirror_failed pool=%s backend=%s why=\"%s\"", m->pool->conf->name,
+                  a->backend ? a->backend->conf->name : "-", a->error);
+    atomic_fetch_add_explicit(a->error ? &m->pool->mirror_failed : &m->pool->mirror_ok, 1,
+                              memory_order_relaxed);
     DLIST_REMOVE(head, m);
-    w->mirrors = head;
-    w->nmirrors--;
-    if (m->in)
-        buf_put(&w->bufs, m->in);
-    w->mirror_held -= m->held;
+    m->w->mirrors = head;
+    m->w->nmirrors--;
+    m->w->mirror_held -= m->held;
     free(m->req);
     free(m);
-}
-
-/* The copy is over: its connection goes back to the idle list only after
- * an answer that ended cleanly with the whole request sent. */
-static void mirror_end(struct mirror *m, enum mirror_result r, bool reusable, const char *why)
-{
-    if (r != MIRROR_OK) {
-        atomic_fetch_add_explicit(&m->b->failures, 1, memory_order_relaxed);
-        backend_report(m->b, false);
-        log_debug("event=mirror_failed pool=%s backend=%s why=\"%s\"", m->pool->conf->name,
-                  m->b->conf->name, why);
-    }
-    count(m->pool, r);
-    if (m->up)
-        upstream_release(m->up, reusable && m->req_sent == m->req_len &&
-                                    (!m->in || buf_len(m->in) == 0));
-    m->up = NULL;
-    mirror_free(m);
-}
-
-/* A failure before any answer byte on a connection from the idle list is
- * the backend having closed it as we took it: once, on a fresh one. */
-static void mirror_fail(struct mirror *m, const char *why)
-{
-    if (m->reused && m->got == 0 && !m->fresh_retry_done) {
-        m->fresh_retry_done = true;
-        upstream_release(m->up, false);
-        m->up = NULL;
-        m->req_sent = 0;
-        mirror_connect(m);
-        return;
-    }
-    mirror_end(m, MIRROR_FAILED, false, why);
-}
-
-/* How long the copy may go without progress: the mirror pool's connect
- * timeout until connected, then its upstream_response. */
-static uint64_t quiet_limit_ms(const struct mirror *m)
-{
-    const struct conf_pool *pc = m->pool->conf;
-
-    return m->up && m->up->connected ? pc->upstream_response_ms : pc->connect_timeout_ms;
-}
-
-static void arm(struct mirror *m)
-{
-    timer_arm(&m->w->loop.timers, &m->timer, m->active_ms + quiet_limit_ms(m));
-}
-
-static void timer_fired(struct timer *t)
-{
-    struct mirror *m = (void *)((char *)t - offsetof(struct mirror, timer));
-
-    if (clock_now_ms() < m->active_ms + quiet_limit_ms(m)) {
-        arm(m);
-        return;
-    }
-    mirror_end(m, MIRROR_FAILED, false, m->up && m->up->connected ? "timeout" : "connect timeout");
-}
-
-/* Read the answer's framing from m->in and drop it. false: the copy ended
- * (m is freed). */
-static bool frame(struct mirror *m)
-{
-    for (;;) {
-        struct buf *b = m->in;
-        uint32_t len = buf_len(b);
-
-        if (!m->head_done) {
-            int r = h1_parse_response(b->data + b->head, len, m->method, NULL, &m->resp);
-            if (r == 0) {
-                if (buf_room(b) == 0) {
-                    buf_compact(b);
-                    if (buf_room(b) == 0) {
-                        mirror_end(m, MIRROR_FAILED, false, "response head too large");
-                        return false;
-                    }
-                }
-                return true;
-            }
-            if (r < 0) {
-                mirror_end(m, MIRROR_FAILED, false, m->resp.error ? m->resp.error : "bad response");
-                return false;
-            }
-            buf_consume(b, (uint32_t)r);
-            if (m->resp.status < 200 && m->resp.status != 101) {
-                /* 100 Continue and the like: the real answer follows. */
-                h1_response_init(&m->resp, m->slots, MIRROR_MAX_HEADERS);
-                continue;
-            }
-            m->head_done = true;
-            backend_observe_latency(m->b, clock_now_us() - m->start_us, clock_now_us());
-            backend_report(m->b, m->resp.status < 500);
-            if (m->resp.status == 101 || m->resp.tunnel) {
-                /* The copy asked for nothing to be upgraded; whatever this
-                 * is, it is not an answer to read to its end. */
-                mirror_end(m, MIRROR_OK, false, NULL);
-                return false;
-            }
-            h1_body_init(&m->body, m->resp.body, m->resp.content_length);
-            len = buf_len(b);
-        }
-        ssize_t k = h1_body_take(&m->body, b->data + b->head, len, NULL, NULL);
-        if (k < 0) {
-            mirror_end(m, MIRROR_FAILED, false, "chunked answer malformed");
-            return false;
-        }
-        buf_consume(b, (uint32_t)k);
-        if (m->body.done) {
-            /* A close-delimited body is never done here: EOF ends it. */
-            mirror_end(m, MIRROR_OK, m->resp.keep_alive, NULL);
-            return false;
-        }
-        return true;
-    }
-}
-
-/* A mirror pool with tls: the handshake on a new connection (a reused one
- * has it). true when done; false while it waits, or when it failed (the
- * copy has ended then). */
-static bool tls_ready(struct mirror *m)
-{
-    int r = upstream_tls_step(m->up);
-
-    if (r < 0)
-        mirror_end(m, MIRROR_FAILED, false, r == -2 ? "out of memory" : "TLS handshake failed");
-    else if (r == 0)
-        arm(m);
-    return r == 1;
-}
-
-static void mirror_run(struct mirror *m)
-{
-    struct upstream_conn *u = m->up;
-
-    if (m->pool->tls && !u->tls_ready && !tls_ready(m))
-        return;
-    while (u->writable && m->req_sent < m->req_len) {
-        /* An HTTP/2 stream takes the head alone first: given more in that
-         * call, it would keep the whole body with the head, past its own
-         * bound on buffered body bytes. */
-        size_t end = u->h2 && m->req_sent < m->head_len ? m->head_len : m->req_len;
-        ssize_t n = upstream_send(u, m->req + m->req_sent, end - m->req_sent);
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                u->writable = false;
-                break;
-            }
-            mirror_fail(m, "reset while sending");
-            return;
-        }
-        m->req_sent += (size_t)n;
-        m->active_ms = clock_now_ms();
-    }
-    while (u->readable) {
-        ssize_t n;
-
-        if (!m->in && !(m->in = buf_get(&m->w->bufs))) {
-            mirror_end(m, MIRROR_FAILED, false, "out of memory");
-            return;
-        }
-        n = upstream_recv(u, m->in->data + m->in->tail, buf_room(m->in));
-        if (n > 0) {
-            m->in->tail += (uint32_t)n;
-            m->got += (uint64_t)n;
-            m->active_ms = clock_now_ms();
-            if (!frame(m))
-                return;
-            continue;
-        }
-        if (n < 0 && errno == EAGAIN) {
-            u->readable = false;
-            break;
-        }
-        if (n == 0 && m->head_done && m->resp.body == H1_BODY_CLOSE) {
-            mirror_end(m, MIRROR_OK, false, NULL);
-            return;
-        }
-        mirror_fail(m, n == 0 ? "closed before the answer ended" : "reset");
-        return;
-    }
-    arm(m);
-}
-
-static void mirror_event(struct upstream_conn *u, uint32_t events)
-{
-    struct mirror *m = u->owner;
-
-    upstream_note_events(u, events);
-    if (!u->connected) {
-        if (upstream_socket_error(u) || !(events & EPOLLOUT)) {
-            mirror_end(m, MIRROR_FAILED, false, "connect failed");
-            return;
-        }
-        u->connected = true;
-        m->active_ms = clock_now_ms();
-    }
-    mirror_run(m);
-}
-
-/* An idle connection to the picked backend, or a new one; for an http2
- * pool, a stream on one of the worker's sessions to it. */
-static void mirror_connect(struct mirror *m)
-{
-    int err = 0;
-
-    m->active_ms = clock_now_ms();
-    if (m->pool->conf->http2) {
-        m->reused = false;
-        if (!(m->up = h2_upstream_open(m->w, m->b, mirror_event, m, &err)))
-            mirror_end(m, MIRROR_FAILED, false, "cannot open an HTTP/2 stream");
-        else
-            arm(m);
-        return;
-    }
-    m->up = m->fresh_retry_done ? NULL : upstream_take_idle(m->w, m->b);
-    if (m->up) {
-        m->reused = true;
-        upstream_attach(m->up, mirror_event, m);
-        m->up->writable = true;
-        mirror_run(m);
-        return;
-    }
-    m->reused = false;
-    if (!(m->up = upstream_connect(m->w, m->b, mirror_event, m, &err))) {
-        mirror_end(m, MIRROR_FAILED, false, "connect failed");
-        return;
-    }
-    arm(m);
 }
 
 /* The most bytes write_head writes for a head of head_len bytes. */
@@ -440,55 +187,69 @@ void mirror_hold_drop(struct worker *w, struct mirror_hold *h)
 void mirror_send_held(struct worker *w, struct pool *pool, const struct balance_req *req,
                       struct mirror_hold *h, enum h1_method method)
 {
-    const struct conf_breaker *br = &pool->conf->breaker;
-    struct balancer *bl = &w->balancers[runtime_pool_index(w->rt, pool)];
+    struct subrequest_params p = {
+        .pool = pool,
+        .pick = req,
+        .request_bytes = h->p,
+        .request_len = h->len,
+        .head_len = h->head_len,
+        .method = method,
+        .deadline_ms = 0,               /* the mirror pool's own timeouts */
+        .max_body = 0,                  /* the answer is dropped */
+        .tries = 1,                     /* a copy is not worth a second backend */
+        .cb = copy_ended,
+    };
     struct mirror *m, *list;
-    struct backend *b;
+    const char *why;
 
     if (!h->p || w->nmirrors >= MIRROR_MAX_IN_FLIGHT || w->draining ||
-        (br->max_connections &&
-         atomic_load_explicit(&pool->connections, memory_order_relaxed) >= br->max_connections) ||
-        !(b = balancer_pick(bl, req)) || !(m = calloc(1, sizeof(*m)))) {
-        mirror_hold_drop(w, h);
-        mirror_skipped(pool);
-        return;
-    }
-    /* The held bytes become the copy's, still counted in mirror_held
-     * until mirror_free. */
-    m->req = h->p;
-    m->req_len = h->len;
-    m->head_len = h->head_len;
-    m->held = h->cap;
-    memset(h, 0, sizeof(*h));
+        !(m = calloc(1, sizeof(*m))))
+        goto skip;
     m->w = w;
     m->pool = pool;
-    m->b = b;
-    m->method = method;
-    m->start_us = clock_now_us();
-    h1_response_init(&m->resp, m->slots, MIRROR_MAX_HEADERS);
-    timer_init(&m->timer, timer_fired);
+    p.arg = m;
+    if (!(m->s = subrequest_start(w, &p, &why))) {
+        /* No backend to pick, the pool at its max_connections, or no
+         * memory: not sent, as a copy not held. */
+        free(m);
+        goto skip;
+    }
+    /* The held bytes become the copy's (lent to the subrequest), still
+     * counted in mirror_held until it ends. */
+    m->req = h->p;
+    m->held = h->cap;
+    memset(h, 0, sizeof(*h));
     list = w->mirrors;
     DLIST_PUSH(list, m);
     w->mirrors = list;
     w->nmirrors++;
-    atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
-    mirror_connect(m);
+    return;
+skip:
+    mirror_hold_drop(w, h);
+    mirror_skipped(pool);
 }
 
+/* Copies on a backend whose drain_timeout ran out end as failed, as the
+ * exchanges with it do. */
 void mirror_sweep(struct worker *w)
 {
     struct mirror *m = w->mirrors, *next;
 
     for (; m; m = next) {
+        struct backend *b = subrequest_backend(m->s);
+
         next = m->next;
-        if (atomic_load_explicit(&m->b->drain_expired, memory_order_relaxed))
-            mirror_end(m, MIRROR_FAILED, false, "backend drained");
+        if (b && atomic_load_explicit(&b->drain_expired, memory_order_relaxed))
+            subrequest_fail(m->s, "backend drained");
     }
 }
 
 void mirror_close_all(struct worker *w)
 {
-    while (w->mirrors)
-        mirror_end(w->mirrors, MIRROR_FAILED, false, "sluice stops");
+    struct mirror *m = w->mirrors, *next;
+
+    for (; m; m = next) {
+        next = m->next;
+        subrequest_fail(m->s, "sluice stops");
+    }
 }

@@ -3,8 +3,10 @@
  *
  * Life: start picks a backend and takes an idle connection to it or opens
  * one; the first sending happens from the subrequest's task, so the caller
- * never hears back from inside subrequest_start. The request's bytes go
- * out, the answer head is parsed in `in` and stays there, at its start,
+ * never hears back from inside subrequest_start (nor of a connect that
+ * failed there at once: the task tells it). The request's bytes go out
+ * (a buffer the subrequest took, or the caller's lent bytes), the answer
+ * head is parsed in `in` and stays there, at its start,
  * while the body behind it is read through h1_body_take into `kept` (up to
  * max_body) and its raw bytes are dropped: the head's field slices stay
  * valid for the callback without copying them. Then the callback, then
@@ -39,8 +41,11 @@ struct subrequest {
     bool reused;                        /* up came from the idle list */
     bool fresh_retry_done;              /* a stale idle connection was replaced once */
     enum h1_method method;
-    struct buf *out;                    /* the request: out->data[out->head..tail) */
-    uint32_t sent;                      /* bytes of it sent on this try */
+    struct buf *out;                    /* the request when taken as a buffer; else NULL */
+    const char *req;                    /* the request's bytes (out's, or the caller's) */
+    size_t req_len;
+    size_t head_len;                    /* the head's bytes at req's start */
+    size_t sent;                        /* bytes of req sent on this try */
     struct buf *in;                     /* the answer: its head, then unread body bytes */
     uint32_t head_end;                  /* in: where the head ends (once head_done) */
     uint32_t pos;                       /* in: the first body byte not yet taken */
@@ -51,11 +56,12 @@ struct subrequest {
     struct bytes kept;                  /* the body's first max_body bytes */
     uint32_t max_body;
     bool cut;                           /* the body had more than max_body */
-    uint64_t start_us;                  /* this try's request went out */
+    uint64_t start_us;                  /* this try's backend was picked */
     uint64_t deadline_ms;               /* 0: none */
     uint64_t active_ms;                 /* last progress, for the pool's timeouts */
     struct timer timer;
     struct loop_task task;              /* runs the first sending; frees once ended */
+    const char *start_failed;           /* every try failed inside start: the task says so */
     bool ended;                         /* called back or cancelled: only freeing is left */
     bool delivering;                    /* inside the callback */
     struct h1_header slots[SUBREQUEST_MAX_HEADERS];
@@ -63,11 +69,6 @@ struct subrequest {
 
 static void run(struct subrequest *s);
 static void on_event(struct upstream_conn *u, uint32_t events);
-
-static uint32_t request_len(const struct subrequest *s)
-{
-    return buf_len(s->out);
-}
 
 /* ---- the end ---- */
 
@@ -97,6 +98,7 @@ static void finish(struct subrequest *s)
     if (s->out)
         buf_put(&s->w->bufs, s->out);
     s->in = s->out = NULL;
+    s->req = NULL;
     bytes_free(&s->kept);
     s->ended = true;
     loop_task_queue(&s->w->loop, &s->task);
@@ -112,7 +114,7 @@ static bool reusable(struct subrequest *s)
     char extra;
 
     if (!s->head_done || !s->body.done || !s->resp.keep_alive || s->resp.body == H1_BODY_CLOSE ||
-        s->sent != request_len(s) || s->pos != s->in->tail)
+        s->sent != s->req_len || s->pos != s->in->tail)
         return false;
     if (!u->h2 && u->readable) {
         if (upstream_recv(u, &extra, 1) >= 0 || errno != EAGAIN)
@@ -158,8 +160,8 @@ static void deliver_failure(struct subrequest *s, const char *why)
 /* ---- picking and connecting ---- */
 
 /* A connection to s->b: an idle one unless fresh, else a new one (a stream
- * of an HTTP/2 session for an http2 pool). false: it failed at once. */
-static bool connect_backend(struct subrequest *s, bool fresh)
+ * of an HTTP/2 session for an http2 pool). NULL, or why it failed at once. */
+static const char *connect_backend(struct subrequest *s, bool fresh)
 {
     int err = 0;
 
@@ -169,18 +171,18 @@ static bool connect_backend(struct subrequest *s, bool fresh)
     if (s->pool->conf->http2) {
         s->reused = false;
         s->up = h2_upstream_open(s->w, s->b, on_event, s, &err);
-        return s->up != NULL;
+        return s->up ? NULL : "cannot open an HTTP/2 stream";
     }
     s->up = fresh ? NULL : upstream_take_idle(s->w, s->b);
     if (s->up) {
         s->reused = true;
         upstream_attach(s->up, on_event, s);
         s->up->writable = true;
-        return true;
+        return NULL;
     }
     s->reused = false;
     s->up = upstream_connect(s->w, s->b, on_event, s, &err);
-    return s->up != NULL;
+    return s->up ? NULL : "connect failed";
 }
 
 /* Pick a backend not tried yet and connect to it, trying the next one
@@ -204,12 +206,12 @@ static const char *try_backends(struct subrequest *s)
             return why;
         s->tried[s->ntried++] = b;
         s->b = s->last = b;
+        s->start_us = clock_now_us();
         atomic_fetch_add_explicit(&b->active, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
-        if (connect_backend(s, false))
+        if (!(why = connect_backend(s, false)))
             return NULL;
         release_backend(s, true);
-        why = "connect failed";
     }
     return why;
 }
@@ -233,9 +235,11 @@ static void arm(struct subrequest *s)
 }
 
 /* A try that never got connected: the next backend while tries and time
- * are left, else the failure. */
+ * are left, else the failure, told by the last try's own why (that no
+ * other backend was left to try is not why it failed). */
 static void connect_failed(struct subrequest *s, const char *why)
 {
+    uint32_t ntried = s->ntried;
     const char *next;
 
     if (s->up) {
@@ -248,7 +252,7 @@ static void connect_failed(struct subrequest *s, const char *why)
         return;
     }
     if ((next = try_backends(s))) {
-        deliver(s, s->ntried > 1 ? why : next);
+        deliver(s, s->ntried > ntried ? next : why);
         return;
     }
     arm(s);
@@ -277,11 +281,13 @@ static void timer_fired(struct timer *t)
 static void io_failed(struct subrequest *s, const char *why)
 {
     if (s->reused && s->got == 0 && !s->fresh_retry_done) {
+        const char *failed;
+
         s->fresh_retry_done = true;
         upstream_release(s->up, false);
         s->up = NULL;
-        if (!connect_backend(s, true)) {
-            connect_failed(s, "connect failed");
+        if ((failed = connect_backend(s, true))) {
+            connect_failed(s, failed);
             return;
         }
         arm(s);
@@ -318,19 +324,21 @@ static bool frame(struct subrequest *s)
             h1_response_init(&s->resp, s->slots, SUBREQUEST_MAX_HEADERS);
             continue;
         }
-        if (s->resp.status == 101 || s->resp.tunnel) {
-            /* Nothing asked to be upgraded: not an answer to read. */
-            deliver_failure(s, "an upgrade answer");
-            return false;
-        }
         s->head_done = true;
         s->head_end = s->pos = b->head + (uint32_t)r;
         backend_observe_latency(s->b, clock_now_us() - s->start_us, clock_now_us());
         backend_report(s->b, s->resp.status < 500);
+        if (s->resp.status == 101 || s->resp.tunnel) {
+            /* Nothing asked to be upgraded: whatever follows is not an
+             * answer to read to its end. The head is the answer; the
+             * connection goes (its body never reads as done). */
+            deliver(s, NULL);
+            return false;
+        }
         h1_body_init(&s->body, s->resp.body, s->resp.content_length);
     }
     ssize_t k = h1_body_take(&s->body, b->data + s->pos, b->tail - s->pos,
-                             s->cut ? NULL : &s->kept, NULL);
+                             s->cut || !s->max_body ? NULL : &s->kept, NULL);
     if (k < 0) {
         deliver_failure(s, "malformed chunked answer");
         return false;
@@ -370,9 +378,12 @@ static void run(struct subrequest *s)
             return;
         }
     }
-    while (u->writable && s->sent < request_len(s)) {
-        ssize_t n = upstream_send(u, s->out->data + s->out->head + s->sent,
-                                  request_len(s) - s->sent);
+    while (u->writable && s->sent < s->req_len) {
+        /* An HTTP/2 stream takes the head alone first: given more in that
+         * call, it would keep the whole body with the head, past its own
+         * bound on buffered body bytes. */
+        size_t end = u->h2 && s->sent < s->head_len ? s->head_len : s->req_len;
+        ssize_t n = upstream_send(u, s->req + s->sent, end - s->sent);
         if (n < 0) {
             if (errno == EAGAIN) {
                 u->writable = false;
@@ -381,9 +392,7 @@ static void run(struct subrequest *s)
             io_failed(s, "reset while sending");
             return;
         }
-        if (s->sent == 0)
-            s->start_us = clock_now_us();
-        s->sent += (uint32_t)n;
+        s->sent += (size_t)n;
         s->active_ms = clock_now_ms();
     }
     while (u->readable) {
@@ -437,13 +446,16 @@ static void on_event(struct upstream_conn *u, uint32_t events)
     run(s);
 }
 
-/* The first sending of a try, out of the caller's stack; or the free. */
+/* The first sending of a try, out of the caller's stack, or the failure
+ * of every try start made; or the free. */
 static void task_run(struct loop_task *t)
 {
     struct subrequest *s = (void *)((char *)t - offsetof(struct subrequest, task));
 
     if (s->ended)
         free(s);
+    else if (s->start_failed)
+        deliver(s, s->start_failed);     /* each backend tried was counted failed */
     else if (s->up && (s->up->connected || s->reused))
         run(s);
 }
@@ -454,7 +466,7 @@ struct subrequest *subrequest_start(struct worker *w, const struct subrequest_pa
     struct subrequest *s = calloc(1, sizeof(*s));
 
     if (!s) {
-        buf_put(&w->bufs, p->request);
+        buf_put(&w->bufs, p->request);      /* NULL: lent bytes, the caller's */
         *why = "out of memory";
         return NULL;
     }
@@ -468,14 +480,23 @@ struct subrequest *subrequest_start(struct worker *w, const struct subrequest_pa
                                                                   : p->tries;
     s->method = p->method;
     s->out = p->request;
+    s->req = s->out ? s->out->data + s->out->head : p->request_bytes;
+    s->req_len = s->out ? buf_len(s->out) : p->request_len;
+    s->head_len = p->head_len && p->head_len < s->req_len ? p->head_len : s->req_len;
     s->max_body = p->max_body;
     s->deadline_ms = p->deadline_ms;
-    s->start_us = clock_now_us();
     h1_response_init(&s->resp, s->slots, SUBREQUEST_MAX_HEADERS);
     timer_init(&s->timer, timer_fired);
     loop_task_init(&s->task, task_run);
     if ((*why = try_backends(s))) {
-        release_backend(s, false);
+        if (s->ntried) {
+            /* Backends were tried and failed at once: that is an end the
+             * caller hears of, through the callback, as of any try. */
+            s->start_failed = *why;
+            *why = NULL;
+            loop_task_queue(&w->loop, &s->task);
+            return s;
+        }
         buf_put(&w->bufs, s->out);
         free(s);
         return NULL;
@@ -490,4 +511,16 @@ void subrequest_cancel(struct subrequest *s)
     if (!s || s->delivering || s->ended)
         return;
     finish(s);
+}
+
+void subrequest_fail(struct subrequest *s, const char *why)
+{
+    if (!s || s->delivering || s->ended)
+        return;
+    deliver_failure(s, why);
+}
+
+struct backend *subrequest_backend(const struct subrequest *s)
+{
+    return s->ended ? NULL : s->b;
 }

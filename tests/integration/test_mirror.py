@@ -5,8 +5,10 @@ answers must come from the route's own pool, whatever the mirror does."""
 import hashlib
 import http.client
 import http.server
+import itertools
 import json
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -311,3 +313,195 @@ def test_mirror_config_errors(tmp_path):
         assert r.returncode == 1, (want, r.stdout, r.stderr)
         assert want in r.stdout + r.stderr, (want, r.stdout + r.stderr)
         assert re.search(rf"{re.escape(str(path))}:\d+:\d+: ", r.stdout + r.stderr)
+
+
+class Scripted:
+    """A raw HTTP/1.1 mirror backend on a free loopback port whose answers
+    are written byte by byte: answer(conn_index, request_index, method,
+    target) returns the bytes to send and whether to close after them
+    (None: close without answering). Requests carry no body here."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.lock = threading.Lock()
+        self.seen = []                 # (connection, request on it, method, target)
+        self.nconns = 0
+        self.loop = AcceptLoop(self._conn)
+        self.address = self.loop.address
+
+    def _conn(self, sock):
+        with self.lock:
+            index = self.nconns
+            self.nconns += 1
+        threading.Thread(target=self._serve, args=(sock, index), daemon=True).start()
+
+    def _serve(self, sock, conn):
+        sock.settimeout(30)            # bounded: a request that never comes ends it
+        f = sock.makefile("rb")
+        try:
+            for n in itertools.count():
+                line = f.readline()
+                if not line:
+                    return
+                method, target = (x.decode() for x in line.split(b" ")[:2])
+                while f.readline() not in (b"\r\n", b""):
+                    pass                   # the fields: nothing here reads them
+                with self.lock:
+                    self.seen.append((conn, n, method, target))
+                out = self.answer(conn, n, method, target)
+                if out is not None:
+                    sock.sendall(out[0])
+                if out is None or out[1]:
+                    return
+        except OSError:
+            return
+        finally:
+            f.close()
+            sock.close()
+
+    def stop(self):
+        self.loop.stop()
+
+
+def test_mirror_counts_any_answer_and_logs_why_a_copy_failed(procs):
+    """Any whole answer counts ok, whatever its status (a 503, an
+    unasked-for 101) and however it is framed (Content-Length, chunked,
+    the close, a HEAD's bodiless answer); an answer that does not parse
+    counts failed, with an event=mirror_failed line at debug, as a dead
+    mirror backend's copies do."""
+    def answer(conn, n, method, target):
+        if target == "/s503":
+            return b"HTTP/1.1 503 Busy\r\nContent-Length: 5\r\n\r\nbusy\n", False
+        if target == "/upgrade":
+            return b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", False
+        if target == "/head":
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", False
+        if target == "/close":
+            return b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end", True
+        if target == "/chunked":
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"5\r\nhello\r\n0\r\n\r\n"), False
+        return b"not an answer\r\n\r\n", True
+
+    app = procs.origin("a1")
+    shadow = Scripted(answer)
+    port, admin = free_port(), free_port()
+    dead = free_port()
+    try:
+        extra = ("      - match: {path_prefix: /dead/}\n        pool: app\n"
+                 "        mirror: {pool: nobody}\n")
+        cfg = config(port, admin, app.address, shadow.address, route_extra=extra)
+        cfg += f"  - name: nobody\n    backends: [{{name: d1, address: 127.0.0.1:{dead}}}]\n"
+        s = procs.sluice(cfg, wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i, (method, path) in enumerate([("GET", "/api/s503"), ("GET", "/api/upgrade"),
+                                            ("HEAD", "/api/head"), ("GET", "/api/close"),
+                                            ("GET", "/api/chunked"), ("GET", "/api/bad")]):
+            assert request(c, method, path)[0] == 200
+            # One copy at a time: each ends before the next goes.
+            wait_for(lambda: sum(mirror_counts(admin).values()) == i + 1, timeout=10,
+                     what=f"copy {path} ended")
+        assert request(c, "GET", "/dead/x")[0] == 200
+        c.close()
+        assert mirror_counts(admin) == {"ok": 5, "failed": 1, "skipped": 0}
+        wait_for(lambda: len(s.log_lines("mirror_failed")) == 2, what="two mirror_failed lines")
+        bad, dead_line = sorted(s.log_lines("mirror_failed"), key=lambda l: "pool=nobody" in l)
+        assert "pool=shadow backend=s1 why=" in bad
+        assert 'pool=nobody backend=d1 why="connect failed"' in dead_line
+        assert [t for _, _, _, t in shadow.seen] == ["/s503", "/upgrade", "/head", "/close",
+                                                     "/chunked", "/bad"]
+        assert shadow.seen[2][2] == "HEAD"
+    finally:
+        shadow.stop()
+
+
+def test_a_reused_connection_the_mirror_backend_closed_is_replaced(procs):
+    """The mirror backend answers the first request on a connection and
+    closes the connection on the second, before answering: each copy that
+    took that idle connection is sent again, once, on a new one, and
+    counts ok."""
+    def answer(conn, n, method, target):
+        if n == 0:
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", False
+        return None
+
+    app = procs.origin("a1")
+    shadow = Scripted(answer)
+    port, admin = free_port(), free_port()
+    try:
+        procs.sluice(config(port, admin, app.address, shadow.address), wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(5):
+            assert request(c, "GET", f"/api/{i}")[0] == 200
+            wait_for(lambda: sum(mirror_counts(admin).values()) == i + 1, timeout=10,
+                     what=f"copy {i} ended")
+        c.close()
+        assert mirror_counts(admin) == {"ok": 5, "failed": 0, "skipped": 0}
+        # Copies 1..4 each went out twice: on the stale connection, then
+        # on a new one, where they were the first request.
+        assert shadow.nconns == 5
+        firsts = sorted(t for conn, n, _, t in shadow.seen if n == 0)
+        assert firsts == [f"/{i}" for i in range(5)]
+        assert sorted(t for conn, n, _, t in shadow.seen if n == 1) == [f"/{i}" for i in range(1, 5)]
+    finally:
+        shadow.stop()
+
+
+def test_copies_to_a_drained_mirror_backend_are_cut_at_its_drain_timeout(procs):
+    """Copies waiting on a mirror backend that never answers (30 s
+    upstream_response) end, counted failed with why="backend drained",
+    once that backend is drained and its pool's drain_timeout ran out."""
+    app = procs.origin("a1")
+    silent = AcceptLoop(lambda c: None)        # accepts, and never answers
+    port, admin = free_port(), free_port()
+    try:
+        cfg = config(port, admin, app.address, silent.address,
+                     shadow_timeouts="{connect: 5s, upstream_response: 30s}")
+        cfg = cfg.replace("  - name: shadow\n", "  - name: shadow\n    drain_timeout: 300ms\n")
+        s = procs.sluice(cfg, wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(3):
+            assert request(c, "GET", f"/api/{i}")[0] == 200
+        c.close()
+        wait_for(lambda: len(silent.conns) == 3, what="three copies at the silent backend")
+        a = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+        a.request("POST", "/api/v1/pools/shadow/backends/s1/drain")
+        assert a.getresponse().status == 200
+        a.close()
+        wait_for(lambda: mirror_counts(admin).get("failed") == 3, timeout=10,
+                 what="three copies cut by the drain")
+        assert mirror_counts(admin) == {"ok": 0, "failed": 3, "skipped": 0}
+        assert all('why="backend drained"' in l for l in s.log_lines("mirror_failed"))
+    finally:
+        silent.stop()
+
+
+def test_at_most_256_copies_in_flight_per_worker(procs):
+    """With 256 copies waiting on a mirror backend that never answers, the
+    next ones are skipped (the client's answers unaffected); a copy that
+    ends makes room again."""
+    app = procs.origin("a1")
+    silent = AcceptLoop(lambda c: None)
+    port, admin = free_port(), free_port()
+    try:
+        procs.sluice(config(port, admin, app.address, silent.address,
+                            shadow_timeouts="{connect: 5s, upstream_response: 30s}"),
+                     wait_ports=[port, admin])
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(300):
+            assert request(c, "GET", f"/api/{i}")[0] == 200
+        wait_for(lambda: mirror_counts(admin).get("skipped") == 44, timeout=10,
+                 what="44 copies skipped")
+        wait_for(lambda: len(silent.conns) == 256, timeout=10, what="256 copies in flight")
+        assert mirror_counts(admin) == {"ok": 0, "failed": 0, "skipped": 44}
+        # The silent backend closes one connection: that copy fails, and
+        # the next request's copy goes.
+        silent.conns[0].close()
+        wait_for(lambda: mirror_counts(admin).get("failed") == 1, timeout=10,
+                 what="the closed copy failed")
+        assert request(c, "GET", "/api/again")[0] == 200
+        wait_for(lambda: len(silent.conns) == 257, timeout=10, what="a new copy in flight")
+        c.close()
+        assert mirror_counts(admin) == {"ok": 0, "failed": 1, "skipped": 44}
+    finally:
+        silent.stop()
