@@ -28,6 +28,9 @@ struct listener {
     struct tls_ctx *tls;                  /* with `tls`: built at startup, read-only after */
     _Atomic uint64_t tls_handshake_errors;
     _Atomic uint64_t auth_failures;       /* http: wrong user or password (not missing ones) */
+    _Atomic uint64_t ext_auth_denied;     /* http: requests an external auth service refused */
+    _Atomic uint64_t ext_auth_errors;     /* http: checks the external auth service could not
+                                             answer (its `failure` decided) */
     _Atomic uint64_t dns_queries;         /* dns: queries answered (any rcode) */
     _Atomic uint64_t full_pauses;         /* accepting paused at max_connections */
 };

@@ -1172,6 +1172,7 @@ static bool ext_auth_failed(struct http_conn *c, const struct conf_ext_auth *ea,
 {
     char peer[ADDR_TEXT_MAX];
 
+    atomic_fetch_add_explicit(&c->l->ext_auth_errors, 1, memory_order_relaxed);
     log_warn("event=auth_error listener=%s client=%s pool=%s backend=%s why=\"%s\" "
              "failure=%s request_id=%s", c->l->conf->name,
              addr_format(&c->peer, peer, sizeof(peer)), ea->pool->name,
@@ -1199,6 +1200,7 @@ static void ext_auth_answered(void *arg, const struct subrequest_answer *ans)
             forward_start(c);
         break;
     case EXT_AUTH_DENY:
+        atomic_fetch_add_explicit(&c->l->ext_auth_denied, 1, memory_order_relaxed);
         log_info("event=auth_denied listener=%s client=%s status=%d request_id=%s",
                  c->l->conf->name, addr_format(&c->peer, peer, sizeof(peer)), ans->head->status,
                  c->x->request_id);

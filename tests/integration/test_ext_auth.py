@@ -12,11 +12,13 @@ their check runs, and config errors with their positions."""
 import http.client
 import http.server
 import json
+import re
 import socket
 import socketserver
 import subprocess
 import threading
 import time
+import urllib.request
 
 from harness import SLUICE, WebSocketEcho, free_port, read_request_body, wait_for
 
@@ -131,12 +133,13 @@ AUTH = ("{type: external, pool: authz, path: \"/check?from=sluice\", "
 
 
 def config(port, authz, app, listener_auth=True, extra="", routes="", http2=False,
-           authz_pool_extra=""):
+           authz_pool_extra="", admin=None):
     if "timeout:" not in extra:
         extra += ", timeout: 500ms"
     auth = AUTH.replace("EXTRA", extra)
     return f"""workers: 1
 log: {{level: info, access: off}}
+{f"admin: {{listen: 127.0.0.1:{admin}}}" if admin else ""}
 listeners:
   - name: web
     bind: 127.0.0.1:{port}
@@ -155,6 +158,16 @@ pools:
     timeouts: {{connect: 1s, upstream_response: 5s}}
 {authz_pool_extra}    backends: [{{name: z1, address: {authz}}}]
 """
+
+
+def ext_auth_counts(admin):
+    """sluice_ext_auth_{denied,errors}_total of listener web."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+    got = {}
+    for kind in ("denied", "errors"):
+        m = re.search(r'^sluice_ext_auth_%s_total\{listener="web"\} (\d+)$' % kind, text, re.M)
+        got[kind] = int(m.group(1)) if m else None
+    return got
 
 
 def app_got(body):
@@ -233,13 +246,13 @@ def test_allowed_request_carries_the_services_fields_and_the_check_what_it_needs
 
 def test_denials_are_relayed_and_the_request_goes_nowhere(procs):
     authz, app = Service(decide), Service(app_answer)
-    port = free_port()
+    port, admin = free_port(), free_port()
     routes = ("      - match: {path_prefix: /strict/}\n        pool: app\n"
               "        auth: " + AUTH.replace("EXTRA", ", client_headers: [www-authenticate]")
               + "\n")
     try:
-        s = procs.sluice(config(port, authz.address, app.address, routes=routes),
-                         wait_ports=[port])
+        s = procs.sluice(config(port, authz.address, app.address, routes=routes, admin=admin),
+                         wait_ports=[port, admin])
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         # No credentials: the service's 401, its challenge, fields and body.
         r, body = send(c, "GET", "/x")
@@ -276,6 +289,7 @@ def test_denials_are_relayed_and_the_request_goes_nowhere(procs):
         assert r.status == 200
         assert [q["path"] for q in app.taken()] == ["/x"]
         assert len(s.log_lines("auth_denied")) == 7
+        assert ext_auth_counts(admin) == {"denied": 7, "errors": 0}
         assert "status=302" in s.log_lines("auth_denied")[1]
         assert s.log_lines("auth_denial_body_dropped")
         c.close()
@@ -328,11 +342,13 @@ def test_failure_modes(procs):
     authz, app = Service(decide), Service(app_answer)
     down = f"127.0.0.1:{free_port()}"       # nothing listens there
     p_deny, p_allow, p_up_deny, p_up_allow = free_port(), free_port(), free_port(), free_port()
+    admin = free_port()
     try:
         s1 = procs.sluice(config(p_deny, down, app.address), wait_ports=[p_deny])
         s2 = procs.sluice(config(p_allow, down, app.address, extra=", failure: allow"),
                           wait_ports=[p_allow])
-        s3 = procs.sluice(config(p_up_deny, authz.address, app.address), wait_ports=[p_up_deny])
+        s3 = procs.sluice(config(p_up_deny, authz.address, app.address, admin=admin),
+                          wait_ports=[p_up_deny, admin])
         s4 = procs.sluice(config(p_up_allow, authz.address, app.address, extra=", failure: allow"),
                           wait_ports=[p_up_allow])
         hdr = {"Authorization": "Bearer good", "X-User": "forged"}
@@ -361,6 +377,7 @@ def test_failure_modes(procs):
         r, body = send(c, "GET", "/x", {"Authorization": "Bearer slow"})
         assert r.status == 503 and time.monotonic() - t0 < 1.4
         assert 'why="timeout"' in s3.log_lines("auth_error")[-1]
+        assert ext_auth_counts(admin) == {"denied": 0, "errors": 2}
         c = http.client.HTTPConnection("127.0.0.1", p_up_allow, timeout=10)
         r, body = send(c, "GET", "/x", {"Authorization": "Bearer slow", "X-User": "forged"})
         assert r.status == 200 and "x-user" not in dict(app_got(body)["headers"])
