@@ -1498,8 +1498,7 @@ static void start_exchange(struct http_conn *c)
         (route && route->rate_limit && !rate_limit_admit(c, route->rate_limit, route)))
         return;
     x->cpool = cp;
-    if (!auth_admit(c, route && route->auth_off ? NULL : route && route->auth ? route->auth
-                                                                                : lc->auth))
+    if (!auth_admit(c, exchange_auth(c)))
         return;
     forward_start(c);
 }
