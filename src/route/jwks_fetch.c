@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "proto/tls_jwks.h"
 
@@ -43,10 +44,7 @@ static struct {
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(clock_mono_us() / 1000u);
 }
 
 /* s for a log field between double quotes: quotes, backslashes and
